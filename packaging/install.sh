@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs a built berth on this host: binaries, default config, systemd unit.
+# Run from the repository after `cargo build --release`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+install -D -m 0755 target/release/berth /usr/bin/berth
+install -D -m 0755 target/release/berthd /usr/sbin/berthd
+[ -e /etc/berth/berth.toml ] || install -D -m 0644 conf/berth.toml /etc/berth/berth.toml
+install -D -m 0644 systemd/berthd.service /lib/systemd/system/berthd.service
+install -D -m 0644 README.md /usr/share/doc/berth/README.md
+install -d -m 0755 /etc/berth/templates /etc/berth/templates-custom /etc/berth/events
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  echo "installed; start with: systemctl enable --now berthd"
+else
+  echo "installed (no systemd running here: start berthd by hand)"
+fi

@@ -1,0 +1,177 @@
+//! The shell that carries out a plan on an engine: waves in order, the
+//! actions of a wave concurrently (bounded), every outcome reported. One
+//! failed action never stops the others.
+
+use std::collections::BTreeMap;
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::engine::{
+    ContainerConfig, Engine, EngineError, MountKind, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
+    LABEL_SPEC_HASH,
+};
+use crate::plan::{Action, ActionKind, Plan, REPLACEMENT_SUFFIX};
+
+#[derive(Debug, Clone)]
+pub struct ApplySettings {
+    pub concurrency: usize,
+    pub stop_grace_seconds: u32,
+}
+
+/// What happened to one action.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub record: String,
+    pub kind: ActionKind,
+    pub reason: String,
+    /// None: done. Some: why it failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Report {
+    pub fn failures(&self) -> impl Iterator<Item = &Outcome> {
+        self.outcomes.iter().filter(|o| o.error.is_some())
+    }
+}
+
+/// Runs `plan` wave by wave. `on_done` is called as each action finishes
+/// (for live output and the journal).
+pub async fn apply<E: Engine>(
+    engine: &E,
+    plan: &Plan,
+    settings: &ApplySettings,
+    mut on_done: impl FnMut(&Outcome),
+) -> Report {
+    let mut report = Report::default();
+    let mut waves: BTreeMap<usize, Vec<&Action>> = BTreeMap::new();
+    for action in &plan.actions {
+        waves.entry(action.wave).or_default().push(action);
+    }
+    for actions in waves.into_values() {
+        let mut results = stream::iter(actions)
+            .map(|action| async move {
+                let result = run(engine, action, settings).await;
+                Outcome {
+                    record: action.record.clone(),
+                    kind: action.kind,
+                    reason: action.reason.clone(),
+                    error: result.err().map(|e| e.to_string()),
+                }
+            })
+            .buffer_unordered(settings.concurrency.max(1));
+        while let Some(outcome) = results.next().await {
+            on_done(&outcome);
+            report.outcomes.push(outcome);
+        }
+    }
+    report
+}
+
+/// The labels that make a container ours and let the next plan compare it.
+pub fn labels_for(
+    record: &str,
+    config: &ContainerConfig,
+    spec_hash: &str,
+) -> BTreeMap<String, String> {
+    let spec_json = serde_json::to_string(config).unwrap_or_default();
+    [
+        (LABEL_MANAGED, "true".to_string()),
+        (LABEL_RECORD, record.to_string()),
+        (LABEL_SPEC_HASH, spec_hash.to_string()),
+        (LABEL_SPEC, spec_json),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+async fn run<E: Engine>(
+    engine: &E,
+    action: &Action,
+    settings: &ApplySettings,
+) -> Result<(), EngineError> {
+    let grace = settings.stop_grace_seconds;
+    match action.kind {
+        ActionKind::CreateNetwork => engine.ensure_network(&action.record).await,
+        ActionKind::Start => engine.start_container(id(action)?).await,
+        ActionKind::Stop => engine.stop_container(id(action)?, grace).await,
+        ActionKind::Remove => {
+            let id = id(action)?;
+            engine.stop_container(id, grace).await?;
+            engine.remove_container(id).await
+        }
+        ActionKind::Create => {
+            let (config, labels) = creation(action)?;
+            prepare_mounts(engine, &action.record, config).await?;
+            let new_id = engine
+                .create_container(&config.name, config, &labels)
+                .await?;
+            if action.start {
+                engine.start_container(&new_id).await?;
+            }
+            Ok(())
+        }
+        ActionKind::Recreate => {
+            // Create the replacement first: if that fails, the old container
+            // is untouched and keeps running.
+            let (config, labels) = creation(action)?;
+            let old_id = id(action)?;
+            prepare_mounts(engine, &action.record, config).await?;
+            let temp_name = format!("{}{REPLACEMENT_SUFFIX}", config.name);
+            let new_id = engine.create_container(&temp_name, config, &labels).await?;
+            engine.stop_container(old_id, grace).await?;
+            engine.remove_container(old_id).await?;
+            engine.rename_container(&new_id, &config.name).await?;
+            if action.start {
+                engine.start_container(&new_id).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn id(action: &Action) -> Result<&str, EngineError> {
+    action.container_id.as_deref().ok_or_else(|| {
+        EngineError::Api(format!(
+            "plan error: {} {} has no container",
+            action.kind.as_str(),
+            action.record
+        ))
+    })
+}
+
+fn creation(action: &Action) -> Result<(&ContainerConfig, BTreeMap<String, String>), EngineError> {
+    match (&action.config, &action.spec_hash) {
+        (Some(config), Some(hash)) => Ok((config, labels_for(&action.record, config, hash))),
+        _ => Err(EngineError::Api(format!(
+            "plan error: {} {} has no spec",
+            action.kind.as_str(),
+            action.record
+        ))),
+    }
+}
+
+/// Named volumes are created labelled as ours (Docker would make them
+/// unlabelled); host folders are created by the engine layer.
+async fn prepare_mounts<E: Engine>(
+    engine: &E,
+    record: &str,
+    config: &ContainerConfig,
+) -> Result<(), EngineError> {
+    let labels: BTreeMap<String, String> = [
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_RECORD.to_string(), record.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+        engine.ensure_volume(&mount.source, &labels).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! `berth`: the admin command.
+
+fn main() -> std::process::ExitCode {
+    berth::cli::main()
+}

@@ -1,0 +1,118 @@
+//! The `berth` admin command: argument parsing here, one file per verb.
+
+pub mod apply;
+pub mod db;
+pub mod plan;
+pub mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Runs this server's containers from the docker_containers db"
+)]
+pub struct Cli {
+    /// Config file (default: $BERTH_CONFIG, else /etc/berth/berth.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// SME's db verbs on a db under db_dir (or a path): keys, print, show, get, set, setprop, …
+    #[command(disable_help_flag = true)]
+    Db {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// What `apply` would do now, each action with its reason.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One reconcile pass now.
+    Apply,
+    /// Declared against actual state of each record.
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line, runs the verb, maps the result to an exit code:
+/// 0 done, 1 something failed (named on stderr), 2 usage or config error.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let config = match Config::locate(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli.command {
+        Command::Db { args } => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            db::run(
+                &config.db_dir,
+                &args,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            )
+        }
+        Command::Plan { json } => with_runtime(plan::run(&config, json)),
+        Command::Apply => with_runtime(apply::run(&config)),
+        Command::Status { name, json } => with_runtime(status::run(&config, name.as_deref(), json)),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn with_runtime(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            1
+        }
+    }
+}
+
+/// Declared specs and warnings, with the warnings printed once to stderr.
+pub(crate) fn load_declared(config: &Config) -> anyhow::Result<crate::spec::Declared> {
+    let declared = crate::spec::load(config)?;
+    for p in &declared.unparsed {
+        eprintln!("warning: {p}");
+    }
+    for w in &declared.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(declared)
+}

@@ -1,0 +1,43 @@
+//! `berth plan`: what a pass would do now, and why.
+
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::engine::{DockerEngine, Engine};
+use crate::plan::{self, Plan};
+
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
+    let declared = super::load_declared(config)?;
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    let observed = engine.observe().await?;
+    let plan = plan::plan(&declared, &observed, SystemTime::now());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", render(&plan));
+    }
+    Ok(0)
+}
+
+/// One line per action (`kind record: reason`), then the records left alone.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.actions.is_empty() {
+        out.push_str("no changes\n");
+    }
+    for a in &plan.actions {
+        out.push_str(&format!(
+            "{:<14} {}: {}\n",
+            a.kind.as_str(),
+            a.record,
+            a.reason
+        ));
+    }
+    for p in &plan.problems {
+        out.push_str(&format!(
+            "{:<14} {}: {}\n",
+            "not applied", p.record, p.message
+        ));
+    }
+    out
+}

@@ -1,0 +1,198 @@
+//! `berth.toml`: the daemon's and the CLI's configuration, with every path
+//! resolved against the config file's own folder (so a folder is a sandbox).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the config is read from when neither `--config` nor `BERTH_CONFIG` says.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/berth.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// The file as written; every field optional, unknown keys rejected so a
+/// typo is an error rather than a silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    db_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    templates_dir: Option<PathBuf>,
+    templates_custom_dir: Option<PathBuf>,
+    output_root: Option<PathBuf>,
+    events_dir: Option<PathBuf>,
+    docker_host: Option<String>,
+    api_socket: Option<PathBuf>,
+    resync_seconds: Option<u64>,
+    bridge_network: Option<String>,
+    apply_concurrency: Option<usize>,
+    stop_grace_seconds: Option<u32>,
+}
+
+/// The effective configuration: defaults filled in, paths absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this was read from (None: built-in defaults only).
+    pub source: Option<PathBuf>,
+    pub db_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    pub templates_custom_dir: PathBuf,
+    pub output_root: PathBuf,
+    pub events_dir: PathBuf,
+    pub docker_host: String,
+    pub api_socket: PathBuf,
+    pub resync_seconds: u64,
+    /// The user-defined bridge network every `network bridge` container joins,
+    /// so linked containers reach each other by record name.
+    pub bridge_network: String,
+    /// How many independent engine actions run at once.
+    pub apply_concurrency: usize,
+    /// Seconds a container gets to stop before it is killed.
+    pub stop_grace_seconds: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: None,
+            db_dir: "/home/e-smith/db".into(),
+            state_dir: "/var/lib/berth".into(),
+            templates_dir: "/etc/berth/templates".into(),
+            templates_custom_dir: "/etc/berth/templates-custom".into(),
+            output_root: "/".into(),
+            events_dir: "/etc/berth/events".into(),
+            docker_host: "unix:///var/run/docker.sock".into(),
+            api_socket: "/run/berth/api.sock".into(),
+            resync_seconds: 60,
+            bridge_network: "berth".into(),
+            apply_concurrency: 8,
+            stop_grace_seconds: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; relative paths inside it are taken from its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// The file named by `--config`, else `BERTH_CONFIG`, else the default
+    /// path; a missing default file means built-in defaults.
+    pub fn locate(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(path) = explicit {
+            return Self::load(path);
+        }
+        if let Some(path) = std::env::var_os("BERTH_CONFIG").filter(|p| !p.is_empty()) {
+            return Self::load(Path::new(&path));
+        }
+        let default = Path::new(DEFAULT_CONFIG_PATH);
+        if default.exists() {
+            Self::load(default)
+        } else {
+            Ok(Config::default())
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let at = |p: Option<PathBuf>, default: PathBuf| -> PathBuf {
+            match p {
+                Some(p) if p.is_relative() => base.join(p),
+                Some(p) => p,
+                None => default,
+            }
+        };
+        let d = Config::default();
+        let bad = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        if raw.resync_seconds == Some(0) {
+            return Err(bad("resync_seconds must be at least 1".into()));
+        }
+        if raw.apply_concurrency == Some(0) {
+            return Err(bad("apply_concurrency must be at least 1".into()));
+        }
+        Ok(Config {
+            source: Some(path.to_path_buf()),
+            db_dir: at(raw.db_dir, d.db_dir),
+            state_dir: at(raw.state_dir, d.state_dir),
+            templates_dir: at(raw.templates_dir, d.templates_dir),
+            templates_custom_dir: at(raw.templates_custom_dir, d.templates_custom_dir),
+            output_root: at(raw.output_root, d.output_root),
+            events_dir: at(raw.events_dir, d.events_dir),
+            docker_host: raw.docker_host.unwrap_or(d.docker_host),
+            api_socket: at(raw.api_socket, d.api_socket),
+            resync_seconds: raw.resync_seconds.unwrap_or(d.resync_seconds),
+            bridge_network: raw.bridge_network.unwrap_or(d.bridge_network),
+            apply_concurrency: raw.apply_concurrency.unwrap_or(d.apply_concurrency),
+            stop_grace_seconds: raw.stop_grace_seconds.unwrap_or(d.stop_grace_seconds),
+        })
+    }
+
+    /// The file of a db named `name` under `db_dir`.
+    pub fn db_path(&self, name: &str) -> PathBuf {
+        self.db_dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_folder() {
+        let c = Config::parse(
+            Path::new("/srv/sandbox/berth.toml"),
+            "db_dir = \"db\"\nstate_dir = \"/var/x\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.db_dir, PathBuf::from("/srv/sandbox/db"));
+        assert_eq!(c.state_dir, PathBuf::from("/var/x"));
+        assert_eq!(c.templates_dir, PathBuf::from("/etc/berth/templates"));
+        assert_eq!(c.resync_seconds, 60);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_file_and_key() {
+        let err = Config::parse(Path::new("/x/berth.toml"), "db_dri = \"db\"\n")
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.starts_with("/x/berth.toml: "), "{text}");
+        assert!(text.contains("db_dri"), "{text}");
+    }
+
+    #[test]
+    fn zero_resync_is_refused() {
+        assert!(Config::parse(Path::new("b.toml"), "resync_seconds = 0").is_err());
+    }
+}

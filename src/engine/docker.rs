@@ -1,0 +1,434 @@
+//! [`DockerEngine`]: the [`Engine`] trait over the Docker API, through bollard.
+
+mod create;
+mod network;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+
+use super::{
+    ContainerConfig, Engine, EngineError, MountKind, ObservedContainer, ObservedState,
+    LABEL_MANAGED,
+};
+
+/// Seconds a single API call may take. A stop call waits for the grace
+/// period on top of this (see [`DockerEngine::stop_container`]).
+const CALL_TIMEOUT_SECONDS: u64 = 120;
+
+/// A connection to one Docker engine. Cheap to share by reference; every
+/// call goes through one client whose API version was negotiated down to
+/// the engine's at connect time.
+pub struct DockerEngine {
+    docker: Docker,
+    host: String,
+    calls: AtomicU64,
+}
+
+impl std::fmt::Debug for DockerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerEngine")
+            .field("host", &self.host)
+            .field("api_version", &self.docker.client_version().to_string())
+            .finish()
+    }
+}
+
+impl DockerEngine {
+    /// Connects to `docker_host` (`unix:///path`, `tcp://host:port` for plain
+    /// HTTP, `https://host:port` for TLS with `ca.pem`, `cert.pem` and
+    /// `key.pem` from `$DOCKER_CERT_PATH`, default `~/.docker`), and agrees
+    /// on an API version with the engine. Fails with
+    /// [`EngineError::Unreachable`] if the engine does not answer.
+    pub async fn connect(docker_host: &str) -> Result<DockerEngine, EngineError> {
+        DockerEngine::connect_with_cert_dir(docker_host, None).await
+    }
+
+    /// [`DockerEngine::connect`], taking the TLS files of an `https://`
+    /// address from `cert_dir` instead of `$DOCKER_CERT_PATH`.
+    pub async fn connect_with_cert_dir(
+        docker_host: &str,
+        cert_dir: Option<&Path>,
+    ) -> Result<DockerEngine, EngineError> {
+        let unreachable = |message: String| EngineError::Unreachable {
+            host: docker_host.to_string(),
+            message,
+        };
+        let docker = client_for(docker_host, cert_dir).map_err(unreachable)?;
+        let engine = DockerEngine {
+            docker: docker.clone(),
+            host: docker_host.to_string(),
+            calls: AtomicU64::new(0),
+        };
+        // bollard speaks a newer API than many installed engines (20.10 is
+        // 1.41) and the engine refuses a client newer than itself.
+        engine.count();
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        Ok(DockerEngine { docker, ..engine })
+    }
+
+    /// The address this engine was connected with.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The API version agreed with the engine, e.g. `1.41`.
+    pub fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Maps an error of the engine or of the transport; 404 and 409 are
+    /// mostly handled by the caller, which knows what was missing.
+    fn error(&self, e: BollardError) -> EngineError {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => EngineError::NotFound(not_found_subject(&message)),
+            BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => EngineError::Conflict(message),
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Api(format!("{message} (HTTP {status_code})")),
+            BollardError::HyperLegacyError { .. }
+            | BollardError::HyperResponseError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::RequestTimeoutError
+            | BollardError::SocketNotFoundError(_) => EngineError::Unreachable {
+                host: self.host.clone(),
+                message: error_chain(&e),
+            },
+            other => EngineError::Api(error_chain(&other)),
+        }
+    }
+}
+
+/// What a 404 says is missing, worded for [`EngineError::NotFound`]
+/// ("… not found"): `container X`, `image X`, `network X`.
+fn not_found_subject(message: &str) -> String {
+    let message = message.trim();
+    for (engine_words, ours) in [
+        ("No such container: ", "container "),
+        ("No such image: ", "image "),
+        ("No such network: ", "network "),
+        ("No such volume: ", "volume "),
+    ] {
+        if let Some(rest) = message.strip_prefix(engine_words) {
+            return format!("{ours}{rest}");
+        }
+    }
+    message
+        .strip_suffix(" not found")
+        .unwrap_or(message)
+        .to_string()
+}
+
+fn is_status(e: &BollardError, code: u16) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code, .. } if *status_code == code)
+}
+
+/// The error and its causes on one line: bollard's transport errors say
+/// "client error (Connect)" and keep the useful part in their sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn client_for(docker_host: &str, cert_dir: Option<&Path>) -> Result<Docker, String> {
+    let version = API_DEFAULT_VERSION;
+    if let Some(path) = docker_host.strip_prefix("unix://") {
+        let path = if path.is_empty() {
+            "/var/run/docker.sock"
+        } else {
+            path
+        };
+        Docker::connect_with_unix(path, CALL_TIMEOUT_SECONDS, version).map_err(|e| error_chain(&e))
+    } else if docker_host.starts_with("tcp://") || docker_host.starts_with("http://") {
+        Docker::connect_with_http(docker_host, CALL_TIMEOUT_SECONDS, version)
+            .map_err(|e| error_chain(&e))
+    } else if docker_host.starts_with("https://") {
+        let dir = match cert_dir {
+            Some(dir) => dir.to_path_buf(),
+            None => default_cert_dir()?,
+        };
+        let (ca, cert, key) = (
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+        );
+        // bollard only notices a missing file during the TLS handshake, and
+        // then reports it as a bare connection failure.
+        for file in [&ca, &cert, &key] {
+            if !file.is_file() {
+                return Err(format!("TLS file {} is missing", file.display()));
+            }
+        }
+        Docker::connect_with_ssl(docker_host, &key, &cert, &ca, CALL_TIMEOUT_SECONDS, version)
+            .map_err(|e| error_chain(&e))
+    } else {
+        Err("unsupported address: use unix://, tcp:// or https://".to_string())
+    }
+}
+
+/// Where Docker's client looks for TLS files: `$DOCKER_CERT_PATH`, else `~/.docker`.
+fn default_cert_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("DOCKER_CERT_PATH").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    std::env::var_os("HOME")
+        .map(|home| Path::new(&home).join(".docker"))
+        .ok_or_else(|| "neither DOCKER_CERT_PATH nor HOME is set".to_string())
+}
+
+/// The container's own name among those listed: Docker also lists legacy
+/// link aliases (`/other/alias`), which hold a second slash.
+fn container_name(names: &[String]) -> String {
+    let stripped = names.iter().map(|n| n.strip_prefix('/').unwrap_or(n));
+    stripped
+        .clone()
+        .find(|n| !n.contains('/'))
+        .or_else(|| stripped.clone().next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Engine for DockerEngine {
+    async fn observe(&self) -> Result<ObservedState, EngineError> {
+        // No label filter: an unmanaged container may hold a record's name.
+        self.count();
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        self.count();
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptionsBuilder::new().build()))
+            .await
+            .map_err(|e| self.error(e))?;
+        self.count();
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
+            .await
+            .map_err(|e| self.error(e))?;
+
+        let containers = containers
+            .into_iter()
+            .map(|c| ObservedContainer {
+                id: c.id.unwrap_or_default(),
+                name: container_name(c.names.as_deref().unwrap_or_default()),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+                image: c.image.unwrap_or_default(),
+                image_id: c.image_id.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        let images = images
+            .into_iter()
+            .flat_map(|image| {
+                let id = image.id;
+                image
+                    .repo_tags
+                    .into_iter()
+                    .filter(|tag| tag != "<none>:<none>")
+                    .map(move |tag| (tag, id.clone()))
+            })
+            .collect();
+        let networks = networks.into_iter().filter_map(|n| n.name).collect();
+        Ok(ObservedState {
+            containers,
+            images,
+            networks,
+        })
+    }
+
+    async fn create_container(
+        &self,
+        name: &str,
+        config: &ContainerConfig,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, EngineError> {
+        let body = create::create_body(config, labels)?;
+        // The engine refuses a bind mount whose source is missing; SME's
+        // DataMount=host expects the folder to be made on first use.
+        for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            tokio::fs::create_dir_all(&mount.source)
+                .await
+                .map_err(|e| {
+                    EngineError::Api(format!("cannot create host folder {}: {e}", mount.source))
+                })?;
+        }
+        self.count();
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(response) => Ok(response.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) => Err(EngineError::NotFound(
+                if message.contains("No such image") || message.contains("pull access denied") {
+                    format!("image {}", config.image)
+                } else {
+                    message
+                },
+            )),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), EngineError> {
+        self.count();
+        // bollard turns "304 already started" into Ok.
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            // A missing container, or a network removed since the create:
+            // the engine checks networks only when starting.
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn stop_container(&self, id: &str, grace_seconds: u32) -> Result<(), EngineError> {
+        self.count();
+        let options = StopContainerOptionsBuilder::new()
+            .t(i32::try_from(grace_seconds).unwrap_or(i32::MAX))
+            .build();
+        // The engine answers only once the container is down, which may
+        // take the whole grace period: the call must outlive it.
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(std::time::Duration::from_secs(
+                CALL_TIMEOUT_SECONDS + u64::from(grace_seconds),
+            ));
+        match docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        self.count();
+        // v=false: a container's volumes outlive it, always.
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<(), EngineError> {
+        self.count();
+        let options = RenameContainerOptionsBuilder::new().name(new_name).build();
+        match self.docker.rename_container(id, options).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Err(EngineError::NotFound(format!("container {id}"))),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn ensure_network(&self, name: &str) -> Result<(), EngineError> {
+        // One creation at a time in this process: old engines do not refuse
+        // a second network of the same name (see network.rs).
+        let _one_at_a_time = network::CREATING.lock().await;
+        self.count();
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) if network::is_ambiguous(&e) => return self.drop_duplicate_networks(name).await,
+            Err(e) => return Err(self.error(e)),
+        }
+        self.count();
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            labels: Some(HashMap::from([(
+                LABEL_MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => self.drop_duplicate_networks(name).await,
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.count();
+        // Creating an existing local volume is a no-op for the engine.
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        match self.docker.create_volume(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_names_what_is_missing() {
+        assert_eq!(not_found_subject("No such container: abc"), "container abc");
+        assert_eq!(not_found_subject("network net1 not found"), "network net1");
+        assert_eq!(not_found_subject("something else"), "something else");
+    }
+
+    #[test]
+    fn the_container_name_is_not_a_link_alias() {
+        let names = vec!["/web/db".to_string(), "/db".to_string()];
+        assert_eq!(container_name(&names), "db");
+        assert_eq!(container_name(&[]), "");
+    }
+}

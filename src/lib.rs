@@ -1,0 +1,14 @@
+//! berth: runs one server's containers from SME Server style key/value databases.
+//!
+//! The functional core (`db` format, `spec`, `plan`) does no I/O beyond reading
+//! files it is given; the imperative shell (`engine`, `apply`, `cli`, the
+//! binaries) observes, acts and reports. See ARCHITECTURE.md for the map.
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod plan;
+pub mod spec;
+pub mod state;

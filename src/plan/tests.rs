@@ -1,0 +1,370 @@
+//! The planner against in-memory observed states: no engine involved.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::*;
+use crate::db::Db;
+use crate::engine::{LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC_HASH};
+use crate::spec::{declare, SpecSettings};
+
+const IMAGE_ID: &str = "sha256:1111111111111111111111111111";
+
+fn settings() -> SpecSettings {
+    SpecSettings {
+        bridge_network: "berth".into(),
+        data_root: PathBuf::from("/var/lib/berth/data"),
+    }
+}
+
+fn declared(db_text: &str) -> Declared {
+    let containers = Db::parse(Path::new("/db/docker_containers"), db_text);
+    let images = Db::parse(Path::new("/db/docker_images"), "");
+    declare(&containers, &images, &settings())
+}
+
+fn images() -> BTreeMap<String, String> {
+    [
+        ("app:1".to_string(), IMAGE_ID.to_string()),
+        ("app:2".to_string(), "sha256:2222".to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The engine state right after berth applied `declared` successfully.
+fn converged(declared: &Declared) -> ObservedState {
+    let containers = declared
+        .specs
+        .values()
+        .map(|s| managed(s, if s.enabled { "running" } else { "exited" }))
+        .collect();
+    ObservedState {
+        containers,
+        images: images(),
+        networks: vec!["berth".into()],
+    }
+}
+
+fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
+    let labels = [
+        (LABEL_MANAGED, "true".to_string()),
+        (LABEL_RECORD, spec.name.clone()),
+        (LABEL_SPEC_HASH, spec.spec_hash.clone()),
+        (
+            LABEL_SPEC,
+            serde_json::to_string(&spec.config).expect("serializable"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    ObservedContainer {
+        id: format!("id-{}", spec.name),
+        name: spec.name.clone(),
+        labels,
+        image: spec.config.image.clone(),
+        image_id: IMAGE_ID.into(),
+        state: state.into(),
+    }
+}
+
+fn summary(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .map(|a| format!("{} {} {}", a.wave, a.kind.as_str(), a.record))
+        .collect()
+}
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
+#[test]
+fn nothing_running_creates_enabled_records_and_the_network_once() {
+    let d = declared("web=service|Image|app:1|status|enabled\napi=service|Image|app:1\noff=service|Image|app:1|status|disabled\n");
+    let observed = ObservedState {
+        images: images(),
+        ..Default::default()
+    };
+    let p = plan(&d, &observed, now());
+    let kinds: Vec<_> = p
+        .actions
+        .iter()
+        .map(|a| (a.kind, a.record.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ActionKind::CreateNetwork, "berth"),
+            (ActionKind::Create, "api"),
+            (ActionKind::Create, "web")
+        ]
+    );
+    assert!(p.actions[1].start && p.actions[1].config.is_some());
+    assert_eq!(p.actions[0].reason, "needed by api, web");
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+}
+
+#[test]
+fn converged_state_plans_nothing() {
+    let d = declared("web=service|Image|app:1|TCPPort|80|MaxMemory|512M\noff=service|Image|app:1|status|disabled\n");
+    let p = plan(&d, &converged(&d), now());
+    assert!(p.is_empty(), "{:?}", summary(&p));
+}
+
+#[test]
+fn a_changed_property_recreates_only_that_record_with_the_reason() {
+    let before = declared("a=service|Image|app:1|MaxMemory|512M\nb=service|Image|app:1\n");
+    let after = declared("a=service|Image|app:1|MaxMemory|1G\nb=service|Image|app:1\n");
+    let p = plan(&after, &converged(&before), now());
+    assert_eq!(p.actions.len(), 1, "{:?}", summary(&p));
+    let a = &p.actions[0];
+    assert_eq!((a.kind, a.record.as_str()), (ActionKind::Recreate, "a"));
+    assert_eq!(a.reason, "MaxMemory 512M → 1G");
+    assert_eq!(a.container_id.as_deref(), Some("id-a"));
+    assert!(a.start);
+}
+
+#[test]
+fn property_order_in_the_file_does_not_change_the_hash() {
+    let one = declared("a=service|Image|app:1|MaxMemory|512M|TCPPort|80,81\n");
+    let two = declared("a=service|TCPPort|81,80|MaxMemory|512|Image|app:1\n");
+    assert_eq!(one.specs["a"].spec_hash, two.specs["a"].spec_hash);
+    let three = declared("a=service|TCPPort|81,80|MaxMemory|513|Image|app:1\n");
+    assert_ne!(one.specs["a"].spec_hash, three.specs["a"].spec_hash);
+}
+
+#[test]
+fn image_tag_moved_to_a_new_id_recreates() {
+    let d = declared("a=service|Image|app:1\n");
+    let mut observed = converged(&d);
+    observed
+        .images
+        .insert("app:1".into(), "sha256:9999999999999999".into());
+    let p = plan(&d, &observed, now());
+    assert_eq!(summary(&p).len(), 1);
+    assert_eq!(p.actions[0].kind, ActionKind::Recreate);
+    assert!(
+        p.actions[0]
+            .reason
+            .contains("image app:1 now is 999999999999"),
+        "{}",
+        p.actions[0].reason
+    );
+}
+
+#[test]
+fn image_reference_change_is_named() {
+    let before = declared("a=service|Image|app:1\n");
+    let after = declared("a=service|Image|app:2\n");
+    let p = plan(&after, &converged(&before), now());
+    assert_eq!(p.actions[0].reason, "Image app:1 → app:2");
+}
+
+#[test]
+fn disabled_stops_and_enabled_starts() {
+    let running = declared("a=service|Image|app:1\n");
+    let disabled = declared("a=service|Image|app:1|status|disabled\n");
+    let p = plan(&disabled, &converged(&running), now());
+    assert_eq!(summary(&p).len(), 1);
+    assert_eq!(
+        (p.actions[0].kind, p.actions[0].reason.as_str()),
+        (ActionKind::Stop, "status disabled")
+    );
+
+    let p = plan(&running, &converged(&disabled), now());
+    assert_eq!(p.actions[0].kind, ActionKind::Start);
+    assert_eq!(
+        p.actions[0].reason,
+        "status enabled, but the container is exited"
+    );
+
+    // Disabled and absent: nothing to create.
+    let p = plan(
+        &disabled,
+        &ObservedState {
+            images: images(),
+            ..Default::default()
+        },
+        now(),
+    );
+    assert!(p.is_empty());
+}
+
+#[test]
+fn deleted_record_is_removed_but_not_while_a_line_does_not_parse() {
+    let before = declared("a=service|Image|app:1\nb=service|Image|app:1\n");
+    let after = declared("a=service|Image|app:1\n");
+    let p = plan(&after, &converged(&before), now());
+    assert_eq!(summary(&p), vec!["0 remove b"]);
+    assert_eq!(p.actions[0].reason, "record deleted");
+
+    let broken = declared("a=service|Image|app:1\nthis line has no equals sign\n");
+    assert!(!broken.unparsed.is_empty());
+    let p = plan(&broken, &converged(&before), now());
+    assert!(p.is_empty(), "{:?}", summary(&p));
+    assert_eq!(p.problems.len(), 1);
+    assert!(
+        p.problems[0].message.contains("/db/docker_containers:2"),
+        "{}",
+        p.problems[0].message
+    );
+}
+
+#[test]
+fn unmanaged_container_with_a_record_name_is_left_alone() {
+    let d = declared("a=service|Image|app:1\n");
+    let mut observed = converged(&d);
+    observed.containers[0].labels.clear();
+    let p = plan(&d, &observed, now());
+    assert!(p.is_empty(), "{:?}", summary(&p));
+    assert!(p.problems[0].message.contains("not made by berth"));
+    // And an unmanaged container without a record is never removed either.
+    let p = plan(&declared(""), &observed, now());
+    assert!(p.is_empty());
+}
+
+#[test]
+fn invalid_record_leaves_its_container_and_the_others_apply() {
+    let good = declared("a=service|Image|app:1|MaxMemory|512M\nb=service|Image|app:1\n");
+    let edited =
+        declared("a=service|Image|app:1|MaxMemory|lots\nb=service|Image|app:1|MaxMemory|1G\n");
+    assert!(edited.failed.contains_key("a"));
+    let p = plan(&edited, &converged(&good), now());
+    assert_eq!(summary(&p).len(), 1);
+    assert_eq!(
+        (p.actions[0].kind, p.actions[0].record.as_str()),
+        (ActionKind::Recreate, "b")
+    );
+    assert_eq!(p.problems.len(), 1);
+    let msg = &p.problems[0].message;
+    assert!(
+        msg.starts_with("/db/docker_containers:1: record a, property MaxMemory = \"lots\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_image_is_a_problem_not_an_action() {
+    let d = declared("a=service|Image|nothere:1\nb=service|Image|app:1\n");
+    let p = plan(
+        &d,
+        &ObservedState {
+            images: images(),
+            networks: vec!["berth".into()],
+            ..Default::default()
+        },
+        now(),
+    );
+    assert_eq!(summary(&p), vec![format!("{} create b", p.actions[0].wave)]);
+    assert!(p.problems[0]
+        .message
+        .contains("nothere:1 is not in the engine"));
+}
+
+#[test]
+fn links_order_starts_deepest_first_and_stops_in_reverse() {
+    let text = "app=service|Image|app:1|Interlinked|db,cache\n\
+                db=service|Image|app:1|Interlinked|store|InterLinkPriority|2\n\
+                cache=service|Image|app:1|InterLinkPriority|1\n\
+                store=service|Image|app:1|InterLinkPriority|5\n";
+    let d = declared(text);
+    assert!(d.failed.is_empty(), "{:?}", d.failed);
+    let p = plan(
+        &d,
+        &ObservedState {
+            images: images(),
+            networks: vec!["berth".into()],
+            ..Default::default()
+        },
+        now(),
+    );
+    let order: Vec<&str> = p.actions.iter().map(|a| a.record.as_str()).collect();
+    // depth 0: cache (prio 1) before store (prio 5); depth 1: db; depth 2: app.
+    assert_eq!(order, vec!["cache", "store", "db", "app"]);
+    let waves: Vec<usize> = p.actions.iter().map(|a| a.wave).collect();
+    assert!(waves.windows(2).all(|w| w[0] < w[1]), "{waves:?}");
+
+    let off = declared(&text.replace("|Image|", "|status|disabled|Image|"));
+    let p = plan(&off, &converged(&d), now());
+    let order: Vec<&str> = p.actions.iter().map(|a| a.record.as_str()).collect();
+    assert_eq!(order[0], "app");
+    assert_eq!(order[1], "db");
+    assert!(p.actions.iter().all(|a| a.kind == ActionKind::Stop));
+    assert!(
+        p.actions[1].wave < p.actions[2].wave,
+        "store/cache stop after db"
+    );
+}
+
+#[test]
+fn peers_without_links_share_a_wave() {
+    let d = declared("a=service|Image|app:1\nb=service|Image|app:1\nc=service|Image|app:1\n");
+    let p = plan(
+        &d,
+        &ObservedState {
+            images: images(),
+            networks: vec!["berth".into()],
+            ..Default::default()
+        },
+        now(),
+    );
+    assert_eq!(p.actions.len(), 3);
+    assert!(p.actions.iter().all(|a| a.wave == p.actions[0].wave));
+}
+
+#[test]
+fn leftover_replacement_is_removed_unless_its_record_is_broken() {
+    let d = declared("a=service|Image|app:1\n");
+    let mut observed = converged(&d);
+    let mut leftover = observed.containers[0].clone();
+    leftover.name = format!("a{REPLACEMENT_SUFFIX}");
+    leftover.id = "id-left".into();
+    observed.containers.push(leftover);
+    let p = plan(&d, &observed, now());
+    assert_eq!(summary(&p), vec!["0 remove a"]);
+    assert_eq!(p.actions[0].container_id.as_deref(), Some("id-left"));
+
+    let broken = declared("a=service|Image|app:1|MaxMemory|x\n");
+    let p = plan(&broken, &observed, now());
+    assert!(p.is_empty());
+}
+
+#[test]
+fn link_errors_fail_only_the_records_involved() {
+    let d = declared(
+        "a=service|Image|app:1|Interlinked|ghost\n\
+         b=service|Image|app:1|Interlinked|c\n\
+         c=service|Image|app:1|Interlinked|b\n\
+         d=service|Image|app:1\n",
+    );
+    assert_eq!(d.specs.keys().collect::<Vec<_>>(), vec!["d"]);
+    assert!(d.failed["a"][0]
+        .why
+        .contains("ghost, which is not a record"));
+    assert!(
+        d.failed["b"][0].why.contains("link cycle: b -> c -> b"),
+        "{}",
+        d.failed["b"][0]
+    );
+    assert!(d.failed["c"][0].why.contains("link cycle: b -> c -> b"));
+}
+
+#[test]
+fn same_host_port_fails_both_records() {
+    let d = declared(
+        "a=service|Image|app:1|TCPPort|8080\n\
+         b=service|Image|app:1|TCPPort|80|PortMapping|custom|PortMappingPorts|8080:80\n\
+         c=service|Image|app:1|UDPPort|8080\n",
+    );
+    assert_eq!(d.specs.keys().collect::<Vec<_>>(), vec!["c"]);
+    assert!(
+        d.failed["a"][0]
+            .why
+            .contains("host port 8080/tcp is also published by b"),
+        "{}",
+        d.failed["a"][0]
+    );
+}

@@ -1,0 +1,288 @@
+//! berth's own memory in `state_dir/state.db` (SQLite): the journal of
+//! passes and actions, and runtime overrides. Never the source of truth for
+//! what runs: that is always observed from the engine.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: cannot create folder: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: schema version {found} is newer than this berth knows ({known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One journalled action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    pub id: i64,
+    pub pass_id: Option<i64>,
+    pub at: String,
+    pub record: String,
+    pub action: String,
+    pub reason: String,
+    /// started, ok, failed. A `started` entry whose pass never finished was
+    /// cut off (daemon killed); the next pass observes and finishes the job.
+    pub result: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PassEntry {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub trigger: String,
+    pub actions: i64,
+    pub failures: i64,
+    pub problems: i64,
+}
+
+/// RFC 3339 UTC, to the millisecond: sorts as text.
+pub fn timestamp(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+fn now() -> String {
+    timestamp(std::time::SystemTime::now())
+}
+
+impl State {
+    /// Opens (creating if needed) `state_dir/state.db` and migrates it.
+    pub fn open(state_dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Folder {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        Self::open_file(&state_dir.join("state.db"))
+    }
+
+    pub fn open_file(path: &Path) -> Result<State, StateError> {
+        let sql = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        // WAL + synchronous NORMAL: a kill -9 loses at most the last
+        // transaction, never corrupts the journal; readers never block the daemon.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let mut state = State {
+            conn,
+            path: path.to_path_buf(),
+        };
+        schema::migrate(&mut state.conn, path)?;
+        Ok(state)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        move |source| StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn begin_pass(&self, trigger: &str) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO passes (started_at, trigger) VALUES (?1, ?2)",
+                params![now(), trigger],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_pass(
+        &self,
+        pass_id: i64,
+        actions: usize,
+        failures: usize,
+        problems: usize,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE passes SET finished_at = ?1, actions = ?2, failures = ?3, problems = ?4 WHERE id = ?5",
+                params![now(), actions as i64, failures as i64, problems as i64, pass_id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Written before the engine is asked, so a crash mid-action leaves a trace.
+    pub fn action_started(
+        &self,
+        pass_id: Option<i64>,
+        record: &str,
+        action: &str,
+        reason: &str,
+    ) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO actions (pass_id, at, record, action, reason, result) VALUES (?1, ?2, ?3, ?4, ?5, 'started')",
+                params![pass_id, now(), record, action, reason],
+            )
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn action_finished(&self, id: i64, error: Option<&str>) -> Result<(), StateError> {
+        let result = if error.is_some() { "failed" } else { "ok" };
+        self.conn
+            .execute(
+                "UPDATE actions SET result = ?1, error = ?2, finished_at = ?3 WHERE id = ?4",
+                params![result, error, now(), id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Newest first; `record` narrows to one record.
+    pub fn history(
+        &self,
+        record: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, pass_id, at, record, action, reason, result, error FROM actions
+                 WHERE ?1 IS NULL OR record = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![record, limit as i64], |r| {
+                Ok(JournalEntry {
+                    id: r.get(0)?,
+                    pass_id: r.get(1)?,
+                    at: r.get(2)?,
+                    record: r.get(3)?,
+                    action: r.get(4)?,
+                    reason: r.get(5)?,
+                    result: r.get(6)?,
+                    error: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    pub fn passes(&self, limit: usize) -> Result<Vec<PassEntry>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, started_at, finished_at, trigger, actions, failures, problems
+                 FROM passes ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(PassEntry {
+                    id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    trigger: r.get(3)?,
+                    actions: r.get(4)?,
+                    failures: r.get(5)?,
+                    problems: r.get(6)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// The error of the record's latest action, if that action failed.
+    pub fn last_error(&self, record: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT error FROM actions WHERE record = ?1 AND result != 'started' ORDER BY id DESC LIMIT 1",
+                params![record],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_round_trip_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = State::open(dir.path()).expect("open");
+            let pass = s.begin_pass("start").expect("pass");
+            let a = s
+                .action_started(Some(pass), "web", "create", "no container yet")
+                .expect("a");
+            s.action_finished(a, None).expect("finish");
+            let b = s
+                .action_started(Some(pass), "db", "start", "status enabled")
+                .expect("b");
+            s.action_finished(b, Some("port taken")).expect("finish");
+            s.action_started(Some(pass), "cut", "stop", "status disabled")
+                .expect("c");
+            s.finish_pass(pass, 3, 1, 0).expect("finish pass");
+        }
+        let s = State::open(dir.path()).expect("reopen migrates nothing twice");
+        let all = s.history(None, 10).expect("history");
+        assert_eq!(
+            all.iter().map(|e| e.result.as_str()).collect::<Vec<_>>(),
+            vec!["started", "failed", "ok"]
+        );
+        assert_eq!(
+            s.history(Some("db"), 10).expect("h")[0].error.as_deref(),
+            Some("port taken")
+        );
+        assert_eq!(
+            s.last_error("db").expect("e").as_deref(),
+            Some("port taken")
+        );
+        assert_eq!(s.last_error("web").expect("e"), None);
+        assert_eq!(
+            s.last_error("cut").expect("e"),
+            None,
+            "an unfinished action is not an error"
+        );
+        let passes = s.passes(5).expect("passes");
+        assert_eq!((passes[0].actions, passes[0].failures), (3, 1));
+    }
+
+    #[test]
+    fn timestamps_sort_as_text() {
+        let a = timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_500));
+        assert_eq!(a, "1970-01-01T00:00:01.500Z");
+    }
+}

@@ -1,0 +1,59 @@
+//! Schema migrations of state.db, numbered by SQLite's `user_version`.
+//! Append a migration; never edit one that has shipped.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StateError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the journal.
+    "CREATE TABLE passes (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        trigger TEXT NOT NULL,
+        actions INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        problems INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        pass_id INTEGER REFERENCES passes(id),
+        at TEXT NOT NULL,
+        finished_at TEXT,
+        record TEXT NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        result TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX actions_by_record ON actions(record, id);",
+];
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    let sql = |source| StateError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql)?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StateError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(sql)?;
+        tx.execute_batch(migration).map_err(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+    }
+    Ok(())
+}
