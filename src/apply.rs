@@ -8,13 +8,15 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::engine::{
-    ContainerConfig, Engine, EngineError, MountKind, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
+    ContainerConfig, Engine, EngineError, MountKind, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
     LABEL_SPEC_HASH,
 };
 use crate::plan::{Action, ActionKind, Plan, REPLACEMENT_SUFFIX};
 
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
+    /// Written into `org.berth.instance` of everything created.
+    pub instance: String,
     pub concurrency: usize,
     pub stop_grace_seconds: u32,
 }
@@ -75,6 +77,7 @@ pub async fn apply<E: Engine>(
 
 /// The labels that make a container ours and let the next plan compare it.
 pub fn labels_for(
+    instance: &str,
     record: &str,
     config: &ContainerConfig,
     spec_hash: &str,
@@ -82,6 +85,7 @@ pub fn labels_for(
     let spec_json = serde_json::to_string(config).unwrap_or_default();
     [
         (LABEL_MANAGED, "true".to_string()),
+        (LABEL_INSTANCE, instance.to_string()),
         (LABEL_RECORD, record.to_string()),
         (LABEL_SPEC_HASH, spec_hash.to_string()),
         (LABEL_SPEC, spec_json),
@@ -107,8 +111,8 @@ async fn run<E: Engine>(
             engine.remove_container(id).await
         }
         ActionKind::Create => {
-            let (config, labels) = creation(action)?;
-            prepare_mounts(engine, &action.record, config).await?;
+            let (config, labels) = creation(action, settings)?;
+            prepare_mounts(engine, &labels, config).await?;
             let new_id = engine
                 .create_container(&config.name, config, &labels)
                 .await?;
@@ -120,9 +124,9 @@ async fn run<E: Engine>(
         ActionKind::Recreate => {
             // Create the replacement first: if that fails, the old container
             // is untouched and keeps running.
-            let (config, labels) = creation(action)?;
+            let (config, labels) = creation(action, settings)?;
             let old_id = id(action)?;
-            prepare_mounts(engine, &action.record, config).await?;
+            prepare_mounts(engine, &labels, config).await?;
             let temp_name = format!("{}{REPLACEMENT_SUFFIX}", config.name);
             let new_id = engine.create_container(&temp_name, config, &labels).await?;
             engine.stop_container(old_id, grace).await?;
@@ -146,9 +150,15 @@ fn id(action: &Action) -> Result<&str, EngineError> {
     })
 }
 
-fn creation(action: &Action) -> Result<(&ContainerConfig, BTreeMap<String, String>), EngineError> {
+fn creation<'a>(
+    action: &'a Action,
+    settings: &ApplySettings,
+) -> Result<(&'a ContainerConfig, BTreeMap<String, String>), EngineError> {
     match (&action.config, &action.spec_hash) {
-        (Some(config), Some(hash)) => Ok((config, labels_for(&action.record, config, hash))),
+        (Some(config), Some(hash)) => {
+            let labels = labels_for(&settings.instance, &action.record, config, hash);
+            Ok((config, labels))
+        }
         _ => Err(EngineError::Api(format!(
             "plan error: {} {} has no spec",
             action.kind.as_str(),
@@ -161,15 +171,14 @@ fn creation(action: &Action) -> Result<(&ContainerConfig, BTreeMap<String, Strin
 /// unlabelled); host folders are created by the engine layer.
 async fn prepare_mounts<E: Engine>(
     engine: &E,
-    record: &str,
+    container_labels: &BTreeMap<String, String>,
     config: &ContainerConfig,
 ) -> Result<(), EngineError> {
-    let labels: BTreeMap<String, String> = [
-        (LABEL_MANAGED.to_string(), "true".to_string()),
-        (LABEL_RECORD.to_string(), record.to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let labels: BTreeMap<String, String> = container_labels
+        .iter()
+        .filter(|(k, _)| [LABEL_MANAGED, LABEL_INSTANCE, LABEL_RECORD].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
         engine.ensure_volume(&mount.source, &labels).await?;
     }

@@ -34,6 +34,7 @@ struct RawConfig {
     api_socket: Option<PathBuf>,
     resync_seconds: Option<u64>,
     bridge_network: Option<String>,
+    instance: Option<String>,
     apply_concurrency: Option<usize>,
     stop_grace_seconds: Option<u32>,
 }
@@ -55,6 +56,9 @@ pub struct Config {
     /// The user-defined bridge network every `network bridge` container joins,
     /// so linked containers reach each other by record name.
     pub bridge_network: String,
+    /// Name of this berth among others on the same engine (label
+    /// `org.berth.instance`); a pass only touches its own containers.
+    pub instance: String,
     /// How many independent engine actions run at once.
     pub apply_concurrency: usize,
     /// Seconds a container gets to stop before it is killed.
@@ -75,6 +79,7 @@ impl Default for Config {
             api_socket: "/run/berth/api.sock".into(),
             resync_seconds: 60,
             bridge_network: "berth".into(),
+            instance: "default".into(),
             apply_concurrency: 8,
             stop_grace_seconds: 10,
         }
@@ -154,6 +159,7 @@ impl Config {
             api_socket: at(raw.api_socket, d.api_socket),
             resync_seconds: raw.resync_seconds.unwrap_or(d.resync_seconds),
             bridge_network: raw.bridge_network.unwrap_or(d.bridge_network),
+            instance: raw.instance.unwrap_or(d.instance),
             apply_concurrency: raw.apply_concurrency.unwrap_or(d.apply_concurrency),
             stop_grace_seconds: raw.stop_grace_seconds.unwrap_or(d.stop_grace_seconds),
         })

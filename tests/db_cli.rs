@@ -483,11 +483,13 @@ fn concurrent_setprops_lose_nothing() {
     let runners: Vec<_> = ["a", "b"]
         .into_iter()
         .map(|who| {
-            let path = path.clone();
+            let (path, config) = (path.clone(), s.config.clone());
             thread::spawn(move || {
                 for i in 0..100 {
                     let status = StdCommand::new(cargo_bin("berth"))
                         .env_remove("BERTH_CONFIG")
+                        .arg("--config")
+                        .arg(&config)
                         .arg("db")
                         .arg(&path)
                         .args(["setprop", "shared", &format!("{who}{i}"), &i.to_string()])
@@ -558,6 +560,8 @@ fn set_is_one_atomic_write() {
         }
         let status = StdCommand::new(cargo_bin("berth"))
             .env_remove("BERTH_CONFIG")
+            .arg("--config")
+            .arg(&s.config)
             .arg("db")
             .arg(&path)
             .args(&args)

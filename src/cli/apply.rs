@@ -20,6 +20,7 @@ pub async fn run(config: &Config) -> anyhow::Result<i32> {
         return Ok(if plan.problems.is_empty() { 0 } else { 1 });
     }
     let settings = ApplySettings {
+        instance: config.instance.clone(),
         concurrency: config.apply_concurrency,
         stop_grace_seconds: config.stop_grace_seconds,
     };

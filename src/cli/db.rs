@@ -258,12 +258,11 @@ impl<'a> Verb<'a> {
                 }
             }
             Verb::Delete(key) => {
-                if !db.delete(key) {
-                    return Err(Failure::Db(DbError::NoRecord {
-                        path: db.path().to_path_buf(),
-                        key: key.to_string(),
-                    }));
-                }
+                let missing = DbError::NoRecord {
+                    path: db.path().to_path_buf(),
+                    key: key.to_string(),
+                };
+                db.delete(key).then_some(()).ok_or(missing)?;
             }
             _ => {}
         }

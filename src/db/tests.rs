@@ -301,7 +301,7 @@ fn records() -> impl Strategy<Value = Spec> {
     )
 }
 
-fn plain(d: &Db) -> Vec<(String, String, Vec<(String, String)>)> {
+fn plain(d: &Db) -> Spec {
     d.records()
         .map(|r| (r.key.clone(), r.rtype.clone(), r.props.clone()))
         .collect()

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// Label every berth container, network and volume carries; nothing without
 /// it is ever stopped, removed or recreated.
 pub const LABEL_MANAGED: &str = "org.berth.managed";
+/// Which berth (config `instance`) made it: two berths on one engine, or a
+/// test sandbox beside a real install, never touch each other's containers.
+pub const LABEL_INSTANCE: &str = "org.berth.instance";
 /// The `docker_containers` key the container was made for.
 pub const LABEL_RECORD: &str = "org.berth.record";
 /// Hash of the effective spec; a different hash means recreate.
@@ -54,6 +57,11 @@ pub struct ObservedContainer {
 impl ObservedContainer {
     pub fn is_managed(&self) -> bool {
         self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+    }
+    /// Made by the berth `instance`: the only containers a pass may stop,
+    /// remove or recreate.
+    pub fn is_ours(&self, instance: &str) -> bool {
+        self.is_managed() && self.labels.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
     }
     pub fn record(&self) -> Option<&str> {
         self.labels.get(LABEL_RECORD).map(String::as_str)

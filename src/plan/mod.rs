@@ -150,11 +150,15 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
     for spec in declared.specs.values() {
         let name = spec.name.as_str();
         let current = by_name.get(name).copied();
-        if let Some(c) = current.filter(|c| !c.is_managed()) {
+        if let Some(c) = current.filter(|c| !c.is_ours(&declared.instance)) {
+            let whose = match c.labels.get(crate::engine::LABEL_INSTANCE) {
+                Some(other) if c.is_managed() => format!("belongs to berth instance {other:?}"),
+                _ => "was not made by berth (no org.berth.managed label)".to_string(),
+            };
             out.problems.push(Problem {
                 record: name.into(),
                 message: format!(
-                    "a container named {name} ({}) exists but was not made by berth (no org.berth.managed label); berth leaves it alone: remove or rename it to let berth manage {name}",
+                    "a container named {name} ({}) exists but {whose}; berth leaves it alone: remove or rename it to let berth manage {name}",
                     short(&c.id)
                 ),
             });
@@ -250,7 +254,7 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
         }
     }
 
-    for c in observed.containers.iter().filter(|c| c.is_managed()) {
+    for c in observed.containers.iter().filter(|c| c.is_ours(&declared.instance)) {
         let record = c.record().unwrap_or(c.name.as_str());
         let leftover = c.name != record;
         // A broken record's containers stay exactly as they are, leftovers too.

@@ -13,6 +13,7 @@ const IMAGE_ID: &str = "sha256:1111111111111111111111111111";
 
 fn settings() -> SpecSettings {
     SpecSettings {
+        instance: "test".into(),
         bridge_network: "berth".into(),
         data_root: PathBuf::from("/var/lib/berth/data"),
     }
@@ -50,6 +51,7 @@ fn converged(declared: &Declared) -> ObservedState {
 fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
     let labels = [
         (LABEL_MANAGED, "true".to_string()),
+        (crate::engine::LABEL_INSTANCE, "test".to_string()),
         (LABEL_RECORD, spec.name.clone()),
         (LABEL_SPEC_HASH, spec.spec_hash.clone()),
         (
@@ -367,4 +369,18 @@ fn same_host_port_fails_both_records() {
         "{}",
         d.failed["a"][0]
     );
+}
+
+#[test]
+fn another_instances_containers_are_never_touched() {
+    let d = declared("a=service|Image|app:1\n");
+    let mut observed = converged(&d);
+    for c in &mut observed.containers {
+        c.labels.insert(crate::engine::LABEL_INSTANCE.into(), "other".into());
+    }
+    let p = plan(&d, &observed, now());
+    assert!(p.is_empty(), "{:?}", summary(&p));
+    assert!(p.problems[0].message.contains("belongs to berth instance \"other\""), "{}", p.problems[0].message);
+    let p = plan(&declared(""), &observed, now());
+    assert!(p.is_empty() && p.problems.is_empty(), "not ours: not removed");
 }

@@ -91,6 +91,8 @@ impl ContainerSpec {
 /// and what cannot.
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
+    /// The berth instance these records belong to (config `instance`).
+    pub instance: String,
     pub specs: BTreeMap<String, ContainerSpec>,
     /// Records that failed validation: their containers are left exactly as they are.
     pub failed: BTreeMap<String, Vec<SpecError>>,
@@ -115,6 +117,7 @@ impl Declared {
 /// Settings from the config file that specs depend on.
 #[derive(Debug, Clone)]
 pub struct SpecSettings {
+    pub instance: String,
     pub bridge_network: String,
     /// Default parent of host data folders (`DataMount host` without `DataMountPath`).
     pub data_root: PathBuf,
@@ -123,6 +126,7 @@ pub struct SpecSettings {
 impl SpecSettings {
     pub fn from_config(config: &Config) -> Self {
         SpecSettings {
+            instance: config.instance.clone(),
             bridge_network: config.bridge_network.clone(),
             data_root: config.state_dir.join("data"),
         }
@@ -150,6 +154,7 @@ pub fn load(config: &Config) -> Result<Declared, LoadError> {
 /// Pure: the specs a pair of dbs declares.
 pub fn declare(containers: &Db, images: &Db, settings: &SpecSettings) -> Declared {
     let mut declared = Declared {
+        instance: settings.instance.clone(),
         unparsed: containers.problems().to_vec(),
         ..Declared::default()
     };

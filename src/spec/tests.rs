@@ -7,6 +7,7 @@ use crate::engine::{Mount, MountKind, NetworkAttachment, PortBinding, Protocol};
 
 fn settings() -> SpecSettings {
     SpecSettings {
+        instance: "test".into(),
         bridge_network: "berth".into(),
         data_root: PathBuf::from("/var/lib/berth/data"),
     }
