@@ -57,13 +57,23 @@ impl Sandbox {
         let mut all = vec!["db", "docker_containers"];
         all.extend_from_slice(args);
         let out = self.berth(&all);
-        assert!(out.status.success(), "berth {all:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "berth {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `set NAME service Image <test image> PROPS…`
     fn declare(&self, name: &str, props: &[&str]) {
         let full = self.name(name);
-        let mut args = vec!["set", full.as_str(), "service", "Image", self.image.as_str()];
+        let mut args = vec![
+            "set",
+            full.as_str(),
+            "service",
+            "Image",
+            self.image.as_str(),
+        ];
         args.extend_from_slice(props);
         self.db(&args);
     }
@@ -105,37 +115,88 @@ fn every_property_lands_on_the_engine() {
     s.declare(
         "full",
         &[
-            "Command", "sh -c 'echo started; exec sleep 3600'",
-            "Env", "GREETING=hello world,MODE=test",
-            "TCPPort", "80,81",
-            "UDPPort", "81",
-            "PortMapping", "custom",
-            "PortMappingPorts", &mapping,
-            "access", "private",
-            "MaxMemory", "64M",
-            "MaxCpu", "0.5",
-            "Restart", "on-failure:3",
-            "MountPath", "/data",
+            "Command",
+            "sh -c 'echo started; exec sleep 3600'",
+            "Env",
+            "GREETING=hello world,MODE=test",
+            "TCPPort",
+            "80,81",
+            "UDPPort",
+            "81",
+            "PortMapping",
+            "custom",
+            "PortMappingPorts",
+            &mapping,
+            "access",
+            "private",
+            "MaxMemory",
+            "64M",
+            "MaxCpu",
+            "0.5",
+            "Restart",
+            "on-failure:3",
+            "MountPath",
+            "/data",
         ],
     );
     let port_text = p3.to_string();
-    s.declare("public", &["Command", "sleep 3600", "TCPPort", &port_text, "access", "public", "MaxMemory", "1G"]);
+    s.declare(
+        "public",
+        &[
+            "Command",
+            "sleep 3600",
+            "TCPPort",
+            &port_text,
+            "access",
+            "public",
+            "MaxMemory",
+            "1G",
+        ],
+    );
     let host_text = host_data.display().to_string();
     s.declare(
         "hostmount",
-        &["Command", "sleep 3600", "MountPath", "/srv/in", "DataMount", "host", "DataMountPath", &host_text, "DataMountWrite", "no"],
+        &[
+            "Command",
+            "sleep 3600",
+            "MountPath",
+            "/srv/in",
+            "DataMount",
+            "host",
+            "DataMountPath",
+            &host_text,
+            "DataMountWrite",
+            "no",
+        ],
     );
     s.declare("nonet", &["Command", "sleep 3600", "network", "none"]);
     s.declare("hostnet", &["Command", "sleep 3600", "network", "host"]);
 
     let out = s.apply_ok();
-    assert!(out.contains(&format!("create         {}: no container yet", s.name("full"))), "{out}");
+    assert!(
+        out.contains(&format!(
+            "create         {}: no container yet",
+            s.name("full")
+        )),
+        "{out}"
+    );
 
     let full = s.inspect("full");
     assert_eq!(text(&full["State"]["Status"]), "running");
-    assert_eq!(full["Config"]["Cmd"], serde_json::json!(["sh", "-c", "echo started; exec sleep 3600"]));
-    let env: Vec<&str> = full["Config"]["Env"].as_array().expect("env").iter().map(text).collect();
-    assert!(env.contains(&"GREETING=hello world") && env.contains(&"MODE=test"), "{env:?}");
+    assert_eq!(
+        full["Config"]["Cmd"],
+        serde_json::json!(["sh", "-c", "echo started; exec sleep 3600"])
+    );
+    let env: Vec<&str> = full["Config"]["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(text)
+        .collect();
+    assert!(
+        env.contains(&"GREETING=hello world") && env.contains(&"MODE=test"),
+        "{env:?}"
+    );
     let hc = &full["HostConfig"];
     assert_eq!(hc["Memory"], 64 << 20);
     assert_eq!(hc["NanoCpus"], 500_000_000);
@@ -157,23 +218,42 @@ fn every_property_lands_on_the_engine() {
     assert_eq!(mounts[0]["RW"], true);
     let volume = docker_inspect(&format!("{}_data", s.name("full")));
     assert_eq!(text(&volume["Labels"]["org.berth.managed"]), "true");
-    assert!(full["NetworkSettings"]["Networks"][s.name("net")].is_object(), "on berth's bridge network");
+    assert!(
+        full["NetworkSettings"]["Networks"][s.name("net")].is_object(),
+        "on berth's bridge network"
+    );
 
     let public = s.inspect("public");
     let b = &public["HostConfig"]["PortBindings"][format!("{p3}/tcp")][0];
-    assert!(matches!(text(&b["HostIp"]), "" | "0.0.0.0"), "public binds all addresses: {b}");
+    assert!(
+        matches!(text(&b["HostIp"]), "" | "0.0.0.0"),
+        "public binds all addresses: {b}"
+    );
     assert_eq!(public["HostConfig"]["Memory"], 1 << 30);
-    assert_eq!(text(&public["HostConfig"]["RestartPolicy"]["Name"]), "unless-stopped", "the default");
+    assert_eq!(
+        text(&public["HostConfig"]["RestartPolicy"]["Name"]),
+        "unless-stopped",
+        "the default"
+    );
 
     let hostmount = s.inspect("hostmount");
     let m = &hostmount["Mounts"][0];
     assert_eq!(text(&m["Type"]), "bind");
-    assert_eq!(text(&m["Source"]), host_data.join("srv/in").display().to_string());
+    assert_eq!(
+        text(&m["Source"]),
+        host_data.join("srv/in").display().to_string()
+    );
     assert_eq!(m["RW"], false, "DataMountWrite no");
     assert!(host_data.join("srv/in").is_dir(), "host folder created");
 
-    assert_eq!(text(&s.inspect("nonet")["HostConfig"]["NetworkMode"]), "none");
-    assert_eq!(text(&s.inspect("hostnet")["HostConfig"]["NetworkMode"]), "host");
+    assert_eq!(
+        text(&s.inspect("nonet")["HostConfig"]["NetworkMode"]),
+        "none"
+    );
+    assert_eq!(
+        text(&s.inspect("hostnet")["HostConfig"]["NetworkMode"]),
+        "host"
+    );
 
     // A second pass right after changes nothing and says so.
     let again = s.apply_ok();
@@ -192,15 +272,26 @@ fn linked_containers_start_in_order_and_reach_each_other_by_name() {
     );
     s.declare("app", &["Command", "sleep 3600", "Interlinked", &db]);
     let plan = String::from_utf8_lossy(&s.berth(&["plan"]).stdout).into_owned();
-    let db_at = plan.find(&format!("create         {db}:")).expect("db planned");
-    let app_at = plan.find(&format!("create         {}:", s.name("app"))).expect("app planned");
+    let db_at = plan
+        .find(&format!("create         {db}:"))
+        .expect("db planned");
+    let app_at = plan
+        .find(&format!("create         {}:", s.name("app")))
+        .expect("app planned");
     assert!(db_at < app_at, "the dependency is created first:\n{plan}");
     s.apply_ok();
     let started = |n: &str| text(&s.inspect(n)["State"]["StartedAt"]).to_string();
     assert!(started("db") <= started("app"), "db started before app");
     let mut body = String::new();
     for _ in 0..20 {
-        let (code, out, _) = docker(&["exec", &s.name("app"), "wget", "-q", "-O-", &format!("http://{db}:8080/")]);
+        let (code, out, _) = docker(&[
+            "exec",
+            &s.name("app"),
+            "wget",
+            "-q",
+            "-O-",
+            &format!("http://{db}:8080/"),
+        ]);
         if code == 0 {
             body = out;
             break;
@@ -213,15 +304,34 @@ fn linked_containers_start_in_order_and_reach_each_other_by_name() {
 #[test]
 fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
     let s = Sandbox::new();
-    s.declare("a", &["Command", "sleep 3600", "MaxMemory", "64M", "MountPath", "/data"]);
+    s.declare(
+        "a",
+        &[
+            "Command",
+            "sleep 3600",
+            "MaxMemory",
+            "64M",
+            "MountPath",
+            "/data",
+        ],
+    );
     s.declare("b", &["Command", "sleep 3600", "MaxMemory", "64M"]);
     s.apply_ok();
     let (a1, b1) = (s.id("a"), s.id("b"));
-    docker_ok(&["exec", &s.name("a"), "sh", "-c", "echo precious > /data/file"]);
+    docker_ok(&[
+        "exec",
+        &s.name("a"),
+        "sh",
+        "-c",
+        "echo precious > /data/file",
+    ]);
 
     s.db(&["setprop", &s.name("a"), "MaxMemory", "128M"]);
     let plan = String::from_utf8_lossy(&s.berth(&["plan"]).stdout).into_owned();
-    assert_eq!(plan, format!("recreate       {}: MaxMemory 64M → 128M\n", s.name("a")));
+    assert_eq!(
+        plan,
+        format!("recreate       {}: MaxMemory 64M → 128M\n", s.name("a"))
+    );
     s.apply_ok();
     let (a2, b2) = (s.id("a"), s.id("b"));
     assert_ne!(a1, a2, "a recreated");
@@ -234,12 +344,21 @@ fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
     // Record deleted: container removed, volume kept; back again: data is there.
     s.db(&["delete", &s.name("a")]);
     let out = s.apply_ok();
-    assert!(out.contains(&format!("remove         {}: record deleted", s.name("a"))), "{out}");
+    assert!(
+        out.contains(&format!("remove         {}: record deleted", s.name("a"))),
+        "{out}"
+    );
     assert!(docker_inspect_opt(&s.name("a")).is_none());
-    assert!(docker_inspect_opt(&format!("{}_data", s.name("a"))).is_some(), "volume kept");
+    assert!(
+        docker_inspect_opt(&format!("{}_data", s.name("a"))).is_some(),
+        "volume kept"
+    );
     s.declare("a", &["Command", "sleep 3600", "MountPath", "/data"]);
     s.apply_ok();
-    assert_eq!(docker_ok(&["exec", &s.name("a"), "cat", "/data/file"]).trim(), "precious");
+    assert_eq!(
+        docker_ok(&["exec", &s.name("a"), "cat", "/data/file"]).trim(),
+        "precious"
+    );
 }
 
 #[test]
@@ -248,12 +367,23 @@ fn an_image_rebuilt_under_the_same_tag_recreates_its_containers() {
     s.declare("a", &["Command", "sleep 3600"]);
     s.apply_ok();
     let before = s.id("a");
-    s.prefix.tag(&support::TestImages::busybox_variant().id, &s.image);
+    s.prefix
+        .tag(&support::TestImages::busybox_variant().id, &s.image);
     let plan = String::from_utf8_lossy(&s.berth(&["plan"]).stdout).into_owned();
-    assert!(plan.starts_with(&format!("recreate       {}: image {} now is", s.name("a"), s.image)), "{plan}");
+    assert!(
+        plan.starts_with(&format!(
+            "recreate       {}: image {} now is",
+            s.name("a"),
+            s.image
+        )),
+        "{plan}"
+    );
     s.apply_ok();
     assert_ne!(before, s.id("a"));
-    assert_eq!(text(&s.inspect("a")["Image"]), support::TestImages::busybox_variant().id);
+    assert_eq!(
+        text(&s.inspect("a")["Image"]),
+        support::TestImages::busybox_variant().id
+    );
 }
 
 #[test]
@@ -282,14 +412,36 @@ fn a_broken_record_keeps_its_container_and_the_others_still_apply() {
     let keep_id = s.id("keep");
     s.db(&["setprop", &s.name("keep"), "MaxMemory", "lots"]);
     s.db(&["setprop", &s.name("other"), "MaxMemory", "96M"]);
-    s.declare("badimage", &["Image", &format!("{}/missing:1", s.prefix.as_str())]);
+    s.declare(
+        "badimage",
+        &["Image", &format!("{}/missing:1", s.prefix.as_str())],
+    );
     s.declare("new", &["Command", "sleep 3600"]);
     let (code, stdout, stderr) = s.apply();
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains(&format!("record {}, property MaxMemory = \"lots\"", s.name("keep"))), "{stderr}");
-    assert!(stderr.contains("docker_containers:"), "names the file and line: {stderr}");
-    assert!(stderr.contains(&format!("{}/missing:1:latest is not in the engine", s.prefix.as_str())) || stderr.contains("missing:1 is not in the engine"), "{stderr}");
-    assert_eq!(s.id("keep"), keep_id, "the broken record's container is untouched");
+    assert!(
+        stderr.contains(&format!(
+            "record {}, property MaxMemory = \"lots\"",
+            s.name("keep")
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("docker_containers:"),
+        "names the file and line: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}/missing:1:latest is not in the engine",
+            s.prefix.as_str()
+        )) || stderr.contains("missing:1 is not in the engine"),
+        "{stderr}"
+    );
+    assert_eq!(
+        s.id("keep"),
+        keep_id,
+        "the broken record's container is untouched"
+    );
     assert_eq!(text(&s.inspect("keep")["State"]["Status"]), "running");
     assert_eq!(s.inspect("other")["HostConfig"]["Memory"], 96 << 20);
     assert_eq!(text(&s.inspect("new")["State"]["Status"]), "running");
@@ -305,7 +457,10 @@ fn a_port_already_taken_fails_that_record_only() {
     s.declare("fine", &["Command", "sleep 3600"]);
     let (code, stdout, stderr) = s.apply();
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains(&format!("FAILED create {}", s.name("clash"))), "{stderr}");
+    assert!(
+        stderr.contains(&format!("FAILED create {}", s.name("clash"))),
+        "{stderr}"
+    );
     assert_eq!(text(&s.inspect("fine")["State"]["Status"]), "running");
     drop(listener);
 }
@@ -338,14 +493,28 @@ fn status_shows_declared_actual_and_errors() {
     let out = s.berth(&["status", "--json"]);
     assert!(out.status.success());
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    let row = |n: &str| rows.iter().find(|r| r["name"] == s.name(n)).cloned().expect("row");
-    assert_eq!((text(&row("up")["declared"]), text(&row("up")["actual"])), ("running", "running"));
-    assert_eq!((text(&row("off")["declared"]), text(&row("off")["actual"])), ("stopped", "missing"));
+    let row = |n: &str| {
+        rows.iter()
+            .find(|r| r["name"] == s.name(n))
+            .cloned()
+            .expect("row")
+    };
+    assert_eq!(
+        (text(&row("up")["declared"]), text(&row("up")["actual"])),
+        ("running", "running")
+    );
+    assert_eq!(
+        (text(&row("off")["declared"]), text(&row("off")["actual"])),
+        ("stopped", "missing")
+    );
     assert_eq!(text(&row("bad")["declared"]), "invalid");
     assert!(text(&row("bad")["error"]).contains("MaxCpu"));
     let one = s.berth(&["status", &s.name("up")]);
     let table = String::from_utf8_lossy(&one.stdout);
-    assert!(table.lines().count() == 2 && table.contains(&s.name("up")), "{table}");
+    assert!(
+        table.lines().count() == 2 && table.contains(&s.name("up")),
+        "{table}"
+    );
 }
 
 /// Helps the test files that only need the path of the db.

@@ -98,7 +98,11 @@ pub fn statuses(
             error: errors.first().map(|e| e.to_string()),
         });
     }
-    for c in observed.containers.iter().filter(|c| c.is_ours(&declared.instance)) {
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+    {
         let record = c.record().unwrap_or(&c.name);
         if !declared.is_declared(record) {
             rows.push(RecordStatus {

@@ -254,7 +254,11 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
         }
     }
 
-    for c in observed.containers.iter().filter(|c| c.is_ours(&declared.instance)) {
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+    {
         let record = c.record().unwrap_or(c.name.as_str());
         let leftover = c.name != record;
         // A broken record's containers stay exactly as they are, leftovers too.

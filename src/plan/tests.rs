@@ -376,11 +376,21 @@ fn another_instances_containers_are_never_touched() {
     let d = declared("a=service|Image|app:1\n");
     let mut observed = converged(&d);
     for c in &mut observed.containers {
-        c.labels.insert(crate::engine::LABEL_INSTANCE.into(), "other".into());
+        c.labels
+            .insert(crate::engine::LABEL_INSTANCE.into(), "other".into());
     }
     let p = plan(&d, &observed, now());
     assert!(p.is_empty(), "{:?}", summary(&p));
-    assert!(p.problems[0].message.contains("belongs to berth instance \"other\""), "{}", p.problems[0].message);
+    assert!(
+        p.problems[0]
+            .message
+            .contains("belongs to berth instance \"other\""),
+        "{}",
+        p.problems[0].message
+    );
     let p = plan(&declared(""), &observed, now());
-    assert!(p.is_empty() && p.problems.is_empty(), "not ours: not removed");
+    assert!(
+        p.is_empty() && p.problems.is_empty(),
+        "not ours: not removed"
+    );
 }

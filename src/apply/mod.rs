@@ -8,8 +8,8 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
 use crate::engine::{
-    ContainerConfig, Engine, EngineError, MountKind, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
-    LABEL_SPEC_HASH,
+    ContainerConfig, Engine, EngineError, MountKind, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD,
+    LABEL_SPEC, LABEL_SPEC_HASH,
 };
 use crate::plan::{Action, ActionKind, Plan, REPLACEMENT_SUFFIX};
 
@@ -184,3 +184,6 @@ async fn prepare_mounts<E: Engine>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! The applier on the in-memory engine: order, create-first recreate,
+//! failure isolation, convergence. (The real engine is in tests/.)
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::*;
+use crate::db::Db;
+use crate::engine::fake::FakeEngine;
+use crate::plan::plan;
+use crate::spec::{declare, Declared, SpecSettings};
+
+fn declared(text: &str) -> Declared {
+    let settings = SpecSettings {
+        instance: "test".into(),
+        bridge_network: "berth".into(),
+        data_root: PathBuf::from("/var/lib/berth/data"),
+    };
+    let containers = Db::parse(Path::new("/db/docker_containers"), text);
+    declare(
+        &containers,
+        &Db::parse(Path::new("/db/docker_images"), ""),
+        &settings,
+    )
+}
+
+fn settings() -> ApplySettings {
+    ApplySettings {
+        instance: "test".into(),
+        concurrency: 4,
+        stop_grace_seconds: 1,
+    }
+}
+
+fn engine() -> FakeEngine {
+    let e = FakeEngine::new();
+    e.add_image("app:1", "sha256:aaaa");
+    e.add_image("app:2", "sha256:bbbb");
+    e
+}
+
+async fn pass(engine: &FakeEngine, d: &Declared) -> Report {
+    let observed = engine.observe().await.expect("observe");
+    let p = plan(d, &observed, SystemTime::UNIX_EPOCH);
+    apply(engine, &p, &settings(), |_| {}).await
+}
+
+#[tokio::test]
+async fn converges_then_does_nothing() {
+    let e = engine();
+    let d = declared(
+        "db=service|Image|app:1|MountPath|/data\nweb=service|Image|app:1|Interlinked|db\n",
+    );
+    let report = pass(&e, &d).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert_eq!(e.container("web").map(|c| c.state), Some("running".into()));
+    assert!(e.volumes().contains_key("db_data"));
+    assert_eq!(
+        e.volumes()["db_data"]
+            .get(crate::engine::LABEL_INSTANCE)
+            .map(String::as_str),
+        Some("test")
+    );
+    let creates: Vec<String> = e
+        .actions()
+        .into_iter()
+        .filter(|a| a.starts_with("create"))
+        .collect();
+    assert_eq!(creates, vec!["create db", "create web"], "dependency first");
+    e.clear_log();
+    let calls = e.api_calls();
+    let report = pass(&e, &d).await;
+    assert!(report.outcomes.is_empty());
+    assert_eq!(e.log(), vec!["observe"]);
+    assert_eq!(e.api_calls() - calls, 3, "a no-op pass is one observe");
+}
+
+#[tokio::test]
+async fn recreate_creates_first_and_a_failed_create_keeps_the_old_container_running() {
+    let e = engine();
+    pass(&e, &declared("a=service|Image|app:1\n")).await;
+    let old = e.id_of("a").expect("a exists");
+    e.fail_create("a_berth-new");
+    let report = pass(&e, &declared("a=service|Image|app:2\n")).await;
+    assert_eq!(report.failures().count(), 1);
+    assert_eq!(e.id_of("a"), Some(old.clone()), "old container untouched");
+    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+
+    e.heal();
+    e.clear_log();
+    let report = pass(&e, &declared("a=service|Image|app:2\n")).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    let new = e.id_of("a").expect("a exists");
+    assert_ne!(new, old);
+    assert_eq!(e.container("a").map(|c| c.image), Some("app:2".into()));
+    let ops: Vec<String> = e.actions();
+    let pos = |prefix: &str| {
+        ops.iter()
+            .position(|o| o.starts_with(prefix))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        pos("create a_berth-new") < pos(&format!("stop {old}")),
+        "{ops:?}"
+    );
+    assert!(pos(&format!("remove {old}")) < pos("rename"), "{ops:?}");
+    assert!(pos("rename") < pos(&format!("start {new}")), "{ops:?}");
+}
+
+#[tokio::test]
+async fn one_failure_does_not_stop_the_others() {
+    let e = engine();
+    e.fail_create("b");
+    let report = pass(
+        &e,
+        &declared("a=service|Image|app:1\nb=service|Image|app:1\nc=service|Image|app:1\n"),
+    )
+    .await;
+    let failed: Vec<&str> = report.failures().map(|o| o.record.as_str()).collect();
+    assert_eq!(failed, vec!["b"]);
+    assert!(e.container("a").is_some() && e.container("c").is_some());
+}
+
+#[tokio::test]
+async fn a_crash_between_remove_and_rename_is_finished_by_the_next_pass() {
+    let e = engine();
+    pass(&e, &declared("a=service|Image|app:1|MountPath|/data\n")).await;
+    e.fail_rename("a_berth-new");
+    let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
+    assert_eq!(report.failures().count(), 1);
+    assert!(
+        e.id_of("a").is_none() && e.id_of("a_berth-new").is_some(),
+        "cut off mid-recreate"
+    );
+    e.heal();
+    let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert!(e.id_of("a_berth-new").is_none(), "leftover removed");
+    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+    assert!(e.volumes().contains_key("a_data"), "data kept throughout");
+    let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
+    assert!(report.outcomes.is_empty(), "converged: {report:?}");
+}
