@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-host.sh
-cargo test --locked --all-targets "$@"
+cargo test --locked "$@"
