@@ -4,11 +4,15 @@
 //! files it is given; the imperative shell (`engine`, `apply`, `cli`, the
 //! binaries) observes, acts and reports. See ARCHITECTURE.md for the map.
 
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod engine;
 pub mod plan;
+pub mod reconcile;
 pub mod spec;
 pub mod state;
+pub mod status;

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::SystemTime;
 
-use berth::apply::{apply, ApplySettings};
+use berth::apply::{apply, ApplySettings, Outcome};
 use berth::config::Config;
 use berth::engine::Engine;
 use berth::plan::plan;
@@ -43,10 +43,11 @@ async fn a_no_op_pass_over_fifty_containers_makes_three_api_calls() {
         concurrency: config.apply_concurrency,
         stop_grace_seconds: 1,
     };
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let observed = engine.observe().await.expect("observe");
     let first = plan(&declared, &observed, SystemTime::now());
     assert_eq!(first.actions.len(), 51, "50 creates and the network");
-    let report = apply(&engine, &first, &settings, |_| {}).await;
+    let report = apply(&engine, &first, &settings, &stop, |_: &Outcome| {}).await;
     assert_eq!(
         report.failures().count(),
         0,
@@ -57,7 +58,7 @@ async fn a_no_op_pass_over_fifty_containers_makes_three_api_calls() {
     let before = engine.api_calls();
     let observed = engine.observe().await.expect("observe");
     let second = plan(&declared, &observed, SystemTime::now());
-    let report = apply(&engine, &second, &settings, |_| {}).await;
+    let report = apply(&engine, &second, &settings, &stop, |_: &Outcome| {}).await;
     let calls = engine.api_calls() - before;
     assert!(second.is_empty(), "{:?}", second.actions);
     assert!(report.outcomes.is_empty());

@@ -3,9 +3,10 @@
 //! failed action never stops the others.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::stream::{self, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     ContainerConfig, Engine, EngineError, MountKind, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD,
@@ -22,7 +23,7 @@ pub struct ApplySettings {
 }
 
 /// What happened to one action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub record: String,
     pub kind: ActionKind,
@@ -42,13 +43,30 @@ impl Report {
     }
 }
 
-/// Runs `plan` wave by wave. `on_done` is called as each action finishes
-/// (for live output and the journal).
+/// Sees each action of a pass: `starting` before its wave runs (so a
+/// journal shows what was cut off by a crash), `done` when it finished.
+pub trait Observer {
+    fn starting(&mut self, _action: &Action) {}
+    fn done(&mut self, action: &Action, outcome: &Outcome);
+}
+
+impl<F: FnMut(&Outcome)> Observer for F {
+    fn done(&mut self, _action: &Action, outcome: &Outcome) {
+        self(outcome)
+    }
+}
+
+/// Why an action was never started.
+pub const NOT_STARTED: &str = "not started: berth is shutting down";
+
+/// Runs `plan` wave by wave, the actions of a wave concurrently. Once `stop`
+/// is set, actions in flight finish and no new one starts.
 pub async fn apply<E: Engine>(
     engine: &E,
     plan: &Plan,
     settings: &ApplySettings,
-    mut on_done: impl FnMut(&Outcome),
+    stop: &AtomicBool,
+    mut observer: impl Observer,
 ) -> Report {
     let mut report = Report::default();
     let mut waves: BTreeMap<usize, Vec<&Action>> = BTreeMap::new();
@@ -56,19 +74,27 @@ pub async fn apply<E: Engine>(
         waves.entry(action.wave).or_default().push(action);
     }
     for actions in waves.into_values() {
+        for action in &actions {
+            observer.starting(action);
+        }
         let mut results = stream::iter(actions)
             .map(|action| async move {
-                let result = run(engine, action, settings).await;
-                Outcome {
+                let result = if stop.load(Ordering::SeqCst) {
+                    Err(NOT_STARTED.to_string())
+                } else {
+                    run(engine, action, settings).await.map_err(|e| e.to_string())
+                };
+                let outcome = Outcome {
                     record: action.record.clone(),
                     kind: action.kind,
                     reason: action.reason.clone(),
-                    error: result.err().map(|e| e.to_string()),
-                }
+                    error: result.err(),
+                };
+                (action, outcome)
             })
             .buffer_unordered(settings.concurrency.max(1));
-        while let Some(outcome) = results.next().await {
-            on_done(&outcome);
+        while let Some((action, outcome)) = results.next().await {
+            observer.done(action, &outcome);
             report.outcomes.push(outcome);
         }
     }

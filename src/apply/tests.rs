@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use std::sync::atomic::AtomicBool;
+
 use super::*;
 use crate::db::Db;
 use crate::engine::fake::FakeEngine;
@@ -42,7 +44,7 @@ fn engine() -> FakeEngine {
 async fn pass(engine: &FakeEngine, d: &Declared) -> Report {
     let observed = engine.observe().await.expect("observe");
     let p = plan(d, &observed, SystemTime::UNIX_EPOCH);
-    apply(engine, &p, &settings(), |_| {}).await
+    apply(engine, &p, &settings(), &AtomicBool::new(false), |_: &Outcome| {}).await
 }
 
 #[tokio::test]

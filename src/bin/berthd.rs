@@ -1,5 +1,4 @@
-//! `berthd`: the daemon. For now it loads and checks its configuration and
-//! the declared specs, reports them, and exits; the reconcile loop comes next.
+//! `berthd`: the daemon systemd starts at boot. Runs until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "berthd", version, about = "The berth daemon")]
+#[command(name = "berthd", version, about = "The berth daemon: watches, reconciles, serves the API")]
 struct Args {
     /// Config file (default: $BERTH_CONFIG, else /etc/berth/berth.toml).
     #[arg(long, value_name = "PATH")]
@@ -16,33 +15,20 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let config = match berth::config::Config::locate(args.config.as_deref()) {
-        Ok(c) => c,
+    berth::daemon::systemd::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
         Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
         }
     };
-    tracing::info!(db_dir = %config.db_dir.display(), docker_host = %config.docker_host, "configuration loaded");
-    match berth::spec::load(&config) {
-        Ok(declared) => {
-            for e in declared.errors().chain(declared.warnings.iter()) {
-                tracing::warn!(record = %e.record, "{e}");
-            }
-            tracing::info!(
-                valid = declared.specs.len(),
-                invalid = declared.failed.len(),
-                "records read"
-            );
+    let result = runtime.block_on(berth::daemon::run(args.config, berth::daemon::systemd::terminated()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
         }
-        Err(e) => tracing::warn!("{e}"),
     }
-    ExitCode::SUCCESS
 }

@@ -1,43 +1,60 @@
 //! `berth apply`: one reconcile pass, now. Exit 1 if any record was not applied.
 
-use std::time::SystemTime;
+use std::sync::atomic::AtomicBool;
 
-use crate::apply::{self, ApplySettings};
 use crate::config::Config;
-use crate::engine::{DockerEngine, Engine};
-use crate::plan;
+use crate::engine::DockerEngine;
+use crate::reconcile::{self, PassReport};
+use crate::state::State;
 
 pub async fn run(config: &Config) -> anyhow::Result<i32> {
-    let declared = super::load_declared(config)?;
+    // With a daemon running, the pass is its (passes never overlap).
+    if let Some(answer) = crate::api::client::request(&config.api_socket, "POST", "/v1/apply").await? {
+        let report: PassReport = serde_json::from_value(answer)?;
+        for o in &report.outcomes {
+            match &o.error {
+                None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
+                Some(e) => eprintln!("FAILED {} {}: {e}", o.kind.as_str(), o.record),
+            }
+        }
+        return Ok(print_summary(&report));
+    }
     let engine = DockerEngine::connect(&config.docker_host).await?;
-    let observed = engine.observe().await?;
-    let plan = plan::plan(&declared, &observed, SystemTime::now());
-    for p in &plan.problems {
-        eprintln!("not applied {}: {}", p.record, p.message);
-    }
-    if plan.is_empty() {
-        println!("no changes");
-        return Ok(if plan.problems.is_empty() { 0 } else { 1 });
-    }
-    let settings = ApplySettings {
-        instance: config.instance.clone(),
-        concurrency: config.apply_concurrency,
-        stop_grace_seconds: config.stop_grace_seconds,
-    };
-    let report = apply::apply(&engine, &plan, &settings, |o| match &o.error {
+    // The journal is best effort here: an admin without a writable state_dir
+    // can still apply.
+    let state = State::open(&config.state_dir)
+        .map_err(|e| eprintln!("warning: no journal: {e}"))
+        .ok();
+    let stop = AtomicBool::new(false);
+    let report = reconcile::run_pass(config, &engine, state.as_ref(), "berth apply", &stop, |o: &crate::apply::Outcome| match &o.error {
         None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
         Some(e) => eprintln!("FAILED {} {}: {e}", o.kind.as_str(), o.record),
     })
-    .await;
-    let failed = report.failures().count();
-    println!(
-        "{} action(s) done, {failed} failed, {} record(s) not applied",
-        report.outcomes.len() - failed,
-        plan.problems.len()
-    );
-    Ok(if failed == 0 && plan.problems.is_empty() {
+    .await?;
+    Ok(print_summary(&report))
+}
+
+/// Warnings, records not applied, the closing line; the exit code.
+pub fn print_summary(report: &PassReport) -> i32 {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for p in &report.plan.problems {
+        eprintln!("not applied {}: {}", p.record, p.message);
+    }
+    let failed = report.failed_actions();
+    if report.outcomes.is_empty() {
+        println!("no changes");
+    } else {
+        println!(
+            "{} action(s) done, {failed} failed, {} record(s) not applied",
+            report.outcomes.len() - failed,
+            report.plan.problems.len()
+        );
+    }
+    if report.is_clean() {
         0
     } else {
         1
-    })
+    }
 }

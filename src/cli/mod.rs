@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod db;
+pub mod history;
 pub mod plan;
 pub mod status;
 
@@ -41,6 +42,15 @@ pub enum Command {
     },
     /// One reconcile pass now.
     Apply,
+    /// The journal of actions, newest first.
+    History {
+        /// Only this record.
+        name: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Declared against actual state of each record.
     Status {
         name: Option<String>,
@@ -80,6 +90,9 @@ pub fn main() -> ExitCode {
         }
         Command::Plan { json } => with_runtime(plan::run(&config, json)),
         Command::Apply => with_runtime(apply::run(&config)),
+        Command::History { name, limit, json } => {
+            with_runtime(history::run(&config, name.as_deref(), limit, json))
+        }
         Command::Status { name, json } => with_runtime(status::run(&config, name.as_deref(), json)),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -103,16 +116,4 @@ fn with_runtime(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> 
             1
         }
     }
-}
-
-/// Declared specs and warnings, with the warnings printed once to stderr.
-pub(crate) fn load_declared(config: &Config) -> anyhow::Result<crate::spec::Declared> {
-    let declared = crate::spec::load(config)?;
-    for p in &declared.unparsed {
-        eprintln!("warning: {p}");
-    }
-    for w in &declared.warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(declared)
 }

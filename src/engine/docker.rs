@@ -80,6 +80,44 @@ impl DockerEngine {
     }
 
     /// The address this engine was connected with.
+    /// What happens to managed containers, as one long-lived request: a
+    /// word per event (`die app`, `destroy app`). The stream ends or fails
+    /// when the engine goes away; the caller reconnects. Events only make the
+    /// next pass come sooner: nothing depends on seeing every one.
+    pub fn container_events(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<String, EngineError>> + Send + 'static {
+        use futures_util::StreamExt;
+        self.count();
+        let filters = HashMap::from([
+            ("type", vec!["container"]),
+            ("label", vec!["org.berth.managed=true"]),
+            (
+                "event",
+                vec!["die", "destroy", "stop", "kill", "oom", "rename", "start", "update", "pause"],
+            ),
+        ]);
+        let options = bollard::query_parameters::EventsOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let host = self.host.clone();
+        self.docker.events(Some(options)).map(move |item| match item {
+            Ok(event) => {
+                let action = event.action.unwrap_or_default();
+                let name = event
+                    .actor
+                    .and_then(|a| a.attributes)
+                    .and_then(|attrs| attrs.get("name").cloned())
+                    .unwrap_or_default();
+                Ok(format!("{action} {name}"))
+            }
+            Err(e) => Err(EngineError::Unreachable {
+                host: host.clone(),
+                message: error_chain(&e),
+            }),
+        })
+    }
+
     pub fn host(&self) -> &str {
         &self.host
     }

@@ -8,7 +8,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     ContainerConfig, NetworkAttachment, ObservedContainer, ObservedState, LABEL_SPEC,
@@ -19,7 +19,7 @@ use crate::spec::{links, ContainerSpec, Declared};
 /// old one still runs; a container left with it by a crash is removed.
 pub const REPLACEMENT_SUFFIX: &str = "_berth-new";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     CreateNetwork,
@@ -43,7 +43,7 @@ impl ActionKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     /// Actions of one wave are independent and may run concurrently; waves
     /// run in order.
@@ -62,13 +62,13 @@ pub struct Action {
 }
 
 /// A record the plan leaves alone, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub record: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
     pub problems: Vec<Problem>,

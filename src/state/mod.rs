@@ -7,7 +7,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -35,7 +35,7 @@ pub struct State {
 }
 
 /// One journalled action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub id: i64,
     pub pass_id: Option<i64>,
@@ -43,13 +43,13 @@ pub struct JournalEntry {
     pub record: String,
     pub action: String,
     pub reason: String,
-    /// started, ok, failed. A `started` entry whose pass never finished was
-    /// cut off (daemon killed); the next pass observes and finishes the job.
+    /// started, ok, failed, or interrupted (berthd was killed while it ran;
+    /// the next pass observes and finishes the job).
     pub result: String,
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassEntry {
     pub id: i64,
     pub started_at: String,
@@ -164,6 +164,14 @@ impl State {
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// Actions left `started` by a daemon that was killed mid-pass become
+    /// `interrupted`; returns how many. The next pass observes and finishes.
+    pub fn mark_interrupted(&self) -> Result<usize, StateError> {
+        self.conn
+            .execute("UPDATE actions SET result = 'interrupted' WHERE result = 'started'", [])
+            .map_err(self.err())
     }
 
     /// Newest first; `record` narrows to one record.

@@ -1,0 +1,105 @@
+//! berthd's HTTP API on a unix socket (JSON): status, plan, apply, history.
+//! `client` is the other end, used by the `berth` command.
+
+pub mod client;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Query, State as AxumState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+/// What the API asks of the daemon. berthd implements it; tests can too.
+pub trait Backend: Send + Sync + 'static {
+    fn status(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn plan(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    /// Runs a pass now (through the daemon's loop, never beside it).
+    fn apply(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn history(
+        &self,
+        record: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{path}: {message}")]
+    Socket { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    record: Option<String>,
+    limit: Option<usize>,
+}
+
+fn reply(result: Result<serde_json::Value, String>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
+
+pub fn router<B: Backend>(backend: Arc<B>) -> Router {
+    Router::new()
+        .route("/v1/status", get(|AxumState(b): AxumState<Arc<B>>| async move { reply(b.status().await) }))
+        .route("/v1/plan", get(|AxumState(b): AxumState<Arc<B>>| async move { reply(b.plan().await) }))
+        .route("/v1/apply", post(|AxumState(b): AxumState<Arc<B>>| async move { reply(b.apply().await) }))
+        .route(
+            "/v1/history",
+            get(|AxumState(b): AxumState<Arc<B>>, Query(q): Query<HistoryQuery>| async move {
+                reply(b.history(q.record, q.limit.unwrap_or(50)).await)
+            }),
+        )
+        .with_state(backend)
+}
+
+/// A bound API socket, not yet serving.
+pub struct ApiSocket {
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+}
+
+/// Binds `path` (replacing a stale socket, refusing a live one), mode 0660,
+/// group `berth` when that group exists.
+pub async fn bind(path: &Path) -> Result<ApiSocket, ApiError> {
+    let err = |message: String| ApiError::Socket { path: path.to_path_buf(), message };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create folder: {e}")))?;
+    }
+    if client::is_listening(path).await {
+        return Err(err("another berthd is already serving this socket".into()));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| err(format!("cannot set mode 0660: {e}")))?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("berth") {
+        if let Err(e) = nix::unistd::chown(path, None, Some(group.gid)) {
+            tracing::warn!("{}: cannot give group berth access: {e}", path.display());
+        }
+    }
+    Ok(ApiSocket { listener, path: path.to_path_buf() })
+}
+
+/// Serves until `shutdown` completes, then removes the socket.
+pub async fn serve<B: Backend>(
+    socket: ApiSocket,
+    backend: Arc<B>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let ApiSocket { listener, path } = socket;
+    let result = axum::serve(listener, router(backend))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ApiError::Socket { path: path.clone(), message: e.to_string() });
+    let _ = std::fs::remove_file(&path);
+    result
+}

@@ -1,0 +1,56 @@
+//! The API's view of the running daemon: reads (status, plan, history) are
+//! served directly; apply goes through the loop so passes never overlap.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::{Event, Shared};
+use crate::api::Backend;
+use crate::state::State;
+
+pub struct DaemonBackend {
+    pub shared: Arc<Shared>,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+impl DaemonBackend {
+    fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, String> {
+        self.shared.engine().ok_or_else(|| "berthd is not connected to the engine yet".to_string())
+    }
+}
+
+impl Backend for DaemonBackend {
+    async fn status(&self) -> Result<serde_json::Value, String> {
+        let config = self.shared.config();
+        let engine = self.engine()?;
+        let mut rows = crate::status::current(&config, &*engine).await.map_err(|e| e.to_string())?;
+        if let Ok(state) = State::open(&config.state_dir) {
+            crate::status::add_last_errors(&mut rows, &state);
+        }
+        json(&rows)
+    }
+
+    async fn plan(&self) -> Result<serde_json::Value, String> {
+        let config = self.shared.config();
+        let engine = self.engine()?;
+        let (plan, _) = crate::reconcile::plan_now(&config, &*engine).await.map_err(|e| e.to_string())?;
+        json(&plan)
+    }
+
+    async fn apply(&self) -> Result<serde_json::Value, String> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.events.send(Event::Apply(tx)).map_err(|_| "berthd is stopping".to_string())?;
+        let report = rx.await.map_err(|_| "berthd stopped before the pass ended".to_string())??;
+        json(&report)
+    }
+
+    async fn history(&self, record: Option<String>, limit: usize) -> Result<serde_json::Value, String> {
+        let config = self.shared.config();
+        let state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
+        json(&state.history(record.as_deref(), limit).map_err(|e| e.to_string())?)
+    }
+}

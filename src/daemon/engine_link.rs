@@ -1,0 +1,126 @@
+//! The daemon's link to the engine: connect lazily, say once when the engine
+//! goes away and once when it is back, retry with backoff, and keep a
+//! subscription to managed-container events that only hurries the next pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Event, Shared};
+use crate::config::Config;
+use crate::engine::{DockerEngine, EngineError};
+use crate::reconcile::PassError;
+
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+pub struct EngineLink {
+    shared: Arc<Shared>,
+    down_since: Option<Instant>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    events: Option<JoinHandle<()>>,
+}
+
+impl EngineLink {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        EngineLink { shared, down_since: None, backoff: RETRY_MIN, retry_at: None, events: None }
+    }
+
+    /// The connected engine, connecting (and subscribing to its events) first if needed.
+    pub async fn engine(&mut self, config: &Config) -> Result<Arc<DockerEngine>, PassError> {
+        if let Some(engine) = self.shared.engine() {
+            if engine.host() == config.docker_host {
+                return Ok(engine);
+            }
+        }
+        match DockerEngine::connect(&config.docker_host).await {
+            Ok(engine) => {
+                let engine = Arc::new(engine);
+                tracing::info!(host = %config.docker_host, api = %engine.api_version(), "connected to the engine");
+                if let Ok(mut slot) = self.shared.engine.write() {
+                    *slot = Some(engine.clone());
+                }
+                if let Some(old) = self.events.take() {
+                    old.abort();
+                }
+                self.events = Some(tokio::spawn(follow_events(engine.clone(), self.shared.events.clone())));
+                Ok(engine)
+            }
+            Err(e) => {
+                self.lost(&e);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Logged once per outage; later failures only move the retry time.
+    pub fn lost(&mut self, e: &EngineError) {
+        let now = Instant::now();
+        if self.down_since.is_none() {
+            tracing::error!("engine unreachable, retrying with backoff up to {}s: {e}", RETRY_MAX.as_secs());
+            self.down_since = Some(now);
+            self.backoff = RETRY_MIN;
+        } else {
+            tracing::debug!("engine still unreachable: {e}");
+            self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        }
+        self.retry_at = Some(now + self.backoff);
+    }
+
+    pub fn healthy(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            tracing::info!("engine reachable again after {}s; converged", since.elapsed().as_secs());
+        }
+        self.retry_at = None;
+        self.backoff = RETRY_MIN;
+    }
+
+    /// When to try again after a failure, if one is pending.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+}
+
+impl Drop for EngineLink {
+    fn drop(&mut self) {
+        if let Some(task) = self.events.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Forwards managed-container events to the loop; when the stream breaks
+/// (engine stopped or restarted), says so once and resubscribes with backoff.
+async fn follow_events(engine: Arc<DockerEngine>, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
+    let mut backoff = RETRY_MIN;
+    loop {
+        let mut stream = Box::pin(engine.container_events());
+        let mut lost = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(what) => {
+                    backoff = RETRY_MIN;
+                    if tx.send(Event::Docker(what)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    lost = Some(e);
+                    break;
+                }
+            }
+        }
+        // The engine went away (or closed the stream): a pass will notice
+        // and own the logging and retries.
+        tracing::debug!("engine event stream ended: {lost:?}");
+        if tx.send(Event::Docker("event stream ended".into())).is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_MAX);
+    }
+}

@@ -1,0 +1,244 @@
+//! berthd's main loop: one `Event` enum, one pass at a time. Files, Docker
+//! events, signals and API calls only make the next full pass come sooner;
+//! a pass runs at least every `resync_seconds` whatever happened.
+
+mod backend;
+mod engine_link;
+pub mod systemd;
+mod watch;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+
+use crate::config::{Config, ConfigError};
+use crate::engine::DockerEngine;
+use crate::reconcile::{self, PassError, PassReport};
+use crate::state::{State, StateError};
+
+/// After the first event of a burst, wait this long for quiet before a pass,
+/// so a burst of edits costs a pass or two, not one per edit.
+const QUIET: Duration = Duration::from_millis(100);
+/// ...but never longer than this after the first event.
+const MAX_DELAY: Duration = Duration::from_millis(500);
+/// SIGTERM to exit: systemd and admins expect well under 10 s.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+
+/// Everything that can make berthd act.
+#[derive(Debug)]
+pub enum Event {
+    /// Something changed in the db or template folders.
+    FilesChanged(String),
+    /// A managed container changed in the engine (`die app`), or the event
+    /// stream came back after the engine was away.
+    Docker(String),
+    /// SIGHUP: re-read the config and everything else.
+    Reload,
+    /// `POST /v1/apply`: run a pass now and answer with its report.
+    Apply(oneshot::Sender<Result<PassReport, String>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Watch(String),
+    #[error("{0}")]
+    Api(#[from] crate::api::ApiError),
+}
+
+/// What the loop shares with the API and the watchers.
+pub struct Shared {
+    pub config: RwLock<Config>,
+    pub engine: RwLock<Option<Arc<DockerEngine>>>,
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+impl Shared {
+    pub fn config(&self) -> Config {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn engine(&self) -> Option<Arc<DockerEngine>> {
+        match self.engine.read() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// Runs berthd until `shutdown` completes: then the action in flight
+/// finishes, no new one starts, and it returns.
+pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let mut config = Config::locate(config_path.as_deref())?;
+    let state = State::open(&config.state_dir)?;
+    match state.mark_interrupted() {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} action(s) were cut off when berthd last stopped; this start finishes the job"),
+        Err(e) => tracing::warn!("journal: {e}"),
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        config: RwLock::new(config.clone()),
+        engine: RwLock::new(None),
+        events: tx.clone(),
+    });
+    let mut watcher = watch::FolderWatch::start(&config, tx.clone()).map_err(DaemonError::Watch)?;
+    let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
+    // Bound before the first pass, so a second berthd fails at start.
+    let socket = crate::api::bind(&config.api_socket).await?;
+    let backend = Arc::new(backend::DaemonBackend { shared: shared.clone() });
+    let api_task = tokio::spawn(async move {
+        let stopped = async move {
+            let _ = api_stop_rx.await;
+        };
+        if let Err(e) = crate::api::serve(socket, backend, stopped).await {
+            tracing::error!("API: {e}");
+        }
+    });
+    systemd::spawn_signal_relay(tx.clone());
+
+    let stop = AtomicBool::new(false);
+    let mut link = engine_link::EngineLink::new(shared.clone());
+    let mut due: Option<String> = Some("start".into());
+    let mut replies: Vec<oneshot::Sender<Result<PassReport, String>>> = Vec::new();
+    let mut next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
+    let mut ready_sent = false;
+    let watchdog = systemd::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    tokio::pin!(shutdown);
+
+    loop {
+        if let Some(trigger) = due.take() {
+            let pass = one_pass(&config, &state, &mut link, &trigger, &stop);
+            tokio::pin!(pass);
+            let outcome = tokio::select! {
+                outcome = &mut pass => outcome,
+                () = &mut shutdown => {
+                    // Finish what is in flight, start nothing new; the engine
+                    // calls are never cut half-way.
+                    stop.store(true, Ordering::SeqCst);
+                    tracing::info!("stopping: finishing the action in flight");
+                    let _ = tokio::time::timeout(SHUTDOWN_BUDGET, &mut pass).await;
+                    break;
+                }
+            };
+            for reply in replies.drain(..) {
+                let _ = reply.send(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+            }
+            if outcome.is_ok() && !ready_sent {
+                systemd::notify_ready();
+                ready_sent = true;
+            }
+            next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
+        }
+        let wake = link.retry_at().map_or(next_resync, |r| r.min(next_resync));
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let mut trigger = handle(event, &mut replies, &mut config, &shared, &mut watcher);
+                // Gather the rest of a burst into the same pass.
+                let first = Instant::now();
+                loop {
+                    let quiet_until = (Instant::now() + QUIET).min(first + MAX_DELAY);
+                    tokio::select! {
+                        more = rx.recv() => match more {
+                            Some(e) => { trigger = handle(e, &mut replies, &mut config, &shared, &mut watcher).or(trigger); }
+                            None => break,
+                        },
+                        () = sleep_until(quiet_until) => break,
+                    }
+                }
+                due = trigger.or(Some("event".into()));
+            }
+            () = sleep_until(wake) => {
+                due = Some(if link.retry_at().is_some_and(|r| r <= Instant::now()) { "engine retry" } else { "resync" }.into());
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::notify_watchdog(),
+        }
+    }
+    systemd::notify_stopping();
+    let _ = api_stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+/// Applies one event to the loop's state; returns the trigger it names.
+fn handle(
+    event: Event,
+    replies: &mut Vec<oneshot::Sender<Result<PassReport, String>>>,
+    config: &mut Config,
+    shared: &Shared,
+    watcher: &mut watch::FolderWatch,
+) -> Option<String> {
+    match event {
+        Event::FilesChanged(what) => Some(format!("file changed: {what}")),
+        Event::Docker(what) => Some(format!("docker: {what}")),
+        Event::Apply(reply) => {
+            replies.push(reply);
+            Some("api apply".into())
+        }
+        Event::Reload => {
+            match Config::locate(config.source.as_deref()) {
+                Ok(new) => {
+                    if new != *config {
+                        tracing::info!("configuration reloaded");
+                        if let Err(e) = watcher.rewatch(&new) {
+                            tracing::error!("{e}");
+                        }
+                        if let Ok(mut c) = shared.config.write() {
+                            *c = new.clone();
+                        }
+                        *config = new;
+                    }
+                }
+                Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
+            }
+            Some("SIGHUP".into())
+        }
+    }
+}
+
+async fn one_pass(
+    config: &Config,
+    state: &State,
+    link: &mut engine_link::EngineLink,
+    trigger: &str,
+    stop: &AtomicBool,
+) -> Result<PassReport, PassError> {
+    let engine = link.engine(config).await?;
+    let result = reconcile::run_pass(config, &*engine, Some(state), trigger, stop, |o: &crate::apply::Outcome| {
+        match &o.error {
+            None => tracing::info!(record = %o.record, action = o.kind.as_str(), "{}", o.reason),
+            Some(e) => tracing::error!(record = %o.record, action = o.kind.as_str(), "failed: {e}"),
+        }
+    })
+    .await;
+    match &result {
+        Ok(report) => {
+            link.healthy();
+            for w in &report.warnings {
+                tracing::warn!("{w}");
+            }
+            for p in &report.plan.problems {
+                tracing::warn!(record = %p.record, "not applied: {}", p.message);
+            }
+        }
+        Err(PassError::Engine(e)) => link.lost(e),
+        Err(e) => tracing::error!("pass not run: {e}"),
+    }
+    result
+}

@@ -1,0 +1,124 @@
+//! One reconcile pass, the same for `berth apply` and berthd: read the dbs,
+//! observe the engine, plan, apply, and journal all of it in state.db.
+
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{self, ApplySettings, Observer, Outcome};
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::plan::{self, Action, Plan};
+use crate::spec::{self, LoadError};
+use crate::state::State;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("{0}")]
+    Declared(#[from] LoadError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+}
+
+/// What a pass did: the plan it made and how each action went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PassReport {
+    pub trigger: String,
+    pub plan: Plan,
+    pub outcomes: Vec<Outcome>,
+    /// Unknown properties, lines that do not parse: said, never fatal.
+    pub warnings: Vec<String>,
+}
+
+impl PassReport {
+    pub fn failed_actions(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    /// Everything applied: no failed action, no record left alone.
+    pub fn is_clean(&self) -> bool {
+        self.failed_actions() == 0 && self.plan.problems.is_empty()
+    }
+}
+
+pub fn apply_settings(config: &Config) -> ApplySettings {
+    ApplySettings {
+        instance: config.instance.clone(),
+        concurrency: config.apply_concurrency,
+        stop_grace_seconds: config.stop_grace_seconds,
+    }
+}
+
+/// Declared state and engine state, and the plan between them.
+pub async fn plan_now<E: Engine>(config: &Config, engine: &E) -> Result<(Plan, Vec<String>), PassError> {
+    let declared = spec::load(config)?;
+    let warnings = declared
+        .unparsed
+        .iter()
+        .map(ToString::to_string)
+        .chain(declared.warnings.iter().map(ToString::to_string))
+        .collect();
+    let observed = engine.observe().await?;
+    Ok((plan::plan(&declared, &observed, SystemTime::now()), warnings))
+}
+
+/// Journals each action: started before its wave, finished after.
+struct Journal<'a, F> {
+    state: Option<&'a State>,
+    pass_id: Option<i64>,
+    ids: Vec<(usize, i64)>,
+    on_done: F,
+}
+
+impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
+    fn starting(&mut self, action: &Action) {
+        if let Some(state) = self.state {
+            match state.action_started(self.pass_id, &action.record, action.kind.as_str(), &action.reason) {
+                Ok(id) => self.ids.push((action as *const Action as usize, id)),
+                Err(e) => tracing::warn!(record = %action.record, "journal: {e}"),
+            }
+        }
+    }
+
+    fn done(&mut self, action: &Action, outcome: &Outcome) {
+        let key = action as *const Action as usize;
+        if let (Some(state), Some((_, id))) = (self.state, self.ids.iter().find(|(a, _)| *a == key)) {
+            if let Err(e) = state.action_finished(*id, outcome.error.as_deref()) {
+                tracing::warn!(record = %action.record, "journal: {e}");
+            }
+        }
+        (self.on_done)(outcome);
+    }
+}
+
+/// Runs one pass. With `state`, the pass and its actions are journalled;
+/// journal errors are logged, never fatal (the engine is the truth).
+pub async fn run_pass<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: Option<&State>,
+    trigger: &str,
+    stop: &AtomicBool,
+    on_done: impl FnMut(&Outcome),
+) -> Result<PassReport, PassError> {
+    let (plan, warnings) = plan_now(config, engine).await?;
+    let pass_id = match state.map(|s| s.begin_pass(trigger)) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            tracing::warn!("journal: {e}");
+            None
+        }
+        None => None,
+    };
+    let journal = Journal { state, pass_id, ids: Vec::new(), on_done };
+    let report = apply::apply(engine, &plan, &apply_settings(config), stop, journal).await;
+    let outcomes = report.outcomes;
+    if let (Some(state), Some(id)) = (state, pass_id) {
+        let failures = outcomes.iter().filter(|o| o.error.is_some()).count();
+        if let Err(e) = state.finish_pass(id, outcomes.len(), failures, plan.problems.len()) {
+            tracing::warn!("journal: {e}");
+        }
+    }
+    Ok(PassReport { trigger: trigger.to_string(), plan, outcomes, warnings })
+}

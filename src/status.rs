@@ -1,0 +1,107 @@
+//! Each record's declared state against what the engine runs: what
+//! `berth status` and `GET /v1/status` show.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ObservedState;
+use crate::plan::{self, short};
+use crate::spec::Declared;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordStatus {
+    pub name: String,
+    /// running / stopped (what the record asks for now), invalid, or undeclared.
+    pub declared: String,
+    /// The container's state word, or `missing`.
+    pub actual: String,
+    pub container_id: Option<String>,
+    /// What keeps it from converging: a validation error or a plan problem.
+    pub error: Option<String>,
+}
+
+pub fn statuses(
+    declared: &Declared,
+    observed: &ObservedState,
+    now: SystemTime,
+) -> Vec<RecordStatus> {
+    let plan = plan::plan(declared, observed, now);
+    let mut problems: BTreeMap<&str, String> = BTreeMap::new();
+    for p in &plan.problems {
+        problems
+            .entry(p.record.as_str())
+            .or_insert_with(|| p.message.clone());
+    }
+    let container = |name: &str| observed.containers.iter().find(|c| c.name == name);
+    let mut rows = Vec::new();
+    for spec in declared.specs.values() {
+        let c = container(&spec.name);
+        rows.push(RecordStatus {
+            name: spec.name.clone(),
+            declared: if plan::intent(spec, now).run {
+                "running"
+            } else {
+                "stopped"
+            }
+            .into(),
+            actual: c
+                .map(|c| c.state.clone())
+                .unwrap_or_else(|| "missing".into()),
+            container_id: c.map(|c| short(&c.id).to_string()),
+            error: problems.get(spec.name.as_str()).cloned(),
+        });
+    }
+    for (name, errors) in &declared.failed {
+        let c = container(name);
+        rows.push(RecordStatus {
+            name: name.clone(),
+            declared: "invalid".into(),
+            actual: c
+                .map(|c| c.state.clone())
+                .unwrap_or_else(|| "missing".into()),
+            container_id: c.map(|c| short(&c.id).to_string()),
+            error: errors.first().map(|e| e.to_string()),
+        });
+    }
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+    {
+        let record = c.record().unwrap_or(&c.name);
+        if !declared.is_declared(record) {
+            rows.push(RecordStatus {
+                name: c.name.clone(),
+                declared: "undeclared".into(),
+                actual: c.state.clone(),
+                container_id: Some(short(&c.id).to_string()),
+                error: None,
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// Reads the dbs and observes the engine.
+pub async fn current<E: crate::engine::Engine>(
+    config: &crate::config::Config,
+    engine: &E,
+) -> Result<Vec<RecordStatus>, crate::reconcile::PassError> {
+    let declared = crate::spec::load(config)?;
+    let observed = engine.observe().await?;
+    Ok(statuses(&declared, &observed, SystemTime::now()))
+}
+
+/// Adds the journal's last error to each record that has no current problem.
+pub fn add_last_errors(rows: &mut [RecordStatus], state: &crate::state::State) {
+    for row in rows.iter_mut().filter(|r| r.error.is_none()) {
+        row.error = state
+            .last_error(&row.name)
+            .ok()
+            .flatten()
+            .map(|e| format!("last action failed: {e}"));
+    }
+}
