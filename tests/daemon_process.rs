@@ -1,0 +1,376 @@
+//! berthd as a real process against the real engine: converge at start,
+//! react to a db edit, to `docker rm -f`, to SIGHUP, survive kill -9, stop
+//! on SIGTERM, ride out the engine going away.
+
+mod support;
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use support::{docker, docker_inspect_opt, Prefix};
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    prefix: Prefix,
+    image: String,
+}
+
+impl Sandbox {
+    fn new(docker_host: Option<&str>) -> Sandbox {
+        let prefix = Prefix::new();
+        let image = prefix.busybox();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("db")).expect("db dir");
+        std::fs::write(dir.path().join("db/docker_containers"), "").expect("db");
+        let s = Sandbox { dir, prefix, image };
+        s.write_config("db", docker_host);
+        s
+    }
+
+    fn write_config(&self, db_dir: &str, docker_host: Option<&str>) {
+        let mut toml = format!(
+            "db_dir = \"{db_dir}\"\nstate_dir = \"state\"\napi_socket = \"state/api.sock\"\ninstance = \"{}\"\nbridge_network = \"{}\"\nstop_grace_seconds = 1\nresync_seconds = 3600\n",
+            self.prefix.as_str(),
+            self.prefix.name("net"),
+        );
+        if let Some(host) = docker_host {
+            toml.push_str(&format!("docker_host = \"{host}\"\n"));
+        }
+        std::fs::write(self.dir.path().join("berth.toml"), toml).expect("config");
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("berth.toml")
+    }
+
+    fn name(&self, n: &str) -> String {
+        self.prefix.name(n)
+    }
+
+    fn berth(&self, args: &[&str]) -> std::process::Output {
+        Command::new(cargo_bin("berth")).arg("--config").arg(self.config()).args(args).output().expect("berth")
+    }
+
+    fn declare(&self, name: &str, props: &[&str]) {
+        let full = self.name(name);
+        let mut args = vec!["db", "docker_containers", "set", &full, "service", "Image", &self.image];
+        args.extend_from_slice(props);
+        let out = self.berth(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn setprop(&self, name: &str, prop: &str, value: &str) {
+        let out = self.berth(&["db", "docker_containers", "setprop", &self.name(name), prop, value]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn start_daemon(&self) -> Daemon {
+        let log = self.dir.path().join(format!("berthd-{}.log", now_ms()));
+        let child = Command::new(cargo_bin("berthd"))
+            .arg("--config")
+            .arg(self.config())
+            .env("BERTH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn berthd");
+        Daemon { child: Some(child), log }
+    }
+
+    fn memory(&self, name: &str) -> Option<i64> {
+        let v = docker_inspect_opt(&self.name(name))?;
+        (v["State"]["Status"] == "running").then(|| v["HostConfig"]["Memory"].as_i64().unwrap_or(0))
+    }
+
+    fn id(&self, name: &str) -> Option<String> {
+        docker_inspect_opt(&self.name(name)).and_then(|v| v["Id"].as_str().map(str::to_string))
+    }
+
+    /// Containers of this sandbox, by name.
+    fn container_names(&self) -> Vec<String> {
+        let (_, out, _) = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=org.berth.instance={}", self.prefix.as_str())]);
+        let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
+    fn passes(&self) -> i64 {
+        let out = Command::new("sqlite3").arg(self.dir.path().join("state/state.db")).arg("SELECT count(*) FROM passes").output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(-1),
+            _ => {
+                // No sqlite3 CLI: count through the library.
+                let s = berth::state::State::open(&self.dir.path().join("state")).expect("state");
+                s.passes(100_000).expect("passes").len() as i64
+            }
+        }
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("signal");
+    }
+
+    fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long it took.
+    fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let started = Instant::now();
+        let mut child = self.child.take().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("berthd did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `check` until it holds; panics with `what` after 60 s (a bound,
+/// not a performance assertion).
+fn wait_for(what: &str, daemon: Option<&Daemon>, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}\n{}", daemon.map(Daemon::log).unwrap_or_default());
+}
+
+#[test]
+fn converges_at_start_and_reacts_to_edits_removals_and_sighup() {
+    let s = Sandbox::new(None);
+    s.declare("web", &["Command", "sleep 3600", "MaxMemory", "64M"]);
+    s.declare("db", &["Command", "sleep 3600"]);
+    let d = s.start_daemon();
+    wait_for("both containers running", Some(&d), || s.memory("web") == Some(64 << 20) && s.memory("db").is_some());
+
+    // An edit through the db command: the container is recreated.
+    s.setprop("web", "MaxMemory", "96M");
+    wait_for("web recreated with 96M", Some(&d), || s.memory("web") == Some(96 << 20));
+
+    // Removed behind berth's back: the engine's event brings it back.
+    let old = s.id("db");
+    docker(&["rm", "-f", &s.name("db")]);
+    wait_for("db recreated", Some(&d), || s.id("db").is_some() && s.id("db") != old && s.memory("db").is_some());
+
+    // SIGHUP: a new config (another db folder) is read and applied.
+    let db2 = s.dir.path().join("db2");
+    std::fs::create_dir(&db2).expect("db2");
+    std::fs::copy(s.dir.path().join("db/docker_containers"), db2.join("docker_containers")).expect("copy");
+    s.write_config("db2", None);
+    s.declare("extra", &["Command", "sleep 3600"]);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("extra created after SIGHUP", Some(&d), || s.memory("extra").is_some());
+
+    // The journal tells the story.
+    let history = String::from_utf8_lossy(&s.berth(&["history", &s.name("web")]).stdout).into_owned();
+    assert!(history.contains("MaxMemory 64M → 96M"), "{history}");
+
+    // SIGTERM: clean exit, containers keep running.
+    let (status, _took) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(s.memory("web").is_some() && s.memory("extra").is_some(), "stopping berthd never stops a container");
+    assert!(!s.dir.path().join("state/api.sock").exists(), "socket removed");
+}
+
+#[test]
+fn a_burst_of_edits_costs_a_handful_of_passes() {
+    let s = Sandbox::new(None);
+    s.declare("a", &["Command", "sleep 3600", "MaxMemory", "64M"]);
+    let d = s.start_daemon();
+    wait_for("a running", Some(&d), || s.memory("a").is_some());
+    let before = s.passes();
+    for i in 0..100 {
+        s.setprop("a", "Note", &format!("edit {i}"));
+    }
+    s.setprop("a", "MaxMemory", "80M");
+    wait_for("the last edit applied", Some(&d), || s.memory("a") == Some(80 << 20));
+    std::thread::sleep(Duration::from_millis(500));
+    let passes = s.passes() - before;
+    assert!((1..=20).contains(&passes), "{passes} passes for 101 edits");
+}
+
+#[test]
+fn kill_9_at_any_point_then_restart_converges_without_duplicates() {
+    let s = Sandbox::new(None);
+    for n in ["a", "b", "c", "d"] {
+        s.declare(n, &["Command", "sleep 3600", "MaxMemory", "32M", "MountPath", "/data"]);
+    }
+    let mut memory = 32;
+    for delay_ms in [0u64, 30, 150, 600, 1500] {
+        let d = s.start_daemon();
+        memory += 8;
+        for n in ["a", "b", "c", "d"] {
+            s.setprop(n, "MaxMemory", &format!("{memory}M"));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        d.kill9();
+    }
+    let d = s.start_daemon();
+    wait_for("all four converged", Some(&d), || {
+        ["a", "b", "c", "d"].iter().all(|n| s.memory(n) == Some(memory << 20))
+    });
+    let expected: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| s.name(n)).collect();
+    assert_eq!(s.container_names(), expected, "exactly one container per record, no leftovers");
+    let history = s.berth(&["history", "--json", "--limit", "1000"]);
+    assert!(history.status.success(), "journal readable");
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).expect("json");
+    assert!(!entries.is_empty());
+    for n in ["a", "b", "c", "d"] {
+        assert!(docker_inspect_opt(&format!("{}_data", s.name(n))).is_some(), "volume of {n} kept");
+    }
+    drop(d);
+}
+
+/// A unix-socket forwarder in front of the real engine that can be cut and
+/// restored, to play an engine that stops and comes back.
+struct EngineProxy {
+    path: PathBuf,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<UnixStream>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineProxy {
+    fn start(path: &Path) -> EngineProxy {
+        let mut p = EngineProxy {
+            path: path.to_path_buf(),
+            up: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            accept: None,
+        };
+        p.restore();
+        p
+    }
+
+    fn restore(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.up.store(true, Ordering::SeqCst);
+        let (up, conns) = (self.up.clone(), self.conns.clone());
+        self.accept = Some(std::thread::spawn(move || {
+            while up.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                        if let (Ok(c2), Ok(e2)) = (client.try_clone(), engine.try_clone()) {
+                            if let Ok(mut all) = conns.lock() {
+                                all.push(c2);
+                                all.push(e2);
+                            }
+                        }
+                        pipe(client, engine);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }));
+    }
+
+    /// The engine "stops": no new connections, open ones cut.
+    fn cut(&mut self) {
+        self.up.store(false, Ordering::SeqCst);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+        if let Ok(mut all) = self.conns.lock() {
+            for c in all.drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl Drop for EngineProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+fn pipe(a: UnixStream, b: UnixStream) {
+    let (a2, b2) = match (a.try_clone(), b.try_clone()) {
+        (Ok(a2), Ok(b2)) => (a2, b2),
+        _ => return,
+    };
+    let copy = |mut from: UnixStream, mut to: UnixStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    };
+    copy(a, b2);
+    copy(b, a2);
+}
+
+#[test]
+fn engine_loss_is_logged_once_and_the_daemon_converges_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("engine.sock");
+    let mut proxy = EngineProxy::start(&sock);
+    let s = Sandbox::new(Some(&format!("unix://{}", sock.display())));
+    s.declare("a", &["Command", "sleep 3600"]);
+    let d = s.start_daemon();
+    wait_for("a running", Some(&d), || s.memory("a").is_some());
+
+    proxy.cut();
+    // While the engine is away: an edit (the pass fails, is retried with backoff).
+    s.declare("b", &["Command", "sleep 3600"]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(s.memory("b").is_none(), "nothing can be created without the engine");
+    proxy.restore();
+    wait_for("b created once the engine is back", Some(&d), || s.memory("b").is_some());
+    let log = d.log();
+    assert_eq!(log.matches("engine unreachable").count(), 1, "logged once:\n{log}");
+    assert!(log.contains("engine reachable again"), "{log}");
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}
