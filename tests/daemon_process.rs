@@ -208,6 +208,19 @@ fn converges_at_start_and_reacts_to_edits_removals_and_sighup() {
     d.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for("extra created after SIGHUP", Some(&d), || s.memory("extra").is_some());
 
+    // With the daemon running, the CLI goes through its API.
+    let apply = s.berth(&["apply"]);
+    assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
+    assert_eq!(String::from_utf8_lossy(&apply.stdout), "no changes\n");
+    let status = s.berth(&["status", "--json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).expect("status json");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let mode = std::fs::metadata(s.dir.path().join("state/api.sock")).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    assert_eq!(mode.ok(), Some(0o660));
+
     // The journal tells the story.
     let history = String::from_utf8_lossy(&s.berth(&["history", &s.name("web")]).stdout).into_owned();
     assert!(history.contains("MaxMemory 64M → 96M"), "{history}");

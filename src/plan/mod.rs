@@ -238,6 +238,7 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
                         note_network(&mut networks_needed, spec);
                     }
                 } else if want.run && !c.is_running() {
+                    note_network(&mut networks_needed, spec);
                     let reason = format!("{}, but the container is {}", want.why, c.state);
                     out.actions
                         .push(action(ActionKind::Start, reason, Some(&c.id), true, false));
@@ -294,12 +295,20 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
     }
 
     for (network, users) in networks_needed {
-        if !observed.networks.contains(&network) {
+        let found = observed.networks.iter().filter(|n| **n == network).count();
+        if found != 1 {
+            // Two networks of one name (a crash mid-create) make every start
+            // on it fail as "ambiguous"; ensure_network keeps the oldest.
+            let why = if found == 0 {
+                format!("needed by {}", users.join(", "))
+            } else {
+                format!("{found} networks share this name; keeping one, needed by {}", users.join(", "))
+            };
             out.actions.push(Action {
                 wave: WAVE_NETWORK,
                 kind: ActionKind::CreateNetwork,
                 record: network,
-                reason: format!("needed by {}", users.join(", ")),
+                reason: why,
                 container_id: None,
                 config: None,
                 spec_hash: None,

@@ -394,3 +394,16 @@ fn another_instances_containers_are_never_touched() {
         "not ours: not removed"
     );
 }
+
+#[test]
+fn a_network_name_held_twice_is_repaired_before_starts() {
+    let d = declared("a=service|Image|app:1\n");
+    let mut observed = converged(&d);
+    observed.containers[0].state = "exited".into();
+    observed.networks = vec!["berth".into(), "berth".into()];
+    let p = plan(&d, &observed, now());
+    assert_eq!(summary(&p).len(), 2, "{:?}", summary(&p));
+    assert_eq!(p.actions[0].kind, ActionKind::CreateNetwork);
+    assert!(p.actions[0].reason.starts_with("2 networks share this name"));
+    assert_eq!(p.actions[1].kind, ActionKind::Start);
+}
