@@ -1,6 +1,7 @@
 //! One reconcile pass, the same for `berth apply` and berthd: read the dbs,
 //! observe the engine, plan, apply, and journal all of it in state.db.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
@@ -10,6 +11,7 @@ use crate::apply::{self, ApplySettings, Observer, Outcome};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::plan::{self, Action, Plan};
+use crate::schedule::RunEvent;
 use crate::spec::{self, LoadError};
 use crate::state::State;
 
@@ -29,6 +31,10 @@ pub struct PassReport {
     pub outcomes: Vec<Outcome>,
     /// Unknown properties, lines that do not parse: said, never fatal.
     pub warnings: Vec<String>,
+    /// The next StartSchedule/StopSchedule event of any record: the daemon
+    /// sleeps until then (or the resync), it never polls.
+    #[serde(default)]
+    pub next_scheduled: Option<std::time::SystemTime>,
 }
 
 impl PassReport {
@@ -50,9 +56,17 @@ pub fn apply_settings(config: &Config) -> ApplySettings {
     }
 }
 
-/// Declared state and engine state, and the plan between them.
-pub async fn plan_now<E: Engine>(config: &Config, engine: &E) -> Result<(Plan, Vec<String>), PassError> {
-    let declared = spec::load(config)?;
+/// Declared state (with the stored start/stop `overrides`) and engine state,
+/// and the plan between them at `at`.
+pub async fn plan_now<E: Engine>(
+    config: &Config,
+    engine: &E,
+    overrides: BTreeMap<String, RunEvent>,
+    at: SystemTime,
+) -> Result<(Plan, Vec<String>, Option<SystemTime>), PassError> {
+    let mut declared = spec::load(config)?;
+    declared.overrides = overrides;
+    let next = next_scheduled(&declared, at);
     let warnings = declared
         .unparsed
         .iter()
@@ -60,7 +74,25 @@ pub async fn plan_now<E: Engine>(config: &Config, engine: &E) -> Result<(Plan, V
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;
-    Ok((plan::plan(&declared, &observed, SystemTime::now()), warnings))
+    Ok((plan::plan(&declared, &observed, at), warnings, next))
+}
+
+fn next_scheduled(declared: &spec::Declared, at: SystemTime) -> Option<SystemTime> {
+    let local = chrono::DateTime::<chrono::Local>::from(at);
+    declared
+        .specs
+        .values()
+        .filter(|s| s.enabled)
+        .filter_map(|s| {
+            let schedules = crate::schedule::Schedules {
+                enabled: true,
+                start: s.start_schedule.as_deref(),
+                stop: s.stop_schedule.as_deref(),
+            };
+            crate::schedule::next_event(&schedules, &local)
+        })
+        .map(|e| SystemTime::from(e.at))
+        .min()
 }
 
 /// Journals each action: started before its wave, finished after.
@@ -102,7 +134,15 @@ pub async fn run_pass<E: Engine>(
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
-    let (plan, warnings) = plan_now(config, engine).await?;
+    let overrides = match state.map(State::overrides) {
+        Some(Ok(o)) => o,
+        Some(Err(e)) => {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        }
+        None => BTreeMap::new(),
+    };
+    let (plan, warnings, next_scheduled) = plan_now(config, engine, overrides, SystemTime::now()).await?;
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -120,5 +160,5 @@ pub async fn run_pass<E: Engine>(
             tracing::warn!("journal: {e}");
         }
     }
-    Ok(PassReport { trigger: trigger.to_string(), plan, outcomes, warnings })
+    Ok(PassReport { trigger: trigger.to_string(), plan, outcomes, warnings, next_scheduled })
 }

@@ -18,6 +18,12 @@ pub struct RecordStatus {
     /// The container's state word, or `missing`.
     pub actual: String,
     pub container_id: Option<String>,
+    /// Why it is declared so: `status enabled`, `stop by console at …`.
+    #[serde(default)]
+    pub why: String,
+    /// The next scheduled start or stop, local time.
+    #[serde(default)]
+    pub next_event: Option<String>,
     /// What keeps it from converging: a validation error or a plan problem.
     pub error: Option<String>,
 }
@@ -38,14 +44,23 @@ pub fn statuses(
     let mut rows = Vec::new();
     for spec in declared.specs.values() {
         let c = container(&spec.name);
+        let local = chrono::DateTime::<chrono::Local>::from(now);
+        let intent = plan::intent(spec, declared, &local);
+        let schedules = crate::schedule::Schedules {
+            enabled: spec.enabled,
+            start: spec.start_schedule.as_deref(),
+            stop: spec.stop_schedule.as_deref(),
+        };
+        let next_event = crate::schedule::next_event(&schedules, &local).map(|e| {
+            let verb = if e.run { "start" } else { "stop" };
+            let when = e.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S");
+            format!("{verb} at {when} ({})", e.source)
+        });
         rows.push(RecordStatus {
             name: spec.name.clone(),
-            declared: if plan::intent(spec, now).run {
-                "running"
-            } else {
-                "stopped"
-            }
-            .into(),
+            declared: if intent.run { "running" } else { "stopped" }.into(),
+            why: intent.why,
+            next_event: spec.enabled.then_some(next_event).flatten(),
             actual: c
                 .map(|c| c.state.clone())
                 .unwrap_or_else(|| "missing".into()),
@@ -58,6 +73,8 @@ pub fn statuses(
         rows.push(RecordStatus {
             name: name.clone(),
             declared: "invalid".into(),
+            why: "fails validation; its container is left as it is".into(),
+            next_event: None,
             actual: c
                 .map(|c| c.state.clone())
                 .unwrap_or_else(|| "missing".into()),
@@ -75,6 +92,8 @@ pub fn statuses(
             rows.push(RecordStatus {
                 name: c.name.clone(),
                 declared: "undeclared".into(),
+                why: "no record (see berth plan)".into(),
+                next_event: None,
                 actual: c.state.clone(),
                 container_id: Some(short(&c.id).to_string()),
                 error: None,

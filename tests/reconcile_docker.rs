@@ -4,102 +4,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
-use assert_cmd::cargo::cargo_bin;
 use serde_json::Value;
-use support::{docker, docker_inspect, docker_inspect_opt, docker_ok, free_tcp_port, Prefix};
+use support::sandbox::Sandbox;
+use support::{docker, docker_inspect, docker_inspect_opt, docker_ok, free_tcp_port};
 
-/// A sandbox: config + db folder in a temp dir, berth's network named after the prefix.
-struct Sandbox {
-    dir: tempfile::TempDir,
-    prefix: Prefix,
-    image: String,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let prefix = Prefix::new();
-        let image = prefix.busybox();
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("db")).expect("db dir");
-        let config = format!(
-            "db_dir = \"db\"\nstate_dir = \"state\"\ninstance = \"{}\"\nbridge_network = \"{}\"\nstop_grace_seconds = 1\n",
-            prefix.as_str(),
-            prefix.name("net")
-        );
-        std::fs::write(dir.path().join("berth.toml"), config).expect("config");
-        // An empty db is a valid declaration of nothing.
-        std::fs::write(dir.path().join("db/docker_containers"), "").expect("db");
-        Sandbox { dir, prefix, image }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("berth.toml")
-    }
-
-    fn name(&self, n: &str) -> String {
-        self.prefix.name(n)
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        std::process::Command::new(cargo_bin("berth"))
-            .arg("--config")
-            .arg(self.config())
-            .args(args)
-            .output()
-            .expect("run berth")
-    }
-
-    /// `berth db docker_containers ARGS…`, which must succeed.
-    fn db(&self, args: &[&str]) {
-        let mut all = vec!["db", "docker_containers"];
-        all.extend_from_slice(args);
-        let out = self.berth(&all);
-        assert!(
-            out.status.success(),
-            "berth {all:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `set NAME service Image <test image> PROPS…`
-    fn declare(&self, name: &str, props: &[&str]) {
-        let full = self.name(name);
-        let mut args = vec![
-            "set",
-            full.as_str(),
-            "service",
-            "Image",
-            self.image.as_str(),
-        ];
-        args.extend_from_slice(props);
-        self.db(&args);
-    }
-
-    fn apply(&self) -> (i32, String, String) {
-        let out = self.berth(&["apply"]);
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn apply_ok(&self) -> String {
-        let (code, stdout, stderr) = self.apply();
-        assert_eq!(code, 0, "berth apply failed:\n{stdout}\n{stderr}");
-        stdout
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        docker_inspect(&self.name(name))
-    }
-
-    fn id(&self, name: &str) -> String {
-        self.inspect(name)["Id"].as_str().expect("Id").to_string()
-    }
+/// The container's ID, which must exist.
+fn id_of(s: &Sandbox, name: &str) -> String {
+    s.id(name).unwrap_or_else(|| panic!("no container {}", s.name(name)))
 }
 
 fn text(v: &Value) -> &str {
@@ -108,7 +19,7 @@ fn text(v: &Value) -> &str {
 
 #[test]
 fn every_property_lands_on_the_engine() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     let (p1, p2, p3) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
     let host_data = s.dir.path().join("hostdata");
     let mapping = format!("{p1}:80,{p2}:81");
@@ -264,7 +175,7 @@ fn every_property_lands_on_the_engine() {
 
 #[test]
 fn linked_containers_start_in_order_and_reach_each_other_by_name() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     let db = s.name("db");
     s.declare(
         "db",
@@ -303,7 +214,7 @@ fn linked_containers_start_in_order_and_reach_each_other_by_name() {
 
 #[test]
 fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     s.declare(
         "a",
         &[
@@ -317,7 +228,7 @@ fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
     );
     s.declare("b", &["Command", "sleep 3600", "MaxMemory", "64M"]);
     s.apply_ok();
-    let (a1, b1) = (s.id("a"), s.id("b"));
+    let (a1, b1) = (id_of(&s, "a"), id_of(&s, "b"));
     docker_ok(&[
         "exec",
         &s.name("a"),
@@ -333,7 +244,7 @@ fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
         format!("recreate       {}: MaxMemory 64M → 128M\n", s.name("a"))
     );
     s.apply_ok();
-    let (a2, b2) = (s.id("a"), s.id("b"));
+    let (a2, b2) = (id_of(&s, "a"), id_of(&s, "b"));
     assert_ne!(a1, a2, "a recreated");
     assert_eq!(b1, b2, "b untouched");
     assert_eq!(s.inspect("a")["HostConfig"]["Memory"], 128 << 20);
@@ -363,10 +274,10 @@ fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
 
 #[test]
 fn an_image_rebuilt_under_the_same_tag_recreates_its_containers() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     s.declare("a", &["Command", "sleep 3600"]);
     s.apply_ok();
-    let before = s.id("a");
+    let before = id_of(&s, "a");
     s.prefix
         .tag(&support::TestImages::busybox_variant().id, &s.image);
     let plan = String::from_utf8_lossy(&s.berth(&["plan"]).stdout).into_owned();
@@ -379,7 +290,7 @@ fn an_image_rebuilt_under_the_same_tag_recreates_its_containers() {
         "{plan}"
     );
     s.apply_ok();
-    assert_ne!(before, s.id("a"));
+    assert_ne!(before, id_of(&s, "a"));
     assert_eq!(
         text(&s.inspect("a")["Image"]),
         support::TestImages::busybox_variant().id
@@ -388,28 +299,28 @@ fn an_image_rebuilt_under_the_same_tag_recreates_its_containers() {
 
 #[test]
 fn disabled_stops_and_keeps_enabled_starts_again() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     s.declare("a", &["Command", "sleep 3600"]);
     s.apply_ok();
-    let id = s.id("a");
+    let id = id_of(&s, "a");
     s.db(&["setprop", &s.name("a"), "status", "disabled"]);
     let out = s.apply_ok();
     assert!(out.contains("status disabled"), "{out}");
     assert_eq!(text(&s.inspect("a")["State"]["Status"]), "exited");
-    assert_eq!(s.id("a"), id, "kept, not removed");
+    assert_eq!(id_of(&s, "a"), id, "kept, not removed");
     s.db(&["setprop", &s.name("a"), "status", "enabled"]);
     s.apply_ok();
     assert_eq!(text(&s.inspect("a")["State"]["Status"]), "running");
-    assert_eq!(s.id("a"), id);
+    assert_eq!(id_of(&s, "a"), id);
 }
 
 #[test]
 fn a_broken_record_keeps_its_container_and_the_others_still_apply() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     s.declare("keep", &["Command", "sleep 3600", "MaxMemory", "64M"]);
     s.declare("other", &["Command", "sleep 3600"]);
     s.apply_ok();
-    let keep_id = s.id("keep");
+    let keep_id = id_of(&s, "keep");
     s.db(&["setprop", &s.name("keep"), "MaxMemory", "lots"]);
     s.db(&["setprop", &s.name("other"), "MaxMemory", "96M"]);
     s.declare(
@@ -438,7 +349,7 @@ fn a_broken_record_keeps_its_container_and_the_others_still_apply() {
         "{stderr}"
     );
     assert_eq!(
-        s.id("keep"),
+        id_of(&s, "keep"),
         keep_id,
         "the broken record's container is untouched"
     );
@@ -450,7 +361,7 @@ fn a_broken_record_keeps_its_container_and_the_others_still_apply() {
 
 #[test]
 fn a_port_already_taken_fails_that_record_only() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = listener.local_addr().expect("addr").port().to_string();
     s.declare("clash", &["Command", "sleep 3600", "TCPPort", &taken]);
@@ -467,25 +378,25 @@ fn a_port_already_taken_fails_that_record_only() {
 
 #[test]
 fn an_unmanaged_container_with_a_record_name_is_left_alone() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     let name = s.name("squatter");
     docker_ok(&["run", "-d", "--name", &name, &s.image, "sleep", "3600"]);
-    let id = s.id("squatter");
+    let id = id_of(&s, "squatter");
     s.declare("squatter", &["Command", "sleep 3600", "MaxMemory", "64M"]);
     let (code, _, stderr) = s.apply();
     assert_eq!(code, 1);
     assert!(stderr.contains("not made by berth"), "{stderr}");
-    assert_eq!(s.id("squatter"), id);
+    assert_eq!(id_of(&s, "squatter"), id);
     assert_eq!(s.inspect("squatter")["HostConfig"]["Memory"], 0);
     // Deleting the record never removes what berth did not make.
     s.db(&["delete", &name]);
     s.apply_ok();
-    assert_eq!(s.id("squatter"), id);
+    assert_eq!(id_of(&s, "squatter"), id);
 }
 
 #[test]
 fn status_shows_declared_actual_and_errors() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(None);
     s.declare("up", &["Command", "sleep 3600"]);
     s.declare("off", &["Command", "sleep 3600", "status", "disabled"]);
     s.declare("bad", &["Command", "sleep 3600", "MaxCpu", "many"]);
@@ -515,10 +426,4 @@ fn status_shows_declared_actual_and_errors() {
         table.lines().count() == 2 && table.contains(&s.name("up")),
         "{table}"
     );
-}
-
-/// Helps the test files that only need the path of the db.
-#[allow(dead_code)]
-fn db_path(s: &Sandbox) -> PathBuf {
-    Path::new(s.dir.path()).join("db/docker_containers")
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -23,6 +23,16 @@ pub async fn is_listening(path: &Path) -> bool {
 /// `METHOD path` to the daemon. Ok(None) when no daemon listens; Ok(Some(json))
 /// for a 2xx answer; Err with the daemon's error otherwise.
 pub async fn request(socket: &Path, method: &str, uri: &str) -> Result<Option<serde_json::Value>, ClientError> {
+    request_with(socket, method, uri, None).await
+}
+
+/// [`request`] with a JSON body.
+pub async fn request_with(
+    socket: &Path,
+    method: &str,
+    uri: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Option<serde_json::Value>, ClientError> {
     let fail = |message: String| ClientError::Failed { path: socket.display().to_string(), message };
     let Ok(stream) = tokio::net::UnixStream::connect(socket).await else {
         return Ok(None);
@@ -31,11 +41,13 @@ pub async fn request(socket: &Path, method: &str, uri: &str) -> Result<Option<se
         .await
         .map_err(|e| fail(e.to_string()))?;
     tokio::spawn(connection);
+    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
     let request = Request::builder()
         .method(method)
         .uri(uri)
         .header("host", "berthd")
-        .body(Empty::<Bytes>::new())
+        .header("content-type", "application/json")
+        .body(Full::new(bytes))
         .map_err(|e| fail(e.to_string()))?;
     let response = sender.send_request(request).await.map_err(|e| fail(e.to_string()))?;
     let status = response.status();

@@ -5,10 +5,10 @@ pub mod client;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Query, State as AxumState};
+use axum::extract::{Path, Query, State as AxumState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,12 +26,23 @@ pub trait Backend: Send + Sync + 'static {
         record: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    /// Console start (`run`) or stop of a record.
+    fn container(&self, name: String, run: bool) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    /// Signals an event with its args.
+    fn signal(&self, name: String, args: Vec<String>) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn events(&self, limit: usize) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{path}: {message}")]
     Socket { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EventBody {
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +69,30 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
                 reply(b.history(q.record, q.limit.unwrap_or(50)).await)
             }),
         )
+        .route(
+            "/v1/containers/{name}/{verb}",
+            post(|AxumState(b): AxumState<Arc<B>>, Path((name, verb)): Path<(String, String)>| async move {
+                match verb.as_str() {
+                    "start" => reply(b.container(name, true).await),
+                    "stop" => reply(b.container(name, false).await),
+                    _ => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no verb {verb}: use start or stop") })))
+                        .into_response(),
+                }
+            }),
+        )
+        .route(
+            "/v1/events/{name}",
+            post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>, body: Option<Json<EventBody>>| async move {
+                let args = body.map(|Json(b)| b.args).unwrap_or_default();
+                reply(b.signal(name, args).await)
+            }),
+        )
+        .route(
+            "/v1/events",
+            get(|AxumState(b): AxumState<Arc<B>>, Query(q): Query<HistoryQuery>| async move {
+                reply(b.events(q.limit.unwrap_or(50)).await)
+            }),
+        )
         .with_state(backend)
 }
 
@@ -69,7 +104,7 @@ pub struct ApiSocket {
 
 /// Binds `path` (replacing a stale socket, refusing a live one), mode 0660,
 /// group `berth` when that group exists.
-pub async fn bind(path: &Path) -> Result<ApiSocket, ApiError> {
+pub async fn bind(path: &std::path::Path) -> Result<ApiSocket, ApiError> {
     let err = |message: String| ApiError::Socket { path: path.to_path_buf(), message };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create folder: {e}")))?;

@@ -4,6 +4,8 @@ pub mod apply;
 pub mod db;
 pub mod history;
 pub mod plan;
+pub mod signal_event;
+pub mod start_stop;
 pub mod status;
 
 use std::path::PathBuf;
@@ -39,13 +41,31 @@ pub enum Command {
     Plan {
         #[arg(long)]
         json: bool,
+        /// Evaluate schedules and start/stop events at TIME (03:00,
+        /// "2026-11-23 03:00", or RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
     /// One reconcile pass now.
     Apply,
-    /// The journal of actions, newest first.
+    /// Console start: runs NAME (and what it links to) until the next stop event.
+    Start { name: String },
+    /// Console stop: stops NAME (and what links to it) until the next start event.
+    Stop { name: String },
+    /// Runs an event: StopOn containers stop, the actions in events_dir/EVENT/ run, StartOn containers start.
+    #[command(name = "signal-event")]
+    SignalEvent {
+        event: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The journal of actions (or of signalled events), newest first.
     History {
         /// Only this record.
         name: Option<String>,
+        /// Signalled events instead of actions.
+        #[arg(long)]
+        events: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         #[arg(long)]
@@ -88,11 +108,18 @@ pub fn main() -> ExitCode {
                 &mut stderr.lock(),
             )
         }
-        Command::Plan { json } => with_runtime(plan::run(&config, json)),
+        Command::Plan { json, at } => with_runtime(plan::run(&config, json, at.as_deref())),
         Command::Apply => with_runtime(apply::run(&config)),
-        Command::History { name, limit, json } => {
-            with_runtime(history::run(&config, name.as_deref(), limit, json))
+        Command::History { name, events, limit, json } => {
+            if events {
+                with_runtime(history::run_events(&config, limit, json))
+            } else {
+                with_runtime(history::run(&config, name.as_deref(), limit, json))
+            }
         }
+        Command::Start { name } => with_runtime(start_stop::run(&config, &name, true)),
+        Command::Stop { name } => with_runtime(start_stop::run(&config, &name, false)),
+        Command::SignalEvent { event, args } => with_runtime(signal_event::run(&config, &event, &args)),
         Command::Status { name, json } => with_runtime(status::run(&config, name.as_deref(), json)),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -5,12 +5,30 @@ use crate::config::Config;
 use crate::engine::DockerEngine;
 use crate::plan::Plan;
 
-pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
-    let plan: Plan = match crate::api::client::request(&config.api_socket, "GET", "/v1/plan").await? {
+/// `at`: evaluate schedules and stored events at that time instead of now
+/// (computed here, not by the daemon, whose plan is always for now).
+pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Result<i32> {
+    let at = match at {
+        None => None,
+        Some(text) => {
+            let now = chrono::Local::now();
+            let t = crate::schedule::parse_at(text, &now).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+            Some(std::time::SystemTime::from(t))
+        }
+    };
+    let from_daemon = match at {
+        None => crate::api::client::request(&config.api_socket, "GET", "/v1/plan").await?,
+        Some(_) => None,
+    };
+    let plan: Plan = match from_daemon {
         Some(answer) => serde_json::from_value(answer)?,
         None => {
             let engine = DockerEngine::connect(&config.docker_host).await?;
-            let (plan, warnings) = crate::reconcile::plan_now(config, &engine).await?;
+            let overrides = crate::state::State::open(&config.state_dir)
+                .and_then(|s| s.overrides())
+                .unwrap_or_default();
+            let when = at.unwrap_or_else(std::time::SystemTime::now);
+            let (plan, warnings, _) = crate::reconcile::plan_now(config, &engine, overrides, when).await?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

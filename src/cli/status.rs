@@ -29,16 +29,24 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!("{:<20} {:<10} {:<10} {:<12} ERROR", "NAME", "DECLARED", "ACTUAL", "CONTAINER");
+    println!("{:<24} {:<10} {:<10} CONTAINER", "NAME", "DECLARED", "ACTUAL");
     for r in rows {
         println!(
-            "{:<20} {:<10} {:<10} {:<12} {}",
+            "{:<24} {:<10} {:<10} {}",
             r.name,
             r.declared,
             r.actual,
-            r.container_id.as_deref().unwrap_or("-"),
-            r.error.as_deref().unwrap_or("")
+            r.container_id.as_deref().unwrap_or("-")
         );
+        if !r.why.is_empty() && !r.why.starts_with("status ") {
+            println!("    why: {}", r.why);
+        }
+        if let Some(next) = &r.next_event {
+            println!("    next: {next}");
+        }
+        if let Some(error) = &r.error {
+            println!("    error: {error}");
+        }
     }
     Ok(0)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::{Event, Shared};
+use super::{Event, Job, Shared};
 use crate::api::Backend;
 use crate::state::State;
 
@@ -37,7 +37,10 @@ impl Backend for DaemonBackend {
     async fn plan(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let (plan, _) = crate::reconcile::plan_now(&config, &*engine).await.map_err(|e| e.to_string())?;
+        let overrides = State::open(&config.state_dir).and_then(|s| s.overrides()).unwrap_or_default();
+        let (plan, _, _) = crate::reconcile::plan_now(&config, &*engine, overrides, std::time::SystemTime::now())
+            .await
+            .map_err(|e| e.to_string())?;
         json(&plan)
     }
 
@@ -46,6 +49,30 @@ impl Backend for DaemonBackend {
         self.shared.events.send(Event::Apply(tx)).map_err(|_| "berthd is stopping".to_string())?;
         let report = rx.await.map_err(|_| "berthd stopped before the pass ended".to_string())??;
         json(&report)
+    }
+
+    async fn container(&self, name: String, run: bool) -> Result<serde_json::Value, String> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .events
+            .send(Event::Job(Job::Console { name, run, reply }))
+            .map_err(|_| "berthd is stopping".to_string())?;
+        json(&rx.await.map_err(|_| "berthd stopped before the pass ended".to_string())??)
+    }
+
+    async fn signal(&self, name: String, args: Vec<String>) -> Result<serde_json::Value, String> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .events
+            .send(Event::Job(Job::Signal { name, args, reply }))
+            .map_err(|_| "berthd is stopping".to_string())?;
+        json(&rx.await.map_err(|_| "berthd stopped before the event ended".to_string())??)
+    }
+
+    async fn events(&self, limit: usize) -> Result<serde_json::Value, String> {
+        let config = self.shared.config();
+        let state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
+        json(&state.event_history(limit).map_err(|e| e.to_string())?)
     }
 
     async fn history(&self, record: Option<String>, limit: usize) -> Result<serde_json::Value, String> {

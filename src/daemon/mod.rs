@@ -41,6 +41,23 @@ pub enum Event {
     Reload,
     /// `POST /v1/apply`: run a pass now and answer with its report.
     Apply(oneshot::Sender<Result<PassReport, String>>),
+    /// Work that runs its own passes, in the loop so it never overlaps one.
+    Job(Job),
+}
+
+/// Console and signalled events, from the API.
+#[derive(Debug)]
+pub enum Job {
+    Console {
+        name: String,
+        run: bool,
+        reply: oneshot::Sender<Result<PassReport, String>>,
+    },
+    Signal {
+        name: String,
+        args: Vec<String>,
+        reply: oneshot::Sender<Result<crate::state::EventRun, String>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,13 +130,18 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
     let mut link = engine_link::EngineLink::new(shared.clone());
     let mut due: Option<String> = Some("start".into());
     let mut replies: Vec<oneshot::Sender<Result<PassReport, String>>> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     let mut next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
     let mut ready_sent = false;
+    let mut next_scheduled: Option<Instant> = None;
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(shutdown);
 
     loop {
+        for job in jobs.drain(..) {
+            run_job(job, &config, &state, &mut link, &stop).await;
+        }
         if let Some(trigger) = due.take() {
             let pass = one_pass(&config, &state, &mut link, &trigger, &stop);
             tokio::pin!(pass);
@@ -142,29 +164,38 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
                 ready_sent = true;
             }
             next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
+            next_scheduled = outcome.as_ref().ok().and_then(|r| r.next_scheduled).map(instant_of);
         }
-        let wake = link.retry_at().map_or(next_resync, |r| r.min(next_resync));
+        // Sleep until the next thing due: no polling for schedules.
+        let wake = [Some(next_resync), link.retry_at(), next_scheduled].into_iter().flatten().min().unwrap_or(next_resync);
         tokio::select! {
             () = &mut shutdown => break,
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                let mut trigger = handle(event, &mut replies, &mut config, &shared, &mut watcher);
+                let mut trigger = handle(event, &mut replies, &mut jobs, &mut config, &shared, &mut watcher);
                 // Gather the rest of a burst into the same pass.
                 let first = Instant::now();
                 loop {
                     let quiet_until = (Instant::now() + QUIET).min(first + MAX_DELAY);
                     tokio::select! {
                         more = rx.recv() => match more {
-                            Some(e) => { trigger = handle(e, &mut replies, &mut config, &shared, &mut watcher).or(trigger); }
+                            Some(e) => { trigger = handle(e, &mut replies, &mut jobs, &mut config, &shared, &mut watcher).or(trigger); }
                             None => break,
                         },
                         () = sleep_until(quiet_until) => break,
                     }
                 }
-                due = trigger.or(Some("event".into()));
+                due = trigger.or(due);
             }
             () = sleep_until(wake) => {
-                due = Some(if link.retry_at().is_some_and(|r| r <= Instant::now()) { "engine retry" } else { "resync" }.into());
+                let now = Instant::now();
+                due = Some(if link.retry_at().is_some_and(|r| r <= now) {
+                    "engine retry"
+                } else if next_scheduled.is_some_and(|t| t <= now) {
+                    "schedule"
+                } else {
+                    "resync"
+                }.into());
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::notify_watchdog(),
         }
@@ -180,6 +211,7 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
 fn handle(
     event: Event,
     replies: &mut Vec<oneshot::Sender<Result<PassReport, String>>>,
+    jobs: &mut Vec<Job>,
     config: &mut Config,
     shared: &Shared,
     watcher: &mut watch::FolderWatch,
@@ -190,6 +222,10 @@ fn handle(
         Event::Apply(reply) => {
             replies.push(reply);
             Some("api apply".into())
+        }
+        Event::Job(job) => {
+            jobs.push(job);
+            None
         }
         Event::Reload => {
             match Config::locate(config.source.as_deref()) {
@@ -241,4 +277,39 @@ async fn one_pass(
         Err(e) => tracing::error!("pass not run: {e}"),
     }
     result
+}
+
+/// A wall-clock time as a tokio instant (past times are due now).
+fn instant_of(t: std::time::SystemTime) -> Instant {
+    let delay = t.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    // A schedule event is due at its second; a little slack makes sure the
+    // pass evaluates the schedule after it, not a hair before.
+    Instant::now() + delay + Duration::from_millis(20)
+}
+
+async fn run_job(job: Job, config: &Config, state: &State, link: &mut engine_link::EngineLink, stop: &AtomicBool) {
+    let engine = match link.engine(config).await {
+        Ok(e) => e,
+        Err(e) => {
+            let message = e.to_string();
+            match job {
+                Job::Console { reply, .. } => drop(reply.send(Err(message))),
+                Job::Signal { reply, .. } => drop(reply.send(Err(message))),
+            }
+            return;
+        }
+    };
+    match job {
+        Job::Console { name, run, reply } => {
+            let result = crate::events::console(config, &*engine, state, &name, run, stop).await;
+            let _ = reply.send(result.map_err(|e| e.to_string()));
+        }
+        Job::Signal { name, args, reply } => {
+            let result = crate::events::signal(config, &*engine, state, &name, &args, "api", stop).await;
+            if let Ok(run) = &result {
+                tracing::info!(event = %name, result = %run.result, "event signalled");
+            }
+            let _ = reply.send(result.map_err(|e| e.to_string()));
+        }
+    }
 }

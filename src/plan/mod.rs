@@ -8,11 +8,14 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+use chrono::{DateTime, Local, TimeZone};
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     ContainerConfig, NetworkAttachment, ObservedContainer, ObservedState, LABEL_SPEC,
 };
+use crate::schedule;
 use crate::spec::{links, ContainerSpec, Declared};
 
 /// Suffix of the name a replacement container is created under while the
@@ -80,27 +83,17 @@ impl Plan {
     }
 }
 
-/// Whether a record's container should be running now, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Intent {
-    pub run: bool,
-    pub why: String,
-}
+pub use crate::schedule::Intent;
 
-/// The state a spec asks for at `now`. Schedules and console/event overrides
-/// will decide here too; today only `status` does.
-pub fn intent(spec: &ContainerSpec, _now: SystemTime) -> Intent {
-    if spec.enabled {
-        Intent {
-            run: true,
-            why: "status enabled".into(),
-        }
-    } else {
-        Intent {
-            run: false,
-            why: "status disabled".into(),
-        }
-    }
+/// The state a spec asks for at `at`: `status`, the record's latest console
+/// or signalled event (`declared.overrides`) and its schedules.
+pub fn intent<Tz: TimeZone>(spec: &ContainerSpec, declared: &Declared, at: &DateTime<Tz>) -> Intent {
+    let schedules = schedule::Schedules {
+        enabled: spec.enabled,
+        start: spec.start_schedule.as_deref(),
+        stop: spec.stop_schedule.as_deref(),
+    };
+    schedule::intent_at(&schedules, declared.overrides.get(&spec.name), at)
 }
 
 /// Wave layout: removals of deleted records first, then stops from the
@@ -110,7 +103,13 @@ const WAVE_REMOVE: usize = 0;
 const WAVE_NETWORK: usize = 1;
 const WAVE_STOP_BASE: usize = 2;
 
+/// The plan at `now`, schedules evaluated in the server's local time zone.
 pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> Plan {
+    plan_at(declared, observed, &DateTime::<Local>::from(now))
+}
+
+/// The plan at `at`, in `at`'s time zone (tests use fixed zones).
+pub fn plan_at<Tz: TimeZone>(declared: &Declared, observed: &ObservedState, at: &DateTime<Tz>) -> Plan {
     let mut out = Plan::default();
     for (name, errors) in &declared.failed {
         for e in errors {
@@ -164,7 +163,7 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
             });
             continue;
         }
-        let want = intent(spec, now);
+        let want = intent(spec, declared, at);
         let image_id = observed.images.get(&spec.config.image);
         let action =
             |kind, reason: String, id: Option<&str>, start: bool, with_config: bool| Action {

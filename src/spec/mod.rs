@@ -101,6 +101,9 @@ pub struct Declared {
     /// Lines of the db that did not parse. While there are any, no container
     /// is removed for a "deleted" record: the record may be on that line.
     pub unparsed: Vec<ParseProblem>,
+    /// The latest console or signalled start/stop of each record, from
+    /// state.db (filled in by the shell; empty when there is none).
+    pub overrides: BTreeMap<String, crate::schedule::RunEvent>,
 }
 
 impl Declared {

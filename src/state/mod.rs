@@ -60,6 +60,20 @@ pub struct PassEntry {
     pub problems: i64,
 }
 
+/// One run of a signalled event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRun {
+    pub at: String,
+    pub name: String,
+    pub args: Vec<String>,
+    /// `berth signal-event`, `api`.
+    pub trigger: String,
+    /// ok or failed (an action failed, or a container did not start/stop).
+    pub result: String,
+    /// What each action printed, and what berth did.
+    pub output: String,
+}
+
 /// RFC 3339 UTC, to the millisecond: sorts as text.
 pub fn timestamp(t: std::time::SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
@@ -172,6 +186,77 @@ impl State {
         self.conn
             .execute("UPDATE actions SET result = 'interrupted' WHERE result = 'started'", [])
             .map_err(self.err())
+    }
+
+    /// Records a console or signalled start/stop; it replaces the record's
+    /// previous one (only the latest event counts).
+    pub fn set_override(&self, record: &str, event: &crate::schedule::RunEvent) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO overrides (record, run, at, source) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(record) DO UPDATE SET run = ?2, at = ?3, source = ?4",
+                params![record, event.run, event.at.to_rfc3339(), event.source],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The latest console/signalled event of every record.
+    pub fn overrides(&self) -> Result<std::collections::BTreeMap<String, crate::schedule::RunEvent>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT record, run, at, source FROM overrides").map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })
+            .map_err(self.err())?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (record, run, at, source) = row.map_err(self.err())?;
+            // A row whose time does not parse is ignored, not fatal.
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&at) {
+                let at = at.with_timezone(&chrono::Utc);
+                out.insert(record, crate::schedule::RunEvent { run, at, source });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn record_event(&self, run: &EventRun) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO events (at, name, args, trigger, result, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run.at,
+                    run.name,
+                    serde_json::to_string(&run.args).unwrap_or_default(),
+                    run.trigger,
+                    run.result,
+                    run.output
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn event_history(&self, limit: usize) -> Result<Vec<EventRun>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, name, args, trigger, result, output FROM events ORDER BY id DESC LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                let args: String = r.get(2)?;
+                Ok(EventRun {
+                    at: r.get(0)?,
+                    name: r.get(1)?,
+                    args: serde_json::from_str(&args).unwrap_or_default(),
+                    trigger: r.get(3)?,
+                    result: r.get(4)?,
+                    output: r.get(5)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     /// Newest first; `record` narrows to one record.

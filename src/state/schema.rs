@@ -30,6 +30,23 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
     );
     CREATE INDEX actions_by_record ON actions(record, id);",
+    // 2: start/stop overrides (the latest console or signalled event of each
+    // record) and the journal of signalled events.
+    "CREATE TABLE overrides (
+        record TEXT PRIMARY KEY,
+        run INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        name TEXT NOT NULL,
+        args TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        result TEXT NOT NULL,
+        output TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

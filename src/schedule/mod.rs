@@ -1,0 +1,137 @@
+//! When a container should run. Three kinds of start/stop events decide it:
+//! console (`berth start/stop`), signalled (`StartOn`/`StopOn` of
+//! `berth signal-event`), both stored in state.db, and `StartSchedule` /
+//! `StopSchedule`, evaluated at the time asked about. Level-triggered: the
+//! latest start or stop event at or before that time wins, so after any
+//! downtime the container is in the state the events say for now.
+//! `status disabled` beats every event.
+
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, TimeZone, Utc};
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+use serde::{Deserialize, Serialize};
+
+/// A start or stop, from the console, a signalled event, or a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEvent {
+    pub run: bool,
+    pub at: DateTime<Utc>,
+    /// `console`, `event pre-backup`, `StopSchedule 0 2 * * *`, …
+    pub source: String,
+}
+
+impl RunEvent {
+    pub fn describe(&self) -> String {
+        let verb = if self.run { "start" } else { "stop" };
+        format!("{verb} by {} at {}", self.source, self.at.format("%Y-%m-%d %H:%M:%S UTC"))
+    }
+}
+
+/// Whether a record's container should run at a time, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub run: bool,
+    pub why: String,
+}
+
+fn parse(expr: &str) -> Option<Cron> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .ok()
+}
+
+/// The latest occurrence of `expr` at or before `at`, in `at`'s time zone
+/// (DST handled by croner: a skipped hour does not fire, a repeated one once).
+pub fn latest<Tz: TimeZone>(expr: &str, at: &DateTime<Tz>) -> Option<DateTime<Utc>> {
+    parse(expr)?
+        .find_previous_occurrence(at, true)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The first occurrence of `expr` after `at`.
+pub fn next<Tz: TimeZone>(expr: &str, at: &DateTime<Tz>) -> Option<DateTime<Utc>> {
+    parse(expr)?
+        .find_next_occurrence(at, false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The schedule fields of a spec that decide intent.
+pub struct Schedules<'a> {
+    pub enabled: bool,
+    pub start: Option<&'a str>,
+    pub stop: Option<&'a str>,
+}
+
+/// The state a container should be in at `at`: `status disabled` → stopped;
+/// else the latest of the stored event (if not after `at`) and the two
+/// schedules; else running. On a tie, stop wins (the safe side for backups).
+pub fn intent_at<Tz: TimeZone>(s: &Schedules, stored: Option<&RunEvent>, at: &DateTime<Tz>) -> Intent {
+    if !s.enabled {
+        return Intent { run: false, why: "status disabled".into() };
+    }
+    let at_utc = at.with_timezone(&Utc);
+    let mut candidates: Vec<RunEvent> = Vec::new();
+    if let Some(e) = stored.filter(|e| e.at <= at_utc) {
+        candidates.push(e.clone());
+    }
+    if let Some(expr) = s.start {
+        if let Some(t) = latest(expr, at) {
+            candidates.push(RunEvent { run: true, at: t, source: format!("StartSchedule {expr}") });
+        }
+    }
+    if let Some(expr) = s.stop {
+        if let Some(t) = latest(expr, at) {
+            candidates.push(RunEvent { run: false, at: t, source: format!("StopSchedule {expr}") });
+        }
+    }
+    match candidates.into_iter().max_by(|a, b| a.at.cmp(&b.at).then(b.run.cmp(&a.run))) {
+        Some(e) => Intent { run: e.run, why: e.describe() },
+        None => Intent { run: true, why: "status enabled".into() },
+    }
+}
+
+/// The next scheduled start or stop after `at`, if any.
+pub fn next_event<Tz: TimeZone>(s: &Schedules, at: &DateTime<Tz>) -> Option<RunEvent> {
+    let start = s.start.and_then(|e| next(e, at).map(|t| RunEvent { run: true, at: t, source: format!("StartSchedule {e}") }));
+    let stop = s.stop.and_then(|e| next(e, at).map(|t| RunEvent { run: false, at: t, source: format!("StopSchedule {e}") }));
+    match (start, stop) {
+        (Some(a), Some(b)) => Some(if b.at <= a.at { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Parses `--at`: RFC 3339 (`2026-11-23T03:00:00+01:00`), or local
+/// `YYYY-MM-DD HH:MM[:SS]`, or local `HH:MM` (the next such time from now).
+pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let tz = now.timezone();
+    let local = |naive: chrono::NaiveDateTime| {
+        tz.from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| format!("{text:?} does not exist in the local time zone (a DST gap)"))
+    };
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(text.trim(), format) {
+            return local(naive);
+        }
+    }
+    for format in ["%H:%M:%S", "%H:%M"] {
+        if let Ok(time) = chrono::NaiveTime::parse_from_str(text.trim(), format) {
+            let today = now.naive_local().date().and_time(time);
+            let t = local(today)?;
+            return Ok(if t < now.with_timezone(&Utc) { local(today + chrono::Duration::days(1))? } else { t });
+        }
+    }
+    Err(format!("{text:?} is not a time: use 03:00, 2026-11-23 03:00 or RFC 3339"))
+}
