@@ -104,12 +104,14 @@ pub fn statuses(
     rows
 }
 
-/// Reads the dbs and observes the engine.
+/// Reads the dbs (with the stored start/stop `overrides`) and observes the engine.
 pub async fn current<E: crate::engine::Engine>(
     config: &crate::config::Config,
     engine: &E,
+    overrides: BTreeMap<String, crate::schedule::RunEvent>,
 ) -> Result<Vec<RecordStatus>, crate::reconcile::PassError> {
-    let declared = crate::spec::load(config)?;
+    let mut declared = crate::spec::load(config)?;
+    declared.overrides = overrides;
     let observed = engine.observe().await?;
     Ok(statuses(&declared, &observed, SystemTime::now()))
 }

@@ -11,9 +11,11 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
         Some(answer) => serde_json::from_value(answer)?,
         None => {
             let engine = DockerEngine::connect(&config.docker_host).await?;
-            let mut rows = status::current(config, &engine).await?;
-            if let Ok(state) = State::open(&config.state_dir) {
-                status::add_last_errors(&mut rows, &state);
+            let state = State::open(&config.state_dir).ok();
+            let overrides = state.as_ref().and_then(|s| s.overrides().ok()).unwrap_or_default();
+            let mut rows = status::current(config, &engine, overrides).await?;
+            if let Some(state) = &state {
+                status::add_last_errors(&mut rows, state);
             }
             rows
         }

@@ -27,7 +27,8 @@ impl Backend for DaemonBackend {
     async fn status(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let mut rows = crate::status::current(&config, &*engine).await.map_err(|e| e.to_string())?;
+        let overrides = State::open(&config.state_dir).and_then(|s| s.overrides()).unwrap_or_default();
+        let mut rows = crate::status::current(&config, &*engine, overrides).await.map_err(|e| e.to_string())?;
         if let Ok(state) = State::open(&config.state_dir) {
             crate::status::add_last_errors(&mut rows, &state);
         }
