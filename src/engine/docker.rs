@@ -1,6 +1,7 @@
 //! [`DockerEngine`]: the [`Engine`] trait over the Docker API, through bollard.
 
 mod create;
+pub mod images;
 mod network;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,9 +1,10 @@
 //! The boundary to the container engine: what berth observes and the few
 //! operations it asks for. Only this module (and its children) imports bollard.
 
-mod docker;
+pub mod docker;
 pub mod fake;
 
+pub use docker::images::{BuildRequest, RegistryLogin};
 pub use docker::DockerEngine;
 
 use std::collections::BTreeMap;

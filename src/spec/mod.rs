@@ -3,6 +3,7 @@
 //! record's errors never stop the others from loading.
 
 mod build;
+pub use build::parse_image_reference;
 pub mod links;
 pub mod property;
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! passes and actions, and runtime overrides. Never the source of truth for
 //! what runs: that is always observed from the engine.
 
+mod builds;
 mod schema;
+
+pub use builds::{Build, Lineage};
 
 use std::path::{Path, PathBuf};
 
@@ -83,7 +86,7 @@ pub fn timestamp(t: std::time::SystemTime) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     timestamp(std::time::SystemTime::now())
 }
 

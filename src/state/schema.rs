@@ -47,6 +47,31 @@ const MIGRATIONS: &[&str] = &[
         result TEXT NOT NULL,
         output TEXT NOT NULL
     );",
+    // 3: the build queue and each image's lineage.
+    "CREATE TABLE builds (
+        id INTEGER PRIMARY KEY,
+        image TEXT NOT NULL,
+        state TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        retry_of INTEGER,
+        base_ref TEXT,
+        base_id TEXT,
+        result_id TEXT,
+        error TEXT,
+        log TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX builds_by_state ON builds(state, id);
+    CREATE TABLE lineage (
+        image TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        base_ref TEXT,
+        base_id TEXT,
+        built_at TEXT NOT NULL,
+        outdated INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

@@ -1,0 +1,215 @@
+//! Image operations of the real engine: build, import, load, save, push,
+//! tag, inspect, remove. Used by `images`, never by the planner.
+
+use std::collections::HashMap;
+
+use bollard::auth::DockerCredentials;
+use bollard::body_full;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, PushImageOptionsBuilder,
+    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+use hyper::body::Bytes;
+
+use super::DockerEngine;
+use crate::engine::EngineError;
+
+/// What a build asks of the engine.
+pub struct BuildRequest<'a> {
+    /// The context as a tar archive.
+    pub context_tar: Vec<u8>,
+    /// Path of the Dockerfile inside the context.
+    pub dockerfile: &'a str,
+    pub tag: &'a str,
+    pub build_args: &'a HashMap<String, String>,
+    /// Bytes; 0 = no limit.
+    pub memory: i64,
+    /// CPU quota in microseconds per 100 ms period; 0 = no limit.
+    pub cpu_quota: i64,
+}
+
+/// Registry login for push.
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
+fn split_reference(reference: &str) -> (&str, &str) {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => (&reference[..last_slash + i], &reference[last_slash + i + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+impl DockerEngine {
+    /// The image ID a reference names now, if any.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        self.count();
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(e) => match self.error(e) {
+                EngineError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Builds and tags; `log` gets every line the build prints. The tag only
+    /// moves if the build succeeds.
+    pub async fn build_image(&self, req: BuildRequest<'_>, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, EngineError> {
+        self.count();
+        let mut options = BuildImageOptionsBuilder::new()
+            .dockerfile(req.dockerfile)
+            .t(req.tag)
+            .rm(true)
+            .forcerm(true)
+            .buildargs(req.build_args);
+        if req.memory > 0 {
+            options = options.memory(i32::try_from(req.memory).unwrap_or(i32::MAX));
+        }
+        if req.cpu_quota > 0 {
+            options = options.cpuperiod(100_000).cpuquota(i32::try_from(req.cpu_quota).unwrap_or(i32::MAX));
+        }
+        let mut stream = self.docker.build_image(options.build(), None, Some(body_full(Bytes::from(req.context_tar))));
+        let mut id = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.error(e))?;
+            if let Some(text) = &info.stream {
+                for line in text.lines() {
+                    log(line);
+                }
+            }
+            if let Some(status) = &info.status {
+                log(status);
+            }
+            if let Some(detail) = info.error_detail {
+                let message = detail.message.unwrap_or_else(|| "build failed".into());
+                log(&format!("ERROR: {message}"));
+                return Err(EngineError::Api(message));
+            }
+            if let Some(aux) = info.aux.and_then(|a| a.id) {
+                id = Some(aux);
+            }
+        }
+        match id {
+            Some(id) => Ok(id),
+            None => self
+                .image_id(req.tag)
+                .await?
+                .ok_or_else(|| EngineError::Api(format!("build ended without an image for {}", req.tag))),
+        }
+    }
+
+    /// `docker import`: a root filesystem tar becomes the image `reference`.
+    pub async fn import_rootfs(&self, tar: Vec<u8>, reference: &str, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, EngineError> {
+        self.count();
+        let (repo, tag) = split_reference(reference);
+        let options = CreateImageOptionsBuilder::new().from_src("-").repo(repo).tag(tag).build();
+        let mut stream = self.docker.create_image(Some(options), Some(body_full(Bytes::from(tar))), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.error(e))?;
+            if let Some(status) = info.status {
+                log(&status);
+            }
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Api(detail.message.unwrap_or_else(|| "import failed".into())));
+            }
+        }
+        self.image_id(reference)
+            .await?
+            .ok_or_else(|| EngineError::Api(format!("import ended without an image for {reference}")))
+    }
+
+    /// `docker load`: a saved-image tar; returns what the engine printed.
+    pub async fn load_images(&self, tar: Vec<u8>, log: &mut (dyn FnMut(&str) + Send)) -> Result<(), EngineError> {
+        self.count();
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.docker.import_image(options, body_full(Bytes::from(tar)), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.error(e))?;
+            if let Some(text) = info.stream {
+                for line in text.lines() {
+                    log(line);
+                }
+            }
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Api(detail.message.unwrap_or_else(|| "load failed".into())));
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker save`: the image as a tar, written to `out`.
+    pub async fn save_image(&self, reference: &str, out: &mut (dyn std::io::Write + Send)) -> Result<(), EngineError> {
+        self.count();
+        let mut stream = self.docker.export_image(reference);
+        while let Some(chunk) = stream.next().await {
+            let bytes = chunk.map_err(|e| self.error(e))?;
+            out.write_all(&bytes).map_err(|e| EngineError::Api(format!("cannot write the image: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub async fn tag_image(&self, source: &str, reference: &str) -> Result<(), EngineError> {
+        self.count();
+        let (repo, tag) = split_reference(reference);
+        let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        self.docker.tag_image(source, Some(options)).await.map_err(|e| self.error(e))
+    }
+
+    pub async fn push_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+        log: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), EngineError> {
+        self.count();
+        let (repo, tag) = split_reference(reference);
+        let credentials = login.map(|l| DockerCredentials {
+            username: Some(l.username),
+            password: Some(l.password),
+            serveraddress: Some(l.server),
+            ..Default::default()
+        });
+        let options = PushImageOptionsBuilder::new().tag(tag).build();
+        let mut stream = self.docker.push_image(repo, Some(options), credentials);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.error(e))?;
+            if let Some(status) = info.status {
+                log(&status);
+            }
+            if let Some(detail) = info.error_detail {
+                return Err(EngineError::Api(detail.message.unwrap_or_else(|| "push failed".into())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a tag (and the image if nothing else uses it); missing is Ok.
+    pub async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        self.count();
+        let options = RemoveImageOptionsBuilder::new().noprune(false).build();
+        match self.docker.remove_image(reference, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.error(e) {
+                EngineError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn references_split_at_the_tag_not_the_registry_port() {
+        assert_eq!(split_reference("berth/app:1"), ("berth/app", "1"));
+        assert_eq!(split_reference("127.0.0.1:5000/app:2"), ("127.0.0.1:5000/app", "2"));
+        assert_eq!(split_reference("127.0.0.1:5000/app"), ("127.0.0.1:5000/app", "latest"));
+    }
+}
