@@ -37,6 +37,11 @@ struct RawConfig {
     instance: Option<String>,
     apply_concurrency: Option<usize>,
     stop_grace_seconds: Option<u32>,
+    build_workers: Option<usize>,
+    build_memory: Option<String>,
+    build_cpus: Option<f64>,
+    credentials_file: Option<PathBuf>,
+    image_notify_command: Option<String>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -63,6 +68,17 @@ pub struct Config {
     pub apply_concurrency: usize,
     /// Seconds a container gets to stop before it is killed.
     pub stop_grace_seconds: u32,
+    /// How many image builds run at once.
+    pub build_workers: usize,
+    /// Memory limit of a build, bytes (0: none).
+    pub build_memory: i64,
+    /// CPU limit of a build, in cores (0: none).
+    pub build_cpus: f64,
+    /// Root-only TOML file with registry/git credentials and webhook tokens.
+    pub credentials_file: PathBuf,
+    /// Run (with `sh -c`) when an image is rebuilt, fails to build, or is
+    /// outdated; gets BERTH_IMAGE and BERTH_IMAGE_EVENT.
+    pub image_notify_command: Option<String>,
 }
 
 impl Default for Config {
@@ -82,6 +98,11 @@ impl Default for Config {
             instance: "default".into(),
             apply_concurrency: 8,
             stop_grace_seconds: 10,
+            build_workers: 1,
+            build_memory: 0,
+            build_cpus: 0.0,
+            credentials_file: "/etc/berth/credentials.toml".into(),
+            image_notify_command: None,
         }
     }
 }
@@ -144,6 +165,14 @@ impl Config {
         if raw.resync_seconds == Some(0) {
             return Err(bad("resync_seconds must be at least 1".into()));
         }
+        let build_memory = match raw.build_memory.as_deref().map(crate::spec::property::memory) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(why)) => return Err(bad(format!("build_memory: {why}"))),
+            None => 0,
+        };
+        if raw.build_workers == Some(0) {
+            return Err(bad("build_workers must be at least 1".into()));
+        }
         if raw.apply_concurrency == Some(0) {
             return Err(bad("apply_concurrency must be at least 1".into()));
         }
@@ -162,6 +191,11 @@ impl Config {
             instance: raw.instance.unwrap_or(d.instance),
             apply_concurrency: raw.apply_concurrency.unwrap_or(d.apply_concurrency),
             stop_grace_seconds: raw.stop_grace_seconds.unwrap_or(d.stop_grace_seconds),
+            build_workers: raw.build_workers.unwrap_or(d.build_workers),
+            build_memory,
+            build_cpus: raw.build_cpus.unwrap_or(0.0).max(0.0),
+            credentials_file: at(raw.credentials_file, base.join("credentials.toml")),
+            image_notify_command: raw.image_notify_command,
         })
     }
 

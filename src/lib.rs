@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod engine;
+pub mod images;
 pub mod events;
 pub mod plan;
 pub mod reconcile;

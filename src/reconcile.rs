@@ -35,6 +35,9 @@ pub struct PassReport {
     /// sleeps until then (or the resync), it never polls.
     #[serde(default)]
     pub next_scheduled: Option<std::time::SystemTime>,
+    /// The engine's image tags → IDs as this pass saw them.
+    #[serde(skip)]
+    pub image_tags: BTreeMap<String, String>,
 }
 
 impl PassReport {
@@ -56,6 +59,16 @@ pub fn apply_settings(config: &Config) -> ApplySettings {
     }
 }
 
+/// A plan and what was learnt while making it.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    pub plan: Plan,
+    pub warnings: Vec<String>,
+    pub next_scheduled: Option<SystemTime>,
+    /// The engine's image tags → IDs (for the image lineage check).
+    pub image_tags: BTreeMap<String, String>,
+}
+
 /// Declared state (with the stored start/stop `overrides`) and engine state,
 /// and the plan between them at `at`.
 pub async fn plan_now<E: Engine>(
@@ -63,7 +76,7 @@ pub async fn plan_now<E: Engine>(
     engine: &E,
     overrides: BTreeMap<String, RunEvent>,
     at: SystemTime,
-) -> Result<(Plan, Vec<String>, Option<SystemTime>), PassError> {
+) -> Result<Planned, PassError> {
     let mut declared = spec::load(config)?;
     declared.overrides = overrides;
     let next = next_scheduled(&declared, at);
@@ -74,7 +87,7 @@ pub async fn plan_now<E: Engine>(
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;
-    Ok((plan::plan(&declared, &observed, at), warnings, next))
+    Ok(Planned { plan: plan::plan(&declared, &observed, at), warnings, next_scheduled: next, image_tags: observed.images })
 }
 
 fn next_scheduled(declared: &spec::Declared, at: SystemTime) -> Option<SystemTime> {
@@ -142,7 +155,8 @@ pub async fn run_pass<E: Engine>(
         }
         None => BTreeMap::new(),
     };
-    let (plan, warnings, next_scheduled) = plan_now(config, engine, overrides, SystemTime::now()).await?;
+    let Planned { plan, warnings, next_scheduled, image_tags } =
+        plan_now(config, engine, overrides, SystemTime::now()).await?;
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -160,5 +174,5 @@ pub async fn run_pass<E: Engine>(
             tracing::warn!("journal: {e}");
         }
     }
-    Ok(PassReport { trigger: trigger.to_string(), plan, outcomes, warnings, next_scheduled })
+    Ok(PassReport { trigger: trigger.to_string(), plan, outcomes, warnings, next_scheduled, image_tags })
 }

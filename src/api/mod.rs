@@ -31,6 +31,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Signals an event with its args.
     fn signal(&self, name: String, args: Vec<String>) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     fn events(&self, limit: usize) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    /// Queues a build of a `docker_images` record (merged with a queued one).
+    /// With `token`, it is a webhook call and the token must match.
+    fn build(&self, name: String, token: Option<String>) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,12 @@ pub enum ApiError {
 struct EventBody {
     #[serde(default)]
     args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,8 +102,26 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
                 reply(b.events(q.limit.unwrap_or(50)).await)
             }),
         )
+        .route(
+            "/v1/images/{name}/build",
+            post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>| async move { reply(b.build(name, None).await) }),
+        )
+        .route(
+            "/v1/hooks/images/{name}",
+            post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>, Query(q): Query<TokenQuery>| async move {
+                match b.build(name, Some(q.token)).await {
+                    Err(e) if e == FORBIDDEN => {
+                        (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": e }))).into_response()
+                    }
+                    other => reply(other),
+                }
+            }),
+        )
         .with_state(backend)
 }
+
+/// The error a webhook with a wrong or missing token gets (HTTP 403).
+pub const FORBIDDEN: &str = "wrong or missing webhook token";
 
 /// A bound API socket, not yet serving.
 pub struct ApiSocket {

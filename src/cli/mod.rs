@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod db;
 pub mod history;
+pub mod image;
 pub mod plan;
 pub mod signal_event;
 pub mod start_stop;
@@ -58,6 +59,11 @@ pub enum Command {
         event: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Images: build, builds, log, list, import, load, save, push.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
     },
     /// The journal of actions (or of signalled events), newest first.
     History {
@@ -117,6 +123,7 @@ pub fn main() -> ExitCode {
                 with_runtime(history::run(&config, name.as_deref(), limit, json))
             }
         }
+        Command::Image { command } => with_runtime(image::run(&config, command)),
         Command::Start { name } => with_runtime(start_stop::run(&config, &name, true)),
         Command::Stop { name } => with_runtime(start_stop::run(&config, &name, false)),
         Command::SignalEvent { event, args } => with_runtime(signal_event::run(&config, &event, &args)),

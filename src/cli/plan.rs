@@ -28,7 +28,8 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
                 .and_then(|s| s.overrides())
                 .unwrap_or_default();
             let when = at.unwrap_or_else(std::time::SystemTime::now);
-            let (plan, warnings, _) = crate::reconcile::plan_now(config, &engine, overrides, when).await?;
+            let crate::reconcile::Planned { plan, warnings, .. } =
+                crate::reconcile::plan_now(config, &engine, overrides, when).await?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

@@ -39,10 +39,10 @@ impl Backend for DaemonBackend {
         let config = self.shared.config();
         let engine = self.engine()?;
         let overrides = State::open(&config.state_dir).and_then(|s| s.overrides()).unwrap_or_default();
-        let (plan, _, _) = crate::reconcile::plan_now(&config, &*engine, overrides, std::time::SystemTime::now())
+        let plan = crate::reconcile::plan_now(&config, &*engine, overrides, std::time::SystemTime::now())
             .await
             .map_err(|e| e.to_string())?;
-        json(&plan)
+        json(&plan.plan)
     }
 
     async fn apply(&self) -> Result<serde_json::Value, String> {
@@ -74,6 +74,31 @@ impl Backend for DaemonBackend {
         let config = self.shared.config();
         let state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
         json(&state.event_history(limit).map_err(|e| e.to_string())?)
+    }
+
+    async fn build(&self, name: String, token: Option<String>) -> Result<serde_json::Value, String> {
+        let config = self.shared.config();
+        if let Some(token) = &token {
+            let creds = crate::images::credentials::load(&config.credentials_file)?;
+            if !creds.webhook_allows(&name, token) {
+                tracing::warn!(image = %name, "webhook refused: wrong or missing token");
+                return Err(crate::api::FORBIDDEN.to_string());
+            }
+        }
+        let images = crate::images::load(&config).map_err(|e| e.to_string())?;
+        if let Some(errors) = images.failed.get(&name) {
+            return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+        }
+        if !images.specs.contains_key(&name) {
+            return Err(format!("no docker_images record {name}"));
+        }
+        let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
+        let trigger = if token.is_some() { "webhook" } else { "api" };
+        let (id, merged) = state.request_build(&name, trigger).map_err(|e| e.to_string())?;
+        if let Some(pool) = self.shared.builds.get() {
+            pool.wake();
+        }
+        Ok(serde_json::json!({ "build": id, "merged": merged }))
     }
 
     async fn history(&self, record: Option<String>, limit: usize) -> Result<serde_json::Value, String> {

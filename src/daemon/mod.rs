@@ -77,6 +77,7 @@ pub struct Shared {
     pub config: RwLock<Config>,
     pub engine: RwLock<Option<Arc<DockerEngine>>>,
     pub events: mpsc::UnboundedSender<Event>,
+    pub builds: std::sync::OnceLock<crate::images::worker::BuildPool>,
 }
 
 impl Shared {
@@ -99,7 +100,7 @@ impl Shared {
 /// finishes, no new one starts, and it returns.
 pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let mut config = Config::locate(config_path.as_deref())?;
-    let state = State::open(&config.state_dir)?;
+    let mut state = State::open(&config.state_dir)?;
     match state.mark_interrupted() {
         Ok(0) => {}
         Ok(n) => tracing::warn!("{n} action(s) were cut off when berthd last stopped; this start finishes the job"),
@@ -110,7 +111,9 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
         config: RwLock::new(config.clone()),
         engine: RwLock::new(None),
         events: tx.clone(),
+        builds: std::sync::OnceLock::new(),
     });
+    start_builds(&shared, &mut state);
     let mut watcher = watch::FolderWatch::start(&config, tx.clone()).map_err(DaemonError::Watch)?;
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
     // Bound before the first pass, so a second berthd fails at start.
@@ -143,21 +146,27 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
             run_job(job, &config, &state, &mut link, &stop).await;
         }
         if let Some(trigger) = due.take() {
-            let pass = one_pass(&config, &state, &mut link, &trigger, &stop);
-            tokio::pin!(pass);
-            let outcome = tokio::select! {
-                outcome = &mut pass => outcome,
-                () = &mut shutdown => {
-                    // Finish what is in flight, start nothing new; the engine
-                    // calls are never cut half-way.
-                    stop.store(true, Ordering::SeqCst);
-                    tracing::info!("stopping: finishing the action in flight");
-                    let _ = tokio::time::timeout(SHUTDOWN_BUDGET, &mut pass).await;
-                    break;
+            let outcome = {
+                let pass = one_pass(&config, &state, &mut link, &trigger, &stop);
+                tokio::pin!(pass);
+                tokio::select! {
+                    outcome = &mut pass => Some(outcome),
+                    () = &mut shutdown => {
+                        // Finish what is in flight, start nothing new; the
+                        // engine calls are never cut half-way.
+                        stop.store(true, Ordering::SeqCst);
+                        tracing::info!("stopping: finishing the action in flight");
+                        let _ = tokio::time::timeout(SHUTDOWN_BUDGET, &mut pass).await;
+                        None
+                    }
                 }
             };
+            let Some(outcome) = outcome else { break };
             for reply in replies.drain(..) {
                 let _ = reply.send(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+            }
+            if let Ok(report) = &outcome {
+                check_lineage(&config, &mut state, &shared, report);
             }
             if outcome.is_ok() && !ready_sent {
                 systemd::notify_ready();
@@ -311,5 +320,60 @@ async fn run_job(job: Job, config: &Config, state: &State, link: &mut engine_lin
             }
             let _ = reply.send(result.map_err(|e| e.to_string()));
         }
+    }
+}
+
+/// Builds cut off by the last stop are re-queued once; the pool starts.
+fn start_builds(shared: &Arc<Shared>, state: &mut State) {
+    match state.interrupt_running_builds() {
+        Ok(cut) => {
+            for b in cut {
+                tracing::warn!(image = %b.image, build = b.id, "build interrupted by the last stop; queued again once");
+            }
+        }
+        Err(e) => tracing::warn!("build queue: {e}"),
+    }
+    let getter = {
+        let shared = shared.clone();
+        Arc::new(move || shared.config())
+    };
+    let events = shared.events.clone();
+    let on_built = Arc::new(move |image: &str, ok: bool| {
+        let what = if ok { "built" } else { "failed to build" };
+        let _ = events.send(Event::Docker(format!("image {image} {what}")));
+    });
+    let pool = crate::images::worker::BuildPool::start(getter, on_built);
+    if state.has_pending_builds().unwrap_or(false) {
+        pool.wake();
+    }
+    let _ = shared.builds.set(pool);
+}
+
+/// Dynamic inheritance after each pass: images whose base moved are queued
+/// (AutoRebuild) or marked outdated, with the notification command run.
+fn check_lineage(config: &Config, state: &mut State, shared: &Shared, report: &PassReport) {
+    let images = match crate::images::load(config) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!("docker_images: {e}");
+            return;
+        }
+    };
+    match crate::images::check_lineage(state, &images, &report.image_tags) {
+        Ok(found) => {
+            for (image, why) in &found.queued {
+                tracing::info!(image = %image, "rebuild queued: {why}");
+            }
+            for image in &found.outdated {
+                tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
+                crate::images::notify(config, image, "outdated");
+            }
+            if !found.queued.is_empty() {
+                if let Some(pool) = shared.builds.get() {
+                    pool.wake();
+                }
+            }
+        }
+        Err(e) => tracing::warn!("image lineage: {e}"),
     }
 }

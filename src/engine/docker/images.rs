@@ -59,7 +59,7 @@ impl DockerEngine {
 
     /// Builds and tags; `log` gets every line the build prints. The tag only
     /// moves if the build succeeds.
-    pub async fn build_image(&self, req: BuildRequest<'_>, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, EngineError> {
+    pub async fn build_image(&self, req: BuildRequest<'_>, log: &mut dyn FnMut(&str)) -> Result<String, EngineError> {
         self.count();
         let mut options = BuildImageOptionsBuilder::new()
             .dockerfile(req.dockerfile)
@@ -104,7 +104,7 @@ impl DockerEngine {
     }
 
     /// `docker import`: a root filesystem tar becomes the image `reference`.
-    pub async fn import_rootfs(&self, tar: Vec<u8>, reference: &str, log: &mut (dyn FnMut(&str) + Send)) -> Result<String, EngineError> {
+    pub async fn import_rootfs(&self, tar: Vec<u8>, reference: &str, log: &mut dyn FnMut(&str)) -> Result<String, EngineError> {
         self.count();
         let (repo, tag) = split_reference(reference);
         let options = CreateImageOptionsBuilder::new().from_src("-").repo(repo).tag(tag).build();
@@ -124,7 +124,7 @@ impl DockerEngine {
     }
 
     /// `docker load`: a saved-image tar; returns what the engine printed.
-    pub async fn load_images(&self, tar: Vec<u8>, log: &mut (dyn FnMut(&str) + Send)) -> Result<(), EngineError> {
+    pub async fn load_images(&self, tar: Vec<u8>, log: &mut dyn FnMut(&str)) -> Result<(), EngineError> {
         self.count();
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
         let mut stream = self.docker.import_image(options, body_full(Bytes::from(tar)), None);
@@ -164,7 +164,7 @@ impl DockerEngine {
         &self,
         reference: &str,
         login: Option<RegistryLogin>,
-        log: &mut (dyn FnMut(&str) + Send),
+        log: &mut dyn FnMut(&str),
     ) -> Result<(), EngineError> {
         self.count();
         let (repo, tag) = split_reference(reference);

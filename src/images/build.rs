@@ -1,0 +1,213 @@
+//! One build, from claim to tag: clone with the real `git` (no prompts),
+//! build through the engine's API, or import a rootfs, or load a saved tar;
+//! push when asked. The workspace is wiped whatever happens.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::credentials::{self, Login};
+use super::spec::{dockerfile_bases, ImageSpec, Source};
+use crate::config::Config;
+use crate::engine::{BuildRequest, DockerEngine, RegistryLogin};
+use crate::state::State;
+
+/// Removes the workspace on every way out, failures and panics included.
+struct Workspace(PathBuf);
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs build `build_id` of `spec`; every line goes to the build's log.
+/// Returns the new image ID, or why it failed (the old tag is untouched:
+/// the engine only moves a tag when a build succeeds).
+pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &ImageSpec, build_id: i64) -> Result<String, String> {
+    let mut log = |line: &str| {
+        if let Err(e) = state.append_build_log(build_id, &format!("{line}\n")) {
+            tracing::warn!(image = %spec.name, "build log: {e}");
+        }
+    };
+    let creds = credentials::load(&config.credentials_file)?;
+    let login = |name: &Option<String>| -> Result<Option<Login>, String> {
+        name.as_deref().map(|n| creds.login(n).cloned()).transpose()
+    };
+    let image_id = match &spec.source {
+        Source::Git { repository, reference, dockerfile, context } => {
+            let workspace = Workspace(config.state_dir.join("builds").join(build_id.to_string()));
+            let _ = std::fs::remove_dir_all(&workspace.0);
+            std::fs::create_dir_all(&workspace.0).map_err(|e| format!("{}: {e}", workspace.0.display()))?;
+            let src = workspace.0.join("src");
+            clone(repository, reference.as_deref(), &src, login(&spec.credentials)?.as_ref(), &mut log)?;
+            let context_dir = src.join(context);
+            let dockerfile_text = std::fs::read_to_string(context_dir.join(dockerfile))
+                .map_err(|e| format!("{dockerfile} in {context} of {repository}: {e}"))?;
+            let base = dockerfile_bases(&dockerfile_text).pop();
+            let base_id = match &base {
+                Some(b) => engine.image_id(b).await.map_err(|e| e.to_string())?,
+                None => None,
+            };
+            if let Err(e) = state.set_build_base(build_id, base.as_deref(), base_id.as_deref()) {
+                tracing::warn!("build {build_id}: {e}");
+            }
+            if let Some(b) = &base {
+                log(&format!("berth: base {b} is {}", base_id.as_deref().map(crate::plan::short).unwrap_or("missing")));
+            }
+            let context_tar = tar_folder(&context_dir)?;
+            let args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
+            let request = BuildRequest {
+                context_tar,
+                dockerfile,
+                tag: &spec.tag,
+                build_args: &args,
+                memory: config.build_memory,
+                cpu_quota: (config.build_cpus * 100_000.0) as i64,
+            };
+            engine.build_image(request, &mut log).await.map_err(|e| e.to_string())?
+        }
+        Source::Rootfs { path } => {
+            let tar = if path.is_dir() {
+                log(&format!("berth: importing folder {} as {}", path.display(), spec.tag));
+                tar_folder(path)?
+            } else {
+                log(&format!("berth: importing tarball {} as {}", path.display(), spec.tag));
+                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
+            };
+            engine.import_rootfs(tar, &spec.tag, &mut log).await.map_err(|e| e.to_string())?
+        }
+        Source::Tar { path } => {
+            log(&format!("berth: loading {}", path.display()));
+            let tar = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            engine.load_images(tar, &mut log).await.map_err(|e| e.to_string())?;
+            engine
+                .image_id(&spec.tag)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{} holds no image tagged {}", path.display(), spec.tag))?
+        }
+    };
+    log(&format!("berth: {} is {}", spec.tag, crate::plan::short(&image_id)));
+    if let Some(target) = &spec.push_to {
+        engine.tag_image(&image_id, target).await.map_err(|e| e.to_string())?;
+        let registry = login(&spec.credentials)?.map(|l| RegistryLogin {
+            server: if l.server.is_empty() { registry_of(target).to_string() } else { l.server.clone() },
+            username: l.username,
+            password: l.password,
+        });
+        log(&format!("berth: pushing {target}"));
+        engine.push_image(target, registry, &mut log).await.map_err(|e| format!("push {target}: {e}"))?;
+    }
+    Ok(image_id)
+}
+
+/// `host[:port]` of a reference that names a registry, else Docker Hub's.
+fn registry_of(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+/// `git clone` that never prompts: shallow for a branch or tag, full then
+/// checkout for a commit. Credentials go through git's environment, never
+/// its command line (which `ps` shows).
+fn clone(url: &str, reference: Option<&str>, dest: &Path, login: Option<&Login>, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let is_commit = reference.is_some_and(|r| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit()));
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new("git");
+        cmd.args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "/bin/true")
+            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+            .stdin(std::process::Stdio::null());
+        if let Some(l) = login {
+            let header = format!("Authorization: Basic {}", base64(&format!("{}:{}", l.username, l.password)));
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", header);
+        }
+        cmd
+    };
+    let dest_text = dest.display().to_string();
+    let mut args = vec!["clone", "--quiet"];
+    if !is_commit {
+        args.extend(["--depth", "1"]);
+        if let Some(r) = reference {
+            args.extend(["--branch", r]);
+        }
+    }
+    args.extend(["--", url, &dest_text]);
+    log(&format!("berth: git clone {url}{}", reference.map(|r| format!(" at {r}")).unwrap_or_default()));
+    run_git(git(&args), "git clone", log)?;
+    if let (true, Some(commit)) = (is_commit, reference) {
+        run_git(git(&["-C", &dest_text, "checkout", "--quiet", "--detach", commit]), "git checkout", log)?;
+    }
+    if let Ok(out) = git(&["-C", &dest_text, "rev-parse", "HEAD"]).output() {
+        log(&format!("berth: commit {}", String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    Ok(())
+}
+
+fn run_git(mut cmd: Command, what: &str, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: cannot run git: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        log(line);
+    }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed: {}", stderr.lines().last().unwrap_or("no message")))
+    }
+}
+
+/// A folder as a tar archive, symlinks kept as links, owners numeric.
+pub fn tar_folder(folder: &Path) -> Result<Vec<u8>, String> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Complete);
+    builder
+        .append_dir_all(".", folder)
+        .map_err(|e| format!("cannot pack {}: {e}", folder.display()))?;
+    builder.into_inner().map_err(|e| format!("cannot pack {}: {e}", folder.display()))
+}
+
+fn base64(text: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64("ab"), "YWI=");
+        assert_eq!(base64("a"), "YQ==");
+    }
+
+    #[test]
+    fn registries_are_found_in_references() {
+        assert_eq!(registry_of("127.0.0.1:5000/app:1"), "127.0.0.1:5000");
+        assert_eq!(registry_of("registry.example.com/a/b"), "registry.example.com");
+        assert_eq!(registry_of("berth/app:1"), "docker.io");
+    }
+}

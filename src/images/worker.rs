@@ -1,0 +1,147 @@
+//! The build pool: `build_workers` threads, each with its own engine
+//! connection, state.db connection and small runtime, so a long build never
+//! holds up the daemon's loop. Workers sleep until woken (a request) or the
+//! resync period passes; berthd exiting mid-build leaves the build
+//! `running`, which the next start marks interrupted and queues again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::engine::DockerEngine;
+use crate::state::State;
+
+type Getter = Arc<dyn Fn() -> Config + Send + Sync>;
+type OnBuilt = Arc<dyn Fn(&str, bool) + Send + Sync>;
+
+pub struct BuildPool {
+    wake: Arc<(Mutex<u64>, Condvar)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl BuildPool {
+    /// Starts the workers. `config` gives the current configuration (it may
+    /// be reloaded); `on_built(image, ok)` is called after each build.
+    pub fn start(config: Getter, on_built: OnBuilt) -> BuildPool {
+        let wake = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = config().build_workers.max(1);
+        for n in 0..workers {
+            let (config, on_built, wake, stop) = (config.clone(), on_built.clone(), wake.clone(), stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("berth-build-{n}"))
+                .spawn(move || worker(config, on_built, wake, stop));
+            if let Err(e) = spawned {
+                tracing::error!("cannot start build worker {n}: {e}");
+            }
+        }
+        BuildPool { wake, stop }
+    }
+
+    /// A build was requested: a sleeping worker looks at the queue.
+    pub fn wake(&self) {
+        let (lock, cvar) = &*self.wake;
+        if let Ok(mut n) = lock.lock() {
+            *n += 1;
+        }
+        cvar.notify_all();
+    }
+}
+
+impl Drop for BuildPool {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.1.notify_all();
+    }
+}
+
+fn worker(config: Getter, on_built: OnBuilt, wake: Arc<(Mutex<u64>, Condvar)>, stop: Arc<AtomicBool>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("build worker: no runtime: {e}");
+            return;
+        }
+    };
+    let mut seen = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let cfg = config();
+        let worked = match run_one(&runtime, &cfg, &on_built) {
+            Ok(worked) => worked,
+            Err(e) => {
+                tracing::warn!("build worker: {e}");
+                false
+            }
+        };
+        if worked {
+            continue;
+        }
+        let (lock, cvar) = &*wake;
+        let Ok(guard) = lock.lock() else { return };
+        if *guard != seen {
+            seen = *guard;
+            continue;
+        }
+        let timeout = Duration::from_secs(cfg.resync_seconds);
+        match cvar.wait_timeout(guard, timeout) {
+            Ok((guard, _)) => seen = *guard,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs queued builds in the foreground until none is ready (what `berth
+/// image build` does when no berthd runs). Returns how many ran.
+pub fn run_until_idle(config: &Config) -> Result<usize, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let on_built: OnBuilt = Arc::new(|_, _| {});
+    let mut ran = 0;
+    while run_one(&runtime, config, &on_built)? {
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// Claims and runs one build; false when the queue had nothing ready.
+fn run_one(runtime: &tokio::runtime::Runtime, config: &Config, on_built: &OnBuilt) -> Result<bool, String> {
+    let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
+    let images = super::load(config).map_err(|e| e.to_string())?;
+    let lineage = state.lineage().map_err(|e| e.to_string())?;
+    let waits = |name: &str| super::waits_on(&images, &lineage, name);
+    let Some(build) = state.claim_build(&waits).map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    tracing::info!(image = %build.image, build = build.id, "build started: {}", build.trigger);
+    let result = match images.specs.get(&build.image) {
+        None => Err(match images.failed.get(&build.image).and_then(|e| e.first()) {
+            Some(e) => e.to_string(),
+            None => format!("no docker_images record {}", build.image),
+        }),
+        Some(spec) => runtime.block_on(async {
+            let engine = DockerEngine::connect(&config.docker_host).await.map_err(|e| e.to_string())?;
+            super::build::run(config, &engine, &state, spec, build.id).await
+        }),
+    };
+    if let Err(e) = &result {
+        let _ = state.append_build_log(build.id, &format!("berth: FAILED: {e}\n"));
+    }
+    state
+        .finish_build(&build, result.as_deref().map(|s| s as &str).map_err(|e| e.as_str()))
+        .map_err(|e| e.to_string())?;
+    match &result {
+        Ok(id) => {
+            tracing::info!(image = %build.image, build = build.id, "build succeeded: {}", crate::plan::short(id));
+            super::notify(config, &build.image, "rebuilt");
+        }
+        Err(e) => {
+            tracing::error!(image = %build.image, build = build.id, "build failed: {e}");
+            super::notify(config, &build.image, "failed");
+        }
+    }
+    on_built(&build.image, result.is_ok());
+    Ok(true)
+}
