@@ -247,6 +247,21 @@ fn a_queued_build_survives_a_daemon_kill_and_runs_after_restart() {
     assert!(out2.contains("queued"), "{out2}");
     let (_, merged, _) = s.run(&["image", "build", "quick"]);
     assert!(merged.contains("merged"), "a second request merges: {merged}");
+    // The webhook a git server calls: refused without the image's token.
+    let creds = s.dir.path().join("credentials.toml");
+    std::fs::write(&creds, "[webhooks]\nquick = \"s3cret-token\"\n").expect("credentials");
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let hook = |token: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--unix-socket"])
+            .arg(s.dir.path().join("state/api.sock"))
+            .arg(format!("http://berthd/v1/hooks/images/quick?token={token}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(hook("wrong"), "403");
+    assert_eq!(hook("s3cret-token"), "200");
     wait_for("slow running", Some(&d), || s.run(&["image", "builds"]).1.contains("running"));
     d.kill9();
     let d = s.start_daemon();

@@ -137,6 +137,7 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
     let mut next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
     let mut ready_sent = false;
     let mut next_scheduled: Option<Instant> = None;
+    let mut said = Said::default();
     let watchdog = systemd::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(shutdown);
@@ -147,7 +148,7 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
         }
         if let Some(trigger) = due.take() {
             let outcome = {
-                let pass = one_pass(&config, &state, &mut link, &trigger, &stop);
+                let pass = one_pass(&config, &state, &mut link, &mut said, &trigger, &stop);
                 tokio::pin!(pass);
                 tokio::select! {
                     outcome = &mut pass => Some(outcome),
@@ -261,6 +262,7 @@ async fn one_pass(
     config: &Config,
     state: &State,
     link: &mut engine_link::EngineLink,
+    said: &mut Said,
     trigger: &str,
     stop: &AtomicBool,
 ) -> Result<PassReport, PassError> {
@@ -275,11 +277,20 @@ async fn one_pass(
     match &result {
         Ok(report) => {
             link.healthy();
-            for w in &report.warnings {
-                tracing::warn!("{w}");
-            }
-            for p in &report.plan.problems {
-                tracing::warn!(record = %p.record, "not applied: {}", p.message);
+            // Said once, not at every pass: a typo logged every minute
+            // buries everything else.
+            let current: Vec<(String, String)> = report
+                .warnings
+                .iter()
+                .map(|w| (String::new(), w.clone()))
+                .chain(report.plan.problems.iter().map(|p| (p.record.clone(), format!("not applied: {}", p.message))))
+                .collect();
+            for (record, message) in said.fresh(current) {
+                if record.is_empty() {
+                    tracing::warn!("{message}");
+                } else {
+                    tracing::warn!(record = %record, "{message}");
+                }
             }
         }
         Err(PassError::Engine(e)) => link.lost(e),
@@ -375,5 +386,18 @@ fn check_lineage(config: &Config, state: &mut State, shared: &Shared, report: &P
             }
         }
         Err(e) => tracing::warn!("image lineage: {e}"),
+    }
+}
+
+/// Warnings and problems already logged, so each is said once (and again
+/// only after it went away and came back).
+#[derive(Default)]
+struct Said(std::collections::HashSet<(String, String)>);
+
+impl Said {
+    fn fresh(&mut self, current: Vec<(String, String)>) -> Vec<(String, String)> {
+        let new = current.iter().filter(|m| !self.0.contains(*m)).cloned().collect();
+        self.0 = current.into_iter().collect();
+        new
     }
 }
