@@ -116,15 +116,10 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
         }
     }
     let folder = file.parent().unwrap_or(Path::new("/"));
-    let path = |fail: &mut dyn FnMut(Option<&str>, Option<&str>, String)| match get("Path") {
-        Some(p) => Some(folder.join(p)),
-        None => {
-            fail(Some("Path"), None, "this Source needs a Path".into());
-            None
-        }
-    };
-    let source = match get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar"])) {
-        Some(Ok("git")) => match get("Repository") {
+    let path = get("Path").map(|p| folder.join(p));
+    let kind = get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar"]));
+    let source = match (kind, path) {
+        (Some(Ok("git")), _) => match get("Repository") {
             Some(repo) => Some(Source::Git {
                 repository: repo.to_string(),
                 reference: get("Ref").map(str::to_string),
@@ -136,13 +131,17 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
                 None
             }
         },
-        Some(Ok("rootfs")) => path(&mut fail).map(|path| Source::Rootfs { path }),
-        Some(Ok(_)) => path(&mut fail).map(|path| Source::Tar { path }),
-        Some(Err(why)) => {
+        (Some(Ok("rootfs")), Some(path)) => Some(Source::Rootfs { path }),
+        (Some(Ok(_)), Some(path)) => Some(Source::Tar { path }),
+        (Some(Ok(kind)), None) => {
+            fail(Some("Path"), None, format!("Source {kind} needs a Path"));
+            None
+        }
+        (Some(Err(why)), _) => {
             fail(Some("Source"), get("Source"), why);
             None
         }
-        None => {
+        (None, _) => {
             fail(Some("Source"), None, "expected Source git, rootfs or tar".into());
             None
         }

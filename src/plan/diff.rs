@@ -18,12 +18,12 @@ pub fn describe(old_label: Option<&str>, new: &ContainerConfig) -> Vec<String> {
     field("Image", old.image.clone(), new.image.clone());
     field("Command", command(&old.command), command(&new.command));
     field("Env", list(&old.env), list(&new.env));
-    field("ports", ports(&old), ports(&new));
+    field("ports", ports(&old), ports(new));
     field("network", network(&old.network), network(&new.network));
     field("MaxMemory", memory(old.memory), memory(new.memory));
     field("MaxCpu", cpus(old.nano_cpus), cpus(new.nano_cpus));
-    field("Restart", restart(&old), restart(&new));
-    field("mounts", mounts(&old), mounts(&new));
+    field("Restart", restart(&old), restart(new));
+    field("mounts", mounts(&old), mounts(new));
     if out.is_empty() {
         out.push("spec changed".into());
     }

@@ -193,8 +193,8 @@ pub fn plan_at<Tz: TimeZone>(declared: &Declared, observed: &ObservedState, at: 
             true
         };
         match current {
-            None if want.run => {
-                if needs_image(&mut out) {
+            None if want.run
+                && needs_image(&mut out) => {
                     out.actions.push(action(
                         ActionKind::Create,
                         format!("no container yet; {}", want.why),
@@ -204,7 +204,6 @@ pub fn plan_at<Tz: TimeZone>(declared: &Declared, observed: &ObservedState, at: 
                     ));
                     note_network(&mut networks_needed, spec);
                 }
-            }
             None => {}
             Some(c) => {
                 let mut changes = Vec::new();
