@@ -19,3 +19,4 @@ pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod status;
+pub mod templates;

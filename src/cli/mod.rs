@@ -8,6 +8,7 @@ pub mod plan;
 pub mod signal_event;
 pub mod start_stop;
 pub mod status;
+pub mod templates;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,13 @@ pub enum Command {
         event: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// What the templates would change (a list, or --diff), or --apply to write them.
+    Templates {
+        #[arg(long)]
+        diff: bool,
+        #[arg(long)]
+        apply: bool,
     },
     /// Images: build, builds, log, list, import, load, save, push.
     Image {
@@ -123,6 +131,7 @@ pub fn main() -> ExitCode {
                 with_runtime(history::run(&config, name.as_deref(), limit, json))
             }
         }
+        Command::Templates { diff, apply } => templates::run(&config, diff, apply),
         Command::Image { command } => with_runtime(image::run(&config, command)),
         Command::Start { name } => with_runtime(start_stop::run(&config, &name, true)),
         Command::Stop { name } => with_runtime(start_stop::run(&config, &name, false)),

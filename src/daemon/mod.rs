@@ -168,6 +168,7 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
             }
             if let Ok(report) = &outcome {
                 check_lineage(&config, &mut state, &shared, report);
+                render_templates(&config, &mut said);
             }
             if outcome.is_ok() && !ready_sent {
                 systemd::notify_ready();
@@ -392,12 +393,48 @@ fn check_lineage(config: &Config, state: &mut State, shared: &Shared, report: &P
 /// Warnings and problems already logged, so each is said once (and again
 /// only after it went away and came back).
 #[derive(Default)]
-struct Said(std::collections::HashSet<(String, String)>);
+struct Said(std::collections::HashSet<(String, String)>, std::collections::HashSet<(String, String)>);
 
 impl Said {
+    /// Template messages are tracked apart from pass messages, so neither
+    /// resets the other.
+    fn fresh_templates(&mut self, current: Vec<(String, String)>) -> Vec<(String, String)> {
+        let tagged = current.into_iter().map(|(_, m)| ("templates".to_string(), m)).collect::<Vec<_>>();
+        let new: Vec<(String, String)> = tagged.iter().filter(|m| !self.1.contains(*m)).cloned().collect();
+        self.1 = tagged.into_iter().collect();
+        new
+    }
+
     fn fresh(&mut self, current: Vec<(String, String)>) -> Vec<(String, String)> {
         let new = current.iter().filter(|m| !self.0.contains(*m)).cloned().collect();
         self.0 = current.into_iter().collect();
         new
+    }
+}
+
+/// Every pass re-renders the templates; only files whose bytes changed are
+/// written, and each reload command runs once.
+fn render_templates(config: &Config, said: &mut Said) {
+    let report = crate::templates::run(config, true);
+    for path in &report.changed {
+        tracing::info!(file = %path.display(), "template written");
+    }
+    for path in &report.removed {
+        tracing::info!(file = %path.display(), "template output removed (its template was deleted)");
+    }
+    for (cmd, result) in &report.reloads {
+        match result {
+            Ok(()) => tracing::info!("ran {cmd}"),
+            Err(e) => tracing::error!("reload failed: {cmd}: {e}"),
+        }
+    }
+    let current: Vec<(String, String)> = report
+        .failed
+        .iter()
+        .map(|(p, e)| (String::new(), format!("template {} not written: {e}", p.display())))
+        .chain(report.warnings.iter().map(|w| (String::new(), format!("template: {w}"))))
+        .collect();
+    for (_, message) in said.fresh_templates(current) {
+        tracing::warn!("{message}");
     }
 }

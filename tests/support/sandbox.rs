@@ -31,7 +31,7 @@ impl Sandbox {
 
     pub fn write_config(&self, db_dir: &str, docker_host: Option<&str>) {
         let mut toml = format!(
-            "db_dir = \"{db_dir}\"\nstate_dir = \"state\"\nevents_dir = \"events\"\napi_socket = \"state/api.sock\"\ninstance = \"{}\"\nbridge_network = \"{}\"\nstop_grace_seconds = 1\nresync_seconds = 3600\n",
+            "db_dir = \"{db_dir}\"\nstate_dir = \"state\"\nevents_dir = \"events\"\ntemplates_dir = \"templates\"\ntemplates_custom_dir = \"templates-custom\"\noutput_root = \"output\"\napi_socket = \"state/api.sock\"\ninstance = \"{}\"\nbridge_network = \"{}\"\nstop_grace_seconds = 1\nresync_seconds = 3600\n",
             self.prefix.as_str(),
             self.prefix.name("net"),
         );

@@ -1,0 +1,52 @@
+//! Template fragments → config files, the SME way. Nothing here knows what a
+//! proxy is: the shipped nginx/Apache templates are data (`templates/`),
+//! and any other generated file (firewall rules, a backup list) works alike.
+//! Render everything first (pure), then write only the files whose bytes
+//! changed (temp file + rename), then run each reload command once.
+
+pub mod render;
+pub mod tree;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// What a templates pass found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TemplateReport {
+    /// Output paths that changed (or would change, without `write`).
+    pub changed: Vec<PathBuf>,
+    /// Unchanged outputs.
+    pub unchanged: Vec<PathBuf>,
+    /// Templates that failed, with `fragment:line: why`; their targets are untouched.
+    pub failed: Vec<(PathBuf, String)>,
+    pub warnings: Vec<String>,
+    /// Outputs removed because their template folder was deleted.
+    pub removed: Vec<PathBuf>,
+    /// Reload commands run, with their result.
+    pub reloads: Vec<(String, Result<(), String>)>,
+    /// For `--diff`: output path → (old text, new text).
+    #[serde(skip)]
+    pub diffs: BTreeMap<PathBuf, (String, String)>,
+}
+
+impl TemplateReport {
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty() && self.reloads.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+/// Renders every template against the current dbs and specs; with `write`,
+/// writes what changed and runs reload commands.
+pub fn run(config: &Config, write: bool) -> TemplateReport {
+    let templates = tree::discover(&config.templates_dir, &config.templates_custom_dir);
+    let dbs = render::load_dbs(&config.db_dir);
+    let declared = crate::spec::load(config).unwrap_or_default();
+    let context = render::context(&dbs, &declared);
+    let rendered = render::render_all(&templates, &context);
+    write::apply(config, &templates, rendered, write)
+}

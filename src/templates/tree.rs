@@ -1,0 +1,181 @@
+//! Finding templates: a folder of fragments under `templates_dir` becomes the
+//! file at the same path under `output_root`. SME's conventions: fragments in
+//! byte order with `template-begin` first and `template-end` last; a fragment
+//! of the same name under `templates_custom_dir` replaces the shipped one; a
+//! plain file there replaces the whole template; editor and package
+//! leftovers are skipped. `.meta.toml` in a template folder is its metadata,
+//! not a fragment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const META_FILE: &str = ".meta.toml";
+
+/// Owner, mode and reload command of a rendered file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// Octal, e.g. "0640".
+    #[serde(default = "mode")]
+    pub mode: String,
+    /// Run with `sh -c` once per pass if this file (or another with the same command) changed.
+    #[serde(default)]
+    pub reload: Option<String>,
+    /// Remove the output when the template folder is deleted.
+    #[serde(default)]
+    pub remove_when_deleted: bool,
+}
+
+fn root() -> String {
+    "root".into()
+}
+
+fn mode() -> String {
+    "0644".into()
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta { owner: root(), group: root(), mode: mode(), reload: None, remove_when_deleted: false }
+    }
+}
+
+/// One template, ready to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Output path relative to `output_root` (and to the template trees).
+    pub path: PathBuf,
+    /// Fragment files in render order; a single whole-file override is one fragment.
+    pub fragments: Vec<PathBuf>,
+    pub meta: Meta,
+    /// Where the metadata came from, for error messages.
+    pub meta_error: Option<String>,
+}
+
+fn is_leftover(name: &str) -> bool {
+    name.starts_with('.')
+        || [".swp", "~", ".orig", ".rpmsave", ".rpmnew", ".dpkg-old", ".dpkg-new", ".dpkg-dist"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+fn fragment_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let rank = |n: &str| match n {
+        "template-begin" => 0,
+        "template-end" => 2,
+        _ => 1,
+    };
+    rank(a).cmp(&rank(b)).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// Template folders under `root`: every folder holding at least one fragment,
+/// keyed by its path relative to `root`.
+fn folders(root: &Path) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut fragments = BTreeMap::new();
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if kind.is_dir() {
+                todo.push(path);
+            } else if !is_leftover(&name) {
+                fragments.insert(name, path);
+            }
+        }
+        if !fragments.is_empty() && dir != root {
+            if let Ok(rel) = dir.strip_prefix(root) {
+                out.insert(rel.to_path_buf(), fragments);
+            }
+        }
+    }
+    out
+}
+
+fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<String>) {
+    for dir in dirs {
+        let path = dir.join(META_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return match toml::from_str(&text) {
+                Ok(meta) => (meta, None),
+                Err(e) => (Meta::default(), Some(format!("{}: {}", path.display(), e.to_string().replace('\n', " ")))),
+            };
+        }
+    }
+    (Meta::default(), None)
+}
+
+/// Every template of the two trees.
+pub fn discover(standard: &Path, custom: &Path) -> Vec<Template> {
+    let shipped = folders(standard);
+    let local = folders(custom);
+    let mut paths: Vec<&PathBuf> = shipped.keys().chain(local.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    let mut out = Vec::new();
+    for rel in paths {
+        let whole = custom.join(rel);
+        let (meta, meta_error) = read_meta(&[custom.join(rel), standard.join(rel)]);
+        if whole.is_file() {
+            out.push(Template { path: rel.clone(), fragments: vec![whole], meta, meta_error });
+            continue;
+        }
+        let mut merged: BTreeMap<String, PathBuf> = shipped.get(rel).cloned().unwrap_or_default();
+        if let Some(overrides) = local.get(rel) {
+            merged.extend(overrides.clone());
+        }
+        let mut names: Vec<String> = merged.keys().cloned().collect();
+        names.sort_by(|a, b| fragment_order(a, b));
+        let fragments = names.into_iter().filter_map(|n| merged.remove(&n)).collect();
+        out.push(Template { path: rel.clone(), fragments, meta, meta_error });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn order_overrides_leftovers_and_whole_file_replacement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (std_tree, custom) = (dir.path().join("t"), dir.path().join("c"));
+        for name in ["template-end", "20b", "10a", "template-begin", "10a~", "x.swp", "y.rpmnew", ".meta.toml"] {
+            write(&std_tree.join("etc/app.conf").join(name), name);
+        }
+        write(&custom.join("etc/app.conf/10a"), "custom");
+        write(&custom.join("etc/app.conf/15new"), "new");
+        write(&std_tree.join("etc/other.conf/10x"), "x");
+        write(&custom.join("etc/other.conf"), "whole");
+        let found = discover(&std_tree, &custom);
+        assert_eq!(found.len(), 2);
+        let app = &found[0];
+        assert_eq!(app.path, PathBuf::from("etc/app.conf"));
+        let names: Vec<String> = app
+            .fragments
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).map(|r| r.display().to_string()).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["t/etc/app.conf/template-begin", "c/etc/app.conf/10a", "c/etc/app.conf/15new", "t/etc/app.conf/20b", "t/etc/app.conf/template-end"]
+        );
+        assert_eq!(found[1].fragments, vec![custom.join("etc/other.conf")]);
+    }
+}
