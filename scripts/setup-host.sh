@@ -9,6 +9,9 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 [ -x /bin/busybox ] && busybox --list 2>/dev/null | grep -qx httpd || need+=(busybox-static)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Real reverse proxies for the template tests (not started as services).
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need+=(apache2)
 # A real registry for the push tests.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then

@@ -165,7 +165,11 @@ impl Config {
         if raw.resync_seconds == Some(0) {
             return Err(bad("resync_seconds must be at least 1".into()));
         }
-        let build_memory = match raw.build_memory.as_deref().map(crate::spec::property::memory) {
+        let build_memory = match raw
+            .build_memory
+            .as_deref()
+            .map(crate::spec::property::memory)
+        {
             Some(Ok(bytes)) => bytes,
             Some(Err(why)) => return Err(bad(format!("build_memory: {why}"))),
             None => 0,

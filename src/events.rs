@@ -19,7 +19,9 @@ use crate::state::{EventRun, State, StateError};
 pub enum EventError {
     #[error("no record {0} in docker_containers")]
     NoRecord(String),
-    #[error("record {0} fails validation; berth leaves its container alone (see berth status {0})")]
+    #[error(
+        "record {0} fails validation; berth leaves its container alone (see berth status {0})"
+    )]
     Invalid(String),
     #[error("{0} has status disabled: no event starts it (set status enabled)")]
     Disabled(String),
@@ -33,7 +35,11 @@ pub enum EventError {
 
 /// Records a console start/stop touches: a stop also stops what links to
 /// the record (dependents); a start also starts what it links to.
-pub fn console_targets(declared: &Declared, name: &str, run: bool) -> Result<Vec<String>, EventError> {
+pub fn console_targets(
+    declared: &Declared,
+    name: &str,
+    run: bool,
+) -> Result<Vec<String>, EventError> {
     let Some(spec) = declared.specs.get(name) else {
         if declared.failed.contains_key(name) {
             return Err(EventError::Invalid(name.to_string()));
@@ -72,9 +78,22 @@ pub fn event_targets(declared: &Declared, event: &str) -> (Vec<String>, Vec<Stri
     (stops.into_iter().collect(), starts.into_iter().collect())
 }
 
-fn store(state: &State, names: &[String], run: bool, at: DateTime<Utc>, source: &str) -> Result<(), StateError> {
+fn store(
+    state: &State,
+    names: &[String],
+    run: bool,
+    at: DateTime<Utc>,
+    source: &str,
+) -> Result<(), StateError> {
     for name in names {
-        state.set_override(name, &RunEvent { run, at, source: source.to_string() })?;
+        state.set_override(
+            name,
+            &RunEvent {
+                run,
+                at,
+                source: source.to_string(),
+            },
+        )?;
     }
     Ok(())
 }
@@ -93,7 +112,15 @@ pub async fn console<E: Engine>(
     let targets = console_targets(&declared, name, run)?;
     store(state, &targets, run, Utc::now(), "console")?;
     let trigger = format!("berth {} {name}", if run { "start" } else { "stop" });
-    Ok(reconcile::run_pass(config, engine, Some(state), &trigger, stop, |_: &crate::apply::Outcome| {}).await?)
+    Ok(reconcile::run_pass(
+        config,
+        engine,
+        Some(state),
+        &trigger,
+        stop,
+        |_: &crate::apply::Outcome| {},
+    )
+    .await?)
 }
 
 /// `berth signal-event EVENT ARGS…`: stops (StopOn), then the action
@@ -117,9 +144,18 @@ pub async fn signal<E: Engine>(
     let mut pass = |report: &PassReport, names: &[String], output: &mut String| {
         for o in report.outcomes.iter().filter(|o| names.contains(&o.record)) {
             match &o.error {
-                None => output.push_str(&format!("berth: {} {}: {}\n", o.kind.as_str(), o.record, o.reason)),
+                None => output.push_str(&format!(
+                    "berth: {} {}: {}\n",
+                    o.kind.as_str(),
+                    o.record,
+                    o.reason
+                )),
                 Some(e) => {
-                    output.push_str(&format!("berth: FAILED {} {}: {e}\n", o.kind.as_str(), o.record));
+                    output.push_str(&format!(
+                        "berth: FAILED {} {}: {e}\n",
+                        o.kind.as_str(),
+                        o.record
+                    ));
                     failed = true;
                 }
             }
@@ -127,13 +163,29 @@ pub async fn signal<E: Engine>(
     };
     if !stops.is_empty() {
         store(state, &stops, false, Utc::now(), &source)?;
-        let report = reconcile::run_pass(config, engine, Some(state), &source, stop, |_: &crate::apply::Outcome| {}).await?;
+        let report = reconcile::run_pass(
+            config,
+            engine,
+            Some(state),
+            &source,
+            stop,
+            |_: &crate::apply::Outcome| {},
+        )
+        .await?;
         pass(&report, &stops, &mut output);
     }
     let actions_ok = run_actions(&config.events_dir.join(event), event, args, &mut output);
     if !starts.is_empty() {
         store(state, &starts, true, Utc::now(), &source)?;
-        let report = reconcile::run_pass(config, engine, Some(state), &source, stop, |_: &crate::apply::Outcome| {}).await?;
+        let report = reconcile::run_pass(
+            config,
+            engine,
+            Some(state),
+            &source,
+            stop,
+            |_: &crate::apply::Outcome| {},
+        )
+        .await?;
         pass(&report, &starts, &mut output);
     }
     let run = EventRun {
@@ -141,7 +193,12 @@ pub async fn signal<E: Engine>(
         name: event.to_string(),
         args: args.to_vec(),
         trigger: trigger.to_string(),
-        result: if failed || !actions_ok { "failed" } else { "ok" }.to_string(),
+        result: if failed || !actions_ok {
+            "failed"
+        } else {
+            "ok"
+        }
+        .to_string(),
         output,
     };
     state.record_event(&run)?;
@@ -151,9 +208,17 @@ pub async fn signal<E: Engine>(
 /// Leftovers of editors and package managers are not actions.
 fn is_leftover(name: &str) -> bool {
     name.starts_with('.')
-        || [".swp", "~", ".orig", ".rpmsave", ".rpmnew", ".dpkg-old", ".dpkg-new"]
-            .iter()
-            .any(|s| name.ends_with(s))
+        || [
+            ".swp",
+            "~",
+            ".orig",
+            ".rpmsave",
+            ".rpmnew",
+            ".dpkg-old",
+            ".dpkg-new",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// Runs each executable of `folder` in byte order with the event name and
@@ -168,18 +233,34 @@ pub fn run_actions(folder: &Path, event: &str, args: &[String], output: &mut Str
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_str().is_some_and(|n| !is_leftover(n)))
         .filter(|e| {
-            e.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+            e.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
         })
         .map(|e| e.path())
         .collect();
-    actions.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+    actions.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
     let mut ok = true;
     for action in actions {
-        let name = action.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let result = std::process::Command::new(&action).arg(event).args(args).output();
+        let name = action
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = std::process::Command::new(&action)
+            .arg(event)
+            .args(args)
+            .output();
         match result {
             Ok(out) => {
-                let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 for line in text.lines() {
                     output.push_str(&format!("{name}: {line}\n"));
                 }
@@ -215,10 +296,15 @@ mod tests {
             bridge_network: "berth".into(),
             data_root: PathBuf::from("/data"),
         };
-        declare(&Db::parse(Path::new("/db/c"), text), &Db::parse(Path::new("/db/i"), ""), &settings)
+        declare(
+            &Db::parse(Path::new("/db/c"), text),
+            &Db::parse(Path::new("/db/i"), ""),
+            &settings,
+        )
     }
 
-    const LINKED: &str = "app=service|Image|a:1|Interlinked|db|StopOn|pre-backup|StartOn|post-backup\n\
+    const LINKED: &str =
+        "app=service|Image|a:1|Interlinked|db|StopOn|pre-backup|StartOn|post-backup\n\
                           db=service|Image|a:1|StopOn|pre-backup|StartOn|post-backup\n\
                           web=service|Image|a:1|Interlinked|app\n\
                           off=service|Image|a:1|status|disabled|StartOn|post-backup\n";
@@ -226,17 +312,32 @@ mod tests {
     #[test]
     fn stopping_a_dependency_stops_its_dependents_and_starting_starts_dependencies() {
         let d = declared(LINKED);
-        assert_eq!(console_targets(&d, "db", false).expect("ok"), vec!["app", "db", "web"]);
-        assert_eq!(console_targets(&d, "web", true).expect("ok"), vec!["app", "db", "web"]);
-        assert!(matches!(console_targets(&d, "off", true), Err(EventError::Disabled(_))));
-        assert!(matches!(console_targets(&d, "ghost", false), Err(EventError::NoRecord(_))));
+        assert_eq!(
+            console_targets(&d, "db", false).expect("ok"),
+            vec!["app", "db", "web"]
+        );
+        assert_eq!(
+            console_targets(&d, "web", true).expect("ok"),
+            vec!["app", "db", "web"]
+        );
+        assert!(matches!(
+            console_targets(&d, "off", true),
+            Err(EventError::Disabled(_))
+        ));
+        assert!(matches!(
+            console_targets(&d, "ghost", false),
+            Err(EventError::NoRecord(_))
+        ));
     }
 
     #[test]
     fn events_pick_their_records_and_never_start_disabled_ones() {
         let d = declared(LINKED);
         let (stops, starts) = event_targets(&d, "pre-backup");
-        assert_eq!((stops, starts), (vec!["app".into(), "db".into(), "web".into()], vec![]));
+        assert_eq!(
+            (stops, starts),
+            (vec!["app".into(), "db".into(), "web".into()], vec![])
+        );
         let (stops, starts) = event_targets(&d, "post-backup");
         assert!(stops.is_empty());
         assert_eq!(starts, vec!["app".to_string(), "db".to_string()]);

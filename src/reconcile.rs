@@ -87,7 +87,12 @@ pub async fn plan_now<E: Engine>(
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;
-    Ok(Planned { plan: plan::plan(&declared, &observed, at), warnings, next_scheduled: next, image_tags: observed.images })
+    Ok(Planned {
+        plan: plan::plan(&declared, &observed, at),
+        warnings,
+        next_scheduled: next,
+        image_tags: observed.images,
+    })
 }
 
 fn next_scheduled(declared: &spec::Declared, at: SystemTime) -> Option<SystemTime> {
@@ -119,7 +124,12 @@ struct Journal<'a, F> {
 impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
     fn starting(&mut self, action: &Action) {
         if let Some(state) = self.state {
-            match state.action_started(self.pass_id, &action.record, action.kind.as_str(), &action.reason) {
+            match state.action_started(
+                self.pass_id,
+                &action.record,
+                action.kind.as_str(),
+                &action.reason,
+            ) {
                 Ok(id) => self.ids.push((action as *const Action as usize, id)),
                 Err(e) => tracing::warn!(record = %action.record, "journal: {e}"),
             }
@@ -128,7 +138,8 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
 
     fn done(&mut self, action: &Action, outcome: &Outcome) {
         let key = action as *const Action as usize;
-        if let (Some(state), Some((_, id))) = (self.state, self.ids.iter().find(|(a, _)| *a == key)) {
+        if let (Some(state), Some((_, id))) = (self.state, self.ids.iter().find(|(a, _)| *a == key))
+        {
             if let Err(e) = state.action_finished(*id, outcome.error.as_deref()) {
                 tracing::warn!(record = %action.record, "journal: {e}");
             }
@@ -155,8 +166,12 @@ pub async fn run_pass<E: Engine>(
         }
         None => BTreeMap::new(),
     };
-    let Planned { plan, warnings, next_scheduled, image_tags } =
-        plan_now(config, engine, overrides, SystemTime::now()).await?;
+    let Planned {
+        plan,
+        warnings,
+        next_scheduled,
+        image_tags,
+    } = plan_now(config, engine, overrides, SystemTime::now()).await?;
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -165,7 +180,12 @@ pub async fn run_pass<E: Engine>(
         }
         None => None,
     };
-    let journal = Journal { state, pass_id, ids: Vec::new(), on_done };
+    let journal = Journal {
+        state,
+        pass_id,
+        ids: Vec::new(),
+        on_done,
+    };
     let report = apply::apply(engine, &plan, &apply_settings(config), stop, journal).await;
     let outcomes = report.outcomes;
     if let (Some(state), Some(id)) = (state, pass_id) {
@@ -174,5 +194,12 @@ pub async fn run_pass<E: Engine>(
             tracing::warn!("journal: {e}");
         }
     }
-    Ok(PassReport { trigger: trigger.to_string(), plan, outcomes, warnings, next_scheduled, image_tags })
+    Ok(PassReport {
+        trigger: trigger.to_string(),
+        plan,
+        outcomes,
+        warnings,
+        next_scheduled,
+        image_tags,
+    })
 }

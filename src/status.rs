@@ -53,7 +53,9 @@ pub fn statuses(
         };
         let next_event = crate::schedule::next_event(&schedules, &local).map(|e| {
             let verb = if e.run { "start" } else { "stop" };
-            let when = e.at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S");
+            let when =
+                e.at.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S");
             format!("{verb} at {when} ({})", e.source)
         });
         rows.push(RecordStatus {

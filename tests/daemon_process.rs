@@ -19,29 +19,45 @@ fn converges_at_start_and_reacts_to_edits_removals_and_sighup() {
     s.declare("web", &["Command", "sleep 3600", "MaxMemory", "64M"]);
     s.declare("db", &["Command", "sleep 3600"]);
     let d = s.start_daemon();
-    wait_for("both containers running", Some(&d), || s.memory("web") == Some(64 << 20) && s.memory("db").is_some());
+    wait_for("both containers running", Some(&d), || {
+        s.memory("web") == Some(64 << 20) && s.memory("db").is_some()
+    });
 
     // An edit through the db command: the container is recreated.
     s.setprop("web", "MaxMemory", "96M");
-    wait_for("web recreated with 96M", Some(&d), || s.memory("web") == Some(96 << 20));
+    wait_for("web recreated with 96M", Some(&d), || {
+        s.memory("web") == Some(96 << 20)
+    });
 
     // Removed behind berth's back: the engine's event brings it back.
     let old = s.id("db");
     docker(&["rm", "-f", &s.name("db")]);
-    wait_for("db recreated", Some(&d), || s.id("db").is_some() && s.id("db") != old && s.memory("db").is_some());
+    wait_for("db recreated", Some(&d), || {
+        s.id("db").is_some() && s.id("db") != old && s.memory("db").is_some()
+    });
 
     // SIGHUP: a new config (another db folder) is read and applied.
     let db2 = s.dir.path().join("db2");
     std::fs::create_dir(&db2).expect("db2");
-    std::fs::copy(s.dir.path().join("db/docker_containers"), db2.join("docker_containers")).expect("copy");
+    std::fs::copy(
+        s.dir.path().join("db/docker_containers"),
+        db2.join("docker_containers"),
+    )
+    .expect("copy");
     s.write_config("db2", None);
     s.declare("extra", &["Command", "sleep 3600"]);
     d.signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for("extra created after SIGHUP", Some(&d), || s.memory("extra").is_some());
+    wait_for("extra created after SIGHUP", Some(&d), || {
+        s.memory("extra").is_some()
+    });
 
     // With the daemon running, the CLI goes through its API.
     let apply = s.berth(&["apply"]);
-    assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&apply.stdout), "no changes\n");
     let status = s.berth(&["status", "--json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).expect("status json");
@@ -53,14 +69,21 @@ fn converges_at_start_and_reacts_to_edits_removals_and_sighup() {
     assert_eq!(mode.ok(), Some(0o660));
 
     // The journal tells the story.
-    let history = String::from_utf8_lossy(&s.berth(&["history", &s.name("web")]).stdout).into_owned();
+    let history =
+        String::from_utf8_lossy(&s.berth(&["history", &s.name("web")]).stdout).into_owned();
     assert!(history.contains("MaxMemory 64M → 96M"), "{history}");
 
     // SIGTERM: clean exit, containers keep running.
     let (status, _took) = d.terminate();
     assert!(status.success(), "{status:?}");
-    assert!(s.memory("web").is_some() && s.memory("extra").is_some(), "stopping berthd never stops a container");
-    assert!(!s.dir.path().join("state/api.sock").exists(), "socket removed");
+    assert!(
+        s.memory("web").is_some() && s.memory("extra").is_some(),
+        "stopping berthd never stops a container"
+    );
+    assert!(
+        !s.dir.path().join("state/api.sock").exists(),
+        "socket removed"
+    );
 }
 
 #[test]
@@ -74,7 +97,9 @@ fn a_burst_of_edits_costs_a_handful_of_passes() {
         s.setprop("a", "Note", &format!("edit {i}"));
     }
     s.setprop("a", "MaxMemory", "80M");
-    wait_for("the last edit applied", Some(&d), || s.memory("a") == Some(80 << 20));
+    wait_for("the last edit applied", Some(&d), || {
+        s.memory("a") == Some(80 << 20)
+    });
     std::thread::sleep(Duration::from_millis(500));
     let passes = s.passes() - before;
     assert!((1..=20).contains(&passes), "{passes} passes for 101 edits");
@@ -84,7 +109,17 @@ fn a_burst_of_edits_costs_a_handful_of_passes() {
 fn kill_9_at_any_point_then_restart_converges_without_duplicates() {
     let s = Sandbox::new(None);
     for n in ["a", "b", "c", "d"] {
-        s.declare(n, &["Command", "sleep 3600", "MaxMemory", "32M", "MountPath", "/data"]);
+        s.declare(
+            n,
+            &[
+                "Command",
+                "sleep 3600",
+                "MaxMemory",
+                "32M",
+                "MountPath",
+                "/data",
+            ],
+        );
     }
     let mut memory = 32;
     for delay_ms in [0u64, 30, 150, 600, 1500] {
@@ -98,16 +133,25 @@ fn kill_9_at_any_point_then_restart_converges_without_duplicates() {
     }
     let d = s.start_daemon();
     wait_for("all four converged", Some(&d), || {
-        ["a", "b", "c", "d"].iter().all(|n| s.memory(n) == Some(memory << 20))
+        ["a", "b", "c", "d"]
+            .iter()
+            .all(|n| s.memory(n) == Some(memory << 20))
     });
     let expected: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| s.name(n)).collect();
-    assert_eq!(s.container_names(), expected, "exactly one container per record, no leftovers");
+    assert_eq!(
+        s.container_names(),
+        expected,
+        "exactly one container per record, no leftovers"
+    );
     let history = s.berth(&["history", "--json", "--limit", "1000"]);
     assert!(history.status.success(), "journal readable");
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).expect("json");
     assert!(!entries.is_empty());
     for n in ["a", "b", "c", "d"] {
-        assert!(docker_inspect_opt(&format!("{}_data", s.name(n))).is_some(), "volume of {n} kept");
+        assert!(
+            docker_inspect_opt(&format!("{}_data", s.name(n))).is_some(),
+            "volume of {n} kept"
+        );
     }
     drop(d);
 }
@@ -144,7 +188,9 @@ impl EngineProxy {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
-                        let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                        let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                            continue;
+                        };
                         if let (Ok(c2), Ok(e2)) = (client.try_clone(), engine.try_clone()) {
                             if let Ok(mut all) = conns.lock() {
                                 all.push(c2);
@@ -209,11 +255,20 @@ fn engine_loss_is_logged_once_and_the_daemon_converges_when_it_is_back() {
     // While the engine is away: an edit (the pass fails, is retried with backoff).
     s.declare("b", &["Command", "sleep 3600"]);
     std::thread::sleep(Duration::from_secs(6));
-    assert!(s.memory("b").is_none(), "nothing can be created without the engine");
+    assert!(
+        s.memory("b").is_none(),
+        "nothing can be created without the engine"
+    );
     proxy.restore();
-    wait_for("b created once the engine is back", Some(&d), || s.memory("b").is_some());
+    wait_for("b created once the engine is back", Some(&d), || {
+        s.memory("b").is_some()
+    });
     let log = d.log();
-    assert_eq!(log.matches("engine unreachable").count(), 1, "logged once:\n{log}");
+    assert_eq!(
+        log.matches("engine unreachable").count(),
+        1,
+        "logged once:\n{log}"
+    );
     assert!(log.contains("engine reachable again"), "{log}");
     let (status, _) = d.terminate();
     assert!(status.success());

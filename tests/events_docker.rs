@@ -28,15 +28,25 @@ fn console_stop_lasts_across_passes_and_restarts_until_a_start() {
     // Stopping what app links to stops app first (dependents first).
     let (code, out, err) = s.run(&["stop", &db]);
     assert_eq!(code, 0, "{out}{err}");
-    let app_at = out.find(&format!("stop           {}", s.name("app"))).expect("app stopped");
-    let db_at = out.find(&format!("stop           {db}")).expect("db stopped");
+    let app_at = out
+        .find(&format!("stop           {}", s.name("app")))
+        .expect("app stopped");
+    let db_at = out
+        .find(&format!("stop           {db}"))
+        .expect("db stopped");
     assert!(app_at < db_at, "dependents stop first:\n{out}");
-    assert_eq!((s.state("db"), s.state("app")), ("exited".to_string(), "exited".to_string()));
+    assert_eq!(
+        (s.state("db"), s.state("app")),
+        ("exited".to_string(), "exited".to_string())
+    );
 
     // The next pass does not start it again, and status says why.
     assert!(s.apply_ok().contains("no changes"));
     let (_, status, _) = s.run(&["status", &db]);
-    assert!(status.contains("stopped") && status.contains("why: stop by console"), "{status}");
+    assert!(
+        status.contains("stopped") && status.contains("why: stop by console"),
+        "{status}"
+    );
 
     // A daemon start does not undo it either.
     let d = s.start_daemon();
@@ -45,7 +55,10 @@ fn console_stop_lasts_across_passes_and_restarts_until_a_start() {
     // Starting app (through the daemon's API) starts what it links to first.
     let (code, out, err) = s.run(&["start", &s.name("app")]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!((s.state("db"), s.state("app")), ("running".to_string(), "running".to_string()));
+    assert_eq!(
+        (s.state("db"), s.state("app")),
+        ("running".to_string(), "running".to_string())
+    );
     let (code, _, err) = s.run(&["start", &s.name("ghost")]);
     assert_eq!(code, 1);
     assert!(err.contains("no record"), "{err}");
@@ -55,7 +68,17 @@ fn console_stop_lasts_across_passes_and_restarts_until_a_start() {
 #[test]
 fn a_disabled_record_is_started_by_no_event() {
     let s = Sandbox::new(None);
-    s.declare("off", &["Command", "sleep 3600", "status", "disabled", "StartOn", "go"]);
+    s.declare(
+        "off",
+        &[
+            "Command",
+            "sleep 3600",
+            "status",
+            "disabled",
+            "StartOn",
+            "go",
+        ],
+    );
     let (code, _, err) = s.run(&["start", &s.name("off")]);
     assert_eq!(code, 1);
     assert!(err.contains("status disabled"), "{err}");
@@ -69,13 +92,29 @@ fn a_schedule_in_the_next_seconds_stops_and_starts_the_container() {
     let s = Sandbox::new(None);
     let stop_at = second_from_now(4);
     let start_at = second_from_now(9);
-    s.declare("cron", &["Command", "sleep 3600", "StopSchedule", &stop_at, "StartSchedule", &start_at]);
+    s.declare(
+        "cron",
+        &[
+            "Command",
+            "sleep 3600",
+            "StopSchedule",
+            &stop_at,
+            "StartSchedule",
+            &start_at,
+        ],
+    );
     let d = s.start_daemon();
-    wait_for("running before the stop", Some(&d), || s.state("cron") == "running");
+    wait_for("running before the stop", Some(&d), || {
+        s.state("cron") == "running"
+    });
     let (_, status, _) = s.run(&["status", &s.name("cron")]);
     assert!(status.contains("next: stop at"), "{status}");
-    wait_for("stopped by StopSchedule", Some(&d), || s.state("cron") == "exited");
-    wait_for("started by StartSchedule", Some(&d), || s.state("cron") == "running");
+    wait_for("stopped by StopSchedule", Some(&d), || {
+        s.state("cron") == "exited"
+    });
+    wait_for("started by StartSchedule", Some(&d), || {
+        s.state("cron") == "running"
+    });
     let (_, history, _) = s.run(&["history", &s.name("cron")]);
     assert!(history.contains("stop by StopSchedule"), "{history}");
 }
@@ -86,32 +125,80 @@ fn a_daemon_restarted_past_a_scheduled_stop_converges_to_stopped() {
     // Daily: a start a minute ago, a stop in 5 s (local time).
     let daily = |offset: i64| {
         let t = chrono::Local::now() + chrono::Duration::seconds(offset);
-        format!("{} {} {} * * *", t.format("%-S"), t.format("%-M"), t.format("%-H"))
+        format!(
+            "{} {} {} * * *",
+            t.format("%-S"),
+            t.format("%-M"),
+            t.format("%-H")
+        )
     };
     let (stop_at, start_at) = (daily(5), daily(-60));
-    s.declare("late", &["Command", "sleep 3600", "StopSchedule", &stop_at, "StartSchedule", &start_at]);
+    s.declare(
+        "late",
+        &[
+            "Command",
+            "sleep 3600",
+            "StopSchedule",
+            &stop_at,
+            "StartSchedule",
+            &start_at,
+        ],
+    );
     // Before the stop the latest event is today's start, a minute ago.
     let d = s.start_daemon();
     wait_for("running", Some(&d), || s.state("late") == "running");
     let (status, _) = d.terminate();
     assert!(status.success());
     std::thread::sleep(Duration::from_secs(7));
-    assert_eq!(s.state("late"), "running", "nobody acted while berthd was down");
+    assert_eq!(
+        s.state("late"),
+        "running",
+        "nobody acted while berthd was down"
+    );
     let d = s.start_daemon();
-    wait_for("stopped at start: the stop is the latest event now", Some(&d), || s.state("late") == "exited");
+    wait_for(
+        "stopped at start: the stop is the latest event now",
+        Some(&d),
+        || s.state("late") == "exited",
+    );
 }
 
 #[test]
 fn plan_at_evaluates_schedules_at_that_time() {
     let s = Sandbox::new(None);
-    s.declare("nightly", &["Command", "sleep 3600", "StopSchedule", "0 2 * * *", "StartSchedule", "0 7 * * *"]);
+    s.declare(
+        "nightly",
+        &[
+            "Command",
+            "sleep 3600",
+            "StopSchedule",
+            "0 2 * * *",
+            "StartSchedule",
+            "0 7 * * *",
+        ],
+    );
     let (_, plan_3am, _) = s.run(&["plan", "--at", "2030-06-01 03:00"]);
-    assert_eq!(plan_3am, "no changes\n", "at 03:00 it should be stopped, and it does not exist: nothing to do");
+    assert_eq!(
+        plan_3am, "no changes\n",
+        "at 03:00 it should be stopped, and it does not exist: nothing to do"
+    );
     let (_, plan_8am, _) = s.run(&["plan", "--at", "2030-06-01 08:00"]);
-    assert!(plan_8am.contains(&format!("create         {}: no container yet; start by StartSchedule 0 7 * * *", s.name("nightly"))), "{plan_8am}");
+    assert!(
+        plan_8am.contains(&format!(
+            "create         {}: no container yet; start by StartSchedule 0 7 * * *",
+            s.name("nightly")
+        )),
+        "{plan_8am}"
+    );
     s.run(&["apply"]);
     let (_, plan_3am, _) = s.run(&["plan", "--at", "2030-06-01 03:00"]);
-    assert!(plan_3am.contains(&format!("stop           {}: stop by StopSchedule 0 2 * * *", s.name("nightly"))), "{plan_3am}");
+    assert!(
+        plan_3am.contains(&format!(
+            "stop           {}: stop by StopSchedule 0 2 * * *",
+            s.name("nightly")
+        )),
+        "{plan_3am}"
+    );
     let (code, _, err) = s.run(&["plan", "--at", "teatime"]);
     assert_ne!(code, 0);
     assert!(err.contains("not a time"), "{err}");
@@ -120,7 +207,17 @@ fn plan_at_evaluates_schedules_at_that_time() {
 #[test]
 fn a_signalled_event_stops_runs_its_actions_in_order_and_reports_the_failing_one() {
     let s = Sandbox::new(None);
-    s.declare("backup-me", &["Command", "sleep 3600", "StopOn", "pre-backup", "StartOn", "post-backup"]);
+    s.declare(
+        "backup-me",
+        &[
+            "Command",
+            "sleep 3600",
+            "StopOn",
+            "pre-backup",
+            "StartOn",
+            "post-backup",
+        ],
+    );
     s.apply_ok();
     let actions = s.dir.path().join("events/pre-backup");
     std::fs::create_dir_all(&actions).expect("events dir");
@@ -136,20 +233,31 @@ fn a_signalled_event_stops_runs_its_actions_in_order_and_reports_the_failing_one
         marker.display()
     );
     write("10-dump", &state_probe);
-    write("20-upload", "#!/bin/sh\necho 'no route to backup host' >&2\nexit 1\n");
+    write(
+        "20-upload",
+        "#!/bin/sh\necho 'no route to backup host' >&2\nexit 1\n",
+    );
     let (code, out, _) = s.run(&["signal-event", "pre-backup", "full"]);
     assert_eq!(code, 1, "one action failed: {out}");
     assert!(out.contains("10-dump: dumping pre-backup full"), "{out}");
     assert!(out.contains("20-upload: no route to backup host"), "{out}");
     assert!(out.contains("event pre-backup: failed"), "{out}");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default().trim(), "exited", "stopped before the actions ran");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default().trim(),
+        "exited",
+        "stopped before the actions ran"
+    );
     assert_eq!(s.state("backup-me"), "exited");
 
     let (code, out, _) = s.run(&["signal-event", "post-backup"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(s.state("backup-me"), "running");
     let (_, history, _) = s.run(&["history", "--events"]);
-    let post = history.find("ok      post-backup").expect("post-backup recorded");
-    let pre = history.find("failed  pre-backup full").expect("pre-backup recorded");
+    let post = history
+        .find("ok      post-backup")
+        .expect("post-backup recorded");
+    let pre = history
+        .find("failed  pre-backup full")
+        .expect("pre-backup recorded");
     assert!(post < pre, "newest first:\n{history}");
 }

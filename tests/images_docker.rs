@@ -27,7 +27,11 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Repo {
@@ -35,10 +39,16 @@ impl Repo {
         let bare = root.join(format!("{name}.git"));
         let work = root.join(format!("{name}-work"));
         std::fs::create_dir_all(&bare).expect("bare");
-        git(&bare, &["init", "--quiet", "--bare", "--initial-branch=main"]);
+        git(
+            &bare,
+            &["init", "--quiet", "--bare", "--initial-branch=main"],
+        );
         std::fs::create_dir_all(&work).expect("work");
         git(&work, &["init", "--quiet", "--initial-branch=main"]);
-        git(&work, &["remote", "add", "origin", &bare.display().to_string()]);
+        git(
+            &work,
+            &["remote", "add", "origin", &bare.display().to_string()],
+        );
         Repo { bare, work }
     }
 
@@ -72,8 +82,30 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     let s = Sandbox::new(None);
     let repo = Repo::new(s.dir.path(), "app");
     let tag = format!("berth-test/{}-app:1", s.prefix.as_str());
-    repo.commit(&format!("FROM {}\nARG FLAVOUR=plain\nRUN echo v1-$FLAVOUR > /version\n", s.image), "v1");
-    image_db(&s, &["app", "image", "Source", "git", "Repository", &repo.url(), "Ref", "main", "Tag", &tag, "BuildArgs", "FLAVOUR=spicy"]);
+    repo.commit(
+        &format!(
+            "FROM {}\nARG FLAVOUR=plain\nRUN echo v1-$FLAVOUR > /version\n",
+            s.image
+        ),
+        "v1",
+    );
+    image_db(
+        &s,
+        &[
+            "app",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &repo.url(),
+            "Ref",
+            "main",
+            "Tag",
+            &tag,
+            "BuildArgs",
+            "FLAVOUR=spicy",
+        ],
+    );
     s.prefix.tag(&support::TestImages::busybox().id, &tag); // so cleanup removes the tag
     let (code, out, err) = s.run(&["image", "build", "app"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -85,18 +117,36 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(run_in(&tag, &["cat", "/version"]), "v2");
 
-    repo.commit(&format!("FROM {}\nRUN echo broken && exit 3\n", s.image), "broken");
+    repo.commit(
+        &format!("FROM {}\nRUN echo broken && exit 3\n", s.image),
+        "broken",
+    );
     let (code, out, _) = s.run(&["image", "build", "app"]);
     assert_eq!(code, 1, "{out}");
-    assert_eq!(run_in(&tag, &["cat", "/version"]), "v2", "the previous good image stays tagged");
+    assert_eq!(
+        run_in(&tag, &["cat", "/version"]),
+        "v2",
+        "the previous good image stays tagged"
+    );
     let (_, builds, _) = s.run(&["image", "builds"]);
-    let states: Vec<&str> = builds.lines().skip(1).map(|l| l.split_whitespace().nth(2).unwrap_or("")).collect();
+    let states: Vec<&str> = builds
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+        .collect();
     assert_eq!(states, vec!["failed", "succeeded", "succeeded"], "{builds}");
-    let failed_id = builds.lines().nth(1).and_then(|l| l.split_whitespace().next()).expect("id").to_string();
+    let failed_id = builds
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("id")
+        .to_string();
     let (code, log, _) = s.run(&["image", "log", &failed_id]);
     assert_eq!(code, 1);
     assert!(log.contains("broken") && log.contains("FAILED"), "{log}");
-    let workspaces = std::fs::read_dir(s.dir.path().join("state/builds")).map(|d| d.count()).unwrap_or(0);
+    let workspaces = std::fs::read_dir(s.dir.path().join("state/builds"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(workspaces, 0, "workspaces wiped");
 }
 
@@ -122,13 +172,23 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry (apt-get install docker-registry)");
-        let r = Registry { child, port, _dir: dir };
-        wait_for("the registry", None, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let r = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        wait_for("the registry", None, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         r
     }
 
     fn catalog(&self) -> String {
-        let out = Command::new("curl").arg("-fsS").arg(format!("http://127.0.0.1:{}/v2/_catalog", self.port)).output().expect("curl");
+        let out = Command::new("curl")
+            .arg("-fsS")
+            .arg(format!("http://127.0.0.1:{}/v2/_catalog", self.port))
+            .output()
+            .expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -145,10 +205,27 @@ fn a_build_is_pushed_to_a_real_registry() {
     let registry = Registry::start();
     let s = Sandbox::new(None);
     let repo = Repo::new(s.dir.path(), "pushed");
-    repo.commit(&format!("FROM {}\nRUN echo pushed > /version\n", s.image), "v1");
+    repo.commit(
+        &format!("FROM {}\nRUN echo pushed > /version\n", s.image),
+        "v1",
+    );
     let tag = format!("berth-test/{}-pushed:1", s.prefix.as_str());
     let target = format!("127.0.0.1:{}/{}/pushed:1", registry.port, s.prefix.as_str());
-    image_db(&s, &["pushed", "image", "Source", "git", "Repository", &repo.url(), "Tag", &tag, "PushTo", &target]);
+    image_db(
+        &s,
+        &[
+            "pushed",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &repo.url(),
+            "Tag",
+            &tag,
+            "PushTo",
+            &target,
+        ],
+    );
     s.prefix.tag(&support::TestImages::busybox().id, &tag);
     s.prefix.tag(&support::TestImages::busybox().id, &target);
     let (code, out, err) = s.run(&["image", "build", "app-does-not-exist"]);
@@ -156,7 +233,13 @@ fn a_build_is_pushed_to_a_real_registry() {
     let (code, out, err) = s.run(&["image", "build", "pushed"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("berth: pushing {target}")), "{out}");
-    assert!(registry.catalog().contains(&format!("{}/pushed", s.prefix.as_str())), "{}", registry.catalog());
+    assert!(
+        registry
+            .catalog()
+            .contains(&format!("{}/pushed", s.prefix.as_str())),
+        "{}",
+        registry.catalog()
+    );
 }
 
 #[test]
@@ -168,13 +251,37 @@ fn save_and_load_round_trip_a_tar() {
     assert!(std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > 100_000);
     let moved = format!("berth-test/{}-loaded:1", s.prefix.as_str());
     // A tar record loads it; a rootfs record imports a folder.
-    image_db(&s, &["saved", "image", "Source", "tar", "Path", &file.display().to_string(), "Tag", &s.image]);
+    image_db(
+        &s,
+        &[
+            "saved",
+            "image",
+            "Source",
+            "tar",
+            "Path",
+            &file.display().to_string(),
+            "Tag",
+            &s.image,
+        ],
+    );
     let (code, out, err) = s.run(&["image", "build", "saved"]);
     assert_eq!(code, 0, "{out}{err}");
     let rootfs = s.dir.path().join("rootfs");
     std::fs::create_dir_all(rootfs.join("etc")).expect("rootfs");
     std::fs::write(rootfs.join("etc/hello"), "from a rootfs\n").expect("file");
-    image_db(&s, &["fs", "image", "Source", "rootfs", "Path", &rootfs.display().to_string(), "Tag", &moved]);
+    image_db(
+        &s,
+        &[
+            "fs",
+            "image",
+            "Source",
+            "rootfs",
+            "Path",
+            &rootfs.display().to_string(),
+            "Tag",
+            &moved,
+        ],
+    );
     s.prefix.tag(&support::TestImages::busybox().id, &moved);
     let (code, out, err) = s.run(&["image", "build", "fs"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -193,14 +300,43 @@ fn a_changed_base_rebuilds_the_chain_level_by_level_and_recreates_the_container(
     let base = s.image.clone();
     let runtime_tag = format!("berth-test/{}-runtime:1", s.prefix.as_str());
     let app_tag = format!("berth-test/{}-app:1", s.prefix.as_str());
-    s.prefix.tag(&support::TestImages::busybox().id, &runtime_tag);
+    s.prefix
+        .tag(&support::TestImages::busybox().id, &runtime_tag);
     s.prefix.tag(&support::TestImages::busybox().id, &app_tag);
     let runtime = Repo::new(s.dir.path(), "runtime");
     runtime.commit(&format!("FROM {base}\nRUN echo runtime > /runtime\n"), "r1");
     let app = Repo::new(s.dir.path(), "app");
     app.commit(&format!("FROM {runtime_tag}\nRUN echo app > /app\n"), "a1");
-    image_db(&s, &["runtime", "image", "Source", "git", "Repository", &runtime.url(), "Tag", &runtime_tag, "AutoRebuild", "yes"]);
-    image_db(&s, &["app", "image", "Source", "git", "Repository", &app.url(), "Tag", &app_tag, "AutoRebuild", "yes"]);
+    image_db(
+        &s,
+        &[
+            "runtime",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &runtime.url(),
+            "Tag",
+            &runtime_tag,
+            "AutoRebuild",
+            "yes",
+        ],
+    );
+    image_db(
+        &s,
+        &[
+            "app",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &app.url(),
+            "Tag",
+            &app_tag,
+            "AutoRebuild",
+            "yes",
+        ],
+    );
     assert_eq!(s.run(&["image", "build", "runtime"]).0, 0);
     assert_eq!(s.run(&["image", "build", "app"]).0, 0);
     s.declare("web", &["Image", &app_tag, "Command", "sleep 3600"]);
@@ -210,19 +346,39 @@ fn a_changed_base_rebuilds_the_chain_level_by_level_and_recreates_the_container(
     let builds_before = s.run(&["image", "builds"]).1.lines().count();
 
     // The base moves (re-imported by someone else).
-    s.prefix.tag(&support::TestImages::busybox_variant().id, &base);
+    s.prefix
+        .tag(&support::TestImages::busybox_variant().id, &base);
     let (code, _, _) = s.run(&["apply"]); // any pass notices; here through the daemon
     assert!(code == 0 || code == 1);
     wait_for("runtime and app rebuilt", Some(&d), || {
         let (_, builds, _) = s.run(&["image", "builds"]);
         builds.lines().count() >= builds_before + 2
-            && builds.lines().skip(1).take(2).all(|l| l.contains("succeeded"))
+            && builds
+                .lines()
+                .skip(1)
+                .take(2)
+                .all(|l| l.contains("succeeded"))
     });
-    wait_for("web recreated on the new app image", Some(&d), || s.id("web") != before && s.state("web") == "running");
+    wait_for("web recreated on the new app image", Some(&d), || {
+        s.id("web") != before && s.state("web") == "running"
+    });
     let (_, builds, _) = s.run(&["image", "builds"]);
-    let order: Vec<&str> = builds.lines().skip(1).take(2).map(|l| l.split_whitespace().nth(1).unwrap_or("")).collect();
-    assert_eq!(order, vec!["app", "runtime"], "runtime first, then app (newest first):\n{builds}");
-    assert_eq!(run_in(&app_tag, &["cat", "/etc/berth-variant"]), "variant", "built on the new base");
+    let order: Vec<&str> = builds
+        .lines()
+        .skip(1)
+        .take(2)
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        order,
+        vec!["app", "runtime"],
+        "runtime first, then app (newest first):\n{builds}"
+    );
+    assert_eq!(
+        run_in(&app_tag, &["cat", "/etc/berth-variant"]),
+        "variant",
+        "built on the new base"
+    );
     drop(d);
 }
 
@@ -230,30 +386,75 @@ fn a_changed_base_rebuilds_the_chain_level_by_level_and_recreates_the_container(
 fn a_queued_build_survives_a_daemon_kill_and_runs_after_restart() {
     let s = Sandbox::new(None);
     let repo = Repo::new(s.dir.path(), "slow");
-    repo.commit(&format!("FROM {}\nRUN sleep 2 && echo slow > /slow\n", s.image), "slow");
+    repo.commit(
+        &format!("FROM {}\nRUN sleep 2 && echo slow > /slow\n", s.image),
+        "slow",
+    );
     let quick = Repo::new(s.dir.path(), "quick");
-    quick.commit(&format!("FROM {}\nRUN echo quick > /quick\n", s.image), "quick");
+    quick.commit(
+        &format!("FROM {}\nRUN echo quick > /quick\n", s.image),
+        "quick",
+    );
     let slow_tag = format!("berth-test/{}-slow:1", s.prefix.as_str());
     let quick_tag = format!("berth-test/{}-quick:1", s.prefix.as_str());
     s.prefix.tag(&support::TestImages::busybox().id, &slow_tag);
     s.prefix.tag(&support::TestImages::busybox().id, &quick_tag);
-    image_db(&s, &["slow", "image", "Source", "git", "Repository", &repo.url(), "Tag", &slow_tag]);
-    image_db(&s, &["quick", "image", "Source", "git", "Repository", &quick.url(), "Tag", &quick_tag]);
+    image_db(
+        &s,
+        &[
+            "slow",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &repo.url(),
+            "Tag",
+            &slow_tag,
+        ],
+    );
+    image_db(
+        &s,
+        &[
+            "quick",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &quick.url(),
+            "Tag",
+            &quick_tag,
+        ],
+    );
     let d = s.start_daemon();
-    wait_for("the API", Some(&d), || s.dir.path().join("state/api.sock").exists());
+    wait_for("the API", Some(&d), || {
+        s.dir.path().join("state/api.sock").exists()
+    });
     let (code, out, err) = s.run(&["image", "build", "slow"]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, out2, _) = s.run(&["image", "build", "quick"]);
     assert!(out2.contains("queued"), "{out2}");
     let (_, merged, _) = s.run(&["image", "build", "quick"]);
-    assert!(merged.contains("merged"), "a second request merges: {merged}");
+    assert!(
+        merged.contains("merged"),
+        "a second request merges: {merged}"
+    );
     // The webhook a git server calls: refused without the image's token.
     let creds = s.dir.path().join("credentials.toml");
     std::fs::write(&creds, "[webhooks]\nquick = \"s3cret-token\"\n").expect("credentials");
-    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     let hook = |token: &str| {
         let out = Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--unix-socket"])
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "--unix-socket",
+            ])
             .arg(s.dir.path().join("state/api.sock"))
             .arg(format!("http://berthd/v1/hooks/images/quick?token={token}"))
             .output()
@@ -262,7 +463,9 @@ fn a_queued_build_survives_a_daemon_kill_and_runs_after_restart() {
     };
     assert_eq!(hook("wrong"), "403");
     assert_eq!(hook("s3cret-token"), "200");
-    wait_for("slow running", Some(&d), || s.run(&["image", "builds"]).1.contains("running"));
+    wait_for("slow running", Some(&d), || {
+        s.run(&["image", "builds"]).1.contains("running")
+    });
     d.kill9();
     let d = s.start_daemon();
     wait_for("both built after the restart", Some(&d), || {

@@ -10,7 +10,8 @@ use support::{docker, docker_inspect, docker_inspect_opt, docker_ok, free_tcp_po
 
 /// The container's ID, which must exist.
 fn id_of(s: &Sandbox, name: &str) -> String {
-    s.id(name).unwrap_or_else(|| panic!("no container {}", s.name(name)))
+    s.id(name)
+        .unwrap_or_else(|| panic!("no container {}", s.name(name)))
 }
 
 fn text(v: &Value) -> &str {

@@ -22,7 +22,11 @@ pub async fn is_listening(path: &Path) -> bool {
 
 /// `METHOD path` to the daemon. Ok(None) when no daemon listens; Ok(Some(json))
 /// for a 2xx answer; Err with the daemon's error otherwise.
-pub async fn request(socket: &Path, method: &str, uri: &str) -> Result<Option<serde_json::Value>, ClientError> {
+pub async fn request(
+    socket: &Path,
+    method: &str,
+    uri: &str,
+) -> Result<Option<serde_json::Value>, ClientError> {
     request_with(socket, method, uri, None).await
 }
 
@@ -33,7 +37,10 @@ pub async fn request_with(
     uri: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<Option<serde_json::Value>, ClientError> {
-    let fail = |message: String| ClientError::Failed { path: socket.display().to_string(), message };
+    let fail = |message: String| ClientError::Failed {
+        path: socket.display().to_string(),
+        message,
+    };
     let Ok(stream) = tokio::net::UnixStream::connect(socket).await else {
         return Ok(None);
     };
@@ -49,15 +56,31 @@ pub async fn request_with(
         .header("content-type", "application/json")
         .body(Full::new(bytes))
         .map_err(|e| fail(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| fail(e.to_string()))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| fail(e.to_string()))?.to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| fail(format!("answer is not JSON ({e}): {}", String::from_utf8_lossy(&body))))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        fail(format!(
+            "answer is not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        ))
+    })?;
     if status.is_success() {
         Ok(Some(json))
     } else {
-        let message = json.get("error").and_then(|e| e.as_str()).unwrap_or("request failed").to_string();
+        let message = json
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("request failed")
+            .to_string();
         Err(fail(format!("{status}: {message}")))
     }
 }

@@ -27,13 +27,28 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     /// Console start (`run`) or stop of a record.
-    fn container(&self, name: String, run: bool) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn container(
+        &self,
+        name: String,
+        run: bool,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     /// Signals an event with its args.
-    fn signal(&self, name: String, args: Vec<String>) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
-    fn events(&self, limit: usize) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn signal(
+        &self,
+        name: String,
+        args: Vec<String>,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn events(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     /// Queues a build of a `docker_images` record (merged with a queued one).
     /// With `token`, it is a webhook call and the token must match.
-    fn build(&self, name: String, token: Option<String>) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn build(
+        &self,
+        name: String,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +78,11 @@ struct HistoryQuery {
 fn reply(result: Result<serde_json::Value, String>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": e })),
+        )
+            .into_response(),
     }
 }
 
@@ -132,7 +151,10 @@ pub struct ApiSocket {
 /// Binds `path` (replacing a stale socket, refusing a live one), mode 0660,
 /// group `berth` when that group exists.
 pub async fn bind(path: &std::path::Path) -> Result<ApiSocket, ApiError> {
-    let err = |message: String| ApiError::Socket { path: path.to_path_buf(), message };
+    let err = |message: String| ApiError::Socket {
+        path: path.to_path_buf(),
+        message,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create folder: {e}")))?;
     }
@@ -140,7 +162,8 @@ pub async fn bind(path: &std::path::Path) -> Result<ApiSocket, ApiError> {
         return Err(err("another berthd is already serving this socket".into()));
     }
     let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    let listener =
+        tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| err(format!("cannot set mode 0660: {e}")))?;
     if let Ok(Some(group)) = nix::unistd::Group::from_name("berth") {
@@ -148,7 +171,10 @@ pub async fn bind(path: &std::path::Path) -> Result<ApiSocket, ApiError> {
             tracing::warn!("{}: cannot give group berth access: {e}", path.display());
         }
     }
-    Ok(ApiSocket { listener, path: path.to_path_buf() })
+    Ok(ApiSocket {
+        listener,
+        path: path.to_path_buf(),
+    })
 }
 
 /// Serves until `shutdown` completes, then removes the socket.
@@ -161,7 +187,10 @@ pub async fn serve<B: Backend>(
     let result = axum::serve(listener, router(backend))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| ApiError::Socket { path: path.clone(), message: e.to_string() });
+        .map_err(|e| ApiError::Socket {
+            path: path.clone(),
+            message: e.to_string(),
+        });
     let _ = std::fs::remove_file(&path);
     result
 }

@@ -82,7 +82,9 @@ pub async fn apply<E: Engine>(
                 let result = if stop.load(Ordering::SeqCst) {
                     Err(NOT_STARTED.to_string())
                 } else {
-                    run(engine, action, settings).await.map_err(|e| e.to_string())
+                    run(engine, action, settings)
+                        .await
+                        .map_err(|e| e.to_string())
                 };
                 let outcome = Outcome {
                     record: action.record.clone(),

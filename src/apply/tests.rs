@@ -44,7 +44,14 @@ fn engine() -> FakeEngine {
 async fn pass(engine: &FakeEngine, d: &Declared) -> Report {
     let observed = engine.observe().await.expect("observe");
     let p = plan(d, &observed, SystemTime::UNIX_EPOCH);
-    apply(engine, &p, &settings(), &AtomicBool::new(false), |_: &Outcome| {}).await
+    apply(
+        engine,
+        &p,
+        &settings(),
+        &AtomicBool::new(false),
+        |_: &Outcome| {},
+    )
+    .await
 }
 
 #[tokio::test]

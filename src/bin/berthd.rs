@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "berthd", version, about = "The berth daemon: watches, reconciles, serves the API")]
+#[command(
+    name = "berthd",
+    version,
+    about = "The berth daemon: watches, reconciles, serves the API"
+)]
 struct Args {
     /// Config file (default: $BERTH_CONFIG, else /etc/berth/berth.toml).
     #[arg(long, value_name = "PATH")]
@@ -16,14 +20,21 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     berth::daemon::systemd::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(berth::daemon::run(args.config, berth::daemon::systemd::terminated()));
+    let result = runtime.block_on(berth::daemon::run(
+        args.config,
+        berth::daemon::systemd::terminated(),
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,7 +9,9 @@ use crate::state::State;
 
 pub async fn run(config: &Config) -> anyhow::Result<i32> {
     // With a daemon running, the pass is its (passes never overlap).
-    if let Some(answer) = crate::api::client::request(&config.api_socket, "POST", "/v1/apply").await? {
+    if let Some(answer) =
+        crate::api::client::request(&config.api_socket, "POST", "/v1/apply").await?
+    {
         let report: PassReport = serde_json::from_value(answer)?;
         for o in &report.outcomes {
             match &o.error {
@@ -26,10 +28,17 @@ pub async fn run(config: &Config) -> anyhow::Result<i32> {
         .map_err(|e| eprintln!("warning: no journal: {e}"))
         .ok();
     let stop = AtomicBool::new(false);
-    let report = reconcile::run_pass(config, &engine, state.as_ref(), "berth apply", &stop, |o: &crate::apply::Outcome| match &o.error {
-        None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
-        Some(e) => eprintln!("FAILED {} {}: {e}", o.kind.as_str(), o.record),
-    })
+    let report = reconcile::run_pass(
+        config,
+        &engine,
+        state.as_ref(),
+        "berth apply",
+        &stop,
+        |o: &crate::apply::Outcome| match &o.error {
+            None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
+            Some(e) => eprintln!("FAILED {} {}: {e}", o.kind.as_str(), o.record),
+        },
+    )
     .await?;
     Ok(print_summary(&report))
 }

@@ -3,15 +3,21 @@
 use crate::config::Config;
 use crate::state::{EventRun, JournalEntry, State};
 
-pub async fn run(config: &Config, name: Option<&str>, limit: usize, json: bool) -> anyhow::Result<i32> {
+pub async fn run(
+    config: &Config,
+    name: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<i32> {
     let mut uri = format!("/v1/history?limit={limit}");
     if let Some(name) = name {
         uri.push_str(&format!("&record={name}"));
     }
-    let entries: Vec<JournalEntry> = match crate::api::client::request(&config.api_socket, "GET", &uri).await? {
-        Some(answer) => serde_json::from_value(answer)?,
-        None => State::open(&config.state_dir)?.history(name, limit)?,
-    };
+    let entries: Vec<JournalEntry> =
+        match crate::api::client::request(&config.api_socket, "GET", &uri).await? {
+            Some(answer) => serde_json::from_value(answer)?,
+            None => State::open(&config.state_dir)?.history(name, limit)?,
+        };
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(0);
@@ -21,7 +27,10 @@ pub async fn run(config: &Config, name: Option<&str>, limit: usize, json: bool) 
     }
     for e in entries {
         let error = e.error.map(|e| format!(": {e}")).unwrap_or_default();
-        println!("{}  {:<11} {:<14} {}: {}{error}", e.at, e.result, e.action, e.record, e.reason);
+        println!(
+            "{}  {:<11} {:<14} {}: {}{error}",
+            e.at, e.result, e.action, e.record, e.reason
+        );
     }
     Ok(0)
 }
@@ -29,10 +38,11 @@ pub async fn run(config: &Config, name: Option<&str>, limit: usize, json: bool) 
 /// `berth history --events`: signalled events with their result and output.
 pub async fn run_events(config: &Config, limit: usize, json: bool) -> anyhow::Result<i32> {
     let uri = format!("/v1/events?limit={limit}");
-    let runs: Vec<EventRun> = match crate::api::client::request(&config.api_socket, "GET", &uri).await? {
-        Some(answer) => serde_json::from_value(answer)?,
-        None => State::open(&config.state_dir)?.event_history(limit)?,
-    };
+    let runs: Vec<EventRun> =
+        match crate::api::client::request(&config.api_socket, "GET", &uri).await? {
+            Some(answer) => serde_json::from_value(answer)?,
+            None => State::open(&config.state_dir)?.event_history(limit)?,
+        };
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);
@@ -41,7 +51,14 @@ pub async fn run_events(config: &Config, limit: usize, json: bool) -> anyhow::Re
         println!("no events signalled");
     }
     for r in runs {
-        println!("{}  {:<7} {} {} ({})", r.at, r.result, r.name, r.args.join(" "), r.trigger);
+        println!(
+            "{}  {:<7} {} {} ({})",
+            r.at,
+            r.result,
+            r.name,
+            r.args.join(" "),
+            r.trigger
+        );
         for line in r.output.lines() {
             println!("    {line}");
         }

@@ -62,7 +62,14 @@ async fn build(config: &Config, name: &str, wait: bool) -> anyhow::Result<i32> {
         Ok(Some(answer)) => {
             let id = answer["build"].as_i64().unwrap_or(0);
             let merged = answer["merged"].as_bool().unwrap_or(false);
-            println!("build {id} {}", if merged { "already queued (merged)" } else { "queued" });
+            println!(
+                "build {id} {}",
+                if merged {
+                    "already queued (merged)"
+                } else {
+                    "queued"
+                }
+            );
             id
         }
         Ok(None) => {
@@ -101,7 +108,10 @@ fn print_log_and_result(state: &State, id: i64) -> i32 {
     print!("{}", state.build_log(id).ok().flatten().unwrap_or_default());
     match state.build(id).ok().flatten() {
         Some(b) if b.state == "succeeded" => {
-            println!("build {id} succeeded: {}", b.result_id.as_deref().map(crate::plan::short).unwrap_or(""));
+            println!(
+                "build {id} succeeded: {}",
+                b.result_id.as_deref().map(crate::plan::short).unwrap_or("")
+            );
             0
         }
         Some(b) => {
@@ -114,14 +124,22 @@ fn print_log_and_result(state: &State, id: i64) -> i32 {
 
 fn builds(config: &Config, limit: usize) -> anyhow::Result<i32> {
     let state = State::open(&config.state_dir)?;
-    println!("{:<6} {:<20} {:<12} {:<24} {:<9} TRIGGER", "ID", "IMAGE", "STATE", "REQUESTED", "DURATION");
+    println!(
+        "{:<6} {:<20} {:<12} {:<24} {:<9} TRIGGER",
+        "ID", "IMAGE", "STATE", "REQUESTED", "DURATION"
+    );
     for b in state.builds(limit)? {
         let duration = match (&b.started_at, &b.finished_at) {
-            (Some(s), Some(f)) => seconds_between(s, f).map(|d| format!("{d:.1}s")).unwrap_or_default(),
+            (Some(s), Some(f)) => seconds_between(s, f)
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_default(),
             (Some(_), None) => "running".into(),
             _ => "-".into(),
         };
-        println!("{:<6} {:<20} {:<12} {:<24} {:<9} {}", b.id, b.image, b.state, b.requested_at, duration, b.trigger);
+        println!(
+            "{:<6} {:<20} {:<12} {:<24} {:<9} {}",
+            b.id, b.image, b.state, b.requested_at, duration, b.trigger
+        );
     }
     Ok(0)
 }
@@ -148,7 +166,11 @@ async fn log(config: &Config, id: i64, follow: bool) -> anyhow::Result<i32> {
         let done = !matches!(build.state.as_str(), "queued" | "running");
         if done || !follow {
             if done {
-                println!("build {id} {}{}", build.state, build.error.map(|e| format!(": {e}")).unwrap_or_default());
+                println!(
+                    "build {id} {}{}",
+                    build.state,
+                    build.error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
             }
             return Ok(i32::from(done && build.state != "succeeded"));
         }
@@ -161,7 +183,10 @@ async fn list(config: &Config) -> anyhow::Result<i32> {
     let state = State::open(&config.state_dir)?;
     let lineage = state.lineage()?;
     let engine = DockerEngine::connect(&config.docker_host).await?;
-    println!("{:<20} {:<32} {:<8} {:<13} STATUS", "NAME", "TAG", "SOURCE", "IMAGE");
+    println!(
+        "{:<20} {:<32} {:<8} {:<13} STATUS",
+        "NAME", "TAG", "SOURCE", "IMAGE"
+    );
     for spec in declared.specs.values() {
         let id = engine.image_id(&spec.tag).await?;
         let source = match spec.source {
@@ -170,24 +195,39 @@ async fn list(config: &Config) -> anyhow::Result<i32> {
             images::Source::Tar { .. } => "tar",
         };
         let status = match lineage.iter().find(|l| l.image == spec.name) {
-            Some(l) if l.outdated => format!("outdated: base {} moved", l.base_ref.as_deref().unwrap_or("?")),
+            Some(l) if l.outdated => format!(
+                "outdated: base {} moved",
+                l.base_ref.as_deref().unwrap_or("?")
+            ),
             Some(l) => format!("built {}", l.built_at),
             None => "never built by berth".into(),
         };
         let shown = id.as_deref().map(crate::plan::short).unwrap_or("missing");
-        println!("{:<20} {:<32} {:<8} {:<13} {status}", spec.name, spec.tag, source, shown);
+        println!(
+            "{:<20} {:<32} {:<8} {:<13} {status}",
+            spec.name, spec.tag, source, shown
+        );
     }
     for (name, errors) in &declared.failed {
-        println!("{name:<20} invalid: {}", errors.first().map(ToString::to_string).unwrap_or_default());
+        println!(
+            "{name:<20} invalid: {}",
+            errors.first().map(ToString::to_string).unwrap_or_default()
+        );
     }
     Ok(0)
 }
 
 async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result<i32> {
     let reference = crate::spec::parse_image_reference(reference).map_err(anyhow::Error::msg)?;
-    let tar = if path.is_dir() { images::build::tar_folder(path).map_err(anyhow::Error::msg)? } else { std::fs::read(path)? };
+    let tar = if path.is_dir() {
+        images::build::tar_folder(path).map_err(anyhow::Error::msg)?
+    } else {
+        std::fs::read(path)?
+    };
     let engine = DockerEngine::connect(&config.docker_host).await?;
-    let id = engine.import_rootfs(tar, &reference, &mut |line| println!("{line}")).await?;
+    let id = engine
+        .import_rootfs(tar, &reference, &mut |line| println!("{line}"))
+        .await?;
     println!("{reference} is {}", crate::plan::short(&id));
     Ok(0)
 }
@@ -195,14 +235,20 @@ async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result
 async fn load(config: &Config, file: &Path) -> anyhow::Result<i32> {
     let tar = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let engine = DockerEngine::connect(&config.docker_host).await?;
-    engine.load_images(tar, &mut |line| println!("{line}")).await?;
+    engine
+        .load_images(tar, &mut |line| println!("{line}"))
+        .await?;
     Ok(0)
 }
 
 /// A record name means its Tag; anything else is taken as a reference.
 fn reference_of(config: &Config, name: &str) -> anyhow::Result<String> {
     let declared = images::load(config)?;
-    Ok(declared.specs.get(name).map(|s| s.tag.clone()).unwrap_or_else(|| name.to_string()))
+    Ok(declared
+        .specs
+        .get(name)
+        .map(|s| s.tag.clone())
+        .unwrap_or_else(|| name.to_string()))
 }
 
 async fn save(config: &Config, name: &str, file: &Path) -> anyhow::Result<i32> {
@@ -210,7 +256,8 @@ async fn save(config: &Config, name: &str, file: &Path) -> anyhow::Result<i32> {
     let engine = DockerEngine::connect(&config.docker_host).await?;
     // Written next to the target and renamed: a failed save leaves no half tar.
     let tmp = file.with_extension("berth-partial");
-    let mut out = std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    let mut out =
+        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
     if let Err(e) = engine.save_image(&reference, &mut out).await {
         let _ = std::fs::remove_file(&tmp);
         return Err(e.into());
@@ -243,7 +290,9 @@ async fn push(config: &Config, name: &str) -> anyhow::Result<i32> {
         username: l.username,
         password: l.password,
     });
-    engine.push_image(target, registry, &mut |line| println!("{line}")).await?;
+    engine
+        .push_image(target, registry, &mut |line| println!("{line}"))
+        .await?;
     println!("pushed {target}");
     Ok(0)
 }

@@ -124,7 +124,12 @@ pub fn main() -> ExitCode {
         }
         Command::Plan { json, at } => with_runtime(plan::run(&config, json, at.as_deref())),
         Command::Apply => with_runtime(apply::run(&config)),
-        Command::History { name, events, limit, json } => {
+        Command::History {
+            name,
+            events,
+            limit,
+            json,
+        } => {
             if events {
                 with_runtime(history::run_events(&config, limit, json))
             } else {
@@ -135,7 +140,9 @@ pub fn main() -> ExitCode {
         Command::Image { command } => with_runtime(image::run(&config, command)),
         Command::Start { name } => with_runtime(start_stop::run(&config, &name, true)),
         Command::Stop { name } => with_runtime(start_stop::run(&config, &name, false)),
-        Command::SignalEvent { event, args } => with_runtime(signal_event::run(&config, &event, &args)),
+        Command::SignalEvent { event, args } => {
+            with_runtime(signal_event::run(&config, &event, &args))
+        }
         Command::Status { name, json } => with_runtime(status::run(&config, name.as_deref(), json)),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

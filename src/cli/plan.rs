@@ -12,7 +12,8 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
         None => None,
         Some(text) => {
             let now = chrono::Local::now();
-            let t = crate::schedule::parse_at(text, &now).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+            let t =
+                crate::schedule::parse_at(text, &now).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
             Some(std::time::SystemTime::from(t))
         }
     };
@@ -51,10 +52,18 @@ pub fn render(plan: &Plan) -> String {
         out.push_str("no changes\n");
     }
     for a in &plan.actions {
-        out.push_str(&format!("{:<14} {}: {}\n", a.kind.as_str(), a.record, a.reason));
+        out.push_str(&format!(
+            "{:<14} {}: {}\n",
+            a.kind.as_str(),
+            a.record,
+            a.reason
+        ));
     }
     for p in &plan.problems {
-        out.push_str(&format!("{:<14} {}: {}\n", "not applied", p.record, p.message));
+        out.push_str(&format!(
+            "{:<14} {}: {}\n",
+            "not applied", p.record, p.message
+        ));
     }
     out
 }

@@ -11,24 +11,34 @@ use crate::state::State;
 pub async fn run(config: &Config, name: &str, start: bool) -> anyhow::Result<i32> {
     let verb = if start { "start" } else { "stop" };
     let uri = format!("/v1/containers/{name}/{verb}");
-    let report: PassReport = match crate::api::client::request(&config.api_socket, "POST", &uri).await {
-        Ok(Some(answer)) => serde_json::from_value(answer)?,
-        Ok(None) => {
-            let engine = DockerEngine::connect(&config.docker_host).await?;
-            let state = State::open(&config.state_dir)?;
-            match crate::events::console(config, &engine, &state, name, start, &AtomicBool::new(false)).await {
-                Ok(report) => report,
-                Err(e) => {
-                    eprintln!("berth {verb}: {e}");
-                    return Ok(1);
+    let report: PassReport =
+        match crate::api::client::request(&config.api_socket, "POST", &uri).await {
+            Ok(Some(answer)) => serde_json::from_value(answer)?,
+            Ok(None) => {
+                let engine = DockerEngine::connect(&config.docker_host).await?;
+                let state = State::open(&config.state_dir)?;
+                match crate::events::console(
+                    config,
+                    &engine,
+                    &state,
+                    name,
+                    start,
+                    &AtomicBool::new(false),
+                )
+                .await
+                {
+                    Ok(report) => report,
+                    Err(e) => {
+                        eprintln!("berth {verb}: {e}");
+                        return Ok(1);
+                    }
                 }
             }
-        }
-        Err(e) => {
-            eprintln!("berth {verb}: {e}");
-            return Ok(1);
-        }
-    };
+            Err(e) => {
+                eprintln!("berth {verb}: {e}");
+                return Ok(1);
+            }
+        };
     let mut failed = false;
     for o in &report.outcomes {
         match &o.error {
@@ -44,7 +54,10 @@ pub async fn run(config: &Config, name: &str, start: bool) -> anyhow::Result<i32
         failed = true;
     }
     if report.outcomes.is_empty() && !failed {
-        println!("{name}: already {}", if start { "running" } else { "stopped" });
+        println!(
+            "{name}: already {}",
+            if start { "running" } else { "stopped" }
+        );
     }
     Ok(i32::from(failed))
 }

@@ -7,19 +7,23 @@ use crate::state::State;
 use crate::status::{self, RecordStatus};
 
 pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Result<i32> {
-    let mut rows: Vec<RecordStatus> = match crate::api::client::request(&config.api_socket, "GET", "/v1/status").await? {
-        Some(answer) => serde_json::from_value(answer)?,
-        None => {
-            let engine = DockerEngine::connect(&config.docker_host).await?;
-            let state = State::open(&config.state_dir).ok();
-            let overrides = state.as_ref().and_then(|s| s.overrides().ok()).unwrap_or_default();
-            let mut rows = status::current(config, &engine, overrides).await?;
-            if let Some(state) = &state {
-                status::add_last_errors(&mut rows, state);
+    let mut rows: Vec<RecordStatus> =
+        match crate::api::client::request(&config.api_socket, "GET", "/v1/status").await? {
+            Some(answer) => serde_json::from_value(answer)?,
+            None => {
+                let engine = DockerEngine::connect(&config.docker_host).await?;
+                let state = State::open(&config.state_dir).ok();
+                let overrides = state
+                    .as_ref()
+                    .and_then(|s| s.overrides().ok())
+                    .unwrap_or_default();
+                let mut rows = status::current(config, &engine, overrides).await?;
+                if let Some(state) = &state {
+                    status::add_last_errors(&mut rows, state);
+                }
+                rows
             }
-            rows
-        }
-    };
+        };
     if let Some(name) = name {
         rows.retain(|r| r.name == name);
         if rows.is_empty() {
@@ -31,7 +35,10 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!("{:<24} {:<10} {:<10} CONTAINER", "NAME", "DECLARED", "ACTUAL");
+    println!(
+        "{:<24} {:<10} {:<10} CONTAINER",
+        "NAME", "DECLARED", "ACTUAL"
+    );
     for r in rows {
         println!(
             "{:<24} {:<10} {:<10} {}",

@@ -26,7 +26,10 @@ fn print(report: &TemplateReport, diff: bool, applied: bool) {
         println!("removed: {}", path.display());
     }
     for (path, error) in &report.failed {
-        eprintln!("FAILED {}: {error} (the file is left as it was)", path.display());
+        eprintln!(
+            "FAILED {}: {error} (the file is left as it was)",
+            path.display()
+        );
     }
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -57,7 +60,13 @@ fn unified_diff(name: &str, old: &str, new: &str) -> String {
         return format!("(no diff: {e})\n");
     }
     let out = std::process::Command::new("diff")
-        .args(["-u", "--label", &format!("{name} (now)"), "--label", &format!("{name} (rendered)")])
+        .args([
+            "-u",
+            "--label",
+            &format!("{name} (now)"),
+            "--label",
+            &format!("{name} (rendered)"),
+        ])
         .arg(&a)
         .arg(&b)
         .output();

@@ -19,7 +19,9 @@ fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
 
 impl DaemonBackend {
     fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, String> {
-        self.shared.engine().ok_or_else(|| "berthd is not connected to the engine yet".to_string())
+        self.shared
+            .engine()
+            .ok_or_else(|| "berthd is not connected to the engine yet".to_string())
     }
 }
 
@@ -27,8 +29,12 @@ impl Backend for DaemonBackend {
     async fn status(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let overrides = State::open(&config.state_dir).and_then(|s| s.overrides()).unwrap_or_default();
-        let mut rows = crate::status::current(&config, &*engine, overrides).await.map_err(|e| e.to_string())?;
+        let overrides = State::open(&config.state_dir)
+            .and_then(|s| s.overrides())
+            .unwrap_or_default();
+        let mut rows = crate::status::current(&config, &*engine, overrides)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Ok(state) = State::open(&config.state_dir) {
             crate::status::add_last_errors(&mut rows, &state);
         }
@@ -38,17 +44,25 @@ impl Backend for DaemonBackend {
     async fn plan(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let overrides = State::open(&config.state_dir).and_then(|s| s.overrides()).unwrap_or_default();
-        let plan = crate::reconcile::plan_now(&config, &*engine, overrides, std::time::SystemTime::now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let overrides = State::open(&config.state_dir)
+            .and_then(|s| s.overrides())
+            .unwrap_or_default();
+        let plan =
+            crate::reconcile::plan_now(&config, &*engine, overrides, std::time::SystemTime::now())
+                .await
+                .map_err(|e| e.to_string())?;
         json(&plan.plan)
     }
 
     async fn apply(&self) -> Result<serde_json::Value, String> {
         let (tx, rx) = oneshot::channel();
-        self.shared.events.send(Event::Apply(tx)).map_err(|_| "berthd is stopping".to_string())?;
-        let report = rx.await.map_err(|_| "berthd stopped before the pass ended".to_string())??;
+        self.shared
+            .events
+            .send(Event::Apply(tx))
+            .map_err(|_| "berthd is stopping".to_string())?;
+        let report = rx
+            .await
+            .map_err(|_| "berthd stopped before the pass ended".to_string())??;
         json(&report)
     }
 
@@ -58,7 +72,10 @@ impl Backend for DaemonBackend {
             .events
             .send(Event::Job(Job::Console { name, run, reply }))
             .map_err(|_| "berthd is stopping".to_string())?;
-        json(&rx.await.map_err(|_| "berthd stopped before the pass ended".to_string())??)
+        json(
+            &rx.await
+                .map_err(|_| "berthd stopped before the pass ended".to_string())??,
+        )
     }
 
     async fn signal(&self, name: String, args: Vec<String>) -> Result<serde_json::Value, String> {
@@ -67,7 +84,10 @@ impl Backend for DaemonBackend {
             .events
             .send(Event::Job(Job::Signal { name, args, reply }))
             .map_err(|_| "berthd is stopping".to_string())?;
-        json(&rx.await.map_err(|_| "berthd stopped before the event ended".to_string())??)
+        json(
+            &rx.await
+                .map_err(|_| "berthd stopped before the event ended".to_string())??,
+        )
     }
 
     async fn events(&self, limit: usize) -> Result<serde_json::Value, String> {
@@ -76,7 +96,11 @@ impl Backend for DaemonBackend {
         json(&state.event_history(limit).map_err(|e| e.to_string())?)
     }
 
-    async fn build(&self, name: String, token: Option<String>) -> Result<serde_json::Value, String> {
+    async fn build(
+        &self,
+        name: String,
+        token: Option<String>,
+    ) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         if let Some(token) = &token {
             let creds = crate::images::credentials::load(&config.credentials_file)?;
@@ -87,23 +111,37 @@ impl Backend for DaemonBackend {
         }
         let images = crate::images::load(&config).map_err(|e| e.to_string())?;
         if let Some(errors) = images.failed.get(&name) {
-            return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+            return Err(errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "));
         }
         if !images.specs.contains_key(&name) {
             return Err(format!("no docker_images record {name}"));
         }
         let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
         let trigger = if token.is_some() { "webhook" } else { "api" };
-        let (id, merged) = state.request_build(&name, trigger).map_err(|e| e.to_string())?;
+        let (id, merged) = state
+            .request_build(&name, trigger)
+            .map_err(|e| e.to_string())?;
         if let Some(pool) = self.shared.builds.get() {
             pool.wake();
         }
         Ok(serde_json::json!({ "build": id, "merged": merged }))
     }
 
-    async fn history(&self, record: Option<String>, limit: usize) -> Result<serde_json::Value, String> {
+    async fn history(
+        &self,
+        record: Option<String>,
+        limit: usize,
+    ) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
-        json(&state.history(record.as_deref(), limit).map_err(|e| e.to_string())?)
+        json(
+            &state
+                .history(record.as_deref(), limit)
+                .map_err(|e| e.to_string())?,
+        )
     }
 }

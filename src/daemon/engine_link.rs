@@ -27,7 +27,13 @@ pub struct EngineLink {
 
 impl EngineLink {
     pub fn new(shared: Arc<Shared>) -> Self {
-        EngineLink { shared, down_since: None, backoff: RETRY_MIN, retry_at: None, events: None }
+        EngineLink {
+            shared,
+            down_since: None,
+            backoff: RETRY_MIN,
+            retry_at: None,
+            events: None,
+        }
     }
 
     /// The connected engine, connecting (and subscribing to its events) first if needed.
@@ -47,7 +53,10 @@ impl EngineLink {
                 if let Some(old) = self.events.take() {
                     old.abort();
                 }
-                self.events = Some(tokio::spawn(follow_events(engine.clone(), self.shared.events.clone())));
+                self.events = Some(tokio::spawn(follow_events(
+                    engine.clone(),
+                    self.shared.events.clone(),
+                )));
                 Ok(engine)
             }
             Err(e) => {
@@ -61,7 +70,10 @@ impl EngineLink {
     pub fn lost(&mut self, e: &EngineError) {
         let now = Instant::now();
         if self.down_since.is_none() {
-            tracing::error!("engine unreachable, retrying with backoff up to {}s: {e}", RETRY_MAX.as_secs());
+            tracing::error!(
+                "engine unreachable, retrying with backoff up to {}s: {e}",
+                RETRY_MAX.as_secs()
+            );
             self.down_since = Some(now);
             self.backoff = RETRY_MIN;
         } else {
@@ -73,7 +85,10 @@ impl EngineLink {
 
     pub fn healthy(&mut self) {
         if let Some(since) = self.down_since.take() {
-            tracing::info!("engine reachable again after {}s; converged", since.elapsed().as_secs());
+            tracing::info!(
+                "engine reachable again after {}s; converged",
+                since.elapsed().as_secs()
+            );
         }
         self.retry_at = None;
         self.backoff = RETRY_MIN;

@@ -98,12 +98,17 @@ impl Shared {
 
 /// Runs berthd until `shutdown` completes: then the action in flight
 /// finishes, no new one starts, and it returns.
-pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    config_path: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     let mut config = Config::locate(config_path.as_deref())?;
     let mut state = State::open(&config.state_dir)?;
     match state.mark_interrupted() {
         Ok(0) => {}
-        Ok(n) => tracing::warn!("{n} action(s) were cut off when berthd last stopped; this start finishes the job"),
+        Ok(n) => tracing::warn!(
+            "{n} action(s) were cut off when berthd last stopped; this start finishes the job"
+        ),
         Err(e) => tracing::warn!("journal: {e}"),
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -118,7 +123,9 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
     // Bound before the first pass, so a second berthd fails at start.
     let socket = crate::api::bind(&config.api_socket).await?;
-    let backend = Arc::new(backend::DaemonBackend { shared: shared.clone() });
+    let backend = Arc::new(backend::DaemonBackend {
+        shared: shared.clone(),
+    });
     let api_task = tokio::spawn(async move {
         let stopped = async move {
             let _ = api_stop_rx.await;
@@ -164,7 +171,12 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
             };
             let Some(outcome) = outcome else { break };
             for reply in replies.drain(..) {
-                let _ = reply.send(outcome.as_ref().map(Clone::clone).map_err(ToString::to_string));
+                let _ = reply.send(
+                    outcome
+                        .as_ref()
+                        .map(Clone::clone)
+                        .map_err(ToString::to_string),
+                );
             }
             if let Ok(report) = &outcome {
                 check_lineage(&config, &mut state, &shared, report);
@@ -175,10 +187,18 @@ pub async fn run(config_path: Option<PathBuf>, shutdown: impl Future<Output = ()
                 ready_sent = true;
             }
             next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
-            next_scheduled = outcome.as_ref().ok().and_then(|r| r.next_scheduled).map(instant_of);
+            next_scheduled = outcome
+                .as_ref()
+                .ok()
+                .and_then(|r| r.next_scheduled)
+                .map(instant_of);
         }
         // Sleep until the next thing due: no polling for schedules.
-        let wake = [Some(next_resync), link.retry_at(), next_scheduled].into_iter().flatten().min().unwrap_or(next_resync);
+        let wake = [Some(next_resync), link.retry_at(), next_scheduled]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_resync);
         tokio::select! {
             () = &mut shutdown => break,
             event = rx.recv() => {
@@ -268,12 +288,17 @@ async fn one_pass(
     stop: &AtomicBool,
 ) -> Result<PassReport, PassError> {
     let engine = link.engine(config).await?;
-    let result = reconcile::run_pass(config, &*engine, Some(state), trigger, stop, |o: &crate::apply::Outcome| {
-        match &o.error {
+    let result = reconcile::run_pass(
+        config,
+        &*engine,
+        Some(state),
+        trigger,
+        stop,
+        |o: &crate::apply::Outcome| match &o.error {
             None => tracing::info!(record = %o.record, action = o.kind.as_str(), "{}", o.reason),
             Some(e) => tracing::error!(record = %o.record, action = o.kind.as_str(), "failed: {e}"),
-        }
-    })
+        },
+    )
     .await;
     match &result {
         Ok(report) => {
@@ -284,7 +309,13 @@ async fn one_pass(
                 .warnings
                 .iter()
                 .map(|w| (String::new(), w.clone()))
-                .chain(report.plan.problems.iter().map(|p| (p.record.clone(), format!("not applied: {}", p.message))))
+                .chain(
+                    report
+                        .plan
+                        .problems
+                        .iter()
+                        .map(|p| (p.record.clone(), format!("not applied: {}", p.message))),
+                )
                 .collect();
             for (record, message) in said.fresh(current) {
                 if record.is_empty() {
@@ -302,13 +333,21 @@ async fn one_pass(
 
 /// A wall-clock time as a tokio instant (past times are due now).
 fn instant_of(t: std::time::SystemTime) -> Instant {
-    let delay = t.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    let delay = t
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
     // A schedule event is due at its second; a little slack makes sure the
     // pass evaluates the schedule after it, not a hair before.
     Instant::now() + delay + Duration::from_millis(20)
 }
 
-async fn run_job(job: Job, config: &Config, state: &State, link: &mut engine_link::EngineLink, stop: &AtomicBool) {
+async fn run_job(
+    job: Job,
+    config: &Config,
+    state: &State,
+    link: &mut engine_link::EngineLink,
+    stop: &AtomicBool,
+) {
     let engine = match link.engine(config).await {
         Ok(e) => e,
         Err(e) => {
@@ -326,7 +365,8 @@ async fn run_job(job: Job, config: &Config, state: &State, link: &mut engine_lin
             let _ = reply.send(result.map_err(|e| e.to_string()));
         }
         Job::Signal { name, args, reply } => {
-            let result = crate::events::signal(config, &*engine, state, &name, &args, "api", stop).await;
+            let result =
+                crate::events::signal(config, &*engine, state, &name, &args, "api", stop).await;
             if let Ok(run) = &result {
                 tracing::info!(event = %name, result = %run.result, "event signalled");
             }
@@ -393,20 +433,34 @@ fn check_lineage(config: &Config, state: &mut State, shared: &Shared, report: &P
 /// Warnings and problems already logged, so each is said once (and again
 /// only after it went away and came back).
 #[derive(Default)]
-struct Said(std::collections::HashSet<(String, String)>, std::collections::HashSet<(String, String)>);
+struct Said(
+    std::collections::HashSet<(String, String)>,
+    std::collections::HashSet<(String, String)>,
+);
 
 impl Said {
     /// Template messages are tracked apart from pass messages, so neither
     /// resets the other.
     fn fresh_templates(&mut self, current: Vec<(String, String)>) -> Vec<(String, String)> {
-        let tagged = current.into_iter().map(|(_, m)| ("templates".to_string(), m)).collect::<Vec<_>>();
-        let new: Vec<(String, String)> = tagged.iter().filter(|m| !self.1.contains(*m)).cloned().collect();
+        let tagged = current
+            .into_iter()
+            .map(|(_, m)| ("templates".to_string(), m))
+            .collect::<Vec<_>>();
+        let new: Vec<(String, String)> = tagged
+            .iter()
+            .filter(|m| !self.1.contains(*m))
+            .cloned()
+            .collect();
         self.1 = tagged.into_iter().collect();
         new
     }
 
     fn fresh(&mut self, current: Vec<(String, String)>) -> Vec<(String, String)> {
-        let new = current.iter().filter(|m| !self.0.contains(*m)).cloned().collect();
+        let new = current
+            .iter()
+            .filter(|m| !self.0.contains(*m))
+            .cloned()
+            .collect();
         self.0 = current.into_iter().collect();
         new
     }
@@ -431,8 +485,18 @@ fn render_templates(config: &Config, said: &mut Said) {
     let current: Vec<(String, String)> = report
         .failed
         .iter()
-        .map(|(p, e)| (String::new(), format!("template {} not written: {e}", p.display())))
-        .chain(report.warnings.iter().map(|w| (String::new(), format!("template: {w}"))))
+        .map(|(p, e)| {
+            (
+                String::new(),
+                format!("template {} not written: {e}", p.display()),
+            )
+        })
+        .chain(
+            report
+                .warnings
+                .iter()
+                .map(|w| (String::new(), format!("template: {w}"))),
+        )
         .collect();
     for (_, message) in said.fresh_templates(current) {
         tracing::warn!("{message}");

@@ -41,7 +41,10 @@ pub fn init_logging() {
         && std::path::Path::new("/run/systemd/journal/socket").exists();
     if journal {
         if let Ok(layer) = tracing_journald::layer() {
-            tracing_subscriber::registry().with(filter).with(layer).init();
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .init();
             return;
         }
     }

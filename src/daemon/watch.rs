@@ -22,7 +22,10 @@ pub struct FolderWatch {
 /// Files that change because berth itself wrote a db, and editor noise.
 fn ignored(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.ends_with(".lock") || name.ends_with(".berth-tmp") || name.ends_with(".swp") || name.ends_with('~')
+    name.ends_with(".lock")
+        || name.ends_with(".berth-tmp")
+        || name.ends_with(".swp")
+        || name.ends_with('~')
 }
 
 impl FolderWatch {
@@ -37,7 +40,10 @@ impl FolderWatch {
             }
         })
         .map_err(|e| format!("cannot watch files: {e}"))?;
-        let mut watch = FolderWatch { watcher, watched: Vec::new() };
+        let mut watch = FolderWatch {
+            watcher,
+            watched: Vec::new(),
+        };
         watch.rewatch(config)?;
         Ok(watch)
     }

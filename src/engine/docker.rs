@@ -95,28 +95,32 @@ impl DockerEngine {
             ("label", vec!["org.berth.managed=true"]),
             (
                 "event",
-                vec!["die", "destroy", "stop", "kill", "oom", "rename", "start", "update", "pause"],
+                vec![
+                    "die", "destroy", "stop", "kill", "oom", "rename", "start", "update", "pause",
+                ],
             ),
         ]);
         let options = bollard::query_parameters::EventsOptionsBuilder::new()
             .filters(&filters)
             .build();
         let host = self.host.clone();
-        self.docker.events(Some(options)).map(move |item| match item {
-            Ok(event) => {
-                let action = event.action.unwrap_or_default();
-                let name = event
-                    .actor
-                    .and_then(|a| a.attributes)
-                    .and_then(|attrs| attrs.get("name").cloned())
-                    .unwrap_or_default();
-                Ok(format!("{action} {name}"))
-            }
-            Err(e) => Err(EngineError::Unreachable {
-                host: host.clone(),
-                message: error_chain(&e),
-            }),
-        })
+        self.docker
+            .events(Some(options))
+            .map(move |item| match item {
+                Ok(event) => {
+                    let action = event.action.unwrap_or_default();
+                    let name = event
+                        .actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|attrs| attrs.get("name").cloned())
+                        .unwrap_or_default();
+                    Ok(format!("{action} {name}"))
+                }
+                Err(e) => Err(EngineError::Unreachable {
+                    host: host.clone(),
+                    message: error_chain(&e),
+                }),
+            })
     }
 
     pub fn host(&self) -> &str {

@@ -24,7 +24,13 @@ impl Drop for Workspace {
 /// Runs build `build_id` of `spec`; every line goes to the build's log.
 /// Returns the new image ID, or why it failed (the old tag is untouched:
 /// the engine only moves a tag when a build succeeds).
-pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &ImageSpec, build_id: i64) -> Result<String, String> {
+pub async fn run(
+    config: &Config,
+    engine: &DockerEngine,
+    state: &State,
+    spec: &ImageSpec,
+    build_id: i64,
+) -> Result<String, String> {
     let mut log = |line: &str| {
         if let Err(e) = state.append_build_log(build_id, &format!("{line}\n")) {
             tracing::warn!(image = %spec.name, "build log: {e}");
@@ -35,12 +41,24 @@ pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &I
         name.as_deref().map(|n| creds.login(n).cloned()).transpose()
     };
     let image_id = match &spec.source {
-        Source::Git { repository, reference, dockerfile, context } => {
+        Source::Git {
+            repository,
+            reference,
+            dockerfile,
+            context,
+        } => {
             let workspace = Workspace(config.state_dir.join("builds").join(build_id.to_string()));
             let _ = std::fs::remove_dir_all(&workspace.0);
-            std::fs::create_dir_all(&workspace.0).map_err(|e| format!("{}: {e}", workspace.0.display()))?;
+            std::fs::create_dir_all(&workspace.0)
+                .map_err(|e| format!("{}: {e}", workspace.0.display()))?;
             let src = workspace.0.join("src");
-            clone(repository, reference.as_deref(), &src, login(&spec.credentials)?.as_ref(), &mut log)?;
+            clone(
+                repository,
+                reference.as_deref(),
+                &src,
+                login(&spec.credentials)?.as_ref(),
+                &mut log,
+            )?;
             let context_dir = src.join(context);
             let dockerfile_text = std::fs::read_to_string(context_dir.join(dockerfile))
                 .map_err(|e| format!("{dockerfile} in {context} of {repository}: {e}"))?;
@@ -53,7 +71,13 @@ pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &I
                 tracing::warn!("build {build_id}: {e}");
             }
             if let Some(b) = &base {
-                log(&format!("berth: base {b} is {}", base_id.as_deref().map(crate::plan::short).unwrap_or("missing")));
+                log(&format!(
+                    "berth: base {b} is {}",
+                    base_id
+                        .as_deref()
+                        .map(crate::plan::short)
+                        .unwrap_or("missing")
+                ));
             }
             let context_tar = tar_folder(&context_dir)?;
             let args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
@@ -65,22 +89,39 @@ pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &I
                 memory: config.build_memory,
                 cpu_quota: (config.build_cpus * 100_000.0) as i64,
             };
-            engine.build_image(request, &mut log).await.map_err(|e| e.to_string())?
+            engine
+                .build_image(request, &mut log)
+                .await
+                .map_err(|e| e.to_string())?
         }
         Source::Rootfs { path } => {
             let tar = if path.is_dir() {
-                log(&format!("berth: importing folder {} as {}", path.display(), spec.tag));
+                log(&format!(
+                    "berth: importing folder {} as {}",
+                    path.display(),
+                    spec.tag
+                ));
                 tar_folder(path)?
             } else {
-                log(&format!("berth: importing tarball {} as {}", path.display(), spec.tag));
+                log(&format!(
+                    "berth: importing tarball {} as {}",
+                    path.display(),
+                    spec.tag
+                ));
                 std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
             };
-            engine.import_rootfs(tar, &spec.tag, &mut log).await.map_err(|e| e.to_string())?
+            engine
+                .import_rootfs(tar, &spec.tag, &mut log)
+                .await
+                .map_err(|e| e.to_string())?
         }
         Source::Tar { path } => {
             log(&format!("berth: loading {}", path.display()));
             let tar = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            engine.load_images(tar, &mut log).await.map_err(|e| e.to_string())?;
+            engine
+                .load_images(tar, &mut log)
+                .await
+                .map_err(|e| e.to_string())?;
             engine
                 .image_id(&spec.tag)
                 .await
@@ -88,16 +129,30 @@ pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &I
                 .ok_or_else(|| format!("{} holds no image tagged {}", path.display(), spec.tag))?
         }
     };
-    log(&format!("berth: {} is {}", spec.tag, crate::plan::short(&image_id)));
+    log(&format!(
+        "berth: {} is {}",
+        spec.tag,
+        crate::plan::short(&image_id)
+    ));
     if let Some(target) = &spec.push_to {
-        engine.tag_image(&image_id, target).await.map_err(|e| e.to_string())?;
+        engine
+            .tag_image(&image_id, target)
+            .await
+            .map_err(|e| e.to_string())?;
         let registry = login(&spec.credentials)?.map(|l| RegistryLogin {
-            server: if l.server.is_empty() { registry_of(target).to_string() } else { l.server.clone() },
+            server: if l.server.is_empty() {
+                registry_of(target).to_string()
+            } else {
+                l.server.clone()
+            },
             username: l.username,
             password: l.password,
         });
         log(&format!("berth: pushing {target}"));
-        engine.push_image(target, registry, &mut log).await.map_err(|e| format!("push {target}: {e}"))?;
+        engine
+            .push_image(target, registry, &mut log)
+            .await
+            .map_err(|e| format!("push {target}: {e}"))?;
     }
     Ok(image_id)
 }
@@ -105,7 +160,9 @@ pub async fn run(config: &Config, engine: &DockerEngine, state: &State, spec: &I
 /// `host[:port]` of a reference that names a registry, else Docker Hub's.
 fn registry_of(reference: &str) -> &str {
     match reference.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => first,
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
         _ => "docker.io",
     }
 }
@@ -113,8 +170,15 @@ fn registry_of(reference: &str) -> &str {
 /// `git clone` that never prompts: shallow for a branch or tag, full then
 /// checkout for a commit. Credentials go through git's environment, never
 /// its command line (which `ps` shows).
-fn clone(url: &str, reference: Option<&str>, dest: &Path, login: Option<&Login>, log: &mut dyn FnMut(&str)) -> Result<(), String> {
-    let is_commit = reference.is_some_and(|r| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit()));
+fn clone(
+    url: &str,
+    reference: Option<&str>,
+    dest: &Path,
+    login: Option<&Login>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let is_commit = reference
+        .is_some_and(|r| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit()));
     let git = |args: &[&str]| {
         let mut cmd = Command::new("git");
         cmd.args(args)
@@ -123,7 +187,10 @@ fn clone(url: &str, reference: Option<&str>, dest: &Path, login: Option<&Login>,
             .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
             .stdin(std::process::Stdio::null());
         if let Some(l) = login {
-            let header = format!("Authorization: Basic {}", base64(&format!("{}:{}", l.username, l.password)));
+            let header = format!(
+                "Authorization: Basic {}",
+                base64(&format!("{}:{}", l.username, l.password))
+            );
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env("GIT_CONFIG_VALUE_0", header);
@@ -139,19 +206,31 @@ fn clone(url: &str, reference: Option<&str>, dest: &Path, login: Option<&Login>,
         }
     }
     args.extend(["--", url, &dest_text]);
-    log(&format!("berth: git clone {url}{}", reference.map(|r| format!(" at {r}")).unwrap_or_default()));
+    log(&format!(
+        "berth: git clone {url}{}",
+        reference.map(|r| format!(" at {r}")).unwrap_or_default()
+    ));
     run_git(git(&args), "git clone", log)?;
     if let (true, Some(commit)) = (is_commit, reference) {
-        run_git(git(&["-C", &dest_text, "checkout", "--quiet", "--detach", commit]), "git checkout", log)?;
+        run_git(
+            git(&["-C", &dest_text, "checkout", "--quiet", "--detach", commit]),
+            "git checkout",
+            log,
+        )?;
     }
     if let Ok(out) = git(&["-C", &dest_text, "rev-parse", "HEAD"]).output() {
-        log(&format!("berth: commit {}", String::from_utf8_lossy(&out.stdout).trim()));
+        log(&format!(
+            "berth: commit {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        ));
     }
     Ok(())
 }
 
 fn run_git(mut cmd: Command, what: &str, log: &mut dyn FnMut(&str)) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run git: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run git: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr.lines() {
         log(line);
@@ -159,7 +238,10 @@ fn run_git(mut cmd: Command, what: &str, log: &mut dyn FnMut(&str)) -> Result<()
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{what} failed: {}", stderr.lines().last().unwrap_or("no message")))
+        Err(format!(
+            "{what} failed: {}",
+            stderr.lines().last().unwrap_or("no message")
+        ))
     }
 }
 
@@ -171,7 +253,9 @@ pub fn tar_folder(folder: &Path) -> Result<Vec<u8>, String> {
     builder
         .append_dir_all(".", folder)
         .map_err(|e| format!("cannot pack {}: {e}", folder.display()))?;
-    builder.into_inner().map_err(|e| format!("cannot pack {}: {e}", folder.display()))
+    builder
+        .into_inner()
+        .map_err(|e| format!("cannot pack {}: {e}", folder.display()))
 }
 
 fn base64(text: &str) -> String {
@@ -207,7 +291,10 @@ mod tests {
     #[test]
     fn registries_are_found_in_references() {
         assert_eq!(registry_of("127.0.0.1:5000/app:1"), "127.0.0.1:5000");
-        assert_eq!(registry_of("registry.example.com/a/b"), "registry.example.com");
+        assert_eq!(
+            registry_of("registry.example.com/a/b"),
+            "registry.example.com"
+        );
         assert_eq!(registry_of("berth/app:1"), "docker.io");
     }
 }

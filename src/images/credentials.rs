@@ -30,7 +30,10 @@ pub struct Login {
 // Never print a secret, not even in a debug log.
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login").field("username", &self.username).field("server", &self.server).finish_non_exhaustive()
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,20 +46,28 @@ pub fn load(path: &Path) -> Result<Credentials, String> {
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     if meta.mode() & 0o077 != 0 {
-        return Err(format!("{}: must be readable by its owner only (chmod 600)", path.display()));
+        return Err(format!(
+            "{}: must be readable by its owner only (chmod 600)",
+            path.display()
+        ));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.to_string().replace('\n', " ")))
+    toml::from_str(&text)
+        .map_err(|e| format!("{}: {}", path.display(), e.to_string().replace('\n', " ")))
 }
 
 impl Credentials {
     pub fn login(&self, name: &str) -> Result<&Login, String> {
-        self.credentials.get(name).ok_or_else(|| format!("no [credentials.{name}] in the credentials file"))
+        self.credentials
+            .get(name)
+            .ok_or_else(|| format!("no [credentials.{name}] in the credentials file"))
     }
 
     /// Constant-time comparison of a webhook token.
     pub fn webhook_allows(&self, image: &str, token: &str) -> bool {
-        let Some(expected) = self.webhooks.get(image) else { return false };
+        let Some(expected) = self.webhooks.get(image) else {
+            return false;
+        };
         let (a, b) = (expected.as_bytes(), token.as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
@@ -80,6 +91,9 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!(c.webhook_allows("app", "tok"));
         assert!(!c.webhook_allows("app", "tok2") && !c.webhook_allows("other", "tok"));
-        assert!(load(&dir.path().join("missing.toml")).expect("none").credentials.is_empty());
+        assert!(load(&dir.path().join("missing.toml"))
+            .expect("none")
+            .credentials
+            .is_empty());
     }
 }

@@ -17,16 +17,31 @@ pub use spec::{DeclaredImages, ImageSpec, Source};
 
 /// Reads `docker_images` (a missing db declares no images).
 pub fn load(config: &Config) -> Result<DeclaredImages, DbError> {
-    Ok(spec::declare(&Db::load_or_empty(&config.db_path("docker_images"))?))
+    Ok(spec::declare(&Db::load_or_empty(
+        &config.db_path("docker_images"),
+    )?))
 }
 
 /// The image records an image's build waits for: its base, if the base is
 /// itself declared here (so chains build level by level).
-pub fn waits_on(images: &DeclaredImages, lineage: &[crate::state::Lineage], name: &str) -> Vec<String> {
-    let Some(base_ref) = lineage.iter().find(|l| l.image == name).and_then(|l| l.base_ref.as_deref()) else {
+pub fn waits_on(
+    images: &DeclaredImages,
+    lineage: &[crate::state::Lineage],
+    name: &str,
+) -> Vec<String> {
+    let Some(base_ref) = lineage
+        .iter()
+        .find(|l| l.image == name)
+        .and_then(|l| l.base_ref.as_deref())
+    else {
         return Vec::new();
     };
-    images.specs.values().filter(|s| s.tag == base_ref).map(|s| s.name.clone()).collect()
+    images
+        .specs
+        .values()
+        .filter(|s| s.tag == base_ref)
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// What a lineage check found.
@@ -48,9 +63,15 @@ pub fn check_lineage(
 ) -> Result<LineageReport, StateError> {
     let mut report = LineageReport::default();
     for l in state.lineage()? {
-        let (Some(base_ref), Some(base_id)) = (&l.base_ref, &l.base_id) else { continue };
-        let Some(spec) = images.specs.get(&l.image) else { continue };
-        let Some(now_id) = tags.get(base_ref) else { continue };
+        let (Some(base_ref), Some(base_id)) = (&l.base_ref, &l.base_id) else {
+            continue;
+        };
+        let Some(spec) = images.specs.get(&l.image) else {
+            continue;
+        };
+        let Some(now_id) = tags.get(base_ref) else {
+            continue;
+        };
         if now_id == base_id {
             continue;
         }
@@ -69,7 +90,9 @@ pub fn check_lineage(
 
 /// Runs the configured notification command for an image event, if any.
 pub fn notify(config: &Config, image: &str, event: &str) {
-    let Some(command) = &config.image_notify_command else { return };
+    let Some(command) = &config.image_notify_command else {
+        return;
+    };
     let result = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)

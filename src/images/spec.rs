@@ -15,7 +15,12 @@ pub const IMAGE_TYPE: &str = "image";
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Source {
     /// `git clone` Repository at Ref, build Dockerfile in Context.
-    Git { repository: String, reference: Option<String>, dockerfile: String, context: String },
+    Git {
+        repository: String,
+        reference: Option<String>,
+        dockerfile: String,
+        context: String,
+    },
     /// A folder (tarred) or a tarball, `docker import`ed: SME's base image recipe.
     Rootfs { path: PathBuf },
     /// A `docker save` tar, `docker load`ed.
@@ -44,7 +49,16 @@ pub struct DeclaredImages {
 }
 
 const KNOWN: &[&str] = &[
-    "Source", "Repository", "Ref", "Dockerfile", "Context", "Path", "Tag", "PushTo", "AutoRebuild", "BuildArgs",
+    "Source",
+    "Repository",
+    "Ref",
+    "Dockerfile",
+    "Context",
+    "Path",
+    "Tag",
+    "PushTo",
+    "AutoRebuild",
+    "BuildArgs",
     "Credentials",
 ];
 
@@ -72,10 +86,18 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     };
     let get = |p: &str| r.prop(p).map(str::trim).filter(|v| !v.is_empty());
     if r.rtype != IMAGE_TYPE {
-        fail(None, Some(&r.rtype), format!("record type must be {IMAGE_TYPE:?}"));
+        fail(
+            None,
+            Some(&r.rtype),
+            format!("record type must be {IMAGE_TYPE:?}"),
+        );
     }
     if let Err(why) = property::name(&r.key) {
-        fail(None, None, format!("the key is not usable as an image name: {why}"));
+        fail(
+            None,
+            None,
+            format!("the key is not usable as an image name: {why}"),
+        );
     }
     let tag = match get("Tag").map(crate::spec::parse_image_reference) {
         Some(Ok(t)) => Some(t),
@@ -84,7 +106,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             None
         }
         None => {
-            fail(Some("Tag"), None, "every image needs a Tag, the reference it produces (e.g. berth/app:1)".into());
+            fail(
+                Some("Tag"),
+                None,
+                "every image needs a Tag, the reference it produces (e.g. berth/app:1)".into(),
+            );
             None
         }
     };
@@ -111,7 +137,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
                 Some((k, v)) if !k.trim().is_empty() => {
                     build_args.insert(k.trim().to_string(), v.to_string());
                 }
-                _ => fail(Some("BuildArgs"), Some(raw), format!("{item:?} is not K=V; expected e.g. VERSION=1,DEBUG=0")),
+                _ => fail(
+                    Some("BuildArgs"),
+                    Some(raw),
+                    format!("{item:?} is not K=V; expected e.g. VERSION=1,DEBUG=0"),
+                ),
             }
         }
     }
@@ -127,7 +157,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
                 context: get("Context").unwrap_or(".").to_string(),
             }),
             None => {
-                fail(Some("Repository"), None, "Source git needs a Repository (a git URL)".into());
+                fail(
+                    Some("Repository"),
+                    None,
+                    "Source git needs a Repository (a git URL)".into(),
+                );
                 None
             }
         },
@@ -142,7 +176,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             None
         }
         (None, _) => {
-            fail(Some("Source"), None, "expected Source git, rootfs or tar".into());
+            fail(
+                Some("Source"),
+                None,
+                "expected Source git, rootfs or tar".into(),
+            );
             None
         }
     };
@@ -174,14 +212,26 @@ pub fn dockerfile_bases(text: &str) -> Vec<String> {
     let mut bases = Vec::new();
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
-            let image = words.iter().skip(1).find(|w| !w.starts_with("--")).copied().unwrap_or("");
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+        {
+            let image = words
+                .iter()
+                .skip(1)
+                .find(|w| !w.starts_with("--"))
+                .copied()
+                .unwrap_or("");
             if let Some(pos) = words.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
                 if let Some(alias) = words.get(pos + 1) {
                     aliases.push(alias.to_string());
                 }
             }
-            if !image.is_empty() && image != "scratch" && !aliases.iter().any(|a| a == image) && !image.contains('$') {
+            if !image.is_empty()
+                && image != "scratch"
+                && !aliases.iter().any(|a| a == image)
+                && !image.contains('$')
+            {
                 if let Ok(r) = crate::spec::parse_image_reference(image) {
                     bases.push(r);
                 }
@@ -219,9 +269,19 @@ mod tests {
         );
         assert!(app.auto_rebuild);
         assert_eq!(app.build_args.get("B").map(String::as_str), Some("x=y"));
-        assert_eq!(d.specs["base"].source, Source::Rootfs { path: "/srv/db/rootfs".into() });
+        assert_eq!(
+            d.specs["base"].source,
+            Source::Rootfs {
+                path: "/srv/db/rootfs".into()
+            }
+        );
         assert_eq!(d.specs["base"].tag, "berth/base:latest");
-        assert_eq!(d.specs["saved"].source, Source::Tar { path: "/srv/saved.tar".into() });
+        assert_eq!(
+            d.specs["saved"].source,
+            Source::Tar {
+                path: "/srv/saved.tar".into()
+            }
+        );
     }
 
     #[test]
@@ -229,15 +289,30 @@ mod tests {
         let d = declared("a=image|Source|svn|Tag|x:1\nb=image|Source|git|Tag|x:1\nc=image|Source|rootfs\nd=service|Source|tar|Path|x|Tag|y\n");
         assert_eq!(d.failed["a"][0].property.as_deref(), Some("Source"));
         assert_eq!(d.failed["b"][0].property.as_deref(), Some("Repository"));
-        assert!(d.failed["c"].iter().any(|e| e.property.as_deref() == Some("Tag")));
-        assert!(d.failed["c"].iter().any(|e| e.property.as_deref() == Some("Path")));
-        assert!(d.failed["d"][0].why.contains("record type must be \"image\""));
+        assert!(d.failed["c"]
+            .iter()
+            .any(|e| e.property.as_deref() == Some("Tag")));
+        assert!(d.failed["c"]
+            .iter()
+            .any(|e| e.property.as_deref() == Some("Path")));
+        assert!(d.failed["d"][0]
+            .why
+            .contains("record type must be \"image\""));
     }
 
     #[test]
     fn dockerfile_bases_skip_stages_and_scratch() {
         let text = "FROM berth/base:1 AS build\nRUN make\nFROM scratch AS empty\nFROM --platform=linux/amd64 berth/runtime\nCOPY --from=build /a /a\n";
-        assert_eq!(dockerfile_bases(text), vec!["berth/base:1".to_string(), "berth/runtime:latest".to_string()]);
-        assert_eq!(dockerfile_bases("from build\n"), vec!["build:latest".to_string()]);
+        assert_eq!(
+            dockerfile_bases(text),
+            vec![
+                "berth/base:1".to_string(),
+                "berth/runtime:latest".to_string()
+            ]
+        );
+        assert_eq!(
+            dockerfile_bases("from build\n"),
+            vec!["build:latest".to_string()]
+        );
     }
 }

@@ -28,7 +28,8 @@ impl BuildPool {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = config().build_workers.max(1);
         for n in 0..workers {
-            let (config, on_built, wake, stop) = (config.clone(), on_built.clone(), wake.clone(), stop.clone());
+            let (config, on_built, wake, stop) =
+                (config.clone(), on_built.clone(), wake.clone(), stop.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("berth-build-{n}"))
                 .spawn(move || worker(config, on_built, wake, stop));
@@ -56,8 +57,16 @@ impl Drop for BuildPool {
     }
 }
 
-fn worker(config: Getter, on_built: OnBuilt, wake: Arc<(Mutex<u64>, Condvar)>, stop: Arc<AtomicBool>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+fn worker(
+    config: Getter,
+    on_built: OnBuilt,
+    wake: Arc<(Mutex<u64>, Condvar)>,
+    stop: Arc<AtomicBool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("build worker: no runtime: {e}");
@@ -107,7 +116,11 @@ pub fn run_until_idle(config: &Config) -> Result<usize, String> {
 }
 
 /// Claims and runs one build; false when the queue had nothing ready.
-fn run_one(runtime: &tokio::runtime::Runtime, config: &Config, on_built: &OnBuilt) -> Result<bool, String> {
+fn run_one(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    on_built: &OnBuilt,
+) -> Result<bool, String> {
     let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
     let images = super::load(config).map_err(|e| e.to_string())?;
     let lineage = state.lineage().map_err(|e| e.to_string())?;
@@ -117,12 +130,16 @@ fn run_one(runtime: &tokio::runtime::Runtime, config: &Config, on_built: &OnBuil
     };
     tracing::info!(image = %build.image, build = build.id, "build started: {}", build.trigger);
     let result = match images.specs.get(&build.image) {
-        None => Err(match images.failed.get(&build.image).and_then(|e| e.first()) {
-            Some(e) => e.to_string(),
-            None => format!("no docker_images record {}", build.image),
-        }),
+        None => Err(
+            match images.failed.get(&build.image).and_then(|e| e.first()) {
+                Some(e) => e.to_string(),
+                None => format!("no docker_images record {}", build.image),
+            },
+        ),
         Some(spec) => runtime.block_on(async {
-            let engine = DockerEngine::connect(&config.docker_host).await.map_err(|e| e.to_string())?;
+            let engine = DockerEngine::connect(&config.docker_host)
+                .await
+                .map_err(|e| e.to_string())?;
             super::build::run(config, &engine, &state, spec, build.id).await
         }),
     };
@@ -130,7 +147,10 @@ fn run_one(runtime: &tokio::runtime::Runtime, config: &Config, on_built: &OnBuil
         let _ = state.append_build_log(build.id, &format!("berth: FAILED: {e}\n"));
     }
     state
-        .finish_build(&build, result.as_deref().map(|s| s as &str).map_err(|e| e.as_str()))
+        .finish_build(
+            &build,
+            result.as_deref().map(|s| s as &str).map_err(|e| e.as_str()),
+        )
         .map_err(|e| e.to_string())?;
     match &result {
         Ok(id) => {

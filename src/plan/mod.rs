@@ -87,7 +87,11 @@ pub use crate::schedule::Intent;
 
 /// The state a spec asks for at `at`: `status`, the record's latest console
 /// or signalled event (`declared.overrides`) and its schedules.
-pub fn intent<Tz: TimeZone>(spec: &ContainerSpec, declared: &Declared, at: &DateTime<Tz>) -> Intent {
+pub fn intent<Tz: TimeZone>(
+    spec: &ContainerSpec,
+    declared: &Declared,
+    at: &DateTime<Tz>,
+) -> Intent {
     let schedules = schedule::Schedules {
         enabled: spec.enabled,
         start: spec.start_schedule.as_deref(),
@@ -109,7 +113,11 @@ pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> P
 }
 
 /// The plan at `at`, in `at`'s time zone (tests use fixed zones).
-pub fn plan_at<Tz: TimeZone>(declared: &Declared, observed: &ObservedState, at: &DateTime<Tz>) -> Plan {
+pub fn plan_at<Tz: TimeZone>(
+    declared: &Declared,
+    observed: &ObservedState,
+    at: &DateTime<Tz>,
+) -> Plan {
     let mut out = Plan::default();
     for (name, errors) in &declared.failed {
         for e in errors {
@@ -193,17 +201,16 @@ pub fn plan_at<Tz: TimeZone>(declared: &Declared, observed: &ObservedState, at: 
             true
         };
         match current {
-            None if want.run
-                && needs_image(&mut out) => {
-                    out.actions.push(action(
-                        ActionKind::Create,
-                        format!("no container yet; {}", want.why),
-                        None,
-                        true,
-                        true,
-                    ));
-                    note_network(&mut networks_needed, spec);
-                }
+            None if want.run && needs_image(&mut out) => {
+                out.actions.push(action(
+                    ActionKind::Create,
+                    format!("no container yet; {}", want.why),
+                    None,
+                    true,
+                    true,
+                ));
+                note_network(&mut networks_needed, spec);
+            }
             None => {}
             Some(c) => {
                 let mut changes = Vec::new();
@@ -300,7 +307,10 @@ pub fn plan_at<Tz: TimeZone>(declared: &Declared, observed: &ObservedState, at: 
             let why = if found == 0 {
                 format!("needed by {}", users.join(", "))
             } else {
-                format!("{found} networks share this name; keeping one, needed by {}", users.join(", "))
+                format!(
+                    "{found} networks share this name; keeping one, needed by {}",
+                    users.join(", ")
+                )
             };
             out.actions.push(Action {
                 wave: WAVE_NETWORK,

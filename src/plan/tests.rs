@@ -404,6 +404,8 @@ fn a_network_name_held_twice_is_repaired_before_starts() {
     let p = plan(&d, &observed, now());
     assert_eq!(summary(&p).len(), 2, "{:?}", summary(&p));
     assert_eq!(p.actions[0].kind, ActionKind::CreateNetwork);
-    assert!(p.actions[0].reason.starts_with("2 networks share this name"));
+    assert!(p.actions[0]
+        .reason
+        .starts_with("2 networks share this name"));
     assert_eq!(p.actions[1].kind, ActionKind::Start);
 }

@@ -26,7 +26,11 @@ pub struct RunEvent {
 impl RunEvent {
     pub fn describe(&self) -> String {
         let verb = if self.run { "start" } else { "stop" };
-        format!("{verb} by {} at {}", self.source, self.at.format("%Y-%m-%d %H:%M:%S UTC"))
+        format!(
+            "{verb} by {} at {}",
+            self.source,
+            self.at.format("%Y-%m-%d %H:%M:%S UTC")
+        )
     }
 }
 
@@ -73,9 +77,16 @@ pub struct Schedules<'a> {
 /// The state a container should be in at `at`: `status disabled` → stopped;
 /// else the latest of the stored event (if not after `at`) and the two
 /// schedules; else running. On a tie, stop wins (the safe side for backups).
-pub fn intent_at<Tz: TimeZone>(s: &Schedules, stored: Option<&RunEvent>, at: &DateTime<Tz>) -> Intent {
+pub fn intent_at<Tz: TimeZone>(
+    s: &Schedules,
+    stored: Option<&RunEvent>,
+    at: &DateTime<Tz>,
+) -> Intent {
     if !s.enabled {
-        return Intent { run: false, why: "status disabled".into() };
+        return Intent {
+            run: false,
+            why: "status disabled".into(),
+        };
     }
     let at_utc = at.with_timezone(&Utc);
     let mut candidates: Vec<RunEvent> = Vec::new();
@@ -84,24 +95,53 @@ pub fn intent_at<Tz: TimeZone>(s: &Schedules, stored: Option<&RunEvent>, at: &Da
     }
     if let Some(expr) = s.start {
         if let Some(t) = latest(expr, at) {
-            candidates.push(RunEvent { run: true, at: t, source: format!("StartSchedule {expr}") });
+            candidates.push(RunEvent {
+                run: true,
+                at: t,
+                source: format!("StartSchedule {expr}"),
+            });
         }
     }
     if let Some(expr) = s.stop {
         if let Some(t) = latest(expr, at) {
-            candidates.push(RunEvent { run: false, at: t, source: format!("StopSchedule {expr}") });
+            candidates.push(RunEvent {
+                run: false,
+                at: t,
+                source: format!("StopSchedule {expr}"),
+            });
         }
     }
-    match candidates.into_iter().max_by(|a, b| a.at.cmp(&b.at).then(b.run.cmp(&a.run))) {
-        Some(e) => Intent { run: e.run, why: e.describe() },
-        None => Intent { run: true, why: "status enabled".into() },
+    match candidates
+        .into_iter()
+        .max_by(|a, b| a.at.cmp(&b.at).then(b.run.cmp(&a.run)))
+    {
+        Some(e) => Intent {
+            run: e.run,
+            why: e.describe(),
+        },
+        None => Intent {
+            run: true,
+            why: "status enabled".into(),
+        },
     }
 }
 
 /// The next scheduled start or stop after `at`, if any.
 pub fn next_event<Tz: TimeZone>(s: &Schedules, at: &DateTime<Tz>) -> Option<RunEvent> {
-    let start = s.start.and_then(|e| next(e, at).map(|t| RunEvent { run: true, at: t, source: format!("StartSchedule {e}") }));
-    let stop = s.stop.and_then(|e| next(e, at).map(|t| RunEvent { run: false, at: t, source: format!("StopSchedule {e}") }));
+    let start = s.start.and_then(|e| {
+        next(e, at).map(|t| RunEvent {
+            run: true,
+            at: t,
+            source: format!("StartSchedule {e}"),
+        })
+    });
+    let stop = s.stop.and_then(|e| {
+        next(e, at).map(|t| RunEvent {
+            run: false,
+            at: t,
+            source: format!("StopSchedule {e}"),
+        })
+    });
     match (start, stop) {
         (Some(a), Some(b)) => Some(if b.at <= a.at { b } else { a }),
         (a, b) => a.or(b),
@@ -121,7 +161,12 @@ pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime
             .map(|t| t.with_timezone(&Utc))
             .ok_or_else(|| format!("{text:?} does not exist in the local time zone (a DST gap)"))
     };
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(text.trim(), format) {
             return local(naive);
         }
@@ -130,8 +175,14 @@ pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime
         if let Ok(time) = chrono::NaiveTime::parse_from_str(text.trim(), format) {
             let today = now.naive_local().date().and_time(time);
             let t = local(today)?;
-            return Ok(if t < now.with_timezone(&Utc) { local(today + chrono::Duration::days(1))? } else { t });
+            return Ok(if t < now.with_timezone(&Utc) {
+                local(today + chrono::Duration::days(1))?
+            } else {
+                t
+            });
         }
     }
-    Err(format!("{text:?} is not a time: use 03:00, 2026-11-23 03:00 or RFC 3339"))
+    Err(format!(
+        "{text:?} is not a time: use 03:00, 2026-11-23 03:00 or RFC 3339"
+    ))
 }

@@ -60,10 +60,20 @@ impl State {
     /// one's id is returned: requests merge). Returns (id, merged).
     pub fn request_build(&mut self, image: &str, trigger: &str) -> Result<(i64, bool), StateError> {
         let path = self.path.clone();
-        let sql = |source| StateError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let sql = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let queued: Option<i64> = tx
-            .query_row("SELECT id FROM builds WHERE image = ?1 AND state = 'queued'", params![image], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM builds WHERE image = ?1 AND state = 'queued'",
+                params![image],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql)?;
         let result = match queued {
@@ -83,10 +93,19 @@ impl State {
 
     /// Claims the oldest queued build whose image is not waiting on another
     /// queued or running build listed in `waits_on(image)`; marks it running.
-    pub fn claim_build(&mut self, waits_on: &dyn Fn(&str) -> Vec<String>) -> Result<Option<Build>, StateError> {
+    pub fn claim_build(
+        &mut self,
+        waits_on: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Option<Build>, StateError> {
         let path = self.path.clone();
-        let sql = |source| StateError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+        let sql = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let busy: Vec<String> = {
             let mut stmt = tx
                 .prepare("SELECT image FROM builds WHERE state IN ('queued', 'running')")
@@ -95,19 +114,24 @@ impl State {
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
         let running: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT image FROM builds WHERE state = 'running'").map_err(sql)?;
+            let mut stmt = tx
+                .prepare("SELECT image FROM builds WHERE state = 'running'")
+                .map_err(sql)?;
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
         let queued: Vec<Build> = {
             let mut stmt = tx
-                .prepare(&format!("SELECT {COLUMNS} FROM builds WHERE state = 'queued' ORDER BY id"))
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM builds WHERE state = 'queued' ORDER BY id"
+                ))
                 .map_err(sql)?;
             let rows = stmt.query_map([], row).map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
         let pick = queued.into_iter().find(|b| {
-            !running.contains(&b.image) && !waits_on(&b.image).iter().any(|base| busy.contains(base))
+            !running.contains(&b.image)
+                && !waits_on(&b.image).iter().any(|base| busy.contains(base))
         });
         if let Some(b) = &pick {
             tx.execute(
@@ -117,25 +141,43 @@ impl State {
             .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
-        Ok(pick.map(|b| Build { state: "running".into(), ..b }))
+        Ok(pick.map(|b| Build {
+            state: "running".into(),
+            ..b
+        }))
     }
 
     pub fn append_build_log(&self, id: i64, text: &str) -> Result<(), StateError> {
         self.conn
-            .execute("UPDATE builds SET log = log || ?1 WHERE id = ?2", params![text, id])
+            .execute(
+                "UPDATE builds SET log = log || ?1 WHERE id = ?2",
+                params![text, id],
+            )
             .map_err(self.err())?;
         Ok(())
     }
 
-    pub fn set_build_base(&self, id: i64, base_ref: Option<&str>, base_id: Option<&str>) -> Result<(), StateError> {
+    pub fn set_build_base(
+        &self,
+        id: i64,
+        base_ref: Option<&str>,
+        base_id: Option<&str>,
+    ) -> Result<(), StateError> {
         self.conn
-            .execute("UPDATE builds SET base_ref = ?1, base_id = ?2 WHERE id = ?3", params![base_ref, base_id, id])
+            .execute(
+                "UPDATE builds SET base_ref = ?1, base_id = ?2 WHERE id = ?3",
+                params![base_ref, base_id, id],
+            )
             .map_err(self.err())?;
         Ok(())
     }
 
     /// Ends a build; a success also records the image's lineage.
-    pub fn finish_build(&self, build: &Build, result: Result<&str, &str>) -> Result<(), StateError> {
+    pub fn finish_build(
+        &self,
+        build: &Build,
+        result: Result<&str, &str>,
+    ) -> Result<(), StateError> {
         let (state, result_id, error) = match result {
             Ok(id) => ("succeeded", Some(id), None),
             Err(e) => ("failed", None, Some(e)),
@@ -148,7 +190,9 @@ impl State {
             .map_err(self.err())?;
         if let Ok(image_id) = result {
             let current = self.build(build.id)?;
-            let (base_ref, base_id) = current.map(|b| (b.base_ref, b.base_id)).unwrap_or((None, None));
+            let (base_ref, base_id) = current
+                .map(|b| (b.base_ref, b.base_id))
+                .unwrap_or((None, None));
             self.conn
                 .execute(
                     "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated)
@@ -167,7 +211,9 @@ impl State {
         let running: Vec<Build> = {
             let mut stmt = self
                 .conn
-                .prepare(&format!("SELECT {COLUMNS} FROM builds WHERE state = 'running'"))
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM builds WHERE state = 'running'"
+                ))
                 .map_err(self.err())?;
             let rows = stmt.query_map([], row).map_err(self.err())?;
             rows.collect::<Result<_, _>>().map_err(self.err())?
@@ -193,14 +239,20 @@ impl State {
 
     pub fn build(&self, id: i64) -> Result<Option<Build>, StateError> {
         self.conn
-            .query_row(&format!("SELECT {COLUMNS} FROM builds WHERE id = ?1"), params![id], row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM builds WHERE id = ?1"),
+                params![id],
+                row,
+            )
             .optional()
             .map_err(self.err())
     }
 
     pub fn build_log(&self, id: i64) -> Result<Option<String>, StateError> {
         self.conn
-            .query_row("SELECT log FROM builds WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row("SELECT log FROM builds WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(self.err())
     }
@@ -208,15 +260,23 @@ impl State {
     pub fn builds(&self, limit: usize) -> Result<Vec<Build>, StateError> {
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM builds ORDER BY id DESC LIMIT ?1"))
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM builds ORDER BY id DESC LIMIT ?1"
+            ))
             .map_err(self.err())?;
-        let rows = stmt.query_map(params![limit as i64], row).map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![limit as i64], row)
+            .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     pub fn has_pending_builds(&self) -> Result<bool, StateError> {
         self.conn
-            .query_row("SELECT count(*) FROM builds WHERE state = 'queued'", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT count(*) FROM builds WHERE state = 'queued'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n > 0)
             .map_err(self.err())
     }
@@ -245,7 +305,10 @@ impl State {
     pub fn mark_outdated(&self, image: &str) -> Result<bool, StateError> {
         let changed = self
             .conn
-            .execute("UPDATE lineage SET outdated = 1 WHERE image = ?1 AND outdated = 0", params![image])
+            .execute(
+                "UPDATE lineage SET outdated = 1 WHERE image = ?1 AND outdated = 0",
+                params![image],
+            )
             .map_err(self.err())?;
         Ok(changed > 0)
     }
@@ -263,11 +326,20 @@ mod tests {
         assert!(!merged);
         assert_eq!(s.request_build("app", "webhook").expect("req"), (a, true));
         let (base, _) = s.request_build("base", "cli").expect("req");
-        let waits = |image: &str| if image == "app" { vec!["base".to_string()] } else { vec![] };
+        let waits = |image: &str| {
+            if image == "app" {
+                vec!["base".to_string()]
+            } else {
+                vec![]
+            }
+        };
         // app waits for its base, though it was queued first.
         let first = s.claim_build(&waits).expect("claim").expect("a build");
         assert_eq!(first.id, base);
-        assert!(s.claim_build(&waits).expect("claim").is_none(), "app waits while base runs");
+        assert!(
+            s.claim_build(&waits).expect("claim").is_none(),
+            "app waits while base runs"
+        );
         s.finish_build(&first, Ok("sha256:base1")).expect("finish");
         let second = s.claim_build(&waits).expect("claim").expect("app");
         assert_eq!(second.id, a);
@@ -280,9 +352,21 @@ mod tests {
         assert_eq!(retry.retry_of, Some(a));
         let cut = s.interrupt_running_builds().expect("interrupt");
         assert_eq!(cut.len(), 1);
-        assert!(s.claim_build(&waits).expect("claim").is_none(), "a retry is not retried again");
-        let states: Vec<String> = s.builds(10).expect("list").into_iter().map(|b| b.state).collect();
-        assert_eq!(states, vec!["interrupted", "succeeded", "interrupted"], "newest first");
+        assert!(
+            s.claim_build(&waits).expect("claim").is_none(),
+            "a retry is not retried again"
+        );
+        let states: Vec<String> = s
+            .builds(10)
+            .expect("list")
+            .into_iter()
+            .map(|b| b.state)
+            .collect();
+        assert_eq!(
+            states,
+            vec!["interrupted", "succeeded", "interrupted"],
+            "newest first"
+        );
         assert_eq!(s.lineage().expect("lineage")[0].image_id, "sha256:base1");
     }
 }

@@ -187,13 +187,20 @@ impl State {
     /// `interrupted`; returns how many. The next pass observes and finishes.
     pub fn mark_interrupted(&self) -> Result<usize, StateError> {
         self.conn
-            .execute("UPDATE actions SET result = 'interrupted' WHERE result = 'started'", [])
+            .execute(
+                "UPDATE actions SET result = 'interrupted' WHERE result = 'started'",
+                [],
+            )
             .map_err(self.err())
     }
 
     /// Records a console or signalled start/stop; it replaces the record's
     /// previous one (only the latest event counts).
-    pub fn set_override(&self, record: &str, event: &crate::schedule::RunEvent) -> Result<(), StateError> {
+    pub fn set_override(
+        &self,
+        record: &str,
+        event: &crate::schedule::RunEvent,
+    ) -> Result<(), StateError> {
         self.conn
             .execute(
                 "INSERT INTO overrides (record, run, at, source) VALUES (?1, ?2, ?3, ?4)
@@ -205,11 +212,21 @@ impl State {
     }
 
     /// The latest console/signalled event of every record.
-    pub fn overrides(&self) -> Result<std::collections::BTreeMap<String, crate::schedule::RunEvent>, StateError> {
-        let mut stmt = self.conn.prepare("SELECT record, run, at, source FROM overrides").map_err(self.err())?;
+    pub fn overrides(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::schedule::RunEvent>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record, run, at, source FROM overrides")
+            .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })
             .map_err(self.err())?;
         let mut out = std::collections::BTreeMap::new();

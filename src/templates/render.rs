@@ -46,7 +46,11 @@ pub struct ContainerView {
 pub fn context(dbs: &[Db], declared: &Declared) -> Context {
     let mut db = BTreeMap::new();
     for d in dbs {
-        let name = d.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = d
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut records = BTreeMap::new();
         for r in d.records() {
             let mut props: BTreeMap<String, String> = r.props.iter().cloned().collect();
@@ -56,7 +60,11 @@ pub fn context(dbs: &[Db], declared: &Declared) -> Context {
         db.insert(name, records);
     }
     let config_value = |key: &str| -> String {
-        db.get("configuration").and_then(|c| c.get(key)).and_then(|r| r.get("type")).cloned().unwrap_or_default()
+        db.get("configuration")
+            .and_then(|c| c.get(key))
+            .and_then(|r| r.get("type"))
+            .cloned()
+            .unwrap_or_default()
     };
     let domain = config_value("DomainName");
     let system_name = config_value("SystemName");
@@ -80,15 +88,33 @@ pub fn context(dbs: &[Db], declared: &Declared) -> Context {
             links: s.links.clone(),
         })
         .collect();
-    let hostname = if domain.is_empty() { system_name.clone() } else { format!("{system_name}.{domain}") };
-    Context { db, containers, domain, system_name, hostname, http_port }
+    let hostname = if domain.is_empty() {
+        system_name.clone()
+    } else {
+        format!("{system_name}.{domain}")
+    };
+    Context {
+        db,
+        containers,
+        domain,
+        system_name,
+        hostname,
+        http_port,
+    }
 }
 
 /// A rendered template, or why it could not be.
 #[derive(Debug, Clone)]
 pub enum Rendered {
-    Ok { path: PathBuf, bytes: Vec<u8>, warnings: Vec<String> },
-    Failed { path: PathBuf, error: String },
+    Ok {
+        path: PathBuf,
+        bytes: Vec<u8>,
+        warnings: Vec<String>,
+    },
+    Failed {
+        path: PathBuf,
+        error: String,
+    },
 }
 
 /// Renders every template; one's failure never stops the others.
@@ -97,7 +123,10 @@ pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
 }
 
 fn render_one(template: &Template, context: &Context) -> Rendered {
-    let fail = |error: String| Rendered::Failed { path: template.path.clone(), error };
+    let fail = |error: String| Rendered::Failed {
+        path: template.path.clone(),
+        error,
+    };
     if let Some(e) = &template.meta_error {
         return fail(e.clone());
     }
@@ -134,7 +163,11 @@ fn render_one(template: &Template, context: &Context) -> Rendered {
         }
     }
     let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
-    Rendered::Ok { path: template.path.clone(), bytes: out.into_bytes(), warnings }
+    Rendered::Ok {
+        path: template.path.clone(),
+        bytes: out.into_bytes(),
+        warnings,
+    }
 }
 
 /// `FILE:LINE: what` from a minijinja error.
@@ -146,7 +179,9 @@ fn describe(fragment: &str, e: &minijinja::Error) -> String {
 
 /// The db files of `db_dir` (lock and temp files skipped).
 pub fn load_dbs(db_dir: &Path) -> Vec<Db> {
-    let Ok(entries) = std::fs::read_dir(db_dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(db_dir) else {
+        return Vec::new();
+    };
     let mut dbs: Vec<Db> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))

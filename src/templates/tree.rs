@@ -42,7 +42,13 @@ fn mode() -> String {
 
 impl Default for Meta {
     fn default() -> Self {
-        Meta { owner: root(), group: root(), mode: mode(), reload: None, remove_when_deleted: false }
+        Meta {
+            owner: root(),
+            group: root(),
+            mode: mode(),
+            reload: None,
+            remove_when_deleted: false,
+        }
     }
 }
 
@@ -60,9 +66,18 @@ pub struct Template {
 
 fn is_leftover(name: &str) -> bool {
     name.starts_with('.')
-        || [".swp", "~", ".orig", ".rpmsave", ".rpmnew", ".dpkg-old", ".dpkg-new", ".dpkg-dist"]
-            .iter()
-            .any(|s| name.ends_with(s))
+        || [
+            ".swp",
+            "~",
+            ".orig",
+            ".rpmsave",
+            ".rpmnew",
+            ".dpkg-old",
+            ".dpkg-new",
+            ".dpkg-dist",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 fn fragment_order(a: &str, b: &str) -> std::cmp::Ordering {
@@ -71,7 +86,9 @@ fn fragment_order(a: &str, b: &str) -> std::cmp::Ordering {
         "template-end" => 2,
         _ => 1,
     };
-    rank(a).cmp(&rank(b)).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    rank(a)
+        .cmp(&rank(b))
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// Template folders under `root`: every folder holding at least one fragment,
@@ -80,11 +97,15 @@ fn folders(root: &Path) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_path_buf()];
     while let Some(dir) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut fragments = BTreeMap::new();
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let name = entry.file_name().to_string_lossy().into_owned();
             if kind.is_dir() {
                 todo.push(path);
@@ -107,7 +128,14 @@ fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<String>) {
         if let Ok(text) = std::fs::read_to_string(&path) {
             return match toml::from_str(&text) {
                 Ok(meta) => (meta, None),
-                Err(e) => (Meta::default(), Some(format!("{}: {}", path.display(), e.to_string().replace('\n', " ")))),
+                Err(e) => (
+                    Meta::default(),
+                    Some(format!(
+                        "{}: {}",
+                        path.display(),
+                        e.to_string().replace('\n', " ")
+                    )),
+                ),
             };
         }
     }
@@ -117,7 +145,13 @@ fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<String>) {
 /// Every template of the two trees.
 pub fn discover(standard: &Path, custom: &Path) -> Vec<Template> {
     let shipped = folders(standard);
-    let local = folders(custom);
+    let mut local = folders(custom);
+    // A plain file standing where the standard tree has a template folder
+    // replaces that whole template; it does not make its own folder a template.
+    for (rel, fragments) in local.iter_mut() {
+        fragments.retain(|name, _| !shipped.contains_key(&rel.join(name)));
+    }
+    local.retain(|_, fragments| !fragments.is_empty());
     let mut paths: Vec<&PathBuf> = shipped.keys().chain(local.keys()).collect();
     paths.sort();
     paths.dedup();
@@ -126,7 +160,12 @@ pub fn discover(standard: &Path, custom: &Path) -> Vec<Template> {
         let whole = custom.join(rel);
         let (meta, meta_error) = read_meta(&[custom.join(rel), standard.join(rel)]);
         if whole.is_file() {
-            out.push(Template { path: rel.clone(), fragments: vec![whole], meta, meta_error });
+            out.push(Template {
+                path: rel.clone(),
+                fragments: vec![whole],
+                meta,
+                meta_error,
+            });
             continue;
         }
         let mut merged: BTreeMap<String, PathBuf> = shipped.get(rel).cloned().unwrap_or_default();
@@ -135,8 +174,16 @@ pub fn discover(standard: &Path, custom: &Path) -> Vec<Template> {
         }
         let mut names: Vec<String> = merged.keys().cloned().collect();
         names.sort_by(|a, b| fragment_order(a, b));
-        let fragments = names.into_iter().filter_map(|n| merged.remove(&n)).collect();
-        out.push(Template { path: rel.clone(), fragments, meta, meta_error });
+        let fragments = names
+            .into_iter()
+            .filter_map(|n| merged.remove(&n))
+            .collect();
+        out.push(Template {
+            path: rel.clone(),
+            fragments,
+            meta,
+            meta_error,
+        });
     }
     out
 }
@@ -156,7 +203,16 @@ mod tests {
     fn order_overrides_leftovers_and_whole_file_replacement() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (std_tree, custom) = (dir.path().join("t"), dir.path().join("c"));
-        for name in ["template-end", "20b", "10a", "template-begin", "10a~", "x.swp", "y.rpmnew", ".meta.toml"] {
+        for name in [
+            "template-end",
+            "20b",
+            "10a",
+            "template-begin",
+            "10a~",
+            "x.swp",
+            "y.rpmnew",
+            ".meta.toml",
+        ] {
             write(&std_tree.join("etc/app.conf").join(name), name);
         }
         write(&custom.join("etc/app.conf/10a"), "custom");
@@ -170,11 +226,21 @@ mod tests {
         let names: Vec<String> = app
             .fragments
             .iter()
-            .map(|p| p.strip_prefix(dir.path()).map(|r| r.display().to_string()).unwrap_or_default())
+            .map(|p| {
+                p.strip_prefix(dir.path())
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default()
+            })
             .collect();
         assert_eq!(
             names,
-            vec!["t/etc/app.conf/template-begin", "c/etc/app.conf/10a", "c/etc/app.conf/15new", "t/etc/app.conf/20b", "t/etc/app.conf/template-end"]
+            vec![
+                "t/etc/app.conf/template-begin",
+                "c/etc/app.conf/10a",
+                "c/etc/app.conf/15new",
+                "t/etc/app.conf/20b",
+                "t/etc/app.conf/template-end"
+            ]
         );
         assert_eq!(found[1].fragments, vec![custom.join("etc/other.conf")]);
     }

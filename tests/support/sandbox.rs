@@ -50,20 +50,48 @@ impl Sandbox {
     }
 
     pub fn berth(&self, args: &[&str]) -> std::process::Output {
-        Command::new(cargo_bin("berth")).arg("--config").arg(self.config()).args(args).output().expect("berth")
+        Command::new(cargo_bin("berth"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .output()
+            .expect("berth")
     }
 
     pub fn declare(&self, name: &str, props: &[&str]) {
         let full = self.name(name);
-        let mut args = vec!["db", "docker_containers", "set", &full, "service", "Image", &self.image];
+        let mut args = vec![
+            "db",
+            "docker_containers",
+            "set",
+            &full,
+            "service",
+            "Image",
+            &self.image,
+        ];
         args.extend_from_slice(props);
         let out = self.berth(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn setprop(&self, name: &str, prop: &str, value: &str) {
-        let out = self.berth(&["db", "docker_containers", "setprop", &self.name(name), prop, value]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = self.berth(&[
+            "db",
+            "docker_containers",
+            "setprop",
+            &self.name(name),
+            prop,
+            value,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn start_daemon(&self) -> Daemon {
@@ -77,7 +105,10 @@ impl Sandbox {
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn berthd");
-        Daemon { child: Some(child), log }
+        Daemon {
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn memory(&self, name: &str) -> Option<i64> {
@@ -91,16 +122,29 @@ impl Sandbox {
 
     /// Containers of this sandbox, by name.
     pub fn container_names(&self) -> Vec<String> {
-        let (_, out, _) = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("label=org.berth.instance={}", self.prefix.as_str())]);
+        let (_, out, _) = docker(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=org.berth.instance={}", self.prefix.as_str()),
+        ]);
         let mut names: Vec<String> = out.lines().map(str::to_string).collect();
         names.sort();
         names
     }
 
     pub fn passes(&self) -> i64 {
-        let out = Command::new("sqlite3").arg(self.dir.path().join("state/state.db")).arg("SELECT count(*) FROM passes").output();
+        let out = Command::new("sqlite3")
+            .arg(self.dir.path().join("state/state.db"))
+            .arg("SELECT count(*) FROM passes")
+            .output();
         match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(-1),
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(-1),
             _ => {
                 // No sqlite3 CLI: count through the library.
                 let s = berth::state::State::open(&self.dir.path().join("state")).expect("state");
@@ -111,7 +155,10 @@ impl Sandbox {
 }
 
 fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 pub struct Daemon {
@@ -176,9 +223,11 @@ pub fn wait_for(what: &str, daemon: Option<&Daemon>, mut check: impl FnMut() -> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out waiting for {what}\n{}", daemon.map(Daemon::log).unwrap_or_default());
+    panic!(
+        "timed out waiting for {what}\n{}",
+        daemon.map(Daemon::log).unwrap_or_default()
+    );
 }
-
 
 impl Sandbox {
     /// `berth db docker_containers ARGS…`, which must succeed.
@@ -186,7 +235,11 @@ impl Sandbox {
         let mut all = vec!["db", "docker_containers"];
         all.extend_from_slice(args);
         let out = self.berth(&all);
-        assert!(out.status.success(), "berth {all:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "berth {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `berth ARGS…` → (exit code, stdout, stderr).

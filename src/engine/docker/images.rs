@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use bollard::auth::DockerCredentials;
 use bollard::body_full;
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder, PushImageOptionsBuilder,
-    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
+    PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 use hyper::body::Bytes;
@@ -39,7 +39,10 @@ pub struct RegistryLogin {
 fn split_reference(reference: &str) -> (&str, &str) {
     let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
     match reference[last_slash..].rfind(':') {
-        Some(i) => (&reference[..last_slash + i], &reference[last_slash + i + 1..]),
+        Some(i) => (
+            &reference[..last_slash + i],
+            &reference[last_slash + i + 1..],
+        ),
         None => (reference, "latest"),
     }
 }
@@ -59,7 +62,11 @@ impl DockerEngine {
 
     /// Builds and tags; `log` gets every line the build prints. The tag only
     /// moves if the build succeeds.
-    pub async fn build_image(&self, req: BuildRequest<'_>, log: &mut dyn FnMut(&str)) -> Result<String, EngineError> {
+    pub async fn build_image(
+        &self,
+        req: BuildRequest<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
         self.count();
         let mut options = BuildImageOptionsBuilder::new()
             .dockerfile(req.dockerfile)
@@ -71,9 +78,15 @@ impl DockerEngine {
             options = options.memory(i32::try_from(req.memory).unwrap_or(i32::MAX));
         }
         if req.cpu_quota > 0 {
-            options = options.cpuperiod(100_000).cpuquota(i32::try_from(req.cpu_quota).unwrap_or(i32::MAX));
+            options = options
+                .cpuperiod(100_000)
+                .cpuquota(i32::try_from(req.cpu_quota).unwrap_or(i32::MAX));
         }
-        let mut stream = self.docker.build_image(options.build(), None, Some(body_full(Bytes::from(req.context_tar))));
+        let mut stream = self.docker.build_image(
+            options.build(),
+            None,
+            Some(body_full(Bytes::from(req.context_tar))),
+        );
         let mut id = None;
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
@@ -96,38 +109,56 @@ impl DockerEngine {
         }
         match id {
             Some(id) => Ok(id),
-            None => self
-                .image_id(req.tag)
-                .await?
-                .ok_or_else(|| EngineError::Api(format!("build ended without an image for {}", req.tag))),
+            None => self.image_id(req.tag).await?.ok_or_else(|| {
+                EngineError::Api(format!("build ended without an image for {}", req.tag))
+            }),
         }
     }
 
     /// `docker import`: a root filesystem tar becomes the image `reference`.
-    pub async fn import_rootfs(&self, tar: Vec<u8>, reference: &str, log: &mut dyn FnMut(&str)) -> Result<String, EngineError> {
+    pub async fn import_rootfs(
+        &self,
+        tar: Vec<u8>,
+        reference: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
         self.count();
         let (repo, tag) = split_reference(reference);
-        let options = CreateImageOptionsBuilder::new().from_src("-").repo(repo).tag(tag).build();
-        let mut stream = self.docker.create_image(Some(options), Some(body_full(Bytes::from(tar))), None);
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .build();
+        let mut stream =
+            self.docker
+                .create_image(Some(options), Some(body_full(Bytes::from(tar))), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
             if let Some(status) = info.status {
                 log(&status);
             }
             if let Some(detail) = info.error_detail {
-                return Err(EngineError::Api(detail.message.unwrap_or_else(|| "import failed".into())));
+                return Err(EngineError::Api(
+                    detail.message.unwrap_or_else(|| "import failed".into()),
+                ));
             }
         }
-        self.image_id(reference)
-            .await?
-            .ok_or_else(|| EngineError::Api(format!("import ended without an image for {reference}")))
+        self.image_id(reference).await?.ok_or_else(|| {
+            EngineError::Api(format!("import ended without an image for {reference}"))
+        })
     }
 
     /// `docker load`: a saved-image tar; returns what the engine printed.
-    pub async fn load_images(&self, tar: Vec<u8>, log: &mut dyn FnMut(&str)) -> Result<(), EngineError> {
+    pub async fn load_images(
+        &self,
+        tar: Vec<u8>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
         self.count();
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
-        let mut stream = self.docker.import_image(options, body_full(Bytes::from(tar)), None);
+        let mut stream = self
+            .docker
+            .import_image(options, body_full(Bytes::from(tar)), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
             if let Some(text) = info.stream {
@@ -136,19 +167,26 @@ impl DockerEngine {
                 }
             }
             if let Some(detail) = info.error_detail {
-                return Err(EngineError::Api(detail.message.unwrap_or_else(|| "load failed".into())));
+                return Err(EngineError::Api(
+                    detail.message.unwrap_or_else(|| "load failed".into()),
+                ));
             }
         }
         Ok(())
     }
 
     /// `docker save`: the image as a tar, written to `out`.
-    pub async fn save_image(&self, reference: &str, out: &mut (dyn std::io::Write + Send)) -> Result<(), EngineError> {
+    pub async fn save_image(
+        &self,
+        reference: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), EngineError> {
         self.count();
         let mut stream = self.docker.export_image(reference);
         while let Some(chunk) = stream.next().await {
             let bytes = chunk.map_err(|e| self.error(e))?;
-            out.write_all(&bytes).map_err(|e| EngineError::Api(format!("cannot write the image: {e}")))?;
+            out.write_all(&bytes)
+                .map_err(|e| EngineError::Api(format!("cannot write the image: {e}")))?;
         }
         Ok(())
     }
@@ -157,7 +195,10 @@ impl DockerEngine {
         self.count();
         let (repo, tag) = split_reference(reference);
         let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
-        self.docker.tag_image(source, Some(options)).await.map_err(|e| self.error(e))
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| self.error(e))
     }
 
     pub async fn push_image(
@@ -182,7 +223,9 @@ impl DockerEngine {
                 log(&status);
             }
             if let Some(detail) = info.error_detail {
-                return Err(EngineError::Api(detail.message.unwrap_or_else(|| "push failed".into())));
+                return Err(EngineError::Api(
+                    detail.message.unwrap_or_else(|| "push failed".into()),
+                ));
             }
         }
         Ok(())
@@ -192,7 +235,11 @@ impl DockerEngine {
     pub async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
         self.count();
         let options = RemoveImageOptionsBuilder::new().noprune(false).build();
-        match self.docker.remove_image(reference, Some(options), None).await {
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match self.error(e) {
                 EngineError::NotFound(_) => Ok(()),
@@ -209,7 +256,13 @@ mod tests {
     #[test]
     fn references_split_at_the_tag_not_the_registry_port() {
         assert_eq!(split_reference("berth/app:1"), ("berth/app", "1"));
-        assert_eq!(split_reference("127.0.0.1:5000/app:2"), ("127.0.0.1:5000/app", "2"));
-        assert_eq!(split_reference("127.0.0.1:5000/app"), ("127.0.0.1:5000/app", "latest"));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app:2"),
+            ("127.0.0.1:5000/app", "2")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app", "latest")
+        );
     }
 }
