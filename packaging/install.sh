@@ -9,6 +9,9 @@ install -D -m 0755 target/release/berthd /usr/sbin/berthd
 install -D -m 0644 systemd/berthd.service /lib/systemd/system/berthd.service
 install -D -m 0644 README.md /usr/share/doc/berth/README.md
 install -d -m 0755 /etc/berth/templates /etc/berth/templates-custom /etc/berth/events
+# The shipped templates (reverse proxy for nginx and Apache); local changes
+# belong in /etc/berth/templates-custom, which is never overwritten.
+cp -a templates/. /etc/berth/templates/
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
   echo "installed; start with: systemctl enable --now berthd"
