@@ -21,6 +21,9 @@ use serde_json::json;
 
 const INSTANCE: &str = "bench";
 const IMAGE: &str = "berth-bench/busybox:1";
+/// A process that stops at once on SIGTERM (a bare `sleep` as PID 1 ignores
+/// it, so every stop would wait out the grace period and hide berth's own time).
+const COMMAND: &str = "sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'";
 
 struct Args {
     n: usize,
@@ -159,11 +162,11 @@ fn write_sandbox(dir: &Path, n: usize, changed: Option<usize>) {
     for (i, port) in ports(n).into_iter().enumerate() {
         let mem = if changed == Some(i) { 40 } else { 32 };
         db.push_str(&format!(
-            "bench-c{i:02}=service|Command|sleep 3600|Image|{IMAGE}|MaxMemory|{mem}M|PortMapping|custom|PortMappingPorts|{port}:80|TCPPort|80|access|private\n"
+            "bench-c{i:02}=service|Command|{COMMAND}|Image|{IMAGE}|MaxMemory|{mem}M|PortMapping|custom|PortMappingPorts|{port}:80|TCPPort|80|access|private\n"
         ));
         let cport = port + 2000;
         compose.push_str(&format!(
-            "  c{i:02}:\n    image: {IMAGE}\n    command: sleep 3600\n    mem_limit: {mem}m\n    ports: [\"127.0.0.1:{cport}:80\"]\n    restart: unless-stopped\n    stop_grace_period: 1s\n"
+            "  c{i:02}:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n    mem_limit: {mem}m\n    ports: [\"127.0.0.1:{cport}:80\"]\n    restart: unless-stopped\n    stop_grace_period: 1s\n"
         ));
     }
     let _ = std::fs::write(dir.join("db/docker_containers"), db);
