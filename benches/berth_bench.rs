@@ -33,7 +33,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { n: 50, runs: 5, quick: false, json: PathBuf::from("bench-results.json") };
+    let mut a = Args {
+        n: 50,
+        runs: 5,
+        quick: false,
+        json: PathBuf::from("bench-results.json"),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -63,7 +68,11 @@ impl Figure {
             return f64::NAN;
         }
         let m = v.len() / 2;
-        if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+        if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            (v[m - 1] + v[m]) / 2.0
+        }
     }
     fn min(&self) -> f64 {
         self.0.iter().copied().fold(f64::INFINITY, f64::min)
@@ -75,7 +84,12 @@ impl Figure {
         if self.0.is_empty() {
             return "n/a".into();
         }
-        format!("{} ({}–{})", ms(self.median()), ms(self.min()), ms(self.max()))
+        format!(
+            "{} ({}–{})",
+            ms(self.median()),
+            ms(self.min()),
+            ms(self.max())
+        )
     }
     fn json(&self) -> serde_json::Value {
         json!({ "median_s": self.median(), "min_s": self.min(), "max_s": self.max(), "runs_s": self.0 })
@@ -83,7 +97,11 @@ impl Figure {
 }
 
 fn ms(s: f64) -> String {
-    if s < 1.0 { format!("{:.1} ms", s * 1000.0) } else { format!("{s:.2} s") }
+    if s < 1.0 {
+        format!("{:.1} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
 }
 
 /// Median of the pairwise ratios a[i]/b[i].
@@ -98,11 +116,19 @@ fn time<T>(f: impl FnOnce() -> T) -> (f64, T) {
 }
 
 fn sh(cmd: &mut Command) -> bool {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false)
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 fn docker(args: &[&str]) -> String {
-    Command::new("docker").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 fn root() -> PathBuf {
@@ -138,10 +164,24 @@ impl Drop for Cleanup {
 }
 
 fn remove_containers() {
-    let ids = docker(&["ps", "-aq", "--filter", &format!("label=org.berth.instance={INSTANCE}")]);
+    let ids = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=org.berth.instance={INSTANCE}"),
+    ]);
     let floor = docker(&["ps", "-aq", "--filter", "name=^benchfloor-"]);
-    let compose = docker(&["ps", "-aq", "--filter", "label=com.docker.compose.project=berthbench"]);
-    let all: Vec<&str> = ids.lines().chain(floor.lines()).chain(compose.lines()).collect();
+    let compose = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=com.docker.compose.project=berthbench",
+    ]);
+    let all: Vec<&str> = ids
+        .lines()
+        .chain(floor.lines())
+        .chain(compose.lines())
+        .collect();
     if !all.is_empty() {
         let mut args = vec!["rm", "-f"];
         args.extend(all);
@@ -174,15 +214,24 @@ fn write_sandbox(dir: &Path, n: usize, changed: Option<usize>) {
 }
 
 fn berth(dir: &Path, args: &[&str]) -> bool {
-    sh(Command::new(root().join("target/release/berth")).arg("--config").arg(dir.join("berth.toml")).args(args))
+    sh(Command::new(root().join("target/release/berth"))
+        .arg("--config")
+        .arg(dir.join("berth.toml"))
+        .args(args))
 }
 
 fn compose_up(dir: &Path) -> bool {
-    sh(Command::new("docker-compose").args(["-p", "berthbench", "-f"]).arg(dir.join("docker-compose.yml")).args(["up", "-d"]))
+    sh(Command::new("docker-compose")
+        .args(["-p", "berthbench", "-f"])
+        .arg(dir.join("docker-compose.yml"))
+        .args(["up", "-d"]))
 }
 
 fn compose_down(dir: &Path) {
-    sh(Command::new("docker-compose").args(["-p", "berthbench", "-f"]).arg(dir.join("docker-compose.yml")).args(["down", "-t", "1"]));
+    sh(Command::new("docker-compose")
+        .args(["-p", "berthbench", "-f"])
+        .arg(dir.join("docker-compose.yml"))
+        .args(["down", "-t", "1"]));
 }
 
 /// The same creates and starts berth issues, straight to the engine, with
@@ -226,10 +275,18 @@ async fn noop_pass(engine: &DockerEngine, config: &Config) -> (f64, u64) {
     let declared = berth::spec::load(config).expect("specs");
     let observed = engine.observe().await.expect("observe");
     let p = plan(&declared, &observed, SystemTime::now());
-    let settings = ApplySettings { instance: INSTANCE.into(), concurrency: 8, stop_grace_seconds: 1 };
+    let settings = ApplySettings {
+        instance: INSTANCE.into(),
+        concurrency: 8,
+        stop_grace_seconds: 1,
+    };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let report = apply(engine, &p, &settings, &stop, |_: &Outcome| {}).await;
-    assert!(report.outcomes.is_empty(), "not converged: {:?}", p.actions.len());
+    assert!(
+        report.outcomes.is_empty(),
+        "not converged: {:?}",
+        p.actions.len()
+    );
     (t.elapsed().as_secs_f64(), engine.api_calls() - before)
 }
 
@@ -241,7 +298,11 @@ fn pure_code(runs: usize) -> (Figure, Figure) {
     let path = Path::new("/bench/docker_containers");
     let mut parse = Vec::new();
     let mut planning = Vec::new();
-    let settings = SpecSettings { instance: INSTANCE.into(), bridge_network: "berth".into(), data_root: "/data".into() };
+    let settings = SpecSettings {
+        instance: INSTANCE.into(),
+        bridge_network: "berth".into(),
+        data_root: "/data".into(),
+    };
     for _ in 0..runs {
         let (t, db) = time(|| Db::parse(path, &text));
         parse.push(t);
@@ -260,7 +321,9 @@ fn pure_code(runs: usize) -> (Figure, Figure) {
                     state: "running".into(),
                 })
                 .collect(),
-            images: [("app:1".to_string(), "sha256:1".to_string())].into_iter().collect(),
+            images: [("app:1".to_string(), "sha256:1".to_string())]
+                .into_iter()
+                .collect(),
             networks: vec!["berth".into()],
         };
         let (t, p) = time(|| plan(&declared, &observed, SystemTime::now()));
@@ -274,10 +337,15 @@ fn pure_code(runs: usize) -> (Figure, Figure) {
 fn proc_stats(pid: u32) -> Option<(u64, f64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok())
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
     };
     let rss_kb = field("VmRSS:")?;
-    let switches = field("voluntary_ctxt_switches:").unwrap_or(0) + field("nonvoluntary_ctxt_switches:").unwrap_or(0);
+    let switches = field("voluntary_ctxt_switches:").unwrap_or(0)
+        + field("nonvoluntary_ctxt_switches:").unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -289,7 +357,11 @@ fn proc_stats(pid: u32) -> Option<(u64, f64, u64)> {
         for t in tasks.filter_map(Result::ok) {
             if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
                 for l in s.lines().filter(|l| l.contains("ctxt_switches:")) {
-                    all_switches += l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                    all_switches += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
                 }
             }
         }
@@ -298,7 +370,12 @@ fn proc_stats(pid: u32) -> Option<(u64, f64, u64)> {
 }
 
 fn running_with_memory(name: &str, bytes: i64) -> bool {
-    let out = docker(&["inspect", "-f", "{{.State.Running}} {{.HostConfig.Memory}}", name]);
+    let out = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.HostConfig.Memory}}",
+        name,
+    ]);
     out.trim() == format!("true {bytes}")
 }
 
@@ -308,15 +385,30 @@ fn main() {
     let dir = dir.path().to_path_buf();
     write_sandbox(&dir, a.n, None);
     let cleanup = Cleanup { dir: dir.clone() };
-    if docker(&["image", "inspect", "-f", "{{.Id}}", IMAGE]).trim().is_empty() {
+    if docker(&["image", "inspect", "-f", "{{.Id}}", IMAGE])
+        .trim()
+        .is_empty()
+    {
         let ok = sh(Command::new(root().join("scripts/test-image.sh")).arg(IMAGE));
         assert!(ok, "cannot make {IMAGE}");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let engine = rt.block_on(DockerEngine::connect("unix:///var/run/docker.sock")).expect("engine");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let engine = rt
+        .block_on(DockerEngine::connect("unix:///var/run/docker.sock"))
+        .expect("engine");
     let config = Config::load(&dir.join("berth.toml")).expect("config");
     let n = a.n;
-    println!("berth bench: N={n} containers, {} runs each, on {} cores", a.runs, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "berth bench: N={n} containers, {} runs each, on {} cores",
+        a.runs,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
 
     let (mut b_conv, mut c_conv, mut f_conv) = (vec![], vec![], vec![]);
     let (mut b_noop, mut c_noop, mut b_noop_inproc, mut calls) = (vec![], vec![], vec![], vec![]);
@@ -374,7 +466,9 @@ fn main() {
     if let Some(child) = &daemon {
         let pid = child.id();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline && !(0..n).all(|i| running_with_memory(&format!("bench-c{i:02}"), 32 << 20)) {
+        while Instant::now() < deadline
+            && !(0..n).all(|i| running_with_memory(&format!("bench-c{i:02}"), 32 << 20))
+        {
             std::thread::sleep(Duration::from_millis(200));
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -383,7 +477,17 @@ fn main() {
             let name = format!("bench-c{:02}", k % n);
             let mem = 40 + k as i64;
             let t = Instant::now();
-            let ok = berth(&dir, &["db", "docker_containers", "setprop", &name, "MaxMemory", &format!("{mem}M")]);
+            let ok = berth(
+                &dir,
+                &[
+                    "db",
+                    "docker_containers",
+                    "setprop",
+                    &name,
+                    "MaxMemory",
+                    &format!("{mem}M"),
+                ],
+            );
             assert!(ok);
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline && !running_with_memory(&name, mem << 20) {
@@ -402,7 +506,10 @@ fn main() {
         }
     }
     if let Some(mut child) = daemon.take() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = child.wait();
     }
     let edits = Figure(edits);
@@ -412,11 +519,35 @@ fn main() {
     println!();
     println!("| measure | berth | docker-compose | floor | berth/peer |");
     println!("|---|---|---|---|---|");
-    println!("| converge {n} from nothing | {} | {} | {} | {:.2}× compose, {:.2}× floor |", b_conv.show(), c_conv.show(), f_conv.show(), ratio(&b_conv, &c_conv), ratio(&b_conv, &f_conv));
-    println!("| pass with nothing to do (CLI process) | {} | {} | – | {:.2}× |", b_noop.show(), c_noop.show(), ratio(&b_noop, &c_noop));
-    println!("| pass with nothing to do (in-process) | {} , {max_calls} API calls | – | – | – |", b_noop_inproc.show());
-    println!("| one container changed | {} | {} | – | {:.2}× |", b_one.show(), c_one.show(), ratio(&b_one, &c_one));
-    println!("| edit-to-effect (daemon) | median {}, max {} | – | – | – |", ms(edits.median()), ms(edits.max()));
+    println!(
+        "| converge {n} from nothing | {} | {} | {} | {:.2}× compose, {:.2}× floor |",
+        b_conv.show(),
+        c_conv.show(),
+        f_conv.show(),
+        ratio(&b_conv, &c_conv),
+        ratio(&b_conv, &f_conv)
+    );
+    println!(
+        "| pass with nothing to do (CLI process) | {} | {} | – | {:.2}× |",
+        b_noop.show(),
+        c_noop.show(),
+        ratio(&b_noop, &c_noop)
+    );
+    println!(
+        "| pass with nothing to do (in-process) | {} , {max_calls} API calls | – | – | – |",
+        b_noop_inproc.show()
+    );
+    println!(
+        "| one container changed | {} | {} | – | {:.2}× |",
+        b_one.show(),
+        c_one.show(),
+        ratio(&b_one, &c_one)
+    );
+    println!(
+        "| edit-to-effect (daemon) | median {}, max {} | – | – | – |",
+        ms(edits.median()),
+        ms(edits.max())
+    );
     match rest {
         Some((s, rss, cpu, sw)) => println!("| daemon at rest {s} s | {:.1} MB RSS, {:.0} ms CPU, {sw} context switches | – | – | – |", rss as f64 / 1024.0, cpu * 1000.0),
         None => println!("| daemon at rest | n/a | – | – | – |"),
@@ -436,7 +567,10 @@ fn main() {
         "parse_10k": parse.json(),
         "plan_10k": planning.json(),
     });
-    if let Err(e) = std::fs::write(&a.json, serde_json::to_vec_pretty(&results).unwrap_or_default()) {
+    if let Err(e) = std::fs::write(
+        &a.json,
+        serde_json::to_vec_pretty(&results).unwrap_or_default(),
+    ) {
         eprintln!("cannot write {}: {e}", a.json.display());
     } else {
         println!("\nwritten: {}", a.json.display());
