@@ -140,85 +140,89 @@ pub async fn signal<E: Engine>(
     let (stops, starts) = event_targets(&declared, event);
     let source = format!("event {event}");
     let mut output = String::new();
-    let mut failed = false;
-    let mut pass = |report: &PassReport, names: &[String], output: &mut String| {
-        for o in report.outcomes.iter().filter(|o| names.contains(&o.record)) {
-            match &o.error {
-                None => output.push_str(&format!(
-                    "berth: {} {}: {}\n",
-                    o.kind.as_str(),
-                    o.record,
-                    o.reason
-                )),
-                Some(e) => {
-                    output.push_str(&format!(
-                        "berth: FAILED {} {}: {e}\n",
-                        o.kind.as_str(),
-                        o.record
-                    ));
-                    failed = true;
-                }
-            }
-        }
-    };
+    let mut ok = true;
     if !stops.is_empty() {
-        store(state, &stops, false, Utc::now(), &source)?;
-        let report = reconcile::run_pass(
+        ok &= apply_event(
             config,
             engine,
-            Some(state),
+            state,
+            &stops,
+            false,
             &source,
             stop,
-            |_: &crate::apply::Outcome| {},
+            &mut output,
         )
         .await?;
-        pass(&report, &stops, &mut output);
     }
-    let actions_ok = run_actions(&config.events_dir.join(event), event, args, &mut output);
+    ok &= run_actions(&config.events_dir.join(event), event, args, &mut output);
     if !starts.is_empty() {
-        store(state, &starts, true, Utc::now(), &source)?;
-        let report = reconcile::run_pass(
+        ok &= apply_event(
             config,
             engine,
-            Some(state),
+            state,
+            &starts,
+            true,
             &source,
             stop,
-            |_: &crate::apply::Outcome| {},
+            &mut output,
         )
         .await?;
-        pass(&report, &starts, &mut output);
     }
     let run = EventRun {
         at: crate::state::timestamp(std::time::SystemTime::now()),
         name: event.to_string(),
         args: args.to_vec(),
         trigger: trigger.to_string(),
-        result: if failed || !actions_ok {
-            "failed"
-        } else {
-            "ok"
-        }
-        .to_string(),
+        result: if ok { "ok" } else { "failed" }.to_string(),
         output,
     };
     state.record_event(&run)?;
     Ok(run)
 }
 
-/// Leftovers of editors and package managers are not actions.
-fn is_leftover(name: &str) -> bool {
-    name.starts_with('.')
-        || [
-            ".swp",
-            "~",
-            ".orig",
-            ".rpmsave",
-            ".rpmnew",
-            ".dpkg-old",
-            ".dpkg-new",
-        ]
-        .iter()
-        .any(|s| name.ends_with(s))
+/// Stores a start/stop of `names` from `source`, runs a pass, and writes
+/// what happened to those records into `output`. False if one failed.
+#[allow(clippy::too_many_arguments)]
+async fn apply_event<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: &State,
+    names: &[String],
+    run: bool,
+    source: &str,
+    stop: &AtomicBool,
+    output: &mut String,
+) -> Result<bool, EventError> {
+    store(state, names, run, Utc::now(), source)?;
+    let report = reconcile::run_pass(
+        config,
+        engine,
+        Some(state),
+        source,
+        stop,
+        |_: &crate::apply::Outcome| {},
+    )
+    .await?;
+    let mut ok = true;
+    for o in report.outcomes.iter().filter(|o| names.contains(&o.record)) {
+        match &o.error {
+            None => output.push_str(&format!(
+                "berth: {} {}: {}\n",
+                o.kind.as_str(),
+                o.record,
+                o.reason
+            )),
+            Some(e) => {
+                output.push_str(&format!(
+                    "berth: FAILED {} {}: {e}\n",
+                    o.kind.as_str(),
+                    o.record
+                ));
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// Runs each executable of `folder` in byte order with the event name and
@@ -231,7 +235,11 @@ pub fn run_actions(folder: &Path, event: &str, args: &[String], output: &mut Str
     };
     let mut actions: Vec<_> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(|n| !is_leftover(n)))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| !crate::templates::tree::is_leftover(n))
+        })
         .filter(|e| {
             e.metadata()
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

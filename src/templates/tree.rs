@@ -64,7 +64,9 @@ pub struct Template {
     pub meta_error: Option<String>,
 }
 
-fn is_leftover(name: &str) -> bool {
+/// Editor and package-manager leftovers (and hidden files): never fragments,
+/// never event actions.
+pub fn is_leftover(name: &str) -> bool {
     name.starts_with('.')
         || [
             ".swp",
