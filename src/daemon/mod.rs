@@ -326,7 +326,12 @@ async fn one_pass(
             }
         }
         Err(PassError::Engine(e)) => link.lost(e),
-        Err(e) => tracing::error!("pass not run: {e}"),
+        Err(e) => {
+            // A missing or unreadable db: said once, retried every pass.
+            for (_, message) in said.fresh(vec![(String::new(), format!("pass not run: {e}"))]) {
+                tracing::error!("{message}");
+            }
+        }
     }
     result
 }

@@ -106,33 +106,32 @@ impl State {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let busy: Vec<String> = {
-            let mut stmt = tx
-                .prepare("SELECT image FROM builds WHERE state IN ('queued', 'running')")
-                .map_err(sql)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
-            rows.collect::<Result<_, _>>().map_err(sql)?
-        };
-        let running: Vec<String> = {
-            let mut stmt = tx
-                .prepare("SELECT image FROM builds WHERE state = 'running'")
-                .map_err(sql)?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
-            rows.collect::<Result<_, _>>().map_err(sql)?
-        };
-        let queued: Vec<Build> = {
+        // One read of the queue: what waits, what runs.
+        let pending: Vec<Build> = {
             let mut stmt = tx
                 .prepare(&format!(
-                    "SELECT {COLUMNS} FROM builds WHERE state = 'queued' ORDER BY id"
+                    "SELECT {COLUMNS} FROM builds WHERE state IN ('queued', 'running') ORDER BY id"
                 ))
                 .map_err(sql)?;
             let rows = stmt.query_map([], row).map_err(sql)?;
             rows.collect::<Result<_, _>>().map_err(sql)?
         };
-        let pick = queued.into_iter().find(|b| {
-            !running.contains(&b.image)
-                && !waits_on(&b.image).iter().any(|base| busy.contains(base))
-        });
+        let busy: Vec<&str> = pending.iter().map(|b| b.image.as_str()).collect();
+        let running: Vec<&str> = pending
+            .iter()
+            .filter(|b| b.state == "running")
+            .map(|b| b.image.as_str())
+            .collect();
+        let queued = pending.iter().filter(|b| b.state == "queued");
+        let pick = queued
+            .into_iter()
+            .find(|b| {
+                !running.contains(&b.image.as_str())
+                    && !waits_on(&b.image)
+                        .iter()
+                        .any(|base| busy.contains(&base.as_str()))
+            })
+            .cloned();
         if let Some(b) = &pick {
             tx.execute(
                 "UPDATE builds SET state = 'running', started_at = ?1 WHERE id = ?2",
