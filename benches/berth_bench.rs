@@ -1,7 +1,7 @@
 //! berth against docker-compose and the engine's own floor, in one run on
 //! one machine. Run with `scripts/bench.sh` (not part of the tests).
 //!
-//!   berth_bench [--n N] [--runs R] [--quick] [--json FILE]
+//!   berth_bench [--n N] [--runs R] [--quick] [--pure] [--json FILE]
 //!
 //! Each figure is the median of R runs with its min–max spread; ratios are
 //! taken pair by pair (run i of berth against run i of the peer).
@@ -26,6 +26,8 @@ const IMAGE: &str = "berth-bench/busybox:1";
 const COMMAND: &str = "sh -c 'trap \"exit 0\" TERM; sleep 3600 & wait'";
 
 struct Args {
+    /// Only the pure-code figures (no engine): a quick check of parse/plan work.
+    pure: bool,
     n: usize,
     runs: usize,
     quick: bool,
@@ -34,6 +36,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        pure: false,
         n: 50,
         runs: 5,
         quick: false,
@@ -45,6 +48,7 @@ fn args() -> Args {
             "--n" => a.n = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.n),
             "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.runs),
             "--json" => a.json = it.next().map(PathBuf::from).unwrap_or(a.json),
+            "--pure" => a.pure = true,
             "--quick" => {
                 a.quick = true;
                 a.n = 10;
@@ -381,6 +385,15 @@ fn running_with_memory(name: &str, bytes: i64) -> bool {
 
 fn main() {
     let a = args();
+    if a.pure {
+        let (parse, planning) = pure_code(15);
+        println!(
+            "| parse 10,000 records | {} |\n| plan 10,000 × 10,000 | {} |",
+            parse.show(),
+            planning.show()
+        );
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path().to_path_buf();
     write_sandbox(&dir, a.n, None);

@@ -111,9 +111,16 @@ pub fn escape_field(field: &str) -> String {
 /// "" (`t|p`), as in SME. A property given twice keeps its first place and
 /// its last value, as SME's hash does.
 pub fn parse_value(text: &str) -> (String, Vec<(String, String)>) {
-    let mut fields = split_fields(text).into_iter();
+    // Most values hold no escape: take the fields straight from the text.
+    if !text.contains('\\') {
+        return pair_up(text.split('|').map(str::to_string));
+    }
+    pair_up(split_fields(text).into_iter())
+}
+
+fn pair_up(mut fields: impl Iterator<Item = String>) -> (String, Vec<(String, String)>) {
     let rtype = fields.next().unwrap_or_default();
-    let mut props: Vec<(String, String)> = Vec::new();
+    let mut props: Vec<(String, String)> = Vec::with_capacity(8);
     while let Some(name) = fields.next() {
         let value = fields.next().unwrap_or_default();
         match props.iter_mut().find(|(n, _)| *n == name) {

@@ -192,14 +192,15 @@ impl Db {
             });
         }
         let (rtype, props) = format::parse_value(value);
+        let key = key.to_string();
         let record = Record {
-            key: key.to_string(),
+            key: key.clone(),
             rtype,
             props,
             line: number,
         };
         self.entries.insert(
-            key.to_string(),
+            key,
             Entry {
                 record,
                 raw: Some(value.to_string()),
