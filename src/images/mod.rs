@@ -105,3 +105,86 @@ pub fn notify(config: &Config, image: &str, event: &str) {
         Err(e) => tracing::warn!(image, "image_notify_command: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::db::Db;
+
+    #[test]
+    fn a_moved_base_queues_auto_rebuild_images_and_marks_the_others_outdated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::open(dir.path()).expect("state");
+        let images = spec::declare(&Db::parse(
+            Path::new("/db/docker_images"),
+            "auto=image|Source|git|Repository|file:///a.git|Tag|t/auto:1|AutoRebuild|yes\n\
+             manual=image|Source|git|Repository|file:///m.git|Tag|t/manual:1\n",
+        ));
+        for name in ["auto", "manual"] {
+            let (id, _) = state.request_build(name, "test").expect("request");
+            let build = state
+                .claim_build(&|_| Vec::new())
+                .expect("claim")
+                .expect("build");
+            assert_eq!(build.id, id);
+            state
+                .set_build_base(id, Some("t/base:1"), Some("sha256:old"))
+                .expect("base");
+            state
+                .finish_build(&build, Ok("sha256:built"))
+                .expect("finish");
+        }
+        let same: BTreeMap<String, String> =
+            [("t/base:1".to_string(), "sha256:old".to_string())].into();
+        assert_eq!(
+            check_lineage(&mut state, &images, &same).expect("check"),
+            LineageReport::default()
+        );
+
+        let moved: BTreeMap<String, String> =
+            [("t/base:1".to_string(), "sha256:new".to_string())].into();
+        let found = check_lineage(&mut state, &images, &moved).expect("check");
+        assert_eq!(
+            found
+                .queued
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            vec!["auto"]
+        );
+        assert!(found.queued[0].1.contains("base t/base:1 moved"));
+        assert_eq!(found.outdated, vec!["manual".to_string()]);
+        // Said once: a second check queues nothing new (merged) and marks nothing again.
+        assert_eq!(
+            check_lineage(&mut state, &images, &moved).expect("check"),
+            LineageReport::default()
+        );
+        assert!(state
+            .lineage()
+            .expect("lineage")
+            .iter()
+            .any(|l| l.image == "manual" && l.outdated));
+    }
+
+    #[test]
+    fn the_notification_command_gets_the_image_and_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("notified");
+        let config = crate::config::Config {
+            image_notify_command: Some(format!(
+                "echo \"$BERTH_IMAGE $BERTH_IMAGE_EVENT\" >> {}",
+                out.display()
+            )),
+            ..crate::config::Config::default()
+        };
+        notify(&config, "app", "outdated");
+        notify(&config, "base", "rebuilt");
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("ran"),
+            "app outdated\nbase rebuilt\n"
+        );
+    }
+}
