@@ -73,14 +73,22 @@ pub async fn apply<E: Engine>(
     for action in &plan.actions {
         waves.entry(action.wave).or_default().push(action);
     }
+    // Records whose action failed in this pass: what links to them waits.
+    let mut failed: Vec<String> = Vec::new();
     for actions in waves.into_values() {
         for action in &actions {
             observer.starting(action);
         }
+        let failed_now = &failed;
         let mut results = stream::iter(actions)
             .map(|action| async move {
+                let broken_need = action.needs.iter().find(|n| failed_now.contains(n));
                 let result = if stop.load(Ordering::SeqCst) {
                     Err(NOT_STARTED.to_string())
+                } else if let Some(need) = broken_need {
+                    Err(format!(
+                        "not started: {need}, which it links to, failed in this pass"
+                    ))
                 } else {
                     run(engine, action, settings)
                         .await
@@ -95,10 +103,16 @@ pub async fn apply<E: Engine>(
                 (action, outcome)
             })
             .buffer_unordered(settings.concurrency.max(1));
+        let mut newly_failed = Vec::new();
         while let Some((action, outcome)) = results.next().await {
             observer.done(action, &outcome);
+            if outcome.error.is_some() {
+                newly_failed.push(action.record.clone());
+            }
             report.outcomes.push(outcome);
         }
+        drop(results);
+        failed.extend(newly_failed);
     }
     report
 }

@@ -150,3 +150,25 @@ async fn a_crash_between_remove_and_rename_is_finished_by_the_next_pass() {
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
     assert!(report.outcomes.is_empty(), "converged: {report:?}");
 }
+
+#[tokio::test]
+async fn what_links_to_a_failed_record_is_not_started() {
+    let e = engine();
+    e.fail_create("db");
+    let report = pass(&e, &declared("db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nother=service|Image|app:1\n")).await;
+    let failed: Vec<(&str, &str)> = report
+        .failures()
+        .map(|o| (o.record.as_str(), o.error.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[1].0, "web");
+    assert!(
+        failed[1].1.contains("db, which it links to, failed"),
+        "{failed:?}"
+    );
+    assert!(e.container("web").is_none());
+    assert!(
+        e.container("other").is_some(),
+        "unrelated records still apply"
+    );
+}

@@ -62,6 +62,10 @@ pub struct Action {
     pub config: Option<ContainerConfig>,
     pub spec_hash: Option<String>,
     pub start: bool,
+    /// Records this one links to: if one of them fails in the same pass,
+    /// this action is not started (as compose does with depends_on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 /// A record the plan leaves alone, and why.
@@ -186,6 +190,11 @@ pub fn plan_at<Tz: TimeZone>(
                 config: with_config.then(|| spec.config.clone()),
                 spec_hash: with_config.then(|| spec.spec_hash.clone()),
                 start,
+                needs: if start {
+                    spec.links.clone()
+                } else {
+                    Vec::new()
+                },
             };
         let needs_image = |out: &mut Plan| {
             if image_id.is_none() {
@@ -296,6 +305,7 @@ pub fn plan_at<Tz: TimeZone>(
             config: None,
             spec_hash: None,
             start: false,
+            needs: Vec::new(),
         });
     }
 
@@ -321,6 +331,7 @@ pub fn plan_at<Tz: TimeZone>(
                 config: None,
                 spec_hash: None,
                 start: false,
+                needs: Vec::new(),
             });
         }
     }
