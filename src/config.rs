@@ -32,6 +32,7 @@ struct RawConfig {
     events_dir: Option<PathBuf>,
     docker_host: Option<String>,
     api_socket: Option<PathBuf>,
+    api_listen: Option<String>,
     resync_seconds: Option<u64>,
     bridge_network: Option<String>,
     instance: Option<String>,
@@ -57,6 +58,9 @@ pub struct Config {
     pub events_dir: PathBuf,
     pub docker_host: String,
     pub api_socket: PathBuf,
+    /// `host:port` for the API over TCP; off unless set, and then every
+    /// request needs the `api_token` of the credentials file.
+    pub api_listen: Option<String>,
     pub resync_seconds: u64,
     /// The user-defined bridge network every `network bridge` container joins,
     /// so linked containers reach each other by record name.
@@ -93,6 +97,7 @@ impl Default for Config {
             events_dir: "/etc/berth/events".into(),
             docker_host: "unix:///var/run/docker.sock".into(),
             api_socket: "/run/berth/api.sock".into(),
+            api_listen: None,
             resync_seconds: 60,
             bridge_network: "berth".into(),
             instance: "default".into(),
@@ -190,6 +195,7 @@ impl Config {
             events_dir: at(raw.events_dir, d.events_dir),
             docker_host: raw.docker_host.unwrap_or(d.docker_host),
             api_socket: at(raw.api_socket, d.api_socket),
+            api_listen: raw.api_listen,
             resync_seconds: raw.resync_seconds.unwrap_or(d.resync_seconds),
             bridge_network: raw.bridge_network.unwrap_or(d.bridge_network),
             instance: raw.instance.unwrap_or(d.instance),

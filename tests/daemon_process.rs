@@ -273,3 +273,42 @@ fn engine_loss_is_logged_once_and_the_daemon_converges_when_it_is_back() {
     let (status, _) = d.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn the_tcp_api_is_off_unless_configured_and_then_needs_the_token() {
+    let s = Sandbox::new(None);
+    s.declare("a", &["Command", "sleep 3600"]);
+    let port = support::free_tcp_port();
+    let config = s.config();
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("api_listen = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, text).expect("config");
+    let creds = s.dir.path().join("credentials.toml");
+    std::fs::write(&creds, "api_token = \"t0ken-for-tests\"\n").expect("credentials");
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let d = s.start_daemon();
+    wait_for("a running", Some(&d), || s.memory("a").is_some());
+    wait_for("the TCP API", Some(&d), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let get = |auth: Option<&str>, path: &str, method: &str| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method]);
+        if let Some(a) = auth {
+            cmd.args(["-H", &format!("Authorization: Bearer {a}")]);
+        }
+        let out = cmd
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(get(None, "/v1/status", "GET"), "401");
+    assert_eq!(get(Some("wrong"), "/v1/status", "GET"), "401");
+    assert_eq!(get(Some("t0ken-for-tests"), "/v1/status", "GET"), "200");
+    // Webhooks carry their own per-image token instead.
+    assert_eq!(get(None, "/v1/hooks/images/nothing?token=x", "POST"), "403");
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}

@@ -194,3 +194,50 @@ pub async fn serve<B: Backend>(
     let _ = std::fs::remove_file(&path);
     result
 }
+
+/// Serves the same API over TCP; every request but the webhooks (which have
+/// their own per-image tokens) must carry `Authorization: Bearer <token>`.
+pub async fn serve_tcp<B: Backend>(
+    listen: &str,
+    token: String,
+    backend: Arc<B>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let err = |message: String| ApiError::Socket {
+        path: PathBuf::from(listen),
+        message,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| err(format!("cannot listen: {e}")))?;
+    let token = Arc::new(token);
+    let app = router(backend).layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                let path = request.uri().path();
+                let bearer = request
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if path.starts_with("/v1/hooks/")
+                    || crate::images::credentials::same_secret(&token, bearer)
+                {
+                    next.run(request).await
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        Json(serde_json::json!({ "error": "missing or wrong API token" })),
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| err(e.to_string()))
+}

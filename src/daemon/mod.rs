@@ -126,6 +126,8 @@ pub async fn run(
     let backend = Arc::new(backend::DaemonBackend {
         shared: shared.clone(),
     });
+    let (tcp_stop_tx, tcp_stop_rx) = tokio::sync::watch::channel(false);
+    spawn_tcp_api(&config, backend.clone(), tcp_stop_rx);
     let api_task = tokio::spawn(async move {
         let stopped = async move {
             let _ = api_stop_rx.await;
@@ -233,6 +235,7 @@ pub async fn run(
     }
     systemd::notify_stopping();
     let _ = api_stop_tx.send(());
+    let _ = tcp_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     tracing::info!("berthd stopped");
     Ok(())
@@ -506,4 +509,40 @@ fn render_templates(config: &Config, said: &mut Said) {
     for (_, message) in said.fresh_templates(current) {
         tracing::warn!("{message}");
     }
+}
+
+/// The API over TCP, only when `api_listen` is set and the credentials file
+/// holds an `api_token`; without a token it stays off (said, not fatal: the
+/// containers matter more than the remote API).
+fn spawn_tcp_api(
+    config: &Config,
+    backend: Arc<backend::DaemonBackend>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(listen) = config.api_listen.clone() else {
+        return;
+    };
+    let token = match crate::images::credentials::load(&config.credentials_file) {
+        Ok(c) => c.api_token.filter(|t| !t.is_empty()),
+        Err(e) => {
+            tracing::error!("api_listen {listen}: not listening: {e}");
+            return;
+        }
+    };
+    let Some(token) = token else {
+        tracing::error!(
+            "api_listen {listen}: not listening: {} has no api_token (a TCP API always needs one)",
+            config.credentials_file.display()
+        );
+        return;
+    };
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tracing::info!("API also on tcp {listen} (token required)");
+        if let Err(e) = crate::api::serve_tcp(&listen, token, backend, stopped).await {
+            tracing::error!("API over TCP: {e}");
+        }
+    });
 }

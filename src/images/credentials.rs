@@ -15,6 +15,9 @@ pub struct Credentials {
     /// Image name → the token its webhook must present.
     #[serde(default)]
     pub webhooks: BTreeMap<String, String>,
+    /// The bearer token every request to the TCP API (`api_listen`) needs.
+    #[serde(default)]
+    pub api_token: Option<String>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -65,12 +68,16 @@ impl Credentials {
 
     /// Constant-time comparison of a webhook token.
     pub fn webhook_allows(&self, image: &str, token: &str) -> bool {
-        let Some(expected) = self.webhooks.get(image) else {
-            return false;
-        };
-        let (a, b) = (expected.as_bytes(), token.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        self.webhooks
+            .get(image)
+            .is_some_and(|expected| same_secret(expected, token))
     }
+}
+
+/// Constant-time comparison, so a wrong token's timing says nothing.
+pub fn same_secret(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
