@@ -147,8 +147,17 @@ pub async fn run(
     let mut ready_sent = false;
     let mut next_scheduled: Option<Instant> = None;
     let mut said = Said::default();
-    let watchdog = systemd::watchdog_interval();
-    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    // Fed from its own task: a long pass or event action (a backup script)
+    // must not make systemd kill berthd mid-action.
+    let watchdog = systemd::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                systemd::notify_watchdog();
+            }
+        })
+    });
     tokio::pin!(shutdown);
 
     loop {
@@ -230,10 +239,12 @@ pub async fn run(
                     "resync"
                 }.into());
             }
-            _ = watchdog_tick.tick(), if watchdog.is_some() => systemd::notify_watchdog(),
         }
     }
     systemd::notify_stopping();
+    if let Some(task) = watchdog {
+        task.abort();
+    }
     let _ = api_stop_tx.send(());
     let _ = tcp_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
