@@ -154,7 +154,22 @@ pub async fn signal<E: Engine>(
         )
         .await?;
     }
-    ok &= run_actions(&config.events_dir.join(event), event, args, &mut output);
+    // Actions may run for long (a backup): off the async threads, so the
+    // API keeps answering meanwhile.
+    let (folder, name, owned_args) = (
+        config.events_dir.join(event),
+        event.to_string(),
+        args.to_vec(),
+    );
+    let (actions_ok, actions_output) = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        let ok = run_actions(&folder, &name, &owned_args, &mut out);
+        (ok, out)
+    })
+    .await
+    .unwrap_or_else(|e| (false, format!("berth: the action runner failed: {e}\n")));
+    output.push_str(&actions_output);
+    ok &= actions_ok;
     if !starts.is_empty() {
         ok &= apply_event(
             config,
