@@ -1,5 +1,6 @@
 //! `berth templates [--diff] [--apply]`: what the templates would change,
-//! shown as a list or a diff, or written.
+//! shown as a list or a diff, or written. Exit 1 when a template failed
+//! (named `fragment:line`) or a reload command failed.
 
 use std::io::Write;
 
@@ -22,8 +23,9 @@ fn print(report: &TemplateReport, diff: bool, applied: bool) {
             }
         }
     }
+    let removed = if applied { "removed" } else { "would remove" };
     for path in &report.removed {
-        println!("removed: {}", path.display());
+        println!("{removed}: {} (its template was deleted)", path.display());
     }
     for (path, error) in &report.failed {
         eprintln!(

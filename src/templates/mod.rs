@@ -4,9 +4,13 @@
 //! Render everything first (pure), then write only the files whose bytes
 //! changed (temp file + rename), then run each reload command once.
 
+pub mod containers;
+pub mod error;
 pub mod render;
 pub mod tree;
 pub mod write;
+
+pub use error::TemplateError;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +29,8 @@ pub struct TemplateReport {
     /// Templates that failed, with `fragment:line: why`; their targets are untouched.
     pub failed: Vec<(PathBuf, String)>,
     pub warnings: Vec<String>,
-    /// Outputs removed because their template folder was deleted.
+    /// Outputs removed because their template folder was deleted (without
+    /// `write`: that would be).
     pub removed: Vec<PathBuf>,
     /// Reload commands run, with their result.
     pub reloads: Vec<(String, Result<(), String>)>,
@@ -40,13 +45,34 @@ impl TemplateReport {
     }
 }
 
-/// Renders every template against the current dbs and specs; with `write`,
-/// writes what changed and runs reload commands.
+/// One templates pass: renders every template against the current dbs and
+/// specs; with `write`, writes what changed, removes outputs of deleted
+/// templates that asked for it, and runs each reload command once. This is
+/// what berthd calls after each reconcile pass and `berth templates` runs.
+/// It never panics and never stops at a failing template.
 pub fn run(config: &Config, write: bool) -> TemplateReport {
     let templates = tree::discover(&config.templates_dir, &config.templates_custom_dir);
-    let dbs = render::load_dbs(&config.db_dir);
-    let declared = crate::spec::load(config).unwrap_or_default();
-    let context = render::context(&dbs, &declared);
+    let (dbs, mut warnings) = render::load_dbs(&config.db_dir);
+    let last_valid = containers::load(&config.state_dir);
+    let views = match crate::spec::load(config) {
+        Ok(declared) => {
+            let (views, said) = containers::views(&declared, &last_valid);
+            warnings.extend(said);
+            Ok(views)
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if write {
+        if let Ok(views) = &views {
+            if let Err(e) = containers::save(&config.state_dir, views) {
+                warnings.push(e);
+            }
+        }
+    }
+    let context = render::context(&dbs, views);
     let rendered = render::render_all(&templates, &context);
-    write::apply(config, &templates, rendered, write)
+    let mut report = write::apply(config, &templates, rendered, write);
+    warnings.append(&mut report.warnings);
+    report.warnings = warnings;
+    report
 }

@@ -6,19 +6,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use minijinja::{Environment, UndefinedBehavior, Value};
-use serde::Serialize;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
 
-use super::tree::Template;
+use super::error::TemplateError;
+use super::tree::{Meta, Template};
 use crate::db::Db;
-use crate::spec::Declared;
+use crate::engine::{NetworkAttachment, PortBinding, Protocol};
+use crate::spec::ContainerSpec;
 
 /// What fragments see.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Context {
     /// db name → key → { "type": …, Prop: value… }
     pub db: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
-    pub containers: Vec<ContainerView>,
+    /// None when the container specs could not be read at all: a fragment
+    /// that uses them then fails (strict undefined) and its file keeps its
+    /// contents, rather than being rendered as if no container existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<ContainerView>>,
     pub domain: String,
     pub system_name: String,
     /// `SystemName.DomainName`
@@ -26,24 +32,71 @@ pub struct Context {
     /// The port the host's web server listens on: `httpd-e-smith`'s TCPPort
     /// in the configuration db, as on SME, else 80.
     pub http_port: String,
+    /// Why parts of the context are missing, added to the error of a
+    /// fragment that needed them.
+    #[serde(skip)]
+    pub unavailable: Vec<String>,
 }
 
 /// A container spec with the values a config file needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerView {
     pub name: String,
     pub enabled: bool,
     pub image: String,
     pub subdomain: Option<String>,
     pub web_alias: Option<String>,
-    /// The first published TCP port on the host, and where to reach it from
-    /// the host (127.0.0.1 for private and public alike).
+    /// The host port of the first published TCP port: what a proxy on this
+    /// host talks to, on 127.0.0.1 for private and public containers alike.
     pub proxy_port: Option<u16>,
-    pub ports: Vec<crate::engine::PortBinding>,
+    /// The same binding with its host address (127.0.0.1 or 0.0.0.0).
+    pub first_tcp: Option<HostPort>,
+    pub ports: Vec<PortBinding>,
+    /// bridge, host or none.
+    pub network: String,
     pub links: Vec<String>,
 }
 
-pub fn context(dbs: &[Db], declared: &Declared) -> Context {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPort {
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+impl ContainerView {
+    pub fn of(spec: &ContainerSpec) -> Self {
+        let first_tcp = spec
+            .config
+            .ports
+            .iter()
+            .find(|p| p.protocol == Protocol::Tcp)
+            .map(|p| HostPort {
+                host_ip: p.host_ip.clone(),
+                host_port: p.host_port,
+            });
+        ContainerView {
+            name: spec.name.clone(),
+            enabled: spec.enabled,
+            image: spec.config.image.clone(),
+            subdomain: spec.subdomain.clone(),
+            web_alias: spec.web_alias.clone(),
+            proxy_port: first_tcp.as_ref().map(|p| p.host_port),
+            first_tcp,
+            ports: spec.config.ports.clone(),
+            network: match &spec.config.network {
+                NetworkAttachment::Bridge(_) => "bridge",
+                NetworkAttachment::Host => "host",
+                NetworkAttachment::None => "none",
+            }
+            .to_string(),
+            links: spec.links.clone(),
+        }
+    }
+}
+
+/// The context of one pass. `containers` is Err(why) when the specs could
+/// not be read at all.
+pub fn context(dbs: &[Db], containers: Result<Vec<ContainerView>, String>) -> Context {
     let mut db = BTreeMap::new();
     for d in dbs {
         let name = d
@@ -59,39 +112,24 @@ pub fn context(dbs: &[Db], declared: &Declared) -> Context {
         }
         db.insert(name, records);
     }
-    let config_value = |key: &str| -> String {
-        db.get("configuration")
+    let configuration = db.get("configuration");
+    let lookup = |key: &str, prop: &str| -> Option<String> {
+        configuration
             .and_then(|c| c.get(key))
-            .and_then(|r| r.get("type"))
+            .and_then(|r| r.get(prop))
             .cloned()
-            .unwrap_or_default()
     };
-    let domain = config_value("DomainName");
-    let system_name = config_value("SystemName");
-    let http_port = db
-        .get("configuration")
-        .and_then(|c| c.get("httpd-e-smith"))
-        .and_then(|r| r.get("TCPPort"))
-        .cloned()
-        .unwrap_or_else(|| "80".into());
-    let containers = declared
-        .specs
-        .values()
-        .map(|s| ContainerView {
-            name: s.name.clone(),
-            enabled: s.enabled,
-            image: s.config.image.clone(),
-            subdomain: s.subdomain.clone(),
-            web_alias: s.web_alias.clone(),
-            proxy_port: s.first_tcp_host_port().map(|(_, port)| port),
-            ports: s.config.ports.clone(),
-            links: s.links.clone(),
-        })
-        .collect();
+    let domain = lookup("DomainName", "type").unwrap_or_default();
+    let system_name = lookup("SystemName", "type").unwrap_or_default();
+    let http_port = lookup("httpd-e-smith", "TCPPort").unwrap_or_else(|| "80".into());
     let hostname = if domain.is_empty() {
         system_name.clone()
     } else {
         format!("{system_name}.{domain}")
+    };
+    let (containers, unavailable) = match containers {
+        Ok(list) => (Some(list), Vec::new()),
+        Err(why) => (None, vec![format!("containers: {why}")]),
     };
     Context {
         db,
@@ -100,6 +138,7 @@ pub fn context(dbs: &[Db], declared: &Declared) -> Context {
         system_name,
         hostname,
         http_port,
+        unavailable,
     }
 }
 
@@ -107,23 +146,30 @@ pub fn context(dbs: &[Db], declared: &Declared) -> Context {
 #[derive(Debug, Clone)]
 pub enum Rendered {
     Ok {
+        /// Relative to `output_root`.
         path: PathBuf,
         bytes: Vec<u8>,
+        meta: Meta,
+        /// What fragments said through `warn(…)`, prefixed with the path.
         warnings: Vec<String>,
     },
     Failed {
         path: PathBuf,
-        error: String,
+        error: TemplateError,
     },
 }
 
 /// Renders every template; one's failure never stops the others.
 pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
-    templates.iter().map(|t| render_one(t, context)).collect()
+    let value = Value::from_serialize(context);
+    templates
+        .iter()
+        .map(|t| render_one(t, &value, &context.unavailable))
+        .collect()
 }
 
-fn render_one(template: &Template, context: &Context) -> Rendered {
-    let fail = |error: String| Rendered::Failed {
+fn render_one(template: &Template, ctx: &Value, unavailable: &[String]) -> Rendered {
+    let fail = |error: TemplateError| Rendered::Failed {
         path: template.path.clone(),
         error,
     };
@@ -134,6 +180,9 @@ fn render_one(template: &Template, context: &Context) -> Rendered {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // Config files are not HTML: a fragment named `10-page.html` must not
+    // have its values escaped.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
     {
         let warnings = warnings.clone();
         let path = template.path.display().to_string();
@@ -146,51 +195,224 @@ fn render_one(template: &Template, context: &Context) -> Rendered {
             String::new()
         });
     }
-    let ctx = Value::from_serialize(context);
     let mut out = String::new();
     for fragment in &template.fragments {
-        let name = fragment.display().to_string();
         let source = match std::fs::read_to_string(fragment) {
             Ok(s) => s,
-            Err(e) => return fail(format!("{name}: {e}")),
+            Err(e) => {
+                return fail(TemplateError::Read {
+                    fragment: fragment.clone(),
+                    message: e.to_string(),
+                })
+            }
         };
+        // Each fragment is its own template, named by its file, so an
+        // error names the fragment rather than the concatenation.
+        let name = fragment.display().to_string();
         let rendered = env
             .template_from_named_str(&name, &source)
-            .and_then(|t| t.render(&ctx));
+            .and_then(|t| t.render(ctx));
         match rendered {
             Ok(text) => out.push_str(&text),
-            Err(e) => return fail(describe(&name, &e)),
+            Err(e) => return fail(describe(fragment, &source, &e, unavailable)),
         }
     }
     let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
     Rendered::Ok {
         path: template.path.clone(),
         bytes: out.into_bytes(),
+        meta: template.meta.clone(),
         warnings,
     }
 }
 
-/// `FILE:LINE: what` from a minijinja error.
-fn describe(fragment: &str, e: &minijinja::Error) -> String {
-    let line = e.line().map(|l| format!(":{l}")).unwrap_or_default();
-    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    format!("{fragment}{line}: {}{detail}", e.kind())
+/// A minijinja error as `FRAGMENT:LINE: what, in `the line``.
+fn describe(
+    fragment: &Path,
+    source: &str,
+    e: &minijinja::Error,
+    unavailable: &[String],
+) -> TemplateError {
+    let mut message = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        message.push_str(": ");
+        message.push_str(detail);
+    }
+    let line = e.line();
+    if let Some(text) = line.and_then(|l| source.lines().nth(l.saturating_sub(1))) {
+        let text = text.trim();
+        if !text.is_empty() {
+            let short: String = text.chars().take(120).collect();
+            message.push_str(&format!(", in `{short}`"));
+        }
+    }
+    if e.kind() == ErrorKind::UndefinedError && !unavailable.is_empty() {
+        message.push_str(&format!(" (not available: {})", unavailable.join("; ")));
+    }
+    TemplateError::Fragment {
+        fragment: fragment.to_path_buf(),
+        line,
+        message,
+    }
 }
 
-/// The db files of `db_dir` (lock and temp files skipped).
-pub fn load_dbs(db_dir: &Path) -> Vec<Db> {
-    let Ok(entries) = std::fs::read_dir(db_dir) else {
-        return Vec::new();
+/// The db files of `db_dir` (lock files, hidden temp files and editor
+/// leftovers skipped), and what could not be read, as warnings. Lines that
+/// do not parse are warnings too: their records are missing from `db`.
+pub fn load_dbs(db_dir: &Path) -> (Vec<Db>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let entries = match std::fs::read_dir(db_dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            warnings.push(format!("{}: {e}", db_dir.display()));
+            return (Vec::new(), warnings);
+        }
     };
-    let mut dbs: Vec<Db> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            !n.starts_with('.') && !n.ends_with(".lock") && !n.ends_with('~')
-        })
-        .filter_map(|e| Db::load(&e.path()).ok())
-        .collect();
+    let mut dbs = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = std::fs::metadata(entry.path())
+            .map(|m| m.is_file())
+            .unwrap_or(false);
+        if !is_file || name.ends_with(".lock") || super::tree::is_leftover(&name) {
+            continue;
+        }
+        match Db::load(&entry.path()) {
+            Ok(db) => {
+                warnings.extend(
+                    db.problems()
+                        .iter()
+                        .map(|p| format!("{p} (line skipped; its record is not in `db`)")),
+                );
+                dbs.push(db);
+            }
+            Err(e) => warnings.push(format!("{e} (not in `db`)")),
+        }
+    }
     dbs.sort_by(|a, b| a.path().cmp(b.path()));
-    dbs
+    (dbs, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(dir: &Path, fragments: &[(&str, &str)]) -> Template {
+        let mut paths = Vec::new();
+        for (name, text) in fragments {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("write fragment");
+            paths.push(p);
+        }
+        Template {
+            path: PathBuf::from("etc/x.conf"),
+            fragments: paths,
+            meta: Meta::default(),
+            meta_error: None,
+        }
+    }
+
+    fn ctx() -> Context {
+        let db = Db::parse(
+            Path::new("configuration"),
+            "DomainName=example.com\nSystemName=box\n",
+        );
+        context(&[db], Ok(Vec::new()))
+    }
+
+    fn render(t: &Template, c: &Context) -> Rendered {
+        render_all(std::slice::from_ref(t), c).remove(0)
+    }
+
+    #[test]
+    fn fragments_concatenate_in_order_without_escaping() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = template(
+            dir.path(),
+            &[
+                ("template-begin", "# {{ hostname }}\n"),
+                ("10-page.html", "<a href=\"{{ '<x>' }}\">\n"),
+            ],
+        );
+        match render(&t, &ctx()) {
+            Rendered::Ok { bytes, .. } => assert_eq!(
+                String::from_utf8_lossy(&bytes),
+                "# box.example.com\n<a href=\"<x>\">\n"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_undefined_value_names_the_fragment_and_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = template(
+            dir.path(),
+            &[
+                ("10ok", "fine\n"),
+                ("20bad", "one\n{{ db.configuration.Nope.type }}\n"),
+            ],
+        );
+        match render(&t, &ctx()) {
+            Rendered::Failed { error, .. } => {
+                let text = error.to_string();
+                let want = format!("{}:2: undefined value", dir.path().join("20bad").display());
+                assert!(text.starts_with(&want), "{text}");
+                assert!(text.contains("Nope"), "quotes the line: {text}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_fragment_and_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = template(dir.path(), &[("10bad", "a\nb\n{% if %}\n")]);
+        match render(&t, &ctx()) {
+            Rendered::Failed {
+                error: TemplateError::Fragment { fragment, line, .. },
+                ..
+            } => {
+                assert_eq!(fragment, dir.path().join("10bad"));
+                assert_eq!(line, Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_containers_fail_only_templates_that_use_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let uses = template(
+            dir.path(),
+            &[("a", "{% for c in containers %}x{% endfor %}")],
+        );
+        let mut other = template(dir.path(), &[("b", "{{ domain }}")]);
+        other.path = PathBuf::from("etc/y.conf");
+        let db = Db::parse(Path::new("configuration"), "DomainName=example.com\n");
+        let c = context(&[db], Err("docker_containers: no such db file".into()));
+        let out = render_all(&[uses, other], &c);
+        match &out[0] {
+            Rendered::Failed { error, .. } => {
+                assert!(error.to_string().contains("no such db file"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&out[1], Rendered::Ok { .. }), "{:?}", out[1]);
+    }
+
+    #[test]
+    fn warn_is_reported_and_renders_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = template(dir.path(), &[("a", "x{{ warn('careful') }}y\n")]);
+        match render(&t, &ctx()) {
+            Rendered::Ok {
+                bytes, warnings, ..
+            } => {
+                assert_eq!(bytes, b"xy\n");
+                assert_eq!(warnings, vec!["etc/x.conf: careful".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

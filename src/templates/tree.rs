@@ -11,7 +11,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::error::TemplateError;
+
+/// The metadata file of a template folder. Hidden files are never
+/// fragments, so this name cannot clash with one.
 pub const META_FILE: &str = ".meta.toml";
+
+/// How deep symlinked folders are followed: a link loop ends here.
+const MAX_DEPTH: usize = 32;
 
 /// Owner, mode and reload command of a rendered file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -40,6 +47,20 @@ fn mode() -> String {
     "0644".into()
 }
 
+impl Meta {
+    /// The permission bits of `mode` ("0640", "640" or "0o640").
+    pub fn mode_bits(&self) -> Result<u32, String> {
+        let digits = self.mode.trim().trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits <= 0o7777 && !digits.is_empty() => Ok(bits),
+            _ => Err(format!(
+                "mode {:?} is not an octal file mode like \"0640\"",
+                self.mode
+            )),
+        }
+    }
+}
+
 impl Default for Meta {
     fn default() -> Self {
         Meta {
@@ -60,8 +81,9 @@ pub struct Template {
     /// Fragment files in render order; a single whole-file override is one fragment.
     pub fragments: Vec<PathBuf>,
     pub meta: Meta,
-    /// Where the metadata came from, for error messages.
-    pub meta_error: Option<String>,
+    /// A `.meta.toml` that could not be used: the template fails with it
+    /// rather than writing a file with the wrong owner or mode.
+    pub meta_error: Option<TemplateError>,
 }
 
 /// Editor and package-manager leftovers (and hidden files): never fragments,
@@ -94,24 +116,34 @@ fn fragment_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Template folders under `root`: every folder holding at least one fragment,
-/// keyed by its path relative to `root`.
+/// keyed by its path relative to `root`. Symlinks are followed (a tree may
+/// link in shared folders), up to a depth that ends link loops.
 fn folders(root: &Path) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(dir) = todo.pop() {
+    let mut todo = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = todo.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         let mut fragments = BTreeMap::new();
         for entry in entries.filter_map(Result::ok) {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
+            let Ok(mut kind) = entry.file_type() else {
                 continue;
             };
+            if kind.is_symlink() {
+                match std::fs::metadata(&path) {
+                    Ok(target) => kind = target.file_type(),
+                    // A dangling link is nothing to render.
+                    Err(_) => continue,
+                }
+            }
             let name = entry.file_name().to_string_lossy().into_owned();
             if kind.is_dir() {
-                todo.push(path);
-            } else if !is_leftover(&name) {
+                if depth < MAX_DEPTH {
+                    todo.push((path, depth + 1));
+                }
+            } else if kind.is_file() && !is_leftover(&name) {
                 fragments.insert(name, path);
             }
         }
@@ -124,22 +156,42 @@ fn folders(root: &Path) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
     out
 }
 
-fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<String>) {
+/// The first `.meta.toml` of `dirs` (custom before standard): the whole
+/// file, not merged key by key, so what an admin wrote is all that counts.
+/// A whole-file override keeps the shipped metadata (owner, mode, reload).
+fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<TemplateError>) {
     for dir in dirs {
-        let path = dir.join(META_FILE);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return match toml::from_str(&text) {
-                Ok(meta) => (meta, None),
-                Err(e) => (
-                    Meta::default(),
-                    Some(format!(
-                        "{}: {}",
-                        path.display(),
-                        e.to_string().replace('\n', " ")
-                    )),
-                ),
-            };
+        // A whole-file override is a file where the folder would be.
+        if !dir.is_dir() {
+            continue;
         }
+        let path = dir.join(META_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return (
+                    Meta::default(),
+                    Some(TemplateError::Meta {
+                        file: path,
+                        message: format!("cannot read: {e}"),
+                    }),
+                )
+            }
+        };
+        let meta: Result<Meta, String> = toml::from_str::<Meta>(&text)
+            .map_err(|e| e.to_string().trim().replace('\n', " "))
+            .and_then(|m| m.mode_bits().map(|_| m));
+        return match meta {
+            Ok(meta) => (meta, None),
+            Err(message) => (
+                Meta::default(),
+                Some(TemplateError::Meta {
+                    file: path,
+                    message,
+                }),
+            ),
+        };
     }
     (Meta::default(), None)
 }
