@@ -191,8 +191,10 @@ pub async fn run(
             }
             if let Ok(report) = &outcome {
                 check_lineage(&config, &mut state, &shared, report);
-                render_templates(&config, &mut said);
             }
+            // Templates need only the files, not the engine: rendered after
+            // every pass, even one the engine's absence cut short.
+            render_templates(&config, &mut said).await;
             if outcome.is_ok() && !ready_sent {
                 systemd::notify_ready();
                 ready_sent = true;
@@ -487,8 +489,17 @@ impl Said {
 
 /// Every pass re-renders the templates; only files whose bytes changed are
 /// written, and each reload command runs once.
-fn render_templates(config: &Config, said: &mut Said) {
-    let report = crate::templates::run(config, true);
+async fn render_templates(config: &Config, said: &mut Said) {
+    // Off the async threads: a reload command may take its time.
+    let cfg = config.clone();
+    let report = match tokio::task::spawn_blocking(move || crate::templates::run(&cfg, true)).await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("templates: {e}");
+            return;
+        }
+    };
     for path in &report.changed {
         tracing::info!(file = %path.display(), "template written");
     }
