@@ -4,6 +4,7 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
+use chrono::Timelike;
 use std::time::Duration;
 
 use support::sandbox::{wait_for, Sandbox};
@@ -165,6 +166,16 @@ fn a_daemon_restarted_past_a_scheduled_stop_converges_to_stopped() {
 
 #[test]
 fn plan_at_evaluates_schedules_at_that_time() {
+    // The schedule is laid around the current hour so that `apply`, which
+    // runs at now, always finds the container meant to run: with fixed
+    // hours the test failed whenever CI ran between the stop and the start.
+    let hour = chrono::Local::now().hour();
+    let stop_at = (hour + 2) % 24;
+    let start_at = (hour + 6) % 24;
+    let stop_expr = format!("0 {stop_at} * * *");
+    let start_expr = format!("0 {start_at} * * *");
+    let stopped_time = format!("2030-06-01 {:02}:30", (hour + 3) % 24);
+    let running_time = format!("2030-06-01 {:02}:30", (hour + 7) % 24);
     let s = Sandbox::new(None);
     s.declare(
         "nightly",
@@ -172,32 +183,34 @@ fn plan_at_evaluates_schedules_at_that_time() {
             "Command",
             "sleep 3600",
             "StopSchedule",
-            "0 2 * * *",
+            &stop_expr,
             "StartSchedule",
-            "0 7 * * *",
+            &start_expr,
         ],
     );
-    let (_, plan_3am, _) = s.run(&["plan", "--at", "2030-06-01 03:00"]);
+    let (_, plan_stopped, _) = s.run(&["plan", "--at", &stopped_time]);
     assert_eq!(
-        plan_3am, "no changes\n",
-        "at 03:00 it should be stopped, and it does not exist: nothing to do"
+        plan_stopped, "no changes\n",
+        "after the stop it should be stopped, and it does not exist: nothing to do"
     );
-    let (_, plan_8am, _) = s.run(&["plan", "--at", "2030-06-01 08:00"]);
+    let (_, plan_running, _) = s.run(&["plan", "--at", &running_time]);
     assert!(
-        plan_8am.contains(&format!(
-            "create         {}: no container yet; start by StartSchedule 0 7 * * *",
+        plan_running.contains(&format!(
+            "create         {}: no container yet; start by StartSchedule {start_expr}",
             s.name("nightly")
         )),
-        "{plan_8am}"
+        "{plan_running}"
     );
-    s.run(&["apply"]);
-    let (_, plan_3am, _) = s.run(&["plan", "--at", "2030-06-01 03:00"]);
+    let (code, out, err) = s.run(&["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(s.state("nightly"), "running", "now is between start and stop");
+    let (_, plan_stopped, _) = s.run(&["plan", "--at", &stopped_time]);
     assert!(
-        plan_3am.contains(&format!(
-            "stop           {}: stop by StopSchedule 0 2 * * *",
+        plan_stopped.contains(&format!(
+            "stop           {}: stop by StopSchedule {stop_expr}",
             s.name("nightly")
         )),
-        "{plan_3am}"
+        "{plan_stopped}"
     );
     let (code, _, err) = s.run(&["plan", "--at", "teatime"]);
     assert_ne!(code, 0);
