@@ -3,8 +3,8 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use chrono::Timelike;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use support::sandbox::{wait_for, Sandbox};
@@ -203,7 +203,11 @@ fn plan_at_evaluates_schedules_at_that_time() {
     );
     let (code, out, err) = s.run(&["apply"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(s.state("nightly"), "running", "now is between start and stop");
+    assert_eq!(
+        s.state("nightly"),
+        "running",
+        "now is between start and stop"
+    );
     let (_, plan_stopped, _) = s.run(&["plan", "--at", &stopped_time]);
     assert!(
         plan_stopped.contains(&format!(
