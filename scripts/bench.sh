@@ -1,10 +1,46 @@
 #!/usr/bin/env bash
-# Benchmarks berth against docker-compose and the engine's floor on this
-# machine; prints a table and writes bench-results.json. Not part of the tests.
-#   scripts/bench.sh [--quick] [--n N] [--runs R]
+# Benchmarks berth against docker-compose and the engine's own floor on this
+# machine: prints a table and writes bench-results.json (in this folder).
+# Not part of the tests.
+#
+#   scripts/bench.sh [--quick] [--n N] [--runs R] [--rest S] [--edits E] [--json FILE]
+#
+# --quick: 10 containers, 3 runs, 10 s at rest (a few minutes instead of ~15).
+# The bench makes its image locally, uses its own instance, network,
+# container names and compose project, and removes all of it at the end,
+# also when it fails or is interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
 scripts/setup-host.sh
-command -v docker-compose >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
-cargo build --release --locked --quiet --bins
-cargo bench --locked --bench berth_bench -- --json "$PWD/bench-results.json" "$@"
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "bench: installing docker-compose"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
+
+cargo build --release --locked --bins
+bin=$(cargo bench --locked --bench berth_bench --no-run --message-format=json-render-diagnostics |
+  grep '"kind":\["bench"\].*"name":"berth_bench"' |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$bin" ] || { echo "bench: cannot find the bench binary" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
+# The bench removes what it made itself (on error and on SIGINT/SIGTERM
+# too); this only catches what a hard kill of it would leave.
+leftovers() {
+  local ids
+  ids=$( { docker ps -aq --filter label=org.berth.instance=bench
+           docker ps -aq --filter label=com.docker.compose.project=berthbench
+           docker ps -aq --filter 'name=^/?bench-c[0-9]+(_berth-new)?$'
+           docker ps -aq --filter 'name=^/?benchfloor-'; } 2>/dev/null | sort -u)
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+  for net in berth-bench berthbench_default; do
+    docker network inspect "$net" >/dev/null 2>&1 && docker network rm "$net" >/dev/null 2>&1 || true
+  done
+  docker image inspect berth-bench/busybox:1 >/dev/null 2>&1 && docker rmi berth-bench/busybox:1 >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap leftovers EXIT
+
+"$bin" --json "$PWD/bench-results.json" --workdir "$work" "$@"
