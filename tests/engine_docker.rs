@@ -63,9 +63,9 @@ async fn observe_costs_three_calls_whatever_the_number_of_containers() {
     let p = Prefix::new();
     let engine = connect_engine().await;
     assert_eq!(
-        engine.api_version(),
+        engine.server_api_version().await.expect("version"),
         "1.41",
-        "negotiated down to the engine's"
+        "the engine here is 20.10"
     );
     let image = p.busybox();
     let net = p.name("net");
@@ -634,7 +634,10 @@ async fn https_with_client_certificates() {
     let engine = DockerEngine::connect_with_cert_dir(&proxy.host, Some(proxy.cert_dir()))
         .await
         .unwrap_or_else(|e| panic!("connect {}: {e}", proxy.host));
-    assert_eq!(engine.api_version(), "1.41");
+    assert_eq!(
+        engine.server_api_version().await.expect("version over TLS"),
+        "1.41"
+    );
     let seen = engine.observe().await.expect("observe over TLS");
     assert!(seen.networks.contains(&"bridge".to_string()));
 

@@ -46,7 +46,11 @@ impl EngineLink {
         match DockerEngine::connect(&config.docker_host).await {
             Ok(engine) => {
                 let engine = Arc::new(engine);
-                tracing::info!(host = %config.docker_host, api = %engine.api_version(), "connected to the engine");
+                let api = engine
+                    .server_api_version()
+                    .await
+                    .unwrap_or_else(|e| format!("unknown ({e})"));
+                tracing::info!(host = %config.docker_host, api = %api, "connected to the engine");
                 if let Ok(mut slot) = self.shared.engine.write() {
                     *slot = Some(engine.clone());
                 }

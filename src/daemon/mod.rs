@@ -190,7 +190,14 @@ pub async fn run(
                 );
             }
             if let Ok(report) = &outcome {
-                check_lineage(&config, &mut state, &shared, report);
+                check_lineage(&config, &mut state, report);
+            }
+            // The workers sleep with no timer of their own: each pass (the
+            // resync included) has them look at the queue, so a request
+            // that reached state.db without a wake (another process) still
+            // runs within a resync.
+            if let Some(pool) = shared.builds.get() {
+                pool.wake();
             }
             // Templates need only the files, not the engine: rendered after
             // every pass, even one the engine's absence cut short.
@@ -424,7 +431,7 @@ fn start_builds(shared: &Arc<Shared>, state: &mut State) {
 
 /// Dynamic inheritance after each pass: images whose base moved are queued
 /// (AutoRebuild) or marked outdated, with the notification command run.
-fn check_lineage(config: &Config, state: &mut State, shared: &Shared, report: &PassReport) {
+fn check_lineage(config: &Config, state: &mut State, report: &PassReport) {
     let images = match crate::images::load(config) {
         Ok(i) => i,
         Err(e) => {
@@ -434,17 +441,13 @@ fn check_lineage(config: &Config, state: &mut State, shared: &Shared, report: &P
     };
     match crate::images::check_lineage(state, &images, &report.image_tags) {
         Ok(found) => {
+            // The loop wakes the build pool right after this.
             for (image, why) in &found.queued {
                 tracing::info!(image = %image, "rebuild queued: {why}");
             }
             for image in &found.outdated {
                 tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
                 crate::images::notify(config, image, "outdated");
-            }
-            if !found.queued.is_empty() {
-                if let Some(pool) = shared.builds.get() {
-                    pool.wake();
-                }
             }
         }
         Err(e) => tracing::warn!("image lineage: {e}"),

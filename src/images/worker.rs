@@ -1,12 +1,11 @@
 //! The build pool: `build_workers` threads, each with its own engine
 //! connection, state.db connection and small runtime, so a long build never
-//! holds up the daemon's loop. Workers sleep until woken (a request) or the
-//! resync period passes; berthd exiting mid-build leaves the build
+//! holds up the daemon's loop. Workers sleep, with no timer of their own,
+//! until woken: by a request, or by the loop after every pass; berthd exiting mid-build leaves the build
 //! `running`, which the next start marks interrupted and queues again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::engine::DockerEngine;
@@ -92,9 +91,8 @@ fn worker(
             seen = *guard;
             continue;
         }
-        let timeout = Duration::from_secs(cfg.resync_seconds);
-        match cvar.wait_timeout(guard, timeout) {
-            Ok((guard, _)) => seen = *guard,
+        match cvar.wait(guard) {
+            Ok(guard) => seen = *guard,
             Err(_) => return,
         }
     }
