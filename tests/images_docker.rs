@@ -118,11 +118,32 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     assert_eq!(run_in(&tag, &["cat", "/version"]), "v2");
 
     repo.commit(
-        &format!("FROM {}\nRUN echo broken && exit 3\n", s.image),
+        &format!(
+            "FROM {}\nRUN echo partial > /partial\nRUN echo broken && exit 3\n",
+            s.image
+        ),
         "broken",
     );
     let (code, out, _) = s.run(&["image", "build", "app"]);
     assert_eq!(code, 1, "{out}");
+    // The step that worked left a layer; the failed build must not leave it.
+    let partial = out
+        .lines()
+        .skip_while(|l| !l.contains("RUN echo partial"))
+        .find_map(|l| l.strip_prefix(" ---> ").filter(|id| !id.contains(' ')))
+        .unwrap_or_else(|| panic!("no layer for the partial step in:\n{out}"))
+        .trim()
+        .to_string();
+    assert!(
+        !Command::new("docker")
+            .args(["image", "inspect", &partial])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("docker")
+            .success(),
+        "layer {partial} of the failed build is still there:\n{out}"
+    );
     assert_eq!(
         run_in(&tag, &["cat", "/version"]),
         "v2",

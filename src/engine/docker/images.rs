@@ -88,11 +88,25 @@ impl DockerEngine {
             Some(body_full(Bytes::from(req.context_tar))),
         );
         let mut id = None;
+        let mut layers = Vec::new();
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| self.error(e))?;
+            // bollard reports a failed step either as an error item or as
+            // an error detail in an item; both leave layers to clean up.
+            let info = match item {
+                Ok(info) => info,
+                Err(e) => {
+                    let e = self.error(e);
+                    log(&format!("ERROR: {e}"));
+                    self.remove_failed_layers(&layers, log).await;
+                    return Err(e);
+                }
+            };
             if let Some(text) = &info.stream {
                 for line in text.lines() {
                     log(line);
+                    if let Some(layer) = layer_id(line) {
+                        layers.push(layer.to_string());
+                    }
                 }
             }
             if let Some(status) = &info.status {
@@ -101,6 +115,7 @@ impl DockerEngine {
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_else(|| "build failed".into());
                 log(&format!("ERROR: {message}"));
+                self.remove_failed_layers(&layers, log).await;
                 return Err(EngineError::Api(message));
             }
             if let Some(aux) = info.aux.and_then(|a| a.id) {
@@ -231,6 +246,36 @@ impl DockerEngine {
         Ok(())
     }
 
+    /// The layers a failed build left: removing the last one also removes its
+    /// untagged parents that nothing else uses. A tagged image or one other
+    /// images build on (cache shared with the previous good build) is kept:
+    /// the engine refuses, and that refusal is the check.
+    async fn remove_failed_layers(&self, layers: &[String], log: &mut dyn FnMut(&str)) {
+        // The first layer is the FROM image itself, never ours.
+        let Some(last) = layers.iter().skip(1).last() else {
+            return;
+        };
+        self.count();
+        let tagged = match self.docker.inspect_image(last).await {
+            Ok(image) => image.repo_tags.is_some_and(|t| !t.is_empty()),
+            Err(_) => return,
+        };
+        if tagged {
+            return;
+        }
+        self.count();
+        let options = RemoveImageOptionsBuilder::new().noprune(false).build();
+        match self.docker.remove_image(last, Some(options), None).await {
+            Ok(_) => log(&format!(
+                "berth: removed the layers of the failed build (up to {last})"
+            )),
+            Err(e) => log(&format!(
+                "berth: kept layer {last} of the failed build: {}",
+                self.error(e)
+            )),
+        }
+    }
+
     /// Removes a tag (and the image if nothing else uses it); missing is Ok.
     pub async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
         self.count();
@@ -249,9 +294,23 @@ impl DockerEngine {
     }
 }
 
+/// The classic builder ends each step with ` ---> <short image id>`.
+fn layer_id(line: &str) -> Option<&str> {
+    let id = line.strip_prefix(" ---> ")?.trim();
+    (id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_reference;
+    use super::{layer_id, split_reference};
+
+    #[test]
+    fn layer_ids_are_the_builder_step_results_only() {
+        assert_eq!(layer_id(" ---> 3f2a1b0c9d8e"), Some("3f2a1b0c9d8e"));
+        assert_eq!(layer_id(" ---> Running in 3f2a1b0c9d8e"), None);
+        assert_eq!(layer_id(" ---> Using cache"), None);
+        assert_eq!(layer_id("Step 2/3 : RUN true"), None);
+    }
 
     #[test]
     fn references_split_at_the_tag_not_the_registry_port() {
