@@ -14,6 +14,9 @@ use support::{docker, docker_ok, free_tcp_port};
 struct Repo {
     bare: PathBuf,
     work: PathBuf,
+    /// The test's prefix, put in every image built from this repo as
+    /// `support::TEST_LABEL` so cleanup finds the images a rebuild untagged.
+    prefix: String,
 }
 
 fn git(dir: &Path, args: &[&str]) {
@@ -35,7 +38,8 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 impl Repo {
-    fn new(root: &Path, name: &str) -> Repo {
+    fn new(s: &Sandbox, name: &str) -> Repo {
+        let root = s.dir.path();
         let bare = root.join(format!("{name}.git"));
         let work = root.join(format!("{name}-work"));
         std::fs::create_dir_all(&bare).expect("bare");
@@ -49,14 +53,22 @@ impl Repo {
             &work,
             &["remote", "add", "origin", &bare.display().to_string()],
         );
-        Repo { bare, work }
+        Repo {
+            bare,
+            work,
+            prefix: s.prefix.as_str().to_string(),
+        }
     }
 
     fn url(&self) -> String {
         format!("file://{}", self.bare.display())
     }
 
+    /// Commits and pushes `dockerfile`, labelled right after its `FROM`.
     fn commit(&self, dockerfile: &str, message: &str) {
+        let (from, rest) = dockerfile.split_once('\n').unwrap_or((dockerfile, ""));
+        let label = format!("LABEL {}={}", support::TEST_LABEL, self.prefix);
+        let dockerfile = format!("{from}\n{label}\n{rest}");
         std::fs::write(self.work.join("Dockerfile"), dockerfile).expect("Dockerfile");
         git(&self.work, &["add", "Dockerfile"]);
         git(&self.work, &["commit", "--quiet", "-m", message]);
@@ -80,7 +92,7 @@ fn run_in(image: &str, command: &[&str]) -> String {
 #[test]
 fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     let s = Sandbox::new(None);
-    let repo = Repo::new(s.dir.path(), "app");
+    let repo = Repo::new(&s, "app");
     let tag = format!("berth-test/{}-app:1", s.prefix.as_str());
     repo.commit(
         &format!(
@@ -225,7 +237,7 @@ impl Drop for Registry {
 fn a_build_is_pushed_to_a_real_registry() {
     let registry = Registry::start();
     let s = Sandbox::new(None);
-    let repo = Repo::new(s.dir.path(), "pushed");
+    let repo = Repo::new(&s, "pushed");
     repo.commit(
         &format!("FROM {}\nRUN echo pushed > /version\n", s.image),
         "v1",
@@ -324,9 +336,9 @@ fn a_changed_base_rebuilds_the_chain_level_by_level_and_recreates_the_container(
     s.prefix
         .tag(&support::TestImages::busybox().id, &runtime_tag);
     s.prefix.tag(&support::TestImages::busybox().id, &app_tag);
-    let runtime = Repo::new(s.dir.path(), "runtime");
+    let runtime = Repo::new(&s, "runtime");
     runtime.commit(&format!("FROM {base}\nRUN echo runtime > /runtime\n"), "r1");
-    let app = Repo::new(s.dir.path(), "app");
+    let app = Repo::new(&s, "app");
     app.commit(&format!("FROM {runtime_tag}\nRUN echo app > /app\n"), "a1");
     image_db(
         &s,
@@ -406,12 +418,12 @@ fn a_changed_base_rebuilds_the_chain_level_by_level_and_recreates_the_container(
 #[test]
 fn a_queued_build_survives_a_daemon_kill_and_runs_after_restart() {
     let s = Sandbox::new(None);
-    let repo = Repo::new(s.dir.path(), "slow");
+    let repo = Repo::new(&s, "slow");
     repo.commit(
         &format!("FROM {}\nRUN sleep 2 && echo slow > /slow\n", s.image),
         "slow",
     );
-    let quick = Repo::new(s.dir.path(), "quick");
+    let quick = Repo::new(&s, "quick");
     quick.commit(
         &format!("FROM {}\nRUN echo quick > /quick\n", s.image),
         "quick",

@@ -171,6 +171,10 @@ fn build_cached(kind: &str, variant: Option<&str>) -> TestImage {
     TestImage { reference, id }
 }
 
+/// Images a test builds carry `TEST_LABEL=<prefix>`, so cleanup also
+/// finds those a rebuild left untagged.
+pub const TEST_LABEL: &str = "org.berth.test";
+
 /// A unique name prefix for one test, `bt<pid>x<nnnn>`: every container,
 /// network, volume and image tag the test makes should start with it.
 /// Dropping it (also when the test panics) removes all of those, and only
@@ -240,16 +244,26 @@ impl Prefix {
                 self.owns(name).then(|| id.to_string())
             })
             .collect();
-        if !containers.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(containers.iter().map(String::as_str));
-            docker(&args);
+        // One at a time: `docker rm -f` of many runs them concurrently, and
+        // Docker 20.10 then can leave the network counting endpoints that
+        // no longer exist, so the network can never be removed.
+        for id in &containers {
+            docker(&["rm", "-f", id]);
         }
         // By ID: an old engine may hold two networks of the same name.
         for line in lines(&["network", "ls", "--format", "{{.ID}} {{.Name}}"]) {
             if let Some((id, name)) = line.split_once(' ') {
                 if self.owns(name) {
-                    docker(&["network", "rm", id]);
+                    // Just after many containers left it the engine may
+                    // still count their endpoints ("has active endpoints").
+                    for _ in 0..20 {
+                        let (code, _, err) = docker(&["network", "rm", id]);
+                        if code == 0 || err.contains("No such network") || err.contains("not found")
+                        {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                    }
                 }
             }
         }
@@ -272,6 +286,18 @@ impl Prefix {
         }
         for reference in references {
             docker(&["rmi", &reference]);
+        }
+        // Untagged images of this test's builds (a rebuild's old image and
+        // its layers): children first, so a few rounds clear a chain.
+        let label = format!("label={TEST_LABEL}={}", self.prefix);
+        for _ in 0..4 {
+            let ids = lines(&["images", "-a", "-q", "--filter", &label]);
+            if ids.is_empty() {
+                break;
+            }
+            let mut args = vec!["rmi"];
+            args.extend(ids.iter().map(String::as_str));
+            docker(&args);
         }
     }
 }
