@@ -94,9 +94,16 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     let s = Sandbox::new(None);
     let repo = Repo::new(&s, "app");
     let tag = format!("berth-test/{}-app:1", s.prefix.as_str());
+    // The build's limits, read back from inside a build step (cgroup v1
+    // or v2, whichever the engine runs).
+    let mut config = std::fs::read_to_string(s.config()).expect("config");
+    config.push_str("build_memory = \"64M\"\nbuild_cpus = 0.5\n");
+    std::fs::write(s.config(), config).expect("config");
     repo.commit(
         &format!(
-            "FROM {}\nARG FLAVOUR=plain\nRUN echo v1-$FLAVOUR > /version\n",
+            "FROM {}\nARG FLAVOUR=plain\nRUN echo v1-$FLAVOUR > /version\n\
+             RUN echo limits: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max \
+             /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null)\n",
             s.image
         ),
         "v1",
@@ -123,6 +130,14 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("berth: git clone"), "{out}");
     assert_eq!(run_in(&tag, &["cat", "/version"]), "v1-spicy");
+    let limits = out
+        .lines()
+        .find(|l| l.starts_with("limits:"))
+        .unwrap_or_else(|| panic!("no limits line in:\n{out}"));
+    assert!(
+        limits.contains(&(64 * 1024 * 1024).to_string()) && limits.contains("50000"),
+        "build_memory 64M and build_cpus 0.5 reach the build: {limits}"
+    );
 
     repo.commit(&format!("FROM {}\nRUN echo v2 > /version\n", s.image), "v2");
     let (code, out, err) = s.run(&["image", "build", "app"]);
