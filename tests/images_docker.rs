@@ -411,6 +411,11 @@ fn a_changed_base_rebuilds_the_chain_level_by_level_and_recreates_the_container(
         s.id("web") != before && s.state("web") == "running"
     });
     let (_, builds, _) = s.run(&["image", "builds"]);
+    assert_eq!(
+        builds.lines().count(),
+        builds_before + 2,
+        "one move, one rebuild of each level:\n{builds}"
+    );
     let order: Vec<&str> = builds
         .lines()
         .skip(1)

@@ -77,6 +77,13 @@ pub fn check_lineage(
         }
         let why = format!("base {base_ref} moved to {}", crate::plan::short(now_id));
         if spec.auto_rebuild {
+            // A queued or running build already answers the move, or its
+            // end records the old base and the pass after it (every build's
+            // end triggers one) queues again: level-triggered, so the same
+            // move never rebuilds twice.
+            if state.build_in_progress(&l.image)? {
+                continue;
+            }
             let (_, merged) = state.request_build(&l.image, &why)?;
             if !merged {
                 report.queued.push((l.image.clone(), why));
@@ -161,6 +168,26 @@ mod tests {
         assert_eq!(
             check_lineage(&mut state, &images, &moved).expect("check"),
             LineageReport::default()
+        );
+        // While that rebuild runs, a pass sees the old lineage still: no
+        // second build of the same image is queued behind it.
+        state
+            .claim_build(&|_| Vec::new())
+            .expect("claim")
+            .expect("the rebuild");
+        assert_eq!(
+            check_lineage(&mut state, &images, &moved).expect("check"),
+            LineageReport::default()
+        );
+        assert_eq!(
+            state
+                .builds(10)
+                .expect("builds")
+                .iter()
+                .filter(|b| b.image == "auto")
+                .count(),
+            2,
+            "the first build and one rebuild"
         );
         assert!(state
             .lineage()

@@ -280,6 +280,18 @@ impl State {
             .map_err(self.err())
     }
 
+    /// Whether a build of `image` is queued or running.
+    pub fn build_in_progress(&self, image: &str) -> Result<bool, StateError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM builds WHERE image = ?1 AND state IN ('queued', 'running')",
+                params![image],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(self.err())
+    }
+
     pub fn lineage(&self) -> Result<Vec<Lineage>, StateError> {
         let mut stmt = self
             .conn
