@@ -435,37 +435,45 @@ fn counting_round(ctx: &Ctx, changed_at: usize) -> anyhow::Result<Calls> {
     let mut by_tool = BTreeMap::new();
 
     host::remove_all();
-    let mut b = BTreeMap::new();
-    proxy.log.take();
     let apply = || timed(&mut berth(ctx.dir, "berth-count.toml", &["apply"])).1;
-    ok("counted berth apply (from nothing)", apply())?;
-    b.insert("converge", proxy.log.take());
-    ok("counted berth apply (nothing to do)", apply())?;
-    b.insert("noop", proxy.log.take());
-    ctx.sandbox(Some(changed_at))?;
-    ok("counted berth apply (one change)", apply())?;
-    b.insert("one_changed", proxy.log.take());
-    ctx.sandbox(None)?;
-    by_tool.insert("berth", b);
+    let berth_jobs = count_jobs(ctx, &proxy, "berth apply", changed_at, apply)?;
+    by_tool.insert("berth", berth_jobs);
     host::remove_all();
 
-    let mut c = BTreeMap::new();
-    proxy.log.take();
     let up = || timed(&mut compose(ctx.dir, &["up", "-d"], true)).1;
-    ok("counted docker-compose up (from nothing)", up())?;
-    c.insert("converge", proxy.log.take());
-    ok("counted docker-compose up (nothing to do)", up())?;
-    c.insert("noop", proxy.log.take());
-    ctx.sandbox(Some(changed_at))?;
-    ok("counted docker-compose up (one change)", up())?;
-    c.insert("one_changed", proxy.log.take());
-    ctx.sandbox(None)?;
-    by_tool.insert("compose", c);
+    let compose_jobs = count_jobs(ctx, &proxy, "docker-compose up", changed_at, up)?;
+    by_tool.insert("compose", compose_jobs);
     let _ = timed(&mut compose(ctx.dir, &["down", "-t", "1"], false));
     host::remove_all();
     drop(proxy);
     let _ = std::fs::remove_file(&socket);
     Ok(Calls { by_tool })
+}
+
+/// One tool through the three jobs (from nothing, nothing to do, one
+/// change), each job's requests as the proxy saw them.
+fn count_jobs(
+    ctx: &Ctx,
+    proxy: &proxy::Proxy,
+    tool: &str,
+    changed_at: usize,
+    run: impl Fn() -> std::io::Result<std::process::Output>,
+) -> anyhow::Result<BTreeMap<&'static str, Vec<String>>> {
+    let mut jobs = BTreeMap::new();
+    proxy.log.take();
+    for (job, what, changed) in [
+        ("converge", "from nothing", None),
+        ("noop", "nothing to do", None),
+        ("one_changed", "one change", Some(changed_at)),
+    ] {
+        if changed.is_some() {
+            ctx.sandbox(changed)?;
+        }
+        ok(&format!("counted {tool} ({what})"), run())?;
+        jobs.insert(job, proxy.log.take());
+    }
+    ctx.sandbox(None)?;
+    Ok(jobs)
 }
 
 /// berthd on the sandbox: from start to N running, edit-to-effect, at rest.

@@ -29,6 +29,9 @@ const MAX_DELAY: Duration = Duration::from_millis(500);
 /// SIGTERM to exit: systemd and admins expect well under 10 s.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 
+/// The trigger of the periodic full pass.
+const RESYNC: &str = "resync";
+
 /// Everything that can make berthd act.
 #[derive(Debug)]
 pub enum Event {
@@ -189,15 +192,18 @@ pub async fn run(
                         .map_err(ToString::to_string),
                 );
             }
-            if let Ok(report) = &outcome {
-                check_lineage(&config, &mut state, report);
-            }
-            // The workers sleep with no timer of their own: each pass (the
-            // resync included) has them look at the queue, so a request
-            // that reached state.db without a wake (another process) still
-            // runs within a resync.
-            if let Some(pool) = shared.builds.get() {
-                pool.wake();
+            let queued = match &outcome {
+                Ok(report) => check_lineage(&config, &mut state, report),
+                Err(_) => false,
+            };
+            // The workers sleep with no timer of their own: woken for what
+            // this pass queued, and by the resync, so a request that reached
+            // state.db without a wake (another process) still runs within a
+            // resync.
+            if queued || trigger == RESYNC {
+                if let Some(pool) = shared.builds.get() {
+                    pool.wake();
+                }
             }
             // Templates need only the files, not the engine: rendered after
             // every pass, even one the engine's absence cut short.
@@ -245,7 +251,7 @@ pub async fn run(
                 } else if next_scheduled.is_some_and(|t| t <= now) {
                     "schedule"
                 } else {
-                    "resync"
+                    RESYNC
                 }.into());
             }
         }
@@ -431,17 +437,17 @@ fn start_builds(shared: &Arc<Shared>, state: &mut State) {
 
 /// Dynamic inheritance after each pass: images whose base moved are queued
 /// (AutoRebuild) or marked outdated, with the notification command run.
-fn check_lineage(config: &Config, state: &mut State, report: &PassReport) {
+/// True when a build was queued.
+fn check_lineage(config: &Config, state: &mut State, report: &PassReport) -> bool {
     let images = match crate::images::load(config) {
         Ok(i) => i,
         Err(e) => {
             tracing::warn!("docker_images: {e}");
-            return;
+            return false;
         }
     };
     match crate::images::check_lineage(state, &images, &report.image_tags) {
         Ok(found) => {
-            // The loop wakes the build pool right after this.
             for (image, why) in &found.queued {
                 tracing::info!(image = %image, "rebuild queued: {why}");
             }
@@ -449,8 +455,12 @@ fn check_lineage(config: &Config, state: &mut State, report: &PassReport) {
                 tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
                 crate::images::notify(config, image, "outdated");
             }
+            !found.queued.is_empty()
         }
-        Err(e) => tracing::warn!("image lineage: {e}"),
+        Err(e) => {
+            tracing::warn!("image lineage: {e}");
+            false
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! The build pool: `build_workers` threads, each with its own engine
 //! connection, state.db connection and small runtime, so a long build never
 //! holds up the daemon's loop. Workers sleep, with no timer of their own,
-//! until woken: by a request, or by the loop after every pass; berthd exiting mid-build leaves the build
-//! `running`, which the next start marks interrupted and queues again.
+//! until woken: by a request, a queued rebuild, or the resync pass. berthd
+//! exiting mid-build leaves the build `running`, which the next start marks
+//! interrupted and queues again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

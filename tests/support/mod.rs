@@ -254,16 +254,7 @@ impl Prefix {
         for line in lines(&["network", "ls", "--format", "{{.ID}} {{.Name}}"]) {
             if let Some((id, name)) = line.split_once(' ') {
                 if self.owns(name) {
-                    // Just after many containers left it the engine may
-                    // still count their endpoints ("has active endpoints").
-                    for _ in 0..20 {
-                        let (code, _, err) = docker(&["network", "rm", id]);
-                        if code == 0 || err.contains("No such network") || err.contains("not found")
-                        {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(250));
-                    }
+                    docker(&["network", "rm", id]);
                 }
             }
         }

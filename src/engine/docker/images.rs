@@ -88,7 +88,10 @@ impl DockerEngine {
             Some(body_full(Bytes::from(req.context_tar))),
         );
         let mut id = None;
+        // The layers this build made; a `FROM` step's result is a base
+        // image, never ours (a multi-stage build has several).
         let mut layers = Vec::new();
+        let mut after_from = false;
         while let Some(item) = stream.next().await {
             // bollard reports a failed step either as an error item or as
             // an error detail in an item; both leave layers to clean up.
@@ -105,7 +108,11 @@ impl DockerEngine {
                 for line in text.lines() {
                     log(line);
                     if let Some(layer) = layer_id(line) {
-                        layers.push(layer.to_string());
+                        if !std::mem::take(&mut after_from) {
+                            layers.push(layer.to_string());
+                        }
+                    } else if is_from_step(line) {
+                        after_from = true;
                     }
                 }
             }
@@ -247,12 +254,12 @@ impl DockerEngine {
     }
 
     /// The layers a failed build left: removing the last one also removes its
-    /// untagged parents that nothing else uses. A tagged image or one other
-    /// images build on (cache shared with the previous good build) is kept:
-    /// the engine refuses, and that refusal is the check.
+    /// untagged parents that nothing else uses. A tagged one (a cache hit on
+    /// the previous good image) is kept: removing it by ID would drop the
+    /// tag. One other images build on or a container runs is kept too: the
+    /// engine refuses, and that refusal is the check.
     async fn remove_failed_layers(&self, layers: &[String], log: &mut dyn FnMut(&str)) {
-        // The first layer is the FROM image itself, never ours.
-        let Some(last) = layers.iter().skip(1).last() else {
+        let Some(last) = layers.last() else {
             return;
         };
         self.count();
@@ -300,9 +307,25 @@ fn layer_id(line: &str) -> Option<&str> {
     (id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
 
+/// `Step 1/3 : FROM base` (the classic builder's step header).
+fn is_from_step(line: &str) -> bool {
+    line.starts_with("Step ")
+        && line
+            .split_once(" : ")
+            .is_some_and(|(_, step)| step.trim_start().to_ascii_uppercase().starts_with("FROM "))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{layer_id, split_reference};
+    use super::{is_from_step, layer_id, split_reference};
+
+    #[test]
+    fn from_steps_are_recognised_in_any_case() {
+        assert!(is_from_step("Step 1/3 : FROM berth/base:1"));
+        assert!(is_from_step("Step 4/6 : from builder AS out"));
+        assert!(!is_from_step("Step 2/3 : RUN echo FROM x"));
+        assert!(!is_from_step(" ---> 3f2a1b0c9d8e"));
+    }
 
     #[test]
     fn layer_ids_are_the_builder_step_results_only() {
