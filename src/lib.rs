@@ -15,6 +15,7 @@ pub mod events;
 pub mod images;
 pub mod plan;
 pub mod reconcile;
+pub mod safe_fs;
 pub mod schedule;
 pub mod spec;
 pub mod state;

@@ -312,3 +312,106 @@ fn the_tcp_api_is_off_unless_configured_and_then_needs_the_token() {
     let (status, _) = d.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn idle_tcp_connections_cannot_exhaust_berthd_and_sighup_reloads_the_token() {
+    use std::io::Read;
+    let s = Sandbox::new(None);
+    s.declare("a", &["Command", "sleep 3600"]);
+    let port = support::free_tcp_port();
+    let config = s.config();
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("api_listen = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, text).expect("config");
+    let creds = s.dir.path().join("credentials.toml");
+    let write_token = |token: &str| {
+        std::fs::write(&creds, format!("api_token = \"{token}\"\n")).expect("credentials");
+        std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+    };
+    write_token("first-t0ken");
+    // Few descriptors, so that a flood would exhaust them quickly.
+    let d = s.start_daemon_with_file_limit(160);
+    wait_for("a running", Some(&d), || s.memory("a").is_some());
+    wait_for("the TCP API", Some(&d), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // This test holds many sockets itself.
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ = nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            hard.min(4096),
+            hard,
+        );
+    }
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() >= 200, "only {} connections made", idle.len());
+    // The unix socket still answers, and a pass still runs.
+    let status = std::process::Command::new("timeout")
+        .args(["20"])
+        .arg(assert_cmd::cargo::cargo_bin("berth"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["status", "--json"])
+        .output()
+        .expect("berth status");
+    assert!(
+        status.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    s.declare("b", &["Command", "sleep 3600"]);
+    wait_for("b created during the flood", Some(&d), || {
+        s.memory("b").is_some()
+    });
+    // Idle connections are closed once their headers are overdue.
+    let mut first = idle.remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(first.read(&mut buf), Ok(0)),
+        "an idle connection is closed by berthd"
+    );
+    drop(idle);
+    let log = d.log();
+    assert!(
+        !log.contains("Too many open files") || !log.contains("pass not run"),
+        "{log}"
+    );
+
+    let curl = |auth: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("Authorization: {auth}"))
+            .arg(format!("http://127.0.0.1:{port}/v1/status"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("the TCP API answers again", Some(&d), || {
+        curl("Bearer first-t0ken") == "200"
+    });
+    assert_eq!(
+        curl("bearer first-t0ken"),
+        "200",
+        "the scheme is case-insensitive"
+    );
+    write_token("second-t0ken");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("the new token after SIGHUP", Some(&d), || {
+        curl("Bearer second-t0ken") == "200"
+    });
+    assert_eq!(curl("Bearer first-t0ken"), "401");
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}

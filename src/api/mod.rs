@@ -2,9 +2,9 @@
 //! `client` is the other end, used by the `berth` command.
 
 pub mod client;
+mod server;
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -142,102 +142,4 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
 /// The error a webhook with a wrong or missing token gets (HTTP 403).
 pub const FORBIDDEN: &str = "wrong or missing webhook token";
 
-/// A bound API socket, not yet serving.
-pub struct ApiSocket {
-    listener: tokio::net::UnixListener,
-    path: PathBuf,
-}
-
-/// Binds `path` (replacing a stale socket, refusing a live one), mode 0660,
-/// group `berth` when that group exists.
-pub async fn bind(path: &std::path::Path) -> Result<ApiSocket, ApiError> {
-    let err = |message: String| ApiError::Socket {
-        path: path.to_path_buf(),
-        message,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| err(format!("cannot create folder: {e}")))?;
-    }
-    if client::is_listening(path).await {
-        return Err(err("another berthd is already serving this socket".into()));
-    }
-    let _ = std::fs::remove_file(path);
-    let listener =
-        tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| err(format!("cannot set mode 0660: {e}")))?;
-    if let Ok(Some(group)) = nix::unistd::Group::from_name("berth") {
-        if let Err(e) = nix::unistd::chown(path, None, Some(group.gid)) {
-            tracing::warn!("{}: cannot give group berth access: {e}", path.display());
-        }
-    }
-    Ok(ApiSocket {
-        listener,
-        path: path.to_path_buf(),
-    })
-}
-
-/// Serves until `shutdown` completes, then removes the socket.
-pub async fn serve<B: Backend>(
-    socket: ApiSocket,
-    backend: Arc<B>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ApiError> {
-    let ApiSocket { listener, path } = socket;
-    let result = axum::serve(listener, router(backend))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ApiError::Socket {
-            path: path.clone(),
-            message: e.to_string(),
-        });
-    let _ = std::fs::remove_file(&path);
-    result
-}
-
-/// Serves the same API over TCP; every request but the webhooks (which have
-/// their own per-image tokens) must carry `Authorization: Bearer <token>`.
-pub async fn serve_tcp<B: Backend>(
-    listen: &str,
-    token: String,
-    backend: Arc<B>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ApiError> {
-    let err = |message: String| ApiError::Socket {
-        path: PathBuf::from(listen),
-        message,
-    };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| err(format!("cannot listen: {e}")))?;
-    let token = Arc::new(token);
-    let app = router(backend).layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let token = token.clone();
-            async move {
-                let path = request.uri().path();
-                let bearer = request
-                    .headers()
-                    .get(axum::http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .unwrap_or("");
-                if path.starts_with("/v1/hooks/")
-                    || crate::images::credentials::same_secret(&token, bearer)
-                {
-                    next.run(request).await
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        Json(serde_json::json!({ "error": "missing or wrong API token" })),
-                    )
-                        .into_response()
-                }
-            }
-        },
-    ));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| err(e.to_string()))
-}
+pub use server::{bind, serve, serve_tcp, ApiSocket, SharedToken};

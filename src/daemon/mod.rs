@@ -106,6 +106,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let mut config = Config::locate(config_path.as_deref())?;
+    raise_file_limit();
     let mut state = State::open(&config.state_dir)?;
     match state.mark_interrupted() {
         Ok(0) => {}
@@ -129,8 +130,8 @@ pub async fn run(
     let backend = Arc::new(backend::DaemonBackend {
         shared: shared.clone(),
     });
-    let (tcp_stop_tx, tcp_stop_rx) = tokio::sync::watch::channel(false);
-    spawn_tcp_api(&config, backend.clone(), tcp_stop_rx);
+    let mut tcp_api = TcpApi::new(backend.clone());
+    tcp_api.configure(&config);
     let api_task = tokio::spawn(async move {
         let stopped = async move {
             let _ = api_stop_rx.await;
@@ -229,14 +230,14 @@ pub async fn run(
             () = &mut shutdown => break,
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                let mut trigger = handle(event, &mut replies, &mut jobs, &mut config, &shared, &mut watcher);
+                let mut trigger = handle(event, &mut replies, &mut jobs, &mut config, &shared, &mut watcher, &mut tcp_api);
                 // Gather the rest of a burst into the same pass.
                 let first = Instant::now();
                 loop {
                     let quiet_until = (Instant::now() + QUIET).min(first + MAX_DELAY);
                     tokio::select! {
                         more = rx.recv() => match more {
-                            Some(e) => { trigger = handle(e, &mut replies, &mut jobs, &mut config, &shared, &mut watcher).or(trigger); }
+                            Some(e) => { trigger = handle(e, &mut replies, &mut jobs, &mut config, &shared, &mut watcher, &mut tcp_api).or(trigger); }
                             None => break,
                         },
                         () = sleep_until(quiet_until) => break,
@@ -261,10 +262,24 @@ pub async fn run(
         task.abort();
     }
     let _ = api_stop_tx.send(());
-    let _ = tcp_stop_tx.send(true);
+    tcp_api.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// The soft limit on open files up to the hard one (at most 65536): the
+/// API's connection caps keep well below it, and passes never run out.
+fn raise_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let wanted = hard.min(65536);
+        if soft < wanted {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard) {
+                tracing::warn!("cannot raise the open-file limit to {wanted}: {e}");
+            }
+        }
+    }
 }
 
 /// Applies one event to the loop's state; returns the trigger it names.
@@ -275,6 +290,7 @@ fn handle(
     config: &mut Config,
     shared: &Shared,
     watcher: &mut watch::FolderWatch,
+    tcp_api: &mut TcpApi,
 ) -> Option<String> {
     match event {
         Event::FilesChanged(what) => Some(format!("file changed: {what}")),
@@ -303,6 +319,8 @@ fn handle(
                 }
                 Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
             }
+            // The credentials file may have changed alone.
+            tcp_api.configure(config);
             Some("SIGHUP".into())
         }
     }
@@ -546,38 +564,74 @@ async fn render_templates(config: &Config, said: &mut Said) {
     }
 }
 
-/// The API over TCP, only when `api_listen` is set and the credentials file
-/// holds an `api_token`; without a token it stays off (said, not fatal: the
-/// containers matter more than the remote API).
-fn spawn_tcp_api(
-    config: &Config,
+/// The API over TCP: on only when `api_listen` is set and the credentials
+/// file holds an `api_token` (said, not fatal, when it does not: the
+/// containers matter more than the remote API). SIGHUP re-reads both: a
+/// new token takes effect at once, a new address restarts the listener.
+struct TcpApi {
     backend: Arc<backend::DaemonBackend>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let Some(listen) = config.api_listen.clone() else {
-        return;
-    };
-    let token = match crate::images::credentials::load(&config.credentials_file) {
-        Ok(c) => c.api_token.filter(|t| !t.is_empty()),
-        Err(e) => {
-            tracing::error!("api_listen {listen}: not listening: {e}");
+    token: crate::api::SharedToken,
+    listening: Option<String>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl TcpApi {
+    fn new(backend: Arc<backend::DaemonBackend>) -> Self {
+        TcpApi {
+            backend,
+            token: Arc::new(RwLock::new(None)),
+            listening: None,
+            stop: None,
+        }
+    }
+
+    fn configure(&mut self, config: &Config) {
+        let token = config.api_listen.as_ref().and_then(|listen| {
+            match crate::images::credentials::load(&config.credentials_file) {
+                Ok(c) => {
+                    let token = c.api_token.filter(|t| !t.is_empty());
+                    if token.is_none() {
+                        tracing::error!(
+                            "api_listen {listen}: not listening: {} has no api_token (a TCP API always needs one)",
+                            config.credentials_file.display()
+                        );
+                    }
+                    token
+                }
+                Err(e) => {
+                    tracing::error!("api_listen {listen}: not listening: {e}");
+                    None
+                }
+            }
+        });
+        let wanted = config.api_listen.clone().filter(|_| token.is_some());
+        match self.token.write() {
+            Ok(mut t) => *t = token,
+            Err(poisoned) => *poisoned.into_inner() = token,
+        }
+        if wanted == self.listening {
             return;
         }
-    };
-    let Some(token) = token else {
-        tracing::error!(
-            "api_listen {listen}: not listening: {} has no api_token (a TCP API always needs one)",
-            config.credentials_file.display()
-        );
-        return;
-    };
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        tracing::info!("API also on tcp {listen} (token required)");
-        if let Err(e) = crate::api::serve_tcp(&listen, token, backend, stopped).await {
-            tracing::error!("API over TCP: {e}");
+        self.shutdown();
+        self.listening = wanted.clone();
+        let Some(listen) = wanted else { return };
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        self.stop = Some(stop_tx);
+        let (token, backend) = (self.token.clone(), self.backend.clone());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tracing::info!("API also on tcp {listen} (token required)");
+            if let Err(e) = crate::api::serve_tcp(&listen, token, backend, stopped).await {
+                tracing::error!("API over TCP: {e}");
+            }
+        });
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
         }
-    });
+    }
 }

@@ -2,21 +2,23 @@
 //! on `<db>.lock`, re-read under it, and replace the file by rename so a
 //! reader sees the old file or the new one, never half of one.
 //!
-//! The temp file is `.<name>.berth-tmp` in the db's folder (a fixed name is
-//! safe: only the lock holder writes it; a leftover from a crash is removed
-//! by the next write).
+//! The temp file has an unpredictable name in the db's folder and is opened
+//! `O_EXCL|O_NOFOLLOW`; the folder is reached following only links root
+//! (or the writer) owns, and the lock file is never opened through a link
+//! (see `crate::safe_fs`).
 
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::{Gid, Uid};
 use time::OffsetDateTime;
 
 use super::{Db, DbError};
+use crate::safe_fs::{self, Links, Owner};
 
 /// Lock `<path>.lock`, re-read the db (a missing file is an empty db), let
 /// `f` change it, and if `f` returned Ok and changed something, write the
@@ -66,6 +68,8 @@ fn lock(path: &Path) -> Result<Flock<File>, DbError> {
         .write(true)
         .create(true)
         .truncate(false)
+        // A link planted at the lock's name is not followed (and not locked).
+        .custom_flags(libc_o_nofollow())
         .open(&lock_path)
         .map_err(io_error)?;
     loop {
@@ -85,61 +89,24 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DbError> {
         path: path.to_path_buf(),
         source,
     };
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Some(name) = path.file_name() else {
-        return Err(io_error(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a file name",
-        )));
-    };
-    let mut temp_name = OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(".berth-tmp");
-    let temp = folder.join(temp_name);
-
-    let old = match fs::metadata(path) {
-        Ok(meta) => Some(meta),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+    let (folder, name) = safe_fs::parent_and_name(path)?;
+    let dir = safe_fs::open_dir(&folder, Links::Trusted)?;
+    let (mode, owner) = match fs::symlink_metadata(path) {
+        // Only root may give a file away; others keep their own
+        // ownership, which is what SME's tools do too.
+        Ok(meta) if meta.is_file() => (
+            meta.mode() & 0o7777,
+            Owner::IfAllowed(Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid())),
+        ),
+        Ok(_) => (0o644, Owner::Writer),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (0o644, Owner::Writer),
         Err(e) => return Err(io_error(e)),
     };
-    let result = write_temp(&temp, bytes, old.as_ref())
-        .and_then(|()| fs::rename(&temp, path))
-        .and_then(|()| File::open(&folder)?.sync_all());
-    if result.is_err() {
-        // Best effort: the next write removes a leftover anyway.
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(io_error)
+    dir.write_file(&name, bytes, mode, owner).map_err(io_error)
 }
 
-fn write_temp(temp: &Path, bytes: &[u8], old: Option<&fs::Metadata>) -> io::Result<()> {
-    match fs::remove_file(temp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mode = old.map_or(0o644, |m| m.mode() & 0o7777);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(temp)?;
-    if let Some(old) = old {
-        // The umask may have narrowed the mode given to open().
-        file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
-        let mine = file.metadata()?;
-        if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
-            // Only root may give a file away; others keep their own
-            // ownership, which is what SME's tools do too.
-            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
-            // chown clears set-id bits: put the mode back.
-            file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
-        }
-    }
-    file.write_all(bytes)?;
-    file.sync_all()
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
 /// Local time for the header, as SME stamps it; UTC when the local offset
@@ -151,6 +118,33 @@ fn local_now() -> OffsetDateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_planted_at_the_lock_or_temp_names_are_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("configuration");
+        std::fs::write(&db, "a=b\n").expect("write");
+        let victim = dir.path().join("victim");
+        // The temp name the old writer used, linked to a file it must not write.
+        std::fs::write(&victim, "precious").expect("write");
+        std::os::unix::fs::symlink(&victim, dir.path().join(".configuration.berth-tmp"))
+            .expect("link");
+        update(&db, |d: &mut Db| d.set_prop("a", "p", "1")).expect("update");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "precious"
+        );
+        assert!(std::fs::read_to_string(&db)
+            .expect("db")
+            .contains("a=b|p|1"));
+        // A dangling link at the lock's name would have made a file as root.
+        let created = dir.path().join("created-through-the-lock");
+        std::fs::remove_file(lock_path(&db)).expect("rm lock");
+        std::os::unix::fs::symlink(&created, lock_path(&db)).expect("link");
+        let refused = update(&db, |d: &mut Db| d.set_prop("a", "p", "2"));
+        assert!(refused.is_err());
+        assert!(!created.exists());
+    }
 
     #[test]
     fn lock_file_sits_next_to_the_db() {

@@ -88,6 +88,9 @@ pub enum DbError {
     Invalid { path: PathBuf, why: String },
     #[error("{path}: no record {key:?}")]
     NoRecord { path: PathBuf, key: String },
+    /// The db's folder is reached through a link berth does not trust.
+    #[error(transparent)]
+    Path(#[from] crate::safe_fs::SafeFsError),
 }
 
 /// A record and, while no write has touched it, its value text as read,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     #[serde(default)]
@@ -40,23 +40,64 @@ impl std::fmt::Debug for Login {
     }
 }
 
-/// Reads the file; a missing file is no credentials at all.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("credentials", &self.credentials)
+            .field("webhooks", &self.webhooks.keys().collect::<Vec<_>>())
+            .field("api_token", &self.api_token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// A credentials file larger than this is refused (it holds a few logins).
+const MAX_SIZE: u64 = 1 << 20;
+
+/// Reads the file; a missing file is no credentials at all. It must be a
+/// regular file (a link is not followed), owned by root or by berth's own
+/// user, readable by its owner only.
 pub fn load(path: &Path) -> Result<Credentials, String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let fail = |why: String| format!("{}: {why}", path.display());
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::default()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(fail(
+                "is a symbolic link; berth reads secrets only from a real file".into(),
+            ))
+        }
+        Err(e) => return Err(fail(e.to_string())),
     };
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("is not a regular file".into()));
+    }
+    let me = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(fail(format!(
+            "is owned by uid {}; it must belong to root (chown root:root)",
+            meta.uid()
+        )));
+    }
     if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{}: must be readable by its owner only (chmod 600)",
-            path.display()
+        return Err(fail(
+            "must be readable by its owner only (chmod 600)".into(),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| format!("{}: {}", path.display(), e.to_string().replace('\n', " ")))
+    let mut text = String::new();
+    file.take(MAX_SIZE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_SIZE {
+        return Err(fail(format!("larger than {MAX_SIZE} bytes")));
+    }
+    toml::from_str(&text).map_err(|e| fail(e.to_string().replace('\n', " ")))
 }
 
 impl Credentials {
@@ -66,11 +107,12 @@ impl Credentials {
             .ok_or_else(|| format!("no [credentials.{name}] in the credentials file"))
     }
 
-    /// Constant-time comparison of a webhook token.
+    /// Constant-time comparison of a webhook token. An empty token in
+    /// the file allows nothing (like an empty `api_token`).
     pub fn webhook_allows(&self, image: &str, token: &str) -> bool {
         self.webhooks
             .get(image)
-            .is_some_and(|expected| same_secret(expected, token))
+            .is_some_and(|expected| !expected.is_empty() && same_secret(expected, token))
     }
 }
 
@@ -102,5 +144,34 @@ mod tests {
             .expect("none")
             .credentials
             .is_empty());
+    }
+
+    #[test]
+    fn tokens_stay_out_of_debug_and_an_empty_webhook_token_allows_nothing() {
+        let c: Credentials = toml::from_str(
+            "api_token = \"t0ken-api\"\n[webhooks]\napp = \"t0ken-hook\"\nopen = \"\"\n",
+        )
+        .expect("parse");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("t0ken"), "{shown}");
+        assert!(shown.contains("app"), "{shown}");
+        assert!(c.webhook_allows("app", "t0ken-hook"));
+        assert!(!c.webhook_allows("open", ""), "an empty token is no token");
+    }
+
+    #[test]
+    fn a_link_or_a_foreign_owner_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.toml");
+        std::fs::write(&real, "api_token = \"x\"\n").expect("write");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let link = dir.path().join("credentials.toml");
+        std::os::unix::fs::symlink(&real, &link).expect("link");
+        assert!(load(&link).unwrap_err().contains("symbolic link"));
+        if nix::unistd::Uid::effective().is_root() {
+            nix::unistd::chown(&real, Some(nix::unistd::Uid::from_raw(65534)), None)
+                .expect("chown");
+            assert!(load(&real).unwrap_err().contains("owned by uid 65534"));
+        }
     }
 }

@@ -77,6 +77,55 @@ pub struct EventRun {
     pub output: String,
 }
 
+/// `state_dir`, made 0700, or narrowed to 0700 when it is ours and wider
+/// (an older berth made it 0755).
+fn private_folder(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::Uid::effective().as_raw() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// state.db (created 0600 if missing, never through a link) and its WAL
+/// files, narrowed to 0600: SQLite gives the WAL files the db's mode.
+fn private_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(db)?;
+    let narrow = |f: &std::fs::File| -> std::io::Result<()> {
+        let meta = f.metadata()?;
+        if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::Uid::effective().as_raw() {
+            f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7700))?;
+        }
+        Ok(())
+    };
+    narrow(&file)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&name)
+        {
+            narrow(&f)?;
+        }
+    }
+    Ok(())
+}
+
 /// RFC 3339 UTC, to the millisecond: sorts as text.
 pub fn timestamp(t: std::time::SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
@@ -92,8 +141,10 @@ pub(crate) fn now() -> String {
 
 impl State {
     /// Opens (creating if needed) `state_dir/state.db` and migrates it.
+    /// The folder is made (or narrowed to) 0700: the journal names records
+    /// and errors, and build logs may show what a build printed.
     pub fn open(state_dir: &Path) -> Result<State, StateError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StateError::Folder {
+        private_folder(state_dir).map_err(|source| StateError::Folder {
             path: state_dir.to_path_buf(),
             source,
         })?;
@@ -105,6 +156,10 @@ impl State {
             path: path.to_path_buf(),
             source,
         };
+        private_files(path).map_err(|source| StateError::Folder {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(sql)?;
         // WAL + synchronous NORMAL: a kill -9 loses at most the last
         // transaction, never corrupts the journal; readers never block the daemon.
@@ -391,6 +446,33 @@ mod tests {
         );
         let passes = s.passes(5).expect("passes");
         assert_eq!((passes[0].actions, passes[0].failures), (3, 1));
+    }
+
+    #[test]
+    fn the_state_folder_and_db_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().join("state");
+        // An older berth left it world-readable.
+        std::fs::create_dir(&state_dir).expect("mkdir");
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(state_dir.join("state.db"), "").expect("touch");
+        std::fs::set_permissions(
+            state_dir.join("state.db"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let s = State::open(&state_dir).expect("open");
+        s.begin_pass("test").expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&state_dir), 0o700);
+        assert_eq!(mode(&state_dir.join("state.db")), 0o600);
+        assert_eq!(mode(&state_dir.join("state.db-wal")), 0o600);
+        let fresh = dir.path().join("fresh/state");
+        State::open(&fresh).expect("open");
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&fresh.join("state.db")), 0o600);
     }
 
     #[test]

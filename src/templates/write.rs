@@ -4,8 +4,7 @@
 //! removed only when their metadata said so (remembered in a manifest).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use super::render::Rendered;
 use super::tree::{Meta, Template};
 use super::TemplateReport;
 use crate::config::Config;
+use crate::safe_fs::{self, Links, Owner};
 
 /// `state_dir/templates.manifest.json`: output path (relative to
 /// `output_root`) → whether it goes when its template folder does. Only
@@ -64,7 +64,7 @@ pub fn apply(
             } => {
                 report.warnings.extend(warnings);
                 let target = config.output_root.join(&path);
-                let old_bytes = std::fs::read(&target).ok();
+                let old_bytes = read_target(&target);
                 if old_bytes.as_deref() == Some(bytes.as_slice()) {
                     manifest.insert(path.clone(), meta.remove_when_deleted);
                     report.unchanged.push(path);
@@ -145,9 +145,8 @@ fn prune(
             report.removed.push(output.clone());
             continue;
         }
-        match std::fs::remove_file(&target) {
+        match remove_target(&target) {
             Ok(()) => report.removed.push(output.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 manifest.insert(output.clone(), true);
                 report.failed.push((
@@ -160,11 +159,42 @@ fn prune(
     }
 }
 
+/// Rendered outputs larger than this are not compared, just rewritten.
+const READ_LIMIT: u64 = 64 << 20;
+
+/// The target's current bytes: read without following a link (a link
+/// there reads as no file, and is replaced by the write).
+fn read_target(target: &Path) -> Option<Vec<u8>> {
+    let (folder, name) = safe_fs::parent_and_name(target).ok()?;
+    let dir = safe_fs::open_dir(&folder, Links::Trusted).ok()?;
+    dir.read_file(&name, READ_LIMIT).ok().flatten()
+}
+
+/// Removes an output whose template was deleted; its folder is reached
+/// without following a link someone else planted.
+fn remove_target(target: &Path) -> Result<(), safe_fs::SafeFsError> {
+    let (folder, name) = safe_fs::parent_and_name(target)?;
+    let dir = match safe_fs::open_dir(&folder, Links::Trusted) {
+        Ok(dir) => dir,
+        Err(safe_fs::SafeFsError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    dir.remove_file(&name)
+        .map_err(|source| safe_fs::SafeFsError::Io {
+            path: target.to_path_buf(),
+            source,
+        })
+}
+
+/// Writes one output as root: its folder is reached (and made) following
+/// only links root owns, the bytes go to an unpredictable temp file with
+/// the owner and mode set on the descriptor, then renamed into place.
 fn write_file(target: &Path, bytes: &[u8], meta: &Meta) -> Result<(), TemplateError> {
     let err = |what: &str, e: &dyn std::fmt::Display| TemplateError::write(target, what, e);
-    let folder = target
-        .parent()
-        .ok_or_else(|| err("no parent folder", &""))?;
     let mode = meta.mode_bits().map_err(|e| err("metadata", &e))?;
     let uid = nix::unistd::User::from_name(&meta.owner)
         .map_err(|e| err("owner", &e))?
@@ -174,56 +204,26 @@ fn write_file(target: &Path, bytes: &[u8], meta: &Meta) -> Result<(), TemplateEr
         .map_err(|e| err("group", &e))?
         .ok_or_else(|| err("group", &format!("no group {}", meta.group)))?
         .gid;
-    std::fs::create_dir_all(folder).map_err(|e| err("cannot create its folder", &e))?;
-    if target.is_dir() {
+    let (folder, name) = safe_fs::parent_and_name(target).map_err(|e| err("path", &e))?;
+    let dir = safe_fs::create_dir_all(&folder, Links::Trusted, 0o755)
+        .map_err(|e| err("cannot reach its folder", &e))?;
+    if dir.is_dir(&name) {
         return Err(err("cannot write", &"a folder is in the way"));
     }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // In the same folder, so the rename is atomic; hidden, so a watcher or a
-    // `conf.d/*.conf` include never picks it up half written.
-    let tmp = folder.join(format!(".{name}.berth-tmp"));
-    let result = (|| {
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| err("cannot create temp file", &e))?;
-        file.write_all(bytes)
-            .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| err("cannot write", &e))?;
-        // Owner before the rename: the file never appears with the wrong one.
-        nix::unistd::chown(&tmp, Some(uid), Some(gid)).map_err(|e| {
+    dir.write_file(&name, bytes, mode, Owner::Exactly(uid, gid))
+        .map_err(|e| {
             err(
-                "cannot set owner",
-                &format!("{}:{}: {e}", meta.owner, meta.group),
+                "cannot write",
+                &format!("{e} (owner {}:{}, mode {:o})", meta.owner, meta.group, mode),
             )
-        })?;
-        std::fs::rename(&tmp, target).map_err(|e| err("cannot rename into place", &e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    if let Ok(dir) = std::fs::File::open(folder) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+        })
 }
 
-/// Writes `value` as JSON to `path` atomically (state files of this module).
+/// Writes `value` as JSON to `path` atomically (state files of this
+/// module, readable by root only: they name containers and ports).
 pub(super) fn save_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(&e))?;
-    }
-    let json = serde_json::to_vec_pretty(value).map_err(|e| fail(&e))?;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| fail(&e))?;
-    file.write_all(&json)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail(&e))?;
-    std::fs::rename(&tmp, path).map_err(|e| fail(&e))
+    let json = serde_json::to_vec_pretty(value).map_err(|e| format!("{}: {e}", path.display()))?;
+    safe_fs::write_file(path, &json, 0o600).map_err(|e| e.to_string())
 }
 
 /// `sh -c CMD`, its output kept for the report when it fails. Output goes
@@ -421,6 +421,60 @@ mod tests {
             std::fs::read_to_string(root.join("out/etc/theirs.conf")).expect("theirs"),
             "the admin's\n"
         );
+    }
+
+    #[test]
+    fn a_planted_link_never_redirects_a_write() {
+        let (dir, config) = sandbox();
+        let root = dir.path();
+        let victim = root.join("victim");
+        write(&victim, "root's file\n");
+        write(&root.join("t/etc/a.conf/10"), "a\n");
+        write(&root.join("t/home/u/b.conf/10"), "b\n");
+        // The temp name the old writer used, linked to a file root owns.
+        std::fs::create_dir_all(root.join("out/etc")).expect("mkdir");
+        std::os::unix::fs::symlink(&victim, root.join("out/etc/.a.conf.berth-tmp")).expect("link");
+        // A folder on the way swapped for a link by the user who owns it.
+        std::fs::create_dir_all(root.join("out/home")).expect("mkdir");
+        let elsewhere = root.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        let planted = root.join("out/home/u");
+        std::os::unix::fs::symlink(&elsewhere, &planted).expect("link");
+        let other_user = !nix::unistd::Uid::effective().is_root()
+            || nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                &planted,
+                Some(nix::unistd::Uid::from_raw(65534)),
+                None,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .is_ok();
+        let report = run(&config, true);
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("victim"),
+            "root's file\n",
+            "{report:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("out/etc/a.conf")).expect("a"),
+            "a\n"
+        );
+        let mode = std::fs::symlink_metadata(&victim)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "the victim's mode is untouched");
+        if nix::unistd::Uid::effective().is_root() && other_user {
+            assert!(!elsewhere.join("b.conf").exists(), "{report:?}");
+            assert!(
+                report
+                    .failed
+                    .iter()
+                    .any(|(p, e)| p == std::path::Path::new("home/u/b.conf")
+                        && e.contains("owned by uid 65534")),
+                "{report:?}"
+            );
+        }
     }
 
     #[test]

@@ -95,8 +95,32 @@ impl Sandbox {
     }
 
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(|_| {})
+    }
+
+    /// berthd with at most `files` open file descriptors (soft and hard).
+    pub fn start_daemon_with_file_limit(&self, files: u64) -> Daemon {
+        self.start_daemon_with(|cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        files,
+                        files,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        })
+    }
+
+    pub fn start_daemon_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let log = self.dir.path().join(format!("berthd-{}.log", now_ms()));
-        let child = Command::new(cargo_bin("berthd"))
+        let mut cmd = Command::new(cargo_bin("berthd"));
+        adjust(&mut cmd);
+        let child = cmd
             .arg("--config")
             .arg(self.config())
             .env("BERTH_LOG", "info")
