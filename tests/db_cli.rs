@@ -1,6 +1,8 @@
 //! `berth db` through the built binary, against temp dbs: each verb's exact
 //! output and exit code, escapes on the command line, atomic and
-//! concurrent writes.
+//! concurrent writes. The expected bytes are those SME's own Perl `db`
+//! (smeserver-lib's `/sbin/e-smith/db`) prints for the same files and
+//! arguments.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -93,21 +95,12 @@ fn ok(s: &Sandbox, args: &[&str], stdout: &str) {
     );
 }
 
-/// A query of something missing: exit 1, nothing printed at all.
+/// Something missing (a key or property asked for, a key `settype` or
+/// `delete` names, any record in a listed db): exit 1, nothing printed at
+/// all, as SME's db.
 fn absent(s: &Sandbox, args: &[&str]) {
     let (code, out, err) = s.run(args);
     assert_eq!((code, out.as_str(), err.as_str()), (1, "", ""), "{args:?}");
-}
-
-/// A change of a missing record: exit 1, nothing on stdout, said on stderr.
-fn refused(s: &Sandbox, args: &[&str]) -> String {
-    let (code, out, err) = s.run(args);
-    assert_eq!((code, out.as_str()), (1, ""), "{args:?}");
-    assert!(
-        err.starts_with("berth db: ") && err.contains("no record"),
-        "{args:?}: {err}"
-    );
-    err
 }
 
 fn usage_error(s: &Sandbox, args: &[&str]) {
@@ -145,7 +138,7 @@ fn print() {
     ok(
         &s,
         &["test", "print"],
-        "DomainName=example.org\nempty=\nweb=service|status|enabled|TCPPort|8080|Pipe|a \\| b|Lines|one\\ntwo\n",
+        "DomainName=example.org\nempty=\nweb=service|status|enabled|TCPPort|8080|Pipe|a \\| b|Lines|one\ntwo\n",
     );
     ok(
         &s,
@@ -158,7 +151,8 @@ fn print() {
 #[test]
 fn show() {
     let s = Sandbox::with_sample();
-    let web = "web=service\n    Lines=one\\ntwo\n    Pipe=a \\| b\n    TCPPort=8080\n    status=enabled\n";
+    let web =
+        "web=service\n    Lines=one\ntwo\n    Pipe=a \\| b\n    TCPPort=8080\n    status=enabled\n";
     ok(
         &s,
         &["test", "show"],
@@ -174,7 +168,7 @@ fn get_and_types() {
     ok(
         &s,
         &["test", "get", "web"],
-        "service|status|enabled|TCPPort|8080|Pipe|a \\| b|Lines|one\\ntwo\n",
+        "service|status|enabled|TCPPort|8080|Pipe|a \\| b|Lines|one\ntwo\n",
     );
     ok(&s, &["test", "get", "empty"], "\n");
     ok(&s, &["test", "gettype", "web"], "service\n");
@@ -194,24 +188,30 @@ fn get_and_types() {
 fn getprop_and_printprop() {
     let s = Sandbox::with_sample();
     ok(&s, &["test", "getprop", "web", "status"], "enabled\n");
-    ok(&s, &["test", "getprop", "web", "Pipe"], "a | b\n");
+    ok(&s, &["test", "getprop", "web", "Pipe"], "a \\| b\n");
     ok(&s, &["test", "getprop", "web", "Lines"], "one\ntwo\n");
     absent(&s, &["test", "getprop", "web", "nope"]);
     absent(&s, &["test", "getprop", "nope", "status"]);
     ok(
         &s,
         &["test", "printprop", "web"],
-        "Lines=one\\ntwo\nPipe=a \\| b\nTCPPort=8080\nstatus=enabled\n",
+        "Lines=one\ntwo\nPipe=a \\| b\nTCPPort=8080\nstatus=enabled\n",
     );
     ok(
         &s,
         &["test", "printprop", "web", "status", "TCPPort"],
         "status=enabled\nTCPPort=8080\n",
     );
-    ok(&s, &["test", "printprop", "DomainName"], "");
+    // All of a record's properties: exit 1 when it has none, as in SME.
+    absent(&s, &["test", "printprop", "DomainName"]);
     absent(&s, &["test", "printprop", "nope"]);
-    let (code, out, _) = s.run(&["test", "printprop", "web", "status", "nope"]);
-    assert_eq!((code, out.as_str()), (1, "status=enabled\n"));
+    // Named properties: those that exist, and exit 0 whatever is missing.
+    ok(
+        &s,
+        &["test", "printprop", "web", "status", "nope"],
+        "status=enabled\n",
+    );
+    ok(&s, &["test", "printprop", "nope", "status"], "");
 }
 
 #[test]
@@ -235,8 +235,10 @@ fn set_replaces_the_whole_record() {
     );
 }
 
+/// SME's `db setdefault` sets only a key that does not exist yet; an
+/// existing record is left exactly as it is, file untouched.
 #[test]
-fn setdefault_adds_only_what_is_missing() {
+fn setdefault_creates_only_missing_records() {
     let s = Sandbox::with_sample();
     ok(
         &s,
@@ -265,19 +267,21 @@ fn setdefault_adds_only_what_is_missing() {
         "",
     );
     ok(&s, &["test", "getprop", "web", "status"], "enabled\n");
-    ok(&s, &["test", "getprop", "web", "MaxMemory"], "512M\n");
+    absent(&s, &["test", "getprop", "web", "MaxMemory"]);
     ok(&s, &["test", "gettype", "web"], "service\n");
     ok(
         &s,
         &["test", "print", "fresh"],
         "fresh=service|status|enabled\n",
     );
-    // The changed record is sorted, as SME sorts a record it rewrites.
-    ok(
-        &s,
-        &["test", "print", "web"],
-        "web=service|Lines|one\\ntwo|MaxMemory|512M|Pipe|a \\| b|TCPPort|8080|status|enabled\n",
+    assert!(
+        s.read("test")
+            .contains("\nweb=service|status|enabled|TCPPort|8080|Pipe|a \\| b|Lines|one\\ntwo\n"),
+        "the existing record is untouched"
     );
+    let before = s.read("test");
+    ok(&s, &["test", "setdefault", "fresh", "other", "x", "1"], "");
+    assert_eq!(s.read("test"), before, "nothing to do writes nothing");
 }
 
 #[test]
@@ -286,7 +290,8 @@ fn settype() {
     ok(&s, &["test", "settype", "web", "container"], "");
     ok(&s, &["test", "printtype", "web"], "web=container\n");
     ok(&s, &["test", "getprop", "web", "TCPPort"], "8080\n");
-    refused(&s, &["test", "settype", "nope", "x"]);
+    // A missing key: exit 1, nothing said (SME's db).
+    absent(&s, &["test", "settype", "nope", "x"]);
 }
 
 #[test]
@@ -310,10 +315,10 @@ fn setprop() {
         &["test", "printprop", "web", "status", "MaxMemory"],
         "status=disabled\nMaxMemory=512M\n",
     );
+    // A missing key: nothing done, exit 0, nothing said (SME's db).
     let before = s.read("test");
-    let err = refused(&s, &["test", "setprop", "nope", "status", "x"]);
-    assert!(err.contains(&s.path("test").display().to_string()), "{err}");
-    assert_eq!(s.read("test"), before, "a refused change writes nothing");
+    ok(&s, &["test", "setprop", "nope", "status", "x"], "");
+    assert_eq!(s.read("test"), before, "nothing to do writes nothing");
 }
 
 #[test]
@@ -329,10 +334,12 @@ fn delprop_and_delete() {
         &["test", "print", "web"],
         "web=service|TCPPort|8080|status|enabled\n",
     );
-    refused(&s, &["test", "delprop", "nope", "x"]);
+    // Missing keys: delprop does nothing (exit 0), delete exits 1; both
+    // quietly, as SME's db.
+    ok(&s, &["test", "delprop", "nope", "x"], "");
     ok(&s, &["test", "delete", "web"], "");
     ok(&s, &["test", "keys"], "DomainName\nempty\n");
-    refused(&s, &["test", "delete", "web"]);
+    absent(&s, &["test", "delete", "web"]);
 }
 
 #[test]
@@ -384,12 +391,25 @@ fn pipes_newlines_and_backslashes_round_trip() {
     for (i, v) in values.iter().enumerate() {
         ok(&s, &["test", "setprop", "web", &format!("v{i}"), v], "");
     }
+    // Each value reads back exactly...
+    let db = Db::load(&s.path("test")).expect("load");
+    let web = db.get("web").expect("web");
     for (i, v) in values.iter().enumerate() {
-        ok(
-            &s,
-            &["test", "getprop", "web", &format!("v{i}")],
-            &format!("{v}\n"),
-        );
+        assert_eq!(web.prop(&format!("v{i}")), Some(*v), "v{i}");
+    }
+    // ...and getprop prints the field as SME's db does: as the file holds
+    // it, `\n` printed as a newline.
+    let printed = [
+        "a\\|b\n",
+        "line one\nline two\n",
+        "C:\\path\\to\n",
+        "ends with \\\\\n",
+        "\\\n is not a newline\n",
+        "\\|=\\|\\\\\\|\n\n",
+        "\n",
+    ];
+    for (i, p) in printed.iter().enumerate() {
+        ok(&s, &["test", "getprop", "web", &format!("v{i}")], p);
     }
     let text = s.read("test");
     let records = written_records(&text);
@@ -402,31 +422,198 @@ fn pipes_newlines_and_backslashes_round_trip() {
         &["test", "set", "multi", "t|x", "p", "one\ntwo|three"],
         "",
     );
-    ok(&s, &["test", "gettype", "multi"], "t|x\n");
-    ok(&s, &["test", "getprop", "multi", "p"], "one\ntwo|three\n");
+    ok(&s, &["test", "gettype", "multi"], "t\\|x\n");
+    ok(&s, &["test", "getprop", "multi", "p"], "one\ntwo\\|three\n");
     ok(
         &s,
         &["test", "print", "multi"],
-        "multi=t\\|x|p|one\\ntwo\\|three\n",
+        "multi=t\\|x|p|one\ntwo\\|three\n",
     );
 }
 
 #[test]
 fn missing_db_reads_as_empty_and_is_created_by_writes() {
     let s = Sandbox::new();
-    ok(&s, &["nothing", "keys"], "");
-    ok(&s, &["nothing", "show"], "");
-    ok(&s, &["nothing", "print"], "");
+    // Listing an empty db exits 1, as in SME.
+    absent(&s, &["nothing", "keys"]);
+    absent(&s, &["nothing", "show"]);
+    absent(&s, &["nothing", "print"]);
+    absent(&s, &["nothing", "printtype"]);
     absent(&s, &["nothing", "get", "k"]);
     absent(&s, &["nothing", "getprop", "k", "p"]);
     absent(&s, &["nothing", "show", "k"]);
-    refused(&s, &["nothing", "setprop", "k", "p", "v"]);
+    ok(&s, &["nothing", "setprop", "k", "p", "v"], "");
+    absent(&s, &["nothing", "delete", "k"]);
     assert!(
         !s.path("nothing").exists(),
-        "a refused change creates no db"
+        "a change that does nothing creates no db"
     );
     ok(&s, &["nothing", "set", "k", "t", "p", "v"], "");
     assert_eq!(written_records(&s.read("nothing")), ["k=t|p|v"]);
+}
+
+/// SME's own test db (smeserver-lib's db_dummy.conf), every byte as SME's
+/// `db` prints it: a `\n` in the file is printed as a newline, `\|` as is.
+#[test]
+fn smes_test_db_prints_as_smes_db_prints_it() {
+    let s = Sandbox::new();
+    let sme = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db/sme");
+    let fixture = fs::read_to_string(sme.join("db_dummy.conf")).expect("fixture");
+    s.write("dummy", &fixture);
+    let haiku = "Damian Conway\nGod damn! Damian Conway\nDamian Conway";
+    ok(
+        &s,
+        &["dummy", "keys"],
+        "Foo\nHaiku\nNight\nOctopus\nPipe\nSquid\n",
+    );
+    ok(
+        &s,
+        &["dummy", "print"],
+        &format!(
+            "Foo=Bar\nHaiku=poem|words|{haiku}\nNight=Day\nOctopus=cephalopod|arms|8|species|\n\
+             Pipe=art|pipe|this is not a \\| got that?\nSquid=cephalopod|arms|10|species|Loligo\n"
+        ),
+    );
+    ok(
+        &s,
+        &["dummy", "show"],
+        &format!(
+            "Foo=Bar\nHaiku=poem\n    words={haiku}\nNight=Day\n\
+             Octopus=cephalopod\n    arms=8\n    species=\n\
+             Pipe=art\n    pipe=this is not a \\| got that?\n\
+             Squid=cephalopod\n    arms=10\n    species=Loligo\n"
+        ),
+    );
+    ok(
+        &s,
+        &["dummy", "get", "Haiku"],
+        &format!("poem|words|{haiku}\n"),
+    );
+    ok(
+        &s,
+        &["dummy", "getprop", "Haiku", "words"],
+        &format!("{haiku}\n"),
+    );
+    ok(
+        &s,
+        &["dummy", "printprop", "Haiku"],
+        &format!("words={haiku}\n"),
+    );
+    ok(
+        &s,
+        &["dummy", "getprop", "Pipe", "pipe"],
+        "this is not a \\| got that?\n",
+    );
+    ok(&s, &["dummy", "gettype", "Haiku"], "poem\n");
+    ok(&s, &["dummy", "printtype", "Haiku"], "Haiku=poem\n");
+    absent(&s, &["dummy", "printprop", "Foo"]);
+    ok(&s, &["dummy", "printprop", "Foo", "arms"], "");
+    ok(&s, &["dummy", "printprop", "nope", "arms"], "");
+    ok(
+        &s,
+        &["dummy", "printprop", "Squid", "species", "nope", "arms"],
+        "species=Loligo\narms=10\n",
+    );
+}
+
+/// Odd records (hand-written, or left by SME's unescaped writes), as SME's
+/// `db` shows them: no type before properties, a name without a value, a
+/// name twice, a backslash ending a field, `\n` in a type and in a
+/// property name, an empty value.
+#[test]
+fn odd_records_print_as_smes_db_prints_them() {
+    let s = Sandbox::new();
+    s.write(
+        "odd",
+        "notype=|a|1\nodd=t|p\ndup=t|a|1|b|2|a|3\nbs=t|path|C:\\dir\\file|end|x\\\n\
+         nl=line1\\nline2|p\\nq|v\nempty=\nzero=0|p|0\n",
+    );
+    ok(&s, &["odd", "show", "notype"], "notype=\n");
+    absent(&s, &["odd", "gettype", "notype"]);
+    ok(&s, &["odd", "printtype", "notype"], "notype=\n");
+    ok(&s, &["odd", "printprop", "notype"], "a=1\n");
+    ok(&s, &["odd", "getprop", "notype", "a"], "1\n");
+    absent(&s, &["odd", "getprop", "odd", "p"]);
+    ok(&s, &["odd", "printprop", "odd"], "p=\n");
+    ok(&s, &["odd", "printprop", "odd", "p"], "");
+    ok(&s, &["odd", "show", "odd"], "odd=t\n    p=\n");
+    ok(&s, &["odd", "show", "dup"], "dup=t\n    a=3\n    b=2\n");
+    ok(
+        &s,
+        &["odd", "show", "bs"],
+        "bs=t\n    end=x\\\n    path=C:\\dir\\file\n",
+    );
+    ok(&s, &["odd", "getprop", "bs", "end"], "x\\\n");
+    ok(&s, &["odd", "show", "nl"], "nl=line1\nline2\n    p\nq=v\n");
+    ok(&s, &["odd", "getprop", "nl", "p\nq"], "v\n");
+    ok(&s, &["odd", "gettype", "nl"], "line1\nline2\n");
+    ok(&s, &["odd", "gettype", "empty"], "\n");
+    ok(&s, &["odd", "show", "empty"], "empty=\n");
+    absent(&s, &["odd", "printprop", "empty"]);
+    ok(&s, &["odd", "get", "zero"], "0|p|0\n");
+    ok(
+        &s,
+        &["odd", "printtype"],
+        "bs=t\ndup=t\nempty=\nnl=line1\nline2\nnotype=\nodd=t\nzero=0\n",
+    );
+}
+
+/// SME trims the whitespace around a KEY; berth does when no record has
+/// the KEY exactly as typed. A printed record is labelled as typed.
+#[test]
+fn keys_are_trimmed_as_sme_trims_them() {
+    let s = Sandbox::with_sample();
+    ok(
+        &s,
+        &["test", "get", " web "],
+        "service|status|enabled|TCPPort|8080|Pipe|a \\| b|Lines|one\ntwo\n",
+    );
+    ok(&s, &["test", "printtype", " web"], " web=service\n");
+    ok(&s, &["test", "setprop", "web\t", "p", "v"], "");
+    ok(&s, &["test", "getprop", "web", "p"], "v\n");
+    ok(&s, &["test", "set", " new ", "t"], "");
+    ok(&s, &["test", "keys"], "DomainName\nempty\nnew\nweb\n");
+    // berth's own choice: a key read with whitespace around it (SME's
+    // dummy.conf) is found by its exact spelling.
+    s.write("spaced", "that key =has trailing whitespace\n");
+    ok(
+        &s,
+        &["spaced", "get", "that key "],
+        "has trailing whitespace\n",
+    );
+    absent(&s, &["spaced", "get", "that key"]);
+}
+
+/// SME writes a db only when a record's text changes; `settype`, `delprop`
+/// and `set` with properties rewrite the record sorted.
+#[test]
+fn changes_write_only_when_smes_db_would() {
+    let s = Sandbox::new();
+    let original = "a=t|b|1|a|2\nc=t|a|1|b|2\nFoo=Bar\n";
+    s.write("w", original);
+    for args in [
+        &["setprop", "c", "a", "1"][..],
+        &["set", "Foo", "Bar"],
+        &["settype", "c", "t"],
+        &["delprop", "c", "zz"],
+        &["setdefault", "c", "u", "x", "1"],
+    ] {
+        let mut all = vec!["w"];
+        all.extend_from_slice(args);
+        ok(&s, &all, "");
+        assert_eq!(s.read("w"), original, "{args:?} wrote");
+    }
+    ok(&s, &["w", "delprop", "a", "zz"], "");
+    assert_eq!(
+        written_records(&s.read("w")),
+        ["Foo=Bar", "a=t|a|2|b|1", "c=t|a|1|b|2"]
+    );
+    s.write("w", original);
+    ok(&s, &["w", "set", "c", "t", "b", "2", "a", "1"], "");
+    assert_eq!(
+        written_records(&s.read("w")),
+        ["Foo=Bar", "a=t|b|1|a|2", "c=t|a|1|b|2"]
+    );
 }
 
 #[test]
