@@ -428,3 +428,123 @@ fn status_shows_declared_actual_and_errors() {
         "{table}"
     );
 }
+
+#[test]
+fn a_container_cannot_get_a_host_folder_mounted_through_a_link() {
+    let s = Sandbox::new(None);
+    let data = s.dir.path().join("data");
+    let secret = s.dir.path().join("secret");
+    std::fs::create_dir_all(&secret).expect("mkdir");
+    std::fs::write(secret.join("key"), "host secret\n").expect("write");
+    let data_text = data.display().to_string();
+    s.declare(
+        "evil",
+        &[
+            "Command",
+            "sleep 3600",
+            "DataMount",
+            "host",
+            "DataMountPath",
+            &data_text,
+            "MountPath",
+            "/data",
+        ],
+    );
+    s.apply_ok();
+    // The container plants a link in its own data folder...
+    let link = format!("ln -s {} /data/sub", secret.display());
+    docker_ok(&["exec", &s.name("evil"), "sh", "-c", &link]);
+    assert!(std::fs::symlink_metadata(data.join("data/sub"))
+        .expect("planted")
+        .file_type()
+        .is_symlink());
+    let before = id_of(&s, "evil");
+    // ...and asks for a mount inside it: refused, its container untouched.
+    s.db(&["setprop", &s.name("evil"), "MountPath", "/data,/data/sub"]);
+    let (code, out, err) = s.apply();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("MountPath") && err.contains("/data/sub lies inside /data"),
+        "{err}"
+    );
+    assert_eq!(id_of(&s, "evil"), before);
+
+    // A record whose host folder lies in another record's: refused too.
+    let inner = data.join("data/other").display().to_string();
+    s.declare(
+        "nested",
+        &[
+            "Command",
+            "sleep 3600",
+            "DataMount",
+            "host",
+            "DataMountPath",
+            &inner,
+            "MountPath",
+            "/srv",
+        ],
+    );
+    let (_, _, err) = s.apply();
+    assert!(
+        err.contains(&s.name("nested")) && err.contains("data folder of record"),
+        "{err}"
+    );
+    assert!(docker_inspect_opt(&s.name("nested")).is_none());
+
+    // A link already on the way to a host folder is never followed.
+    s.db(&["setprop", &s.name("evil"), "MountPath", "/data"]);
+    s.db(&["delete", &s.name("nested")]);
+    let other = s.dir.path().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::os::unix::fs::symlink(&secret, other.join("srv")).expect("link");
+    let other_text = other.display().to_string();
+    s.declare(
+        "linked",
+        &[
+            "Command",
+            "sleep 3600",
+            "DataMount",
+            "host",
+            "DataMountPath",
+            &other_text,
+            "MountPath",
+            "/srv",
+        ],
+    );
+    let (code, _, err) = s.apply();
+    assert_eq!(code, 1);
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(
+        docker_inspect_opt(&s.name("linked")).is_none_or(|v| v["State"]["Status"] != "running"),
+        "never started with the host folder behind the link"
+    );
+}
+
+#[test]
+fn volumes_never_collide_and_a_volume_someone_else_made_is_not_adopted() {
+    let s = Sandbox::new(None);
+    // Under the old naming both were <prefix>-a_b_c.
+    let a = s.name("a");
+    s.declare("a", &["Command", "sleep 3600", "MountPath", "/b/c"]);
+    s.declare("a_b", &["Command", "sleep 3600", "MountPath", "/c"]);
+    s.apply_ok();
+    let volume_of = |name: &str| {
+        let v = docker_inspect(&s.name(name));
+        text(&v["Mounts"][0]["Name"]).to_string()
+    };
+    assert_eq!(volume_of("a"), format!("{a}_b_c"));
+    assert_ne!(volume_of("a"), volume_of("a_b"));
+    docker_ok(&["exec", &s.name("a"), "sh", "-c", "echo mine > /b/c/f"]);
+    let (_, other, _) = docker(&["exec", &s.name("a_b"), "sh", "-c", "cat /c/f || true"]);
+    assert!(!other.contains("mine"), "a_b sees a's data: {other}");
+
+    // A volume an admin made by hand under the name berth would use.
+    let theirs = s.name("c_data");
+    docker_ok(&["volume", "create", &theirs]);
+    s.declare("c", &["Command", "sleep 3600", "MountPath", "/data"]);
+    let (code, _, err) = s.apply();
+    assert_eq!(code, 1);
+    assert!(err.contains("does not adopt"), "{err}");
+    assert!(docker_inspect_opt(&s.name("c")).is_none());
+    docker(&["volume", "rm", &theirs]);
+}

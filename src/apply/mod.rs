@@ -168,10 +168,15 @@ async fn run<E: Engine>(
             // is untouched and keeps running.
             let (config, labels) = creation(action, settings)?;
             let old_id = id(action)?;
+            if action.stop_first {
+                engine.stop_container(old_id, grace).await?;
+            }
             prepare_mounts(engine, &labels, config).await?;
             let temp_name = format!("{}{REPLACEMENT_SUFFIX}", config.name);
             let new_id = engine.create_container(&temp_name, config, &labels).await?;
-            engine.stop_container(old_id, grace).await?;
+            if !action.stop_first {
+                engine.stop_container(old_id, grace).await?;
+            }
             engine.remove_container(old_id).await?;
             engine.rename_container(&new_id, &config.name).await?;
             if action.start {
@@ -210,7 +215,10 @@ fn creation<'a>(
 }
 
 /// Named volumes are created labelled as ours (Docker would make them
-/// unlabelled); host folders are created by the engine layer.
+/// unlabelled); host folders are created by the engine layer. A volume
+/// that exists already is used only if this berth made it for this
+/// record: one another owner made (an admin, another record, another
+/// berth) is never adopted, so no container gets someone else's data.
 async fn prepare_mounts<E: Engine>(
     engine: &E,
     container_labels: &BTreeMap<String, String>,
@@ -222,7 +230,18 @@ async fn prepare_mounts<E: Engine>(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
-        engine.ensure_volume(&mount.source, &labels).await?;
+        let found = engine.ensure_volume(&mount.source, &labels).await?;
+        let owner = |key: &str| found.get(key).map(String::as_str).unwrap_or("none");
+        if labels.iter().any(|(k, v)| found.get(k) != Some(v)) {
+            return Err(EngineError::Conflict(format!(
+                "volume {} for {} exists but was not made by this berth for this record (its labels: managed {}, instance {}, record {}); berth does not adopt it: rename or remove it, or copy its data into a new one",
+                mount.source,
+                mount.target,
+                owner(LABEL_MANAGED),
+                owner(LABEL_INSTANCE),
+                owner(LABEL_RECORD)
+            )));
+        }
     }
     Ok(())
 }

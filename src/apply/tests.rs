@@ -172,3 +172,31 @@ async fn what_links_to_a_failed_record_is_not_started() {
         "unrelated records still apply"
     );
 }
+
+#[tokio::test]
+async fn a_volume_someone_else_made_is_never_adopted() {
+    let e = engine();
+    let d = declared("app=service|Image|app:1|MountPath|/data\nother=service|Image|app:1\n");
+    // An admin's volume under the name berth would give app's data.
+    e.add_volume("app_data", BTreeMap::new());
+    let report = pass(&e, &d).await;
+    let failed: Vec<&Outcome> = report.failures().collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.outcomes);
+    assert_eq!(failed[0].record, "app");
+    assert!(
+        failed[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not adopt")),
+        "{failed:?}"
+    );
+    assert!(e.id_of("app").is_none() && e.id_of("other").is_some());
+    // One this berth made for the record is used as it is.
+    let mine = labels_for("test", "app", &d.specs["app"].config, "x")
+        .into_iter()
+        .filter(|(k, _)| [LABEL_MANAGED, LABEL_INSTANCE, LABEL_RECORD].contains(&k.as_str()))
+        .collect();
+    e.add_volume("app_data", mine);
+    let report = pass(&e, &d).await;
+    assert_eq!(report.failures().count(), 0, "{:?}", report.outcomes);
+}

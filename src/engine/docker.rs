@@ -333,13 +333,18 @@ impl Engine for DockerEngine {
     ) -> Result<String, EngineError> {
         let body = create::create_body(config, labels)?;
         // The engine refuses a bind mount whose source is missing; SME's
-        // DataMount=host expects the folder to be made on first use.
+        // DataMount=host expects the folder to be made on first use. It is
+        // reached (and made) with no link followed at all: a container's
+        // root makes root-owned links in its data folders, and one on the
+        // way would have the engine mount whatever it points to.
         for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
-            tokio::fs::create_dir_all(&mount.source)
-                .await
-                .map_err(|e| {
-                    EngineError::Api(format!("cannot create host folder {}: {e}", mount.source))
-                })?;
+            let source = std::path::PathBuf::from(&mount.source);
+            tokio::task::spawn_blocking(move || {
+                crate::safe_fs::create_dir_all(&source, crate::safe_fs::Links::Never, 0o755)
+            })
+            .await
+            .map_err(|e| EngineError::Api(format!("host folder {}: {e}", mount.source)))?
+            .map_err(|e| EngineError::Api(format!("host folder: {e}")))?;
         }
         self.count();
         let options = CreateContainerOptionsBuilder::new().name(name).build();
@@ -446,17 +451,17 @@ impl Engine for DockerEngine {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<BTreeMap<String, String>, EngineError> {
         self.count();
-        // Creating an existing local volume is a no-op for the engine.
+        // Creating an existing local volume changes nothing and answers
+        // with the volume as it is, labels included: one call either way.
         let request = VolumeCreateRequest {
             name: Some(name.to_string()),
             labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
         match self.docker.create_volume(request).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 409) => Ok(()),
+            Ok(volume) => Ok(volume.labels.into_iter().collect()),
             Err(e) => Err(self.error(e)),
         }
     }

@@ -117,6 +117,11 @@ impl FakeEngine {
         self.lock().containers.push(container);
     }
 
+    /// A volume made outside berth (or by another owner), with `labels`.
+    pub fn add_volume(&self, name: &str, labels: BTreeMap<String, String>) {
+        self.lock().volumes.insert(name.to_string(), labels);
+    }
+
     pub fn add_network(&self, name: &str) {
         self.lock().networks.insert(name.to_string());
     }
@@ -359,14 +364,14 @@ impl Engine for FakeEngine {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<BTreeMap<String, String>, EngineError> {
         self.count(1);
         self.act(format!("ensure_volume {name}"), |s| {
             s.check(Op::EnsureVolume, name)?;
-            s.volumes
+            Ok(s.volumes
                 .entry(name.to_string())
-                .or_insert_with(|| labels.clone());
-            Ok(())
+                .or_insert_with(|| labels.clone())
+                .clone())
         })
     }
 

@@ -194,12 +194,13 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Create a bridge network with our labels if no network of that name exists.
     fn ensure_network(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Create a named volume with our labels (Ok if it already exists).
+    /// Create a named volume with `labels` unless it exists; returns the
+    /// labels the volume has now (an existing one keeps its own).
     fn ensure_volume(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, EngineError>> + Send;
     /// Number of API calls made so far (for tests and benchmarks).
     fn api_calls(&self) -> u64;
 }

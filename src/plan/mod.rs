@@ -13,7 +13,8 @@ use chrono::{DateTime, Local, TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{
-    ContainerConfig, NetworkAttachment, ObservedContainer, ObservedState, LABEL_SPEC,
+    ContainerConfig, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
+    LABEL_SPEC,
 };
 use crate::schedule;
 use crate::spec::{links, ContainerSpec, Declared};
@@ -66,6 +67,11 @@ pub struct Action {
     /// this action is not started (as compose does with depends_on).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
+    /// Recreate: stop the old container before creating the new one (not
+    /// after), because a host folder of the new one lies inside one the
+    /// old one can write: nothing may run there while it is checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_first: bool,
 }
 
 /// A record the plan leaves alone, and why.
@@ -177,6 +183,13 @@ pub fn plan_at<Tz: TimeZone>(
         }
         let want = intent(spec, declared, at);
         let image_id = observed.images.get(&spec.config.image);
+        // What to run: the spec, with the volume names the container has
+        // from an older berth where they differ only in name.
+        let kept = current.and_then(|c| keep_legacy_volumes(spec, c));
+        let (config, spec_hash) = match &kept {
+            Some((config, hash)) => (config, hash),
+            None => (&spec.config, &spec.spec_hash),
+        };
         let action =
             |kind, reason: String, id: Option<&str>, start: bool, with_config: bool| Action {
                 wave: match kind {
@@ -187,14 +200,15 @@ pub fn plan_at<Tz: TimeZone>(
                 record: name.into(),
                 reason,
                 container_id: id.map(str::to_string),
-                config: with_config.then(|| spec.config.clone()),
-                spec_hash: with_config.then(|| spec.spec_hash.clone()),
+                config: with_config.then(|| config.clone()),
+                spec_hash: with_config.then(|| spec_hash.clone()),
                 start,
                 needs: if start {
                     spec.links.clone()
                 } else {
                     Vec::new()
                 },
+                stop_first: false,
             };
         let needs_image = |out: &mut Plan| {
             if image_id.is_none() {
@@ -223,10 +237,10 @@ pub fn plan_at<Tz: TimeZone>(
             None => {}
             Some(c) => {
                 let mut changes = Vec::new();
-                if c.labels.get(crate::engine::LABEL_SPEC_HASH) != Some(&spec.spec_hash) {
+                if c.labels.get(crate::engine::LABEL_SPEC_HASH) != Some(spec_hash) {
                     changes.extend(diff::describe(
                         c.labels.get(LABEL_SPEC).map(String::as_str),
-                        &spec.config,
+                        config,
                     ));
                 }
                 if let Some(id) = image_id {
@@ -306,6 +320,7 @@ pub fn plan_at<Tz: TimeZone>(
             spec_hash: None,
             start: false,
             needs: Vec::new(),
+            stop_first: false,
         });
     }
 
@@ -332,12 +347,127 @@ pub fn plan_at<Tz: TimeZone>(
                 spec_hash: None,
                 start: false,
                 needs: Vec::new(),
+                stop_first: false,
             });
         }
     }
+    guard_host_folders(declared, observed, &mut out);
     out.actions
         .sort_by(|a, b| (a.wave, &a.record).cmp(&(b.wave, &b.record)));
     out
+}
+
+/// A create or recreate whose host data folder lies inside a folder that
+/// a container of another record has mounted (read from the containers'
+/// spec labels, so this holds for records that are invalid or deleted now)
+/// is not done: that container could plant a link on the way. Inside the
+/// record's own old container's folder, the old container is stopped
+/// before the new one is made and its folders checked.
+fn guard_host_folders(declared: &Declared, observed: &ObservedState, out: &mut Plan) {
+    let folders = |config: Option<&ContainerConfig>| -> Vec<std::path::PathBuf> {
+        config
+            .map(|c| {
+                c.mounts
+                    .iter()
+                    .filter(|m| m.kind == MountKind::Bind)
+                    .map(|m| std::path::PathBuf::from(&m.source))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let wanted = |a: &Action| matches!(a.kind, ActionKind::Create | ActionKind::Recreate);
+    if !out
+        .actions
+        .iter()
+        .any(|a| wanted(a) && !folders(a.config.as_ref()).is_empty())
+    {
+        return;
+    }
+    // Only labels that mention a host folder are parsed.
+    let mounted: Vec<(&str, std::path::PathBuf)> = observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+        .filter_map(|c| {
+            let label = c
+                .labels
+                .get(LABEL_SPEC)
+                .filter(|l| l.contains("\"bind\""))?;
+            let config: ContainerConfig = serde_json::from_str(label).ok()?;
+            Some((c.record().unwrap_or(&c.name), folders(Some(&config))))
+        })
+        .flat_map(|(record, fs)| fs.into_iter().map(move |f| (record, f)))
+        .collect();
+    let mut refused: Vec<(usize, String)> = Vec::new();
+    for (i, action) in out.actions.iter_mut().enumerate() {
+        if !wanted(action) {
+            continue;
+        }
+        for folder in folders(action.config.as_ref()) {
+            for (record, outer) in &mounted {
+                if folder == *outer || !folder.starts_with(outer) {
+                    continue;
+                }
+                if *record == action.record {
+                    action.stop_first = true;
+                } else {
+                    refused.push((
+                        i,
+                        format!(
+                            "host data folder {} lies inside {}, which the container of record {record} has mounted and could turn a folder on the way into a link to anywhere on the host; use a folder outside it",
+                            folder.display(),
+                            outer.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    refused.dedup_by_key(|(i, _)| *i);
+    for (i, why) in refused.into_iter().rev() {
+        let action = out.actions.remove(i);
+        out.problems.push(Problem {
+            record: action.record,
+            message: why,
+        });
+    }
+}
+
+/// Volumes were once named so that two records could share one (see
+/// `spec::legacy_volume_name`). A container made then keeps its volume
+/// under the old name for as long as it is recreated from the same
+/// record: the config (and hash) it is compared with uses that name where
+/// its own spec label says it used it for the same path. None when nothing
+/// is kept. The volume's labels are checked before it is used again.
+fn keep_legacy_volumes(
+    spec: &ContainerSpec,
+    c: &ObservedContainer,
+) -> Option<(ContainerConfig, String)> {
+    let legacy = |m: &Mount| crate::spec::legacy_volume_name(&spec.name, &m.target);
+    let renamed = |m: &Mount| m.kind == MountKind::Volume && m.source != legacy(m);
+    if !spec.config.mounts.iter().any(renamed) {
+        return None;
+    }
+    let old: ContainerConfig = serde_json::from_str(c.labels.get(LABEL_SPEC)?).ok()?;
+    let mut config = spec.config.clone();
+    let mut kept = false;
+    for m in config.mounts.iter_mut().filter(|m| renamed(m)) {
+        let name = legacy(m);
+        if old
+            .mounts
+            .iter()
+            .any(|o| o.kind == MountKind::Volume && o.target == m.target && o.source == name)
+        {
+            m.source = name;
+            kept = true;
+        }
+    }
+    if !kept {
+        return None;
+    }
+    config.mounts.sort();
+    let hash = crate::spec::spec_hash(&config);
+    Some((config, hash))
 }
 
 fn note_network(needed: &mut BTreeMap<String, Vec<String>>, spec: &ContainerSpec) {

@@ -409,3 +409,63 @@ fn a_network_name_held_twice_is_repaired_before_starts() {
         .starts_with("2 networks share this name"));
     assert_eq!(p.actions[1].kind, ActionKind::Start);
 }
+
+#[test]
+fn a_container_keeps_its_volume_from_the_old_naming() {
+    let d = declared("a_b=service|Image|app:1|MountPath|/c\n");
+    let spec = &d.specs["a_b"];
+    assert_eq!(spec.config.mounts[0].source, "a-5fb__c");
+    // Made by an older berth: its spec label names the volume `a_b_c`.
+    let mut old = spec.clone();
+    old.config.mounts[0].source = "a_b_c".into();
+    old.spec_hash = crate::spec::spec_hash(&old.config);
+    let observed = ObservedState {
+        containers: vec![managed(&old, "running")],
+        images: images(),
+        networks: vec!["berth".into()],
+    };
+    let plan = plan(&d, &observed, now());
+    assert!(
+        plan.is_empty(),
+        "no recreate for a name: {:?}",
+        summary(&plan)
+    );
+    // A real change recreates it, still on the old volume.
+    let changed = declared("a_b=service|Image|app:1|MountPath|/c|MaxMemory|64M\n");
+    let plan = super::plan(&changed, &observed, now());
+    assert_eq!(summary(&plan), vec!["3 recreate a_b"]);
+    let config = plan.actions[0].config.as_ref().expect("config");
+    assert_eq!(config.mounts[0].source, "a_b_c");
+}
+
+#[test]
+fn a_host_folder_inside_one_a_running_container_has_mounted_is_not_used() {
+    // `old` is gone from the db (or invalid) but its container runs with /srv/d.
+    let gone = declared("old=service|Image|app:1|DataMount|host|DataMountPath|/srv|MountPath|/d\n");
+    let mut observed = converged(&gone);
+    let d = declared(
+        "new=service|Image|app:1|DataMount|host|DataMountPath|/srv/d/x|MountPath|/y\n\
+         x=service|Image|app:1|MaxMemory|notanumber\n",
+    );
+    let planned = super::plan(&d, &observed, now());
+    assert!(
+        planned.actions.iter().all(|a| a.record != "new"),
+        "{:?}",
+        summary(&planned)
+    );
+    assert!(planned
+        .problems
+        .iter()
+        .any(|p| p.record == "new" && p.message.contains("container of record old")));
+    // Inside its own old container's folder: that container stops first.
+    let own =
+        declared("old=service|Image|app:1|DataMount|host|DataMountPath|/srv|MountPath|/d/sub\n");
+    observed.networks = vec!["berth".into()];
+    let planned = super::plan(&own, &observed, now());
+    let recreate = planned
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Recreate)
+        .expect("recreate");
+    assert!(recreate.stop_first);
+}

@@ -2,7 +2,7 @@
 //! the record's errors collected (not just the first).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::property::{self, Parsed};
 use super::{error, spec_hash, ContainerSpec, Declared, SpecError, SpecSettings, SERVICE_TYPE};
@@ -42,6 +42,9 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
 pub struct Built {
     pub spec: Result<ContainerSpec, Vec<SpecError>>,
     pub warnings: Vec<SpecError>,
+    /// The host data folders the record names (those that parse), kept for
+    /// an invalid record too: its container still has them mounted.
+    pub host_folders: Vec<String>,
 }
 
 /// Collects errors while reading properties, so one pass reports them all.
@@ -100,7 +103,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     };
     let name = record.key.as_str();
 
-    if let Err(why) = property::name(name) {
+    if let Err(why) = container_name(name) {
         r.fail(
             None,
             None,
@@ -169,10 +172,16 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     let start_on = r.get("StartOn", event_names).unwrap_or_default();
     let stop_on = r.get("StopOn", event_names).unwrap_or_default();
 
+    let host_folders = mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::Bind)
+        .map(|m| m.source.clone())
+        .collect();
     if !r.errors.is_empty() {
         return Built {
             spec: Err(r.errors),
             warnings,
+            host_folders,
         };
     }
     let config = ContainerConfig {
@@ -207,7 +216,27 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     Built {
         spec: Ok(spec),
         warnings,
+        host_folders,
     }
+}
+
+/// A record key as a container name: exactly as written (a key with a
+/// space around it would fail only at the engine), and never the name a
+/// replacement gets during a recreate.
+fn container_name(key: &str) -> Result<(), String> {
+    if key.trim() != key {
+        return Err(format!(
+            "{key:?} has spaces around it (berth db docker_containers delete {key:?}, then set it again without them)"
+        ));
+    }
+    property::name(key)?;
+    if key.ends_with(crate::plan::REPLACEMENT_SUFFIX) {
+        return Err(format!(
+            "{key:?} ends in {}, the name berth gives a replacement container during a recreate",
+            crate::plan::REPLACEMENT_SUFFIX
+        ));
+    }
+    Ok(())
 }
 
 fn unknown_properties(file: &Path, record: &Record) -> Vec<SpecError> {
@@ -422,15 +451,68 @@ fn mounts(r: &mut Reader, settings: &SpecSettings) -> Vec<Mount> {
             );
             continue;
         }
+        let nests = |m: &Mount| {
+            Path::new(&mount.source).starts_with(&m.source)
+                || Path::new(&m.source).starts_with(&mount.source)
+        };
+        if let Some(other) = out.iter().find(|m| on_host && nests(m)) {
+            let (inner, outer) = if mount.source.len() > other.source.len() {
+                (&mount.target, &other.target)
+            } else {
+                (&other.target, &mount.target)
+            };
+            r.fail(
+                Some("MountPath"),
+                r.raw("MountPath"),
+                format!(
+                    "{inner} lies inside {outer}: with DataMount host the container could make {inner} a link to anywhere on the host before it is mounted; use paths that do not nest"
+                ),
+            );
+            continue;
+        }
         out.push(mount);
     }
     out.sort();
     out
 }
 
-/// `app` + `/var/lib/mysql` → `app_var_lib_mysql`: stable, so a recreated
-/// container finds its data again.
+/// The volume holding `path` of record `record`: stable, so a recreated
+/// container finds its data again, and never the same for two different
+/// (record, path) pairs. The common case reads as before: `app` +
+/// `/var/lib/mysql` → `app_var_lib_mysql` (a record without `_`, path parts
+/// of letters, digits, `.` and `-`: the first `_` ends the record, the
+/// others are `/`; such a name never holds `__`). Anything else is
+/// `<record>__<path>`, both with every byte but letters, digits and `.`
+/// written `-xx` (hex), so `__` appears once, as the separator:
+/// `a_b` + `/c` → `a-5fb__c`, where `a` + `/b/c` stays `a_b_c`.
 pub fn volume_name(record: &str, path: &str) -> String {
+    let tail = path.trim_matches('/');
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    if !record.contains('_') && plain(record) && tail.split('/').all(plain) {
+        return format!("{record}_{}", tail.replace('/', "_"));
+    }
+    let escape = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'.' {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("-{b:02x}"));
+            }
+        }
+        out
+    };
+    format!("{}__{}", escape(record), escape(tail))
+}
+
+/// The name berth gave volumes before [`volume_name`]: two records could
+/// share it (`a` + `/b/c` and `a_b` + `/c` were both `a_b_c`). A container
+/// made with it keeps it (see the planner), so no data moves.
+pub fn legacy_volume_name(record: &str, path: &str) -> String {
     let tail: String = path
         .trim_matches('/')
         .chars()
@@ -447,6 +529,62 @@ pub fn volume_name(record: &str, path: &str) -> String {
     } else {
         format!("{record}_{tail}")
     }
+}
+
+/// A host folder mounted read-write into a container is the container's to
+/// fill, links included: a folder of another mount inside it could be made
+/// a link to anywhere on the host just before the engine mounts it. So no
+/// host data folder may lie inside another record's (sharing the same
+/// folder is fine: its path is outside what either container controls).
+pub fn check_mount_nesting(declared: &mut Declared) {
+    let mut owners: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for spec in declared.specs.values() {
+        for m in spec
+            .config
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Bind)
+        {
+            owners
+                .entry(PathBuf::from(&m.source))
+                .or_default()
+                .push(spec.name.clone());
+        }
+    }
+    // An invalid record's container keeps running with its folders.
+    for (name, folders) in &declared.failed_host_folders {
+        for folder in folders {
+            owners
+                .entry(PathBuf::from(folder))
+                .or_default()
+                .push(name.clone());
+        }
+    }
+    let mut failures: Vec<(String, String)> = Vec::new();
+    for (source, names) in &owners {
+        for ancestor in source.ancestors().skip(1) {
+            let Some(outer) = owners.get(ancestor) else {
+                continue;
+            };
+            for name in names.iter().filter(|n| declared.specs.contains_key(*n)) {
+                for other in outer.iter().filter(|o| *o != name) {
+                    failures.push((name.clone(), nested_why(source, ancestor, other)));
+                }
+            }
+        }
+    }
+    for (name, why) in failures {
+        super::links::fail_record(declared, &name, Some("MountPath"), why);
+    }
+}
+
+/// Why a host folder may not be used where it is.
+fn nested_why(folder: &Path, outer: &Path, owner: &str) -> String {
+    format!(
+        "host data folder {} lies inside {}, the data folder of record {owner}, whose container could turn a folder on the way into a link to anywhere on the host; use a folder outside it",
+        folder.display(),
+        outer.display()
+    )
 }
 
 /// Two valid records publishing the same host port and protocol: both fail,

@@ -19,7 +19,20 @@ pub fn fail_record(declared: &mut Declared, name: &str, property: Option<&str>, 
             None => return,
         },
     };
-    declared.specs.remove(name);
+    if let Some(spec) = declared.specs.remove(name) {
+        let folders: Vec<String> = spec
+            .config
+            .mounts
+            .iter()
+            .filter(|m| m.kind == crate::engine::MountKind::Bind)
+            .map(|m| m.source.clone())
+            .collect();
+        if !folders.is_empty() {
+            declared
+                .failed_host_folders
+                .insert(name.to_string(), folders);
+        }
+    }
     let e = error(&file, line, name, property, value.as_deref(), why);
     declared.failed.entry(name.to_string()).or_default().push(e);
 }

@@ -3,7 +3,7 @@
 //! record's errors never stop the others from loading.
 
 mod build;
-pub use build::parse_image_reference;
+pub use build::{legacy_volume_name, parse_image_reference, volume_name};
 pub mod links;
 pub mod property;
 #[cfg(test)]
@@ -102,6 +102,9 @@ pub struct Declared {
     /// Lines of the db that did not parse. While there are any, no container
     /// is removed for a "deleted" record: the record may be on that line.
     pub unparsed: Vec<ParseProblem>,
+    /// The host data folders of each invalid record (those that parse):
+    /// its container still has them, so no other record may nest in them.
+    pub failed_host_folders: BTreeMap<String, Vec<String>>,
     /// The latest console or signalled start/stop of each record, from
     /// state.db (filled in by the shell; empty when there is none).
     pub overrides: BTreeMap<String, crate::schedule::RunEvent>,
@@ -171,11 +174,17 @@ pub fn declare(containers: &Db, images: &Db, settings: &SpecSettings) -> Declare
             }
             Err(errors) => {
                 declared.failed.insert(record.key.clone(), errors);
+                if !built.host_folders.is_empty() {
+                    declared
+                        .failed_host_folders
+                        .insert(record.key.clone(), built.host_folders);
+                }
             }
         }
     }
     links::check(&mut declared);
     build::check_port_conflicts(&mut declared);
+    build::check_mount_nesting(&mut declared);
     declared
 }
 

@@ -241,3 +241,69 @@ fn unknown_properties_warn_and_suggest() {
     );
     assert!(!d.warnings[1].why.contains("did you mean"));
 }
+
+#[test]
+fn volume_names_never_collide_and_the_common_ones_stay_as_they_were() {
+    assert_eq!(volume_name("app", "/var/lib/mysql"), "app_var_lib_mysql");
+    assert_eq!(volume_name("my-app.x", "/data/"), "my-app.x_data");
+    // Both were `a_b_c`.
+    assert_eq!(volume_name("a", "/b/c"), "a_b_c");
+    assert_eq!(volume_name("a_b", "/c"), "a-5fb__c");
+    assert_eq!(
+        legacy_volume_name("a", "/b/c"),
+        legacy_volume_name("a_b", "/c")
+    );
+    // Both were `app_root`; and `/b_c` was `/b/c`.
+    assert_ne!(volume_name("app", "/"), volume_name("app", "/root"));
+    assert_ne!(volume_name("app", "/b_c"), volume_name("app", "/b/c"));
+}
+
+proptest::proptest! {
+    #[test]
+    fn distinct_records_and_paths_get_distinct_volumes(
+        a in "[a-z0-9][a-z0-9_.-]{0,6}", pa in "(/[a-z0-9_.-]{0,3}){1,3}",
+        b in "[a-z0-9][a-z0-9_.-]{0,6}", pb in "(/[a-z0-9_.-]{0,3}){1,3}",
+    ) {
+        let key = |r: &str, p: &str| (r.to_string(), p.trim_matches('/').to_string());
+        if key(&a, &pa) != key(&b, &pb) {
+            proptest::prop_assert_ne!(volume_name(&a, &pa), volume_name(&b, &pb));
+        }
+        let name = volume_name(&a, &pa);
+        proptest::prop_assert!(name.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)));
+    }
+}
+
+#[test]
+fn keys_that_the_engine_would_refuse_or_recreate_would_clash_with_fail_here() {
+    let e = errors("app =service|Image|a:1");
+    assert!(e[0].why.contains("spaces around"), "{e:?}");
+    let e = errors("web_berth-new=service|Image|a:1");
+    assert!(e[0].why.contains("replacement"), "{e:?}");
+}
+
+#[test]
+fn host_data_folders_may_not_nest() {
+    // Inside one record: the outer mount's container owns the inner path.
+    let e =
+        errors("a=service|Image|a:1|DataMount|host|DataMountPath|/srv/a|MountPath|/data,/data/sub");
+    assert!(e[0].why.contains("/data/sub lies inside /data"), "{e:?}");
+    // With volumes nothing nests on the host.
+    spec("a=service|Image|a:1|MountPath|/data,/data/sub");
+    // Across records: the inner one fails, the outer one and a sharer apply.
+    let d = declared_with_images(
+        "outer=service|Image|a:1|DataMount|host|DataMountPath|/srv|MountPath|/data\n\
+         inner=service|Image|a:1|DataMount|host|DataMountPath|/srv/data/x|MountPath|/y\n\
+         sharer=service|Image|a:1|DataMount|host|DataMountPath|/srv|MountPath|/data|DataMountWrite|no\n",
+        "",
+    );
+    assert!(d.specs.contains_key("outer") && d.specs.contains_key("sharer"));
+    let why = &d.failed["inner"][0].why;
+    assert!(why.contains("/srv/data/x/y lies inside /srv/data"), "{why}");
+    // An invalid record's folders still count: its container has them.
+    let d = declared_with_images(
+        "outer=service|Image|a:1|DataMount|host|DataMountPath|/srv|MountPath|/data|MaxMemory|lots\n\
+         inner=service|Image|a:1|DataMount|host|DataMountPath|/srv/data/x|MountPath|/y\n",
+        "",
+    );
+    assert!(d.failed.contains_key("inner"), "{:?}", d.specs.keys());
+}
