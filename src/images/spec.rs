@@ -137,10 +137,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
                 Some((k, v)) if !k.trim().is_empty() => {
                     build_args.insert(k.trim().to_string(), v.to_string());
                 }
+                // Build args may carry tokens: no value is quoted.
                 _ => fail(
                     Some("BuildArgs"),
-                    Some(raw),
-                    format!("{item:?} is not K=V; expected e.g. VERSION=1,DEBUG=0"),
+                    None,
+                    "an item is not K=V (values not shown: build args may hold secrets); expected e.g. VERSION=1,DEBUG=0".to_string(),
                 ),
             }
         }

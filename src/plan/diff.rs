@@ -10,20 +10,47 @@ pub fn describe(old_label: Option<&str>, new: &ContainerConfig) -> Vec<String> {
         return vec!["spec changed (container has no readable spec label)".into()];
     };
     let mut out = Vec::new();
-    let mut field = |prop: &str, a: String, b: String| {
+    let field = |out: &mut Vec<String>, prop: &str, a: String, b: String| {
         if a != b {
             out.push(format!("{prop} {a} → {b}"));
         }
     };
-    field("Image", old.image.clone(), new.image.clone());
-    field("Command", command(&old.command), command(&new.command));
-    field("Env", list(&old.env), list(&new.env));
-    field("ports", ports(&old), ports(new));
-    field("network", network(&old.network), network(&new.network));
-    field("MaxMemory", memory(old.memory), memory(new.memory));
-    field("MaxCpu", cpus(old.nano_cpus), cpus(new.nano_cpus));
-    field("Restart", restart(&old), restart(new));
-    field("mounts", mounts(&old), mounts(new));
+    field(&mut out, "Image", old.image.clone(), new.image.clone());
+    // Env and Command may hold secrets, and reasons go to the journal and
+    // the log: say what changed, never a value.
+    if old.command != new.command {
+        out.push(format!(
+            "Command changed ({})",
+            if new.command.is_none() {
+                "now the image's own"
+            } else {
+                "not shown"
+            }
+        ));
+    }
+    let changed = env_keys_changed(&old.env, &new.env);
+    if !changed.is_empty() {
+        out.push(format!(
+            "Env {} changed (values not shown)",
+            changed.join(",")
+        ));
+    }
+    field(&mut out, "ports", ports(&old), ports(new));
+    field(
+        &mut out,
+        "network",
+        network(&old.network),
+        network(&new.network),
+    );
+    field(
+        &mut out,
+        "MaxMemory",
+        memory(old.memory),
+        memory(new.memory),
+    );
+    field(&mut out, "MaxCpu", cpus(old.nano_cpus), cpus(new.nano_cpus));
+    field(&mut out, "Restart", restart(&old), restart(new));
+    field(&mut out, "mounts", mounts(&old), mounts(new));
     if out.is_empty() {
         out.push("spec changed".into());
     }
@@ -38,11 +65,26 @@ fn list(items: &[String]) -> String {
     }
 }
 
-fn command(c: &Option<Vec<String>>) -> String {
-    match c {
-        None => "(image default)".into(),
-        Some(words) => shell_words::join(words),
-    }
+/// The keys whose value differs, was added or was removed, sorted.
+fn env_keys_changed(old: &[String], new: &[String]) -> Vec<String> {
+    let split = |vars: &[String]| -> std::collections::BTreeMap<String, String> {
+        vars.iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect()
+    };
+    let (a, b) = (split(old), split(new));
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 fn ports(c: &ContainerConfig) -> String {
@@ -104,4 +146,47 @@ fn mounts(c: &ContainerConfig) -> String {
         })
         .collect();
     list(&items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NetworkAttachment;
+
+    fn config(env: &[&str], command: Option<&str>) -> ContainerConfig {
+        ContainerConfig {
+            name: "app".into(),
+            image: "a:1".into(),
+            command: command.map(|c| vec!["sh".into(), "-c".into(), c.into()]),
+            env: env.iter().map(|e| e.to_string()).collect(),
+            ports: vec![],
+            network: NetworkAttachment::None,
+            memory: None,
+            nano_cpus: None,
+            restart: "no".into(),
+            restart_max_retries: None,
+            mounts: vec![],
+        }
+    }
+
+    #[test]
+    fn secrets_in_env_and_command_are_never_shown() {
+        let old = config(
+            &["DB_PASSWORD=hunter2", "TZ=UTC"],
+            Some("run --token s3cret-old"),
+        );
+        let new = config(
+            &["DB_PASSWORD=correct-horse", "MODE=x", "TZ=UTC"],
+            Some("run --token s3cret-new"),
+        );
+        let label = serde_json::to_string(&old).expect("json");
+        let reasons = describe(Some(&label), &new).join("; ");
+        assert_eq!(
+            reasons,
+            "Command changed (not shown); Env DB_PASSWORD,MODE changed (values not shown)"
+        );
+        for secret in ["hunter2", "correct-horse", "s3cret"] {
+            assert!(!reasons.contains(secret), "{reasons}");
+        }
+    }
 }

@@ -39,6 +39,10 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
     "StopOn",
 ];
 
+/// Properties whose values may hold passwords or tokens: never quoted in
+/// an error, a warning or a plan reason.
+pub const SECRET_PROPERTIES: &[&str] = &["Env", "Command"];
+
 pub struct Built {
     pub spec: Result<ContainerSpec, Vec<SpecError>>,
     pub warnings: Vec<SpecError>,
@@ -60,12 +64,15 @@ impl<'a> Reader<'a> {
     }
 
     /// Parses `prop` if present; on error records it and returns None.
+    /// The value is quoted in the error unless the property may hold a
+    /// secret (errors reach the journal and the log).
     fn get<T>(&mut self, prop: &str, parse: impl FnOnce(&str) -> Parsed<T>) -> Option<T> {
         let raw = self.raw(prop)?;
         match parse(raw) {
             Ok(v) => Some(v),
             Err(why) => {
-                self.fail(Some(prop), Some(raw), why);
+                let shown = (!SECRET_PROPERTIES.contains(&prop)).then_some(raw);
+                self.fail(Some(prop), shown, why);
                 None
             }
         }
@@ -250,12 +257,14 @@ fn unknown_properties(file: &Path, record: &Record) -> Vec<SpecError> {
                 .find(|k| k.eq_ignore_ascii_case(p))
                 .map(|k| format!("; did you mean {k}?"))
                 .unwrap_or_default();
+            // No value: a misspelt Env may hold a password.
+            let _ = v;
             error(
                 file,
                 record.line,
                 &record.key,
                 Some(p),
-                Some(v),
+                None,
                 format!("unknown property, kept but ignored{hint}"),
             )
         })

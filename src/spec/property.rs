@@ -181,18 +181,26 @@ pub fn name(value: &str) -> Parsed<String> {
 }
 
 /// `K=V,K=V` → sorted `K=V` strings; a later K replaces an earlier one.
+/// Errors name items by position and keys by name, never a value: Env
+/// holds passwords.
 pub fn env(value: &str) -> Parsed<Vec<String>> {
     let mut vars = std::collections::BTreeMap::new();
-    for item in list(value) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?} is not K=V; expected e.g. TZ=UTC,LANG=C"))?;
+    for (n, item) in list(value).iter().enumerate() {
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            format!(
+                "item {} is not K=V (its text is not shown: Env may hold secrets); expected e.g. TZ=UTC,LANG=C",
+                n + 1
+            )
+        })?;
         let k = k.trim();
         let valid = !k.is_empty()
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !k.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(format!("{k:?} is not a variable name"));
+            return Err(format!(
+                "item {} does not start with a variable name (letters, digits, _)",
+                n + 1
+            ));
         }
         vars.insert(k.to_string(), v.to_string());
     }

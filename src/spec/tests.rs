@@ -307,3 +307,30 @@ fn host_data_folders_may_not_nest() {
     );
     assert!(d.failed.contains_key("inner"), "{:?}", d.specs.keys());
 }
+
+#[test]
+fn errors_and_warnings_never_quote_a_value_that_may_be_a_secret() {
+    let d = declared_with_images(
+        "app=service|Image|a:1|Env|DB_PASSWORD=hunter2,TOKEN:s3cret|Command|sh -c 'unclosed p4ss\n\
+         web=service|Image|a:1|ENV|API_KEY=t0psecret\n",
+        "",
+    );
+    let said: Vec<String> = d
+        .errors()
+        .chain(d.warnings.iter())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    for secret in ["hunter2", "s3cret", "p4ss", "t0psecret"] {
+        assert!(said.iter().all(|s| !s.contains(secret)), "{said:?}");
+    }
+    assert!(
+        said.iter()
+            .any(|s| s.contains("property Env") && s.contains("item 2")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|s| s.contains("did you mean Env")),
+        "{said:?}"
+    );
+}
