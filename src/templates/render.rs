@@ -176,6 +176,56 @@ fn render_one(template: &Template, ctx: &Value, unavailable: &[String]) -> Rende
     if let Some(e) = &template.meta_error {
         return fail(e.clone());
     }
+    let mut sources = Vec::with_capacity(template.fragments.len());
+    for fragment in &template.fragments {
+        match std::fs::read_to_string(fragment) {
+            Ok(s) => sources.push((fragment.clone(), s)),
+            Err(e) => {
+                return fail(TemplateError::Read {
+                    fragment: fragment.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    match render_sources(&template.path, &sources, ctx, unavailable) {
+        Ok((bytes, warnings)) => Rendered::Ok {
+            path: template.path.clone(),
+            bytes,
+            meta: template.meta.clone(),
+            warnings,
+        },
+        Err(error) => fail(error),
+    }
+}
+
+/// The instructions one fragment may run (minijinja's fuel): a runaway
+/// loop fails its template instead of holding the pass. The shipped
+/// templates use about 60 per container in a fragment. The fuzzer (built
+/// with `--cfg fuzzing`) gets less, so a runaway loop costs it
+/// milliseconds: the limit is the same code, only smaller.
+#[allow(unexpected_cfgs)]
+pub const FUEL: u64 = if cfg!(fuzzing) { 50_000 } else { 2_000_000 };
+
+/// The largest file a template may render.
+pub const MAX_OUTPUT: usize = 64 << 20;
+
+/// The largest number a size argument of a filter (`indent` width, `batch`
+/// or `slice` count, a `format` width or precision) may be: the builtins
+/// allocate what they are told at once, so a typo there could abort the
+/// process. (`replace` is bounded by what it could make: [`MAX_OUTPUT`].)
+pub const MAX_FILTER_SIZE: u64 = 100_000;
+
+/// Pure: renders one template's fragment texts (`(fragment file, source)`,
+/// in order) with `ctx`, exactly as [`render_all`] renders the files: the
+/// file's bytes and what `warn(…)` said, or the first fragment's error.
+/// `template_path` names the output in warnings.
+pub fn render_sources(
+    template_path: &Path,
+    fragments: &[(PathBuf, String)],
+    ctx: &Value,
+    unavailable: &[String],
+) -> Result<(Vec<u8>, Vec<String>), TemplateError> {
     let warnings = Arc::new(Mutex::new(Vec::new()));
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -183,9 +233,11 @@ fn render_one(template: &Template, ctx: &Value, unavailable: &[String]) -> Rende
     // Config files are not HTML: a fragment named `10-page.html` must not
     // have its values escaped.
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(FUEL));
+    bound_sizes(&mut env);
     {
         let warnings = warnings.clone();
-        let path = template.path.display().to_string();
+        let path = template_path.display().to_string();
         // `{{ warn("…") }}` lets a fragment say something is off without
         // breaking the file it renders.
         env.add_function("warn", move |message: String| -> String {
@@ -195,34 +247,135 @@ fn render_one(template: &Template, ctx: &Value, unavailable: &[String]) -> Rende
             String::new()
         });
     }
-    let mut out = String::new();
-    for fragment in &template.fragments {
-        let source = match std::fs::read_to_string(fragment) {
-            Ok(s) => s,
-            Err(e) => {
-                return fail(TemplateError::Read {
-                    fragment: fragment.clone(),
-                    message: e.to_string(),
-                })
-            }
-        };
+    let mut out = Capped {
+        bytes: Vec::new(),
+        limit: MAX_OUTPUT,
+    };
+    for (fragment, source) in fragments {
         // Each fragment is its own template, named by its file, so an
         // error names the fragment rather than the concatenation.
         let name = fragment.display().to_string();
         let rendered = env
-            .template_from_named_str(&name, &source)
-            .and_then(|t| t.render(ctx));
-        match rendered {
-            Ok(text) => out.push_str(&text),
-            Err(e) => return fail(describe(fragment, &source, &e, unavailable)),
+            .template_from_named_str(&name, source)
+            .and_then(|t| t.render_captured_to(ctx, &mut out).map(drop));
+        if let Err(e) = rendered {
+            return Err(describe(fragment, source, &e, unavailable));
         }
     }
     let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
-    Rendered::Ok {
-        path: template.path.clone(),
-        bytes: out.into_bytes(),
-        meta: template.meta.clone(),
-        warnings,
+    Ok((out.bytes, warnings))
+}
+
+/// Replaces the builtin filters that allocate what a size argument says
+/// (`" ".repeat(width)`, `Vec::with_capacity(count)`) with ones that refuse
+/// sizes over [`MAX_FILTER_SIZE`] first: `{{ x|indent(99999999999999) }}`
+/// would otherwise abort the whole process, not fail one template.
+fn bound_sizes(env: &mut Environment<'_>) {
+    use minijinja::filters;
+    let sized = [
+        ("indent", Value::from_function(filters::indent)),
+        ("batch", Value::from_function(filters::batch)),
+        ("slice", Value::from_function(filters::slice)),
+        ("format", Value::from_function(filters::format)),
+        ("replace", Value::from_function(filters::replace)),
+    ];
+    for (name, builtin) in sized {
+        env.add_filter(
+            name,
+            move |state: &minijinja::State, args: minijinja::value::Rest<Value>| {
+                check_sizes(name, &args)?;
+                builtin.call(state, &args)
+            },
+        );
+    }
+}
+
+fn check_sizes(filter: &str, args: &[Value]) -> Result<(), minijinja::Error> {
+    let refuse = |what: &str| {
+        Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{filter}: {what} is larger than {MAX_FILTER_SIZE}"),
+        ))
+    };
+    let Some((value, rest)) = args.split_first() else {
+        return Ok(());
+    };
+    if filter == "replace" {
+        // `s|replace("", t)` puts `t` between every character: the result
+        // can be len(s) × len(t) long, made in one go.
+        let len = |v: Option<&Value>| v.and_then(|v| v.as_str()).map_or(0, str::len);
+        let (from, to) = (len(rest.first()), len(rest.get(1)));
+        let most = (len(Some(value)) / from.max(1) + 1).saturating_mul(to);
+        if most > MAX_OUTPUT {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "replace: the result could be larger than {} MiB",
+                    MAX_OUTPUT >> 20
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if filter == "format" {
+        // Only the format string holds sizes: `%-99999999d`, `%.9999999f`.
+        let text = value.as_str().unwrap_or_default();
+        for spec in text.split('%').skip(1) {
+            let spec = spec.split(|c: char| c.is_ascii_alphabetic()).next();
+            let digits = spec
+                .unwrap_or_default()
+                .split(|c: char| !c.is_ascii_digit());
+            if digits
+                .filter(|d| !d.is_empty())
+                .any(|d| d.parse::<u64>().map_or(true, |n| n > MAX_FILTER_SIZE))
+            {
+                return refuse("a width or precision");
+            }
+        }
+        return Ok(());
+    }
+    let too_big = |v: &Value| {
+        v.kind() == minijinja::value::ValueKind::Number
+            && f64::try_from(v.clone()).map_or(true, |n| n.abs() > MAX_FILTER_SIZE as f64)
+    };
+    for arg in rest {
+        if too_big(arg) {
+            return refuse("a size");
+        }
+        // Keyword arguments arrive as one map: `indent(width=…)`.
+        if arg.is_kwargs() {
+            if let Ok(keys) = arg.try_iter() {
+                for key in keys {
+                    if arg.get_item(&key).is_ok_and(|v| too_big(&v)) {
+                        return refuse(&format!("{key}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rendered bytes, refusing to grow past `limit`.
+struct Capped {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the file would be larger than {} MiB",
+                self.limit >> 20
+            )));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -237,6 +390,14 @@ fn describe(
     if let Some(detail) = e.detail() {
         message.push_str(": ");
         message.push_str(detail);
+    }
+    if let Some(source) = std::error::Error::source(e) {
+        message.push_str(&format!(": {source}"));
+    }
+    if e.kind() == ErrorKind::OutOfFuel {
+        message.push_str(&format!(
+            " (a fragment may run at most {FUEL} instructions)"
+        ));
     }
     let line = e.line();
     if let Some(text) = line.and_then(|l| source.lines().nth(l.saturating_sub(1))) {
@@ -414,5 +575,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn render_text(source: &str) -> Result<Vec<u8>, TemplateError> {
+        let ctx = Value::from_serialize(ctx());
+        let fragments = [(PathBuf::from("10x"), source.to_string())];
+        render_sources(Path::new("etc/x.conf"), &fragments, &ctx, &[]).map(|(bytes, _)| bytes)
+    }
+
+    #[test]
+    fn a_runaway_loop_runs_out_of_fuel() {
+        let e = render_text(
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+        )
+        .expect_err("out of fuel");
+        assert!(e.to_string().contains("out of fuel"), "{e}");
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_fails() {
+        let e = render_text("{% for a in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}")
+            .expect_err("too large");
+        assert!(e.to_string().contains("larger than 64 MiB"), "{e}");
+    }
+
+    #[test]
+    fn huge_filter_sizes_fail_the_template_instead_of_aborting() {
+        for source in [
+            "{{ 'a\nb'|indent(99999999999999) }}",
+            "{{ 'a\nb'|indent(width=99999999999999) }}",
+            "{{ [1, 2]|batch(99999999999999)|list }}",
+            "{{ [1, 2]|slice(99999999999999)|list }}",
+            "{{ '%99999999999999d'|format(1) }}",
+            "{{ '%.99999999999999f'|format(1.5) }}",
+            "{{ ('x' * 100000)|replace('', 'y' * 1000) }}",
+        ] {
+            let e = render_text(source).expect_err(source);
+            assert!(e.to_string().contains("larger than"), "{source}: {e}");
+        }
+        let ok = render_text(
+            "{{ 'a\nb'|indent(2, true) }}|{{ [1, 2, 3]|batch(2)|list }}|{{ '%3d'|format(7) }}",
+        );
+        assert_eq!(ok.expect("small sizes"), b"  a\n  b|[[1, 2], [3]]|  7");
     }
 }
