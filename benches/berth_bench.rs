@@ -360,7 +360,8 @@ fn floor_round(ctx: &Ctx, changed_at: usize, r: &mut Runs) -> anyhow::Result<()>
         .collect();
     let engine = &ctx.engine;
     let concurrency = ctx.config.apply_concurrency;
-    ctx.rt.block_on(engine.ensure_network(host::NETWORK))?;
+    ctx.rt
+        .block_on(engine.ensure_network(host::NETWORK, "bench"))?;
     let (t, results) = ctx.rt.block_on(async {
         let t = Instant::now();
         let results: Vec<Result<(), berth::engine::EngineError>> =

@@ -43,6 +43,10 @@ struct RawConfig {
     build_cpus: Option<f64>,
     credentials_file: Option<PathBuf>,
     image_notify_command: Option<String>,
+    git_timeout_seconds: Option<u64>,
+    action_timeout_seconds: Option<u64>,
+    mass_removal_share: Option<f64>,
+    journal_keep_days: Option<u64>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -83,6 +87,18 @@ pub struct Config {
     /// Run (with `sh -c`) when an image is rebuilt, fails to build, or is
     /// outdated; gets BERTH_IMAGE and BERTH_IMAGE_EVENT.
     pub image_notify_command: Option<String>,
+    /// Each git command of a build is killed after this long.
+    pub git_timeout_seconds: u64,
+    /// Each event action and each run of `image_notify_command` is killed
+    /// (with what it started) after this long.
+    pub action_timeout_seconds: u64,
+    /// With more than 4 records, a pass that would remove more than this
+    /// share of them removes nothing (removing all of them is always held
+    /// back) until `berth apply --allow-mass-removal`.
+    pub mass_removal_share: f64,
+    /// Passes, actions, signalled events and builds older than this are
+    /// pruned from state.db (the newest of each kind are always kept).
+    pub journal_keep_days: u64,
 }
 
 impl Default for Config {
@@ -108,6 +124,10 @@ impl Default for Config {
             build_cpus: 0.0,
             credentials_file: "/etc/berth/credentials.toml".into(),
             image_notify_command: None,
+            git_timeout_seconds: 600,
+            action_timeout_seconds: 3600,
+            mass_removal_share: 0.5,
+            journal_keep_days: 90,
         }
     }
 }
@@ -185,6 +205,22 @@ impl Config {
         if raw.apply_concurrency == Some(0) {
             return Err(bad("apply_concurrency must be at least 1".into()));
         }
+        for (key, value) in [
+            ("git_timeout_seconds", raw.git_timeout_seconds),
+            ("action_timeout_seconds", raw.action_timeout_seconds),
+            ("journal_keep_days", raw.journal_keep_days),
+        ] {
+            if value == Some(0) {
+                return Err(bad(format!("{key} must be at least 1")));
+            }
+        }
+        if let Some(share) = raw.mass_removal_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(bad(format!(
+                    "mass_removal_share must be more than 0 and at most 1 (got {share})"
+                )));
+            }
+        }
         Ok(Config {
             source: Some(path.to_path_buf()),
             db_dir: at(raw.db_dir, d.db_dir),
@@ -206,6 +242,12 @@ impl Config {
             build_cpus: raw.build_cpus.unwrap_or(0.0).max(0.0),
             credentials_file: at(raw.credentials_file, base.join("credentials.toml")),
             image_notify_command: raw.image_notify_command,
+            git_timeout_seconds: raw.git_timeout_seconds.unwrap_or(d.git_timeout_seconds),
+            action_timeout_seconds: raw
+                .action_timeout_seconds
+                .unwrap_or(d.action_timeout_seconds),
+            mass_removal_share: raw.mass_removal_share.unwrap_or(d.mass_removal_share),
+            journal_keep_days: raw.journal_keep_days.unwrap_or(d.journal_keep_days),
         })
     }
 

@@ -15,6 +15,9 @@ use support::{
     free_udp_port, Prefix, TestImages,
 };
 
+/// The berth instance these tests act as.
+const INSTANCE: &str = "engine-test";
+
 fn labels(record: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -69,7 +72,10 @@ async fn observe_costs_three_calls_whatever_the_number_of_containers() {
     );
     let image = p.busybox();
     let net = p.name("net");
-    engine.ensure_network(&net).await.expect("network");
+    engine
+        .ensure_network(&net, INSTANCE)
+        .await
+        .expect("network");
 
     let before = engine.api_calls();
     let first = engine.observe().await.expect("observe");
@@ -138,7 +144,10 @@ async fn create_sets_every_field() {
     // Missing on purpose: create must make it.
     let bind_source = host_dir.path().join("conf/app");
     let (tcp_port, udp_port) = (free_tcp_port(), free_udp_port());
-    engine.ensure_network(&net).await.expect("network");
+    engine
+        .ensure_network(&net, INSTANCE)
+        .await
+        .expect("network");
     engine
         .ensure_volume(&volume, &labels("app"))
         .await
@@ -276,7 +285,10 @@ async fn containers_on_one_network_reach_each_other_by_record_name() {
     let engine = connect_engine().await;
     let image = p.busybox();
     let net = p.name("net");
-    engine.ensure_network(&net).await.expect("network");
+    engine
+        .ensure_network(&net, INSTANCE)
+        .await
+        .expect("network");
 
     let a = sleeper(&p.name("a"), &image, NetworkAttachment::Bridge(net.clone()));
     create_and_start(&engine, &a).await;
@@ -468,14 +480,14 @@ async fn ensure_network_and_volume_are_idempotent_and_labelled() {
     let engine = connect_engine().await;
     let net = p.name("net");
     let before = engine.api_calls();
-    engine.ensure_network(&net).await.expect("create");
+    engine.ensure_network(&net, INSTANCE).await.expect("create");
     let after_create = engine.api_calls() - before;
     assert!(
         (2..=4).contains(&after_create),
         "inspect, create, check: {after_create}"
     );
     let before = engine.api_calls();
-    engine.ensure_network(&net).await.expect("exists");
+    engine.ensure_network(&net, INSTANCE).await.expect("exists");
     assert_eq!(
         engine.api_calls() - before,
         1,
@@ -484,16 +496,22 @@ async fn ensure_network_and_volume_are_idempotent_and_labelled() {
     let n = docker_inspect(&net);
     assert_eq!(n["Driver"], "bridge");
     assert_eq!(n["Labels"][LABEL_MANAGED], "true");
+    assert_eq!(n["Labels"]["org.berth.instance"], INSTANCE);
 
     let volume = p.name("vol");
     engine
         .ensure_volume(&volume, &labels("app"))
         .await
         .expect("create");
-    engine
-        .ensure_volume(&volume, &labels("app"))
+    let existing = engine
+        .ensure_volume(&volume, &labels("other"))
         .await
         .expect("exists");
+    assert_eq!(
+        existing.get(LABEL_RECORD).map(String::as_str),
+        Some("app"),
+        "an existing volume answers with its own labels"
+    );
     let v = docker_inspect(&volume);
     assert_eq!(v["Labels"][LABEL_RECORD], "app");
 }
@@ -513,7 +531,8 @@ async fn racing_ensure_network_leaves_one_network() {
     ];
     let net = p.name("race");
     let results =
-        futures_util::future::join_all(engines.iter().map(|e| e.ensure_network(&net))).await;
+        futures_util::future::join_all(engines.iter().map(|e| e.ensure_network(&net, INSTANCE)))
+            .await;
     for result in results {
         result.expect("ensure_network");
     }
@@ -532,7 +551,10 @@ async fn ensure_network_repairs_a_duplicate_name() {
         .negotiate_version()
         .await
         .expect("version");
-    let ours = std::collections::HashMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+    let ours = std::collections::HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        ("org.berth.instance".to_string(), INSTANCE.to_string()),
+    ]);
     let mut ids = Vec::new();
     for _ in 0..2 {
         let request = bollard::models::NetworkCreateRequest {
@@ -560,7 +582,22 @@ async fn ensure_network_repairs_a_duplicate_name() {
         "ambiguous network"
     );
 
-    engine.ensure_network(&net).await.expect("repair");
+    // Another berth instance's network of that name is never removed.
+    let theirs = std::collections::HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        ("org.berth.instance".to_string(), "someone-else".to_string()),
+    ]);
+    let request = bollard::models::NetworkCreateRequest {
+        name: net.clone(),
+        labels: Some(theirs),
+        ..Default::default()
+    };
+    let other = docker.create_network(request).await.expect("create").id;
+    let kept = engine.ensure_network(&net, INSTANCE).await;
+    assert!(matches!(kept, Err(EngineError::Conflict(_))), "{kept:?}");
+    assert_eq!(networks_named(&net), 2, "ours removed, theirs kept");
+    docker_ok(&["network", "rm", &other]);
+    engine.ensure_network(&net, INSTANCE).await.expect("repair");
     assert_eq!(networks_named(&net), 1);
     assert_eq!(
         docker_inspect(&net)["Id"],

@@ -144,14 +144,40 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(run_in(&tag, &["cat", "/version"]), "v2");
 
+    // An untagged image someone else has: a failing step prints its ID as
+    // a builder line would, and the cleanup must not take the bait.
+    let decoy = {
+        let out = Command::new("sh")
+            .args(["-c", "tar cf - -T /dev/null | docker import -"])
+            .output()
+            .expect("import");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("sha256:")
+            .to_string()
+    };
+    assert_eq!(decoy.len(), 64, "decoy image id: {decoy:?}");
     repo.commit(
         &format!(
-            "FROM {}\nRUN echo partial > /partial\nRUN echo broken && exit 3\n",
-            s.image
+            "FROM {}\nRUN echo partial > /partial\nRUN echo broken && echo ' ---> {}' && exit 3\n",
+            s.image,
+            &decoy[..12]
         ),
         "broken",
     );
     let (code, out, _) = s.run(&["image", "build", "app"]);
+    let decoy_kept = Command::new("docker")
+        .args(["image", "inspect", &decoy])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("docker")
+        .success();
+    docker(&["rmi", &decoy]);
+    assert!(
+        decoy_kept,
+        "the failed build's cleanup removed an image it did not make:\n{out}"
+    );
     assert_eq!(code, 1, "{out}");
     // The step that worked left a layer; the failed build must not leave it.
     let partial = out
@@ -531,4 +557,58 @@ fn a_queued_build_survives_a_daemon_kill_and_runs_after_restart() {
     assert_eq!(run_in(&slow_tag, &["cat", "/slow"]), "slow");
     std::thread::sleep(Duration::from_millis(100));
     drop(d);
+}
+
+#[test]
+fn a_build_context_never_leaves_the_repository() {
+    let s = Sandbox::new(None);
+    let repo = Repo::new(&s, "escape");
+    let secret = s.dir.path().join("host-secret");
+    std::fs::create_dir_all(&secret).expect("mkdir");
+    std::fs::write(secret.join("key"), "host secret\n").expect("write");
+    std::os::unix::fs::symlink(&secret, repo.work.join("ctx")).expect("link");
+    git(&repo.work, &["add", "ctx"]);
+    repo.commit(&format!("FROM {}\nCOPY key /key\n", s.image), "escape");
+    let tag = format!("berth-test/{}-escape:1", s.prefix.as_str());
+    for (context, dockerfile, why) in [
+        (".", "../Dockerfile", "no leading / and no .."),
+        ("ctx", "Dockerfile", "leads out of the repository"),
+        ("/etc", "Dockerfile", "no leading / and no .."),
+    ] {
+        image_db(
+            &s,
+            &[
+                "escape",
+                "image",
+                "Source",
+                "git",
+                "Repository",
+                &repo.url(),
+                "Ref",
+                "main",
+                "Tag",
+                &tag,
+                "Context",
+                context,
+                "Dockerfile",
+                dockerfile,
+            ],
+        );
+        let (code, out, err) = s.run(&["image", "build", "escape"]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains(why) || err.contains(why),
+            "{context} {dockerfile}: {out}{err}"
+        );
+    }
+    assert!(
+        !Command::new("docker")
+            .args(["image", "inspect", &tag])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("docker")
+            .success(),
+        "nothing was built from the host folder"
+    );
 }

@@ -144,7 +144,11 @@ async fn run<E: Engine>(
 ) -> Result<(), EngineError> {
     let grace = settings.stop_grace_seconds;
     match action.kind {
-        ActionKind::CreateNetwork => engine.ensure_network(&action.record).await,
+        ActionKind::CreateNetwork => {
+            engine
+                .ensure_network(&action.record, &settings.instance)
+                .await
+        }
         ActionKind::Start => engine.start_container(id(action)?).await,
         ActionKind::Stop => engine.stop_container(id(action)?, grace).await,
         ActionKind::Remove => {

@@ -220,9 +220,9 @@ async fn list(config: &Config) -> anyhow::Result<i32> {
 async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result<i32> {
     let reference = crate::spec::parse_image_reference(reference).map_err(anyhow::Error::msg)?;
     let tar = if path.is_dir() {
-        images::build::tar_folder(path).map_err(anyhow::Error::msg)?
+        images::stream::folder_as_tar(path)
     } else {
-        std::fs::read(path)?
+        images::stream::file(path).map_err(anyhow::Error::msg)?
     };
     let engine = DockerEngine::connect(&config.docker_host).await?;
     let id = engine
@@ -233,7 +233,7 @@ async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result
 }
 
 async fn load(config: &Config, file: &Path) -> anyhow::Result<i32> {
-    let tar = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let tar = images::stream::file(file).map_err(anyhow::Error::msg)?;
     let engine = DockerEngine::connect(&config.docker_host).await?;
     engine
         .load_images(tar, &mut |line| println!("{line}"))

@@ -419,7 +419,7 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn ensure_network(&self, name: &str) -> Result<(), EngineError> {
+    async fn ensure_network(&self, name: &str, instance: &str) -> Result<(), EngineError> {
         // One creation at a time in this process: old engines do not refuse
         // a second network of the same name (see network.rs).
         let _one_at_a_time = network::CREATING.lock().await;
@@ -427,21 +427,23 @@ impl Engine for DockerEngine {
         match self.docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 404) => {}
-            Err(e) if network::is_ambiguous(&e) => return self.drop_duplicate_networks(name).await,
+            Err(e) if network::is_ambiguous(&e) => {
+                return self.drop_duplicate_networks(name, instance).await
+            }
             Err(e) => return Err(self.error(e)),
         }
         self.count();
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".to_string()),
-            labels: Some(HashMap::from([(
-                LABEL_MANAGED.to_string(),
-                "true".to_string(),
-            )])),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (super::LABEL_INSTANCE.to_string(), instance.to_string()),
+            ])),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
-            Ok(_) => self.drop_duplicate_networks(name).await,
+            Ok(_) => self.drop_duplicate_networks(name, instance).await,
             Err(e) if is_status(&e, 409) => Ok(()),
             Err(e) => Err(self.error(e)),
         }

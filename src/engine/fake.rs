@@ -350,7 +350,7 @@ impl Engine for FakeEngine {
         })
     }
 
-    async fn ensure_network(&self, name: &str) -> Result<(), EngineError> {
+    async fn ensure_network(&self, name: &str, _instance: &str) -> Result<(), EngineError> {
         let created = self.act(format!("ensure_network {name}"), |s| {
             s.check(Op::EnsureNetwork, name)?;
             Ok(s.networks.insert(name.to_string()))
@@ -422,7 +422,10 @@ mod tests {
         block_on(async {
             let engine = FakeEngine::new();
             engine.add_image("app:1", "sha256:aaa");
-            engine.ensure_network("berth").await.expect("network");
+            engine
+                .ensure_network("berth", "test")
+                .await
+                .expect("network");
             let id = engine
                 .create_container("app", &config("app", "app:1"), &labels())
                 .await
@@ -550,9 +553,9 @@ mod tests {
             let engine = FakeEngine::new();
             engine.observe().await.expect("observe");
             assert_eq!(engine.api_calls(), 3);
-            engine.ensure_network("n").await.expect("create");
+            engine.ensure_network("n", "test").await.expect("create");
             assert_eq!(engine.api_calls(), 5);
-            engine.ensure_network("n").await.expect("exists");
+            engine.ensure_network("n", "test").await.expect("exists");
             assert_eq!(engine.api_calls(), 6);
             engine.ensure_volume("v", &labels()).await.expect("volume");
             engine

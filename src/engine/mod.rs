@@ -12,6 +12,11 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+/// Bytes sent to the engine as they are produced (a build context, a
+/// rootfs, a saved-image tar): never whole in memory.
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<hyper::body::Bytes>> + Send>>;
+
 /// Label every berth container, network and volume carries; nothing without
 /// it is ever stopped, removed or recreated.
 pub const LABEL_MANAGED: &str = "org.berth.managed";
@@ -193,7 +198,13 @@ pub trait Engine: Send + Sync {
         new_name: &str,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Create a bridge network with our labels if no network of that name exists.
-    fn ensure_network(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// (Labelled with `instance`; a duplicate of the name is removed only
+    /// when it carries that instance.)
+    fn ensure_network(
+        &self,
+        name: &str,
+        instance: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Create a named volume with `labels` unless it exists; returns the
     /// labels the volume has now (an existing one keeps its own).
     fn ensure_volume(

@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use super::credentials::{self, Login};
 use super::spec::{dockerfile_bases, ImageSpec, Source};
+use super::stream;
 use crate::config::Config;
 use crate::engine::{BuildRequest, DockerEngine, RegistryLogin};
 use crate::state::State;
@@ -57,12 +59,26 @@ pub async fn run(
                 reference.as_deref(),
                 &src,
                 login(&spec.credentials)?.as_ref(),
+                Duration::from_secs(config.git_timeout_seconds),
                 &mut log,
             )?;
-            let context_dir = src.join(context);
-            let dockerfile_text = std::fs::read_to_string(context_dir.join(dockerfile))
+            // The repository decides what its folders are: Context and the
+            // Dockerfile must stay inside the clone, links and all.
+            let context_dir = inside(&src, context)
+                .map_err(|why| format!("Context {context:?} of {repository}: {why}"))?;
+            let dockerfile_path = inside(&context_dir, dockerfile).map_err(|why| {
+                format!("Dockerfile {dockerfile:?} in {context} of {repository}: {why}")
+            })?;
+            let dockerfile_text = read_small(&dockerfile_path)
                 .map_err(|e| format!("{dockerfile} in {context} of {repository}: {e}"))?;
-            let base = dockerfile_bases(&dockerfile_text).pop();
+            let bases = dockerfile_bases(&dockerfile_text);
+            let mut base_ids = Vec::new();
+            for b in &bases {
+                if let Some(id) = engine.image_id(b).await.map_err(|e| e.to_string())? {
+                    base_ids.push(id);
+                }
+            }
+            let base = bases.last().cloned();
             let base_id = match &base {
                 Some(b) => engine.image_id(b).await.map_err(|e| e.to_string())?,
                 None => None,
@@ -79,15 +95,15 @@ pub async fn run(
                         .unwrap_or("missing")
                 ));
             }
-            let context_tar = tar_folder(&context_dir)?;
             let args: HashMap<String, String> = spec.build_args.clone().into_iter().collect();
             let request = BuildRequest {
-                context_tar,
+                context_tar: stream::folder_as_tar(&context_dir),
                 dockerfile,
                 tag: &spec.tag,
                 build_args: &args,
                 memory: config.build_memory,
                 cpu_quota: (config.build_cpus * 100_000.0) as i64,
+                base_ids,
             };
             engine
                 .build_image(request, &mut log)
@@ -101,14 +117,14 @@ pub async fn run(
                     path.display(),
                     spec.tag
                 ));
-                tar_folder(path)?
+                stream::folder_as_tar(path)
             } else {
                 log(&format!(
                     "berth: importing tarball {} as {}",
                     path.display(),
                     spec.tag
                 ));
-                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
+                stream::file(path)?
             };
             engine
                 .import_rootfs(tar, &spec.tag, &mut log)
@@ -117,7 +133,7 @@ pub async fn run(
         }
         Source::Tar { path } => {
             log(&format!("berth: loading {}", path.display()));
-            let tar = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let tar = stream::file(path)?;
             engine
                 .load_images(tar, &mut log)
                 .await
@@ -169,12 +185,13 @@ fn registry_of(reference: &str) -> &str {
 
 /// `git clone` that never prompts: shallow for a branch or tag, full then
 /// checkout for a commit. Credentials go through git's environment, never
-/// its command line (which `ps` shows).
+/// its command line (which `ps` shows). Each git run gets `timeout`.
 fn clone(
     url: &str,
     reference: Option<&str>,
     dest: &Path,
     login: Option<&Login>,
+    timeout: Duration,
     log: &mut dyn FnMut(&str),
 ) -> Result<(), String> {
     let is_commit = reference
@@ -184,8 +201,7 @@ fn clone(
         cmd.args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_ASKPASS", "/bin/true")
-            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-            .stdin(std::process::Stdio::null());
+            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         if let Some(l) = login {
             let header = format!(
                 "Authorization: Basic {}",
@@ -210,52 +226,93 @@ fn clone(
         "berth: git clone {url}{}",
         reference.map(|r| format!(" at {r}")).unwrap_or_default()
     ));
-    run_git(git(&args), "git clone", log)?;
+    run_git(git(&args), "git clone", timeout, log)?;
     if let (true, Some(commit)) = (is_commit, reference) {
         run_git(
             git(&["-C", &dest_text, "checkout", "--quiet", "--detach", commit]),
             "git checkout",
+            timeout,
             log,
         )?;
     }
-    if let Ok(out) = git(&["-C", &dest_text, "rev-parse", "HEAD"]).output() {
-        log(&format!(
-            "berth: commit {}",
-            String::from_utf8_lossy(&out.stdout).trim()
-        ));
+    if let Ok(done) = crate::command::run(
+        git(&["-C", &dest_text, "rev-parse", "HEAD"]),
+        Some(timeout),
+        crate::command::OUTPUT_CAP,
+    ) {
+        log(&format!("berth: commit {}", done.output.trim()));
     }
     Ok(())
 }
 
-fn run_git(mut cmd: Command, what: &str, log: &mut dyn FnMut(&str)) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot run git: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for line in stderr.lines() {
+fn run_git(
+    cmd: Command,
+    what: &str,
+    timeout: Duration,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let done = match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
+        Ok(done) => done,
+        Err(e) => {
+            for line in e.output().lines() {
+                log(line);
+            }
+            return Err(format!("{what}: {e} (git_timeout_seconds)"));
+        }
+    };
+    for line in done.output.lines() {
         log(line);
     }
-    if out.status.success() {
+    if done.success() {
         Ok(())
     } else {
         Err(format!(
             "{what} failed: {}",
-            stderr.lines().last().unwrap_or("no message")
+            done.output.lines().last().unwrap_or("no message")
         ))
     }
 }
 
-/// A folder as a tar archive, symlinks kept as links, owners numeric.
-pub fn tar_folder(folder: &Path) -> Result<Vec<u8>, String> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
-    builder
-        .append_dir_all(".", folder)
-        .map_err(|e| format!("cannot pack {}: {e}", folder.display()))?;
-    builder
-        .into_inner()
-        .map_err(|e| format!("cannot pack {}: {e}", folder.display()))
+/// `rel` (from a record) below `root` (a clone): refused when it is
+/// absolute, climbs with `..`, or leads out of `root` through a link.
+/// Returns the real path.
+fn inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let rel_path = Path::new(rel);
+    if rel_path.is_absolute()
+        || rel_path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err("must be a path inside the repository (no leading / and no ..)".into());
+    }
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let real = root
+        .join(rel_path)
+        .canonicalize()
+        .map_err(|e| format!("not found in the repository: {e}"))?;
+    if !real.starts_with(&real_root) {
+        return Err(
+            "leads out of the repository through a symbolic link; berth builds only what the repository holds"
+                .into(),
+        );
+    }
+    Ok(real)
+}
+
+/// A Dockerfile is small; one that is not is refused rather than read whole.
+fn read_small(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    const LIMIT: u64 = 1 << 20;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(LIMIT + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > LIMIT {
+        return Err(format!("larger than {LIMIT} bytes"));
+    }
+    Ok(text)
 }
 
 fn base64(text: &str) -> String {

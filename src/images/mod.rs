@@ -5,6 +5,7 @@
 pub mod build;
 pub mod credentials;
 pub mod spec;
+pub mod stream;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -94,34 +94,46 @@ fn private_folder(dir: &Path) -> std::io::Result<()> {
 
 /// state.db (created 0600 if missing, never through a link) and its WAL
 /// files, narrowed to 0600: SQLite gives the WAL files the db's mode.
+/// Existing files are changed by path, never opened here: closing any
+/// descriptor of a SQLite file drops the locks the process's other
+/// connections hold on it.
 fn private_files(db: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(db)?;
-    let narrow = |f: &std::fs::File| -> std::io::Result<()> {
-        let meta = f.metadata()?;
-        if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::Uid::effective().as_raw() {
-            f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7700))?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    let narrow = |path: &std::ffi::OsStr| -> std::io::Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a symbolic link; berth keeps its state only in real files",
+            )),
+            Ok(meta) if meta.mode() & 0o077 != 0 && meta.uid() == me => std::fs::set_permissions(
+                path,
+                std::fs::Permissions::from_mode(meta.mode() & 0o7700),
+            ),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(())
     };
-    narrow(&file)?;
+    if !db.exists() {
+        // No connection can hold a lock on a file that did not exist.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(db)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    narrow(db.as_os_str())?;
     for suffix in ["-wal", "-shm"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&name)
-        {
-            narrow(&f)?;
-        }
+        narrow(&name)?;
     }
     Ok(())
 }

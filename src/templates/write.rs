@@ -4,7 +4,6 @@
 //! removed only when their metadata said so (remembered in a manifest).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -226,58 +225,21 @@ pub(super) fn save_json(path: &Path, value: &impl Serialize) -> Result<(), Strin
     safe_fs::write_file(path, &json, 0o600).map_err(|e| e.to_string())
 }
 
-/// `sh -c CMD`, its output kept for the report when it fails. Output goes
-/// to a file, not a pipe: a daemon the command starts may hold a pipe open
-/// long after the command itself is done.
+/// `sh -c CMD`, its output kept for the report when it fails; killed
+/// (with what it started) after [`RELOAD_TIMEOUT`].
 fn run_reload(cmd: &str) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let mut log = tempfile::tempfile().map_err(|e| format!("cannot make a temp file: {e}"))?;
-    let (out, err) = match (log.try_clone(), log.try_clone()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return Err(e.to_string()),
-    };
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(RELOAD_TIMEOUT) {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => {
-            if let Ok(pgid) = i32::try_from(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(-pgid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            return Err(format!(
-                "still running after {}s; killed",
-                RELOAD_TIMEOUT.as_secs()
-            ));
-        }
-    };
-    if status.success() {
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(cmd);
+    let done = crate::command::run(command, Some(RELOAD_TIMEOUT), crate::command::OUTPUT_CAP)
+        .map_err(|e| e.to_string())?;
+    if done.success() {
         return Ok(());
     }
-    let mut text = String::new();
-    let _ = log
-        .rewind()
-        .and_then(|()| log.read_to_string(&mut text).map(|_| ()));
-    let text = text.trim();
+    let text = done.output.trim();
     Err(if text.is_empty() {
-        status.to_string()
+        done.status.to_string()
     } else {
-        format!("{status}: {text}")
+        format!("{}: {text}", done.status)
     })
 }
 

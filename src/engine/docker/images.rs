@@ -4,21 +4,21 @@
 use std::collections::HashMap;
 
 use bollard::auth::DockerCredentials;
-use bollard::body_full;
+use bollard::body_try_stream;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
-    PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    ListImagesOptionsBuilder, PushImageOptionsBuilder, RemoveImageOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use futures_util::StreamExt;
-use hyper::body::Bytes;
 
 use super::DockerEngine;
-use crate::engine::EngineError;
+use crate::engine::{ByteStream, EngineError};
 
 /// What a build asks of the engine.
 pub struct BuildRequest<'a> {
     /// The context as a tar archive.
-    pub context_tar: Vec<u8>,
+    pub context_tar: ByteStream,
     /// Path of the Dockerfile inside the context.
     pub dockerfile: &'a str,
     pub tag: &'a str,
@@ -27,6 +27,9 @@ pub struct BuildRequest<'a> {
     pub memory: i64,
     /// CPU quota in microseconds per 100 ms period; 0 = no limit.
     pub cpu_quota: i64,
+    /// The image IDs of the Dockerfile's `FROM` images, as they were before
+    /// the build: a failed build's layers are found among their descendants.
+    pub base_ids: Vec<String>,
 }
 
 /// Registry login for push.
@@ -82,38 +85,34 @@ impl DockerEngine {
                 .cpuperiod(100_000)
                 .cpuquota(i32::try_from(req.cpu_quota).unwrap_or(i32::MAX));
         }
+        // What the engine holds before: a failed build's layers are what
+        // is new afterwards (never what the build printed, which a RUN step
+        // controls).
+        let before = self.image_tree().await?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let mut stream = self.docker.build_image(
             options.build(),
             None,
-            Some(body_full(Bytes::from(req.context_tar))),
+            Some(body_try_stream(req.context_tar)),
         );
         let mut id = None;
-        // The layers this build made; a `FROM` step's result is a base
-        // image, never ours (a multi-stage build has several).
-        let mut layers = Vec::new();
-        let mut after_from = false;
+        let mut failure = None;
         while let Some(item) = stream.next().await {
             // bollard reports a failed step either as an error item or as
             // an error detail in an item; both leave layers to clean up.
             let info = match item {
                 Ok(info) => info,
                 Err(e) => {
-                    let e = self.error(e);
-                    log(&format!("ERROR: {e}"));
-                    self.remove_failed_layers(&layers, log).await;
-                    return Err(e);
+                    failure = Some(self.error(e));
+                    break;
                 }
             };
             if let Some(text) = &info.stream {
                 for line in text.lines() {
                     log(line);
-                    if let Some(layer) = layer_id(line) {
-                        if !std::mem::take(&mut after_from) {
-                            layers.push(layer.to_string());
-                        }
-                    } else if is_from_step(line) {
-                        after_from = true;
-                    }
                 }
             }
             if let Some(status) = &info.status {
@@ -121,13 +120,18 @@ impl DockerEngine {
             }
             if let Some(detail) = info.error_detail {
                 let message = detail.message.unwrap_or_else(|| "build failed".into());
-                log(&format!("ERROR: {message}"));
-                self.remove_failed_layers(&layers, log).await;
-                return Err(EngineError::Api(message));
+                failure = Some(EngineError::Api(message));
+                break;
             }
             if let Some(aux) = info.aux.and_then(|a| a.id) {
                 id = Some(aux);
             }
+        }
+        if let Some(e) = failure {
+            log(&format!("ERROR: {e}"));
+            self.remove_failed_layers(&before, started, &req.base_ids, log)
+                .await;
+            return Err(e);
         }
         match id {
             Some(id) => Ok(id),
@@ -140,7 +144,7 @@ impl DockerEngine {
     /// `docker import`: a root filesystem tar becomes the image `reference`.
     pub async fn import_rootfs(
         &self,
-        tar: Vec<u8>,
+        tar: ByteStream,
         reference: &str,
         log: &mut dyn FnMut(&str),
     ) -> Result<String, EngineError> {
@@ -151,9 +155,9 @@ impl DockerEngine {
             .repo(repo)
             .tag(tag)
             .build();
-        let mut stream =
-            self.docker
-                .create_image(Some(options), Some(body_full(Bytes::from(tar))), None);
+        let mut stream = self
+            .docker
+            .create_image(Some(options), Some(body_try_stream(tar)), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
             if let Some(status) = info.status {
@@ -173,14 +177,14 @@ impl DockerEngine {
     /// `docker load`: a saved-image tar; returns what the engine printed.
     pub async fn load_images(
         &self,
-        tar: Vec<u8>,
+        tar: ByteStream,
         log: &mut dyn FnMut(&str),
     ) -> Result<(), EngineError> {
         self.count();
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
         let mut stream = self
             .docker
-            .import_image(options, body_full(Bytes::from(tar)), None);
+            .import_image(options, body_try_stream(tar), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
             if let Some(text) = info.stream {
@@ -253,33 +257,60 @@ impl DockerEngine {
         Ok(())
     }
 
-    /// The layers a failed build left: removing the last one also removes its
-    /// untagged parents that nothing else uses. A tagged one (a cache hit on
-    /// the previous good image) is kept: removing it by ID would drop the
-    /// tag. One other images build on or a container runs is kept too: the
-    /// engine refuses, and that refusal is the check.
-    async fn remove_failed_layers(&self, layers: &[String], log: &mut dyn FnMut(&str)) {
-        let Some(last) = layers.last() else {
-            return;
-        };
+    /// Every image the engine holds, intermediate layers included (one call).
+    async fn image_tree(&self) -> Result<Vec<ImageNode>, EngineError> {
         self.count();
-        let tagged = match self.docker.inspect_image(last).await {
-            Ok(image) => image.repo_tags.is_some_and(|t| !t.is_empty()),
-            Err(_) => return,
+        let options = ListImagesOptionsBuilder::new().all(true).build();
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageNode {
+                tagged: i.repo_tags.iter().any(|t| t != "<none>:<none>"),
+                id: i.id,
+                parent: i.parent_id,
+                created: i.created,
+            })
+            .collect())
+    }
+
+    /// The layers a failed build left, as the engine lists them: removing
+    /// the newest also removes its untagged parents that nothing else uses
+    /// (one another image builds on or a container runs is refused by the
+    /// engine, and kept).
+    async fn remove_failed_layers(
+        &self,
+        before: &[ImageNode],
+        started: i64,
+        bases: &[String],
+        log: &mut dyn FnMut(&str),
+    ) {
+        let after = match self.image_tree().await {
+            Ok(a) => a,
+            Err(e) => {
+                log(&format!(
+                    "berth: cannot list the layers of the failed build: {e}"
+                ));
+                return;
+            }
         };
-        if tagged {
-            return;
-        }
-        self.count();
-        let options = RemoveImageOptionsBuilder::new().noprune(false).build();
-        match self.docker.remove_image(last, Some(options), None).await {
-            Ok(_) => log(&format!(
-                "berth: removed the layers of the failed build (up to {last})"
-            )),
-            Err(e) => log(&format!(
-                "berth: kept layer {last} of the failed build: {}",
-                self.error(e)
-            )),
+        for layer in failed_build_layers(before, &after, started, bases) {
+            self.count();
+            let options = RemoveImageOptionsBuilder::new().noprune(false).build();
+            match self.docker.remove_image(&layer, Some(options), None).await {
+                Ok(_) => log(&format!(
+                    "berth: removed the layers of the failed build (up to {})",
+                    crate::plan::short(&layer)
+                )),
+                Err(e) => log(&format!(
+                    "berth: kept layer {} of the failed build: {}",
+                    crate::plan::short(&layer),
+                    self.error(e)
+                )),
+            }
         }
     }
 
@@ -301,38 +332,90 @@ impl DockerEngine {
     }
 }
 
-/// The classic builder ends each step with ` ---> <short image id>`.
-fn layer_id(line: &str) -> Option<&str> {
-    let id = line.strip_prefix(" ---> ")?.trim();
-    (id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+/// One image of the engine's list, as the cleanup needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ImageNode {
+    pub id: String,
+    pub parent: String,
+    pub tagged: bool,
+    /// Unix seconds.
+    pub created: i64,
 }
 
-/// `Step 1/3 : FROM base` (the classic builder's step header).
-fn is_from_step(line: &str) -> bool {
-    line.starts_with("Step ")
-        && line
-            .split_once(" : ")
-            .is_some_and(|(_, step)| step.trim_start().to_ascii_uppercase().starts_with("FROM "))
+/// The newest layers a failed build made, from the engine's lists before
+/// and after it: untagged images that are new, created since the build
+/// started, that descend from one of the build's base images, and on which
+/// no other such image builds. (Two builds from the same base at the same
+/// moment could see each other's layers; the engine refuses to remove one
+/// that a running build step uses.)
+pub(super) fn failed_build_layers(
+    before: &[ImageNode],
+    after: &[ImageNode],
+    started: i64,
+    bases: &[String],
+) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    let old: HashSet<&str> = before.iter().map(|i| i.id.as_str()).collect();
+    let parent: HashMap<&str, &str> = after
+        .iter()
+        .map(|i| (i.id.as_str(), i.parent.as_str()))
+        .collect();
+    let descends = |id: &str| {
+        let mut at = id;
+        // Bounded: a layer chain is at most as long as the list.
+        for _ in 0..=after.len() {
+            match parent.get(at) {
+                Some(p) if bases.iter().any(|b| b == p) => return true,
+                Some(p) if !p.is_empty() => at = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let made: Vec<&ImageNode> = after
+        .iter()
+        .filter(|i| {
+            !i.tagged && !old.contains(i.id.as_str()) && i.created >= started - 1 && descends(&i.id)
+        })
+        .collect();
+    let parents: HashSet<&str> = made.iter().map(|i| i.parent.as_str()).collect();
+    made.iter()
+        .filter(|i| !parents.contains(i.id.as_str()))
+        .map(|i| i.id.clone())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{is_from_step, layer_id, split_reference};
+    use super::{failed_build_layers, split_reference, ImageNode};
 
-    #[test]
-    fn from_steps_are_recognised_in_any_case() {
-        assert!(is_from_step("Step 1/3 : FROM berth/base:1"));
-        assert!(is_from_step("Step 4/6 : from builder AS out"));
-        assert!(!is_from_step("Step 2/3 : RUN echo FROM x"));
-        assert!(!is_from_step(" ---> 3f2a1b0c9d8e"));
+    fn node(id: &str, parent: &str, tagged: bool, created: i64) -> ImageNode {
+        ImageNode {
+            id: id.into(),
+            parent: parent.into(),
+            tagged,
+            created,
+        }
     }
 
     #[test]
-    fn layer_ids_are_the_builder_step_results_only() {
-        assert_eq!(layer_id(" ---> 3f2a1b0c9d8e"), Some("3f2a1b0c9d8e"));
-        assert_eq!(layer_id(" ---> Running in 3f2a1b0c9d8e"), None);
-        assert_eq!(layer_id(" ---> Using cache"), None);
-        assert_eq!(layer_id("Step 2/3 : RUN true"), None);
+    fn a_failed_build_leaves_only_what_the_engine_says_it_made() {
+        let before = vec![
+            node("base", "", true, 10),
+            node("good", "base", true, 20),
+            node("decoy", "", false, 30), // untagged, someone else's
+        ];
+        let mut after = before.clone();
+        after.push(node("step1", "base", false, 100));
+        after.push(node("step2", "step1", false, 101));
+        // Another build's layer from another base, in the same window.
+        after.push(node("other", "elsewhere", false, 100));
+        assert_eq!(
+            failed_build_layers(&before, &after, 100, &["base".into()]),
+            vec!["step2".to_string()]
+        );
+        // Nothing new: nothing removed (the decoy is never a candidate).
+        assert!(failed_build_layers(&before, &before, 100, &["base".into()]).is_empty());
     }
 
     #[test]

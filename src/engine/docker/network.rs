@@ -14,7 +14,7 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 
 use super::{is_status, DockerEngine};
-use crate::engine::{EngineError, LABEL_MANAGED};
+use crate::engine::{EngineError, LABEL_INSTANCE, LABEL_MANAGED};
 
 /// Held while checking for and creating a network.
 pub(super) static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -25,9 +25,14 @@ pub(super) fn is_ambiguous(e: &BollardError) -> bool {
 }
 
 impl DockerEngine {
-    /// Removes the younger networks named `name` that carry our label; one
-    /// that has containers attached stays, and is reported.
-    pub(super) async fn drop_duplicate_networks(&self, name: &str) -> Result<(), EngineError> {
+    /// Removes the younger networks named `name` that this berth instance
+    /// made (both labels); one of another instance or of nobody's, or one
+    /// that has containers attached, stays and is reported.
+    pub(super) async fn drop_duplicate_networks(
+        &self,
+        name: &str,
+        instance: &str,
+    ) -> Result<(), EngineError> {
         self.count();
         let options = ListNetworksOptionsBuilder::new()
             .filters(&HashMap::from([("name", vec![name])]))
@@ -41,11 +46,9 @@ impl DockerEngine {
             // The engine's name filter also matches parts of names.
             .filter(|n| n.name.as_deref() == Some(name))
             .map(|n| {
-                let ours = n
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(LABEL_MANAGED))
-                    .is_some_and(|v| v == "true");
+                let label = |key: &str| n.labels.as_ref().and_then(|l| l.get(key)).cloned();
+                let ours = label(LABEL_MANAGED).is_some_and(|v| v == "true")
+                    && label(LABEL_INSTANCE).is_some_and(|v| v == instance);
                 let created = n.created.as_deref().map(sortable_time).unwrap_or_default();
                 (created, n.id.unwrap_or_default(), ours)
             })

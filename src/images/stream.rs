@@ -1,0 +1,157 @@
+//! What builds send the engine (a context or rootfs folder as a tar, a
+//! tarball, a saved-image tar) as a stream of chunks made on a thread: a
+//! few chunks in memory at a time, whatever the size of the input.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use hyper::body::Bytes;
+use tokio::sync::mpsc;
+
+use crate::engine::ByteStream;
+
+/// Bytes per chunk, and chunks in flight.
+const CHUNK: usize = 64 * 1024;
+const IN_FLIGHT: usize = 4;
+
+/// A `Write` that sends full chunks down the channel (blocking when the
+/// engine is slower than the disk). Fails once the receiver is gone.
+struct ChunkWriter {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the engine stopped reading")
+        })
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Runs `produce` on a thread, writing into the stream it returns; an
+/// error of `produce` ends the stream with that error.
+fn produced(
+    produce: impl FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send + 'static,
+) -> ByteStream {
+    let (tx, rx) = mpsc::channel(IN_FLIGHT);
+    std::thread::spawn(move || {
+        let mut w = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        if let Err(e) = produce(&mut w).and_then(|()| w.flush()) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// `folder` as a tar archive: links kept as links (never followed),
+/// owners numeric, paths relative to the folder.
+pub fn folder_as_tar(folder: &Path) -> ByteStream {
+    let folder = folder.to_path_buf();
+    produced(move |w| {
+        let mut builder = tar::Builder::new(w);
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Complete);
+        builder.append_dir_all(".", &folder).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot pack {}: {e}", folder.display()))
+        })?;
+        builder.finish()
+    })
+}
+
+/// The file at `path`, opened now (so a missing file is said at once).
+pub fn file(path: &Path) -> Result<ByteStream, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let path: PathBuf = path.to_path_buf();
+    Ok(produced(move |w| {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            if n == 0 {
+                return Ok(());
+            }
+            w.write_all(&buf[..n])?;
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    async fn collect(mut s: ByteStream) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn a_folder_streams_as_a_tar_with_links_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a"), vec![b'x'; 300_000]).expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).expect("link");
+        let bytes = collect(folder_as_tar(dir.path())).await.expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            let kind = entry.header().entry_type();
+            seen.push((
+                entry.path().expect("path").display().to_string(),
+                kind.is_symlink(),
+                entry.size(),
+            ));
+        }
+        assert!(
+            seen.contains(&("a".to_string(), false, 300_000)),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().any(|(p, link, _)| p == "link" && *link),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_streams_whole_and_a_missing_one_is_said_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big");
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        assert_eq!(
+            collect(file(&path).expect("open")).await.expect("read"),
+            data
+        );
+        assert!(file(&dir.path().join("missing")).is_err());
+    }
+}
