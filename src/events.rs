@@ -62,18 +62,22 @@ pub fn console_targets(
 /// dependents) and starts (StartOn lists it, plus their dependencies;
 /// disabled records never).
 pub fn event_targets(declared: &Declared, event: &str) -> (Vec<String>, Vec<String>) {
-    let mut stops = BTreeSet::new();
-    let mut starts = BTreeSet::new();
-    for spec in declared.specs.values() {
-        if spec.stop_on.iter().any(|e| e == event) {
-            stops.insert(spec.name.clone());
-            stops.extend(links::dependents(&declared.specs, &spec.name));
-        }
-        if spec.start_on.iter().any(|e| e == event) && spec.enabled {
-            starts.insert(spec.name.clone());
-            starts.extend(links::dependencies(&declared.specs, &spec.name));
-        }
-    }
+    let stop_on: Vec<&str> = declared
+        .specs
+        .values()
+        .filter(|s| s.stop_on.iter().any(|e| e == event))
+        .map(|s| s.name.as_str())
+        .collect();
+    let start_on: Vec<&str> = declared
+        .specs
+        .values()
+        .filter(|s| s.enabled && s.start_on.iter().any(|e| e == event))
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut stops = links::all_dependents(&declared.specs, stop_on.iter().copied());
+    stops.extend(stop_on.iter().map(|n| n.to_string()));
+    let mut starts = links::all_dependencies(&declared.specs, start_on.iter().copied());
+    starts.extend(start_on.iter().map(|n| n.to_string()));
     starts.retain(|n| declared.specs.get(n).is_some_and(|s| s.enabled));
     (stops.into_iter().collect(), starts.into_iter().collect())
 }

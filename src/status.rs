@@ -40,7 +40,12 @@ pub fn statuses(
             .entry(p.record.as_str())
             .or_insert_with(|| p.message.clone());
     }
-    let container = |name: &str| observed.containers.iter().find(|c| c.name == name);
+    let by_name: BTreeMap<&str, &crate::engine::ObservedContainer> = observed
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let container = |name: &str| by_name.get(name).copied();
     let mut rows = Vec::new();
     for spec in declared.specs.values() {
         let c = container(&spec.name);

@@ -152,16 +152,25 @@ fn seconds_between(a: &str, b: &str) -> Option<f64> {
 
 async fn log(config: &Config, id: i64, follow: bool) -> anyhow::Result<i32> {
     let state = State::open(&config.state_dir)?;
-    let mut printed = 0;
+    // A log from before chunks (one column) first, then its chunks as they come.
+    let mut seen = -1;
+    if state.build(id)?.is_some() {
+        let whole = state.build_log(id)?.unwrap_or_default();
+        let chunks: usize = state
+            .build_log_chunks(id, -1)?
+            .iter()
+            .map(|(_, t)| t.len())
+            .sum();
+        print!("{}", &whole[..whole.len().saturating_sub(chunks)]);
+    }
     loop {
         let Some(build) = state.build(id)? else {
             eprintln!("berth image log: no build {id}");
             return Ok(1);
         };
-        let text = state.build_log(id)?.unwrap_or_default();
-        if text.len() > printed {
-            print!("{}", &text[printed..]);
-            printed = text.len();
+        for (seq, text) in state.build_log_chunks(id, seen)? {
+            print!("{text}");
+            seen = seq;
         }
         let done = !matches!(build.state.as_str(), "queued" | "running");
         if done || !follow {

@@ -151,6 +151,8 @@ pub async fn run(
     let mut ready_sent = false;
     let mut next_scheduled: Option<Instant> = None;
     let mut said = Said::default();
+    // Pruned at start, then daily, off the loop's thread.
+    let mut next_prune = Instant::now();
     // Fed from its own task: a long pass or event action (a backup script)
     // must not make systemd kill berthd mid-action.
     let watchdog = systemd::watchdog_interval().map(|every| {
@@ -209,6 +211,10 @@ pub async fn run(
             // Templates need only the files, not the engine: rendered after
             // every pass, even one the engine's absence cut short.
             render_templates(&config, &mut said).await;
+            if Instant::now() >= next_prune {
+                next_prune = Instant::now() + PRUNE_EVERY;
+                spawn_prune(&config);
+            }
             if outcome.is_ok() && !ready_sent {
                 systemd::notify_ready();
                 ready_sent = true;
@@ -266,6 +272,24 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// How often old journal rows, events and builds are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The newest rows of each kind always kept, however old.
+const PRUNE_KEEP: usize = 1000;
+
+/// Prunes state.db (`journal_keep_days`) on a blocking thread: the first
+/// prune of a years-old journal may take a while.
+fn spawn_prune(config: &Config) {
+    let (dir, days) = (config.state_dir.clone(), config.journal_keep_days);
+    tokio::task::spawn_blocking(move || {
+        match State::open(&dir).and_then(|mut s| s.prune(days, PRUNE_KEEP)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("state.db: pruned {n} row(s) older than {days} days"),
+            Err(e) => tracing::warn!("state.db: cannot prune: {e}"),
+        }
+    });
 }
 
 /// The soft limit on open files up to the hard one (at most 65536): the

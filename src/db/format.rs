@@ -119,13 +119,34 @@ pub fn parse_value(text: &str) -> (String, Vec<(String, String)>) {
 }
 
 fn pair_up(mut fields: impl Iterator<Item = String>) -> (String, Vec<(String, String)>) {
+    /// Up to this many properties a scan beats a hash; beyond it an index
+    /// keeps a line of many properties linear.
+    const SCAN: usize = 32;
     let rtype = fields.next().unwrap_or_default();
     let mut props: Vec<(String, String)> = Vec::with_capacity(8);
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     while let Some(name) = fields.next() {
         let value = fields.next().unwrap_or_default();
-        match props.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => props.push((name, value)),
+        let found = if props.len() <= SCAN {
+            props.iter().position(|(n, _)| *n == name)
+        } else {
+            if index.is_empty() {
+                index = props
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect();
+            }
+            index.get(&name).copied()
+        };
+        match found {
+            Some(i) => props[i].1 = value,
+            None => {
+                if !index.is_empty() {
+                    index.insert(name.clone(), props.len());
+                }
+                props.push((name, value));
+            }
         }
     }
     (rtype, props)
@@ -271,6 +292,13 @@ mod tests {
         );
         let (_, p) = parse_value("t|a|1|b|2|a|3");
         assert_eq!(p, [("a".into(), "3".into()), ("b".into(), "2".into())]);
+        // Past the scan limit the index takes over, with the same rules.
+        let many: String = (0..100).map(|i| format!("|p{i}|{i}")).collect();
+        let (_, p) = parse_value(&format!("t{many}|p5|again|p99|last|new|x"));
+        assert_eq!(p.len(), 101);
+        assert_eq!(p[5], ("p5".into(), "again".into()));
+        assert_eq!(p[99], ("p99".into(), "last".into()));
+        assert_eq!(p[100], ("new".into(), "x".into()));
     }
 
     #[test]

@@ -339,3 +339,20 @@ proptest! {
         prop_assert_eq!(second.serialize(WHEN), written);
     }
 }
+
+#[test]
+fn a_line_of_many_properties_parses_in_linear_time() {
+    // 400,000 properties on one line: a quadratic parser (80,000 took 9 s)
+    // would need minutes; the 60 s bound is a hang guard, not a measure.
+    let line: String = (0..400_000).map(|i| format!("|p{i}|v")).collect();
+    let text = format!("k=t{line}\n");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let db = Db::parse(std::path::Path::new("/db/x"), &text);
+        let _ = tx.send(db.get("k").map(|r| r.props.len()));
+    });
+    let parsed = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the parse ends");
+    assert_eq!(parsed, Some(400_000));
+}

@@ -23,21 +23,18 @@ impl Drop for Workspace {
     }
 }
 
-/// Runs build `build_id` of `spec`; every line goes to the build's log.
-/// Returns the new image ID, or why it failed (the old tag is untouched:
-/// the engine only moves a tag when a build succeeds).
+/// Runs build `build_id` of `spec`; every line goes to `log`. Returns the
+/// new image ID, or why it failed (the old tag is untouched: the engine
+/// only moves a tag when a build succeeds).
 pub async fn run(
     config: &Config,
     engine: &DockerEngine,
     state: &State,
     spec: &ImageSpec,
     build_id: i64,
+    log: &mut dyn FnMut(&str),
 ) -> Result<String, String> {
-    let mut log = |line: &str| {
-        if let Err(e) = state.append_build_log(build_id, &format!("{line}\n")) {
-            tracing::warn!(image = %spec.name, "build log: {e}");
-        }
-    };
+    let mut log = |line: &str| log(line);
     let creds = credentials::load(&config.credentials_file)?;
     let login = |name: &Option<String>| -> Result<Option<Login>, String> {
         name.as_deref().map(|n| creds.login(n).cloned()).transpose()

@@ -128,6 +128,7 @@ fn run_one(
         return Ok(false);
     };
     tracing::info!(image = %build.image, build = build.id, "build started: {}", build.trigger);
+    let mut log = state.build_log_writer(build.id);
     let result = match images.specs.get(&build.image) {
         None => Err(
             match images.failed.get(&build.image).and_then(|e| e.first()) {
@@ -139,12 +140,16 @@ fn run_one(
             let engine = DockerEngine::connect(&config.docker_host)
                 .await
                 .map_err(|e| e.to_string())?;
-            super::build::run(config, &engine, &state, spec, build.id).await
+            super::build::run(config, &engine, &state, spec, build.id, &mut |line| {
+                log.line(line)
+            })
+            .await
         }),
     };
     if let Err(e) = &result {
-        let _ = state.append_build_log(build.id, &format!("berth: FAILED: {e}\n"));
+        log.line(&format!("berth: FAILED: {e}"));
     }
+    log.finish();
     state
         .finish_build(
             &build,

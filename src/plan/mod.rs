@@ -149,12 +149,17 @@ pub fn plan_at<Tz: TimeZone>(
         .values()
         .map(|s| (depths.get(&s.name).copied().unwrap_or(0), s.link_priority))
         .collect();
+    let start_index: BTreeMap<(usize, i64), usize> = start_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (*k, i))
+        .collect();
     let start_wave = |spec: &ContainerSpec| {
         let key = (
             depths.get(&spec.name).copied().unwrap_or(0),
             spec.link_priority,
         );
-        start_base + start_keys.iter().position(|k| *k == key).unwrap_or(0)
+        start_base + start_index.get(&key).copied().unwrap_or(0)
     };
 
     let by_name: BTreeMap<&str, &ObservedContainer> = observed

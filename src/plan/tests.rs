@@ -469,3 +469,47 @@ fn a_host_folder_inside_one_a_running_container_has_mounted_is_not_used() {
         .expect("recreate");
     assert!(recreate.stop_first);
 }
+
+#[test]
+fn a_chain_of_20000_links_is_planned_without_recursion() {
+    // Each record links to the one before: berthd aborted at start on this
+    // (stack overflow in the link walk), a crash loop under systemd.
+    let text: String = (0..20_000)
+        .map(|i| {
+            if i == 0 {
+                "r0=service|Image|app:1\n".to_string()
+            } else {
+                format!("r{i}=service|Image|app:1|Interlinked|r{}\n", i - 1)
+            }
+        })
+        .collect();
+    let d = declared(&text);
+    assert_eq!(d.specs.len(), 20_000, "{:?}", d.failed.values().next());
+    let observed = ObservedState {
+        images: images(),
+        ..Default::default()
+    };
+    let planned = plan(&d, &observed, now());
+    let creates = planned
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Create)
+        .count();
+    assert_eq!(creates, 20_000);
+    let first = planned
+        .actions
+        .iter()
+        .find(|a| a.record == "r0")
+        .expect("r0");
+    let last = planned
+        .actions
+        .iter()
+        .find(|a| a.record == "r19999")
+        .expect("last");
+    assert!(first.wave < last.wave, "deepest dependency first");
+    assert_eq!(links::dependents(&d.specs, "r0").len(), 19_999);
+    let (stops, _) = crate::events::event_targets(&d, "none");
+    assert!(stops.is_empty());
+    let rows = crate::status::statuses(&d, &observed, now());
+    assert_eq!(rows.len(), 20_000);
+}

@@ -2,7 +2,7 @@
 //! dependency depth that orders starts (deepest dependency first) and stops
 //! (reverse).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{error, ContainerSpec, Declared};
 
@@ -66,111 +66,136 @@ pub fn check(declared: &mut Declared) {
     }
 }
 
-/// Each cycle once, as the list of records on it, starting at its smallest name.
+/// Each cycle once, as the list of records on it, starting at its smallest
+/// name. Depth-first with an explicit stack: a chain of 20,000 links must
+/// not overflow the thread's stack.
 fn cycles(specs: &BTreeMap<String, ContainerSpec>) -> Vec<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
         Done,
     }
-    fn visit(
-        name: &str,
-        specs: &BTreeMap<String, ContainerSpec>,
-        marks: &mut BTreeMap<String, Mark>,
-        stack: &mut Vec<String>,
-        found: &mut Vec<Vec<String>>,
-    ) {
-        match marks.get(name) {
-            Some(Mark::Done) => return,
-            Some(Mark::Visiting) => {
-                if let Some(pos) = stack.iter().position(|n| n == name) {
-                    let mut cycle = stack[pos..].to_vec();
-                    let min = cycle
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, n)| *n)
-                        .map(|(i, _)| i)
-                        .unwrap_or(0);
-                    cycle.rotate_left(min);
-                    if !found.contains(&cycle) {
-                        found.push(cycle);
+    let mut marks: HashMap<&str, Mark> = HashMap::new();
+    let mut found: Vec<Vec<String>> = Vec::new();
+    for start in specs.keys() {
+        if marks.contains_key(start.as_str()) {
+            continue;
+        }
+        marks.insert(start, Mark::Visiting);
+        // (record, index of its next link to follow)
+        let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
+        while let Some(&(name, next)) = stack.last() {
+            let links = specs.get(name).map(|s| s.links.as_slice()).unwrap_or(&[]);
+            let Some(link) = links.get(next) else {
+                marks.insert(name, Mark::Done);
+                stack.pop();
+                continue;
+            };
+            if let Some(top) = stack.last_mut() {
+                top.1 += 1;
+            }
+            match marks.get(link.as_str()) {
+                Some(Mark::Done) => {}
+                Some(Mark::Visiting) => {
+                    if let Some(pos) = stack.iter().position(|(n, _)| *n == link) {
+                        let mut cycle: Vec<String> =
+                            stack[pos..].iter().map(|(n, _)| n.to_string()).collect();
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| *n)
+                            .map(|(i, _)| i)
+                            .unwrap_or(0);
+                        cycle.rotate_left(min);
+                        if !found.contains(&cycle) {
+                            found.push(cycle);
+                        }
                     }
                 }
-                return;
+                None => {
+                    if let Some((key, _)) = specs.get_key_value(link.as_str()) {
+                        marks.insert(key, Mark::Visiting);
+                        stack.push((key, 0));
+                    }
+                }
             }
-            None => {}
         }
-        let Some(spec) = specs.get(name) else { return };
-        marks.insert(name.to_string(), Mark::Visiting);
-        stack.push(name.to_string());
-        for link in &spec.links {
-            visit(link, specs, marks, stack, found);
-        }
-        stack.pop();
-        marks.insert(name.to_string(), Mark::Done);
-    }
-    let mut marks = BTreeMap::new();
-    let mut found = Vec::new();
-    for name in specs.keys() {
-        visit(name, specs, &mut marks, &mut Vec::new(), &mut found);
     }
     found
 }
 
 /// Depth of each spec: 0 without links to valid specs, else 1 + the deepest
-/// link. Assumes no cycles (`check` removed them).
+/// link. Assumes no cycles (`check` removed them; one that slipped through
+/// counts as no link, never a loop). Iterative, like [`cycles`].
 pub fn depths(specs: &BTreeMap<String, ContainerSpec>) -> BTreeMap<String, usize> {
-    fn depth(
-        name: &str,
-        specs: &BTreeMap<String, ContainerSpec>,
-        memo: &mut BTreeMap<String, usize>,
-        guard: &mut BTreeSet<String>,
-    ) -> usize {
-        if let Some(d) = memo.get(name) {
-            return *d;
+    let mut memo: HashMap<&str, usize> = HashMap::new();
+    let mut on_path: HashSet<&str> = HashSet::new();
+    for start in specs.keys() {
+        if memo.contains_key(start.as_str()) {
+            continue;
         }
-        let Some(spec) = specs.get(name) else {
-            return 0;
-        };
-        if !guard.insert(name.to_string()) {
-            return 0; // a cycle slipped through: never loop forever
+        // (record, whether its links were pushed already)
+        let mut stack: Vec<(&str, bool)> = vec![(start, false)];
+        while let Some((name, expanded)) = stack.pop() {
+            if memo.contains_key(name) {
+                continue;
+            }
+            let links = specs.get(name).map(|s| s.links.as_slice()).unwrap_or(&[]);
+            if !expanded {
+                on_path.insert(name);
+                stack.push((name, true));
+                for link in links {
+                    if let Some((key, _)) = specs.get_key_value(link.as_str()) {
+                        if !memo.contains_key(key.as_str()) && !on_path.contains(key.as_str()) {
+                            stack.push((key, false));
+                        }
+                    }
+                }
+                continue;
+            }
+            let depth = links
+                .iter()
+                .filter_map(|l| memo.get(l.as_str()))
+                .map(|d| d + 1)
+                .max()
+                .unwrap_or(0);
+            on_path.remove(name);
+            memo.insert(name, depth);
         }
-        let d = spec
-            .links
-            .iter()
-            .filter(|l| specs.contains_key(*l))
-            .map(|l| depth(l, specs, memo, guard) + 1)
-            .max()
-            .unwrap_or(0);
-        guard.remove(name);
-        memo.insert(name.to_string(), d);
-        d
     }
-    let mut memo = BTreeMap::new();
-    for name in specs.keys() {
-        depth(name, specs, &mut memo, &mut BTreeSet::new());
-    }
-    memo
+    memo.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// Every record that (transitively) links to `name`.
-pub fn dependents(specs: &BTreeMap<String, ContainerSpec>, name: &str) -> BTreeSet<String> {
+/// Every record that (transitively) links to one of `names`.
+pub fn all_dependents<'a>(
+    specs: &BTreeMap<String, ContainerSpec>,
+    names: impl IntoIterator<Item = &'a str>,
+) -> BTreeSet<String> {
+    let mut linked_from: HashMap<&str, Vec<&str>> = HashMap::new();
+    for s in specs.values() {
+        for l in &s.links {
+            linked_from.entry(l).or_default().push(&s.name);
+        }
+    }
     let mut out = BTreeSet::new();
-    let mut todo = vec![name.to_string()];
+    let mut todo: Vec<&str> = names.into_iter().collect();
     while let Some(n) = todo.pop() {
-        for s in specs.values() {
-            if s.links.contains(&n) && out.insert(s.name.clone()) {
-                todo.push(s.name.clone());
+        for d in linked_from.get(n).into_iter().flatten() {
+            if out.insert(d.to_string()) {
+                todo.push(d);
             }
         }
     }
     out
 }
 
-/// Every record `name` (transitively) links to.
-pub fn dependencies(specs: &BTreeMap<String, ContainerSpec>, name: &str) -> BTreeSet<String> {
+/// Every record one of `names` (transitively) links to.
+pub fn all_dependencies<'a>(
+    specs: &BTreeMap<String, ContainerSpec>,
+    names: impl IntoIterator<Item = &'a str>,
+) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut todo = vec![name.to_string()];
+    let mut todo: Vec<String> = names.into_iter().map(str::to_string).collect();
     while let Some(n) = todo.pop() {
         if let Some(s) = specs.get(&n) {
             for l in &s.links {
@@ -181,4 +206,14 @@ pub fn dependencies(specs: &BTreeMap<String, ContainerSpec>, name: &str) -> BTre
         }
     }
     out
+}
+
+/// Every record that (transitively) links to `name`.
+pub fn dependents(specs: &BTreeMap<String, ContainerSpec>, name: &str) -> BTreeSet<String> {
+    all_dependents(specs, [name])
+}
+
+/// Every record `name` (transitively) links to.
+pub fn dependencies(specs: &BTreeMap<String, ContainerSpec>, name: &str) -> BTreeSet<String> {
+    all_dependencies(specs, [name])
 }

@@ -146,14 +146,45 @@ impl State {
         }))
     }
 
-    pub fn append_build_log(&self, id: i64, text: &str) -> Result<(), StateError> {
+    /// A writer for build `id`'s log.
+    pub fn build_log_writer(&self, id: i64) -> BuildLog<'_> {
+        BuildLog {
+            state: self,
+            build: id,
+            seq: 0,
+            pending: String::new(),
+            last_write: std::time::Instant::now(),
+            kept: 0,
+            tail: std::collections::VecDeque::new(),
+            tail_bytes: 0,
+            cut: 0,
+            full: false,
+        }
+    }
+
+    fn insert_log_chunk(&self, build: i64, seq: i64, text: &str) -> Result<(), StateError> {
         self.conn
             .execute(
-                "UPDATE builds SET log = log || ?1 WHERE id = ?2",
-                params![text, id],
+                "INSERT OR REPLACE INTO build_logs (build_id, seq, text) VALUES (?1, ?2, ?3)",
+                params![build, seq, text],
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// The chunks of build `id`'s log after chunk `after` (-1: from the
+    /// start), in order, with their numbers: what `berth image log -f` follows.
+    pub fn build_log_chunks(&self, id: i64, after: i64) -> Result<Vec<(i64, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, text FROM build_logs WHERE build_id = ?1 AND seq > ?2 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![id, after], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     pub fn set_build_base(
@@ -247,13 +278,22 @@ impl State {
             .map_err(self.err())
     }
 
+    /// The whole log of build `id` (a log from before chunks, then the chunks).
     pub fn build_log(&self, id: i64) -> Result<Option<String>, StateError> {
-        self.conn
+        let old: Option<String> = self
+            .conn
             .query_row("SELECT log FROM builds WHERE id = ?1", params![id], |r| {
                 r.get(0)
             })
             .optional()
-            .map_err(self.err())
+            .map_err(self.err())?;
+        let Some(mut text) = old else {
+            return Ok(None);
+        };
+        for (_, chunk) in self.build_log_chunks(id, -1)? {
+            text.push_str(&chunk);
+        }
+        Ok(Some(text))
     }
 
     pub fn builds(&self, limit: usize) -> Result<Vec<Build>, StateError> {
@@ -325,6 +365,93 @@ impl State {
     }
 }
 
+/// Bytes of a build's log kept from its start, and from its end (where a
+/// failure says why); what lies between is counted, not kept.
+pub const LOG_HEAD: usize = 4 << 20;
+pub const LOG_TAIL: usize = 1 << 20;
+/// Lines are gathered into chunks of about this size (or of what came in
+/// the last quarter second, so `berth image log -f` follows closely).
+const LOG_CHUNK: usize = 32 * 1024;
+
+/// A build's log as it is written: lines gathered into chunks, one insert
+/// per chunk, bounded by [`LOG_HEAD`] and [`LOG_TAIL`].
+pub struct BuildLog<'a> {
+    state: &'a State,
+    build: i64,
+    seq: i64,
+    pending: String,
+    last_write: std::time::Instant,
+    kept: usize,
+    tail: std::collections::VecDeque<String>,
+    tail_bytes: usize,
+    cut: u64,
+    /// The head is full: lines go to the tail.
+    full: bool,
+}
+
+impl BuildLog<'_> {
+    /// Adds one line (a newline is added).
+    pub fn line(&mut self, text: &str) {
+        let len = text.len() + 1;
+        // Once a line went to the tail, every later one does: order holds.
+        if !self.full && self.kept + len <= LOG_HEAD {
+            self.kept += len;
+            self.pending.push_str(text);
+            self.pending.push('\n');
+            if self.pending.len() >= LOG_CHUNK
+                || self.last_write.elapsed() >= std::time::Duration::from_millis(250)
+            {
+                self.write();
+            }
+            return;
+        }
+        self.full = true;
+        self.write();
+        self.tail.push_back(format!("{text}\n"));
+        self.tail_bytes += len;
+        while self.tail_bytes > LOG_TAIL {
+            match self.tail.pop_front() {
+                Some(old) => {
+                    self.tail_bytes -= old.len();
+                    self.cut += old.len() as u64;
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn write(&mut self) {
+        self.last_write = std::time::Instant::now();
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        if let Err(e) = self.state.insert_log_chunk(self.build, self.seq, &text) {
+            tracing::warn!(build = self.build, "build log: {e}");
+        }
+        self.seq += 1;
+    }
+
+    /// Writes what is pending, and the kept end of a log that outgrew
+    /// [`LOG_HEAD`], with what was cut between.
+    pub fn finish(mut self) {
+        self.write();
+        if self.cut > 0 {
+            self.pending = format!("[… {} bytes of the log not kept …]\n", self.cut);
+        }
+        for line in std::mem::take(&mut self.tail) {
+            self.pending.push_str(&line);
+        }
+        self.write();
+    }
+}
+
+impl Drop for BuildLog<'_> {
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +506,48 @@ mod tests {
             "newest first"
         );
         assert_eq!(s.lineage().expect("lineage")[0].image_id, "sha256:base1");
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_log_is_kept_in_chunks_bounded_at_both_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = State::open(dir.path()).expect("open");
+        let (id, _) = s.request_build("app", "test").expect("request");
+        // 200,000 lines, 20 MB: appending to one column took minutes for
+        // 40,000; the 60 s bound is a hang guard, not a measure.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let s = State::open(&path).expect("open");
+            let mut log = s.build_log_writer(id);
+            log.line("first line");
+            for i in 0..200_000 {
+                log.line(&format!("{i:08} {}", "x".repeat(90)));
+            }
+            log.line("last line: the error");
+            log.finish();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the log is written");
+        let text = s.build_log(id).expect("read").expect("a build");
+        assert!(text.starts_with("first line\n"));
+        assert!(
+            text.ends_with("last line: the error\n"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+        assert!(text.contains("bytes of the log not kept"));
+        assert!(text.len() <= LOG_HEAD + LOG_TAIL + 100, "{}", text.len());
+        let chunks = s.build_log_chunks(id, -1).expect("chunks");
+        assert!(chunks.len() > 10 && chunks.len() < 1000, "{}", chunks.len());
+        let after = s.build_log_chunks(id, chunks[5].0).expect("follow");
+        assert_eq!(after.len(), chunks.len() - 6);
+        let _ = &mut s;
     }
 }

@@ -5,7 +5,7 @@
 mod builds;
 mod schema;
 
-pub use builds::{Build, Lineage};
+pub use builds::{Build, BuildLog, Lineage};
 
 use std::path::{Path, PathBuf};
 
@@ -400,6 +400,51 @@ impl State {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// Removes what is older than `days` from the journal (passes and
+    /// actions), signalled events and finished builds (with their logs),
+    /// always keeping the newest `keep` of each. Returns the rows removed.
+    pub fn prune(&mut self, days: u64, keep: usize) -> Result<usize, StateError> {
+        let cutoff = timestamp(
+            std::time::SystemTime::now()
+                .checked_sub(std::time::Duration::from_secs(days.saturating_mul(86_400)))
+                .unwrap_or(std::time::UNIX_EPOCH),
+        );
+        let path = self.path.clone();
+        let sql = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let mut removed = 0;
+        for (table, time, extra) in [
+            ("actions", "at", ""),
+            ("passes", "started_at", ""),
+            ("events", "at", ""),
+            (
+                "builds",
+                "requested_at",
+                "AND state NOT IN ('queued', 'running')",
+            ),
+        ] {
+            removed += tx
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE {time} < ?1 {extra}
+                         AND id <= (SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET ?2)"
+                    ),
+                    params![cutoff, keep as i64],
+                )
+                .map_err(sql)?;
+        }
+        tx.execute(
+            "DELETE FROM build_logs WHERE build_id NOT IN (SELECT id FROM builds)",
+            [],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(removed)
+    }
+
     /// The error of the record's latest action, if that action failed.
     pub fn last_error(&self, record: &str) -> Result<Option<String>, StateError> {
         self.conn
@@ -485,6 +530,41 @@ mod tests {
         State::open(&fresh).expect("open");
         assert_eq!(mode(&fresh), 0o700);
         assert_eq!(mode(&fresh.join("state.db")), 0o600);
+    }
+
+    #[test]
+    fn pruning_removes_old_rows_but_keeps_the_newest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = State::open(dir.path()).expect("open");
+        for i in 0..10 {
+            let pass = s.begin_pass("test").expect("pass");
+            s.action_started(Some(pass), &format!("r{i}"), "create", "why")
+                .expect("action");
+        }
+        // Old rows: the first seven are a year old.
+        s.conn
+            .execute(
+                "UPDATE actions SET at = '2000-01-01T00:00:00.000Z' WHERE id <= 7",
+                [],
+            )
+            .expect("age");
+        s.conn
+            .execute(
+                "UPDATE passes SET started_at = '2000-01-01T00:00:00.000Z' WHERE id <= 7",
+                [],
+            )
+            .expect("age");
+        // Keep the newest 5: of the 7 old ones, the 2 among them are kept.
+        let removed = s.prune(30, 5).expect("prune");
+        assert_eq!(removed, 10, "5 actions and 5 passes");
+        let left: Vec<String> = s
+            .history(None, 100)
+            .expect("history")
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        assert_eq!(left, vec!["r9", "r8", "r7", "r6", "r5"]);
+        assert_eq!(s.prune(30, 5).expect("again"), 0);
     }
 
     #[test]

@@ -72,6 +72,16 @@ const MIGRATIONS: &[&str] = &[
         built_at TEXT NOT NULL,
         outdated INTEGER NOT NULL DEFAULT 0
     );",
+    // 4: build logs in chunks (appending to one text column rewrote it
+    // whole for every line), and the indexes pruning needs.
+    "CREATE TABLE build_logs (
+        build_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (build_id, seq)
+    );
+    CREATE INDEX passes_by_start ON passes(started_at);
+    CREATE INDEX events_by_at ON events(at);",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

@@ -51,8 +51,10 @@ impl TemplateReport {
 /// what berthd calls after each reconcile pass and `berth templates` runs.
 /// It never panics and never stops at a failing template.
 pub fn run(config: &Config, write: bool) -> TemplateReport {
-    let templates = tree::discover(&config.templates_dir, &config.templates_custom_dir);
+    let (templates, tree_warnings) =
+        tree::discover(&config.templates_dir, &config.templates_custom_dir);
     let (dbs, mut warnings) = render::load_dbs(&config.db_dir);
+    warnings.extend(tree_warnings);
     let last_valid = containers::load(&config.state_dir);
     let views = match crate::spec::load(config) {
         Ok(declared) => {

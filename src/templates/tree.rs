@@ -17,8 +17,11 @@ use super::error::TemplateError;
 /// fragments, so this name cannot clash with one.
 pub const META_FILE: &str = ".meta.toml";
 
-/// How deep symlinked folders are followed: a link loop ends here.
+/// How deep symlinked folders are followed.
 const MAX_DEPTH: usize = 32;
+/// Folders walked in one tree at most: links can make a small tree look
+/// huge (two links to the parent double it at every level).
+const MAX_FOLDERS: usize = 10_000;
 
 /// Owner, mode and reload command of a rendered file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -117,11 +120,32 @@ fn fragment_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// Template folders under `root`: every folder holding at least one fragment,
 /// keyed by its path relative to `root`. Symlinks are followed (a tree may
-/// link in shared folders), up to a depth that ends link loops.
-fn folders(root: &Path) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
+/// link in shared folders), but never into a folder the walk is already
+/// inside (a loop), never deeper than [`MAX_DEPTH`], and never to more than
+/// [`MAX_FOLDERS`] folders: what is cut is said in `warnings`.
+fn folders(
+    root: &Path,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = BTreeMap::new();
-    let mut todo = vec![(root.to_path_buf(), 0)];
-    while let Some((dir, depth)) = todo.pop() {
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    let Ok(root_meta) = std::fs::metadata(root) else {
+        return out;
+    };
+    // (folder, the (device, inode) of it and every folder above it)
+    let mut todo: Vec<(PathBuf, Vec<(u64, u64)>)> =
+        vec![(root.to_path_buf(), vec![id(&root_meta)])];
+    let mut walked = 0;
+    while let Some((dir, above)) = todo.pop() {
+        walked += 1;
+        if walked > MAX_FOLDERS {
+            warnings.push(format!(
+                "{}: more than {MAX_FOLDERS} folders (links?); the rest is not read",
+                root.display()
+            ));
+            break;
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -131,17 +155,40 @@ fn folders(root: &Path) -> BTreeMap<PathBuf, BTreeMap<String, PathBuf>> {
             let Ok(mut kind) = entry.file_type() else {
                 continue;
             };
+            let mut target = None;
             if kind.is_symlink() {
                 match std::fs::metadata(&path) {
-                    Ok(target) => kind = target.file_type(),
+                    Ok(meta) => {
+                        kind = meta.file_type();
+                        target = Some(meta);
+                    }
                     // A dangling link is nothing to render.
                     Err(_) => continue,
                 }
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if kind.is_dir() {
-                if depth < MAX_DEPTH {
-                    todo.push((path, depth + 1));
+                let meta = match target {
+                    Some(m) => m,
+                    None => match entry.metadata() {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    },
+                };
+                if above.contains(&id(&meta)) {
+                    warnings.push(format!(
+                        "{}: links back to a folder it is inside; not followed",
+                        path.display()
+                    ));
+                } else if above.len() > MAX_DEPTH {
+                    warnings.push(format!(
+                        "{}: deeper than {MAX_DEPTH} folders; not read",
+                        path.display()
+                    ));
+                } else {
+                    let mut chain = above.clone();
+                    chain.push(id(&meta));
+                    todo.push((path, chain));
                 }
             } else if kind.is_file() && !is_leftover(&name) {
                 fragments.insert(name, path);
@@ -196,10 +243,11 @@ fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<TemplateError>) {
     (Meta::default(), None)
 }
 
-/// Every template of the two trees.
-pub fn discover(standard: &Path, custom: &Path) -> Vec<Template> {
-    let shipped = folders(standard);
-    let mut local = folders(custom);
+/// Every template of the two trees, and what could not be read of them.
+pub fn discover(standard: &Path, custom: &Path) -> (Vec<Template>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let shipped = folders(standard, &mut warnings);
+    let mut local = folders(custom, &mut warnings);
     // A plain file standing where the standard tree has a template folder
     // replaces that whole template; it does not make its own folder a template.
     for (rel, fragments) in local.iter_mut() {
@@ -239,7 +287,7 @@ pub fn discover(standard: &Path, custom: &Path) -> Vec<Template> {
             meta_error,
         });
     }
-    out
+    (out, warnings)
 }
 
 #[cfg(test)]
@@ -273,7 +321,8 @@ mod tests {
         write(&custom.join("etc/app.conf/15new"), "new");
         write(&std_tree.join("etc/other.conf/10x"), "x");
         write(&custom.join("etc/other.conf"), "whole");
-        let found = discover(&std_tree, &custom);
+        let (found, warnings) = discover(&std_tree, &custom);
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(found.len(), 2);
         let app = &found[0];
         assert_eq!(app.path, PathBuf::from("etc/app.conf"));
@@ -297,5 +346,35 @@ mod tests {
             ]
         );
         assert_eq!(found[1].fragments, vec![custom.join("etc/other.conf")]);
+    }
+}
+
+#[cfg(test)]
+mod loops {
+    use super::*;
+
+    #[test]
+    fn link_loops_end_and_are_said() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = dir.path().join("t");
+        std::fs::create_dir_all(t.join("etc/a.conf")).expect("mkdir");
+        std::fs::write(t.join("etc/a.conf/10"), "a").expect("write");
+        // Two links to the tree's root at every level: without a loop
+        // check, 2^32 folders.
+        std::os::unix::fs::symlink(&t, t.join("etc/loop1")).expect("link");
+        std::os::unix::fs::symlink("..", t.join("etc/loop2")).expect("link");
+        // A folder linked in twice is two templates, not a loop.
+        std::fs::create_dir_all(dir.path().join("shared")).expect("mkdir");
+        std::fs::write(dir.path().join("shared/10"), "s").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("shared"), t.join("etc/b.conf")).expect("link");
+        std::os::unix::fs::symlink(dir.path().join("shared"), t.join("etc/c.conf")).expect("link");
+        let (found, warnings) = discover(&t, &dir.path().join("custom"));
+        let paths: Vec<String> = found.iter().map(|t| t.path.display().to_string()).collect();
+        assert_eq!(paths, vec!["etc/a.conf", "etc/b.conf", "etc/c.conf"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings.iter().all(|w| w.contains("links back")),
+            "{warnings:?}"
+        );
     }
 }
