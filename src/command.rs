@@ -71,6 +71,7 @@ pub fn run(
         .spawn()
         .map_err(|source| CommandError::Spawn { program, source })?;
     let pid = child.id();
+    let _running = Running::register(pid);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
@@ -90,6 +91,42 @@ pub fn run(
     };
     let output = read_capped(&mut log, cap).map_err(CommandError::Output)?;
     Ok(Finished { status, output })
+}
+
+/// Process groups of programs running now, so that a daemon stopping can
+/// end them rather than leave them behind.
+static RUNNING: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A registration in [`RUNNING`] for as long as the program runs.
+struct Running(u32);
+
+impl Running {
+    fn register(pid: u32) -> Running {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.insert(pid);
+        }
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.remove(&self.0);
+        }
+    }
+}
+
+/// Kills every program [`run`] is running now, with what it started.
+pub fn kill_all() {
+    let groups: Vec<u32> = match RUNNING.lock() {
+        Ok(r) => r.iter().copied().collect(),
+        Err(_) => return,
+    };
+    for pid in groups {
+        kill_group(pid);
+    }
 }
 
 fn kill_group(pid: u32) {

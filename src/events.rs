@@ -3,8 +3,10 @@
 //! an event's action folder as SME's `signal-event` does.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -83,12 +85,14 @@ pub fn event_targets(declared: &Declared, event: &str) -> (Vec<String>, Vec<Stri
 }
 
 fn store(
-    state: &State,
+    config: &Config,
     names: &[String],
     run: bool,
     at: DateTime<Utc>,
     source: &str,
 ) -> Result<(), StateError> {
+    // Opened for the write only: no connection is held across a pass.
+    let state = State::open(&config.state_dir)?;
     for name in names {
         state.set_override(
             name,
@@ -103,42 +107,41 @@ fn store(
 }
 
 /// `berth start|stop NAME`: stores the override for the record and its
-/// links, then runs a pass. The report says whether it took.
-pub async fn console<E: Engine>(
+/// links, then asks `pass` for a pass (berthd's loop runs it; without
+/// berthd, the command itself). The report says whether it took.
+pub async fn console<F, Fut>(
     config: &Config,
-    engine: &E,
-    state: &State,
     name: &str,
     run: bool,
-    stop: &AtomicBool,
-) -> Result<PassReport, EventError> {
+    pass: F,
+) -> Result<PassReport, EventError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<PassReport, PassError>>,
+{
     let declared = crate::spec::load(config).map_err(PassError::from)?;
     let targets = console_targets(&declared, name, run)?;
-    store(state, &targets, run, Utc::now(), "console")?;
+    store(config, &targets, run, Utc::now(), "console")?;
     let trigger = format!("berth {} {name}", if run { "start" } else { "stop" });
-    Ok(reconcile::run_pass(
-        config,
-        engine,
-        Some(state),
-        &trigger,
-        stop,
-        |_: &crate::apply::Outcome| {},
-    )
-    .await?)
+    Ok(pass(trigger).await?)
 }
 
 /// `berth signal-event EVENT ARGS…`: stops (StopOn), then the action
 /// folder, then starts (StartOn); recorded in state.db. `result` is
-/// `failed` if an action failed or a container did not stop/start.
-pub async fn signal<E: Engine>(
+/// `failed` if an action failed or a container did not stop/start. Passes
+/// go through `pass`; the actions run on a blocking thread, each bounded
+/// by `action_timeout_seconds`, so nothing here holds up berthd's loop.
+pub async fn signal<F, Fut>(
     config: &Config,
-    engine: &E,
-    state: &State,
     event: &str,
     args: &[String],
     trigger: &str,
-    stop: &AtomicBool,
-) -> Result<EventRun, EventError> {
+    pass: F,
+) -> Result<EventRun, EventError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<PassReport, PassError>>,
+{
     crate::spec::property::name(event).map_err(|_| EventError::BadName(event.to_string()))?;
     let declared = crate::spec::load(config).map_err(PassError::from)?;
     let (stops, starts) = event_targets(&declared, event);
@@ -146,28 +149,17 @@ pub async fn signal<E: Engine>(
     let mut output = String::new();
     let mut ok = true;
     if !stops.is_empty() {
-        ok &= apply_event(
-            config,
-            engine,
-            state,
-            &stops,
-            false,
-            &source,
-            stop,
-            &mut output,
-        )
-        .await?;
+        ok &= apply_event(config, &stops, false, &source, &pass, &mut output).await?;
     }
-    // Actions may run for long (a backup): off the async threads, so the
-    // API keeps answering meanwhile.
     let (folder, name, owned_args) = (
         config.events_dir.join(event),
         event.to_string(),
         args.to_vec(),
     );
+    let timeout = Duration::from_secs(config.action_timeout_seconds);
     let (actions_ok, actions_output) = tokio::task::spawn_blocking(move || {
         let mut out = String::new();
-        let ok = run_actions(&folder, &name, &owned_args, &mut out);
+        let ok = run_actions(&folder, &name, &owned_args, timeout, &mut out);
         (ok, out)
     })
     .await
@@ -175,17 +167,7 @@ pub async fn signal<E: Engine>(
     output.push_str(&actions_output);
     ok &= actions_ok;
     if !starts.is_empty() {
-        ok &= apply_event(
-            config,
-            engine,
-            state,
-            &starts,
-            true,
-            &source,
-            stop,
-            &mut output,
-        )
-        .await?;
+        ok &= apply_event(config, &starts, true, &source, &pass, &mut output).await?;
     }
     let run = EventRun {
         at: crate::state::timestamp(std::time::SystemTime::now()),
@@ -195,33 +177,26 @@ pub async fn signal<E: Engine>(
         result: if ok { "ok" } else { "failed" }.to_string(),
         output,
     };
-    state.record_event(&run)?;
+    State::open(&config.state_dir)?.record_event(&run)?;
     Ok(run)
 }
 
-/// Stores a start/stop of `names` from `source`, runs a pass, and writes
-/// what happened to those records into `output`. False if one failed.
-#[allow(clippy::too_many_arguments)]
-async fn apply_event<E: Engine>(
+/// Stores a start/stop of `names` from `source`, asks for a pass, and
+/// writes what happened to those records into `output`. False if one failed.
+async fn apply_event<F, Fut>(
     config: &Config,
-    engine: &E,
-    state: &State,
     names: &[String],
     run: bool,
     source: &str,
-    stop: &AtomicBool,
+    pass: &F,
     output: &mut String,
-) -> Result<bool, EventError> {
-    store(state, names, run, Utc::now(), source)?;
-    let report = reconcile::run_pass(
-        config,
-        engine,
-        Some(state),
-        source,
-        stop,
-        |_: &crate::apply::Outcome| {},
-    )
-    .await?;
+) -> Result<bool, EventError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<PassReport, PassError>>,
+{
+    store(config, names, run, Utc::now(), source)?;
+    let report = pass(source.to_string()).await?;
     let mut ok = true;
     for o in report.outcomes.iter().filter(|o| names.contains(&o.record)) {
         match &o.error {
@@ -241,68 +216,142 @@ async fn apply_event<E: Engine>(
             }
         }
     }
+    // A record the pass could not act on (invalid, someone else's
+    // container) did not stop or start either.
+    for p in report
+        .plan
+        .problems
+        .iter()
+        .filter(|p| names.contains(&p.record))
+    {
+        output.push_str(&format!(
+            "berth: FAILED {} {}: {}\n",
+            if run { "start" } else { "stop" },
+            p.record,
+            p.message
+        ));
+        ok = false;
+    }
     Ok(ok)
+}
+
+/// A pass run right here, on `engine`, journalled in state.db: what the
+/// command does when no berthd runs.
+pub async fn direct_pass<E: Engine>(
+    config: &Config,
+    engine: &E,
+    trigger: String,
+) -> Result<PassReport, PassError> {
+    let state = State::open(&config.state_dir)
+        .map_err(|e| tracing::warn!("no journal: {e}"))
+        .ok();
+    reconcile::run_pass(
+        config,
+        engine,
+        state.as_ref(),
+        &trigger,
+        &AtomicBool::new(false),
+        |_: &crate::apply::Outcome| {},
+    )
+    .await
+}
+
+/// One entry of an action folder, and whether it runs.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    Run(PathBuf),
+    Skip(String),
+}
+
+/// What an entry of an action folder is. SME links its actions in
+/// (`S10name` → `../actions/name`): links are followed. As berthd runs
+/// actions as root, one that anyone but root could change is not run.
+fn classify(path: &Path, name: &str) -> Entry {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if crate::templates::tree::is_leftover(name) {
+        return Entry::Skip("hidden, or an editor or package leftover".into());
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Entry::Skip(format!("cannot be read (a dangling link?): {e}")),
+    };
+    if !meta.is_file() {
+        return Entry::Skip("not a file".into());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Entry::Skip("not executable (chmod +x to run it)".into());
+    }
+    let me = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Entry::Skip(format!(
+            "owned by uid {}: berth runs only actions root owns",
+            meta.uid()
+        ));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Entry::Skip(
+            "writable by group or others: berth runs only actions only root can change".into(),
+        );
+    }
+    Entry::Run(path.to_path_buf())
 }
 
 /// Runs each executable of `folder` in byte order with the event name and
 /// args, as SME's signal-event does: a failing action marks the event
-/// failed and the rest still run. Returns whether all succeeded.
-pub fn run_actions(folder: &Path, event: &str, args: &[String], output: &mut String) -> bool {
-    use std::os::unix::fs::PermissionsExt;
+/// failed and the rest still run; each is killed (with what it started)
+/// after `timeout`, and its output is kept up to 64 KiB. Entries that are
+/// not run are named with the reason. Returns whether all succeeded.
+pub fn run_actions(
+    folder: &Path,
+    event: &str,
+    args: &[String],
+    timeout: Duration,
+    output: &mut String,
+) -> bool {
     let Ok(entries) = std::fs::read_dir(folder) else {
         return true; // an event without actions is fine
     };
-    let mut actions: Vec<_> = entries
+    let mut actions: Vec<(String, Entry)> = entries
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| !crate::templates::tree::is_leftover(n))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let entry = classify(&e.path(), &name);
+            (name, entry)
         })
-        .filter(|e| {
-            e.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-        .map(|e| e.path())
         .collect();
-    actions.sort_by(|a, b| {
-        a.as_os_str()
-            .as_encoded_bytes()
-            .cmp(b.as_os_str().as_encoded_bytes())
-    });
+    actions.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut ok = true;
-    for action in actions {
-        let name = action
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let result = std::process::Command::new(&action)
-            .arg(event)
-            .args(args)
-            .output();
-        match result {
-            Ok(out) => {
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                for line in text.lines() {
+    for (name, entry) in actions {
+        let action = match entry {
+            Entry::Run(path) => path,
+            Entry::Skip(why) => {
+                output.push_str(&format!("{name}: skipped: {why}\n"));
+                tracing::warn!(event, action = %name, "skipped: {why}");
+                continue;
+            }
+        };
+        let mut cmd = std::process::Command::new(&action);
+        cmd.arg(event).args(args);
+        match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
+            Ok(done) => {
+                for line in done.output.lines() {
                     output.push_str(&format!("{name}: {line}\n"));
                 }
-                if out.status.success() {
+                if done.success() {
                     tracing::info!(event, action = %name, "action ok");
                 } else {
                     ok = false;
-                    output.push_str(&format!("{name}: FAILED ({})\n", out.status));
-                    tracing::error!(event, action = %name, "action failed: {}", out.status);
+                    output.push_str(&format!("{name}: FAILED ({})\n", done.status));
+                    tracing::error!(event, action = %name, "action failed: {}", done.status);
                 }
             }
             Err(e) => {
                 ok = false;
-                output.push_str(&format!("{name}: FAILED: cannot run: {e}\n"));
-                tracing::error!(event, action = %name, "cannot run: {e}");
+                for line in e.output().lines() {
+                    output.push_str(&format!("{name}: {line}\n"));
+                }
+                output.push_str(&format!("{name}: FAILED: {e}\n"));
+                tracing::error!(event, action = %name, "{e}");
             }
         }
     }
@@ -385,11 +434,84 @@ mod tests {
         write("40-not-executable", "#!/bin/sh\necho never\n", 0o644);
         write("10-first~", "#!/bin/sh\necho leftover\n", 0o755);
         let mut out = String::new();
-        let ok = run_actions(dir.path(), "pre-backup", &["full".into()], &mut out);
+        let ok = run_actions(
+            dir.path(),
+            "pre-backup",
+            &["full".into()],
+            Duration::from_secs(30),
+            &mut out,
+        );
         assert!(!ok);
         assert_eq!(
             out,
-            "10-first: first pre-backup full\n20-fails: broke\n20-fails: FAILED (exit status: 3)\n30-last: last\n"
+            "10-first: first pre-backup full\n10-first~: skipped: hidden, or an editor or package leftover\n20-fails: broke\n20-fails: FAILED (exit status: 3)\n30-last: last\n40-not-executable: skipped: not executable (chmod +x to run it)\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod action_folders {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn executable(path: &Path, body: &str, mode: u32) {
+        std::fs::write(path, body).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn smes_linked_actions_run_and_what_is_skipped_is_said() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let actions = dir.path().join("actions");
+        let event = dir.path().join("events/pre-backup");
+        std::fs::create_dir_all(&actions).expect("mkdir");
+        std::fs::create_dir_all(&event).expect("mkdir");
+        executable(&actions.join("dump"), "#!/bin/sh\necho dumped $1\n", 0o755);
+        executable(&actions.join("open"), "#!/bin/sh\necho never\n", 0o777);
+        // SME's layout: S<nn><name> → ../../actions/<name>.
+        std::os::unix::fs::symlink("../../actions/dump", event.join("S10dump")).expect("link");
+        std::os::unix::fs::symlink("../../actions/open", event.join("S20open")).expect("link");
+        std::os::unix::fs::symlink("../../actions/gone", event.join("S30gone")).expect("link");
+        std::fs::create_dir(event.join("S40folder")).expect("mkdir");
+        let mut out = String::new();
+        let ok = run_actions(&event, "pre-backup", &[], Duration::from_secs(30), &mut out);
+        assert!(ok, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "S10dump: dumped pre-backup");
+        assert!(
+            lines[1].starts_with("S20open: skipped: writable by group or others"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("S30gone: skipped: cannot be read"),
+            "{out}"
+        );
+        assert_eq!(lines[3], "S40folder: skipped: not a file");
+    }
+
+    #[test]
+    fn an_action_past_its_timeout_is_killed_and_fails_the_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        executable(
+            &dir.path().join("10-slow"),
+            "#!/bin/sh\necho started\nsleep 30\n",
+            0o755,
+        );
+        executable(
+            &dir.path().join("20-next"),
+            "#!/bin/sh\necho next ran\n",
+            0o755,
+        );
+        let started = std::time::Instant::now();
+        let mut out = String::new();
+        let ok = run_actions(dir.path(), "e", &[], Duration::from_millis(500), &mut out);
+        assert!(!ok);
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(
+            out.contains("10-slow: started") && out.contains("10-slow: FAILED: still running"),
+            "{out}"
+        );
+        assert!(out.contains("20-next: next ran"), "{out}");
     }
 }

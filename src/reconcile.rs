@@ -17,10 +17,13 @@ use crate::state::State;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
-    #[error("{0}")]
+    #[error(transparent)]
     Declared(#[from] LoadError),
-    #[error("{0}")]
+    #[error(transparent)]
     Engine(#[from] EngineError),
+    /// berthd's loop could not run the pass (it is stopping).
+    #[error("{0}")]
+    Daemon(String),
 }
 
 /// What a pass did: the plan it made and how each action went.

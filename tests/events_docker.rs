@@ -278,3 +278,55 @@ fn a_signalled_event_stops_runs_its_actions_in_order_and_reports_the_failing_one
         .expect("pre-backup recorded");
     assert!(post < pre, "newest first:\n{history}");
 }
+
+#[test]
+fn a_long_event_action_holds_up_nothing_and_sigterm_does_not_wait_for_it() {
+    let s = Sandbox::new(None);
+    s.declare("a", &["Command", "sleep 3600"]);
+    let actions = s.dir.path().join("events/backup");
+    std::fs::create_dir_all(&actions).expect("events dir");
+    let pid_file = s.dir.path().join("action.pid");
+    let action = actions.join("10-long");
+    std::fs::write(
+        &action,
+        format!("#!/bin/sh\necho $$ > {}\nsleep 600\n", pid_file.display()),
+    )
+    .expect("action");
+    std::fs::set_permissions(&action, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let d = s.start_daemon();
+    wait_for("a running", Some(&d), || s.state("a") == "running");
+    // The event, through berthd, in the background: its action runs 10 min.
+    let mut event = std::process::Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["signal-event", "backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("signal-event");
+    wait_for("the action started", Some(&d), || pid_file.exists());
+    // Meanwhile berthd goes on: a new record is created, status answers.
+    s.declare("b", &["Command", "sleep 3600"]);
+    wait_for("b created while the action runs", Some(&d), || {
+        s.state("b") == "running"
+    });
+    let (code, _, err) = s.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    // SIGTERM: berthd does not wait for the action, and ends it.
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "waited {took:?} for the action"
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    wait_for("the action's process ended", None, || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+    });
+    let _ = event.kill();
+    let _ = event.wait();
+}

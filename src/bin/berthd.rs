@@ -35,6 +35,9 @@ fn main() -> ExitCode {
         args.config,
         berth::daemon::systemd::terminated(),
     ));
+    // A blocking task still running (an event action that was killed, a
+    // reload) must not keep berthd from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,12 +1,9 @@
 //! `berth start NAME` / `berth stop NAME`: a console event. Lasts until the
 //! next start/stop event of any kind for that container.
 
-use std::sync::atomic::AtomicBool;
-
 use crate::config::Config;
 use crate::engine::DockerEngine;
 use crate::reconcile::PassReport;
-use crate::state::State;
 
 pub async fn run(config: &Config, name: &str, start: bool) -> anyhow::Result<i32> {
     let verb = if start { "start" } else { "stop" };
@@ -16,17 +13,8 @@ pub async fn run(config: &Config, name: &str, start: bool) -> anyhow::Result<i32
             Ok(Some(answer)) => serde_json::from_value(answer)?,
             Ok(None) => {
                 let engine = DockerEngine::connect(&config.docker_host).await?;
-                let state = State::open(&config.state_dir)?;
-                match crate::events::console(
-                    config,
-                    &engine,
-                    &state,
-                    name,
-                    start,
-                    &AtomicBool::new(false),
-                )
-                .await
-                {
+                let pass = |trigger| crate::events::direct_pass(config, &engine, trigger);
+                match crate::events::console(config, name, start, pass).await {
                     Ok(report) => report,
                     Err(e) => {
                         eprintln!("berth {verb}: {e}");

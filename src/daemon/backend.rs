@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::{Event, Job, Shared};
+use super::{Event, Shared};
 use crate::api::Backend;
+use crate::reconcile::{PassError, PassReport};
 use crate::state::State;
 
 pub struct DaemonBackend {
@@ -18,6 +19,26 @@ fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
 }
 
 impl DaemonBackend {
+    /// Asks the loop for a pass and waits for its report (passes never
+    /// overlap: only the loop runs them).
+    async fn pass(&self, trigger: String, allow_mass_removal: bool) -> Result<PassReport, String> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .events
+            .send(Event::Pass {
+                trigger,
+                allow_mass_removal,
+                reply,
+            })
+            .map_err(|_| "berthd is stopping".to_string())?;
+        rx.await
+            .map_err(|_| "berthd stopped before the pass ended".to_string())?
+    }
+
+    async fn pass_for_event(&self, trigger: String) -> Result<PassReport, PassError> {
+        self.pass(trigger, false).await.map_err(PassError::Daemon)
+    }
+
     fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, String> {
         self.shared
             .engine()
@@ -55,39 +76,30 @@ impl Backend for DaemonBackend {
     }
 
     async fn apply(&self) -> Result<serde_json::Value, String> {
-        let (tx, rx) = oneshot::channel();
-        self.shared
-            .events
-            .send(Event::Apply(tx))
-            .map_err(|_| "berthd is stopping".to_string())?;
-        let report = rx
+        json(&self.pass("api apply".into(), false).await?)
+    }
+
+    /// Console events run here, on the API's task: the loop only runs the
+    /// pass they ask for, and keeps serving everything else meanwhile.
+    async fn container(&self, name: String, run: bool) -> Result<serde_json::Value, String> {
+        let config = self.shared.config();
+        let pass = |trigger| self.pass_for_event(trigger);
+        let report = crate::events::console(&config, &name, run, pass)
             .await
-            .map_err(|_| "berthd stopped before the pass ended".to_string())??;
+            .map_err(|e| e.to_string())?;
         json(&report)
     }
 
-    async fn container(&self, name: String, run: bool) -> Result<serde_json::Value, String> {
-        let (reply, rx) = oneshot::channel();
-        self.shared
-            .events
-            .send(Event::Job(Job::Console { name, run, reply }))
-            .map_err(|_| "berthd is stopping".to_string())?;
-        json(
-            &rx.await
-                .map_err(|_| "berthd stopped before the pass ended".to_string())??,
-        )
-    }
-
+    /// Signalled events run here too: their actions on a blocking thread,
+    /// their passes in the loop; a long action holds up nothing else.
     async fn signal(&self, name: String, args: Vec<String>) -> Result<serde_json::Value, String> {
-        let (reply, rx) = oneshot::channel();
-        self.shared
-            .events
-            .send(Event::Job(Job::Signal { name, args, reply }))
-            .map_err(|_| "berthd is stopping".to_string())?;
-        json(
-            &rx.await
-                .map_err(|_| "berthd stopped before the event ended".to_string())??,
-        )
+        let config = self.shared.config();
+        let pass = |trigger| self.pass_for_event(trigger);
+        let run = crate::events::signal(&config, &name, &args, "api", pass)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(event = %name, result = %run.result, "event signalled");
+        json(&run)
     }
 
     async fn events(&self, limit: usize) -> Result<serde_json::Value, String> {

@@ -26,8 +26,6 @@ use crate::state::{State, StateError};
 const QUIET: Duration = Duration::from_millis(100);
 /// ...but never longer than this after the first event.
 const MAX_DELAY: Duration = Duration::from_millis(500);
-/// SIGTERM to exit: systemd and admins expect well under 10 s.
-const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 
 /// The trigger of the periodic full pass.
 const RESYNC: &str = "resync";
@@ -42,24 +40,13 @@ pub enum Event {
     Docker(String),
     /// SIGHUP: re-read the config and everything else.
     Reload,
-    /// `POST /v1/apply`: run a pass now and answer with its report.
-    Apply(oneshot::Sender<Result<PassReport, String>>),
-    /// Work that runs its own passes, in the loop so it never overlaps one.
-    Job(Job),
-}
-
-/// Console and signalled events, from the API.
-#[derive(Debug)]
-pub enum Job {
-    Console {
-        name: String,
-        run: bool,
+    /// A pass asked for (`POST /v1/apply`, a console start/stop, a stage
+    /// of a signalled event): run one soon and answer with its report.
+    Pass {
+        trigger: String,
+        /// `berth apply --allow-mass-removal`.
+        allow_mass_removal: bool,
         reply: oneshot::Sender<Result<PassReport, String>>,
-    },
-    Signal {
-        name: String,
-        args: Vec<String>,
-        reply: oneshot::Sender<Result<crate::state::EventRun, String>>,
     },
 }
 
@@ -146,7 +133,6 @@ pub async fn run(
     let mut link = engine_link::EngineLink::new(shared.clone());
     let mut due: Option<String> = Some("start".into());
     let mut replies: Vec<oneshot::Sender<Result<PassReport, String>>> = Vec::new();
-    let mut jobs: Vec<Job> = Vec::new();
     let mut next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
     let mut ready_sent = false;
     let mut next_scheduled: Option<Instant> = None;
@@ -167,9 +153,6 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     loop {
-        for job in jobs.drain(..) {
-            run_job(job, &config, &state, &mut link, &stop).await;
-        }
         if let Some(trigger) = due.take() {
             let outcome = {
                 let pass = one_pass(&config, &state, &mut link, &mut said, &trigger, &stop);
@@ -181,7 +164,10 @@ pub async fn run(
                         // engine calls are never cut half-way.
                         stop.store(true, Ordering::SeqCst);
                         tracing::info!("stopping: finishing the action in flight");
-                        let _ = tokio::time::timeout(SHUTDOWN_BUDGET, &mut pass).await;
+                        // No longer than a container gets to stop: what the
+                        // engine was asked to do, it finishes on its own.
+                        let budget = Duration::from_secs(u64::from(config.stop_grace_seconds));
+                        let _ = tokio::time::timeout(budget, &mut pass).await;
                         None
                     }
                 }
@@ -236,14 +222,14 @@ pub async fn run(
             () = &mut shutdown => break,
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                let mut trigger = handle(event, &mut replies, &mut jobs, &mut config, &shared, &mut watcher, &mut tcp_api);
+                let mut trigger = handle(event, &mut replies, &mut config, &shared, &mut watcher, &mut tcp_api);
                 // Gather the rest of a burst into the same pass.
                 let first = Instant::now();
                 loop {
                     let quiet_until = (Instant::now() + QUIET).min(first + MAX_DELAY);
                     tokio::select! {
                         more = rx.recv() => match more {
-                            Some(e) => { trigger = handle(e, &mut replies, &mut jobs, &mut config, &shared, &mut watcher, &mut tcp_api).or(trigger); }
+                            Some(e) => { trigger = handle(e, &mut replies, &mut config, &shared, &mut watcher, &mut tcp_api).or(trigger); }
                             None => break,
                         },
                         () = sleep_until(quiet_until) => break,
@@ -270,6 +256,8 @@ pub async fn run(
     let _ = api_stop_tx.send(());
     tcp_api.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
+    // Event actions and reload commands still running are not waited for.
+    crate::command::kill_all();
     tracing::info!("berthd stopped");
     Ok(())
 }
@@ -310,7 +298,6 @@ fn raise_file_limit() {
 fn handle(
     event: Event,
     replies: &mut Vec<oneshot::Sender<Result<PassReport, String>>>,
-    jobs: &mut Vec<Job>,
     config: &mut Config,
     shared: &Shared,
     watcher: &mut watch::FolderWatch,
@@ -319,13 +306,13 @@ fn handle(
     match event {
         Event::FilesChanged(what) => Some(format!("file changed: {what}")),
         Event::Docker(what) => Some(format!("docker: {what}")),
-        Event::Apply(reply) => {
+        Event::Pass {
+            trigger,
+            allow_mass_removal: _,
+            reply,
+        } => {
             replies.push(reply);
-            Some("api apply".into())
-        }
-        Event::Job(job) => {
-            jobs.push(job);
-            None
+            Some(trigger)
         }
         Event::Reload => {
             match Config::locate(config.source.as_deref()) {
@@ -417,40 +404,6 @@ fn instant_of(t: std::time::SystemTime) -> Instant {
     Instant::now() + delay + Duration::from_millis(20)
 }
 
-async fn run_job(
-    job: Job,
-    config: &Config,
-    state: &State,
-    link: &mut engine_link::EngineLink,
-    stop: &AtomicBool,
-) {
-    let engine = match link.engine(config).await {
-        Ok(e) => e,
-        Err(e) => {
-            let message = e.to_string();
-            match job {
-                Job::Console { reply, .. } => drop(reply.send(Err(message))),
-                Job::Signal { reply, .. } => drop(reply.send(Err(message))),
-            }
-            return;
-        }
-    };
-    match job {
-        Job::Console { name, run, reply } => {
-            let result = crate::events::console(config, &*engine, state, &name, run, stop).await;
-            let _ = reply.send(result.map_err(|e| e.to_string()));
-        }
-        Job::Signal { name, args, reply } => {
-            let result =
-                crate::events::signal(config, &*engine, state, &name, &args, "api", stop).await;
-            if let Ok(run) = &result {
-                tracing::info!(event = %name, result = %run.result, "event signalled");
-            }
-            let _ = reply.send(result.map_err(|e| e.to_string()));
-        }
-    }
-}
-
 /// Builds cut off by the last stop are re-queued once; the pool starts.
 fn start_builds(shared: &Arc<Shared>, state: &mut State) {
     match state.interrupt_running_builds() {
@@ -495,7 +448,11 @@ fn check_lineage(config: &Config, state: &mut State, report: &PassReport) -> boo
             }
             for image in &found.outdated {
                 tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
-                crate::images::notify(config, image, "outdated");
+                // Off the loop's thread: the command may take its time.
+                let (config, image) = (config.clone(), image.clone());
+                tokio::task::spawn_blocking(move || {
+                    crate::images::notify(&config, &image, "outdated")
+                });
             }
             !found.queued.is_empty()
         }

@@ -96,20 +96,27 @@ pub fn check_lineage(
     Ok(report)
 }
 
-/// Runs the configured notification command for an image event, if any.
+/// Runs the configured notification command for an image event, if any;
+/// killed after `action_timeout_seconds`. Blocks: callers on an async
+/// thread run it with `spawn_blocking`.
 pub fn notify(config: &Config, image: &str, event: &str) {
     let Some(command) = &config.image_notify_command else {
         return;
     };
-    let result = std::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(command)
         .env("BERTH_IMAGE", image)
-        .env("BERTH_IMAGE_EVENT", event)
-        .status();
-    match result {
-        Ok(s) if s.success() => {}
-        Ok(s) => tracing::warn!(image, "image_notify_command exited with {s}"),
+        .env("BERTH_IMAGE_EVENT", event);
+    let timeout = std::time::Duration::from_secs(config.action_timeout_seconds);
+    match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
+        Ok(done) if done.success() => {}
+        Ok(done) => tracing::warn!(
+            image,
+            "image_notify_command exited with {}: {}",
+            done.status,
+            done.output.trim()
+        ),
         Err(e) => tracing::warn!(image, "image_notify_command: {e}"),
     }
 }
