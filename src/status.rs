@@ -34,6 +34,7 @@ pub fn statuses(
     now: SystemTime,
 ) -> Vec<RecordStatus> {
     let plan = plan::plan(declared, observed, now);
+    let intents = plan::intents(declared, &chrono::DateTime::<chrono::Local>::from(now));
     let mut problems: BTreeMap<&str, String> = BTreeMap::new();
     for p in &plan.problems {
         problems
@@ -50,7 +51,10 @@ pub fn statuses(
     for spec in declared.specs.values() {
         let c = container(&spec.name);
         let local = chrono::DateTime::<chrono::Local>::from(now);
-        let intent = plan::intent(spec, declared, &local);
+        let intent = intents
+            .get(&spec.name)
+            .cloned()
+            .unwrap_or_else(crate::schedule::disabled);
         let schedules = crate::schedule::Schedules {
             enabled: spec.enabled,
             start: spec.start_schedule.as_deref(),

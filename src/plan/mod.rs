@@ -2,6 +2,7 @@
 //! actions, each with the reason an admin reads. No I/O, no engine, no clock.
 
 mod diff;
+mod intent;
 #[cfg(test)]
 mod tests;
 
@@ -16,7 +17,6 @@ use crate::engine::{
     ContainerConfig, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
     LABEL_SPEC,
 };
-use crate::schedule;
 use crate::spec::{links, ContainerSpec, Declared};
 
 /// Suffix of the name a replacement container is created under while the
@@ -95,20 +95,7 @@ impl Plan {
 
 pub use crate::schedule::Intent;
 
-/// The state a spec asks for at `at`: `status`, the record's latest console
-/// or signalled event (`declared.overrides`) and its schedules.
-pub fn intent<Tz: TimeZone>(
-    spec: &ContainerSpec,
-    declared: &Declared,
-    at: &DateTime<Tz>,
-) -> Intent {
-    let schedules = schedule::Schedules {
-        enabled: spec.enabled,
-        start: spec.start_schedule.as_deref(),
-        stop: spec.stop_schedule.as_deref(),
-    };
-    schedule::intent_at(&schedules, declared.overrides.get(&spec.name), at)
-}
+pub use intent::intents;
 
 /// Wave layout: removals of deleted records first, then stops from the
 /// deepest dependents down, then creates/starts from the deepest dependency
@@ -162,6 +149,7 @@ pub fn plan_at<Tz: TimeZone>(
         start_base + start_index.get(&key).copied().unwrap_or(0)
     };
 
+    let intents = intents(declared, at);
     let by_name: BTreeMap<&str, &ObservedContainer> = observed
         .containers
         .iter()
@@ -186,7 +174,10 @@ pub fn plan_at<Tz: TimeZone>(
             });
             continue;
         }
-        let want = intent(spec, declared, at);
+        let want = intents
+            .get(name)
+            .cloned()
+            .unwrap_or_else(crate::schedule::disabled);
         let image_id = observed.images.get(&spec.config.image);
         // What to run: the spec, with the volume names the container has
         // from an older berth where they differ only in name.

@@ -513,3 +513,56 @@ fn a_chain_of_20000_links_is_planned_without_recursion() {
     let rows = crate::status::statuses(&d, &observed, now());
     assert_eq!(rows.len(), 20_000);
 }
+
+#[test]
+fn a_scheduled_stop_stops_what_links_to_the_record_and_a_start_starts_what_it_links_to() {
+    use chrono::TimeZone;
+    let at = |h: u32| {
+        chrono_tz::Europe::Berlin
+            .with_ymd_and_hms(2026, 6, 10, h, 30, 0)
+            .single()
+            .expect("valid")
+    };
+    // db stops at 02:00 and starts at 04:00; web starts at 07:00.
+    let d = declared(
+        "db=service|Image|app:1|StopSchedule|0 2 * * *|StartSchedule|0 4 * * *\n\
+         app=service|Image|app:1|Interlinked|db\n\
+         web=service|Image|app:1|Interlinked|app|StartSchedule|0 7 * * *\n\
+         other=service|Image|app:1\n",
+    );
+    let observed = converged(&d);
+    let stops = |h| {
+        let mut names: Vec<String> = plan_at(&d, &observed, &at(h))
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Stop)
+            .map(|a| a.record.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    // In the stop window: db and everything that links to it, not other.
+    assert_eq!(stops(2), vec!["app", "db", "web"]);
+    let why = &intents(&d, &at(2))["web"];
+    assert!(
+        why.why
+            .contains("StopSchedule 0 2 * * * of db, which it links to"),
+        "{why:?}"
+    );
+    // db's own start starts db only: what links to it stays stopped, as
+    // after `berth stop db; berth start db`.
+    let after_db_start = intents(&d, &at(5));
+    assert!(after_db_start["db"].run);
+    assert!(!after_db_start["app"].run && !after_db_start["web"].run);
+    // web's start starts what it links to: app (and db) too.
+    let after_web_start = intents(&d, &at(8));
+    assert!(after_web_start["web"].run && after_web_start["app"].run && after_web_start["db"].run);
+    assert!(
+        after_web_start["app"]
+            .why
+            .contains("of web, which links to it"),
+        "{:?}",
+        after_web_start["app"]
+    );
+    assert!(intents(&d, &at(2))["other"].run);
+}

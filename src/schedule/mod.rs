@@ -39,6 +39,9 @@ impl RunEvent {
 pub struct Intent {
     pub run: bool,
     pub why: String,
+    /// When the event that decided it happened (None: `status` alone).
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
 }
 
 fn parse(expr: &str) -> Option<Cron> {
@@ -74,28 +77,28 @@ pub struct Schedules<'a> {
     pub stop: Option<&'a str>,
 }
 
-/// The state a container should be in at `at`: `status disabled` → stopped;
-/// else the latest of the stored event (if not after `at`) and the two
-/// schedules; else running. On a tie, stop wins (the safe side for backups).
-pub fn intent_at<Tz: TimeZone>(
+/// The latest start and the latest stop event of one record at or before
+/// `at`: its stored (console or signalled) event and its two schedules.
+pub fn own_events<Tz: TimeZone>(
     s: &Schedules,
     stored: Option<&RunEvent>,
     at: &DateTime<Tz>,
-) -> Intent {
-    if !s.enabled {
-        return Intent {
-            run: false,
-            why: "status disabled".into(),
-        };
-    }
+) -> (Option<RunEvent>, Option<RunEvent>) {
     let at_utc = at.with_timezone(&Utc);
-    let mut candidates: Vec<RunEvent> = Vec::new();
+    let mut start: Option<RunEvent> = None;
+    let mut stop: Option<RunEvent> = None;
+    let mut offer = |e: RunEvent| {
+        let slot = if e.run { &mut start } else { &mut stop };
+        if slot.as_ref().is_none_or(|old| e.at > old.at) {
+            *slot = Some(e);
+        }
+    };
     if let Some(e) = stored.filter(|e| e.at <= at_utc) {
-        candidates.push(e.clone());
+        offer(e.clone());
     }
     if let Some(expr) = s.start {
         if let Some(t) = latest(expr, at) {
-            candidates.push(RunEvent {
+            offer(RunEvent {
                 run: true,
                 at: t,
                 source: format!("StartSchedule {expr}"),
@@ -104,13 +107,19 @@ pub fn intent_at<Tz: TimeZone>(
     }
     if let Some(expr) = s.stop {
         if let Some(t) = latest(expr, at) {
-            candidates.push(RunEvent {
+            offer(RunEvent {
                 run: false,
                 at: t,
                 source: format!("StopSchedule {expr}"),
             });
         }
     }
+    (start, stop)
+}
+
+/// The latest of `candidates` decides; on a tie, stop wins (the safe side
+/// for backups); none: running, as `status enabled` says.
+pub fn decide(candidates: impl IntoIterator<Item = RunEvent>) -> Intent {
     match candidates
         .into_iter()
         .max_by(|a, b| a.at.cmp(&b.at).then(b.run.cmp(&a.run)))
@@ -118,11 +127,38 @@ pub fn intent_at<Tz: TimeZone>(
         Some(e) => Intent {
             run: e.run,
             why: e.describe(),
+            since: Some(e.at),
         },
         None => Intent {
             run: true,
             why: "status enabled".into(),
+            since: None,
         },
+    }
+}
+
+/// The state a container should be in at `at`: `status disabled` → stopped;
+/// else the latest of the stored event (if not after `at`) and the two
+/// schedules; else running. On a tie, stop wins (the safe side for backups).
+/// (Events of linked records are added by the planner.)
+pub fn intent_at<Tz: TimeZone>(
+    s: &Schedules,
+    stored: Option<&RunEvent>,
+    at: &DateTime<Tz>,
+) -> Intent {
+    if !s.enabled {
+        return disabled();
+    }
+    let (start, stop) = own_events(s, stored, at);
+    decide(start.into_iter().chain(stop))
+}
+
+/// What `status disabled` decides.
+pub fn disabled() -> Intent {
+    Intent {
+        run: false,
+        why: "status disabled".into(),
+        since: None,
     }
 }
 

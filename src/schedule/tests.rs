@@ -84,7 +84,8 @@ fn no_event_means_status_enabled() {
         i,
         Intent {
             run: true,
-            why: "status enabled".into()
+            why: "status enabled".into(),
+            since: None,
         }
     );
 }
