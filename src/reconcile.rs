@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{self, ApplySettings, Observer, Outcome};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::plan::{self, Action, Plan};
+use crate::plan::{self, Action, ActionKind, Plan};
 use crate::schedule::RunEvent;
 use crate::spec::{self, LoadError};
 use crate::state::State;
@@ -72,16 +72,63 @@ pub struct Planned {
     pub image_tags: BTreeMap<String, String>,
 }
 
-/// Declared state (with the stored start/stop `overrides`) and engine state,
-/// and the plan between them at `at`.
+/// What state.db remembers that plans depend on: the latest console or
+/// signalled start/stop of each record, and berth's latest start of each.
+#[derive(Debug, Clone, Default)]
+pub struct Remembered {
+    pub overrides: BTreeMap<String, RunEvent>,
+    pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
+}
+
+impl Remembered {
+    /// Read from `state`; what cannot be read is logged and taken as none
+    /// (the engine is the truth; a plan without memory is still safe).
+    pub fn read(state: Option<&State>) -> Remembered {
+        let Some(state) = state else {
+            return Remembered::default();
+        };
+        let overrides = state.overrides().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
+        let starts = state.starts().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
+        Remembered { overrides, starts }
+    }
+
+    /// Read from `state_dir/state.db`, if it can be opened.
+    pub fn read_dir(state_dir: &std::path::Path) -> Remembered {
+        Remembered::read(State::open(state_dir).ok().as_ref())
+    }
+}
+
+/// When the host booted (`btime` of /proc/stat): berth's starts from
+/// before it do not count for crash-loop back-off.
+pub fn booted_at() -> Option<chrono::DateTime<chrono::Utc>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let secs: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    chrono::DateTime::from_timestamp(secs, 0)
+}
+
+/// Declared state (with what state.db remembers) and engine state, and the
+/// plan between them at `at`.
 pub async fn plan_now<E: Engine>(
     config: &Config,
     engine: &E,
-    overrides: BTreeMap<String, RunEvent>,
+    remembered: Remembered,
     at: SystemTime,
 ) -> Result<Planned, PassError> {
     let mut declared = spec::load(config)?;
-    declared.overrides = overrides;
+    declared.overrides = remembered.overrides;
+    declared.starts = remembered.starts;
+    declared.booted_at = booted_at();
     let next = next_scheduled(&declared, at);
     let warnings = declared
         .unparsed
@@ -147,6 +194,21 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
                 tracing::warn!(record = %action.record, "journal: {e}");
             }
         }
+        if let Some(state) = self.state {
+            // What berth started, and what it stopped itself: a container
+            // that stops after berth started it (and before berth stopped
+            // it) stopped on its own.
+            let remembered = match (&outcome.started, action.kind, &outcome.error) {
+                (Some(container), _, _) => state.record_start(&action.record, container),
+                (None, ActionKind::Stop | ActionKind::Remove, None) => {
+                    state.forget_start(&action.record)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = remembered {
+                tracing::warn!(record = %action.record, "journal: {e}");
+            }
+        }
         (self.on_done)(outcome);
     }
 }
@@ -161,20 +223,12 @@ pub async fn run_pass<E: Engine>(
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
-    let overrides = match state.map(State::overrides) {
-        Some(Ok(o)) => o,
-        Some(Err(e)) => {
-            tracing::warn!("journal: {e}");
-            BTreeMap::new()
-        }
-        None => BTreeMap::new(),
-    };
     let Planned {
         plan,
         warnings,
         next_scheduled,
         image_tags,
-    } = plan_now(config, engine, overrides, SystemTime::now()).await?;
+    } = plan_now(config, engine, Remembered::read(state), SystemTime::now()).await?;
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {

@@ -36,7 +36,7 @@ pub fn statuses(
     let plan = plan::plan(declared, observed, now);
     let intents = plan::intents(declared, &chrono::DateTime::<chrono::Local>::from(now));
     let mut problems: BTreeMap<&str, String> = BTreeMap::new();
-    for p in &plan.problems {
+    for p in plan.problems.iter().chain(&plan.held) {
         problems
             .entry(p.record.as_str())
             .or_insert_with(|| p.message.clone());
@@ -115,14 +115,16 @@ pub fn statuses(
     rows
 }
 
-/// Reads the dbs (with the stored start/stop `overrides`) and observes the engine.
+/// Reads the dbs (with what state.db remembers) and observes the engine.
 pub async fn current<E: crate::engine::Engine>(
     config: &crate::config::Config,
     engine: &E,
-    overrides: BTreeMap<String, crate::schedule::RunEvent>,
+    remembered: crate::reconcile::Remembered,
 ) -> Result<Vec<RecordStatus>, crate::reconcile::PassError> {
     let mut declared = crate::spec::load(config)?;
-    declared.overrides = overrides;
+    declared.overrides = remembered.overrides;
+    declared.starts = remembered.starts;
+    declared.booted_at = crate::reconcile::booted_at();
     let observed = engine.observe().await?;
     Ok(statuses(&declared, &observed, SystemTime::now()))
 }

@@ -415,3 +415,44 @@ fn idle_tcp_connections_cannot_exhaust_berthd_and_sighup_reloads_the_token() {
     let (status, _) = d.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn a_container_that_exits_by_itself_is_not_restarted_against_its_restart_policy() {
+    let s = Sandbox::new(None);
+    s.declare(
+        "flaky",
+        &["Command", "sh -c 'sleep 1; exit 3'", "Restart", "no"],
+    );
+    let d = s.start_daemon();
+    wait_for("flaky ran and exited", Some(&d), || {
+        docker_inspect_opt(&s.name("flaky"))
+            .is_some_and(|v| v["State"]["Status"] == "exited" && v["State"]["ExitCode"] == 3)
+    });
+    // Before: started again every ~1.35 s, forever.
+    std::thread::sleep(Duration::from_secs(6));
+    let history =
+        String::from_utf8_lossy(&s.berth(&["history", &s.name("flaky")]).stdout).into_owned();
+    let starts = history
+        .lines()
+        .filter(|l| l.contains(" start ") || l.contains(" create "))
+        .count();
+    assert_eq!(starts, 1, "only the first start:\n{history}");
+    let status =
+        String::from_utf8_lossy(&s.berth(&["status", &s.name("flaky")]).stdout).into_owned();
+    assert!(status.contains("Restart no"), "{status}");
+    // A console start is a new start event: it runs again.
+    let out = s.berth(&["start", &s.name("flaky")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history =
+        String::from_utf8_lossy(&s.berth(&["history", &s.name("flaky")]).stdout).into_owned();
+    assert!(
+        history.lines().filter(|l| l.contains(" start ")).count() >= 1,
+        "{history}"
+    );
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}

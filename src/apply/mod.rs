@@ -30,6 +30,10 @@ pub struct Outcome {
     pub reason: String,
     /// None: done. Some: why it failed.
     pub error: Option<String>,
+    /// The container berth asked the engine to start, if it did (even when
+    /// the start failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -83,6 +87,7 @@ pub async fn apply<E: Engine>(
         let mut results = stream::iter(actions)
             .map(|action| async move {
                 let broken_need = action.needs.iter().find(|n| failed_now.contains(n));
+                let mut started = None;
                 let result = if stop.load(Ordering::SeqCst) {
                     Err(NOT_STARTED.to_string())
                 } else if let Some(need) = broken_need {
@@ -90,7 +95,7 @@ pub async fn apply<E: Engine>(
                         "not started: {need}, which it links to, failed in this pass"
                     ))
                 } else {
-                    run(engine, action, settings)
+                    run(engine, action, settings, &mut started)
                         .await
                         .map_err(|e| e.to_string())
                 };
@@ -99,6 +104,7 @@ pub async fn apply<E: Engine>(
                     kind: action.kind,
                     reason: action.reason.clone(),
                     error: result.err(),
+                    started,
                 };
                 (action, outcome)
             })
@@ -137,10 +143,14 @@ pub fn labels_for(
     .collect()
 }
 
+/// Carries out one action. `started` gets the ID of the container berth
+/// asked the engine to start, whether or not the start worked: crash-loop
+/// back-off counts attempts.
 async fn run<E: Engine>(
     engine: &E,
     action: &Action,
     settings: &ApplySettings,
+    started: &mut Option<String>,
 ) -> Result<(), EngineError> {
     let grace = settings.stop_grace_seconds;
     match action.kind {
@@ -149,7 +159,11 @@ async fn run<E: Engine>(
                 .ensure_network(&action.record, &settings.instance)
                 .await
         }
-        ActionKind::Start => engine.start_container(id(action)?).await,
+        ActionKind::Start => {
+            let id = id(action)?;
+            *started = Some(id.to_string());
+            engine.start_container(id).await
+        }
         ActionKind::Stop => engine.stop_container(id(action)?, grace).await,
         ActionKind::Remove => {
             let id = id(action)?;
@@ -163,6 +177,7 @@ async fn run<E: Engine>(
                 .create_container(&config.name, config, &labels)
                 .await?;
             if action.start {
+                *started = Some(new_id.clone());
                 engine.start_container(&new_id).await?;
             }
             Ok(())
@@ -184,6 +199,7 @@ async fn run<E: Engine>(
             engine.remove_container(old_id).await?;
             engine.rename_container(&new_id, &config.name).await?;
             if action.start {
+                *started = Some(new_id.clone());
                 engine.start_container(&new_id).await?;
             }
             Ok(())

@@ -51,6 +51,9 @@ pub fn print_summary(report: &PassReport) -> i32 {
     for p in &report.plan.problems {
         eprintln!("not applied {}: {}", p.record, p.message);
     }
+    for p in &report.plan.held {
+        eprintln!("held {}: {}", p.record, p.message);
+    }
     let failed = report.failed_actions();
     if report.outcomes.is_empty() {
         println!("no changes");

@@ -25,12 +25,10 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
         Some(answer) => serde_json::from_value(answer)?,
         None => {
             let engine = DockerEngine::connect(&config.docker_host).await?;
-            let overrides = crate::state::State::open(&config.state_dir)
-                .and_then(|s| s.overrides())
-                .unwrap_or_default();
+            let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
             let when = at.unwrap_or_else(std::time::SystemTime::now);
             let crate::reconcile::Planned { plan, warnings, .. } =
-                crate::reconcile::plan_now(config, &engine, overrides, when).await?;
+                crate::reconcile::plan_now(config, &engine, remembered, when).await?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }
@@ -64,6 +62,9 @@ pub fn render(plan: &Plan) -> String {
             "{:<14} {}: {}\n",
             "not applied", p.record, p.message
         ));
+    }
+    for p in &plan.held {
+        out.push_str(&format!("{:<14} {}: {}\n", "held", p.record, p.message));
     }
     out
 }

@@ -13,11 +13,8 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
             None => {
                 let engine = DockerEngine::connect(&config.docker_host).await?;
                 let state = State::open(&config.state_dir).ok();
-                let overrides = state
-                    .as_ref()
-                    .and_then(|s| s.overrides().ok())
-                    .unwrap_or_default();
-                let mut rows = status::current(config, &engine, overrides).await?;
+                let remembered = crate::reconcile::Remembered::read(state.as_ref());
+                let mut rows = status::current(config, &engine, remembered).await?;
                 if let Some(state) = &state {
                     status::add_last_errors(&mut rows, state);
                 }

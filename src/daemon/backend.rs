@@ -50,10 +50,8 @@ impl Backend for DaemonBackend {
     async fn status(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let overrides = State::open(&config.state_dir)
-            .and_then(|s| s.overrides())
-            .unwrap_or_default();
-        let mut rows = crate::status::current(&config, &*engine, overrides)
+        let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        let mut rows = crate::status::current(&config, &*engine, remembered)
             .await
             .map_err(|e| e.to_string())?;
         if let Ok(state) = State::open(&config.state_dir) {
@@ -65,11 +63,9 @@ impl Backend for DaemonBackend {
     async fn plan(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let overrides = State::open(&config.state_dir)
-            .and_then(|s| s.overrides())
-            .unwrap_or_default();
+        let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
         let plan =
-            crate::reconcile::plan_now(&config, &*engine, overrides, std::time::SystemTime::now())
+            crate::reconcile::plan_now(&config, &*engine, remembered, std::time::SystemTime::now())
                 .await
                 .map_err(|e| e.to_string())?;
         json(&plan.plan)

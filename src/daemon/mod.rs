@@ -206,10 +206,15 @@ pub async fn run(
                 ready_sent = true;
             }
             next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
+            // The next schedule event, or the end of a crash loop's
+            // back-off, whichever comes first.
             next_scheduled = outcome
                 .as_ref()
                 .ok()
-                .and_then(|r| r.next_scheduled)
+                .and_then(|r| {
+                    let retry = r.plan.next_retry.map(std::time::SystemTime::from);
+                    r.next_scheduled.into_iter().chain(retry).min()
+                })
                 .map(instant_of);
         }
         // Sleep until the next thing due: no polling for schedules.

@@ -260,6 +260,13 @@ fn default_cert_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "neither DOCKER_CERT_PATH nor HOME is set".to_string())
 }
 
+/// The code in the engine's status line of an exited container:
+/// `Exited (137) 2 minutes ago` → 137 (Docker and Podman word it alike).
+fn exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split_once(')')?.0.trim().parse().ok()
+}
+
 /// The container's own name among those listed: Docker also lists legacy
 /// link aliases (`/other/alias`), which hold a second slash.
 fn container_name(names: &[String]) -> String {
@@ -304,6 +311,7 @@ impl Engine for DockerEngine {
                 image: c.image.unwrap_or_default(),
                 image_id: c.image_id.unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                exit_code: c.status.as_deref().and_then(exit_code),
             })
             .collect();
         let images = images
@@ -482,6 +490,14 @@ mod tests {
         assert_eq!(not_found_subject("No such container: abc"), "container abc");
         assert_eq!(not_found_subject("network net1 not found"), "network net1");
         assert_eq!(not_found_subject("something else"), "something else");
+    }
+
+    #[test]
+    fn exit_codes_are_read_from_the_status_line() {
+        assert_eq!(exit_code("Exited (137) 2 minutes ago"), Some(137));
+        assert_eq!(exit_code("Exited (0) Less than a second ago"), Some(0));
+        assert_eq!(exit_code("Up 3 seconds"), None);
+        assert_eq!(exit_code("Exited ("), None);
     }
 
     #[test]

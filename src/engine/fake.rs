@@ -134,6 +134,15 @@ impl FakeEngine {
         }
     }
 
+    /// The container exited by itself with `code`.
+    pub fn set_exited(&self, id_or_name: &str, code: i64) {
+        let mut s = self.lock();
+        if let Some(i) = s.find(id_or_name) {
+            s.containers[i].state = "exited".to_string();
+            s.containers[i].exit_code = Some(code);
+        }
+    }
+
     /// Makes every later `op` on `target` fail with [`EngineError::Api`].
     /// `target` is a container name or ID, a network or volume name, or ""
     /// for [`Op::Observe`].
@@ -282,6 +291,7 @@ impl Engine for FakeEngine {
                 image: config.image.clone(),
                 image_id,
                 state: "created".to_string(),
+                exit_code: None,
             });
             s.configs.insert(id.clone(), config.clone());
             Ok(id)

@@ -58,6 +58,10 @@ pub struct ObservedContainer {
     pub image_id: String,
     /// Docker's state word: created, running, paused, restarting, exited, dead.
     pub state: String,
+    /// The exit code of an exited container (from the engine's status
+    /// line, `Exited (137) 2 minutes ago`).
+    #[serde(default)]
+    pub exit_code: Option<i64>,
 }
 
 impl ObservedContainer {

@@ -3,6 +3,7 @@
 
 mod diff;
 mod intent;
+pub mod restarts;
 #[cfg(test)]
 mod tests;
 
@@ -85,6 +86,13 @@ pub struct Problem {
 pub struct Plan {
     pub actions: Vec<Action>,
     pub problems: Vec<Problem>,
+    /// Records left as they are on purpose: a container that stopped on
+    /// its own under its restart policy, a crash loop backing off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Problem>,
+    /// When a crash loop's back-off ends: the next pass is due then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Plan {
@@ -150,6 +158,7 @@ pub fn plan_at<Tz: TimeZone>(
     };
 
     let intents = intents(declared, at);
+    let at_utc = at.with_timezone(&chrono::Utc);
     let by_name: BTreeMap<&str, &ObservedContainer> = observed
         .containers
         .iter()
@@ -262,10 +271,30 @@ pub fn plan_at<Tz: TimeZone>(
                         note_network(&mut networks_needed, spec);
                     }
                 } else if want.run && !c.is_running() {
-                    note_network(&mut networks_needed, spec);
-                    let reason = format!("{}, but the container is {}", want.why, c.state);
-                    out.actions
-                        .push(action(ActionKind::Start, reason, Some(&c.id), true, false));
+                    let started = declared.starts.get(name);
+                    match restarts::decide(spec, c, &want, started, declared.booted_at, at_utc) {
+                        restarts::Restart::Start(reason) => {
+                            note_network(&mut networks_needed, spec);
+                            out.actions.push(action(
+                                ActionKind::Start,
+                                reason,
+                                Some(&c.id),
+                                true,
+                                false,
+                            ));
+                        }
+                        restarts::Restart::Hold(why) => out.held.push(Problem {
+                            record: name.into(),
+                            message: why,
+                        }),
+                        restarts::Restart::Wait { at, why } => {
+                            out.next_retry = Some(out.next_retry.map_or(at, |t| t.min(at)));
+                            out.held.push(Problem {
+                                record: name.into(),
+                                message: why,
+                            });
+                        }
+                    }
                 } else if !want.run && c.is_running() {
                     out.actions.push(action(
                         ActionKind::Stop,

@@ -69,6 +69,7 @@ fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
         image: spec.config.image.clone(),
         image_id: IMAGE_ID.into(),
         state: state.into(),
+        exit_code: None,
     }
 }
 
@@ -565,4 +566,78 @@ fn a_scheduled_stop_stops_what_links_to_the_record_and_a_start_starts_what_it_li
         after_web_start["app"]
     );
     assert!(intents(&d, &at(2))["other"].run);
+}
+
+#[test]
+fn a_container_that_exits_on_its_own_follows_its_restart_policy_and_crash_loops_back_off() {
+    use crate::plan::restarts::StartRecord;
+    use chrono::{TimeZone, Utc};
+    let t = |s: i64| {
+        Utc.timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .expect("time")
+    };
+    let mut d = declared(
+        "once=service|Image|app:1|Restart|no\n\
+         always=service|Image|app:1|Restart|unless-stopped\n",
+    );
+    let mut observed = converged(&d);
+    for c in &mut observed.containers {
+        c.state = "exited".into();
+        c.exit_code = Some(1);
+    }
+    let started = |quick| StartRecord {
+        container_id: String::new(),
+        at: t(0),
+        quick,
+    };
+    for name in ["once", "always"] {
+        let mut s = started(0);
+        s.container_id = format!("id-{name}");
+        d.starts.insert(name.into(), s);
+    }
+    d.booted_at = Some(t(-3600));
+
+    // 5 s after berth started them: `no` is left exited; the other waits.
+    let p = plan_at(&d, &observed, &t(5));
+    assert!(p.actions.is_empty(), "{:?}", summary(&p));
+    let held: Vec<(&str, &str)> = p
+        .held
+        .iter()
+        .map(|h| (h.record.as_str(), h.message.as_str()))
+        .collect();
+    assert!(
+        held[1].0 == "once" && held[1].1.contains("Restart no"),
+        "{held:?}"
+    );
+    assert!(
+        held[0].0 == "always" && held[0].1.contains("back-off 10s"),
+        "{held:?}"
+    );
+    assert_eq!(p.next_retry, Some(t(10)));
+    // After the back-off, the unless-stopped one starts again; `no` still not.
+    let p = plan_at(&d, &observed, &t(11));
+    assert_eq!(summary(&p), vec!["3 start always"]);
+    // Later in a loop the back-off has grown.
+    d.starts.get_mut("always").expect("always").quick = 4;
+    let p = plan_at(&d, &observed, &t(100));
+    assert!(p.actions.is_empty());
+    assert_eq!(p.next_retry, Some(t(160)));
+
+    // A console start after berth's start: the `no` one runs again.
+    d.overrides.insert(
+        "once".into(),
+        crate::schedule::RunEvent {
+            run: true,
+            at: t(50),
+            source: "console".into(),
+        },
+    );
+    let p = plan_at(&d, &observed, &t(100));
+    assert_eq!(summary(&p), vec!["3 start once"]);
+    // So does a reboot since berth's start.
+    d.overrides.clear();
+    d.booted_at = Some(t(60));
+    let p = plan_at(&d, &observed, &t(100));
+    assert_eq!(summary(&p), vec!["3 start always", "3 start once"]);
 }

@@ -108,6 +108,10 @@ pub struct Declared {
     /// The latest console or signalled start/stop of each record, from
     /// state.db (filled in by the shell; empty when there is none).
     pub overrides: BTreeMap<String, crate::schedule::RunEvent>,
+    /// berth's latest start of each record's container, from state.db.
+    pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
+    /// When the host booted: starts before it do not count.
+    pub booted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Declared {

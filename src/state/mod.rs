@@ -308,6 +308,70 @@ impl State {
         Ok(out)
     }
 
+    /// Records that berth (tried to) start `container_id` for `record`
+    /// now, counting quick restarts of the same container.
+    pub fn record_start(&self, record: &str, container_id: &str) -> Result<(), StateError> {
+        let previous = self.starts()?.remove(record);
+        let next = crate::plan::restarts::StartRecord::next(
+            previous.as_ref(),
+            container_id,
+            chrono::Utc::now(),
+        );
+        self.conn
+            .execute(
+                "INSERT INTO starts (record, container_id, at, quick) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(record) DO UPDATE SET container_id = ?2, at = ?3, quick = ?4",
+                params![record, next.container_id, next.at.to_rfc3339(), next.quick],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// berth stopped the record's container itself: its next start is a
+    /// fresh one.
+    pub fn forget_start(&self, record: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM starts WHERE record = ?1", params![record])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// berth's latest start of each record's container.
+    pub fn starts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::plan::restarts::StartRecord>, StateError>
+    {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record, container_id, at, quick FROM starts")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u32>(3)?,
+                ))
+            })
+            .map_err(self.err())?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (record, container_id, at, quick) = row.map_err(self.err())?;
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&at) {
+                out.insert(
+                    record,
+                    crate::plan::restarts::StartRecord {
+                        container_id,
+                        at: at.with_timezone(&chrono::Utc),
+                        quick,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
     pub fn record_event(&self, run: &EventRun) -> Result<(), StateError> {
         self.conn
             .execute(

@@ -73,7 +73,8 @@ const MIGRATIONS: &[&str] = &[
         outdated INTEGER NOT NULL DEFAULT 0
     );",
     // 4: build logs in chunks (appending to one text column rewrote it
-    // whole for every line), and the indexes pruning needs.
+    // whole for every line), the indexes pruning needs, and berth's latest
+    // start of each record (crash-loop back-off).
     "CREATE TABLE build_logs (
         build_id INTEGER NOT NULL,
         seq INTEGER NOT NULL,
@@ -81,7 +82,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (build_id, seq)
     );
     CREATE INDEX passes_by_start ON passes(started_at);
-    CREATE INDEX events_by_at ON events(at);",
+    CREATE INDEX events_by_at ON events(at);
+    CREATE TABLE starts (
+        record TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        quick INTEGER NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
