@@ -250,6 +250,7 @@ async fn noop_pass(ctx: &Ctx<'_>) -> anyhow::Result<(f64, u64)> {
         &ctx.engine,
         Some(&state),
         "bench",
+        false,
         &stop,
         |_: &berth::apply::Outcome| {},
     )

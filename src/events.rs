@@ -27,9 +27,9 @@ pub enum EventError {
     Invalid(String),
     #[error("{0} has status disabled: no event starts it (set status enabled)")]
     Disabled(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Pass(#[from] PassError),
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] StateError),
     #[error("{0:?} is not a valid event name (letters, digits, '-', '_', '.')")]
     BadName(String),
@@ -250,6 +250,7 @@ pub async fn direct_pass<E: Engine>(
         engine,
         state.as_ref(),
         &trigger,
+        false,
         &AtomicBool::new(false),
         |_: &crate::apply::Outcome| {},
     )

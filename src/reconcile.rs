@@ -48,6 +48,16 @@ impl PassReport {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
     }
 
+    /// Records left alone, each counted once however many problems it has.
+    pub fn records_not_applied(&self) -> usize {
+        self.plan
+            .problems
+            .iter()
+            .map(|p| p.record.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    }
+
     /// Everything applied: no failed action, no record left alone.
     pub fn is_clean(&self) -> bool {
         self.failed_actions() == 0 && self.plan.problems.is_empty()
@@ -124,8 +134,13 @@ pub async fn plan_now<E: Engine>(
     engine: &E,
     remembered: Remembered,
     at: SystemTime,
+    allow_mass_removal: bool,
 ) -> Result<Planned, PassError> {
     let mut declared = spec::load(config)?;
+    declared.removal = spec::RemovalGuard {
+        share: config.mass_removal_share,
+        allow: allow_mass_removal,
+    };
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
     declared.booted_at = booted_at();
@@ -220,6 +235,7 @@ pub async fn run_pass<E: Engine>(
     engine: &E,
     state: Option<&State>,
     trigger: &str,
+    allow_mass_removal: bool,
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
@@ -228,7 +244,14 @@ pub async fn run_pass<E: Engine>(
         warnings,
         next_scheduled,
         image_tags,
-    } = plan_now(config, engine, Remembered::read(state), SystemTime::now()).await?;
+    } = plan_now(
+        config,
+        engine,
+        Remembered::read(state),
+        SystemTime::now(),
+        allow_mass_removal,
+    )
+    .await?;
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -247,7 +270,9 @@ pub async fn run_pass<E: Engine>(
     let outcomes = report.outcomes;
     if let (Some(state), Some(id)) = (state, pass_id) {
         let failures = outcomes.iter().filter(|o| o.error.is_some()).count();
-        if let Err(e) = state.finish_pass(id, outcomes.len(), failures, plan.problems.len()) {
+        let records: std::collections::BTreeSet<&str> =
+            plan.problems.iter().map(|p| p.record.as_str()).collect();
+        if let Err(e) = state.finish_pass(id, outcomes.len(), failures, records.len()) {
             tracing::warn!("journal: {e}");
         }
     }

@@ -548,3 +548,27 @@ fn volumes_never_collide_and_a_volume_someone_else_made_is_not_adopted() {
     assert!(docker_inspect_opt(&s.name("c")).is_none());
     docker(&["volume", "rm", &theirs]);
 }
+
+#[test]
+fn an_emptied_docker_containers_removes_nothing_without_confirmation() {
+    let s = Sandbox::new(None);
+    for n in ["a", "b"] {
+        s.declare(n, &["Command", "sleep 3600"]);
+    }
+    s.apply_ok();
+    let (a, b) = (id_of(&s, "a"), id_of(&s, "b"));
+    // A truncated file: every record seems deleted.
+    std::fs::write(s.dir.path().join("db/docker_containers"), "").expect("truncate");
+    let (code, out, err) = s.apply();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("would remove 2 of the 2") && err.contains("--allow-mass-removal"),
+        "{err}"
+    );
+    assert_eq!((id_of(&s, "a"), id_of(&s, "b")), (a, b), "nothing removed");
+    let (code, out, err) = s.run(&["apply", "--allow-mass-removal"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        docker_inspect_opt(&s.name("a")).is_none() && docker_inspect_opt(&s.name("b")).is_none()
+    );
+}

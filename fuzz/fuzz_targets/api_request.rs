@@ -32,7 +32,7 @@ impl Backend for Canned {
     fn plan(&self) -> impl Future<Output = Result<Value, String>> + Send {
         ok(json!({ "actions": [], "problems": [] }))
     }
-    fn apply(&self) -> impl Future<Output = Result<Value, String>> + Send {
+    fn apply(&self, _allow_mass_removal: bool) -> impl Future<Output = Result<Value, String>> + Send {
         ok(json!({ "done": 0, "failed": 0 }))
     }
     fn history(

@@ -19,8 +19,12 @@ use serde::Deserialize;
 pub trait Backend: Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     fn plan(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
-    /// Runs a pass now (through the daemon's loop, never beside it).
-    fn apply(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    /// Runs a pass now (through the daemon's loop, never beside it);
+    /// `allow_mass_removal` confirms removals the pass would hold back.
+    fn apply(
+        &self,
+        allow_mass_removal: bool,
+    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
     fn history(
         &self,
         record: Option<String>,
@@ -69,6 +73,12 @@ struct TokenQuery {
     token: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+struct ApplyQuery {
+    #[serde(default)]
+    allow_mass_removal: bool,
+}
+
 #[derive(Debug, Deserialize)]
 struct HistoryQuery {
     record: Option<String>,
@@ -90,7 +100,12 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
     Router::new()
         .route("/v1/status", get(|AxumState(b): AxumState<Arc<B>>| async move { reply(b.status().await) }))
         .route("/v1/plan", get(|AxumState(b): AxumState<Arc<B>>| async move { reply(b.plan().await) }))
-        .route("/v1/apply", post(|AxumState(b): AxumState<Arc<B>>| async move { reply(b.apply().await) }))
+        .route(
+            "/v1/apply",
+            post(|AxumState(b): AxumState<Arc<B>>, Query(q): Query<ApplyQuery>| async move {
+                reply(b.apply(q.allow_mass_removal).await)
+            }),
+        )
         .route(
             "/v1/history",
             get(|AxumState(b): AxumState<Arc<B>>, Query(q): Query<HistoryQuery>| async move {

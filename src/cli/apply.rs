@@ -7,11 +7,16 @@ use crate::engine::DockerEngine;
 use crate::reconcile::{self, PassReport};
 use crate::state::State;
 
-pub async fn run(config: &Config) -> anyhow::Result<i32> {
+/// `allow_mass_removal`: the admin confirms removals a pass would hold
+/// back (every container, or more than `mass_removal_share` of them).
+pub async fn run(config: &Config, allow_mass_removal: bool) -> anyhow::Result<i32> {
     // With a daemon running, the pass is its (passes never overlap).
-    if let Some(answer) =
-        crate::api::client::request(&config.api_socket, "POST", "/v1/apply").await?
-    {
+    let uri = if allow_mass_removal {
+        "/v1/apply?allow_mass_removal=true"
+    } else {
+        "/v1/apply"
+    };
+    if let Some(answer) = crate::api::client::request(&config.api_socket, "POST", uri).await? {
         let report: PassReport = serde_json::from_value(answer)?;
         for o in &report.outcomes {
             match &o.error {
@@ -33,6 +38,7 @@ pub async fn run(config: &Config) -> anyhow::Result<i32> {
         &engine,
         state.as_ref(),
         "berth apply",
+        allow_mass_removal,
         &stop,
         |o: &crate::apply::Outcome| match &o.error {
             None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
@@ -61,7 +67,7 @@ pub fn print_summary(report: &PassReport) -> i32 {
         println!(
             "{} action(s) done, {failed} failed, {} record(s) not applied",
             report.outcomes.len() - failed,
-            report.plan.problems.len()
+            report.records_not_applied()
         );
     }
     if report.is_clean() {

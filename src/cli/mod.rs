@@ -49,7 +49,12 @@ pub enum Command {
         at: Option<String>,
     },
     /// One reconcile pass now.
-    Apply,
+    Apply {
+        /// Remove the containers of deleted records even when that is all of
+        /// them, or more than mass_removal_share (held back otherwise).
+        #[arg(long)]
+        allow_mass_removal: bool,
+    },
     /// Console start: runs NAME (and what it links to) until the next stop event.
     Start { name: String },
     /// Console stop: stops NAME (and what links to it) until the next start event.
@@ -123,7 +128,9 @@ pub fn main() -> ExitCode {
             )
         }
         Command::Plan { json, at } => with_runtime(plan::run(&config, json, at.as_deref())),
-        Command::Apply => with_runtime(apply::run(&config)),
+        Command::Apply { allow_mass_removal } => {
+            with_runtime(apply::run(&config, allow_mass_removal))
+        }
         Command::History {
             name,
             events,
@@ -162,8 +169,26 @@ fn with_runtime(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> 
     match runtime.block_on(fut) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", error_text(&e));
             1
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose
+/// text the message already holds (most errors name their cause in their
+/// own text) is not repeated.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }

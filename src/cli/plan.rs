@@ -28,7 +28,7 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
             let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
             let when = at.unwrap_or_else(std::time::SystemTime::now);
             let crate::reconcile::Planned { plan, warnings, .. } =
-                crate::reconcile::plan_now(config, &engine, remembered, when).await?;
+                crate::reconcile::plan_now(config, &engine, remembered, when, false).await?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

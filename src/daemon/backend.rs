@@ -64,15 +64,20 @@ impl Backend for DaemonBackend {
         let config = self.shared.config();
         let engine = self.engine()?;
         let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
-        let plan =
-            crate::reconcile::plan_now(&config, &*engine, remembered, std::time::SystemTime::now())
-                .await
-                .map_err(|e| e.to_string())?;
+        let plan = crate::reconcile::plan_now(
+            &config,
+            &*engine,
+            remembered,
+            std::time::SystemTime::now(),
+            false,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         json(&plan.plan)
     }
 
-    async fn apply(&self) -> Result<serde_json::Value, String> {
-        json(&self.pass("api apply".into(), false).await?)
+    async fn apply(&self, allow_mass_removal: bool) -> Result<serde_json::Value, String> {
+        json(&self.pass("api apply".into(), allow_mass_removal).await?)
     }
 
     /// Console events run here, on the API's task: the loop only runs the

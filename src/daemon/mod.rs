@@ -52,13 +52,13 @@ pub enum Event {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     State(#[from] StateError),
     #[error("{0}")]
     Watch(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Api(#[from] crate::api::ApiError),
 }
 
@@ -133,6 +133,8 @@ pub async fn run(
     let mut link = engine_link::EngineLink::new(shared.clone());
     let mut due: Option<String> = Some("start".into());
     let mut replies: Vec<oneshot::Sender<Result<PassReport, String>>> = Vec::new();
+    // An admin's confirmation, for the next pass only.
+    let mut allow_mass_removal = false;
     let mut next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
     let mut ready_sent = false;
     let mut next_scheduled: Option<Instant> = None;
@@ -155,7 +157,10 @@ pub async fn run(
     loop {
         if let Some(trigger) = due.take() {
             let outcome = {
-                let pass = one_pass(&config, &state, &mut link, &mut said, &trigger, &stop);
+                let allow = std::mem::take(&mut allow_mass_removal);
+                let pass = one_pass(
+                    &config, &state, &mut link, &mut said, &trigger, allow, &stop,
+                );
                 tokio::pin!(pass);
                 tokio::select! {
                     outcome = &mut pass => Some(outcome),
@@ -227,14 +232,14 @@ pub async fn run(
             () = &mut shutdown => break,
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                let mut trigger = handle(event, &mut replies, &mut config, &shared, &mut watcher, &mut tcp_api);
+                let mut trigger = handle(event, &mut replies, &mut allow_mass_removal, &mut config, &shared, &mut watcher, &mut tcp_api);
                 // Gather the rest of a burst into the same pass.
                 let first = Instant::now();
                 loop {
                     let quiet_until = (Instant::now() + QUIET).min(first + MAX_DELAY);
                     tokio::select! {
                         more = rx.recv() => match more {
-                            Some(e) => { trigger = handle(e, &mut replies, &mut config, &shared, &mut watcher, &mut tcp_api).or(trigger); }
+                            Some(e) => { trigger = handle(e, &mut replies, &mut allow_mass_removal, &mut config, &shared, &mut watcher, &mut tcp_api).or(trigger); }
                             None => break,
                         },
                         () = sleep_until(quiet_until) => break,
@@ -303,6 +308,7 @@ fn raise_file_limit() {
 fn handle(
     event: Event,
     replies: &mut Vec<oneshot::Sender<Result<PassReport, String>>>,
+    allow_mass_removal: &mut bool,
     config: &mut Config,
     shared: &Shared,
     watcher: &mut watch::FolderWatch,
@@ -313,10 +319,11 @@ fn handle(
         Event::Docker(what) => Some(format!("docker: {what}")),
         Event::Pass {
             trigger,
-            allow_mass_removal: _,
+            allow_mass_removal: allow,
             reply,
         } => {
             replies.push(reply);
+            *allow_mass_removal |= allow;
             Some(trigger)
         }
         Event::Reload => {
@@ -348,6 +355,7 @@ async fn one_pass(
     link: &mut engine_link::EngineLink,
     said: &mut Said,
     trigger: &str,
+    allow_mass_removal: bool,
     stop: &AtomicBool,
 ) -> Result<PassReport, PassError> {
     let engine = link.engine(config).await?;
@@ -356,6 +364,7 @@ async fn one_pass(
         &*engine,
         Some(state),
         trigger,
+        allow_mass_removal,
         stop,
         |o: &crate::apply::Outcome| match &o.error {
             None => tracing::info!(record = %o.record, action = o.kind.as_str(), "{}", o.reason),

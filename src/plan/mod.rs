@@ -24,6 +24,9 @@ use crate::spec::{links, ContainerSpec, Declared};
 /// old one still runs; a container left with it by a crash is removed.
 pub const REPLACEMENT_SUFFIX: &str = "_berth-new";
 
+/// The reason of a removal whose record is gone from the db.
+const RECORD_DELETED: &str = "record deleted";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
@@ -333,7 +336,7 @@ pub fn plan_at<Tz: TimeZone>(
             });
             continue;
         } else {
-            "record deleted".to_string()
+            RECORD_DELETED.to_string()
         };
         out.actions.push(Action {
             wave: WAVE_REMOVE,
@@ -376,10 +379,56 @@ pub fn plan_at<Tz: TimeZone>(
             });
         }
     }
+    guard_mass_removal(declared, observed, &mut out);
     guard_host_folders(declared, observed, &mut out);
     out.actions
         .sort_by(|a, b| (a.wave, &a.record).cmp(&(b.wave, &b.record)));
     out
+}
+
+/// An emptied or truncated `docker_containers` reads as "every record
+/// deleted". So a pass that would remove all of this berth's containers,
+/// or (with more than 4) more than the configured share of them, removes
+/// none of them and says why, until the records come back or an admin
+/// confirms with `berth apply --allow-mass-removal`. Leftovers of an
+/// interrupted recreate are not counted and still go.
+fn guard_mass_removal(declared: &Declared, observed: &ObservedState, out: &mut Plan) {
+    let guard = declared.removal;
+    if guard.allow {
+        return;
+    }
+    let deleted = |a: &Action| a.kind == ActionKind::Remove && a.reason == RECORD_DELETED;
+    let removing = out.actions.iter().filter(|a| deleted(a)).count();
+    if removing == 0 {
+        return;
+    }
+    let running = observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance) && c.record().is_none_or(|r| r == c.name))
+        .count();
+    let too_many =
+        removing >= running || (running > 4 && removing as f64 > guard.share * running as f64);
+    if !too_many {
+        return;
+    }
+    let how_many = if removing >= running {
+        "all of them".to_string()
+    } else {
+        format!("more than {:.0}%", guard.share * 100.0)
+    };
+    let (held, kept): (Vec<Action>, Vec<Action>) = std::mem::take(&mut out.actions)
+        .into_iter()
+        .partition(deleted);
+    out.actions = kept;
+    for action in held {
+        out.problems.push(Problem {
+            record: action.record,
+            message: format!(
+                "record deleted, but not removed: this pass would remove {removing} of the {running} containers of this berth ({how_many}), which is what an emptied or truncated docker_containers looks like; nothing is removed until the records come back or `berth apply --allow-mass-removal`"
+            ),
+        });
+    }
 }
 
 /// A create or recreate whose host data folder lies inside a folder that

@@ -641,3 +641,51 @@ fn a_container_that_exits_on_its_own_follows_its_restart_policy_and_crash_loops_
     let p = plan_at(&d, &observed, &t(100));
     assert_eq!(summary(&p), vec!["3 start always", "3 start once"]);
 }
+
+#[test]
+fn an_emptied_db_removes_nothing_until_the_admin_confirms() {
+    let six: String = (0..6)
+        .map(|i| format!("r{i}=service|Image|app:1\n"))
+        .collect();
+    let observed = converged(&declared(&six));
+    let removals = |text: &str, allow: bool| {
+        let mut d = declared(text);
+        d.removal.allow = allow;
+        let p = plan(&d, &observed, now());
+        let removed = p
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Remove)
+            .count();
+        (removed, p.problems)
+    };
+    // Emptied: all six held back, each named with why.
+    let (removed, problems) = removals("", false);
+    assert_eq!(removed, 0);
+    assert_eq!(problems.len(), 6);
+    assert!(
+        problems[0].message.contains("would remove 6 of the 6"),
+        "{problems:?}"
+    );
+    assert!(problems[0].message.contains("--allow-mass-removal"));
+    // Confirmed: removed.
+    assert_eq!(removals("", true).0, 6);
+    // Half of them (not more than half): removed; four of six: held.
+    let three: String = (0..3)
+        .map(|i| format!("r{i}=service|Image|app:1\n"))
+        .collect();
+    assert_eq!(removals(&three, false).0, 3);
+    let two: String = (0..2)
+        .map(|i| format!("r{i}=service|Image|app:1\n"))
+        .collect();
+    let (removed, problems) = removals(&two, false);
+    assert_eq!((removed, problems.len()), (0, 4));
+    // With four or fewer, only "all of them" is held back.
+    let one = declared("a=service|Image|app:1\nb=service|Image|app:1\n");
+    let observed_two = converged(&one);
+    let d = declared("a=service|Image|app:1\n");
+    let p = plan(&d, &observed_two, now());
+    assert_eq!(summary(&p), vec!["0 remove b"]);
+    let p = plan(&declared(""), &observed_two, now());
+    assert!(p.actions.is_empty() && p.problems.len() == 2);
+}

@@ -112,6 +112,26 @@ pub struct Declared {
     pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
     /// When the host booted: starts before it do not count.
     pub booted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When a pass may remove many containers at once.
+    pub removal: RemovalGuard,
+}
+
+/// No removal on doubt: a pass that would remove every container of this
+/// berth, or (with more than 4) more than `share` of them, removes none,
+/// unless `allow` (`berth apply --allow-mass-removal`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemovalGuard {
+    pub share: f64,
+    pub allow: bool,
+}
+
+impl Default for RemovalGuard {
+    fn default() -> Self {
+        RemovalGuard {
+            share: 0.5,
+            allow: false,
+        }
+    }
 }
 
 impl Declared {
@@ -146,7 +166,7 @@ impl SpecSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{0}")]
+    #[error(transparent)]
     Db(#[from] DbError),
 }
 
