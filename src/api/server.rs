@@ -278,6 +278,31 @@ mod tests {
         b.body(Body::empty()).expect("request")
     }
 
+    #[tokio::test]
+    async fn bind_replaces_a_stale_socket_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A file (or a link) where the socket goes is not removed.
+        let path = dir.path().join("api.sock");
+        std::fs::write(&path, "not a socket").expect("write");
+        assert!(bind(&path).await.is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("kept"),
+            "not a socket"
+        );
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").expect("write");
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&victim, &link).expect("link");
+        assert!(bind(&link).await.is_err());
+        assert_eq!(std::fs::read_to_string(&victim).expect("kept"), "precious");
+        // A stale socket (nobody listening) is replaced.
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+        assert!(stale.exists());
+        let socket = bind(&stale).await.expect("rebind");
+        drop(socket);
+    }
+
     #[test]
     fn the_bearer_scheme_is_matched_in_any_case() {
         assert_eq!(bearer_token(&request(Some("Bearer abc"))), Some("abc"));

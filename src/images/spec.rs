@@ -151,12 +151,31 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     let kind = get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar"]));
     let source = match (kind, path) {
         (Some(Ok("git")), _) => match get("Repository") {
-            Some(repo) => Some(Source::Git {
-                repository: repo.to_string(),
-                reference: get("Ref").map(str::to_string),
-                dockerfile: get("Dockerfile").unwrap_or("Dockerfile").to_string(),
-                context: get("Context").unwrap_or(".").to_string(),
-            }),
+            Some(repo) => {
+                // Paths inside the clone: the build checks links too.
+                for prop in ["Context", "Dockerfile"] {
+                    if let Some(v) = get(prop) {
+                        let p = Path::new(v);
+                        if p.is_absolute()
+                            || p.components()
+                                .any(|c| matches!(c, std::path::Component::ParentDir))
+                        {
+                            fail(
+                                Some(prop),
+                                Some(v),
+                                "must be a path inside the repository (no leading / and no ..)"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+                Some(Source::Git {
+                    repository: repo.to_string(),
+                    reference: get("Ref").map(str::to_string),
+                    dockerfile: get("Dockerfile").unwrap_or("Dockerfile").to_string(),
+                    context: get("Context").unwrap_or(".").to_string(),
+                })
+            }
             None => {
                 fail(
                     Some("Repository"),
