@@ -39,6 +39,7 @@ fn container(
         image: "app:1".into(),
         image_id: "sha256:aaaa".into(),
         state: state.into(),
+        exit_code: (state == "exited").then_some(0),
     }
 }
 

@@ -53,6 +53,56 @@ fn parse(expr: &str) -> Option<Cron> {
         .ok()
 }
 
+/// Why `expr` is not a usable schedule: croner's parse error, or a day
+/// that never comes (`0 0 31 4 *`). croner looks for such a day until the
+/// year 5000, a second or more on each pass, so it is refused up front.
+pub fn check(expr: &str) -> Result<(), String> {
+    let cron = CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| e.to_string())?;
+    if has_a_day(&cron) {
+        Ok(())
+    } else {
+        Err("no day ever matches its day, month and weekday fields".into())
+    }
+}
+
+/// Whether some day of the 28 years from 2024 matches: weekdays and leap
+/// years repeat every 28 years until 2100, so a day missing from this cycle
+/// never comes. Stops at the first match, so the usual schedules cost a few
+/// checks and an impossible one about 10,000.
+fn has_a_day(cron: &Cron) -> bool {
+    use chrono::{Datelike, Days, NaiveDate};
+    let Some(mut day) = NaiveDate::from_ymd_opt(2024, 1, 1) else {
+        return true;
+    };
+    let Some(end) = NaiveDate::from_ymd_opt(2052, 1, 1) else {
+        return true;
+    };
+    while day < end {
+        let p = &cron.pattern;
+        if p.month_match(day.month()).unwrap_or(false)
+            && p.day_match(
+                day.year(),
+                day.month(),
+                day.day(),
+                croner::Weekday::from_days_from_sunday(day.weekday().num_days_from_sunday()),
+            )
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        match day.checked_add_days(Days::new(1)) {
+            Some(d) => day = d,
+            None => return true,
+        }
+    }
+    false
+}
+
 /// The latest occurrence of `expr` at or before `at`, in `at`'s time zone
 /// (DST handled by croner: a skipped hour does not fire, a repeated one once).
 pub fn latest<Tz: TimeZone>(expr: &str, at: &DateTime<Tz>) -> Option<DateTime<Utc>> {

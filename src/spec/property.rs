@@ -224,12 +224,8 @@ pub fn schedule(value: &str) -> Parsed<String> {
             "{v:?} has {fields} fields; expected 5 (min hour day month weekday), 6 with seconds first, or @daily/@hourly/@weekly/@monthly/@yearly"
         ));
     }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(v)
-        .map(|_| v.to_string())
+    crate::schedule::check(v)
+        .map(|()| v.to_string())
         .map_err(|e| format!("{v:?} is not a cron expression: {e}"))
 }
 
@@ -311,6 +307,21 @@ mod tests {
         assert!(schedule("0 25 * * *").is_err());
         assert!(schedule("0 2 * *").is_err());
         assert!(schedule("0 0 2 * * * 2030").is_err());
+        // Days that never come are refused (croner would look until 5000).
+        assert!(schedule("0 0 31 4 *").unwrap_err().contains("no day ever"));
+        assert!(schedule("0 0 30 2 *").is_err());
+        assert!(schedule("0 0 28 2 +1").is_ok());
+        assert!(schedule("0 0 31 2 +1").is_err());
+        assert!(schedule("0 0 29 2 *").is_ok());
+        assert_eq!(
+            schedule("0 0 29 2 +1"),
+            Ok("0 0 29 2 +1".to_string()),
+            "Feb 29 on a Monday: 2044"
+        );
+        assert!(
+            schedule("0 0 31 4 1").is_ok(),
+            "day or weekday: every Monday"
+        );
     }
 
     #[test]
