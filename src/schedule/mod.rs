@@ -45,28 +45,28 @@ pub struct Intent {
 }
 
 fn parse(expr: &str) -> Option<Cron> {
+    cron(expr).ok()
+}
+
+fn cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .build()
         .parse(expr)
-        .ok()
 }
 
 /// Why `expr` is not a usable schedule: croner's parse error, or a day
 /// that never comes (`0 0 31 4 *`). croner looks for such a day until the
 /// year 5000, a second or more on each pass, so it is refused up front.
 pub fn check(expr: &str) -> Result<(), String> {
-    let cron = CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expr)
-        .map_err(|e| e.to_string())?;
+    let cron = cron(expr).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?;
     if has_a_day(&cron) {
         Ok(())
     } else {
-        Err("no day ever matches its day, month and weekday fields".into())
+        Err(format!(
+            "{expr:?} never happens: no day matches its day, month and weekday fields"
+        ))
     }
 }
 
