@@ -57,19 +57,49 @@ pub fn run(
     timeout: Option<Duration>,
     cap: u64,
 ) -> Result<Finished, CommandError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
     let mut log = tempfile::tempfile().map_err(CommandError::Output)?;
     let (out, err) = match (log.try_clone(), log.try_clone()) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return Err(CommandError::Output(e)),
     };
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let waited = spawn_and_wait(cmd, timeout);
+    finish(waited, &mut log, timeout, cap)
+}
+
+/// Runs `cmd` with `input` as its stdin and `output` as its stdout, which
+/// the caller reads whole afterwards, deadline or not (and bounds, e.g.
+/// with `RLIMIT_FSIZE`); its stderr is kept up to `cap` in
+/// [`Finished::output`]. For a helper berth runs itself, whose stdout is
+/// data rather than a log.
+pub fn run_with_files(
+    mut cmd: Command,
+    input: std::fs::File,
+    output: std::fs::File,
+    timeout: Option<Duration>,
+    cap: u64,
+) -> Result<Finished, CommandError> {
+    let mut stderr = tempfile::tempfile().map_err(CommandError::Output)?;
+    let err = stderr.try_clone().map_err(CommandError::Output)?;
+    cmd.stdin(input).stdout(output).stderr(err);
+    let waited = spawn_and_wait(cmd, timeout);
+    finish(waited, &mut stderr, timeout, cap)
+}
+
+/// Why a program has no exit status: it could not start, or it was killed
+/// at its deadline.
+enum NotExited {
+    Spawn(CommandError),
+    Wait(std::io::Error),
+    TimedOut,
+}
+
+fn spawn_and_wait(mut cmd: Command, timeout: Option<Duration>) -> Result<ExitStatus, NotExited> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
         .process_group(0)
         .spawn()
-        .map_err(|source| CommandError::Spawn { program, source })?;
+        .map_err(|source| NotExited::Spawn(CommandError::Spawn { program, source }))?;
     let pid = child.id();
     let _running = Running::register(pid);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -80,17 +110,34 @@ pub fn run(
         Some(t) => rx.recv_timeout(t).map_err(|_| ()),
         None => rx.recv().map_err(|_| ()),
     };
-    let status = match waited {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => return Err(CommandError::Output(e)),
+    match waited {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(e)) => Err(NotExited::Wait(e)),
         Err(()) => {
             kill_group(pid);
-            let output = read_capped(&mut log, cap).unwrap_or_default();
-            return Err(CommandError::TimedOut(timeout.unwrap_or_default(), output));
+            Err(NotExited::TimedOut)
         }
-    };
-    let output = read_capped(&mut log, cap).map_err(CommandError::Output)?;
-    Ok(Finished { status, output })
+    }
+}
+
+fn finish(
+    waited: Result<ExitStatus, NotExited>,
+    log: &mut std::fs::File,
+    timeout: Option<Duration>,
+    cap: u64,
+) -> Result<Finished, CommandError> {
+    match waited {
+        Ok(status) => {
+            let output = read_capped(log, cap).map_err(CommandError::Output)?;
+            Ok(Finished { status, output })
+        }
+        Err(NotExited::Spawn(e)) => Err(e),
+        Err(NotExited::Wait(e)) => Err(CommandError::Output(e)),
+        Err(NotExited::TimedOut) => {
+            let output = read_capped(log, cap).unwrap_or_default();
+            Err(CommandError::TimedOut(timeout.unwrap_or_default(), output))
+        }
+    }
 }
 
 /// Process groups of programs running now, so that a daemon stopping can

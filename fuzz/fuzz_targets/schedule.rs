@@ -1,11 +1,11 @@
 //! Schedules and `plan --at` times. The input's first line is checked as a
 //! `StartSchedule`/`StopSchedule` value; a valid one is evaluated (latest
-//! at or before, next after, the intent and the next event) at a time, in
-//! UTC and in zones with DST (a 30-minute one included). The second line is
-//! parsed as `--at` relative to that time. The third line, when it is a
-//! number, is that time in seconds since the epoch (else one derived from
-//! the input). Nothing may panic or hang, and what is found must be on the
-//! right side of the time asked about.
+//! at or before, next after, the intent and the next event) at a time in a
+//! zone the input picks: UTC or one with DST (a 30-minute one included).
+//! The second line is parsed as `--at` relative to that time. The third
+//! line, when it is a number, is that time in seconds since the epoch (else
+//! one derived from the input). Nothing may panic or hang, and what is
+//! found must be on the right side of the time asked about.
 #![no_main]
 
 use berth::schedule::{intent_at, latest, next, next_event, parse_at, Schedules};
@@ -61,13 +61,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let zone = ZONES[data.len() % ZONES.len()];
 
+    // One zone per input (UTC among them): a schedule that fires once in
+    // 28 years costs croner a long walk, and the fuzzer favours those.
+    let now = at.with_timezone(&zone);
     if let Ok(valid) = schedule(expr) {
-        check(&valid, &at);
-        check(&valid, &at.with_timezone(&zone));
+        check(&valid, &now);
     }
-    for now in [at.with_timezone(&chrono_tz::UTC), at.with_timezone(&zone)] {
-        if let Err(e) = parse_at(at_text, &now) {
-            let _ = e.len();
-        }
+    if let Err(e) = parse_at(at_text, &now) {
+        let _ = e.len();
     }
 });

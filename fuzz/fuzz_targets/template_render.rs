@@ -1,16 +1,25 @@
 //! The template renderer with hostile fragments: the input, cut at NUL
-//! bytes into up to four fragments, is rendered by the function berth
-//! renders every template file with (`render_sources`: strict undefined,
-//! no escaping, `warn`, fuel, the output cap and the bounded filters), in a
-//! context with dbs and containers. It must return (a file or an error that
-//! displays), never panic, abort, hang or grow without bound.
+//! bytes into up to four fragments, is rendered by the function berth's
+//! renderer child runs for every template file (`render_sources`: strict
+//! undefined, no escaping, `warn`, fuel, the output cap and the bounded
+//! filters), in a context with dbs and containers, under the memory limit
+//! berth gives that child. It must return (a file or an error that
+//! displays) or run out of that memory, never panic otherwise, abort or
+//! hang.
+//!
+//! berth's child dies when it runs out of memory (the parent fails that
+//! one template); here, where the fuzzer must live on, running out is a
+//! panic (nightly's `alloc_error_hook`) caught around the render.
 #![no_main]
+#![feature(alloc_error_hook)]
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 use berth::db::Db;
 use berth::engine::{PortBinding, Protocol};
+use berth::templates::isolated::MEMORY_LIMIT;
 use berth::templates::render::{context, render_sources, ContainerView, HostPort, MAX_OUTPUT};
 use libfuzzer_sys::fuzz_target;
 use minijinja::Value;
@@ -62,7 +71,45 @@ fn ctx() -> &'static Value {
     })
 }
 
+thread_local! {
+    /// Set by the allocation error hook: the panic under way is running out
+    /// of memory, which the render may do.
+    static OUT_OF_MEMORY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Once: the address space berth gives its renderer child, on top of what
+/// this process uses now, and running out of it made a panic this target
+/// catches (libfuzzer-sys's panic hook, which aborts, sees the others).
+fn bound_memory() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let in_use = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmSize:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .expect("VmSize")
+            * 1024;
+        let limit = in_use + MEMORY_LIMIT;
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, limit, limit)
+            .expect("setrlimit");
+        std::alloc::set_alloc_error_hook(|_| {
+            OUT_OF_MEMORY.with(|o| o.set(true));
+            std::panic::panic_any("out of memory");
+        });
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !OUT_OF_MEMORY.with(Cell::get) {
+                abort(info);
+            }
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    bound_memory();
     let fragments: Vec<(PathBuf, String)> = data
         .split(|b| *b == 0)
         .take(4)
@@ -74,15 +121,22 @@ fuzz_target!(|data: &[u8]| {
             )
         })
         .collect();
-    match render_sources(Path::new("etc/x.conf"), &fragments, ctx(), &[]) {
-        Ok((bytes, warnings)) => {
+    let rendered = std::panic::catch_unwind(|| {
+        render_sources(Path::new("etc/x.conf"), &fragments, ctx(), &[])
+    });
+    match rendered {
+        Ok(Ok((bytes, warnings))) => {
             assert!(bytes.len() <= MAX_OUTPUT);
             for w in warnings {
                 let _ = w.len();
             }
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             let _ = e.to_string();
         }
+        Err(_) => assert!(
+            OUT_OF_MEMORY.with(|o| o.replace(false)),
+            "only running out of memory may panic"
+        ),
     }
 });

@@ -18,6 +18,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = berth::templates::isolated::serve_if_asked() {
+        return code;
+    }
     let args = Args::parse();
     berth::daemon::systemd::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

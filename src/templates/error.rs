@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// One template's failure; its target keeps its previous contents.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TemplateError {
     /// A fragment that does not parse or does not render (an undefined
     /// value under strict undefined, a failing filter…).
@@ -22,6 +22,13 @@ pub enum TemplateError {
     /// message carries the line and column.
     #[error("{}: {message}", file.display())]
     Meta { file: PathBuf, message: String },
+    /// The renderer process stopped while rendering this template (out of
+    /// memory, past its deadline): some fragment makes values without bound.
+    #[error("{}: {message}", fragments.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Stopped {
+        fragments: Vec<PathBuf>,
+        message: String,
+    },
     /// The rendered bytes could not be put in place.
     #[error("{}: {what}: {message}", target.display())]
     Write {

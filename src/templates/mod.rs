@@ -1,11 +1,13 @@
 //! Template fragments → config files, the SME way. Nothing here knows what a
 //! proxy is: the shipped nginx/Apache templates are data (`templates/`),
 //! and any other generated file (firewall rules, a backup list) works alike.
-//! Render everything first (pure), then write only the files whose bytes
-//! changed (temp file + rename), then run each reload command once.
+//! Render everything first (pure, in a child process the kernel bounds:
+//! `isolated`), then write only the files whose bytes changed (temp file +
+//! rename), then run each reload command once.
 
 pub mod containers;
 pub mod error;
+pub mod isolated;
 pub mod render;
 pub mod tree;
 pub mod write;
@@ -72,7 +74,13 @@ pub fn run(config: &Config, write: bool) -> TemplateReport {
         }
     }
     let context = render::context(&dbs, views);
-    let rendered = render::render_all(&templates, &context);
+    // The lib's own unit tests have no renderer child to run (their
+    // executable is the test harness); the binaries' tests cover it.
+    let rendered = if cfg!(test) {
+        render::render_all(&templates, &context)
+    } else {
+        isolated::render_all(&templates, &context)
+    };
     let mut report = write::apply(config, &templates, rendered, write);
     warnings.append(&mut report.warnings);
     report.warnings = warnings;

@@ -16,7 +16,7 @@ use crate::engine::{NetworkAttachment, PortBinding, Protocol};
 use crate::spec::ContainerSpec;
 
 /// What fragments see.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Context {
     /// db name → key → { "type": …, Prop: value… }
     pub db: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
@@ -159,7 +159,9 @@ pub enum Rendered {
     },
 }
 
-/// Renders every template; one's failure never stops the others.
+/// Renders every template in this process; one's failure never stops the
+/// others. berth itself renders through [`super::isolated::render_all`],
+/// whose child process calls this code.
 pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
     let value = Value::from_serialize(context);
     templates
@@ -169,34 +171,54 @@ pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
 }
 
 fn render_one(template: &Template, ctx: &Value, unavailable: &[String]) -> Rendered {
-    let fail = |error: TemplateError| Rendered::Failed {
-        path: template.path.clone(),
-        error,
+    let result = match &template.meta_error {
+        Some(e) => Err(e.clone()),
+        None => render_fragments(&template.path, &template.fragments, ctx, unavailable),
     };
-    if let Some(e) = &template.meta_error {
-        return fail(e.clone());
-    }
-    let mut sources = Vec::with_capacity(template.fragments.len());
-    for fragment in &template.fragments {
-        match std::fs::read_to_string(fragment) {
-            Ok(s) => sources.push((fragment.clone(), s)),
-            Err(e) => {
-                return fail(TemplateError::Read {
-                    fragment: fragment.clone(),
-                    message: e.to_string(),
-                })
-            }
-        }
-    }
-    match render_sources(&template.path, &sources, ctx, unavailable) {
+    rendered(template, result)
+}
+
+/// What rendering one template's fragments gives: the file's bytes and
+/// what `warn(…)` said, or why not.
+pub(crate) type Rendering = Result<(Vec<u8>, Vec<String>), TemplateError>;
+
+/// A template's [`Rendered`] from what rendering its fragments gave.
+pub(crate) fn rendered(template: &Template, result: Rendering) -> Rendered {
+    match result {
         Ok((bytes, warnings)) => Rendered::Ok {
             path: template.path.clone(),
             bytes,
             meta: template.meta.clone(),
             warnings,
         },
-        Err(error) => fail(error),
+        Err(error) => Rendered::Failed {
+            path: template.path.clone(),
+            error,
+        },
     }
+}
+
+/// Reads one template's fragment files and renders them: the file's bytes
+/// and what `warn(…)` said, or the first error.
+pub(crate) fn render_fragments(
+    template_path: &Path,
+    fragments: &[PathBuf],
+    ctx: &Value,
+    unavailable: &[String],
+) -> Rendering {
+    let mut sources = Vec::with_capacity(fragments.len());
+    for fragment in fragments {
+        match std::fs::read_to_string(fragment) {
+            Ok(s) => sources.push((fragment.clone(), s)),
+            Err(e) => {
+                return Err(TemplateError::Read {
+                    fragment: fragment.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    render_sources(template_path, &sources, ctx, unavailable)
 }
 
 /// The instructions one fragment may run (minijinja's fuel): a runaway

@@ -1,0 +1,264 @@
+//! Rendering in a child process, bounded by the kernel. minijinja's fuel
+//! bounds the instructions a fragment runs, not the size of what one
+//! instruction makes: `{% set ns.s = ns.s ~ ns.s %}` forty times, or a
+//! macro that doubles its argument as it recurses, asks for terabytes in a
+//! few dozen instructions, and `x in l` over a list doubled the same way
+//! runs for hours. minijinja has no hook that sees those, so berth renders
+//! in a copy of itself (`/proc/self/exe __render-templates`, the same
+//! build even mid-upgrade) whose address space and output file are capped
+//! with `setrlimit`, under a deadline. When the child dies, the template
+//! it was on fails with why, and a new child renders the ones after it.
+//!
+//! The protocol: a JSON [`Request`] on stdin; one JSON [`Reply`] line per
+//! template on stdout, in order, each written as soon as it is rendered.
+
+use std::io::{BufRead, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use minijinja::Value;
+use serde::{Deserialize, Serialize};
+
+use super::error::TemplateError;
+use super::render::{self, Context, Rendered, Rendering};
+use super::tree::Template;
+
+/// The argument that makes `berth` or `berthd` the renderer child.
+pub const CHILD_ARG: &str = "__render-templates";
+
+/// The child's address space. The context of a large db is a few MiB, a
+/// file at most [`render::MAX_OUTPUT`].
+pub const MEMORY_LIMIT: u64 = 1 << 30;
+
+/// The most the child may write (its replies), so a run of large files
+/// cannot fill the disk.
+pub const OUTPUT_LIMIT: u64 = 2 << 30;
+
+/// How long one child may take for the templates it is given. Fuel keeps
+/// an honest fragment to milliseconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    context: Context,
+    unavailable: Vec<String>,
+    jobs: Vec<Job>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Job {
+    path: PathBuf,
+    fragments: Vec<PathBuf>,
+}
+
+/// One template's result. minijinja writes `str`s, so the file is text.
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    Ok { text: String, warnings: Vec<String> },
+    Err(TemplateError),
+}
+
+/// Renders every template in child processes; one's failure (or the
+/// child dying on it) never stops the others.
+pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
+    let mut results: Vec<Option<Rendering>> = templates
+        .iter()
+        .map(|t| t.meta_error.clone().map(Err))
+        .collect();
+    let mut pending: Vec<usize> = (0..templates.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    while !pending.is_empty() {
+        let jobs: Vec<&Template> = pending.iter().map(|&i| &templates[i]).collect();
+        let (replies, stopped) = run_child(&jobs, context);
+        let done = replies.len();
+        for (&i, reply) in pending.iter().zip(replies) {
+            results[i] = Some(reply);
+        }
+        let (failing, why) = match stopped {
+            None => break,
+            // It died on the template after its last reply.
+            Some(Stopped::On(why)) => (&pending[done..(done + 1).min(pending.len())], why),
+            Some(Stopped::CannotRun(why)) => (&pending[done..], why),
+        };
+        for &i in failing {
+            results[i] = Some(Err(TemplateError::Stopped {
+                fragments: templates[i].fragments.clone(),
+                message: why.clone(),
+            }));
+        }
+        pending.drain(..done + failing.len());
+    }
+    templates
+        .iter()
+        .zip(results)
+        .map(|(t, r)| {
+            // Every template has a result by now; this is only a fallback.
+            let r = r.unwrap_or_else(|| {
+                Err(TemplateError::Stopped {
+                    fragments: t.fragments.clone(),
+                    message: "the renderer gave no result".into(),
+                })
+            });
+            render::rendered(t, r)
+        })
+        .collect()
+}
+
+type Replies = Vec<Rendering>;
+
+/// Why a child gave fewer replies than it was asked for.
+enum Stopped {
+    /// It died on the template after its last reply.
+    On(String),
+    /// It could not be started: no template was rendered.
+    CannotRun(String),
+}
+
+/// Runs one child on `jobs`: the replies it gave, in order, and why it
+/// stopped before giving them all (None when it did).
+fn run_child(jobs: &[&Template], context: &Context) -> (Replies, Option<Stopped>) {
+    let request = Request {
+        context: context.clone(),
+        unavailable: context.unavailable.clone(),
+        jobs: jobs
+            .iter()
+            .map(|t| Job {
+                path: t.path.clone(),
+                fragments: t.fragments.clone(),
+            })
+            .collect(),
+    };
+    let files = request_file(&request).and_then(|input| {
+        let output = tempfile::tempfile()?;
+        let child_output = output.try_clone()?;
+        Ok((input, output, child_output))
+    });
+    let (input, mut output, child_output) = match files {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                Vec::new(),
+                Some(Stopped::CannotRun(format!("cannot run the renderer: {e}"))),
+            )
+        }
+    };
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(CHILD_ARG);
+    // SAFETY: setrlimit is a plain system call, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_AS, MEMORY_LIMIT, MEMORY_LIMIT)?;
+            setrlimit(Resource::RLIMIT_FSIZE, OUTPUT_LIMIT, OUTPUT_LIMIT)?;
+            Ok(())
+        });
+    }
+    let finished = crate::command::run_with_files(cmd, input, child_output, Some(DEADLINE), 4096);
+    let replies = read_replies(&mut output, jobs.len());
+    if replies.len() == jobs.len() {
+        return (replies, None);
+    }
+    let stopped = match finished {
+        Ok(f) => Stopped::On(why_stopped(f.status, &f.output)),
+        Err(crate::command::CommandError::TimedOut(..)) => Stopped::On(format!(
+            "rendering took longer than {} s; stopped (a fragment loops over something huge)",
+            DEADLINE.as_secs()
+        )),
+        Err(e) => Stopped::CannotRun(format!("cannot run the renderer: {e}")),
+    };
+    (replies, Some(stopped))
+}
+
+/// The whole replies the child wrote, at most `most`; a line cut short by
+/// its death ends them.
+fn read_replies(output: &mut std::fs::File, most: usize) -> Replies {
+    use std::io::Seek;
+    let mut replies = Vec::new();
+    if output.rewind().is_err() {
+        return replies;
+    }
+    for line in std::io::BufReader::new(output).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(Reply::Ok { text, warnings }) => replies.push(Ok((text.into_bytes(), warnings))),
+            Ok(Reply::Err(e)) => replies.push(Err(e)),
+            Err(_) => break,
+        }
+        if replies.len() == most {
+            break;
+        }
+    }
+    replies
+}
+
+/// The request in an unlinked temp file, to be the child's stdin.
+fn request_file(request: &Request) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    let mut file = tempfile::tempfile()?;
+    serde_json::to_writer(std::io::BufWriter::new(&mut file), request)?;
+    file.rewind()?;
+    Ok(file)
+}
+
+fn why_stopped(status: std::process::ExitStatus, stderr: &str) -> String {
+    if stderr.contains("memory allocation of") {
+        return format!(
+            "rendering ran out of memory ({} MiB); stopped (a fragment makes a value without bound)",
+            MEMORY_LIMIT >> 20
+        );
+    }
+    if status.signal() == Some(nix::libc::SIGXFSZ) {
+        return format!(
+            "the rendered files are larger than {} MiB together; stopped",
+            OUTPUT_LIMIT >> 20
+        );
+    }
+    let last = stderr.lines().last().unwrap_or_default().trim();
+    format!(
+        "the renderer stopped ({status}){}",
+        if last.is_empty() {
+            String::new()
+        } else {
+            format!(": {last}")
+        }
+    )
+}
+
+/// The child's side: when berth was started as the renderer child, serves
+/// one request and says how it ended; None otherwise. Both binaries call
+/// this first thing.
+pub fn serve_if_asked() -> Option<ExitCode> {
+    if std::env::args_os().nth(1).as_deref() != Some(CHILD_ARG.as_ref()) {
+        return None;
+    }
+    Some(match serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth renderer: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn serve() -> std::io::Result<()> {
+    let request: Request = serde_json::from_reader(std::io::BufReader::new(std::io::stdin()))?;
+    let ctx = Value::from_serialize(&request.context);
+    let mut out = std::io::stdout().lock();
+    for job in &request.jobs {
+        let reply =
+            match render::render_fragments(&job.path, &job.fragments, &ctx, &request.unavailable) {
+                Ok((bytes, warnings)) => Reply::Ok {
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                    warnings,
+                },
+                Err(e) => Reply::Err(e),
+            };
+        serde_json::to_writer(&mut out, &reply)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(())
+}
