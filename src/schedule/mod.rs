@@ -56,11 +56,34 @@ fn cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
         .parse(expr)
 }
 
-/// Why `expr` is not a usable schedule: croner's parse error, or a day
-/// that never comes (`0 0 31 4 *`). croner looks for such a day until the
-/// year 5000, a second or more on each pass, so it is refused up front.
+/// Why `expr` is not a usable schedule: croner's parse error, or a time
+/// that never comes: a day (`0 0 31 4 *`) or an empty field (`0 , * * *`,
+/// which croner takes as a list of nothing). croner looks for such a time
+/// until the year 5000, a second or more on each pass, so it is refused
+/// up front.
 pub fn check(expr: &str) -> Result<(), String> {
     let cron = cron(expr).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?;
+    let p = &cron.pattern;
+    let some =
+        |range: std::ops::Range<u32>, matches: &dyn Fn(u32) -> bool| range.into_iter().any(matches);
+    let empty = [
+        (
+            "second",
+            some(0..60, &|v| p.second_match(v).unwrap_or(false)),
+        ),
+        (
+            "minute",
+            some(0..60, &|v| p.minute_match(v).unwrap_or(false)),
+        ),
+        ("hour", some(0..24, &|v| p.hour_match(v).unwrap_or(false))),
+    ]
+    .into_iter()
+    .find(|(_, any)| !any);
+    if let Some((field, _)) = empty {
+        return Err(format!(
+            "{expr:?} never happens: its {field} field matches no {field}"
+        ));
+    }
     if has_a_day(&cron) {
         Ok(())
     } else {
