@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts what the tests need, then
 # runs every test (unit, CLI, real-engine integration, daemon processes,
-# real nginx/Apache, real git and registry), and ends with one summary line.
+# real nginx/Apache, real git and registry), then a short run of every fuzz
+# target (not when arguments pick tests), and ends with a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-host.sh
@@ -17,7 +18,17 @@ trap cleanup EXIT
 
 status=0
 cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
+# A short run of every fuzz target on its kept corpus: the corpus replays
+# every input found so far, and the fuzz crate keeps compiling.
+fuzz_status=0
+if [ $# -eq 0 ]; then
+  scripts/fuzz.sh 15 || fuzz_status=$?
+fi
 echo
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if [ "$fuzz_status" -ne 0 ]; then
+  echo "fuzz: failed (see above)"
+  status=1
+fi
 exit "$status"

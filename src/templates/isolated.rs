@@ -29,8 +29,11 @@ use super::tree::Template;
 pub const CHILD_ARG: &str = "__render-templates";
 
 /// The child's address space. The context of a large db is a few MiB, a
-/// file at most [`render::MAX_OUTPUT`].
-pub const MEMORY_LIMIT: u64 = 1 << 30;
+/// file at most [`render::MAX_OUTPUT`]. The fuzzer (built with `--cfg
+/// fuzzing`) gets less, so that running out costs it milliseconds, not a
+/// second: the same limit, only smaller.
+#[allow(unexpected_cfgs)]
+pub const MEMORY_LIMIT: u64 = if cfg!(fuzzing) { 128 << 20 } else { 1 << 30 };
 
 /// The most the child may write (its replies), so a run of large files
 /// cannot fill the disk.
