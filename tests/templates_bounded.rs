@@ -100,3 +100,22 @@ fn a_hostile_fragment_beside_a_good_one_keeps_the_good_ones_file() {
         "b example.com\n"
     );
 }
+
+#[test]
+fn a_fragment_that_loops_past_the_deadline_fails_alone() {
+    // `in` walks a lazy list of 10^12 items inside one instruction, where
+    // fuel does not see it: the renderer child is killed at its deadline,
+    // and a new one renders the template after it.
+    let dir = sandbox("{{ 2 in [0] * 1000000000000 }}\n");
+    let (code, out, err, took) = templates_apply(dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("etc/b.conf/10b: rendering took longer than 30 s; stopped"),
+        "{err}"
+    );
+    for (file, text) in [("a.conf", "a example.com\n"), ("c.conf", "c example.com\n")] {
+        let written = std::fs::read_to_string(dir.path().join("output/etc").join(file));
+        assert_eq!(written.expect(file), text);
+    }
+    assert!(took < Duration::from_secs(60), "{took:?}");
+}
