@@ -58,7 +58,7 @@ for target in $targets; do
       >"$log" 2>&1; then
     runs=$(awk '/stat::number_of_executed_units:/ { print $2 }' "$log")
     rss=$(awk '/stat::peak_rss_mb:/ { print $2 }' "$log")
-    forked=$(grep -E '^#[0-9]+: ' "$log" | tail -n 1 |
+    forked=$({ grep -E '^#[0-9]+: ' "$log" || true; } | tail -n 1 |
       sed -E 's/^#([0-9]+):.*oom\/timeout\/crash: ([0-9/]+).*/\1 runs, oom\/timeout\/crash \2/')
     if [ -n "$forked" ]; then
       echo "fuzz: $target ok, $forked in ${seconds} s (fork mode)"
