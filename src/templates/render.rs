@@ -342,6 +342,16 @@ fn check_sizes(filter: &str, args: &[Value]) -> Result<(), minijinja::Error> {
     if filter == "format" {
         // Only the format string holds sizes: `%-99999999d`, `%.9999999f`.
         let text = value.as_str().unwrap_or_default();
+        // minijinja 2.24 reads a `%(key)` byte by byte and panics in the
+        // middle of a multi-byte character (the fuzzer found it).
+        for key in text.split("%(").skip(1) {
+            if !key.split(')').next().unwrap_or_default().is_ascii() {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    "format: a %(key) must be ASCII",
+                ));
+            }
+        }
         for spec in text.split('%').skip(1) {
             let spec = spec.split(|c: char| c.is_ascii_alphabetic()).next();
             let digits = spec
@@ -639,5 +649,18 @@ mod tests {
             "{{ 'a\nb'|indent(2, true) }}|{{ [1, 2, 3]|batch(2)|list }}|{{ '%3d'|format(7) }}",
         );
         assert_eq!(ok.expect("small sizes"), b"  a\n  b|[[1, 2], [3]]|  7");
+    }
+
+    #[test]
+    fn a_format_key_that_is_not_ascii_fails_instead_of_panicking() {
+        for source in [
+            "{{ '%(é)s'|format(x=1) }}",
+            "{{ 'a %(k\u{2603}'|format(1) }}",
+        ] {
+            let e = render_text(source).expect_err(source);
+            assert!(e.to_string().contains("must be ASCII"), "{source}: {e}");
+        }
+        let ok = render_text("{{ 'é %(k)s'|format(k=1) }}|{{ '%s é'|format(2) }}");
+        assert_eq!(ok.expect("ASCII keys"), "é 1|2 é".as_bytes());
     }
 }
