@@ -30,12 +30,17 @@ case "$seconds" in
   '' | *[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;;
 esac
 
+# Exit 3: the tools cannot be had here (the test command says so and goes
+# on); any other failure is the targets'.
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "fuzz: the nightly toolchain is missing (rustup toolchain install nightly)" >&2
-  exit 1
+  exit 3
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  cargo install cargo-fuzz --version 0.13.2 --locked
+  if ! cargo install cargo-fuzz --version 0.13.2 --locked; then
+    echo "fuzz: cannot install cargo-fuzz" >&2
+    exit 3
+  fi
 fi
 
 cd fuzz
