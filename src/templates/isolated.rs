@@ -6,8 +6,9 @@
 //! runs for hours. minijinja has no hook that sees those, so berth renders
 //! in a copy of itself (`/proc/self/exe __render-templates`, the same
 //! build even mid-upgrade) whose address space and output file are capped
-//! with `setrlimit`, under a deadline. When the child dies, the template
-//! it was on fails with why, and a new child renders the ones after it.
+//! with `setrlimit` (and its CPU time, for a child whose parent is gone),
+//! under a deadline. When the child dies, the template it was on fails
+//! with why, and a new child renders the ones after it.
 //!
 //! The protocol: a JSON [`Request`] on stdin; one JSON [`Reply`] line per
 //! template on stdout, in order, each written as soon as it is rendered.
@@ -156,6 +157,10 @@ fn run_child(jobs: &[&Template], context: &Context) -> (Replies, Option<Stopped>
             use nix::sys::resource::{setrlimit, Resource};
             setrlimit(Resource::RLIMIT_AS, MEMORY_LIMIT, MEMORY_LIMIT)?;
             setrlimit(Resource::RLIMIT_FSIZE, OUTPUT_LIMIT, OUTPUT_LIMIT)?;
+            // The deadline is the parent's; this one ends a child whose
+            // parent is gone (`berth templates` interrupted) as well.
+            let cpu = DEADLINE.as_secs() + 5;
+            setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 5)?;
             Ok(())
         });
     }
