@@ -10,8 +10,9 @@
 //! under a deadline. When the child dies, the template it was on fails
 //! with why, and a new child renders the ones after it.
 //!
-//! The protocol: a JSON [`Request`] on stdin; one JSON [`Reply`] line per
-//! template on stdout, in order, each written as soon as it is rendered.
+//! The protocol: a JSON [`Request`] on stdin (a memfd); one JSON [`Reply`]
+//! line per template on stdout, in order, each written as soon as it is
+//! rendered.
 
 use std::io::{BufRead, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -202,11 +203,18 @@ fn read_replies(output: &mut std::fs::File, most: usize) -> Replies {
     replies
 }
 
-/// The request in an unlinked temp file, to be the child's stdin.
+/// The request, to be the child's stdin, in memory (a memfd): it holds
+/// every db's values, secrets among them, which must not reach a disk.
 fn request_file(request: &Request) -> std::io::Result<std::fs::File> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
     use std::io::Seek;
-    let mut file = tempfile::tempfile()?;
-    serde_json::to_writer(std::io::BufWriter::new(&mut file), request)?;
+    let fd = memfd_create("berth-render-request", MFdFlags::MFD_CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    let mut writer = std::io::BufWriter::new(&mut file);
+    serde_json::to_writer(&mut writer, request)?;
+    // Not left to drop, which would lose a failed write.
+    writer.flush()?;
+    drop(writer);
     file.rewind()?;
     Ok(file)
 }
