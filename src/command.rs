@@ -86,20 +86,17 @@ pub fn run_with_files(
     finish(waited, &mut stderr, timeout, cap)
 }
 
-/// Why a program has no exit status: it could not start, or it was killed
-/// at its deadline.
-enum NotExited {
-    Spawn(CommandError),
-    Wait(std::io::Error),
-    TimedOut,
-}
-
-fn spawn_and_wait(mut cmd: Command, timeout: Option<Duration>) -> Result<ExitStatus, NotExited> {
+/// Spawns `cmd` in its own process group and waits for it: its status,
+/// or None when `timeout` passed and the group was killed.
+fn spawn_and_wait(
+    mut cmd: Command,
+    timeout: Option<Duration>,
+) -> Result<Option<ExitStatus>, CommandError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .process_group(0)
         .spawn()
-        .map_err(|source| NotExited::Spawn(CommandError::Spawn { program, source }))?;
+        .map_err(|source| CommandError::Spawn { program, source })?;
     let pid = child.id();
     let _running = Running::register(pid);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -107,33 +104,34 @@ fn spawn_and_wait(mut cmd: Command, timeout: Option<Duration>) -> Result<ExitSta
         let _ = tx.send(child.wait());
     });
     let waited = match timeout {
-        Some(t) => rx.recv_timeout(t).map_err(|_| ()),
-        None => rx.recv().map_err(|_| ()),
+        Some(t) => rx.recv_timeout(t).ok(),
+        None => rx.recv().ok(),
     };
     match waited {
-        Ok(Ok(status)) => Ok(status),
-        Ok(Err(e)) => Err(NotExited::Wait(e)),
-        Err(()) => {
+        Some(status) => status.map(Some).map_err(CommandError::Output),
+        None => {
             kill_group(pid);
-            Err(NotExited::TimedOut)
+            // Gone before its output is read, so nothing is half-written
+            // then; a second is plenty for SIGKILL.
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+            Ok(None)
         }
     }
 }
 
+/// How `cmd` ended, with its output (`log`) up to `cap`.
 fn finish(
-    waited: Result<ExitStatus, NotExited>,
+    waited: Result<Option<ExitStatus>, CommandError>,
     log: &mut std::fs::File,
     timeout: Option<Duration>,
     cap: u64,
 ) -> Result<Finished, CommandError> {
-    match waited {
-        Ok(status) => {
+    match waited? {
+        Some(status) => {
             let output = read_capped(log, cap).map_err(CommandError::Output)?;
             Ok(Finished { status, output })
         }
-        Err(NotExited::Spawn(e)) => Err(e),
-        Err(NotExited::Wait(e)) => Err(CommandError::Output(e)),
-        Err(NotExited::TimedOut) => {
+        None => {
             let output = read_capped(log, cap).unwrap_or_default();
             Err(CommandError::TimedOut(timeout.unwrap_or_default(), output))
         }

@@ -119,3 +119,25 @@ fn a_fragment_that_loops_past_the_deadline_fails_alone() {
     }
     assert!(took < Duration::from_secs(60), "{took:?}");
 }
+
+#[test]
+fn a_fragment_whose_name_is_not_utf8_renders_like_any_other() {
+    use std::os::unix::ffi::OsStrExt;
+    // JSON, what the renderer child is sent, holds only UTF-8 names.
+    let dir = sandbox("b {{ domain }}\n");
+    let latin1 = std::ffi::OsStr::from_bytes(b"20caf\xe9");
+    write(
+        &dir.path().join("templates/etc/b.conf").join(latin1),
+        "caf\n",
+    );
+    let (code, out, err, _) = templates_apply(dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    for (file, text) in [
+        ("a.conf", "a example.com\n"),
+        ("b.conf", "b example.com\ncaf\n"),
+        ("c.conf", "c example.com\n"),
+    ] {
+        let written = std::fs::read_to_string(dir.path().join("output/etc").join(file));
+        assert_eq!(written.expect(file), text);
+    }
+}

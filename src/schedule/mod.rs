@@ -63,26 +63,18 @@ fn cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
 /// up front.
 pub fn check(expr: &str) -> Result<(), String> {
     let cron = cron(expr).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?;
-    let p = &cron.pattern;
-    let some =
-        |range: std::ops::Range<u32>, matches: &dyn Fn(u32) -> bool| range.into_iter().any(matches);
-    let empty = [
-        (
-            "second",
-            some(0..60, &|v| p.second_match(v).unwrap_or(false)),
-        ),
-        (
-            "minute",
-            some(0..60, &|v| p.minute_match(v).unwrap_or(false)),
-        ),
-        ("hour", some(0..24, &|v| p.hour_match(v).unwrap_or(false))),
-    ]
-    .into_iter()
-    .find(|(_, any)| !any);
-    if let Some((field, _)) = empty {
-        return Err(format!(
-            "{expr:?} never happens: its {field} field matches no {field}"
-        ));
+    type Matches = fn(&croner::CronPattern, u32) -> Result<bool, croner::errors::CronError>;
+    let fields: [(&str, u32, Matches); 3] = [
+        ("second", 60, croner::CronPattern::second_match),
+        ("minute", 60, croner::CronPattern::minute_match),
+        ("hour", 24, croner::CronPattern::hour_match),
+    ];
+    for (field, count, matches) in fields {
+        if !(0..count).any(|v| matches(&cron.pattern, v).unwrap_or(false)) {
+            return Err(format!(
+                "{expr:?} never happens: its {field} field matches no {field}"
+            ));
+        }
     }
     if has_a_day(&cron) {
         Ok(())

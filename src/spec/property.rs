@@ -309,18 +309,22 @@ mod tests {
         assert!(schedule("0 0 31 4 *")
             .unwrap_err()
             .contains("never happens"));
-        assert!(schedule("0 0 30 2 *").is_err());
         // croner takes a lone `,` as a list of nothing.
         assert!(schedule("0 , * * *")
             .unwrap_err()
             .contains("its hour field matches no hour"));
-        assert!(schedule("0 30 , * * *").is_err());
-        assert!(schedule(", 0 * * *").is_err());
-        assert!(schedule(", 0 0 * * *").is_err());
-        assert!(schedule("0 0 , * *").is_err());
-        assert!(schedule("0 0 * , *").is_err());
-        assert!(schedule("0 0 , * ,").is_err());
-        assert!(schedule("0 0 * * ,").is_err());
+        for never in [
+            "0 0 30 2 *",
+            "0 30 , * * *",
+            ", 0 * * *",
+            ", 0 0 * * *",
+            "0 0 , * *",
+            "0 0 * , *",
+            "0 0 , * ,",
+            "0 0 * * ,",
+        ] {
+            assert!(schedule(never).is_err(), "{never}");
+        }
         assert!(schedule("0 0 28 2 +1").is_ok());
         assert!(schedule("0 0 31 2 +1").is_err());
         assert!(schedule("0 0 29 2 *").is_ok());

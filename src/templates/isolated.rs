@@ -10,13 +10,14 @@
 //! under a deadline. When the child dies, the template it was on fails
 //! with why, and a new child renders the ones after it.
 //!
-//! The protocol: a JSON [`Request`] on stdin (a memfd); one JSON [`Reply`]
-//! line per template on stdout, in order, each written as soon as it is
-//! rendered.
+//! The protocol: a JSON [`Request`] on stdin (a memfd) with the fragment
+//! texts the parent read; one JSON [`Reply`] line per template on stdout,
+//! in order, each written as soon as it is rendered.
 
+use std::borrow::Cow;
 use std::io::{BufRead, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -45,17 +46,31 @@ pub const OUTPUT_LIMIT: u64 = 2 << 30;
 /// an honest fragment to milliseconds.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// What a child is asked: the context once, and each template's fragment
+/// texts. The parent reads the fragments, so the child touches no file.
 #[derive(Serialize, Deserialize)]
-struct Request {
-    context: Context,
-    unavailable: Vec<String>,
-    jobs: Vec<Job>,
+struct Request<'a> {
+    context: Cow<'a, Context>,
+    unavailable: Cow<'a, [String]>,
+    jobs: Vec<Cow<'a, Job>>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One template. Its paths only name things in messages, and JSON holds
+/// only UTF-8: a name that is not is sent as its lossy form.
+#[derive(Clone, Serialize, Deserialize)]
 struct Job {
     path: PathBuf,
-    fragments: Vec<PathBuf>,
+    fragments: Vec<(PathBuf, String)>,
+}
+
+impl Job {
+    fn new(template: &Template, sources: Vec<(PathBuf, String)>) -> Job {
+        let text = |p: &Path| PathBuf::from(p.to_string_lossy().into_owned());
+        Job {
+            path: text(&template.path),
+            fragments: sources.into_iter().map(|(f, s)| (text(&f), s)).collect(),
+        }
+    }
 }
 
 /// One template's result. minijinja writes `str`s, so the file is text.
@@ -68,19 +83,27 @@ enum Reply {
 /// Renders every template in child processes; one's failure (or the
 /// child dying on it) never stops the others.
 pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
-    let mut results: Vec<Option<Rendering>> = templates
-        .iter()
-        .map(|t| t.meta_error.clone().map(Err))
-        .collect();
-    let mut pending: Vec<usize> = (0..templates.len())
-        .filter(|&i| results[i].is_none())
-        .collect();
+    let mut results: Vec<Option<Rendering>> = Vec::with_capacity(templates.len());
+    let mut jobs = Vec::new();
+    for (i, t) in templates.iter().enumerate() {
+        let job = match &t.meta_error {
+            Some(e) => Err(e.clone()),
+            None => render::read_sources(&t.fragments).map(|sources| Job::new(t, sources)),
+        };
+        match job {
+            Ok(job) => {
+                jobs.push((i, job));
+                results.push(None);
+            }
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    let mut pending = &jobs[..];
     while !pending.is_empty() {
-        let jobs: Vec<&Template> = pending.iter().map(|&i| &templates[i]).collect();
-        let (replies, stopped) = run_child(&jobs, context);
+        let (replies, stopped) = run_child(pending, context);
         let done = replies.len();
-        for (&i, reply) in pending.iter().zip(replies) {
-            results[i] = Some(reply);
+        for ((i, _), reply) in pending.iter().zip(replies) {
+            results[*i] = Some(reply);
         }
         let (failing, why) = match stopped {
             None => break,
@@ -88,13 +111,13 @@ pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
             Some(Stopped::On(why)) => (&pending[done..(done + 1).min(pending.len())], why),
             Some(Stopped::CannotRun(why)) => (&pending[done..], why),
         };
-        for &i in failing {
-            results[i] = Some(Err(TemplateError::Stopped {
-                fragments: templates[i].fragments.clone(),
+        for (i, _) in failing {
+            results[*i] = Some(Err(TemplateError::Stopped {
+                fragments: templates[*i].fragments.clone(),
                 message: why.clone(),
             }));
         }
-        pending.drain(..done + failing.len());
+        pending = &pending[done + failing.len()..];
     }
     templates
         .iter()
@@ -124,17 +147,11 @@ enum Stopped {
 
 /// Runs one child on `jobs`: the replies it gave, in order, and why it
 /// stopped before giving them all (None when it did).
-fn run_child(jobs: &[&Template], context: &Context) -> (Replies, Option<Stopped>) {
+fn run_child(jobs: &[(usize, Job)], context: &Context) -> (Replies, Option<Stopped>) {
     let request = Request {
-        context: context.clone(),
-        unavailable: context.unavailable.clone(),
-        jobs: jobs
-            .iter()
-            .map(|t| Job {
-                path: t.path.clone(),
-                fragments: t.fragments.clone(),
-            })
-            .collect(),
+        context: Cow::Borrowed(context),
+        unavailable: Cow::Borrowed(&context.unavailable),
+        jobs: jobs.iter().map(|(_, job)| Cow::Borrowed(job)).collect(),
     };
     let files = request_file(&request).and_then(|input| {
         let output = tempfile::tempfile()?;
@@ -162,6 +179,9 @@ fn run_child(jobs: &[&Template], context: &Context) -> (Replies, Option<Stopped>
             // parent is gone (`berth templates` interrupted) as well.
             let cpu = DEADLINE.as_secs() + 5;
             setrlimit(Resource::RLIMIT_CPU, cpu, cpu + 5)?;
+            // Killed at a limit, it must not dump a core: it holds every
+            // db's values.
+            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
             Ok(())
         });
     }
@@ -250,6 +270,12 @@ pub fn serve_if_asked() -> Option<ExitCode> {
     if std::env::args_os().nth(1).as_deref() != Some(CHILD_ARG.as_ref()) {
         return None;
     }
+    // Where, not what: a panic's message can quote the text it was
+    // working on (a db value), and it ends up in berthd's log.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        eprintln!("berth renderer: panicked at {at}");
+    }));
     Some(match serve() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -264,14 +290,15 @@ fn serve() -> std::io::Result<()> {
     let ctx = Value::from_serialize(&request.context);
     let mut out = std::io::stdout().lock();
     for job in &request.jobs {
-        let reply =
-            match render::render_fragments(&job.path, &job.fragments, &ctx, &request.unavailable) {
-                Ok((bytes, warnings)) => Reply::Ok {
-                    text: String::from_utf8_lossy(&bytes).into_owned(),
-                    warnings,
-                },
-                Err(e) => Reply::Err(e),
-            };
+        let rendered =
+            render::render_sources(&job.path, &job.fragments, &ctx, &request.unavailable);
+        let reply = match rendered {
+            Ok((bytes, warnings)) => Reply::Ok {
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+                warnings,
+            },
+            Err(e) => Reply::Err(e),
+        };
         serde_json::to_writer(&mut out, &reply)?;
         out.write_all(b"\n")?;
         out.flush()?;

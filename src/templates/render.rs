@@ -173,7 +173,8 @@ pub fn render_all(templates: &[Template], context: &Context) -> Vec<Rendered> {
 fn render_one(template: &Template, ctx: &Value, unavailable: &[String]) -> Rendered {
     let result = match &template.meta_error {
         Some(e) => Err(e.clone()),
-        None => render_fragments(&template.path, &template.fragments, ctx, unavailable),
+        None => read_sources(&template.fragments)
+            .and_then(|sources| render_sources(&template.path, &sources, ctx, unavailable)),
     };
     rendered(template, result)
 }
@@ -198,27 +199,20 @@ pub(crate) fn rendered(template: &Template, result: Rendering) -> Rendered {
     }
 }
 
-/// Reads one template's fragment files and renders them: the file's bytes
-/// and what `warn(…)` said, or the first error.
-pub(crate) fn render_fragments(
-    template_path: &Path,
-    fragments: &[PathBuf],
-    ctx: &Value,
-    unavailable: &[String],
-) -> Rendering {
-    let mut sources = Vec::with_capacity(fragments.len());
-    for fragment in fragments {
-        match std::fs::read_to_string(fragment) {
-            Ok(s) => sources.push((fragment.clone(), s)),
-            Err(e) => {
-                return Err(TemplateError::Read {
+/// One template's fragment files, read: `(file, text)` in order, or the
+/// first that cannot be read.
+pub(crate) fn read_sources(fragments: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, TemplateError> {
+    fragments
+        .iter()
+        .map(|fragment| {
+            std::fs::read_to_string(fragment)
+                .map(|text| (fragment.clone(), text))
+                .map_err(|e| TemplateError::Read {
                     fragment: fragment.clone(),
                     message: e.to_string(),
                 })
-            }
-        }
-    }
-    render_sources(template_path, &sources, ctx, unavailable)
+        })
+        .collect()
 }
 
 /// The instructions one fragment may run (minijinja's fuel): a runaway
