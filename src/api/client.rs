@@ -1,20 +1,60 @@
 //! The `berth` command's side of the API: one HTTP/1.1 request over the
-//! unix socket. "No daemon" (no socket, nobody listening) is not an error:
-//! the caller then does the work itself. Every request has a deadline: a
-//! daemon that accepts and never answers must not hang the command.
+//! unix socket, and [`DaemonClient`], the [`Backend`] that asks berthd.
+//! "No daemon" (no socket, nobody listening) is not an error for
+//! [`request`]: the caller then does the work itself. Every request has a
+//! deadline: a daemon that accepts and never answers must not hang the
+//! command. berthd's own error answers come back as [`ClientError::Answered`]
+//! with the kind its status stands for and its text as it said it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::Request;
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+
+use super::{Backend, BackendError, BuildQueued, ErrorKind};
+use crate::plan::Plan;
+use crate::reconcile::PassReport;
+use crate::state::{EventRun, JournalEntry};
+use crate::status::RecordStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("berthd API at {path}: {message}")]
-    Failed { path: String, message: String },
+    #[error("berthd API at {}: berthd did not accept the connection within {secs}s", .path.display())]
+    ConnectTimeout { path: PathBuf, secs: u64 },
+    #[error("berthd API at {}: berthd did not answer within {secs}s (see journalctl -u berthd)", .path.display())]
+    AnswerTimeout { path: PathBuf, secs: u64 },
+    #[error("berthd API at {}: nobody listens (has berthd stopped?)", .path.display())]
+    Gone { path: PathBuf },
+    #[error("berthd API at {}: {error}", .path.display())]
+    Http { path: PathBuf, error: hyper::Error },
+    #[error("berthd API at {}: {error}", .path.display())]
+    Request {
+        path: PathBuf,
+        error: hyper::http::Error,
+    },
+    #[error("berthd API at {}: answer is not JSON ({error}): {body}", .path.display())]
+    NotJson {
+        path: PathBuf,
+        error: serde_json::Error,
+        body: String,
+    },
+    /// berthd answered with an error: said once, as berthd said it.
+    #[error("{message}")]
+    Answered { kind: ErrorKind, message: String },
+}
+
+impl ClientError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::Answered { kind, .. } => *kind,
+            ClientError::NotJson { .. } => ErrorKind::Internal,
+            _ => ErrorKind::Unavailable,
+        }
+    }
 }
 
 /// Whether a daemon answers on `path`.
@@ -56,40 +96,68 @@ pub async fn request_with(
     body: Option<&serde_json::Value>,
     within: Duration,
 ) -> Result<Option<serde_json::Value>, ClientError> {
-    let fail = |message: String| ClientError::Failed {
-        path: socket.display().to_string(),
-        message,
+    let Some((status, json)) = send(socket, method, uri, body, within).await? else {
+        return Ok(None);
     };
+    if status.is_success() {
+        return Ok(Some(json));
+    }
+    let message = json
+        .get("error")
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{status}"));
+    Err(ClientError::Answered {
+        kind: ErrorKind::from_status(status),
+        message,
+    })
+}
+
+/// One request: the answer's status and JSON, whatever the status; None
+/// when nobody listens on `socket`.
+pub async fn send(
+    socket: &Path,
+    method: &str,
+    uri: &str,
+    body: Option<&serde_json::Value>,
+    within: Duration,
+) -> Result<Option<(StatusCode, serde_json::Value)>, ClientError> {
+    let path = socket.to_path_buf();
     let stream = match tokio::time::timeout(CONNECT, tokio::net::UnixStream::connect(socket)).await
     {
         Ok(Ok(stream)) => stream,
         Ok(Err(_)) => return Ok(None),
         Err(_) => {
-            return Err(fail(format!(
-                "berthd did not accept the connection within {}s",
-                CONNECT.as_secs()
-            )))
+            return Err(ClientError::ConnectTimeout {
+                path,
+                secs: CONNECT.as_secs(),
+            })
         }
     };
-    match tokio::time::timeout(within, exchange(stream, method, uri, body)).await {
-        Ok(result) => result.map(Some).map_err(fail),
-        Err(_) => Err(fail(format!(
-            "berthd did not answer within {}s (see journalctl -u berthd)",
-            within.as_secs()
-        ))),
+    match tokio::time::timeout(within, exchange(stream, &path, method, uri, body)).await {
+        Ok(result) => result.map(Some),
+        Err(_) => Err(ClientError::AnswerTimeout {
+            path,
+            secs: within.as_secs(),
+        }),
     }
 }
 
-/// One request on a connected socket: the answer's JSON, or the error.
+/// One request on a connected socket: the answer's status and JSON.
 async fn exchange(
     stream: tokio::net::UnixStream,
+    path: &Path,
     method: &str,
     uri: &str,
     body: Option<&serde_json::Value>,
-) -> Result<serde_json::Value, String> {
+) -> Result<(StatusCode, serde_json::Value), ClientError> {
+    let http = |error| ClientError::Http {
+        path: path.to_path_buf(),
+        error,
+    };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(http)?;
     tokio::spawn(connection);
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
     let request = Request::builder()
@@ -98,32 +166,108 @@ async fn exchange(
         .header("host", "berthd")
         .header("content-type", "application/json")
         .body(Full::new(bytes))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|error| ClientError::Request {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        format!(
-            "answer is not JSON ({e}): {}",
-            String::from_utf8_lossy(&body)
-        )
+    let body = response.into_body().collect().await.map_err(http)?.to_bytes();
+    let json = serde_json::from_slice(&body).map_err(|error| ClientError::NotJson {
+        path: path.to_path_buf(),
+        error,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })?;
-    if status.is_success() {
-        Ok(json)
-    } else {
-        let message = json
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("request failed")
-            .to_string();
-        Err(format!("{status}: {message}"))
+    Ok((status, json))
+}
+
+/// The [`Backend`] that asks berthd over its socket, for a command that
+/// found it listening.
+#[derive(Debug, Clone)]
+pub struct DaemonClient {
+    socket: PathBuf,
+}
+
+impl DaemonClient {
+    pub fn new(socket: &Path) -> DaemonClient {
+        DaemonClient {
+            socket: socket.to_path_buf(),
+        }
+    }
+
+    async fn ask<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+        within: Duration,
+    ) -> Result<T, BackendError> {
+        let answer = request_with(&self.socket, method, uri, body, within)
+            .await?
+            .ok_or_else(|| ClientError::Gone {
+                path: self.socket.clone(),
+            })?;
+        serde_json::from_value(answer).map_err(|error| {
+            BackendError::Client(ClientError::NotJson {
+                path: self.socket.clone(),
+                error,
+                body: String::new(),
+            })
+        })
+    }
+}
+
+impl Backend for DaemonClient {
+    async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
+        self.ask("GET", "/v1/status", None, QUESTION).await
+    }
+
+    async fn plan(&self) -> Result<Plan, BackendError> {
+        self.ask("GET", "/v1/plan", None, QUESTION).await
+    }
+
+    async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
+        let uri = if allow_mass_removal {
+            "/v1/apply?allow_mass_removal=true"
+        } else {
+            "/v1/apply"
+        };
+        self.ask("POST", uri, None, PASS).await
+    }
+
+    async fn history(
+        &self,
+        record: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, BackendError> {
+        let mut uri = format!("/v1/history?limit={limit}");
+        if let Some(name) = record {
+            uri.push_str(&format!("&record={name}"));
+        }
+        self.ask("GET", &uri, None, QUESTION).await
+    }
+
+    async fn container(&self, name: String, run: bool) -> Result<PassReport, BackendError> {
+        let verb = if run { "start" } else { "stop" };
+        let uri = format!("/v1/containers/{name}/{verb}");
+        self.ask("POST", &uri, None, PASS).await
+    }
+
+    async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
+        let uri = format!("/v1/events/{name}");
+        let body = serde_json::json!({ "args": args });
+        self.ask("POST", &uri, Some(&body), EVENT).await
+    }
+
+    async fn events(&self, limit: usize) -> Result<Vec<EventRun>, BackendError> {
+        let uri = format!("/v1/events?limit={limit}");
+        self.ask("GET", &uri, None, QUESTION).await
+    }
+
+    /// The command asks as the admin on the root-only socket: a token is
+    /// only ever a webhook's, and is never sent from here.
+    async fn build(&self, name: String, _token: Option<String>) -> Result<BuildQueued, BackendError> {
+        let uri = format!("/v1/images/{name}/build");
+        self.ask("POST", &uri, None, PASS).await
     }
 }

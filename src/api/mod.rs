@@ -1,4 +1,8 @@
-//! berthd's HTTP API on a unix socket (JSON): status, plan, apply, history.
+//! berthd's HTTP API on a unix socket (JSON): status, plan, apply, history,
+//! console start/stop, events, image builds, webhooks. The [`Backend`]
+//! trait is what a request asks of berth: berthd implements it, and so do
+//! the `berth` command's two ways of answering (ask berthd, or do it here).
+//! Errors carry an [`ErrorKind`] that alone decides the HTTP status.
 //! `client` is the other end, used by the `berth` command.
 
 pub mod client;
@@ -13,46 +17,197 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// What the API asks of the daemon. berthd implements it; tests can too.
+use crate::engine::EngineError;
+use crate::events::EventError;
+use crate::plan::Plan;
+use crate::reconcile::{PassError, PassReport};
+use crate::state::{EventRun, JournalEntry, StateError};
+use crate::status::RecordStatus;
+
+/// What the API asks of berth. berthd implements it; the CLI's daemon
+/// client and local backend do too; tests can.
 pub trait Backend: Send + Sync + 'static {
-    fn status(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
-    fn plan(&self) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    fn status(&self) -> impl Future<Output = Result<Vec<RecordStatus>, BackendError>> + Send;
+    fn plan(&self) -> impl Future<Output = Result<Plan, BackendError>> + Send;
     /// Runs a pass now (through the daemon's loop, never beside it);
     /// `allow_mass_removal` confirms removals the pass would hold back.
     fn apply(
         &self,
         allow_mass_removal: bool,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<PassReport, BackendError>> + Send;
     fn history(
         &self,
         record: Option<String>,
         limit: usize,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<JournalEntry>, BackendError>> + Send;
     /// Console start (`run`) or stop of a record.
     fn container(
         &self,
         name: String,
         run: bool,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<PassReport, BackendError>> + Send;
     /// Signals an event with its args.
     fn signal(
         &self,
         name: String,
         args: Vec<String>,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<EventRun, BackendError>> + Send;
     fn events(
         &self,
         limit: usize,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<EventRun>, BackendError>> + Send;
     /// Queues a build of a `docker_images` record (merged with a queued one).
     /// With `token`, it is a webhook call and the token must match.
     fn build(
         &self,
         name: String,
         token: Option<String>,
-    ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+    ) -> impl Future<Output = Result<BuildQueued, BackendError>> + Send;
+}
+
+/// A build request's answer: the build's id, and whether it joined one
+/// already queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildQueued {
+    pub build: i64,
+    pub merged: bool,
+}
+
+/// What kind of failure an error is; the HTTP status follows from it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No such record, image record or build (404).
+    NotFound,
+    /// A wrong or missing webhook token (403).
+    Forbidden,
+    /// The record's state refuses it: invalid, disabled, or the engine
+    /// refused the change (409).
+    Conflict,
+    /// The request itself is wrong: a bad event name (400).
+    BadInput,
+    /// berthd cannot do it now: it is stopping, or has no engine yet (503).
+    Unavailable,
+    /// A real fault on berth's side: a db or state.db it cannot read (500).
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The kind an answer's status stands for (the client's side).
+    pub fn from_status(status: StatusCode) -> ErrorKind {
+        match status {
+            StatusCode::NOT_FOUND => ErrorKind::NotFound,
+            StatusCode::FORBIDDEN => ErrorKind::Forbidden,
+            StatusCode::CONFLICT => ErrorKind::Conflict,
+            StatusCode::BAD_REQUEST => ErrorKind::BadInput,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Why a [`Backend`] request failed. Each says its cause in its own text
+/// (or is transparent), so the CLI prints it once.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("wrong or missing webhook token")]
+    Forbidden,
+    #[error("no docker_images record {0}")]
+    NoImage(String),
+    /// The image record fails validation: its errors, one per problem.
+    #[error("{}", .errors.join("; "))]
+    InvalidImage { name: String, errors: Vec<String> },
+    #[error("berthd is stopping")]
+    Stopping,
+    #[error("berthd stopped before the pass ended")]
+    PassCut,
+    /// The pass berthd's loop ran failed; the loop hands its waiters the
+    /// text (one report goes to many waiters).
+    #[error("{0}")]
+    LoopPass(String),
+    #[error("berthd is not connected to the engine yet")]
+    NoEngine,
+    /// The images module's own failures (credentials, the image dbs).
+    #[error(transparent)]
+    Images(Box<dyn std::error::Error + Send + Sync>),
+    /// berthd could not be asked, its answer not read, or it answered
+    /// with an error (its kind and text, as it said them).
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
+}
+
+impl BackendError {
+    /// The images module's errors, whatever their type.
+    pub fn images(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BackendError {
+        BackendError::Images(e.into())
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackendError::Event(e) => match e {
+                EventError::NoRecord(_) => ErrorKind::NotFound,
+                EventError::Invalid(_) | EventError::Disabled(_) => ErrorKind::Conflict,
+                EventError::BadName(_) => ErrorKind::BadInput,
+                EventError::Pass(p) => pass_kind(p),
+                EventError::State(_) => ErrorKind::Internal,
+            },
+            BackendError::Pass(p) => pass_kind(p),
+            BackendError::Engine(e) => engine_kind(e),
+            BackendError::State(_) | BackendError::Images(_) | BackendError::LoopPass(_) => {
+                ErrorKind::Internal
+            }
+            BackendError::Forbidden => ErrorKind::Forbidden,
+            BackendError::NoImage(_) => ErrorKind::NotFound,
+            BackendError::InvalidImage { .. } => ErrorKind::Conflict,
+            BackendError::Stopping | BackendError::PassCut | BackendError::NoEngine => {
+                ErrorKind::Unavailable
+            }
+            BackendError::Client(e) => e.kind(),
+        }
+    }
+}
+
+fn pass_kind(e: &PassError) -> ErrorKind {
+    match e {
+        PassError::Declared(_) => ErrorKind::Internal,
+        PassError::Engine(e) => engine_kind(e),
+        PassError::Daemon(_) => ErrorKind::Unavailable,
+    }
+}
+
+fn engine_kind(e: &EngineError) -> ErrorKind {
+    match e {
+        EngineError::Unreachable { .. } => ErrorKind::Unavailable,
+        EngineError::Conflict(_) => ErrorKind::Conflict,
+        _ => ErrorKind::Internal,
+    }
+}
+
+impl IntoResponse for BackendError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        (self.kind().status(), body).into_response()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,14 +240,10 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-fn reply(result: Result<serde_json::Value, String>) -> Response {
+fn reply<T: Serialize>(result: Result<T, BackendError>) -> Response {
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": e })),
-        )
-            .into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -143,18 +294,10 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         .route(
             "/v1/hooks/images/{name}",
             post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>, Query(q): Query<TokenQuery>| async move {
-                match b.build(name, Some(q.token)).await {
-                    Err(e) if e == FORBIDDEN => {
-                        (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": e }))).into_response()
-                    }
-                    other => reply(other),
-                }
+                reply(b.build(name, Some(q.token)).await)
             }),
         )
         .with_state(backend)
 }
-
-/// The error a webhook with a wrong or missing token gets (HTTP 403).
-pub const FORBIDDEN: &str = "wrong or missing webhook token";
 
 pub use server::{bind, serve, serve_tcp, ApiSocket, SharedToken};

@@ -1,27 +1,30 @@
 //! The API's view of the running daemon: reads (status, plan, history) are
 //! served directly; apply goes through the loop so passes never overlap.
+//! Failures are [`BackendError`]s, whose kind alone decides the HTTP status.
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::{Event, Shared};
-use crate::api::Backend;
+use crate::api::{Backend, BackendError, BuildQueued};
+use crate::plan::Plan;
 use crate::reconcile::{PassError, PassReport};
-use crate::state::State;
+use crate::state::{EventRun, JournalEntry, State};
+use crate::status::RecordStatus;
 
 pub struct DaemonBackend {
     pub shared: Arc<Shared>,
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(value).map_err(|e| e.to_string())
-}
-
 impl DaemonBackend {
     /// Asks the loop for a pass and waits for its report (passes never
     /// overlap: only the loop runs them).
-    async fn pass(&self, trigger: String, allow_mass_removal: bool) -> Result<PassReport, String> {
+    async fn pass(
+        &self,
+        trigger: String,
+        allow_mass_removal: bool,
+    ) -> Result<PassReport, BackendError> {
         let (reply, rx) = oneshot::channel();
         self.shared
             .events
@@ -30,131 +33,113 @@ impl DaemonBackend {
                 allow_mass_removal,
                 reply,
             })
-            .map_err(|_| "berthd is stopping".to_string())?;
+            .map_err(|_| BackendError::Stopping)?;
         rx.await
-            .map_err(|_| "berthd stopped before the pass ended".to_string())?
+            .map_err(|_| BackendError::PassCut)?
+            .map_err(BackendError::LoopPass)
     }
 
     async fn pass_for_event(&self, trigger: String) -> Result<PassReport, PassError> {
-        self.pass(trigger, false).await.map_err(PassError::Daemon)
+        self.pass(trigger, false).await.map_err(|e| match e {
+            BackendError::Pass(e) => e,
+            other => PassError::Daemon(other.to_string()),
+        })
     }
 
-    fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, String> {
-        self.shared
-            .engine()
-            .ok_or_else(|| "berthd is not connected to the engine yet".to_string())
+    fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, BackendError> {
+        self.shared.engine().ok_or(BackendError::NoEngine)
     }
 }
 
 impl Backend for DaemonBackend {
-    async fn status(&self) -> Result<serde_json::Value, String> {
+    async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
         let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
-        let mut rows = crate::status::current(&config, &*engine, remembered)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut rows = crate::status::current(&config, &*engine, remembered).await?;
         if let Ok(state) = State::open(&config.state_dir) {
             crate::status::add_last_errors(&mut rows, &state);
         }
-        json(&rows)
+        Ok(rows)
     }
 
-    async fn plan(&self) -> Result<serde_json::Value, String> {
+    async fn plan(&self) -> Result<Plan, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
         let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
-        let plan = crate::reconcile::plan_now(
+        let planned = crate::reconcile::plan_now(
             &config,
             &*engine,
             remembered,
             std::time::SystemTime::now(),
             false,
         )
-        .await
-        .map_err(|e| e.to_string())?;
-        json(&plan.plan)
+        .await?;
+        Ok(planned.plan)
     }
 
-    async fn apply(&self, allow_mass_removal: bool) -> Result<serde_json::Value, String> {
-        json(&self.pass("api apply".into(), allow_mass_removal).await?)
+    async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
+        self.pass("api apply".into(), allow_mass_removal).await
     }
 
     /// Console events run here, on the API's task: the loop only runs the
     /// pass they ask for, and keeps serving everything else meanwhile.
-    async fn container(&self, name: String, run: bool) -> Result<serde_json::Value, String> {
+    async fn container(&self, name: String, run: bool) -> Result<PassReport, BackendError> {
         let config = self.shared.config();
         let pass = |trigger| self.pass_for_event(trigger);
-        let report = crate::events::console(&config, &name, run, pass)
-            .await
-            .map_err(|e| e.to_string())?;
-        json(&report)
+        Ok(crate::events::console(&config, &name, run, pass).await?)
     }
 
     /// Signalled events run here too: their actions on a blocking thread,
     /// their passes in the loop; a long action holds up nothing else.
-    async fn signal(&self, name: String, args: Vec<String>) -> Result<serde_json::Value, String> {
+    async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
         let config = self.shared.config();
         let pass = |trigger| self.pass_for_event(trigger);
-        let run = crate::events::signal(&config, &name, &args, "api", pass)
-            .await
-            .map_err(|e| e.to_string())?;
+        let run = crate::events::signal(&config, &name, &args, "api", pass).await?;
         tracing::info!(event = %name, result = %run.result, "event signalled");
-        json(&run)
+        Ok(run)
     }
 
-    async fn events(&self, limit: usize) -> Result<serde_json::Value, String> {
+    async fn events(&self, limit: usize) -> Result<Vec<EventRun>, BackendError> {
         let config = self.shared.config();
-        let state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
-        json(&state.event_history(limit).map_err(|e| e.to_string())?)
+        Ok(State::open(&config.state_dir)?.event_history(limit)?)
     }
 
-    async fn build(
-        &self,
-        name: String,
-        token: Option<String>,
-    ) -> Result<serde_json::Value, String> {
+    async fn build(&self, name: String, token: Option<String>) -> Result<BuildQueued, BackendError> {
         let config = self.shared.config();
         if let Some(token) = &token {
-            let creds = crate::images::credentials::load(&config.credentials_file)?;
+            let creds = crate::images::credentials::load(&config.credentials_file)
+                .map_err(BackendError::images)?;
             if !creds.webhook_allows(&name, token) {
                 tracing::warn!(image = %name, "webhook refused: wrong or missing token");
-                return Err(crate::api::FORBIDDEN.to_string());
+                return Err(BackendError::Forbidden);
             }
         }
-        let images = crate::images::load(&config).map_err(|e| e.to_string())?;
+        let images = crate::images::load(&config).map_err(BackendError::images)?;
         if let Some(errors) = images.failed.get(&name) {
-            return Err(errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "));
+            return Err(BackendError::InvalidImage {
+                name,
+                errors: errors.iter().map(ToString::to_string).collect(),
+            });
         }
         if !images.specs.contains_key(&name) {
-            return Err(format!("no docker_images record {name}"));
+            return Err(BackendError::NoImage(name));
         }
-        let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
+        let mut state = State::open(&config.state_dir)?;
         let trigger = if token.is_some() { "webhook" } else { "api" };
-        let (id, merged) = state
-            .request_build(&name, trigger)
-            .map_err(|e| e.to_string())?;
+        let (build, merged) = state.request_build(&name, trigger)?;
         if let Some(pool) = self.shared.builds.get() {
             pool.wake();
         }
-        Ok(serde_json::json!({ "build": id, "merged": merged }))
+        Ok(BuildQueued { build, merged })
     }
 
     async fn history(
         &self,
         record: Option<String>,
         limit: usize,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<Vec<JournalEntry>, BackendError> {
         let config = self.shared.config();
-        let state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
-        json(
-            &state
-                .history(record.as_deref(), limit)
-                .map_err(|e| e.to_string())?,
-        )
+        Ok(State::open(&config.state_dir)?.history(record.as_deref(), limit)?)
     }
 }
