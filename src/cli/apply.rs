@@ -1,51 +1,19 @@
-//! `berth apply`: one reconcile pass, now. Exit 1 if any record was not applied.
+//! `berth apply`: one reconcile pass, now (berthd's when it runs, so passes
+//! never overlap). Exit 1 if any record was not applied.
 
-use std::sync::atomic::AtomicBool;
-
+use super::outcome;
+use crate::api::Backend;
 use crate::config::Config;
-use crate::engine::DockerEngine;
-use crate::reconcile::{self, PassReport};
-use crate::state::State;
+use crate::reconcile::PassReport;
 
 /// `allow_mass_removal`: the admin confirms removals a pass would hold
 /// back (every container, or more than `mass_removal_share` of them).
 pub async fn run(config: &Config, allow_mass_removal: bool) -> anyhow::Result<i32> {
-    // With a daemon running, the pass is its (passes never overlap).
-    let uri = if allow_mass_removal {
-        "/v1/apply?allow_mass_removal=true"
-    } else {
-        "/v1/apply"
-    };
-    if let Some(answer) = crate::api::client::request(&config.api_socket, "POST", uri).await? {
-        let report: PassReport = serde_json::from_value(answer)?;
-        for o in &report.outcomes {
-            match &o.error {
-                None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
-                Some(e) => eprintln!("FAILED {} {}: {e}", o.kind.as_str(), o.record),
-            }
-        }
-        return Ok(print_summary(&report));
-    }
-    let engine = DockerEngine::connect(&config.docker_host).await?;
-    // The journal is best effort here: an admin without a writable state_dir
-    // can still apply.
-    let state = State::open(&config.state_dir)
-        .map_err(|e| eprintln!("warning: no journal: {e}"))
-        .ok();
-    let stop = AtomicBool::new(false);
-    let report = reconcile::run_pass(
-        config,
-        &engine,
-        state.as_ref(),
-        "berth apply",
-        allow_mass_removal,
-        &stop,
-        |o: &crate::apply::Outcome| match &o.error {
-            None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),
-            Some(e) => eprintln!("FAILED {} {}: {e}", o.kind.as_str(), o.record),
-        },
-    )
-    .await?;
+    let report = super::backend::backend(config)
+        .await
+        .apply(allow_mass_removal)
+        .await?;
+    outcome::print(&report.outcomes);
     Ok(print_summary(&report))
 }
 
@@ -55,7 +23,7 @@ pub fn print_summary(report: &PassReport) -> i32 {
         eprintln!("warning: {w}");
     }
     for p in &report.plan.problems {
-        eprintln!("not applied {}: {}", p.record, p.message);
+        eprintln!("{}", outcome::not_applied(p));
     }
     for p in &report.plan.held {
         eprintln!("held {}: {}", p.record, p.message);

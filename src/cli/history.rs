@@ -1,7 +1,8 @@
 //! `berth history [NAME]`: the journal of actions, newest first.
 
 use crate::config::Config;
-use crate::state::{EventRun, JournalEntry, State};
+use crate::api::Backend;
+use crate::state::{EventRun, JournalEntry};
 
 pub async fn run(
     config: &Config,
@@ -9,15 +10,10 @@ pub async fn run(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<i32> {
-    let mut uri = format!("/v1/history?limit={limit}");
-    if let Some(name) = name {
-        uri.push_str(&format!("&record={name}"));
-    }
-    let entries: Vec<JournalEntry> =
-        match crate::api::client::request(&config.api_socket, "GET", &uri).await? {
-            Some(answer) => serde_json::from_value(answer)?,
-            None => State::open(&config.state_dir)?.history(name, limit)?,
-        };
+    let entries: Vec<JournalEntry> = super::backend::backend(config)
+        .await
+        .history(name.map(str::to_string), limit)
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(0);
@@ -37,12 +33,7 @@ pub async fn run(
 
 /// `berth history --events`: signalled events with their result and output.
 pub async fn run_events(config: &Config, limit: usize, json: bool) -> anyhow::Result<i32> {
-    let uri = format!("/v1/events?limit={limit}");
-    let runs: Vec<EventRun> =
-        match crate::api::client::request(&config.api_socket, "GET", &uri).await? {
-            Some(answer) => serde_json::from_value(answer)?,
-            None => State::open(&config.state_dir)?.event_history(limit)?,
-        };
+    let runs: Vec<EventRun> = super::backend::backend(config).await.events(limit).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(0);

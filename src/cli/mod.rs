@@ -1,8 +1,10 @@
 //! The `berth` admin command: argument parsing here, one file per verb.
 
 pub mod apply;
+pub mod backend;
 pub mod db;
 pub mod history;
+pub mod outcome;
 pub mod image;
 pub mod plan;
 pub mod signal_event;

@@ -1,34 +1,24 @@
 //! `berth plan`: what a pass would do now, and why; from the daemon when it
 //! runs, else computed directly.
 
+use anyhow::Context;
+
+use super::backend::{backend, LocalBackend};
+use crate::api::Backend;
 use crate::config::Config;
-use crate::engine::DockerEngine;
 use crate::plan::Plan;
+use crate::reconcile::Planned;
 
 /// `at`: evaluate schedules and stored events at that time instead of now
 /// (computed here, not by the daemon, whose plan is always for now).
 pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Result<i32> {
-    let at = match at {
-        None => None,
+    let plan: Plan = match at {
+        None => backend(config).await.plan().await?,
         Some(text) => {
             let now = chrono::Local::now();
-            let t =
-                crate::schedule::parse_at(text, &now).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
-            Some(std::time::SystemTime::from(t))
-        }
-    };
-    let from_daemon = match at {
-        None => crate::api::client::request(&config.api_socket, "GET", "/v1/plan").await?,
-        Some(_) => None,
-    };
-    let plan: Plan = match from_daemon {
-        Some(answer) => serde_json::from_value(answer)?,
-        None => {
-            let engine = DockerEngine::connect(&config.docker_host).await?;
-            let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
-            let when = at.unwrap_or_else(std::time::SystemTime::now);
-            let crate::reconcile::Planned { plan, warnings, .. } =
-                crate::reconcile::plan_now(config, &engine, remembered, when, false).await?;
+            let at = crate::schedule::parse_at(text, &now).context("--at")?;
+            let Planned { plan, warnings, .. } =
+                LocalBackend::new(config).plan_at(at.into()).await?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

@@ -1,26 +1,12 @@
 //! `berth status`: each record, declared against actual; from the daemon
-//! when it runs, else read directly.
+//! when it runs, else read directly (see `backend`).
 
+use crate::api::Backend;
 use crate::config::Config;
-use crate::engine::DockerEngine;
-use crate::state::State;
-use crate::status::{self, RecordStatus};
+use crate::status::RecordStatus;
 
 pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Result<i32> {
-    let mut rows: Vec<RecordStatus> =
-        match crate::api::client::request(&config.api_socket, "GET", "/v1/status").await? {
-            Some(answer) => serde_json::from_value(answer)?,
-            None => {
-                let engine = DockerEngine::connect(&config.docker_host).await?;
-                let state = State::open(&config.state_dir).ok();
-                let remembered = crate::reconcile::Remembered::read(state.as_ref());
-                let mut rows = status::current(config, &engine, remembered).await?;
-                if let Some(state) = &state {
-                    status::add_last_errors(&mut rows, state);
-                }
-                rows
-            }
-        };
+    let mut rows: Vec<RecordStatus> = super::backend::backend(config).await.status().await?;
     if let Some(name) = name {
         rows.retain(|r| r.name == name);
         if rows.is_empty() {

@@ -102,7 +102,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     let tag = match get("Tag").map(crate::spec::parse_image_reference) {
         Some(Ok(t)) => Some(t),
         Some(Err(why)) => {
-            fail(Some("Tag"), get("Tag"), why);
+            fail(Some("Tag"), get("Tag"), why.to_string());
             None
         }
         None => {
@@ -117,7 +117,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     let push_to = match get("PushTo").map(crate::spec::parse_image_reference) {
         Some(Ok(t)) => Some(t),
         Some(Err(why)) => {
-            fail(Some("PushTo"), get("PushTo"), why);
+            fail(Some("PushTo"), get("PushTo"), why.to_string());
             None
         }
         None => None,
@@ -125,7 +125,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     let auto_rebuild = match get("AutoRebuild").map(property::yes_no) {
         Some(Ok(v)) => v,
         Some(Err(why)) => {
-            fail(Some("AutoRebuild"), get("AutoRebuild"), why);
+            fail(Some("AutoRebuild"), get("AutoRebuild"), why.to_string());
             false
         }
         None => false,
@@ -192,7 +192,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             None
         }
         (Some(Err(why)), _) => {
-            fail(Some("Source"), get("Source"), why);
+            fail(Some("Source"), get("Source"), why.to_string());
             None
         }
         (None, _) => {

@@ -56,13 +56,39 @@ fn cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
         .parse(expr)
 }
 
+/// Why a schedule expression is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("{expr:?} is not a cron expression: {error}")]
+    NotCron {
+        expr: String,
+        error: croner::errors::CronError,
+    },
+    #[error("{expr:?} never happens: its {field} field matches no {field}")]
+    NoTime { expr: String, field: &'static str },
+    #[error("{expr:?} never happens: no day matches its day, month and weekday fields")]
+    NoDay { expr: String },
+}
+
+/// Why an `--at` text is not a time.
+#[derive(Debug, thiserror::Error)]
+pub enum AtError {
+    #[error("{0:?} does not exist in the local time zone (a DST gap)")]
+    Gap(String),
+    #[error("{0:?} is not a time: use 03:00, 2026-11-23 03:00 or RFC 3339")]
+    NotATime(String),
+}
+
 /// Why `expr` is not a usable schedule: croner's parse error, or a time
 /// that never comes: a day (`0 0 31 4 *`) or an empty field (`0 , * * *`,
 /// which croner takes as a list of nothing). croner looks for such a time
 /// until the year 5000, a second or more on each pass, so it is refused
 /// up front.
-pub fn check(expr: &str) -> Result<(), String> {
-    let cron = cron(expr).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?;
+pub fn check(expr: &str) -> Result<(), ScheduleError> {
+    let cron = cron(expr).map_err(|error| ScheduleError::NotCron {
+        expr: expr.to_string(),
+        error,
+    })?;
     type Matches = fn(&croner::CronPattern, u32) -> Result<bool, croner::errors::CronError>;
     let fields: [(&str, u32, Matches); 3] = [
         ("second", 60, croner::CronPattern::second_match),
@@ -71,17 +97,18 @@ pub fn check(expr: &str) -> Result<(), String> {
     ];
     for (field, count, matches) in fields {
         if !(0..count).any(|v| matches(&cron.pattern, v).unwrap_or(false)) {
-            return Err(format!(
-                "{expr:?} never happens: its {field} field matches no {field}"
-            ));
+            return Err(ScheduleError::NoTime {
+                expr: expr.to_string(),
+                field,
+            });
         }
     }
     if has_a_day(&cron) {
         Ok(())
     } else {
-        Err(format!(
-            "{expr:?} never happens: no day matches its day, month and weekday fields"
-        ))
+        Err(ScheduleError::NoDay {
+            expr: expr.to_string(),
+        })
     }
 }
 
@@ -251,7 +278,7 @@ pub fn next_event<Tz: TimeZone>(s: &Schedules, at: &DateTime<Tz>) -> Option<RunE
 
 /// Parses `--at`: RFC 3339 (`2026-11-23T03:00:00+01:00`), or local
 /// `YYYY-MM-DD HH:MM[:SS]`, or local `HH:MM` (the next such time from now).
-pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime<Utc>, String> {
+pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime<Utc>, AtError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -260,7 +287,7 @@ pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime
         tz.from_local_datetime(&naive)
             .earliest()
             .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| format!("{text:?} does not exist in the local time zone (a DST gap)"))
+            .ok_or_else(|| AtError::Gap(text.to_string()))
     };
     for format in [
         "%Y-%m-%d %H:%M:%S",
@@ -283,7 +310,5 @@ pub fn parse_at<Tz: TimeZone>(text: &str, now: &DateTime<Tz>) -> Result<DateTime
             });
         }
     }
-    Err(format!(
-        "{text:?} is not a time: use 03:00, 2026-11-23 03:00 or RFC 3339"
-    ))
+    Err(AtError::NotATime(text.to_string()))
 }

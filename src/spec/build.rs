@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::property::{self, Parsed};
+use super::property::{self, Parsed, ValueError};
 use super::{error, spec_hash, ContainerSpec, Declared, SpecError, SpecSettings, SERVICE_TYPE};
 use crate::db::{Db, Record};
 use crate::engine::{ContainerConfig, Mount, MountKind, NetworkAttachment, PortBinding, Protocol};
@@ -72,7 +72,7 @@ impl<'a> Reader<'a> {
             Ok(v) => Some(v),
             Err(why) => {
                 let shown = (!SECRET_PROPERTIES.contains(&prop)).then_some(raw);
-                self.fail(Some(prop), shown, why);
+                self.fail(Some(prop), shown, why.to_string());
                 None
             }
         }
@@ -230,18 +230,18 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
 /// A record key as a container name: exactly as written (a key with a
 /// space around it would fail only at the engine), and never the name a
 /// replacement gets during a recreate.
-fn container_name(key: &str) -> Result<(), String> {
+fn container_name(key: &str) -> Parsed<()> {
     if key.trim() != key {
-        return Err(format!(
-            "{key:?} has spaces around it (berth db docker_containers delete {key:?}, then set it again without them)"
-        ));
+        return Err(ValueError::SpacesAround {
+            key: key.to_string(),
+        });
     }
     property::name(key)?;
     if key.ends_with(crate::plan::REPLACEMENT_SUFFIX) {
-        return Err(format!(
-            "{key:?} ends in {}, the name berth gives a replacement container during a recreate",
-            crate::plan::REPLACEMENT_SUFFIX
-        ));
+        return Err(ValueError::ReplacementSuffix {
+            key: key.to_string(),
+            suffix: crate::plan::REPLACEMENT_SUFFIX,
+        });
     }
     Ok(())
 }
@@ -310,7 +310,7 @@ pub fn parse_image_reference(value: &str) -> Parsed<String> {
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c));
     if !valid {
-        return Err(format!("{v:?} is not an image reference like berth/app:1"));
+        return Err(ValueError::NotAnImageReference(v.to_string()));
     }
     let last = v.rsplit('/').next().unwrap_or(v);
     if last.contains(':') || v.contains('@') {

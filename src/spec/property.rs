@@ -1,10 +1,75 @@
 //! Parsers for single property values. Each returns the parsed value or a
-//! message saying what would have been valid; the caller adds file, line,
-//! record and property.
+//! [`ValueError`] saying what would have been valid; the caller adds file,
+//! line, record and property.
 
 use crate::engine::Protocol;
+use crate::schedule::ScheduleError;
 
-pub type Parsed<T> = Result<T, String>;
+pub type Parsed<T> = Result<T, ValueError>;
+
+const SIZE_HINT: &str = "expected a size like 512M or 1G (a bare number is MiB)";
+const RESTART_HINT: &str = "expected no, on-failure, unless-stopped or always";
+
+/// Why a property's value is refused. No variant holds a value of a
+/// property that may be secret (Env, Command): those are named by position.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("expected one of {0}")]
+    NotOneOf(String),
+    #[error("expected yes or no")]
+    NotYesNo,
+    #[error("{0:?} is not a port number (1 to 65535)")]
+    NotAPort(String),
+    #[error("{0}; expected ports like 80,443")]
+    InPortList(Box<ValueError>),
+    #[error("{item:?}: unknown protocol {protocol:?}; expected tcp or udp")]
+    UnknownProtocol { item: String, protocol: String },
+    #[error("{0:?} is not host:container; expected mappings like 8080:80,5353:53/udp")]
+    NotAMapping(String),
+    #[error("{0:?} is not a size; {SIZE_HINT}")]
+    NotASize(String),
+    #[error("{0:?} has an unknown unit; {SIZE_HINT}")]
+    UnknownUnit(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+    #[error("{0:?} is below Docker's minimum of 6M")]
+    BelowMinimum(String),
+    #[error("{0:?} is not a number of cores; expected e.g. 0.5 or 2")]
+    NotCores(String),
+    #[error("{0:?} must be more than 0 cores")]
+    NoCores(String),
+    #[error("{0:?} is not a whole number")]
+    NotAWholeNumber(String),
+    #[error("{0:?}: bad retry count; {RESTART_HINT}")]
+    BadRetryCount(String),
+    #[error("{RESTART_HINT}")]
+    NotARestartPolicy,
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("{0:?} must not contain ..")]
+    DotDot(String),
+    #[error("{0:?} is not a valid name (letters, digits, '-', '_', '.'; starting with a letter or digit)")]
+    NotAName(String),
+    #[error("item {0} is not K=V (its text is not shown: Env may hold secrets); expected e.g. TZ=UTC,LANG=C")]
+    NotKeyValue(usize),
+    #[error("item {0} does not start with a variable name (letters, digits, _)")]
+    NotAVariable(usize),
+    /// The splitter's own error names no part of the text.
+    #[error("cannot split into words: {0}")]
+    Words(shell_words::ParseError),
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("{value:?} has {fields} fields; expected 5 (min hour day month weekday), 6 with seconds first, or @daily/@hourly/@weekly/@monthly/@yearly")]
+    FieldCount { value: String, fields: usize },
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("{0:?} is not an image reference like berth/app:1")]
+    NotAnImageReference(String),
+    #[error("{key:?} has spaces around it (berth db docker_containers delete {key:?}, then set it again without them)")]
+    SpacesAround { key: String },
+    #[error("{key:?} ends in {suffix}, the name berth gives a replacement container during a recreate")]
+    ReplacementSuffix { key: String, suffix: &'static str },
+}
 
 /// `a,b , c` → ["a", "b", "c"]; empty items dropped.
 pub fn list(value: &str) -> Vec<String> {
@@ -21,24 +86,21 @@ pub fn one_of<'a>(value: &str, allowed: &[&'a str]) -> Parsed<&'a str> {
         .iter()
         .find(|a| a.eq_ignore_ascii_case(value.trim()))
         .copied()
-        .ok_or_else(|| format!("expected one of {}", allowed.join(", ")))
+        .ok_or_else(|| ValueError::NotOneOf(allowed.join(", ")))
 }
 
 pub fn yes_no(value: &str) -> Parsed<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "yes" | "enabled" | "true" | "on" => Ok(true),
         "no" | "disabled" | "false" | "off" => Ok(false),
-        _ => Err("expected yes or no".into()),
+        _ => Err(ValueError::NotYesNo),
     }
 }
 
 pub fn port(value: &str) -> Parsed<u16> {
     match value.trim().parse::<u16>() {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!(
-            "{:?} is not a port number (1 to 65535)",
-            value.trim()
-        )),
+        _ => Err(ValueError::NotAPort(value.trim().to_string())),
     }
 }
 
@@ -46,7 +108,7 @@ pub fn port(value: &str) -> Parsed<u16> {
 pub fn ports(value: &str) -> Parsed<Vec<u16>> {
     let mut out = Vec::new();
     for item in list(value) {
-        let p = port(&item).map_err(|e| format!("{e}; expected ports like 80,443"))?;
+        let p = port(&item).map_err(|e| ValueError::InPortList(Box::new(e)))?;
         if !out.contains(&p) {
             out.push(p);
         }
@@ -69,15 +131,16 @@ pub fn mappings(value: &str) -> Parsed<Vec<Mapping>> {
             Some((p, "tcp")) => (p, Some(Protocol::Tcp)),
             Some((p, "udp")) => (p, Some(Protocol::Udp)),
             Some((_, other)) => {
-                return Err(format!(
-                    "{item:?}: unknown protocol {other:?}; expected tcp or udp"
-                ))
+                return Err(ValueError::UnknownProtocol {
+                    item: item.clone(),
+                    protocol: other.to_string(),
+                })
             }
             None => (item.as_str(), None),
         };
-        let (host, container) = ports_part.split_once(':').ok_or_else(|| {
-            format!("{item:?} is not host:container; expected mappings like 8080:80,5353:53/udp")
-        })?;
+        let (host, container) = ports_part
+            .split_once(':')
+            .ok_or_else(|| ValueError::NotAMapping(item.clone()))?;
         out.push(Mapping {
             host: port(host)?,
             container: port(container)?,
@@ -90,26 +153,25 @@ pub fn mappings(value: &str) -> Parsed<Vec<Mapping>> {
 /// `512M`, `1G`, `65536K`, bare number = MiB → bytes.
 pub fn memory(value: &str) -> Parsed<i64> {
     let v = value.trim();
-    let hint = "expected a size like 512M or 1G (a bare number is MiB)";
     let (digits, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => v.split_at(i),
         None => (v, "M"),
     };
     let n: i64 = digits
         .parse()
-        .map_err(|_| format!("{v:?} is not a size; {hint}"))?;
+        .map_err(|_| ValueError::NotASize(v.to_string()))?;
     let factor: i64 = match unit.trim().to_ascii_uppercase().as_str() {
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
         "G" | "GB" | "GIB" => 1 << 30,
-        _ => return Err(format!("{v:?} has an unknown unit; {hint}")),
+        _ => return Err(ValueError::UnknownUnit(v.to_string())),
     };
     let bytes = n
         .checked_mul(factor)
-        .ok_or_else(|| format!("{v:?} is too large"))?;
+        .ok_or_else(|| ValueError::TooLarge(v.to_string()))?;
     // Docker refuses limits under 6 MiB; say so here, with the record named.
     if bytes < 6 << 20 {
-        return Err(format!("{v:?} is below Docker's minimum of 6M"));
+        return Err(ValueError::BelowMinimum(v.to_string()));
     }
     Ok(bytes)
 }
@@ -119,9 +181,9 @@ pub fn cpus(value: &str) -> Parsed<i64> {
     let v = value.trim();
     let cores: f64 = v
         .parse()
-        .map_err(|_| format!("{v:?} is not a number of cores; expected e.g. 0.5 or 2"))?;
+        .map_err(|_| ValueError::NotCores(v.to_string()))?;
     if !(cores.is_finite() && cores > 0.0 && cores <= 1024.0) {
-        return Err(format!("{v:?} must be more than 0 cores"));
+        return Err(ValueError::NoCores(v.to_string()));
     }
     Ok((cores * 1e9).round() as i64)
 }
@@ -130,23 +192,22 @@ pub fn integer(value: &str) -> Parsed<i64> {
     value
         .trim()
         .parse()
-        .map_err(|_| format!("{:?} is not a whole number", value.trim()))
+        .map_err(|_| ValueError::NotAWholeNumber(value.trim().to_string()))
 }
 
 /// Restart policy name and optional retry count (`on-failure:5`).
 pub fn restart(value: &str) -> Parsed<(String, Option<i64>)> {
     let v = value.trim();
-    let hint = "expected no, on-failure, unless-stopped or always";
     if let Some(n) = v.strip_prefix("on-failure:") {
         let n = n
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
-            .ok_or_else(|| format!("{v:?}: bad retry count; {hint}"))?;
+            .ok_or_else(|| ValueError::BadRetryCount(v.to_string()))?;
         return Ok(("on-failure".into(), Some(n)));
     }
     let name = one_of(v, &["no", "on-failure", "unless-stopped", "always"])
-        .map_err(|_| hint.to_string())?;
+        .map_err(|_| ValueError::NotARestartPolicy)?;
     Ok((name.to_string(), None))
 }
 
@@ -154,10 +215,10 @@ pub fn restart(value: &str) -> Parsed<(String, Option<i64>)> {
 pub fn absolute_path(value: &str) -> Parsed<String> {
     let v = value.trim();
     if !v.starts_with('/') {
-        return Err(format!("{v:?} is not an absolute path"));
+        return Err(ValueError::NotAbsolute(v.to_string()));
     }
     if v.split('/').any(|part| part == "..") {
-        return Err(format!("{v:?} must not contain .."));
+        return Err(ValueError::DotDot(v.to_string()));
     }
     let trimmed = v.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_string())
@@ -174,9 +235,7 @@ pub fn name(value: &str) -> Parsed<String> {
     if ok {
         Ok(v.to_string())
     } else {
-        Err(format!(
-            "{v:?} is not a valid name (letters, digits, '-', '_', '.'; starting with a letter or digit)"
-        ))
+        Err(ValueError::NotAName(v.to_string()))
     }
 }
 
@@ -186,21 +245,15 @@ pub fn name(value: &str) -> Parsed<String> {
 pub fn env(value: &str) -> Parsed<Vec<String>> {
     let mut vars = std::collections::BTreeMap::new();
     for (n, item) in list(value).iter().enumerate() {
-        let (k, v) = item.split_once('=').ok_or_else(|| {
-            format!(
-                "item {} is not K=V (its text is not shown: Env may hold secrets); expected e.g. TZ=UTC,LANG=C",
-                n + 1
-            )
-        })?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or(ValueError::NotKeyValue(n + 1))?;
         let k = k.trim();
         let valid = !k.is_empty()
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !k.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(format!(
-                "item {} does not start with a variable name (letters, digits, _)",
-                n + 1
-            ));
+            return Err(ValueError::NotAVariable(n + 1));
         }
         vars.insert(k.to_string(), v.to_string());
     }
@@ -208,9 +261,9 @@ pub fn env(value: &str) -> Parsed<Vec<String>> {
 }
 
 pub fn command(value: &str) -> Parsed<Vec<String>> {
-    let words = shell_words::split(value).map_err(|e| format!("cannot split into words: {e}"))?;
+    let words = shell_words::split(value).map_err(ValueError::Words)?;
     if words.is_empty() {
-        return Err("empty command".into());
+        return Err(ValueError::EmptyCommand);
     }
     Ok(words)
 }
@@ -220,11 +273,13 @@ pub fn schedule(value: &str) -> Parsed<String> {
     let v = value.trim();
     let fields = v.split_whitespace().count();
     if !v.starts_with('@') && !(5..=6).contains(&fields) {
-        return Err(format!(
-            "{v:?} has {fields} fields; expected 5 (min hour day month weekday), 6 with seconds first, or @daily/@hourly/@weekly/@monthly/@yearly"
-        ));
+        return Err(ValueError::FieldCount {
+            value: v.to_string(),
+            fields,
+        });
     }
-    crate::schedule::check(v).map(|()| v.to_string())
+    crate::schedule::check(v)?;
+    Ok(v.to_string())
 }
 
 #[cfg(test)]
@@ -241,7 +296,7 @@ mod tests {
         assert!(memory("12X").is_err());
         assert!(memory("").is_err());
         assert!(memory("1.5G").is_err());
-        assert!(memory("1M").unwrap_err().contains("minimum"));
+        assert!(memory("1M").unwrap_err().to_string().contains("minimum"));
         assert!(memory("99999999999999G").is_err());
     }
 
@@ -308,10 +363,12 @@ mod tests {
         // Days that never come are refused (croner would look until 5000).
         assert!(schedule("0 0 31 4 *")
             .unwrap_err()
+            .to_string()
             .contains("never happens"));
         // croner takes a lone `,` as a list of nothing.
         assert!(schedule("0 , * * *")
             .unwrap_err()
+            .to_string()
             .contains("its hour field matches no hour"));
         for never in [
             "0 0 30 2 *",

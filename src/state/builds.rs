@@ -64,8 +64,8 @@ impl State {
             path: path.clone(),
             source,
         };
-        let tx = self
-            .conn
+        let mut conn = self.conn();
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         let queued: Option<i64> = tx
@@ -102,8 +102,8 @@ impl State {
             path: path.clone(),
             source,
         };
-        let tx = self
-            .conn
+        let mut conn = self.conn();
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         // One read of the queue: what waits, what runs.
@@ -163,7 +163,7 @@ impl State {
     }
 
     fn insert_log_chunk(&self, build: i64, seq: i64, text: &str) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT OR REPLACE INTO build_logs (build_id, seq, text) VALUES (?1, ?2, ?3)",
                 params![build, seq, text],
@@ -175,8 +175,8 @@ impl State {
     /// The chunks of build `id`'s log after chunk `after` (-1: from the
     /// start), in order, with their numbers: what `berth image log -f` follows.
     pub fn build_log_chunks(&self, id: i64, after: i64) -> Result<Vec<(i64, String)>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare(
                 "SELECT seq, text FROM build_logs WHERE build_id = ?1 AND seq > ?2 ORDER BY seq",
             )
@@ -193,7 +193,7 @@ impl State {
         base_ref: Option<&str>,
         base_id: Option<&str>,
     ) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE builds SET base_ref = ?1, base_id = ?2 WHERE id = ?3",
                 params![base_ref, base_id, id],
@@ -212,7 +212,7 @@ impl State {
             Ok(id) => ("succeeded", Some(id), None),
             Err(e) => ("failed", None, Some(e)),
         };
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE builds SET state = ?1, finished_at = ?2, result_id = ?3, error = ?4 WHERE id = ?5",
                 params![state, now(), result_id, error, build.id],
@@ -223,7 +223,7 @@ impl State {
             let (base_ref, base_id) = current
                 .map(|b| (b.base_ref, b.base_id))
                 .unwrap_or((None, None));
-            self.conn
+            self.conn()
                 .execute(
                     "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated)
                      VALUES (?1, ?2, ?3, ?4, ?5, 0)
@@ -239,8 +239,8 @@ impl State {
     /// `interrupted`, and is queued again once (not a retry of a retry).
     pub fn interrupt_running_builds(&mut self) -> Result<Vec<Build>, StateError> {
         let running: Vec<Build> = {
-            let mut stmt = self
-                .conn
+            let conn = self.conn();
+        let mut stmt = conn
                 .prepare(&format!(
                     "SELECT {COLUMNS} FROM builds WHERE state = 'running'"
                 ))
@@ -249,14 +249,14 @@ impl State {
             rows.collect::<Result<_, _>>().map_err(self.err())?
         };
         for b in &running {
-            self.conn
+            self.conn()
                 .execute(
                     "UPDATE builds SET state = 'interrupted', finished_at = ?1, error = 'berthd stopped during the build' WHERE id = ?2",
                     params![now(), b.id],
                 )
                 .map_err(self.err())?;
             if b.retry_of.is_none() {
-                self.conn
+                self.conn()
                     .execute(
                         "INSERT INTO builds (image, state, trigger, requested_at, retry_of) VALUES (?1, 'queued', ?2, ?3, ?4)",
                         params![b.image, format!("retry of interrupted build {}", b.id), now(), b.id],
@@ -268,7 +268,7 @@ impl State {
     }
 
     pub fn build(&self, id: i64) -> Result<Option<Build>, StateError> {
-        self.conn
+        self.conn()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM builds WHERE id = ?1"),
                 params![id],
@@ -281,7 +281,7 @@ impl State {
     /// The whole log of build `id` (a log from before chunks, then the chunks).
     pub fn build_log(&self, id: i64) -> Result<Option<String>, StateError> {
         let old: Option<String> = self
-            .conn
+            .conn()
             .query_row("SELECT log FROM builds WHERE id = ?1", params![id], |r| {
                 r.get(0)
             })
@@ -297,8 +297,8 @@ impl State {
     }
 
     pub fn builds(&self, limit: usize) -> Result<Vec<Build>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare(&format!(
                 "SELECT {COLUMNS} FROM builds ORDER BY id DESC LIMIT ?1"
             ))
@@ -310,7 +310,7 @@ impl State {
     }
 
     pub fn has_pending_builds(&self) -> Result<bool, StateError> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT count(*) FROM builds WHERE state = 'queued'",
                 [],
@@ -322,7 +322,7 @@ impl State {
 
     /// Whether a build of `image` is queued or running.
     pub fn build_in_progress(&self, image: &str) -> Result<bool, StateError> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT count(*) FROM builds WHERE image = ?1 AND state IN ('queued', 'running')",
                 params![image],
@@ -333,8 +333,8 @@ impl State {
     }
 
     pub fn lineage(&self) -> Result<Vec<Lineage>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare("SELECT image, image_id, base_ref, base_id, built_at, outdated FROM lineage ORDER BY image")
             .map_err(self.err())?;
         let rows = stmt
@@ -355,7 +355,7 @@ impl State {
     /// Marks an image outdated (its base moved, no AutoRebuild); true if it was not already.
     pub fn mark_outdated(&self, image: &str) -> Result<bool, StateError> {
         let changed = self
-            .conn
+            .conn()
             .execute(
                 "UPDATE lineage SET outdated = 1 WHERE image = ?1 AND outdated = 0",
                 params![image],

@@ -8,6 +8,7 @@ mod schema;
 pub use builds::{Build, BuildLog, Lineage};
 
 use std::path::{Path, PathBuf};
+use std::sync::{MutexGuard, PoisonError};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,9 @@ pub enum StateError {
 }
 
 pub struct State {
-    conn: Connection,
+    /// Behind a mutex so `&State` can be held across an await in a future
+    /// that moves between threads (a pass journals as it goes).
+    conn: std::sync::Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -152,6 +155,12 @@ pub(crate) fn now() -> String {
 }
 
 impl State {
+    /// The connection. A panic while it was held leaves nothing half done
+    /// that SQLite would not roll back, so a poisoned lock is still used.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Opens (creating if needed) `state_dir/state.db` and migrates it.
     /// The folder is made (or narrowed to) 0700: the journal names records
     /// and errors, and build logs may show what a build printed.
@@ -182,10 +191,13 @@ impl State {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         let mut state = State {
-            conn,
+            conn: std::sync::Mutex::new(conn),
             path: path.to_path_buf(),
         };
-        schema::migrate(&mut state.conn, path)?;
+        schema::migrate(
+            state.conn.get_mut().unwrap_or_else(PoisonError::into_inner),
+            path,
+        )?;
         Ok(state)
     }
 
@@ -197,13 +209,13 @@ impl State {
     }
 
     pub fn begin_pass(&self, trigger: &str) -> Result<i64, StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO passes (started_at, trigger) VALUES (?1, ?2)",
                 params![now(), trigger],
             )
             .map_err(self.err())?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn().last_insert_rowid())
     }
 
     pub fn finish_pass(
@@ -213,7 +225,7 @@ impl State {
         failures: usize,
         problems: usize,
     ) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE passes SET finished_at = ?1, actions = ?2, failures = ?3, problems = ?4 WHERE id = ?5",
                 params![now(), actions as i64, failures as i64, problems as i64, pass_id],
@@ -230,18 +242,18 @@ impl State {
         action: &str,
         reason: &str,
     ) -> Result<i64, StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO actions (pass_id, at, record, action, reason, result) VALUES (?1, ?2, ?3, ?4, ?5, 'started')",
                 params![pass_id, now(), record, action, reason],
             )
             .map_err(self.err())?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn().last_insert_rowid())
     }
 
     pub fn action_finished(&self, id: i64, error: Option<&str>) -> Result<(), StateError> {
         let result = if error.is_some() { "failed" } else { "ok" };
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE actions SET result = ?1, error = ?2, finished_at = ?3 WHERE id = ?4",
                 params![result, error, now(), id],
@@ -253,7 +265,7 @@ impl State {
     /// Actions left `started` by a daemon that was killed mid-pass become
     /// `interrupted`; returns how many. The next pass observes and finishes.
     pub fn mark_interrupted(&self) -> Result<usize, StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "UPDATE actions SET result = 'interrupted' WHERE result = 'started'",
                 [],
@@ -268,7 +280,7 @@ impl State {
         record: &str,
         event: &crate::schedule::RunEvent,
     ) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO overrides (record, run, at, source) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(record) DO UPDATE SET run = ?2, at = ?3, source = ?4",
@@ -282,8 +294,8 @@ impl State {
     pub fn overrides(
         &self,
     ) -> Result<std::collections::BTreeMap<String, crate::schedule::RunEvent>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare("SELECT record, run, at, source FROM overrides")
             .map_err(self.err())?;
         let rows = stmt
@@ -317,7 +329,7 @@ impl State {
             container_id,
             chrono::Utc::now(),
         );
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO starts (record, container_id, at, quick) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(record) DO UPDATE SET container_id = ?2, at = ?3, quick = ?4",
@@ -330,7 +342,7 @@ impl State {
     /// berth stopped the record's container itself: its next start is a
     /// fresh one.
     pub fn forget_start(&self, record: &str) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute("DELETE FROM starts WHERE record = ?1", params![record])
             .map_err(self.err())?;
         Ok(())
@@ -341,8 +353,8 @@ impl State {
         &self,
     ) -> Result<std::collections::BTreeMap<String, crate::plan::restarts::StartRecord>, StateError>
     {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare("SELECT record, container_id, at, quick FROM starts")
             .map_err(self.err())?;
         let rows = stmt
@@ -373,7 +385,7 @@ impl State {
     }
 
     pub fn record_event(&self, run: &EventRun) -> Result<(), StateError> {
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO events (at, name, args, trigger, result, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -390,8 +402,8 @@ impl State {
     }
 
     pub fn event_history(&self, limit: usize) -> Result<Vec<EventRun>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare("SELECT at, name, args, trigger, result, output FROM events ORDER BY id DESC LIMIT ?1")
             .map_err(self.err())?;
         let rows = stmt
@@ -416,8 +428,8 @@ impl State {
         record: Option<&str>,
         limit: usize,
     ) -> Result<Vec<JournalEntry>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare(
                 "SELECT id, pass_id, at, record, action, reason, result, error FROM actions
                  WHERE ?1 IS NULL OR record = ?1 ORDER BY id DESC LIMIT ?2",
@@ -441,8 +453,8 @@ impl State {
     }
 
     pub fn passes(&self, limit: usize) -> Result<Vec<PassEntry>, StateError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare(
                 "SELECT id, started_at, finished_at, trigger, actions, failures, problems
                  FROM passes ORDER BY id DESC LIMIT ?1",
@@ -478,7 +490,8 @@ impl State {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql)?;
         let mut removed = 0;
         for (table, time, extra) in [
             ("actions", "at", ""),
@@ -511,7 +524,7 @@ impl State {
 
     /// The error of the record's latest action, if that action failed.
     pub fn last_error(&self, record: &str) -> Result<Option<String>, StateError> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT error FROM actions WHERE record = ?1 AND result != 'started' ORDER BY id DESC LIMIT 1",
                 params![record],
@@ -606,13 +619,13 @@ mod tests {
                 .expect("action");
         }
         // Old rows: the first seven are a year old.
-        s.conn
+        s.conn()
             .execute(
                 "UPDATE actions SET at = '2000-01-01T00:00:00.000Z' WHERE id <= 7",
                 [],
             )
             .expect("age");
-        s.conn
+        s.conn()
             .execute(
                 "UPDATE passes SET started_at = '2000-01-01T00:00:00.000Z' WHERE id <= 7",
                 [],

@@ -1,0 +1,245 @@
+//! The one "ask berthd, else do it here" path. [`backend`] chooses once
+//! per command: [`DaemonClient`] when berthd listens on its socket (so
+//! passes never overlap), else [`LocalBackend`], which does the work in
+//! this process and connects to the engine only when a request needs it.
+//! Both are the API's [`Backend`], the shape berthd answers requests with.
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
+
+use tokio::sync::OnceCell;
+
+use crate::api::client::DaemonClient;
+use crate::api::{Backend, BackendError, BuildQueued};
+use crate::config::Config;
+use crate::engine::DockerEngine;
+use crate::plan::Plan;
+use crate::reconcile::{self, PassReport, Planned, Remembered};
+use crate::state::{EventRun, JournalEntry, State};
+use crate::status::{self, RecordStatus};
+
+/// berthd's client when it listens on `api_socket`, else the local backend.
+pub async fn backend(config: &Config) -> CliBackend {
+    if crate::api::client::is_listening(&config.api_socket).await {
+        CliBackend::Daemon(DaemonClient::new(&config.api_socket))
+    } else {
+        CliBackend::Local(LocalBackend::new(config))
+    }
+}
+
+/// The backend a command chose.
+pub enum CliBackend {
+    Daemon(DaemonClient),
+    Local(LocalBackend),
+}
+
+/// The work done in this process, as berthd would do it: passes run here
+/// (with the journal when state.db can be opened), events run their
+/// actions here.
+pub struct LocalBackend {
+    config: Config,
+    engine: OnceCell<DockerEngine>,
+}
+
+impl LocalBackend {
+    pub fn new(config: &Config) -> LocalBackend {
+        LocalBackend {
+            config: config.clone(),
+            engine: OnceCell::new(),
+        }
+    }
+
+    /// The engine, connected at the first request that needs it.
+    async fn engine(&self) -> Result<&DockerEngine, BackendError> {
+        Ok(self
+            .engine
+            .get_or_try_init(|| DockerEngine::connect(&self.config.docker_host))
+            .await?)
+    }
+
+    /// Runs a pass (and what asks for it) on a thread and runtime of its
+    /// own, with an engine connected there: a pass's future cannot move
+    /// between threads (the applier's action closures are not `Send` for
+    /// every lifetime), and a [`Backend`]'s futures must.
+    async fn on_own_thread<T, F, Fut>(&self, work: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Config, DockerEngine) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, BackendError>>,
+    {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(BackendError::Runtime)?;
+            runtime.block_on(async move {
+                let engine = DockerEngine::connect(&config.docker_host).await?;
+                work(config, engine).await
+            })
+        })
+        .await
+        .map_err(BackendError::Thread)?
+    }
+
+    /// The plan at `at` (schedules and stored events evaluated then), with
+    /// what was learnt making it.
+    pub async fn plan_at(&self, at: SystemTime) -> Result<Planned, BackendError> {
+        let engine = self.engine().await?;
+        let remembered = Remembered::read_dir(&self.config.state_dir);
+        Ok(reconcile::plan_now(&self.config, engine, remembered, at, false).await?)
+    }
+}
+
+impl Backend for LocalBackend {
+    async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
+        let engine = self.engine().await?;
+        let state = State::open(&self.config.state_dir).ok();
+        let remembered = Remembered::read(state.as_ref());
+        let mut rows = status::current(&self.config, engine, remembered).await?;
+        if let Some(state) = &state {
+            status::add_last_errors(&mut rows, state);
+        }
+        Ok(rows)
+    }
+
+    /// The warnings the daemon logs are said on stderr here.
+    async fn plan(&self) -> Result<Plan, BackendError> {
+        let Planned { plan, warnings, .. } = self.plan_at(SystemTime::now()).await?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(plan)
+    }
+
+    async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
+        self.on_own_thread(move |config, engine| async move {
+            // The journal is best effort here: an admin without a writable
+            // state_dir can still apply.
+            let state = State::open(&config.state_dir)
+                .map_err(|e| eprintln!("warning: no journal: {e}"))
+                .ok();
+            let stop = AtomicBool::new(false);
+            Ok(reconcile::run_pass(
+                &config,
+                &engine,
+                state.as_ref(),
+                "berth apply",
+                allow_mass_removal,
+                &stop,
+                |_| {},
+            )
+            .await?)
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        record: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, BackendError> {
+        Ok(State::open(&self.config.state_dir)?.history(record.as_deref(), limit)?)
+    }
+
+    async fn container(&self, name: String, run: bool) -> Result<PassReport, BackendError> {
+        self.on_own_thread(move |config, engine| async move {
+            let pass = |trigger| crate::events::direct_pass(&config, &engine, trigger);
+            Ok(crate::events::console(&config, &name, run, pass).await?)
+        })
+        .await
+    }
+
+    async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
+        self.on_own_thread(move |config, engine| async move {
+            let pass = |trigger| crate::events::direct_pass(&config, &engine, trigger);
+            let trigger = "berth signal-event";
+            Ok(crate::events::signal(&config, &name, &args, trigger, pass).await?)
+        })
+        .await
+    }
+
+    async fn events(&self, limit: usize) -> Result<Vec<EventRun>, BackendError> {
+        Ok(State::open(&self.config.state_dir)?.event_history(limit)?)
+    }
+
+    /// Queues the build; the command then runs the workers itself.
+    async fn build(&self, name: String, _token: Option<String>) -> Result<BuildQueued, BackendError> {
+        let images = crate::images::load(&self.config).map_err(BackendError::images)?;
+        if let Some(errors) = images.failed.get(&name) {
+            return Err(BackendError::InvalidImage {
+                name,
+                errors: errors.iter().map(ToString::to_string).collect(),
+            });
+        }
+        if !images.specs.contains_key(&name) {
+            return Err(BackendError::NoImage(name));
+        }
+        let mut state = State::open(&self.config.state_dir)?;
+        let (build, merged) = state.request_build(&name, "berth image build")?;
+        Ok(BuildQueued { build, merged })
+    }
+}
+
+impl Backend for CliBackend {
+    async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.status().await,
+            CliBackend::Local(b) => b.status().await,
+        }
+    }
+
+    async fn plan(&self) -> Result<Plan, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.plan().await,
+            CliBackend::Local(b) => b.plan().await,
+        }
+    }
+
+    async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.apply(allow_mass_removal).await,
+            CliBackend::Local(b) => b.apply(allow_mass_removal).await,
+        }
+    }
+
+    async fn history(
+        &self,
+        record: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.history(record, limit).await,
+            CliBackend::Local(b) => b.history(record, limit).await,
+        }
+    }
+
+    async fn container(&self, name: String, run: bool) -> Result<PassReport, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.container(name, run).await,
+            CliBackend::Local(b) => b.container(name, run).await,
+        }
+    }
+
+    async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.signal(name, args).await,
+            CliBackend::Local(b) => b.signal(name, args).await,
+        }
+    }
+
+    async fn events(&self, limit: usize) -> Result<Vec<EventRun>, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.events(limit).await,
+            CliBackend::Local(b) => b.events(limit).await,
+        }
+    }
+
+    async fn build(&self, name: String, token: Option<String>) -> Result<BuildQueued, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.build(name, token).await,
+            CliBackend::Local(b) => b.build(name, token).await,
+        }
+    }
+}
