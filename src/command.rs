@@ -15,10 +15,10 @@ pub const OUTPUT_CAP: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}: {error}")]
     Spawn {
         program: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("still running after {}s; killed", .0.as_secs())]
     TimedOut(Duration, String),
@@ -96,7 +96,7 @@ fn spawn_and_wait(
     let mut child = cmd
         .process_group(0)
         .spawn()
-        .map_err(|source| CommandError::Spawn { program, source })?;
+        .map_err(|error| CommandError::Spawn { program, error })?;
     let pid = child.id();
     let _running = Running::register(pid);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -41,8 +41,8 @@ pub enum Links {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SafeFsError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("{path} is a symbolic link owned by uid {uid}: berth follows only links owned by root (or by its own user) to a file or folder it writes")]
     UntrustedLink { path: PathBuf, uid: u32 },
     #[error("{path} is a symbolic link: berth uses only real folders here (give the path the link points to)")]
@@ -59,7 +59,7 @@ impl SafeFsError {
     fn io(path: &Path, source: impl Into<io::Error>) -> Self {
         SafeFsError::Io {
             path: path.to_path_buf(),
-            source: source.into(),
+            error: source.into(),
         }
     }
 }

@@ -51,7 +51,7 @@ pub(super) fn read(path: &Path) -> Result<Option<Vec<u8>>, DbError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(DbError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }),
     }
 }
@@ -61,7 +61,7 @@ fn lock(path: &Path) -> Result<Flock<File>, DbError> {
     let lock_path = lock_path(path);
     let io_error = |source: io::Error| DbError::Io {
         path: lock_path.clone(),
-        source,
+        error: source,
     };
     let mut file = OpenOptions::new()
         .read(true)
@@ -87,7 +87,7 @@ fn lock(path: &Path) -> Result<Flock<File>, DbError> {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DbError> {
     let io_error = |source: io::Error| DbError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let (folder, name) = safe_fs::parent_and_name(path)?;
     let dir = safe_fs::open_dir(&folder, Links::Trusted)?;

@@ -164,35 +164,48 @@ pub fn value_text(rtype: &str, props: &[(String, String)]) -> String {
     out
 }
 
+/// A key or property name the format cannot hold: written, it would not
+/// read back as itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("invalid key {0:?}: empty or only whitespace")]
+    EmptyKey(String),
+    #[error("invalid key {0:?}: contains `=`")]
+    KeyWithEquals(String),
+    #[error("invalid key {0:?}: contains a newline")]
+    KeyWithNewline(String),
+    #[error("invalid key {0:?}: starts with `#`, it would read as a comment")]
+    KeyLikeComment(String),
+    #[error("invalid property name: empty")]
+    EmptyPropName,
+    #[error("invalid property name {0:?}: contains `|` or a newline")]
+    PropNameWithSeparator(String),
+}
+
 /// Why `key` cannot be written, if it cannot: the written line must read
 /// back as a record with exactly this key.
-pub fn check_key(key: &str) -> Result<(), String> {
-    if key.chars().all(is_space) {
-        return Err(format!("invalid key {key:?}: empty or only whitespace"));
-    }
-    if key.contains('=') {
-        return Err(format!("invalid key {key:?}: contains `=`"));
-    }
-    if key.contains('\n') {
-        return Err(format!("invalid key {key:?}: contains a newline"));
-    }
-    if key.trim_start_matches(is_space).starts_with('#') {
-        return Err(format!(
-            "invalid key {key:?}: starts with `#`, it would read as a comment"
-        ));
-    }
-    Ok(())
+pub fn check_key(key: &str) -> Result<(), NameError> {
+    let refused = if key.chars().all(is_space) {
+        NameError::EmptyKey
+    } else if key.contains('=') {
+        NameError::KeyWithEquals
+    } else if key.contains('\n') {
+        NameError::KeyWithNewline
+    } else if key.trim_start_matches(is_space).starts_with('#') {
+        NameError::KeyLikeComment
+    } else {
+        return Ok(());
+    };
+    Err(refused(key.to_string()))
 }
 
 /// Why `name` cannot be a property name, if it cannot.
-pub fn check_prop_name(name: &str) -> Result<(), String> {
+pub fn check_prop_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("invalid property name: empty".to_string());
+        return Err(NameError::EmptyPropName);
     }
     if name.contains('|') || name.contains('\n') {
-        return Err(format!(
-            "invalid property name {name:?}: contains `|` or a newline"
-        ));
+        return Err(NameError::PropNameWithSeparator(name.to_string()));
     }
     Ok(())
 }

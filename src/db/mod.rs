@@ -78,14 +78,17 @@ impl fmt::Display for ParseProblem {
 pub enum DbError {
     #[error("{0}: no such db file")]
     Missing(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A write asked for something the format cannot hold (a key with `=`…).
-    #[error("{path}: {why}")]
-    Invalid { path: PathBuf, why: String },
+    #[error("{}: {why}", .path.display())]
+    Invalid {
+        path: PathBuf,
+        why: format::NameError,
+    },
     #[error("{path}: no record {key:?}")]
     NoRecord { path: PathBuf, key: String },
     /// The db's folder is reached through a link berth does not trust.

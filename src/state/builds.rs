@@ -62,7 +62,7 @@ impl State {
         let path = self.path.clone();
         let sql = |source| StateError::Sqlite {
             path: path.clone(),
-            source,
+            error: source,
         };
         let mut conn = self.conn();
         let tx = conn
@@ -100,7 +100,7 @@ impl State {
         let path = self.path.clone();
         let sql = |source| StateError::Sqlite {
             path: path.clone(),
-            source,
+            error: source,
         };
         let mut conn = self.conn();
         let tx = conn

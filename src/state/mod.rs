@@ -15,15 +15,15 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
-    #[error("{path}: cannot create folder: {source}")]
+    #[error("{path}: cannot create folder: {error}")]
     Folder {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: schema version {found} is newer than this berth knows ({known})")]
     TooNew {
@@ -167,7 +167,7 @@ impl State {
     pub fn open(state_dir: &Path) -> Result<State, StateError> {
         private_folder(state_dir).map_err(|source| StateError::Folder {
             path: state_dir.to_path_buf(),
-            source,
+            error: source,
         })?;
         Self::open_file(&state_dir.join("state.db"))
     }
@@ -175,11 +175,11 @@ impl State {
     pub fn open_file(path: &Path) -> Result<State, StateError> {
         let sql = |source| StateError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         private_files(path).map_err(|source| StateError::Folder {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         let conn = Connection::open(path).map_err(sql)?;
         // WAL + synchronous NORMAL: a kill -9 loses at most the last
@@ -204,7 +204,7 @@ impl State {
     fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
         move |source| StateError::Sqlite {
             path: self.path.clone(),
-            source,
+            error: source,
         }
     }
 
@@ -488,7 +488,7 @@ impl State {
         let path = self.path.clone();
         let sql = |source| StateError::Sqlite {
             path: path.clone(),
-            source,
+            error: source,
         };
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql)?;

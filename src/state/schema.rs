@@ -94,7 +94,7 @@ const MIGRATIONS: &[&str] = &[
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
     let sql = |source| StateError::Sqlite {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let current: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))

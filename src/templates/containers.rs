@@ -72,7 +72,7 @@ pub fn load(state_dir: &Path) -> BTreeMap<String, ContainerView> {
 
 /// Remembers `views` when they differ from what is stored (temp file +
 /// rename, so a crash leaves the old or the new file, never half of one).
-pub fn save(state_dir: &Path, views: &[ContainerView]) -> Result<(), String> {
+pub fn save(state_dir: &Path, views: &[ContainerView]) -> Result<(), super::write::SaveError> {
     let wanted: BTreeMap<String, ContainerView> =
         views.iter().map(|v| (v.name.clone(), v.clone())).collect();
     if load(state_dir) == wanted {

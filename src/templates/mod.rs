@@ -35,7 +35,7 @@ pub struct TemplateReport {
     /// `write`: that would be).
     pub removed: Vec<PathBuf>,
     /// Reload commands run, with their result.
-    pub reloads: Vec<(String, Result<(), String>)>,
+    pub reloads: Vec<(String, Result<(), write::ReloadError>)>,
     /// For `--diff`: output path → (old text, new text).
     #[serde(skip)]
     pub diffs: BTreeMap<PathBuf, (String, String)>,
@@ -69,7 +69,7 @@ pub fn run(config: &Config, write: bool) -> TemplateReport {
     if write {
         if let Ok(views) = &views {
             if let Err(e) = containers::save(&config.state_dir, views) {
-                warnings.push(e);
+                warnings.push(e.to_string());
             }
         }
     }

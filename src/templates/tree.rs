@@ -50,16 +50,18 @@ fn mode() -> String {
     "0644".into()
 }
 
+/// A `.meta.toml` mode that is not an octal file mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mode {0:?} is not an octal file mode like \"0640\"")]
+pub struct ModeError(pub String);
+
 impl Meta {
     /// The permission bits of `mode` ("0640", "640" or "0o640").
-    pub fn mode_bits(&self) -> Result<u32, String> {
+    pub fn mode_bits(&self) -> Result<u32, ModeError> {
         let digits = self.mode.trim().trim_start_matches("0o");
         match u32::from_str_radix(digits, 8) {
             Ok(bits) if bits <= 0o7777 && !digits.is_empty() => Ok(bits),
-            _ => Err(format!(
-                "mode {:?} is not an octal file mode like \"0640\"",
-                self.mode
-            )),
+            _ => Err(ModeError(self.mode.clone())),
         }
     }
 }
@@ -226,9 +228,13 @@ fn read_meta(dirs: &[PathBuf]) -> (Meta, Option<TemplateError>) {
                 )
             }
         };
-        let meta: Result<Meta, String> = toml::from_str::<Meta>(&text)
+        // toml's message spans lines; the error says it on one.
+        let meta = toml::from_str::<Meta>(&text)
             .map_err(|e| e.to_string().trim().replace('\n', " "))
-            .and_then(|m| m.mode_bits().map(|_| m));
+            .and_then(|m| match m.mode_bits() {
+                Ok(_) => Ok(m),
+                Err(e) => Err(e.to_string()),
+            });
         return match meta {
             Ok(meta) => (meta, None),
             Err(message) => (

@@ -97,7 +97,7 @@ pub fn apply(
     prune(config, templates, &old, &mut manifest, &mut report, write);
     if write && manifest != old {
         if let Err(e) = save_json(&manifest_path, &manifest) {
-            report.warnings.push(e);
+            report.warnings.push(e.to_string());
         }
     }
     if write {
@@ -175,7 +175,7 @@ fn remove_target(target: &Path) -> Result<(), safe_fs::SafeFsError> {
     let (folder, name) = safe_fs::parent_and_name(target)?;
     let dir = match safe_fs::open_dir(&folder, Links::Trusted) {
         Ok(dir) => dir,
-        Err(safe_fs::SafeFsError::Io { source, .. })
+        Err(safe_fs::SafeFsError::Io { error: source, .. })
             if source.kind() == std::io::ErrorKind::NotFound =>
         {
             return Ok(());
@@ -185,7 +185,7 @@ fn remove_target(target: &Path) -> Result<(), safe_fs::SafeFsError> {
     dir.remove_file(&name)
         .map_err(|source| safe_fs::SafeFsError::Io {
             path: target.to_path_buf(),
-            source,
+            error: source,
         })
 }
 
@@ -220,26 +220,59 @@ fn write_file(target: &Path, bytes: &[u8], meta: &Meta) -> Result<(), TemplateEr
 
 /// Writes `value` as JSON to `path` atomically (state files of this
 /// module, readable by root only: they name containers and ports).
-pub(super) fn save_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
-    let json = serde_json::to_vec_pretty(value).map_err(|e| format!("{}: {e}", path.display()))?;
-    safe_fs::write_file(path, &json, 0o600).map_err(|e| e.to_string())
+pub(super) fn save_json(path: &Path, value: &impl Serialize) -> Result<(), SaveError> {
+    let json = serde_json::to_vec_pretty(value).map_err(|error| SaveError::Encode {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok(safe_fs::write_file(path, &json, 0o600)?)
+}
+
+/// Why a state file of this module was not saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("{}: {error}", .path.display())]
+    Encode {
+        path: std::path::PathBuf,
+        error: serde_json::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] safe_fs::SafeFsError),
+}
+
+/// Why a reload command failed. Cloned with the report it is in, and
+/// serialized as its text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Run(std::sync::Arc<crate::command::CommandError>),
+    /// It ran and failed: its exit status, and what it printed (capped).
+    #[error("{status}{}", if .output.is_empty() { String::new() } else { format!(": {}", .output) })]
+    Failed {
+        status: std::process::ExitStatus,
+        output: String,
+    },
+}
+
+impl Serialize for ReloadError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// `sh -c CMD`, its output kept for the report when it fails; killed
 /// (with what it started) after [`RELOAD_TIMEOUT`].
-fn run_reload(cmd: &str) -> Result<(), String> {
+fn run_reload(cmd: &str) -> Result<(), ReloadError> {
     let mut command = std::process::Command::new("sh");
     command.arg("-c").arg(cmd);
     let done = crate::command::run(command, Some(RELOAD_TIMEOUT), crate::command::OUTPUT_CAP)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ReloadError::Run(std::sync::Arc::new(e)))?;
     if done.success() {
         return Ok(());
     }
-    let text = done.output.trim();
-    Err(if text.is_empty() {
-        done.status.to_string()
-    } else {
-        format!("{}: {text}", done.status)
+    Err(ReloadError::Failed {
+        status: done.status,
+        output: done.output.trim().to_string(),
     })
 }
 
@@ -453,7 +486,7 @@ mod tests {
         assert_eq!(report.reloads.len(), 1);
         let outcome = &report.reloads[0].1;
         assert!(
-            matches!(outcome, Err(e) if e.contains("config is bad") && e.contains('3')),
+            matches!(outcome, Err(e) if e.to_string().contains("config is bad") && e.to_string().contains('3')),
             "{outcome:?}"
         );
         assert_eq!(
