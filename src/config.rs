@@ -15,8 +15,25 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// toml's message spans lines; said here on one.
+    #[error("{}: {}", .path.display(), .error.to_string().trim_end().replace('\n', " "))]
+    Toml {
+        path: PathBuf,
+        error: toml::de::Error,
+    },
+    #[error("{}: {why}", .path.display())]
+    Invalid { path: PathBuf, why: Invalid },
+}
+
+/// A setting whose value berth cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum Invalid {
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("build_memory: {0}")]
+    BuildMemory(crate::spec::property::ValueError),
+    #[error("mass_removal_share must be more than 0 and at most 1 (got {0})")]
+    Share(f64),
 }
 
 /// The file as written; every field optional, unknown keys rejected so a
@@ -160,9 +177,9 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Toml {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            error,
         })?;
         let base = path
             .parent()
@@ -183,12 +200,12 @@ impl Config {
             }
         };
         let d = Config::default();
-        let bad = |message: String| ConfigError::Parse {
+        let bad = |why: Invalid| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
+            why,
         };
         if raw.resync_seconds == Some(0) {
-            return Err(bad("resync_seconds must be at least 1".into()));
+            return Err(bad(Invalid::Zero("resync_seconds")));
         }
         let build_memory = match raw
             .build_memory
@@ -196,14 +213,14 @@ impl Config {
             .map(crate::spec::property::memory)
         {
             Some(Ok(bytes)) => bytes,
-            Some(Err(why)) => return Err(bad(format!("build_memory: {why}"))),
+            Some(Err(why)) => return Err(bad(Invalid::BuildMemory(why))),
             None => 0,
         };
         if raw.build_workers == Some(0) {
-            return Err(bad("build_workers must be at least 1".into()));
+            return Err(bad(Invalid::Zero("build_workers")));
         }
         if raw.apply_concurrency == Some(0) {
-            return Err(bad("apply_concurrency must be at least 1".into()));
+            return Err(bad(Invalid::Zero("apply_concurrency")));
         }
         for (key, value) in [
             ("git_timeout_seconds", raw.git_timeout_seconds),
@@ -211,14 +228,12 @@ impl Config {
             ("journal_keep_days", raw.journal_keep_days),
         ] {
             if value == Some(0) {
-                return Err(bad(format!("{key} must be at least 1")));
+                return Err(bad(Invalid::Zero(key)));
             }
         }
         if let Some(share) = raw.mass_removal_share {
             if !(share > 0.0 && share <= 1.0) {
-                return Err(bad(format!(
-                    "mass_removal_share must be more than 0 and at most 1 (got {share})"
-                )));
+                return Err(bad(Invalid::Share(share)));
             }
         }
         Ok(Config {

@@ -61,3 +61,46 @@ fn a_record_with_two_bad_properties_is_one_record_not_applied() {
         "{err}"
     );
 }
+
+/// Each error below is said once, on one line, with its exit code: 1 for a
+/// verb that failed, 2 for a config berth cannot use.
+#[test]
+fn each_error_is_said_once_with_its_exit_code() {
+    let s = Sandbox::new(None);
+    let config = s.config();
+
+    std::fs::write(&config, "db_dir = \"db\"\nbogus = 1\n").expect("config");
+    let (code, _, err) = s.run(&["plan"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "berth: {}: TOML parse error at line 2, column 1   | 2 | bogus = 1   | ^^^^^ unknown field `bogus`, expected one of `db_dir`, `state_dir`, `templates_dir`, `templates_custom_dir`, `output_root`, `events_dir`, `docker_host`, `api_socket`, `api_listen`, `resync_seconds`, `bridge_network`, `instance`, `apply_concurrency`, `stop_grace_seconds`, `build_workers`, `build_memory`, `build_cpus`, `credentials_file`, `image_notify_command`, `git_timeout_seconds`, `action_timeout_seconds`, `mass_removal_share`, `journal_keep_days`\n",
+            config.display()
+        )
+    );
+
+    s.write_config("db", None);
+    let nosuch = s.name("nosuch");
+    let (code, out, err) = s.run(&["start", &nosuch]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert_eq!(
+        err,
+        format!("berth start: no record {nosuch} in docker_containers\n")
+    );
+
+    let (code, out, err) = s.run(&["plan", "--at", "soon"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert_eq!(
+        err,
+        "berth: --at: \"soon\" is not a time: use 03:00, 2026-11-23 03:00 or RFC 3339\n"
+    );
+
+    s.write_config("db", Some("unix:///nonexistent/docker.sock"));
+    let (code, out, err) = s.run(&["status"]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert_eq!(
+        err,
+        "berth: cannot reach the Docker engine at unix:///nonexistent/docker.sock: Socket not found: /nonexistent/docker.sock\n"
+    );
+}

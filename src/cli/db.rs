@@ -104,7 +104,7 @@ pub fn run(db_dir: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
     let (db_name, verb) = match args {
         [db_name, verb_name, rest @ ..] => match Verb::parse(verb_name, rest) {
             Ok(verb) => (db_name, verb),
-            Err(message) => return usage(err, &message),
+            Err(e) => return usage(err, &e.to_string()),
         },
         _ => return usage(err, USAGE),
     };
@@ -131,6 +131,17 @@ pub fn run(db_dir: &Path, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
 fn usage(err: &mut dyn Write, message: &str) -> i32 {
     let _ = writeln!(err, "berth db: {message}");
     2
+}
+
+/// A verb with the wrong arguments.
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    #[error("usage: berth db DB {0}")]
+    NoArguments(String),
+    #[error("usage: berth db DB {verb} {shape}")]
+    Shape { verb: String, shape: &'static str },
+    #[error("unknown verb {0:?} (see `berth db --help`)")]
+    UnknownVerb(String),
 }
 
 /// Why a verb did not succeed.
@@ -167,12 +178,15 @@ enum Verb<'a> {
 }
 
 impl<'a> Verb<'a> {
-    fn parse(verb: &str, args: &'a [String]) -> Result<Verb<'a>, String> {
-        let wrong = |shape: &str| format!("usage: berth db DB {verb} {shape}");
+    fn parse(verb: &str, args: &'a [String]) -> Result<Verb<'a>, UsageError> {
+        let wrong = |shape: &'static str| UsageError::Shape {
+            verb: verb.to_string(),
+            shape,
+        };
         let arg = |i: usize| args[i].as_str();
         Ok(match (verb, args.len()) {
             ("keys", 0) => Verb::Keys,
-            ("keys", _) => return Err(format!("usage: berth db DB {verb}")),
+            ("keys", _) => return Err(UsageError::NoArguments(verb.to_string())),
             ("print", 0 | 1) => Verb::Print(args.first().map(String::as_str)),
             ("show", 0 | 1) => Verb::Show(args.first().map(String::as_str)),
             ("printtype", 0 | 1) => Verb::PrintType(args.first().map(String::as_str)),
@@ -200,7 +214,7 @@ impl<'a> Verb<'a> {
             ("setprop", _) => return Err(wrong("KEY PROP VALUE [PROP VALUE]…")),
             ("delprop", n) if n >= 2 => Verb::DelProp(arg(0), &args[1..]),
             ("delprop", _) => return Err(wrong("KEY PROP…")),
-            _ => return Err(format!("unknown verb {verb:?} (see `berth db --help`)")),
+            _ => return Err(UsageError::UnknownVerb(verb.to_string())),
         })
     }
 

@@ -177,20 +177,12 @@ fn with_runtime(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> 
     }
 }
 
-/// An error and its causes on one line, each said once: a cause whose
-/// text the message already holds (most errors name their cause in their
-/// own text) is not repeated.
+/// An error and its causes on one line. berth's errors say a cause either
+/// in their own text or as their `source()`, never both, so each is
+/// said once.
 pub fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
