@@ -172,7 +172,12 @@ async fn exchange(
         })?;
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(http)?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(http)?
+        .to_bytes();
     let json = serde_json::from_slice(&body).map_err(|error| ClientError::NotJson {
         path: path.to_path_buf(),
         error,
@@ -266,7 +271,11 @@ impl Backend for DaemonClient {
 
     /// The command asks as the admin on the root-only socket: a token is
     /// only ever a webhook's, and is never sent from here.
-    async fn build(&self, name: String, _token: Option<String>) -> Result<BuildQueued, BackendError> {
+    async fn build(
+        &self,
+        name: String,
+        _token: Option<String>,
+    ) -> Result<BuildQueued, BackendError> {
         let uri = format!("/v1/images/{name}/build");
         self.ask("POST", &uri, None, PASS).await
     }

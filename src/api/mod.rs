@@ -181,9 +181,7 @@ impl BackendError {
             | BackendError::Images(_)
             | BackendError::LoopPass(_)
             | BackendError::Runtime(_)
-            | BackendError::Thread(_) => {
-                ErrorKind::Internal
-            }
+            | BackendError::Thread(_) => ErrorKind::Internal,
             BackendError::Forbidden => ErrorKind::Forbidden,
             BackendError::NoImage(_) => ErrorKind::NotFound,
             BackendError::InvalidImage { .. } => ErrorKind::Conflict,
@@ -309,3 +307,6 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
 }
 
 pub use server::{bind, serve, serve_tcp, ApiSocket, SharedToken};
+
+#[cfg(test)]
+mod tests;

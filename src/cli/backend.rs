@@ -165,7 +165,11 @@ impl Backend for LocalBackend {
     }
 
     /// Queues the build; the command then runs the workers itself.
-    async fn build(&self, name: String, _token: Option<String>) -> Result<BuildQueued, BackendError> {
+    async fn build(
+        &self,
+        name: String,
+        _token: Option<String>,
+    ) -> Result<BuildQueued, BackendError> {
         let images = crate::images::load(&self.config).map_err(BackendError::images)?;
         if let Some(errors) = images.failed.get(&name) {
             return Err(BackendError::InvalidImage {
@@ -236,7 +240,11 @@ impl Backend for CliBackend {
         }
     }
 
-    async fn build(&self, name: String, token: Option<String>) -> Result<BuildQueued, BackendError> {
+    async fn build(
+        &self,
+        name: String,
+        token: Option<String>,
+    ) -> Result<BuildQueued, BackendError> {
         match self {
             CliBackend::Daemon(b) => b.build(name, token).await,
             CliBackend::Local(b) => b.build(name, token).await,

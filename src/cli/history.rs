@@ -1,7 +1,7 @@
 //! `berth history [NAME]`: the journal of actions, newest first.
 
-use crate::config::Config;
 use crate::api::Backend;
+use crate::config::Config;
 use crate::state::{EventRun, JournalEntry};
 
 pub async fn run(

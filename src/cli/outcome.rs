@@ -18,7 +18,12 @@ pub enum Line {
 /// The line an outcome reads as.
 pub fn line(o: &Outcome) -> Line {
     match &o.error {
-        None => Line::Done(format!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason)),
+        None => Line::Done(format!(
+            "{:<14} {}: {}",
+            o.kind.as_str(),
+            o.record,
+            o.reason
+        )),
         Some(e) => Line::Failed(format!("FAILED {} {}: {e}", o.kind.as_str(), o.record)),
     }
 }

@@ -105,7 +105,11 @@ impl Backend for DaemonBackend {
         Ok(State::open(&config.state_dir)?.event_history(limit)?)
     }
 
-    async fn build(&self, name: String, token: Option<String>) -> Result<BuildQueued, BackendError> {
+    async fn build(
+        &self,
+        name: String,
+        token: Option<String>,
+    ) -> Result<BuildQueued, BackendError> {
         let config = self.shared.config();
         if let Some(token) = &token {
             let creds = crate::images::credentials::load(&config.credentials_file)

@@ -71,8 +71,7 @@ pub enum ScheduleError {
 }
 
 /// Why an `--at` text is not a time.
-#[derive(PartialEq, Eq)]
-#[derive(Debug, thiserror::Error)]
+#[derive(PartialEq, Eq, Debug, thiserror::Error)]
 pub enum AtError {
     #[error("{0:?} does not exist in the local time zone (a DST gap)")]
     Gap(String),

@@ -67,7 +67,9 @@ pub enum ValueError {
     NotAnImageReference(String),
     #[error("{key:?} has spaces around it (berth db docker_containers delete {key:?}, then set it again without them)")]
     SpacesAround { key: String },
-    #[error("{key:?} ends in {suffix}, the name berth gives a replacement container during a recreate")]
+    #[error(
+        "{key:?} ends in {suffix}, the name berth gives a replacement container during a recreate"
+    )]
     ReplacementSuffix { key: String, suffix: &'static str },
 }
 
@@ -179,9 +181,7 @@ pub fn memory(value: &str) -> Parsed<i64> {
 /// `0.5`, `2` cores → nano CPUs.
 pub fn cpus(value: &str) -> Parsed<i64> {
     let v = value.trim();
-    let cores: f64 = v
-        .parse()
-        .map_err(|_| ValueError::NotCores(v.to_string()))?;
+    let cores: f64 = v.parse().map_err(|_| ValueError::NotCores(v.to_string()))?;
     if !(cores.is_finite() && cores > 0.0 && cores <= 1024.0) {
         return Err(ValueError::NoCores(v.to_string()));
     }
@@ -245,9 +245,7 @@ pub fn name(value: &str) -> Parsed<String> {
 pub fn env(value: &str) -> Parsed<Vec<String>> {
     let mut vars = std::collections::BTreeMap::new();
     for (n, item) in list(value).iter().enumerate() {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or(ValueError::NotKeyValue(n + 1))?;
+        let (k, v) = item.split_once('=').ok_or(ValueError::NotKeyValue(n + 1))?;
         let k = k.trim();
         let valid = !k.is_empty()
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -332,7 +330,10 @@ mod tests {
 
     #[test]
     fn env_and_command() {
-        assert_eq!(env("B=2,A=1,B=3").ok(), Some(vec!["A=1".into(), "B=3".into()]));
+        assert_eq!(
+            env("B=2,A=1,B=3").ok(),
+            Some(vec!["A=1".into(), "B=3".into()])
+        );
         assert_eq!(env("URL=a=b").ok(), Some(vec!["URL=a=b".into()]));
         assert!(env("NOEQUALS").is_err());
         assert!(env("1A=x").is_err());
@@ -347,7 +348,10 @@ mod tests {
     #[test]
     fn restart_policies() {
         assert_eq!(restart("always").ok(), Some(("always".into(), None)));
-        assert_eq!(restart("on-failure:3").ok(), Some(("on-failure".into(), Some(3))));
+        assert_eq!(
+            restart("on-failure:3").ok(),
+            Some(("on-failure".into(), Some(3)))
+        );
         assert!(restart("sometimes").is_err());
         assert!(restart("on-failure:x").is_err());
     }

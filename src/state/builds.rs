@@ -240,7 +240,7 @@ impl State {
     pub fn interrupt_running_builds(&mut self) -> Result<Vec<Build>, StateError> {
         let running: Vec<Build> = {
             let conn = self.conn();
-        let mut stmt = conn
+            let mut stmt = conn
                 .prepare(&format!(
                     "SELECT {COLUMNS} FROM builds WHERE state = 'running'"
                 ))
