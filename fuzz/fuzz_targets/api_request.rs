@@ -8,66 +8,65 @@
 //! answer must be small.
 #![no_main]
 
-use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
-use berth::api::{router, Backend, FORBIDDEN};
+use berth::api::{router, Backend, BackendError, BuildQueued};
+use berth::plan::Plan;
+use berth::reconcile::PassReport;
+use berth::state::{EventRun, JournalEntry};
+use berth::status::RecordStatus;
 use http_body_util::{BodyExt, Limited};
 use libfuzzer_sys::fuzz_target;
-use serde_json::{json, Value};
 use tower::ServiceExt;
 
 struct Canned;
 
-fn ok(v: Value) -> impl Future<Output = Result<Value, String>> + Send {
-    std::future::ready(Ok(v))
-}
-
 impl Backend for Canned {
-    fn status(&self) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "records": [] }))
+    async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
+        Ok(Vec::new())
     }
-    fn plan(&self) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "actions": [], "problems": [] }))
+    async fn plan(&self) -> Result<Plan, BackendError> {
+        Ok(Plan::default())
     }
-    fn apply(&self, _allow_mass_removal: bool) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "done": 0, "failed": 0 }))
+    async fn apply(&self, _allow_mass_removal: bool) -> Result<PassReport, BackendError> {
+        Ok(PassReport::default())
     }
-    fn history(
+    async fn history(
         &self,
-        record: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "record": record, "limit": limit }))
+        _record: Option<String>,
+        _limit: usize,
+    ) -> Result<Vec<JournalEntry>, BackendError> {
+        Ok(Vec::new())
     }
-    fn container(
-        &self,
-        name: String,
-        run: bool,
-    ) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "name": name, "run": run }))
-    }
-    fn signal(
-        &self,
-        name: String,
-        args: Vec<String>,
-    ) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "event": name, "args": args.len() }))
-    }
-    fn events(&self, limit: usize) -> impl Future<Output = Result<Value, String>> + Send {
-        ok(json!({ "limit": limit }))
-    }
-    fn build(
-        &self,
-        name: String,
-        token: Option<String>,
-    ) -> impl Future<Output = Result<Value, String>> + Send {
-        std::future::ready(match token {
-            Some(t) if t != "s3cret" => Err(FORBIDDEN.to_string()),
-            _ => Ok(json!({ "queued": name })),
+    async fn container(&self, name: String, _run: bool) -> Result<PassReport, BackendError> {
+        Ok(PassReport {
+            trigger: name,
+            ..PassReport::default()
         })
+    }
+    async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
+        Ok(EventRun {
+            at: String::new(),
+            name,
+            args,
+            trigger: "fuzz".into(),
+            result: "ok".into(),
+            output: String::new(),
+        })
+    }
+    async fn events(&self, _limit: usize) -> Result<Vec<EventRun>, BackendError> {
+        Ok(Vec::new())
+    }
+    async fn build(&self, _name: String, token: Option<String>) -> Result<BuildQueued, BackendError> {
+        match token {
+            Some(t) if t != "s3cret" => Err(BackendError::Forbidden),
+            _ => Ok(BuildQueued {
+                build: 1,
+                merged: false,
+            }),
+        }
     }
 }
 

@@ -24,14 +24,14 @@ pub async fn backend(config: &Config) -> CliBackend {
     if crate::api::client::is_listening(&config.api_socket).await {
         CliBackend::Daemon(DaemonClient::new(&config.api_socket))
     } else {
-        CliBackend::Local(LocalBackend::new(config))
+        CliBackend::Local(Box::new(LocalBackend::new(config)))
     }
 }
 
 /// The backend a command chose.
 pub enum CliBackend {
     Daemon(DaemonClient),
-    Local(LocalBackend),
+    Local(Box<LocalBackend>),
 }
 
 /// The work done in this process, as berthd would do it: passes run here

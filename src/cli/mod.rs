@@ -186,3 +186,37 @@ pub fn error_text(e: &anyhow::Error) -> String {
         .collect::<Vec<_>>()
         .join(": ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::PathBuf;
+
+    use super::error_text;
+    use crate::api::BackendError;
+    use crate::db::DbError;
+    use crate::events::EventError;
+    use crate::reconcile::PassError;
+    use crate::spec::LoadError;
+
+    #[test]
+    fn a_cause_is_said_once_through_every_wrapper() {
+        let io = DbError::Io {
+            path: PathBuf::from("/db/docker_containers"),
+            error: io::Error::other("disk on fire"),
+        };
+        let e = BackendError::from(EventError::Pass(PassError::Declared(LoadError::Db(io))));
+        assert_eq!(
+            error_text(&anyhow::Error::from(e)),
+            "/db/docker_containers: disk on fire"
+        );
+        let config = crate::config::ConfigError::Read {
+            path: PathBuf::from("/etc/berth/berth.toml"),
+            error: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(
+            error_text(&anyhow::Error::from(config).context("berth.toml")),
+            "berth.toml: /etc/berth/berth.toml: cannot read: permission denied"
+        );
+    }
+}
