@@ -216,10 +216,20 @@ impl IntoResponse for BackendError {
     }
 }
 
+/// Why berthd cannot serve the API: each names the socket or address.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{path}: {message}")]
-    Socket { path: PathBuf, message: String },
+    /// `doing` says what failed: "cannot bind", "cannot set mode 0660", …
+    #[error("{}: {doing}: {error}", .path.display())]
+    Socket {
+        path: PathBuf,
+        doing: &'static str,
+        error: std::io::Error,
+    },
+    #[error("{}: another berthd is already serving this socket", .0.display())]
+    InUse(PathBuf),
+    #[error("{}: something that is not a socket is in the way; berthd removes only a stale socket (check api_socket)", .0.display())]
+    InTheWay(PathBuf),
 }
 
 #[derive(Debug, Default, Deserialize)]

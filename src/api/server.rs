@@ -46,35 +46,33 @@ pub struct ApiSocket {
 /// group exists. Its folder is made 0755 if missing: the socket's own
 /// mode is what keeps others out.
 pub async fn bind(path: &Path) -> Result<ApiSocket, ApiError> {
-    let err = |message: String| ApiError::Socket {
-        path: path.to_path_buf(),
-        message,
+    let err = |doing: &'static str| {
+        move |error| ApiError::Socket {
+            path: path.to_path_buf(),
+            doing,
+            error,
+        }
     };
     if let Some(parent) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(parent)
-            .map_err(|e| err(format!("cannot create folder: {e}")))?;
+            .map_err(err("cannot create folder"))?;
     }
     if super::client::is_listening(path).await {
-        return Err(err("another berthd is already serving this socket".into()));
+        return Err(ApiError::InUse(path.to_path_buf()));
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+            std::fs::remove_file(path).map_err(err("cannot remove the stale socket"))?;
         }
-        Ok(_) => {
-            return Err(err(
-                "something that is not a socket is in the way; berthd removes only a stale socket (check api_socket)".into(),
-            ))
-        }
+        Ok(_) => return Err(ApiError::InTheWay(path.to_path_buf())),
         Err(_) => {}
     }
-    let listener =
-        tokio::net::UnixListener::bind(path).map_err(|e| err(format!("cannot bind: {e}")))?;
+    let listener = tokio::net::UnixListener::bind(path).map_err(err("cannot bind"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| err(format!("cannot set mode 0660: {e}")))?;
+        .map_err(err("cannot set mode 0660"))?;
     if let Ok(Some(group)) = nix::unistd::Group::from_name("berth") {
         if let Err(e) = nix::unistd::chown(path, None, Some(group.gid)) {
             tracing::warn!("{}: cannot give group berth access: {e}", path.display());
@@ -118,9 +116,10 @@ pub async fn serve_tcp<B: Backend>(
 ) -> Result<(), ApiError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| ApiError::Socket {
+        .map_err(|error| ApiError::Socket {
             path: PathBuf::from(listen),
-            message: format!("cannot listen: {e}"),
+            doing: "cannot listen",
+            error,
         })?;
     let app = bounded(super::router(backend)).layer(axum::middleware::from_fn(
         move |request: Request, next: Next| {

@@ -9,11 +9,11 @@ use crate::reconcile::PassReport;
 /// `allow_mass_removal`: the admin confirms removals a pass would hold
 /// back (every container, or more than `mass_removal_share` of them).
 pub async fn run(config: &Config, allow_mass_removal: bool) -> anyhow::Result<i32> {
-    let report = super::backend::backend(config)
-        .await
-        .apply(allow_mass_removal)
-        .await?;
-    outcome::print(&report.outcomes);
+    let backend = super::backend::backend(config).await;
+    let report = backend.apply(allow_mass_removal).await?;
+    if !backend.printed_outcomes() {
+        outcome::print(&report.outcomes);
+    }
     Ok(print_summary(&report))
 }
 

@@ -34,6 +34,14 @@ pub enum CliBackend {
     Local(Box<LocalBackend>),
 }
 
+impl CliBackend {
+    /// Whether a pass's outcome lines were already printed as its actions
+    /// ended (here), or are the command's to print from the report (berthd's).
+    pub fn printed_outcomes(&self) -> bool {
+        matches!(self, CliBackend::Local(_))
+    }
+}
+
 /// The work done in this process, as berthd would do it: passes run here
 /// (with the journal when state.db can be opened), events run their
 /// actions here.
@@ -128,7 +136,10 @@ impl Backend for LocalBackend {
                 "berth apply",
                 allow_mass_removal,
                 &stop,
-                |_| {},
+                // Said as each action ends, as berthd logs them.
+                |o: &crate::apply::Outcome| {
+                    super::outcome::print(std::slice::from_ref(o));
+                },
             )
             .await?)
         })
