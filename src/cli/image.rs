@@ -227,7 +227,7 @@ async fn list(config: &Config) -> anyhow::Result<i32> {
 }
 
 async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result<i32> {
-    let reference = crate::spec::parse_image_reference(reference).map_err(anyhow::Error::msg)?;
+    let reference = crate::spec::parse_image_reference(reference)?;
     let tar = if path.is_dir() {
         images::stream::folder_as_tar(path)
     } else {
