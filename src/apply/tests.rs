@@ -200,3 +200,40 @@ async fn a_volume_someone_else_made_is_never_adopted() {
     let report = pass(&e, &d).await;
     assert_eq!(report.failures().count(), 0, "{:?}", report.outcomes);
 }
+
+/// The journal finds an action's row by its index in the plan: each index
+/// is announced once before its wave and finished once, for that action.
+#[tokio::test]
+async fn observers_see_each_action_by_its_index_in_the_plan() {
+    struct Seen<'a> {
+        plan: &'a Plan,
+        started: Vec<usize>,
+        finished: &'a mut Vec<usize>,
+    }
+    impl Observer for Seen<'_> {
+        fn starting(&mut self, index: usize, action: &Action) {
+            assert_eq!(&self.plan.actions[index], action);
+            assert!(!self.started.contains(&index));
+            self.started.push(index);
+        }
+        fn done(&mut self, index: usize, action: &Action, _: &Outcome) {
+            assert_eq!(&self.plan.actions[index], action);
+            assert!(self.started.contains(&index) && !self.finished.contains(&index));
+            self.finished.push(index);
+        }
+    }
+    let e = engine();
+    let d = declared("db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nlone=service|Image|app:2\n");
+    let observed = e.observe().await.expect("observe");
+    let p = plan(&d, &observed, SystemTime::UNIX_EPOCH);
+    assert_eq!(p.actions.len(), 4, "the network and three creates");
+    let mut finished = Vec::new();
+    let seen = Seen {
+        plan: &p,
+        started: Vec::new(),
+        finished: &mut finished,
+    };
+    apply(&e, &p, &settings(), &AtomicBool::new(false), seen).await;
+    finished.sort();
+    assert_eq!(finished, [0, 1, 2, 3]);
+}

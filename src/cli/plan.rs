@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::engine::DockerEngine;
-use crate::plan::Plan;
+use crate::plan::PlanView;
 
 /// `at`: evaluate schedules and stored events at that time instead of now
 /// (computed here, not by the daemon, whose plan is always for now).
@@ -21,7 +21,7 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
         None => crate::api::client::request(&config.api_socket, "GET", "/v1/plan").await?,
         Some(_) => None,
     };
-    let plan: Plan = match from_daemon {
+    let plan: PlanView = match from_daemon {
         Some(answer) => serde_json::from_value(answer)?,
         None => {
             let engine = DockerEngine::connect(&config.docker_host).await?;
@@ -32,7 +32,7 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            plan
+            plan.view()
         }
     };
     if json {
@@ -44,7 +44,7 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
 }
 
 /// One line per action (`kind record: reason`), then the records left alone.
-pub fn render(plan: &Plan) -> String {
+pub fn render(plan: &PlanView) -> String {
     let mut out = String::new();
     if plan.actions.is_empty() {
         out.push_str("no changes\n");
