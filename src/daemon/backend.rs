@@ -116,7 +116,8 @@ impl Backend for DaemonBackend {
     ) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         if let Some(token) = &token {
-            let creds = crate::images::credentials::load(&config.credentials_file)?;
+            let creds = crate::images::credentials::load(&config.credentials_file)
+                .map_err(|e| e.to_string())?;
             if !creds.webhook_allows(&name, token) {
                 tracing::warn!(image = %name, "webhook refused: wrong or missing token");
                 return Err(crate::api::FORBIDDEN.to_string());

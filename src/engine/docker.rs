@@ -18,8 +18,8 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 
 use super::{
-    ContainerConfig, Engine, EngineError, MountKind, ObservedContainer, ObservedState,
-    LABEL_MANAGED,
+    BuildRequest, ByteStream, ContainerConfig, Engine, EngineError, MountKind, ObservedContainer,
+    ObservedState, RegistryLogin, LABEL_MANAGED,
 };
 
 /// Seconds a single API call may take. A stop call waits for the grace
@@ -478,6 +478,61 @@ impl Engine for DockerEngine {
 
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    // The image operations live in `images.rs`.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        self.inspect_image_id(reference).await
+    }
+
+    async fn build_image(
+        &self,
+        request: BuildRequest<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
+        self.build(request, log).await
+    }
+
+    async fn import_rootfs(
+        &self,
+        tar: ByteStream,
+        reference: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
+        self.import(tar, reference, log).await
+    }
+
+    async fn load_images(
+        &self,
+        tar: ByteStream,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
+        self.load(tar, log).await
+    }
+
+    async fn save_image(
+        &self,
+        reference: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), EngineError> {
+        self.save(reference, out).await
+    }
+
+    async fn tag_image(&self, source: &str, reference: &str) -> Result<(), EngineError> {
+        self.tag(source, reference).await
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
+        self.push(reference, login, log).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        self.remove_reference(reference).await
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod credentials;
+mod error;
 pub mod spec;
 pub mod stream;
 pub mod worker;
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::state::{State, StateError};
 
+pub use error::{ImageError, PathProblem};
 pub use spec::{DeclaredImages, ImageSpec, Source};
 
 /// Reads `docker_images` (a missing db declares no images).

@@ -5,11 +5,14 @@
 //! exiting mid-build leaves the build `running`, which the next start marks
 //! interrupted and queues again.
 
+use std::borrow::Borrow;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::ImageError;
 use crate::config::Config;
-use crate::engine::DockerEngine;
+use crate::engine::{DockerEngine, Engine, EngineError};
 use crate::state::State;
 
 type Getter = Arc<dyn Fn() -> Config + Send + Sync>;
@@ -76,7 +79,7 @@ fn worker(
     let mut seen = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let cfg = config();
-        let worked = match run_one(&runtime, &cfg, &on_built) {
+        let worked = match run_one(&runtime, &cfg, &on_built, || connect(&cfg)) {
             Ok(worked) => worked,
             Err(e) => {
                 tracing::warn!("build worker: {e}");
@@ -101,30 +104,43 @@ fn worker(
 
 /// Runs queued builds in the foreground until none is ready (what `berth
 /// image build` does when no berthd runs). Returns how many ran.
-pub fn run_until_idle(config: &Config) -> Result<usize, String> {
+pub fn run_until_idle(config: &Config) -> Result<usize, ImageError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ImageError::Runtime)?;
     let on_built: OnBuilt = Arc::new(|_, _| {});
     let mut ran = 0;
-    while run_one(&runtime, config, &on_built)? {
+    while run_one(&runtime, config, &on_built, || connect(config))? {
         ran += 1;
     }
     Ok(ran)
 }
 
+/// The real engine, connected for one build: the edge of the pool.
+async fn connect(config: &Config) -> Result<DockerEngine, EngineError> {
+    DockerEngine::connect(&config.docker_host).await
+}
+
 /// Claims and runs one build; false when the queue had nothing ready.
-fn run_one(
+/// `connect` gives the engine (or a reference to one), asked only once a
+/// build is claimed: an idle wake-up costs the engine nothing.
+fn run_one<E, R, F>(
     runtime: &tokio::runtime::Runtime,
     config: &Config,
     on_built: &OnBuilt,
-) -> Result<bool, String> {
-    let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
-    let images = super::load(config).map_err(|e| e.to_string())?;
-    let lineage = state.lineage().map_err(|e| e.to_string())?;
+    connect: impl FnOnce() -> F,
+) -> Result<bool, ImageError>
+where
+    E: Engine,
+    R: Borrow<E>,
+    F: Future<Output = Result<R, EngineError>>,
+{
+    let mut state = State::open(&config.state_dir)?;
+    let images = super::load(config)?;
+    let lineage = state.lineage()?;
     let waits = |name: &str| super::waits_on(&images, &lineage, name);
-    let Some(build) = state.claim_build(&waits).map_err(|e| e.to_string())? else {
+    let Some(build) = state.claim_build(&waits)? else {
         return Ok(false);
     };
     tracing::info!(image = %build.image, build = build.id, "build started: {}", build.trigger);
@@ -132,15 +148,13 @@ fn run_one(
     let result = match images.specs.get(&build.image) {
         None => Err(
             match images.failed.get(&build.image).and_then(|e| e.first()) {
-                Some(e) => e.to_string(),
-                None => format!("no docker_images record {}", build.image),
+                Some(e) => ImageError::BadSpec(e.clone()),
+                None => ImageError::NoRecord(build.image.clone()),
             },
         ),
         Some(spec) => runtime.block_on(async {
-            let engine = DockerEngine::connect(&config.docker_host)
-                .await
-                .map_err(|e| e.to_string())?;
-            super::build::run(config, &engine, &state, spec, build.id, &mut |line| {
+            let engine = connect().await?;
+            super::build::run(config, engine.borrow(), &state, spec, build.id, &mut |line| {
                 log.line(line)
             })
             .await
@@ -150,12 +164,11 @@ fn run_one(
         log.line(&format!("berth: FAILED: {e}"));
     }
     log.finish();
-    state
-        .finish_build(
-            &build,
-            result.as_deref().map(|s| s as &str).map_err(|e| e.as_str()),
-        )
-        .map_err(|e| e.to_string())?;
+    let worded = result.as_ref().map_err(ToString::to_string);
+    state.finish_build(
+        &build,
+        worded.as_ref().map(|id| id.as_str()).map_err(String::as_str),
+    )?;
     match &result {
         Ok(id) => {
             tracing::info!(image = %build.image, build = build.id, "build succeeded: {}", crate::plan::short(id));
