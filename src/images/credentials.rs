@@ -121,7 +121,9 @@ pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
         return Err(CredentialsError::Readable { path: path_buf() });
     }
     let mut text = String::new();
-    file.take(MAX_SIZE + 1).read_to_string(&mut text).map_err(io)?;
+    file.take(MAX_SIZE + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
     if text.len() as u64 > MAX_SIZE {
         return Err(CredentialsError::TooLarge { path: path_buf() });
     }
@@ -202,11 +204,17 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let link = dir.path().join("credentials.toml");
         std::os::unix::fs::symlink(&real, &link).expect("link");
-        assert!(load(&link).unwrap_err().contains("symbolic link"));
+        assert!(load(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
         if nix::unistd::Uid::effective().is_root() {
             nix::unistd::chown(&real, Some(nix::unistd::Uid::from_raw(65534)), None)
                 .expect("chown");
-            assert!(load(&real).unwrap_err().contains("owned by uid 65534"));
+            assert!(load(&real)
+                .unwrap_err()
+                .to_string()
+                .contains("owned by uid 65534"));
         }
     }
 }

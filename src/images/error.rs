@@ -15,10 +15,7 @@ pub enum ImageError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("push {target}: {source}")]
-    Push {
-        target: String,
-        source: EngineError,
-    },
+    Push { target: String, source: EngineError },
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     #[error("{}: {source}", path.display())]

@@ -154,9 +154,14 @@ where
         ),
         Some(spec) => runtime.block_on(async {
             let engine = connect().await?;
-            super::build::run(config, engine.borrow(), &state, spec, build.id, &mut |line| {
-                log.line(line)
-            })
+            super::build::run(
+                config,
+                engine.borrow(),
+                &state,
+                spec,
+                build.id,
+                &mut |line| log.line(line),
+            )
             .await
         }),
     };
@@ -167,7 +172,10 @@ where
     let worded = result.as_ref().map_err(ToString::to_string);
     state.finish_build(
         &build,
-        worded.as_ref().map(|id| id.as_str()).map_err(String::as_str),
+        worded
+            .as_ref()
+            .map(|id| id.as_str())
+            .map_err(String::as_str),
     )?;
     match &result {
         Ok(id) => {

@@ -27,7 +27,10 @@ fn split_reference(reference: &str) -> (&str, &str) {
 
 impl DockerEngine {
     /// The image ID a reference names now, if any.
-    pub(super) async fn inspect_image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+    pub(super) async fn inspect_image_id(
+        &self,
+        reference: &str,
+    ) -> Result<Option<String>, EngineError> {
         self.count();
         match self.docker.inspect_image(reference).await {
             Ok(image) => Ok(image.id),
@@ -41,7 +44,6 @@ impl DockerEngine {
     /// Builds and tags; `log` gets every line the build prints. The tag only
     /// moves if the build succeeds.
     pub(super) async fn build(
-
         &self,
         req: BuildRequest<'_>,
         log: &mut dyn FnMut(&str),
@@ -119,7 +121,6 @@ impl DockerEngine {
 
     /// `docker import`: a root filesystem tar becomes the image `reference`.
     pub(super) async fn import(
-
         &self,
         tar: ByteStream,
         reference: &str,
@@ -153,7 +154,6 @@ impl DockerEngine {
 
     /// `docker load`: a saved-image tar; returns what the engine printed.
     pub(super) async fn load(
-
         &self,
         tar: ByteStream,
         log: &mut dyn FnMut(&str),
@@ -181,7 +181,6 @@ impl DockerEngine {
 
     /// `docker save`: the image as a tar, written to `out`.
     pub(super) async fn save(
-
         &self,
         reference: &str,
         out: &mut (dyn std::io::Write + Send),
@@ -207,7 +206,6 @@ impl DockerEngine {
     }
 
     pub(super) async fn push(
-
         &self,
         reference: &str,
         login: Option<RegistryLogin>,
