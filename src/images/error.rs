@@ -44,7 +44,7 @@ pub enum ImageError {
     NoRecord(String),
     /// The record does not validate (its first error).
     #[error("{0}")]
-    BadSpec(SpecError),
+    BadSpec(Box<SpecError>),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
