@@ -65,6 +65,17 @@ impl<F: FnMut(&Outcome)> Observer for F {
 /// Why an action was never started.
 pub const NOT_STARTED: &str = "not started: berth is shutting down";
 
+/// Why one action did not happen; worded into its [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+enum ActionError {
+    #[error("{NOT_STARTED}")]
+    ShuttingDown,
+    #[error("not started: {0}, which it links to, failed in this pass")]
+    NeedFailed(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
 /// Runs `plan` wave by wave, the actions of a wave concurrently. Once `stop`
 /// is set, actions in flight finish and no new one starts.
 pub async fn apply<E: Engine>(
@@ -91,21 +102,19 @@ pub async fn apply<E: Engine>(
                 let broken_need = action.needs.iter().find(|n| failed_now.contains(n));
                 let mut started = None;
                 let result = if stop.load(Ordering::SeqCst) {
-                    Err(NOT_STARTED.to_string())
+                    Err(ActionError::ShuttingDown)
                 } else if let Some(need) = broken_need {
-                    Err(format!(
-                        "not started: {need}, which it links to, failed in this pass"
-                    ))
+                    Err(ActionError::NeedFailed(need.clone()))
                 } else {
                     run(engine, action, settings, &mut started)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(ActionError::from)
                 };
                 let outcome = Outcome {
                     record: action.record.clone(),
                     kind: action.kind(),
                     reason: action.reason.clone(),
-                    error: result.err(),
+                    error: result.err().map(|e| e.to_string()),
                     started,
                 };
                 (index, action, outcome)
