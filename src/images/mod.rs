@@ -1,6 +1,8 @@
 //! Images: declared in `docker_images`, built from git + Dockerfile,
 //! imported from a rootfs or loaded from a saved tar, queued in state.db,
 //! built by a fixed pool of workers, and rebuilt when their base moves.
+//! Everything here reaches the engine through the [`crate::engine::Engine`]
+//! trait; failures are [`ImageError`]s.
 
 pub mod build;
 pub mod credentials;
