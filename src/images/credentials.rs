@@ -184,6 +184,28 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_does_not_parse_is_named_never_quoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("credentials.toml");
+        std::fs::write(
+            &path,
+            "[credentials.reg]\nusername = \"u\"\npassword = \"s3cret\" trailing\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let err = load(&path).expect_err("does not parse");
+        assert!(
+            matches!(err, CredentialsError::Parse { line: 3, .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            !text.contains("s3cret") && !format!("{err:?}").contains("s3cret"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn tokens_stay_out_of_debug_and_an_empty_webhook_token_allows_nothing() {
         let c: Credentials = toml::from_str(
             "api_token = \"t0ken-api\"\n[webhooks]\napp = \"t0ken-hook\"\nopen = \"\"\n",
