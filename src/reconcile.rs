@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{self, ApplySettings, Observer, Outcome};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::plan::{self, Action, ActionKind, Plan};
+use crate::plan::{self, Action, ActionKind, Plan, PlanView};
 use crate::schedule::RunEvent;
 use crate::spec::{self, LoadError};
 use crate::state::State;
@@ -30,7 +30,8 @@ pub enum PassError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PassReport {
     pub trigger: String,
-    pub plan: Plan,
+    /// As JSON shows it: a client reads the report back.
+    pub plan: PlanView,
     pub outcomes: Vec<Outcome>,
     /// Unknown properties, lines that do not parse: said, never fatal.
     pub warnings: Vec<String>,
@@ -182,29 +183,30 @@ fn next_scheduled(declared: &spec::Declared, at: SystemTime) -> Option<SystemTim
 struct Journal<'a, F> {
     state: Option<&'a State>,
     pass_id: Option<i64>,
-    ids: Vec<(usize, i64)>,
+    /// Journal row of each action, by its index in the plan.
+    ids: BTreeMap<usize, i64>,
     on_done: F,
 }
 
 impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
-    fn starting(&mut self, action: &Action) {
+    fn starting(&mut self, index: usize, action: &Action) {
         if let Some(state) = self.state {
             match state.action_started(
                 self.pass_id,
                 &action.record,
-                action.kind.as_str(),
+                action.kind().as_str(),
                 &action.reason,
             ) {
-                Ok(id) => self.ids.push((action as *const Action as usize, id)),
+                Ok(id) => {
+                    self.ids.insert(index, id);
+                }
                 Err(e) => tracing::warn!(record = %action.record, "journal: {e}"),
             }
         }
     }
 
-    fn done(&mut self, action: &Action, outcome: &Outcome) {
-        let key = action as *const Action as usize;
-        if let (Some(state), Some((_, id))) = (self.state, self.ids.iter().find(|(a, _)| *a == key))
-        {
+    fn done(&mut self, index: usize, action: &Action, outcome: &Outcome) {
+        if let (Some(state), Some(id)) = (self.state, self.ids.get(&index)) {
             if let Err(e) = state.action_finished(*id, outcome.error.as_deref()) {
                 tracing::warn!(record = %action.record, "journal: {e}");
             }
@@ -213,7 +215,7 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
             // What berth started, and what it stopped itself: a container
             // that stops after berth started it (and before berth stopped
             // it) stopped on its own.
-            let remembered = match (&outcome.started, action.kind, &outcome.error) {
+            let remembered = match (&outcome.started, action.kind(), &outcome.error) {
                 (Some(container), _, _) => state.record_start(&action.record, container),
                 (None, ActionKind::Stop | ActionKind::Remove, None) => {
                     state.forget_start(&action.record)
@@ -263,7 +265,7 @@ pub async fn run_pass<E: Engine>(
     let journal = Journal {
         state,
         pass_id,
-        ids: Vec::new(),
+        ids: BTreeMap::new(),
         on_done,
     };
     let report = apply::apply(engine, &plan, &apply_settings(config), stop, journal).await;
@@ -278,7 +280,7 @@ pub async fn run_pass<E: Engine>(
     }
     Ok(PassReport {
         trigger: trigger.to_string(),
-        plan,
+        plan: plan.view(),
         outcomes,
         warnings,
         next_scheduled,

@@ -144,22 +144,19 @@ fn check(declared: &Declared, observed: &ObservedState, plan: &Plan) {
         wave = a.wave;
         let _ = a.reason.len();
         assert!(
-            a.kind == ActionKind::CreateNetwork || !declared.failed.contains_key(&a.record),
+            a.kind() == ActionKind::CreateNetwork || !declared.failed.contains_key(&a.record),
             "acted on failed record {:?}",
             a.record
         );
-        if let Some(id) = &a.container_id {
+        if let Some(id) = a.container_id() {
             let c = observed
                 .containers
                 .iter()
-                .find(|c| &c.id == id)
+                .find(|c| c.id == id)
                 .expect("acts on an observed container");
             assert!(c.is_ours(INSTANCE), "acted on {:?}, not ours", c.name);
         }
-        if matches!(a.kind, ActionKind::Create | ActionKind::Recreate) {
-            assert!(a.config.is_some() && a.spec_hash.is_some());
-        }
-        if a.kind == ActionKind::Remove && a.reason == "record deleted" {
+        if a.kind() == ActionKind::Remove && a.reason == "record deleted" {
             assert!(declared.unparsed.is_empty(), "removal on doubt");
             assert!(
                 !declared.is_declared(&a.record),

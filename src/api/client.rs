@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 use super::{Backend, BackendError, BuildQueued, ErrorKind};
-use crate::plan::Plan;
+use crate::plan::PlanView;
 use crate::reconcile::PassReport;
 use crate::state::{EventRun, JournalEntry};
 use crate::status::RecordStatus;
@@ -227,7 +227,7 @@ impl Backend for DaemonClient {
         self.ask("GET", "/v1/status", None, QUESTION).await
     }
 
-    async fn plan(&self) -> Result<Plan, BackendError> {
+    async fn plan(&self) -> Result<PlanView, BackendError> {
         self.ask("GET", "/v1/plan", None, QUESTION).await
     }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::EngineError;
 use crate::events::EventError;
-use crate::plan::Plan;
+use crate::plan::PlanView;
 use crate::reconcile::{PassError, PassReport};
 use crate::state::{EventRun, JournalEntry, StateError};
 use crate::status::RecordStatus;
@@ -30,7 +30,7 @@ use crate::status::RecordStatus;
 /// client and local backend do too; tests can.
 pub trait Backend: Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = Result<Vec<RecordStatus>, BackendError>> + Send;
-    fn plan(&self) -> impl Future<Output = Result<Plan, BackendError>> + Send;
+    fn plan(&self) -> impl Future<Output = Result<PlanView, BackendError>> + Send;
     /// Runs a pass now (through the daemon's loop, never beside it);
     /// `allow_mass_removal` confirms removals the pass would hold back.
     fn apply(

@@ -12,7 +12,7 @@ use super::{Backend, BackendError, BuildQueued, ErrorKind};
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::events::EventError;
-use crate::plan::Plan;
+use crate::plan::PlanView;
 use crate::reconcile::{PassError, PassReport};
 use crate::spec::LoadError;
 use crate::state::{EventRun, JournalEntry};
@@ -27,7 +27,7 @@ impl Backend for Refuses {
         Err(PassError::Declared(LoadError::Db(missing)).into())
     }
 
-    async fn plan(&self) -> Result<Plan, BackendError> {
+    async fn plan(&self) -> Result<PlanView, BackendError> {
         Err(BackendError::NoEngine)
     }
 

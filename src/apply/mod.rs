@@ -12,7 +12,7 @@ use crate::engine::{
     ContainerConfig, Engine, EngineError, MountKind, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD,
     LABEL_SPEC, LABEL_SPEC_HASH,
 };
-use crate::plan::{Action, ActionKind, Plan, REPLACEMENT_SUFFIX};
+use crate::plan::{Action, ActionKind, Operation, Plan, REPLACEMENT_SUFFIX};
 
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
@@ -49,19 +49,32 @@ impl Report {
 
 /// Sees each action of a pass: `starting` before its wave runs (so a
 /// journal shows what was cut off by a crash), `done` when it finished.
+/// `index` is the action's place in `plan.actions`: the same action has
+/// the same index in both calls.
 pub trait Observer {
-    fn starting(&mut self, _action: &Action) {}
-    fn done(&mut self, action: &Action, outcome: &Outcome);
+    fn starting(&mut self, _index: usize, _action: &Action) {}
+    fn done(&mut self, index: usize, action: &Action, outcome: &Outcome);
 }
 
 impl<F: FnMut(&Outcome)> Observer for F {
-    fn done(&mut self, _action: &Action, outcome: &Outcome) {
+    fn done(&mut self, _index: usize, _action: &Action, outcome: &Outcome) {
         self(outcome)
     }
 }
 
 /// Why an action was never started.
 pub const NOT_STARTED: &str = "not started: berth is shutting down";
+
+/// Why one action did not happen; worded into its [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+enum ActionError {
+    #[error("{NOT_STARTED}")]
+    ShuttingDown,
+    #[error("not started: {0}, which it links to, failed in this pass")]
+    NeedFailed(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
 
 /// Runs `plan` wave by wave, the actions of a wave concurrently. Once `stop`
 /// is set, actions in flight finish and no new one starts.
@@ -73,45 +86,43 @@ pub async fn apply<E: Engine>(
     mut observer: impl Observer,
 ) -> Report {
     let mut report = Report::default();
-    let mut waves: BTreeMap<usize, Vec<&Action>> = BTreeMap::new();
-    for action in &plan.actions {
-        waves.entry(action.wave).or_default().push(action);
+    let mut waves: BTreeMap<usize, Vec<(usize, &Action)>> = BTreeMap::new();
+    for (index, action) in plan.actions.iter().enumerate() {
+        waves.entry(action.wave).or_default().push((index, action));
     }
     // Records whose action failed in this pass: what links to them waits.
     let mut failed: Vec<String> = Vec::new();
     for actions in waves.into_values() {
-        for action in &actions {
-            observer.starting(action);
+        for (index, action) in &actions {
+            observer.starting(*index, action);
         }
         let failed_now = &failed;
         let mut results = stream::iter(actions)
-            .map(|action| async move {
+            .map(|(index, action)| async move {
                 let broken_need = action.needs.iter().find(|n| failed_now.contains(n));
                 let mut started = None;
                 let result = if stop.load(Ordering::SeqCst) {
-                    Err(NOT_STARTED.to_string())
+                    Err(ActionError::ShuttingDown)
                 } else if let Some(need) = broken_need {
-                    Err(format!(
-                        "not started: {need}, which it links to, failed in this pass"
-                    ))
+                    Err(ActionError::NeedFailed(need.clone()))
                 } else {
                     run(engine, action, settings, &mut started)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(ActionError::from)
                 };
                 let outcome = Outcome {
                     record: action.record.clone(),
-                    kind: action.kind,
+                    kind: action.kind(),
                     reason: action.reason.clone(),
-                    error: result.err(),
+                    error: result.err().map(|e| e.to_string()),
                     started,
                 };
-                (action, outcome)
+                (index, action, outcome)
             })
             .buffer_unordered(settings.concurrency.max(1));
         let mut newly_failed = Vec::new();
-        while let Some((action, outcome)) = results.next().await {
-            observer.done(action, &outcome);
+        while let Some((index, action, outcome)) = results.next().await {
+            observer.done(index, action, &outcome);
             if outcome.error.is_some() {
                 newly_failed.push(action.record.clone());
             }
@@ -153,84 +164,60 @@ async fn run<E: Engine>(
     started: &mut Option<String>,
 ) -> Result<(), EngineError> {
     let grace = settings.stop_grace_seconds;
-    match action.kind {
-        ActionKind::CreateNetwork => {
-            engine
-                .ensure_network(&action.record, &settings.instance)
-                .await
+    match &action.operation {
+        Operation::CreateNetwork { name } => engine.ensure_network(name, &settings.instance).await,
+        Operation::Start { container_id } => {
+            *started = Some(container_id.clone());
+            engine.start_container(container_id).await
         }
-        ActionKind::Start => {
-            let id = id(action)?;
-            *started = Some(id.to_string());
-            engine.start_container(id).await
+        Operation::Stop { container_id } => engine.stop_container(container_id, grace).await,
+        Operation::Remove { container_id } => {
+            engine.stop_container(container_id, grace).await?;
+            engine.remove_container(container_id).await
         }
-        ActionKind::Stop => engine.stop_container(id(action)?, grace).await,
-        ActionKind::Remove => {
-            let id = id(action)?;
-            engine.stop_container(id, grace).await?;
-            engine.remove_container(id).await
-        }
-        ActionKind::Create => {
-            let (config, labels) = creation(action, settings)?;
+        Operation::Create {
+            config,
+            spec_hash,
+            start,
+        } => {
+            let labels = labels_for(&settings.instance, &action.record, config, spec_hash);
             prepare_mounts(engine, &labels, config).await?;
             let new_id = engine
                 .create_container(&config.name, config, &labels)
                 .await?;
-            if action.start {
+            if *start {
                 *started = Some(new_id.clone());
                 engine.start_container(&new_id).await?;
             }
             Ok(())
         }
-        ActionKind::Recreate => {
+        Operation::Recreate {
+            container_id: old_id,
+            config,
+            spec_hash,
+            start,
+            stop_first,
+        } => {
             // Create the replacement first: if that fails, the old container
             // is untouched and keeps running.
-            let (config, labels) = creation(action, settings)?;
-            let old_id = id(action)?;
-            if action.stop_first {
+            let labels = labels_for(&settings.instance, &action.record, config, spec_hash);
+            if *stop_first {
                 engine.stop_container(old_id, grace).await?;
             }
             prepare_mounts(engine, &labels, config).await?;
             let temp_name = format!("{}{REPLACEMENT_SUFFIX}", config.name);
             let new_id = engine.create_container(&temp_name, config, &labels).await?;
-            if !action.stop_first {
+            if !*stop_first {
                 engine.stop_container(old_id, grace).await?;
             }
             engine.remove_container(old_id).await?;
             engine.rename_container(&new_id, &config.name).await?;
-            if action.start {
+            if *start {
                 *started = Some(new_id.clone());
                 engine.start_container(&new_id).await?;
             }
             Ok(())
         }
-    }
-}
-
-fn id(action: &Action) -> Result<&str, EngineError> {
-    action.container_id.as_deref().ok_or_else(|| {
-        EngineError::Api(format!(
-            "plan error: {} {} has no container",
-            action.kind.as_str(),
-            action.record
-        ))
-    })
-}
-
-fn creation<'a>(
-    action: &'a Action,
-    settings: &ApplySettings,
-) -> Result<(&'a ContainerConfig, BTreeMap<String, String>), EngineError> {
-    match (&action.config, &action.spec_hash) {
-        (Some(config), Some(hash)) => {
-            let labels = labels_for(&settings.instance, &action.record, config, hash);
-            Ok((config, labels))
-        }
-        _ => Err(EngineError::Api(format!(
-            "plan error: {} {} has no spec",
-            action.kind.as_str(),
-            action.record
-        ))),
     }
 }
 

@@ -200,3 +200,86 @@ async fn a_volume_someone_else_made_is_never_adopted() {
     let report = pass(&e, &d).await;
     assert_eq!(report.failures().count(), 0, "{:?}", report.outcomes);
 }
+
+/// The journal finds an action's row by its index in the plan: each index
+/// is announced once before its wave and finished once, for that action.
+#[tokio::test]
+async fn observers_see_each_action_by_its_index_in_the_plan() {
+    struct Seen<'a> {
+        plan: &'a Plan,
+        started: Vec<usize>,
+        finished: &'a mut Vec<usize>,
+    }
+    impl Observer for Seen<'_> {
+        fn starting(&mut self, index: usize, action: &Action) {
+            assert_eq!(&self.plan.actions[index], action);
+            assert!(!self.started.contains(&index));
+            self.started.push(index);
+        }
+        fn done(&mut self, index: usize, action: &Action, _: &Outcome) {
+            assert_eq!(&self.plan.actions[index], action);
+            assert!(self.started.contains(&index) && !self.finished.contains(&index));
+            self.finished.push(index);
+        }
+    }
+    let e = engine();
+    let d = declared("db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nlone=service|Image|app:2\n");
+    let observed = e.observe().await.expect("observe");
+    let p = plan(&d, &observed, SystemTime::UNIX_EPOCH);
+    assert_eq!(p.actions.len(), 4, "the network and three creates");
+    let mut finished = Vec::new();
+    let seen = Seen {
+        plan: &p,
+        started: Vec::new(),
+        finished: &mut finished,
+    };
+    apply(&e, &p, &settings(), &AtomicBool::new(false), seen).await;
+    finished.sort();
+    assert_eq!(finished, [0, 1, 2, 3]);
+}
+
+/// A whole pass on the fake: each journalled action is finished with its
+/// own result (the journal finds its row by the action's index).
+#[tokio::test]
+async fn a_pass_journals_each_action_with_its_own_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::config::Config {
+        db_dir: dir.path().join("db"),
+        state_dir: dir.path().join("state"),
+        instance: "test".into(),
+        ..crate::config::Config::default()
+    };
+    std::fs::create_dir_all(&config.db_dir).expect("db dir");
+    std::fs::write(
+        config.db_dir.join("docker_containers"),
+        "db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nbad=service|Image|app:2\n",
+    )
+    .expect("db");
+    let state = crate::state::State::open(&config.state_dir).expect("state");
+    let e = engine();
+    e.fail_create("bad");
+    let report = crate::reconcile::run_pass(
+        &config,
+        &e,
+        Some(&state),
+        "test",
+        false,
+        &AtomicBool::new(false),
+        |_: &Outcome| {},
+    )
+    .await
+    .expect("pass");
+    assert_eq!(report.outcomes.len(), 4, "{report:?}");
+    let journal = state.history(None, 100).expect("history");
+    let result = |record: &str| {
+        journal
+            .iter()
+            .find(|j| j.record == record)
+            .map(|j| (j.action.as_str(), j.result.as_str()))
+    };
+    assert_eq!(result("berth"), Some(("create-network", "ok")));
+    assert_eq!(result("db"), Some(("create", "ok")));
+    assert_eq!(result("web"), Some(("create", "ok")));
+    assert_eq!(result("bad"), Some(("create", "failed")));
+    assert_eq!(journal.len(), 4);
+}

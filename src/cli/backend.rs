@@ -14,7 +14,7 @@ use crate::api::client::DaemonClient;
 use crate::api::{Backend, BackendError, BuildQueued};
 use crate::config::Config;
 use crate::engine::DockerEngine;
-use crate::plan::Plan;
+use crate::plan::PlanView;
 use crate::reconcile::{self, PassReport, Planned, Remembered};
 use crate::state::{EventRun, JournalEntry, State};
 use crate::status::{self, RecordStatus};
@@ -113,12 +113,12 @@ impl Backend for LocalBackend {
     }
 
     /// The warnings the daemon logs are said on stderr here.
-    async fn plan(&self) -> Result<Plan, BackendError> {
+    async fn plan(&self) -> Result<PlanView, BackendError> {
         let Planned { plan, warnings, .. } = self.plan_at(SystemTime::now()).await?;
         for w in warnings {
             eprintln!("warning: {w}");
         }
-        Ok(plan)
+        Ok(plan.view())
     }
 
     async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
@@ -205,7 +205,7 @@ impl Backend for CliBackend {
         }
     }
 
-    async fn plan(&self) -> Result<Plan, BackendError> {
+    async fn plan(&self) -> Result<PlanView, BackendError> {
         match self {
             CliBackend::Daemon(b) => b.plan().await,
             CliBackend::Local(b) => b.plan().await,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::engine::DockerEngine;
+use crate::engine::{DockerEngine, Engine};
 use crate::images;
 use crate::state::State;
 

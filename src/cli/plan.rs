@@ -6,13 +6,13 @@ use anyhow::Context;
 use super::backend::{backend, LocalBackend};
 use crate::api::Backend;
 use crate::config::Config;
-use crate::plan::Plan;
+use crate::plan::PlanView;
 use crate::reconcile::Planned;
 
 /// `at`: evaluate schedules and stored events at that time instead of now
 /// (computed here, not by the daemon, whose plan is always for now).
 pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Result<i32> {
-    let plan: Plan = match at {
+    let plan: PlanView = match at {
         None => backend(config).await.plan().await?,
         Some(text) => {
             let now = chrono::Local::now();
@@ -22,7 +22,7 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            plan
+            plan.view()
         }
     };
     if json {
@@ -34,7 +34,7 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
 }
 
 /// One line per action (`kind record: reason`), then the records left alone.
-pub fn render(plan: &Plan) -> String {
+pub fn render(plan: &PlanView) -> String {
     let mut out = String::new();
     if plan.actions.is_empty() {
         out.push_str("no changes\n");

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::{Event, Shared};
 use crate::api::{Backend, BackendError, BuildQueued};
-use crate::plan::Plan;
+use crate::plan::PlanView;
 use crate::reconcile::{PassError, PassReport};
 use crate::state::{EventRun, JournalEntry, State};
 use crate::status::RecordStatus;
@@ -63,7 +63,7 @@ impl Backend for DaemonBackend {
         Ok(rows)
     }
 
-    async fn plan(&self) -> Result<Plan, BackendError> {
+    async fn plan(&self) -> Result<PlanView, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
         let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
@@ -75,7 +75,7 @@ impl Backend for DaemonBackend {
             false,
         )
         .await?;
-        Ok(planned.plan)
+        Ok(planned.plan.view())
     }
 
     async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {

@@ -18,8 +18,8 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 
 use super::{
-    ContainerConfig, Engine, EngineError, MountKind, ObservedContainer, ObservedState,
-    LABEL_MANAGED,
+    BuildRequest, ByteStream, ContainerConfig, Engine, EngineError, MountKind, ObservedContainer,
+    ObservedState, RegistryLogin, LABEL_MANAGED,
 };
 
 /// Seconds a single API call may take. A stop call waits for the grace
@@ -63,7 +63,7 @@ impl DockerEngine {
             host: docker_host.to_string(),
             message,
         };
-        let docker = client_for(docker_host, cert_dir).map_err(unreachable)?;
+        let docker = client_for(docker_host, cert_dir).map_err(|e| unreachable(e.to_string()))?;
         let engine = DockerEngine {
             docker: docker.clone(),
             host: docker_host.to_string(),
@@ -207,7 +207,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-fn client_for(docker_host: &str, cert_dir: Option<&Path>) -> Result<Docker, String> {
+/// Why no client could be made for an address (before any request).
+#[derive(Debug, thiserror::Error)]
+enum ClientError {
+    #[error("{}", error_chain(.0))]
+    Bollard(BollardError),
+    #[error("TLS file {} is missing", .0.display())]
+    MissingTlsFile(PathBuf),
+    #[error("neither DOCKER_CERT_PATH nor HOME is set")]
+    NoCertDir,
+    #[error("unsupported address: use unix://, tcp:// or https://")]
+    UnsupportedAddress,
+}
+
+fn client_for(docker_host: &str, cert_dir: Option<&Path>) -> Result<Docker, ClientError> {
     // bollard 0.21 sends unversioned paths (its URL join drops the
     // `/v1.xx` prefix), so the engine answers in its own version. Should it
     // start prefixing, 1.41 (Docker 20.10, what berth is tested on) is the
@@ -222,10 +235,10 @@ fn client_for(docker_host: &str, cert_dir: Option<&Path>) -> Result<Docker, Stri
         } else {
             path
         };
-        Docker::connect_with_unix(path, CALL_TIMEOUT_SECONDS, version).map_err(|e| error_chain(&e))
+        Docker::connect_with_unix(path, CALL_TIMEOUT_SECONDS, version).map_err(ClientError::Bollard)
     } else if docker_host.starts_with("tcp://") || docker_host.starts_with("http://") {
         Docker::connect_with_http(docker_host, CALL_TIMEOUT_SECONDS, version)
-            .map_err(|e| error_chain(&e))
+            .map_err(ClientError::Bollard)
     } else if docker_host.starts_with("https://") {
         let dir = match cert_dir {
             Some(dir) => dir.to_path_buf(),
@@ -240,24 +253,24 @@ fn client_for(docker_host: &str, cert_dir: Option<&Path>) -> Result<Docker, Stri
         // then reports it as a bare connection failure.
         for file in [&ca, &cert, &key] {
             if !file.is_file() {
-                return Err(format!("TLS file {} is missing", file.display()));
+                return Err(ClientError::MissingTlsFile(file.clone()));
             }
         }
         Docker::connect_with_ssl(docker_host, &key, &cert, &ca, CALL_TIMEOUT_SECONDS, version)
-            .map_err(|e| error_chain(&e))
+            .map_err(ClientError::Bollard)
     } else {
-        Err("unsupported address: use unix://, tcp:// or https://".to_string())
+        Err(ClientError::UnsupportedAddress)
     }
 }
 
 /// Where Docker's client looks for TLS files: `$DOCKER_CERT_PATH`, else `~/.docker`.
-fn default_cert_dir() -> Result<PathBuf, String> {
+fn default_cert_dir() -> Result<PathBuf, ClientError> {
     if let Some(dir) = std::env::var_os("DOCKER_CERT_PATH").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
     std::env::var_os("HOME")
         .map(|home| Path::new(&home).join(".docker"))
-        .ok_or_else(|| "neither DOCKER_CERT_PATH nor HOME is set".to_string())
+        .ok_or(ClientError::NoCertDir)
 }
 
 /// The code in the engine's status line of an exited container:
@@ -478,6 +491,61 @@ impl Engine for DockerEngine {
 
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    // The image operations live in `images.rs`.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        self.inspect_image_id(reference).await
+    }
+
+    async fn build_image(
+        &self,
+        request: BuildRequest<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
+        self.build(request, log).await
+    }
+
+    async fn import_rootfs(
+        &self,
+        tar: ByteStream,
+        reference: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
+        self.import(tar, reference, log).await
+    }
+
+    async fn load_images(
+        &self,
+        tar: ByteStream,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
+        self.load(tar, log).await
+    }
+
+    async fn save_image(
+        &self,
+        reference: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), EngineError> {
+        self.save(reference, out).await
+    }
+
+    async fn tag_image(&self, source: &str, reference: &str) -> Result<(), EngineError> {
+        self.tag(source, reference).await
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
+        self.push(reference, login, log).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        self.remove_reference(reference).await
     }
 }
 

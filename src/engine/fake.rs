@@ -1,21 +1,44 @@
 //! [`FakeEngine`]: an in-memory [`Engine`] that records what it is asked to do,
-//! for unit tests of the applier without Docker.
+//! for tests of the applier, the images code and the daemon without Docker.
+//! Compiled only for tests or with the `test-util` feature: never shipped.
 //!
-//! It keeps the rules of the real engine that the applier relies on: names
-//! are unique (create or rename onto a taken name is a conflict), a missing
-//! image fails the create and creates nothing, a missing network fails the
-//! start (the engine does not check it at create), stop and remove of a
-//! missing container are Ok, removing a container keeps its volumes. It
-//! counts API calls the way [`super::DockerEngine`] does (observe costs 3,
-//! ensure_network 1 or 2), so call-count assertions hold for both.
+//! It keeps the rules of the real engine ([`super::DockerEngine`], read
+//! `docker.rs` and `docker/`) that berth relies on:
+//! - names are unique (create or rename onto a taken name is a conflict), a
+//!   missing image fails the create and creates nothing; stop and remove of
+//!   a missing container are Ok; removing a container keeps its volumes;
+//! - a bind mount's host folder is made before the create, as
+//!   `DockerEngine` does (the engine itself refuses a missing source), with
+//!   no link followed: a folder at or under a link planted with
+//!   [`FakeEngine::plant_link`] fails the create and creates nothing;
+//! - networks carry labels and IDs, and two may share a name (an engine
+//!   before API 1.44, a crash mid-create): a container on such a name is
+//!   created but fails to start ("ambiguous"), a missing network fails the
+//!   start too (the engine checks networks only then); `ensure_network`
+//!   keeps an existing network of the name whatever its labels, creates
+//!   one labelled managed + instance, and on a duplicate name removes the
+//!   younger networks of this instance, failing with a conflict when one it
+//!   may not remove (another owner's, or one a running container uses) is left;
+//! - images: a build, import or load records an image with an ID and tags
+//!   it (a failed build leaves the tag where it was), save writes a tar that
+//!   load reads back, push needs the tag locally, removing a tag a
+//!   container's image still needs only as its last tag is a conflict.
+//!
+//! It counts API calls the way `DockerEngine` does (observe costs 3,
+//! ensure_network 1 when the network exists, 3 when it makes it), so
+//! call-count assertions hold for both.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use futures_util::StreamExt;
+
 use super::{
-    ContainerConfig, Engine, EngineError, MountKind, NetworkAttachment, ObservedContainer,
-    ObservedState,
+    BuildRequest, ByteStream, ContainerConfig, Engine, EngineError, MountKind, NetworkAttachment,
+    ObservedContainer, ObservedState, RegistryLogin, LABEL_INSTANCE, LABEL_MANAGED,
 };
 
 /// An operation of the [`Engine`] trait, to inject a failure into.
@@ -29,6 +52,31 @@ pub enum Op {
     Rename,
     EnsureNetwork,
     EnsureVolume,
+    InspectImage,
+    Build,
+    Import,
+    Load,
+    Save,
+    Tag,
+    Push,
+    RemoveImage,
+}
+
+/// One network, as the engine keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeNetwork {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One push the engine was asked for. The login's password is not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub reference: String,
+    pub image_id: String,
+    /// Server and user name of the login, if one was given.
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -36,11 +84,22 @@ struct State {
     containers: Vec<ObservedContainer>,
     /// The config each container was created with, by ID.
     configs: BTreeMap<String, ContainerConfig>,
+    /// The network ID each running container is attached to, by container ID.
+    attached: BTreeMap<String, String>,
+    /// Tag (`repo:tag`) → image ID.
     images: BTreeMap<String, String>,
-    networks: BTreeSet<String>,
+    /// Every image ID held, tagged or not.
+    image_ids: BTreeSet<String>,
+    /// In creation order (oldest first), as the engine's `Created` sorts.
+    networks: Vec<FakeNetwork>,
     volumes: BTreeMap<String, BTreeMap<String, String>>,
+    /// Host folders made for bind mounts.
+    host_folders: BTreeSet<PathBuf>,
+    /// Paths that are symbolic links on the host.
+    links: BTreeSet<PathBuf>,
+    pushed: Vec<Pushed>,
     log: Vec<String>,
-    /// (operation, container name or ID, network or volume name; "" for observe).
+    /// (operation, container name or ID, network, volume or image name; "" for observe and load).
     failures: BTreeSet<(Op, String)>,
     next_id: u64,
 }
@@ -68,6 +127,186 @@ impl State {
         }
         Ok(())
     }
+
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn new_image_id(&mut self) -> String {
+        let n = self.next();
+        format!("sha256:{n:064x}")
+    }
+
+    /// The ID a tag or an ID names, as the engine resolves references.
+    fn resolve(&self, reference: &str) -> Option<String> {
+        if let Some(id) = self.images.get(&full_reference(reference)) {
+            return Some(id.clone());
+        }
+        let as_id = if reference.starts_with("sha256:") {
+            reference.to_string()
+        } else {
+            format!("sha256:{reference}")
+        };
+        self.image_ids
+            .iter()
+            .find(|id| **id == as_id || (reference.len() >= 12 && id.starts_with(&as_id)))
+            .cloned()
+    }
+
+    fn tag(&mut self, reference: &str, id: &str) {
+        self.image_ids.insert(id.to_string());
+        self.images
+            .insert(full_reference(reference), id.to_string());
+    }
+
+    fn networks_named(&self, name: &str) -> Vec<&FakeNetwork> {
+        self.networks.iter().filter(|n| n.name == name).collect()
+    }
+
+    /// What `DockerEngine::create_container` does before asking the
+    /// engine: each bind mount's host folder made, no link followed.
+    fn make_host_folders(&mut self, config: &ContainerConfig) -> Result<(), EngineError> {
+        for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            let path = Path::new(&mount.source);
+            if !path.is_absolute() {
+                return Err(EngineError::Api(format!(
+                    "host folder: {} is not an absolute path",
+                    mount.source
+                )));
+            }
+            if let Some(link) = path.ancestors().find(|a| self.links.contains(*a)) {
+                return Err(EngineError::Api(format!(
+                    "host folder: {} is a symbolic link: berth uses only real folders here (give the path the link points to)",
+                    link.display()
+                )));
+            }
+        }
+        for mount in config.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            for folder in Path::new(&mount.source).ancestors() {
+                self.host_folders.insert(folder.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+
+    /// `drop_duplicate_networks` of the real engine: the oldest network of
+    /// `name` stays, younger ones of `instance` go unless a running
+    /// container uses them. Returns the API calls it made.
+    fn drop_duplicate_networks(
+        &mut self,
+        name: &str,
+        instance: &str,
+    ) -> (u64, Result<(), EngineError>) {
+        let mut calls = 1;
+        let same: Vec<FakeNetwork> = self.networks_named(name).into_iter().cloned().collect();
+        let mut kept = Vec::new();
+        for network in same.into_iter().skip(1) {
+            let ours = network.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+                && network.labels.get(LABEL_INSTANCE).map(String::as_str) == Some(instance);
+            if !ours {
+                kept.push(network.id);
+                continue;
+            }
+            calls += 1;
+            if self.attached.values().any(|n| *n == network.id) {
+                kept.push(network.id);
+                continue;
+            }
+            self.networks.retain(|n| n.id != network.id);
+        }
+        let result = if kept.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Conflict(format!(
+                "network {name} is ambiguous: {} more networks of that name could not be removed ({})",
+                kept.len(),
+                kept.join(", ")
+            )))
+        };
+        (calls, result)
+    }
+}
+
+/// `repo` → `repo:latest`, as the engine reads an untagged reference.
+fn full_reference(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || reference.contains('@') || reference.starts_with("sha256:") {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+/// The whole of a byte stream, as the engine reads a request body.
+async fn read_all(mut stream: ByteStream, what: &str) -> Result<Vec<u8>, EngineError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| EngineError::Api(format!("{what}: {e}")))?;
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The images a `docker save` archive names: (image ID, tags), from its
+/// `manifest.json`.
+fn saved_images(tar_bytes: &[u8]) -> Result<Vec<(String, Vec<String>)>, EngineError> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "Config")]
+        config: String,
+        #[serde(rename = "RepoTags", default)]
+        repo_tags: Option<Vec<String>>,
+    }
+    let bad = |why: String| EngineError::Api(format!("invalid archive: {why}"));
+    let mut archive = tar::Archive::new(tar_bytes);
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(e.to_string()))?;
+        let is_manifest = entry
+            .path()
+            .map(|p| p.as_ref() == Path::new("manifest.json"))
+            .unwrap_or(false);
+        if !is_manifest {
+            continue;
+        }
+        let mut text = String::new();
+        entry
+            .read_to_string(&mut text)
+            .map_err(|e| bad(e.to_string()))?;
+        let entries: Vec<Entry> = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        return Ok(entries
+            .into_iter()
+            .map(|e| {
+                let hex = e.config.rsplit('/').next().unwrap_or(&e.config);
+                let hex = hex.strip_suffix(".json").unwrap_or(hex);
+                (format!("sha256:{hex}"), e.repo_tags.unwrap_or_default())
+            })
+            .collect());
+    }
+    Err(bad("no manifest.json".to_string()))
+}
+
+/// A `docker save` archive of one image: its manifest and its config.
+fn save_archive(id: &str, tags: &[String]) -> std::io::Result<Vec<u8>> {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    let manifest = serde_json::json!([{
+        "Config": format!("{hex}.json"),
+        "RepoTags": tags,
+        "Layers": [],
+    }])
+    .to_string();
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, body) in [
+        ("manifest.json".to_string(), manifest),
+        (format!("{hex}.json"), "{}".to_string()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, body.as_bytes())?;
+    }
+    builder.into_inner()
 }
 
 /// See the module documentation. All methods take `&self`; the state sits
@@ -80,10 +319,12 @@ pub struct FakeEngine {
 
 impl FakeEngine {
     /// An engine with no containers, no images, and the engine's default
-    /// networks `bridge`, `host` and `none`.
+    /// networks `bridge`, `host` and `none` (unlabelled).
     pub fn new() -> FakeEngine {
         let engine = FakeEngine::default();
-        engine.lock().networks = ["bridge", "host", "none"].map(String::from).into();
+        for name in ["bridge", "host", "none"] {
+            engine.add_network(name);
+        }
         engine
     }
 
@@ -102,14 +343,24 @@ impl FakeEngine {
     /// Makes `reference` (`repo:tag`) name image `id`, moving the tag if it
     /// named another image.
     pub fn add_image(&self, reference: &str, id: &str) {
-        self.lock()
-            .images
-            .insert(reference.to_string(), id.to_string());
+        self.lock().tag(reference, id);
     }
 
-    /// Removes the tag `reference`; containers using it keep running.
-    pub fn remove_image(&self, reference: &str) {
-        self.lock().images.remove(reference);
+    /// Removes the tag `reference` behind the engine's back; containers
+    /// using it keep running (the [`Engine::remove_image`] of the trait
+    /// asks the engine, and is logged).
+    pub fn untag(&self, reference: &str) {
+        self.lock().images.remove(&full_reference(reference));
+    }
+
+    /// Image tags and the IDs they name.
+    pub fn images(&self) -> BTreeMap<String, String> {
+        self.lock().images.clone()
+    }
+
+    /// Every push asked for, in order.
+    pub fn pushed(&self) -> Vec<Pushed> {
+        self.lock().pushed.clone()
     }
 
     /// Adds a container as if made by someone else (or by an earlier berth).
@@ -122,8 +373,34 @@ impl FakeEngine {
         self.lock().volumes.insert(name.to_string(), labels);
     }
 
+    /// A network made outside berth, without labels. Adding a name twice
+    /// makes two networks of that name, the older one first.
     pub fn add_network(&self, name: &str) {
-        self.lock().networks.insert(name.to_string());
+        self.add_labelled_network(name, BTreeMap::new());
+    }
+
+    /// A network with `labels`, younger than every other. Returns its ID.
+    pub fn add_labelled_network(&self, name: &str, labels: BTreeMap<String, String>) -> String {
+        let mut s = self.lock();
+        let n = s.next();
+        let id = format!("net{n:04}-{name}");
+        s.networks.push(FakeNetwork {
+            id: id.clone(),
+            name: name.to_string(),
+            labels,
+        });
+        id
+    }
+
+    /// Makes `path` a symbolic link on the host: a bind mount's folder at
+    /// or below it cannot be made.
+    pub fn plant_link(&self, path: &str) {
+        self.lock().links.insert(PathBuf::from(path));
+    }
+
+    /// Host folders made for bind mounts (with their parents).
+    pub fn host_folders(&self) -> BTreeSet<PathBuf> {
+        self.lock().host_folders.clone()
     }
 
     /// Sets a container's state word (e.g. `exited` to simulate a crash).
@@ -140,12 +417,14 @@ impl FakeEngine {
         if let Some(i) = s.find(id_or_name) {
             s.containers[i].state = "exited".to_string();
             s.containers[i].exit_code = Some(code);
+            let id = s.containers[i].id.clone();
+            s.attached.remove(&id);
         }
     }
 
     /// Makes every later `op` on `target` fail with [`EngineError::Api`].
-    /// `target` is a container name or ID, a network or volume name, or ""
-    /// for [`Op::Observe`].
+    /// `target` is a container name or ID, a network or volume name, an
+    /// image reference, or "" for [`Op::Observe`] and [`Op::Load`].
     pub fn fail(&self, op: Op, target: &str) {
         self.lock().failures.insert((op, target.to_string()));
     }
@@ -181,15 +460,20 @@ impl FakeEngine {
 
     /// Every operation asked so far, in order: `observe`, `create NAME`,
     /// `start ID`, `stop ID GRACE`, `remove ID`, `rename ID NEW`,
-    /// `ensure_network NAME`, `ensure_volume NAME`. Failed operations are
-    /// logged too, with ` (failed)` appended.
+    /// `ensure_network NAME`, `ensure_volume NAME`, `image_id REF`,
+    /// `build TAG`, `import REF`, `load`, `save REF`, `tag SOURCE REF`,
+    /// `push REF`, `remove_image REF`. Failed operations are logged too,
+    /// with ` (failed)` appended.
     pub fn log(&self) -> Vec<String> {
         self.lock().log.clone()
     }
 
-    /// The log without `observe` lines: what was changed.
+    /// The log without reads (`observe`, `image_id`): what was changed.
     pub fn actions(&self) -> Vec<String> {
-        self.log().into_iter().filter(|l| l != "observe").collect()
+        self.log()
+            .into_iter()
+            .filter(|l| l != "observe" && !l.starts_with("image_id "))
+            .collect()
     }
 
     pub fn clear_log(&self) {
@@ -219,8 +503,22 @@ impl FakeEngine {
         self.lock().containers.clone()
     }
 
+    /// The names of the networks (each once, however many share it).
     pub fn networks(&self) -> BTreeSet<String> {
-        self.lock().networks.clone()
+        self.lock()
+            .networks
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// The networks named `name`, oldest first.
+    pub fn networks_named(&self, name: &str) -> Vec<FakeNetwork> {
+        self.lock()
+            .networks_named(name)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     /// Volumes by name, with their labels.
@@ -253,7 +551,7 @@ impl Engine for FakeEngine {
             Ok(ObservedState {
                 containers: s.containers.clone(),
                 images: s.images.clone(),
-                networks: s.networks.iter().cloned().collect(),
+                networks: s.networks.iter().map(|n| n.name.clone()).collect(),
             })
         })
     }
@@ -267,6 +565,7 @@ impl Engine for FakeEngine {
         self.count(1);
         self.act(format!("create {name}"), |s| {
             s.check(Op::Create, name)?;
+            s.make_host_folders(config)?;
             if s.containers.iter().any(|c| c.name == name) {
                 return Err(EngineError::Conflict(format!(
                     "name {name} is already in use"
@@ -274,7 +573,7 @@ impl Engine for FakeEngine {
             }
             let image_id = match s.images.get(&config.image) {
                 Some(id) => id.clone(),
-                None if s.images.values().any(|id| *id == config.image) => config.image.clone(),
+                None if s.image_ids.contains(&config.image) => config.image.clone(),
                 None => return Err(EngineError::NotFound(format!("image {}", config.image))),
             };
             // Like the engine, a volume named in a mount is made on the
@@ -282,8 +581,8 @@ impl Engine for FakeEngine {
             for m in config.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
                 s.volumes.entry(m.source.clone()).or_default();
             }
-            s.next_id += 1;
-            let id = format!("fake{:04}-{name}", s.next_id);
+            let n = s.next();
+            let id = format!("fake{n:04}-{name}");
             s.containers.push(ObservedContainer {
                 id: id.clone(),
                 name: name.to_string(),
@@ -305,11 +604,20 @@ impl Engine for FakeEngine {
             let i = s
                 .find(id)
                 .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
-            let network = s.configs.get(&s.containers[i].id).map(|c| &c.network);
+            let container_id = s.containers[i].id.clone();
+            let network = s.configs.get(&container_id).map(|c| c.network.clone());
             if let Some(NetworkAttachment::Bridge(net)) = network {
-                if !s.networks.contains(net) {
-                    return Err(EngineError::NotFound(format!("network {net}")));
-                }
+                let network_id = match s.networks_named(&net).as_slice() {
+                    [] => return Err(EngineError::NotFound(format!("network {net}"))),
+                    [one] => one.id.clone(),
+                    more => {
+                        return Err(EngineError::Api(format!(
+                            "network {net} is ambiguous ({} matches found based on name)",
+                            more.len()
+                        )))
+                    }
+                };
+                s.attached.insert(container_id, network_id);
             }
             s.containers[i].state = "running".to_string();
             Ok(())
@@ -322,6 +630,8 @@ impl Engine for FakeEngine {
             s.check(Op::Stop, id)?;
             if let Some(i) = s.find(id) {
                 s.containers[i].state = "exited".to_string();
+                let container_id = s.containers[i].id.clone();
+                s.attached.remove(&container_id);
             }
             Ok(())
         })
@@ -334,6 +644,7 @@ impl Engine for FakeEngine {
             if let Some(i) = s.find(id) {
                 let removed = s.containers.remove(i);
                 s.configs.remove(&removed.id);
+                s.attached.remove(&removed.id);
             }
             Ok(())
         })
@@ -360,14 +671,39 @@ impl Engine for FakeEngine {
         })
     }
 
-    async fn ensure_network(&self, name: &str, _instance: &str) -> Result<(), EngineError> {
-        let created = self.act(format!("ensure_network {name}"), |s| {
+    async fn ensure_network(&self, name: &str, instance: &str) -> Result<(), EngineError> {
+        // Inspect; on an ambiguous name, list and remove duplicates; when
+        // missing, create, then list and remove duplicates: as the real
+        // engine calls.
+        let mut calls = 1;
+        let result = self.act(format!("ensure_network {name}"), |s| {
             s.check(Op::EnsureNetwork, name)?;
-            Ok(s.networks.insert(name.to_string()))
+            match s.networks_named(name).len() {
+                1 => Ok(()),
+                0 => {
+                    calls += 1;
+                    let n = s.next();
+                    s.networks.push(FakeNetwork {
+                        id: format!("net{n:04}-{name}"),
+                        name: name.to_string(),
+                        labels: BTreeMap::from([
+                            (LABEL_MANAGED.to_string(), "true".to_string()),
+                            (LABEL_INSTANCE.to_string(), instance.to_string()),
+                        ]),
+                    });
+                    let (more, result) = s.drop_duplicate_networks(name, instance);
+                    calls += more;
+                    result
+                }
+                _ => {
+                    let (more, result) = s.drop_duplicate_networks(name, instance);
+                    calls += more;
+                    result
+                }
+            }
         });
-        // Inspect, then create if it was missing: as the real engine counts.
-        self.count(if matches!(created, Ok(true)) { 2 } else { 1 });
-        created.map(|_| ())
+        self.count(calls);
+        result
     }
 
     async fn ensure_volume(
@@ -387,6 +723,181 @@ impl Engine for FakeEngine {
 
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        self.count(1);
+        self.act(format!("image_id {reference}"), |s| {
+            s.check(Op::InspectImage, reference)?;
+            Ok(s.resolve(reference))
+        })
+    }
+
+    async fn build_image(
+        &self,
+        request: BuildRequest<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
+        // The layer list before, then the build.
+        self.count(2);
+        let tag = request.tag.to_string();
+        let context = read_all(request.context_tar, "build context").await;
+        let result = self.act(format!("build {tag}"), |s| {
+            s.check(Op::Build, &tag)?;
+            let context = context?;
+            if context.is_empty() {
+                return Err(EngineError::Api("empty build context".to_string()));
+            }
+            let id = s.new_image_id();
+            s.tag(&tag, &id);
+            Ok(id)
+        });
+        match &result {
+            Ok(id) => {
+                log(&format!("Successfully built {}", crate::plan::short(id)));
+                log(&format!("Successfully tagged {tag}"));
+            }
+            Err(e) => log(&format!("ERROR: {e}")),
+        }
+        result
+    }
+
+    async fn import_rootfs(
+        &self,
+        tar: ByteStream,
+        reference: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<String, EngineError> {
+        // The import, then the inspect of its tag.
+        self.count(2);
+        let bytes = read_all(tar, "import").await;
+        let result = self.act(format!("import {reference}"), |s| {
+            s.check(Op::Import, reference)?;
+            bytes?;
+            let id = s.new_image_id();
+            s.tag(reference, &id);
+            Ok(id)
+        });
+        if let Ok(id) = &result {
+            log(id);
+        }
+        result
+    }
+
+    async fn load_images(
+        &self,
+        tar: ByteStream,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
+        self.count(1);
+        let bytes = read_all(tar, "load").await;
+        let loaded = self.act("load".to_string(), |s| {
+            s.check(Op::Load, "")?;
+            let images = saved_images(&bytes?)?;
+            let mut tags = Vec::new();
+            for (id, repo_tags) in images {
+                s.image_ids.insert(id.clone());
+                for t in repo_tags {
+                    s.tag(&t, &id);
+                    tags.push(t);
+                }
+            }
+            Ok(tags)
+        })?;
+        for tag in loaded {
+            log(&format!("Loaded image: {tag}"));
+        }
+        Ok(())
+    }
+
+    async fn save_image(
+        &self,
+        reference: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), EngineError> {
+        self.count(1);
+        let archive = self.act(format!("save {reference}"), |s| {
+            s.check(Op::Save, reference)?;
+            let id = s
+                .resolve(reference)
+                .ok_or_else(|| EngineError::NotFound(format!("image {reference}")))?;
+            let tags: Vec<String> = s
+                .images
+                .get(&full_reference(reference))
+                .map(|_| vec![full_reference(reference)])
+                .unwrap_or_default();
+            save_archive(&id, &tags).map_err(|e| EngineError::Api(format!("save: {e}")))
+        })?;
+        out.write_all(&archive)
+            .map_err(|e| EngineError::Api(format!("cannot write the image: {e}")))
+    }
+
+    async fn tag_image(&self, source: &str, reference: &str) -> Result<(), EngineError> {
+        self.count(1);
+        self.act(format!("tag {source} {reference}"), |s| {
+            s.check(Op::Tag, reference)?;
+            let id = s
+                .resolve(source)
+                .ok_or_else(|| EngineError::NotFound(format!("image {source}")))?;
+            s.tag(reference, &id);
+            Ok(())
+        })
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<(), EngineError> {
+        self.count(1);
+        let pushed = self.act(format!("push {reference}"), |s| {
+            s.check(Op::Push, reference)?;
+            let image_id = s
+                .images
+                .get(&full_reference(reference))
+                .cloned()
+                .ok_or_else(|| {
+                    EngineError::Api(format!(
+                        "An image does not exist locally with the tag: {reference}"
+                    ))
+                })?;
+            s.pushed.push(Pushed {
+                reference: reference.to_string(),
+                image_id: image_id.clone(),
+                login: login.map(|l| (l.server, l.username)),
+            });
+            Ok(image_id)
+        })?;
+        log(&format!(
+            "{reference}: pushed {}",
+            crate::plan::short(&pushed)
+        ));
+        Ok(())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        self.count(1);
+        self.act(format!("remove_image {reference}"), |s| {
+            s.check(Op::RemoveImage, reference)?;
+            let full = full_reference(reference);
+            let Some(id) = s.images.get(&full).cloned() else {
+                return Ok(());
+            };
+            let last_tag = s.images.values().filter(|i| **i == id).count() == 1;
+            if last_tag {
+                if let Some(c) = s.containers.iter().find(|c| c.image_id == id) {
+                    return Err(EngineError::Conflict(format!(
+                        "unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {}",
+                        crate::plan::short(&c.id),
+                        crate::plan::short(&id)
+                    )));
+                }
+                s.image_ids.remove(&id);
+            }
+            s.images.remove(&full);
+            Ok(())
+        })
     }
 }
 
@@ -563,17 +1074,306 @@ mod tests {
             let engine = FakeEngine::new();
             engine.observe().await.expect("observe");
             assert_eq!(engine.api_calls(), 3);
+            // Inspect, create, list for duplicates.
             engine.ensure_network("n", "test").await.expect("create");
-            assert_eq!(engine.api_calls(), 5);
-            engine.ensure_network("n", "test").await.expect("exists");
             assert_eq!(engine.api_calls(), 6);
+            engine.ensure_network("n", "test").await.expect("exists");
+            assert_eq!(engine.api_calls(), 7);
             engine.ensure_volume("v", &labels()).await.expect("volume");
             engine
                 .ensure_volume("v", &BTreeMap::new())
                 .await
                 .expect("again");
-            assert_eq!(engine.api_calls(), 8);
+            assert_eq!(engine.api_calls(), 9);
             assert_eq!(engine.volumes()["v"], labels());
+        });
+    }
+
+    fn ours(instance: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+        ])
+    }
+
+    #[test]
+    fn networks_are_labelled_when_made_and_an_existing_one_is_kept() {
+        block_on(async {
+            let engine = FakeEngine::new();
+            engine
+                .ensure_network("berth", "test")
+                .await
+                .expect("create");
+            let made = engine.networks_named("berth");
+            assert_eq!(made.len(), 1);
+            assert_eq!(made[0].labels, ours("test"));
+
+            // Someone else's network of the name is used as it is.
+            engine.add_network("shared");
+            engine.ensure_network("shared", "test").await.expect("kept");
+            let kept = engine.networks_named("shared");
+            assert_eq!(kept.len(), 1);
+            assert!(kept[0].labels.is_empty(), "not relabelled");
+        });
+    }
+
+    #[test]
+    fn an_ambiguous_network_fails_the_start_and_only_our_younger_duplicates_go() {
+        block_on(async {
+            let engine = FakeEngine::new();
+            engine.add_image("app:1", "sha256:aaa");
+            let oldest = engine.add_labelled_network("dup", ours("test"));
+            engine.add_labelled_network("dup", ours("test"));
+            let seen = engine.observe().await.expect("observe");
+            assert_eq!(seen.networks.iter().filter(|n| *n == "dup").count(), 2);
+
+            let mut on_dup = config("app", "app:1");
+            on_dup.network = NetworkAttachment::Bridge("dup".to_string());
+            let id = engine
+                .create_container("app", &on_dup, &labels())
+                .await
+                .expect("the engine checks networks at start");
+            let start = engine.start_container(&id).await;
+            assert!(
+                matches!(&start, Err(EngineError::Api(m)) if m.contains("network dup is ambiguous")),
+                "{start:?}"
+            );
+
+            // Another instance's network of the name is never removed.
+            let theirs = engine.add_labelled_network("dup", ours("someone-else"));
+            let kept = engine.ensure_network("dup", "test").await;
+            assert!(
+                matches!(&kept, Err(EngineError::Conflict(m)) if m.contains(&theirs)),
+                "{kept:?}"
+            );
+            let left: Vec<String> = engine
+                .networks_named("dup")
+                .into_iter()
+                .map(|n| n.id)
+                .collect();
+            assert_eq!(left, [oldest.clone(), theirs]);
+            assert!(
+                engine.start_container(&id).await.is_err(),
+                "still ambiguous"
+            );
+
+            engine
+                .lock()
+                .networks
+                .retain(|n| n.labels != ours("someone-else"));
+            engine
+                .ensure_network("dup", "test")
+                .await
+                .expect("repaired");
+            engine.start_container(&id).await.expect("start");
+            assert_eq!(engine.networks_named("dup")[0].id, oldest);
+        });
+    }
+
+    #[test]
+    fn a_duplicate_a_running_container_uses_is_kept() {
+        block_on(async {
+            let engine = FakeEngine::new();
+            engine.add_image("app:1", "sha256:aaa");
+            engine.ensure_network("net", "test").await.expect("create");
+            let mut on_net = config("app", "app:1");
+            on_net.network = NetworkAttachment::Bridge("net".to_string());
+            let id = engine
+                .create_container("app", &on_net, &labels())
+                .await
+                .expect("create");
+            engine.start_container(&id).await.expect("start");
+            // An older network of the name turns up (another berth racing
+            // this one): ours is now the younger duplicate, but a running
+            // container uses it, so the engine refuses its removal.
+            engine.lock().networks.insert(
+                0,
+                FakeNetwork {
+                    id: "net0000-older".into(),
+                    name: "net".into(),
+                    labels: ours("test"),
+                },
+            );
+            let kept = engine.ensure_network("net", "test").await;
+            assert!(matches!(kept, Err(EngineError::Conflict(_))), "{kept:?}");
+            assert_eq!(engine.networks_named("net").len(), 2);
+            engine.stop_container(&id, 1).await.expect("stop");
+            engine
+                .ensure_network("net", "test")
+                .await
+                .expect("repaired");
+            assert_eq!(engine.networks_named("net")[0].id, "net0000-older");
+            assert_eq!(engine.networks_named("net").len(), 1);
+        });
+    }
+
+    #[test]
+    fn bind_folders_are_made_before_the_create_and_never_through_a_link() {
+        block_on(async {
+            let engine = FakeEngine::new();
+            engine.add_image("app:1", "sha256:aaa");
+            let bind = |source: &str| {
+                let mut c = config("app", "app:1");
+                c.mounts = vec![Mount {
+                    kind: MountKind::Bind,
+                    source: source.to_string(),
+                    target: "/conf".to_string(),
+                    read_only: false,
+                }];
+                c
+            };
+            engine.plant_link("/srv/evil");
+            let refused = engine
+                .create_container("app", &bind("/srv/evil/conf"), &labels())
+                .await;
+            assert!(
+                matches!(&refused, Err(EngineError::Api(m)) if m.contains("/srv/evil is a symbolic link")),
+                "{refused:?}"
+            );
+            assert!(engine.containers().is_empty());
+            assert!(engine.host_folders().is_empty(), "nothing made");
+            let relative = engine
+                .create_container("app", &bind("srv/conf"), &labels())
+                .await;
+            assert!(matches!(relative, Err(EngineError::Api(_))));
+
+            engine
+                .create_container("app", &bind("/srv/app/conf"), &labels())
+                .await
+                .expect("create");
+            assert!(engine.host_folders().contains(Path::new("/srv/app/conf")));
+        });
+    }
+
+    fn stream_of(bytes: Vec<u8>) -> ByteStream {
+        Box::pin(futures_util::stream::iter([Ok(hyper::body::Bytes::from(
+            bytes,
+        ))]))
+    }
+
+    fn build_request<'a>(
+        tag: &'a str,
+        args: &'a std::collections::HashMap<String, String>,
+    ) -> BuildRequest<'a> {
+        BuildRequest {
+            context_tar: stream_of(b"FROM scratch".to_vec()),
+            dockerfile: "Dockerfile",
+            tag,
+            build_args: args,
+            memory: 0,
+            cpu_quota: 0,
+            base_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_build_tags_a_new_image_and_a_failed_one_leaves_the_tag() {
+        block_on(async {
+            let engine = FakeEngine::new();
+            let args = std::collections::HashMap::new();
+            let mut lines = Vec::new();
+            let first = engine
+                .build_image(build_request("app:1", &args), &mut |l| {
+                    lines.push(l.to_string())
+                })
+                .await
+                .expect("build");
+            assert_eq!(
+                engine.image_id("app:1").await.expect("inspect"),
+                Some(first.clone())
+            );
+            assert!(
+                lines.iter().any(|l| l == "Successfully tagged app:1"),
+                "{lines:?}"
+            );
+
+            engine.fail(Op::Build, "app:1");
+            let failed = engine
+                .build_image(build_request("app:1", &args), &mut |l| {
+                    lines.push(l.to_string())
+                })
+                .await;
+            assert!(failed.is_err());
+            assert_eq!(engine.images()["app:1"], first, "the tag did not move");
+            assert!(lines.last().is_some_and(|l| l.starts_with("ERROR: ")));
+            engine.heal();
+            let second = engine
+                .build_image(build_request("app:1", &args), &mut |_| {})
+                .await
+                .expect("rebuild");
+            assert_ne!(second, first);
+            assert_eq!(
+                engine.actions(),
+                ["build app:1", "build app:1 (failed)", "build app:1"]
+            );
+        });
+    }
+
+    #[test]
+    fn save_load_tag_push_and_remove_behave_like_the_engine() {
+        block_on(async {
+            let engine = FakeEngine::new();
+            engine.add_image("app:1", "sha256:aaaa");
+            let mut saved = Vec::new();
+            engine.save_image("app:1", &mut saved).await.expect("save");
+            let missing = engine.save_image("nope:1", &mut Vec::new()).await;
+            assert!(matches!(missing, Err(EngineError::NotFound(m)) if m == "image nope:1"));
+
+            let other = FakeEngine::new();
+            let mut lines = Vec::new();
+            other
+                .load_images(stream_of(saved), &mut |l| lines.push(l.to_string()))
+                .await
+                .expect("load");
+            assert_eq!(other.images()["app:1"], "sha256:aaaa");
+            assert_eq!(lines, ["Loaded image: app:1"]);
+            let garbage = other
+                .load_images(stream_of(b"not a tar".to_vec()), &mut |_| {})
+                .await;
+            assert!(garbage.is_err());
+
+            let unpushed = engine
+                .push_image("registry:5000/app:1", None, &mut |_| {})
+                .await;
+            assert!(unpushed.is_err(), "push needs the tag locally");
+            engine
+                .tag_image("app:1", "registry:5000/app:1")
+                .await
+                .expect("tag");
+            let login = RegistryLogin {
+                username: "u".into(),
+                password: "s3cret".into(),
+                server: "registry:5000".into(),
+            };
+            engine
+                .push_image("registry:5000/app:1", Some(login), &mut |_| {})
+                .await
+                .expect("push");
+            assert_eq!(
+                engine.pushed(),
+                [Pushed {
+                    reference: "registry:5000/app:1".into(),
+                    image_id: "sha256:aaaa".into(),
+                    login: Some(("registry:5000".into(), "u".into())),
+                }]
+            );
+            assert!(!format!("{:?}", engine.pushed()).contains("s3cret"));
+            let untagged = engine.tag_image("nope:1", "x:1").await;
+            assert!(matches!(untagged, Err(EngineError::NotFound(m)) if m == "image nope:1"));
+
+            // A container runs the image: its last tag cannot go.
+            engine.add_network("berth");
+            engine
+                .create_container("app", &config("app", "app:1"), &labels())
+                .await
+                .expect("create");
+            engine
+                .remove_image("registry:5000/app:1")
+                .await
+                .expect("one of two tags");
+            let last = engine.remove_image("app:1").await;
+            assert!(matches!(last, Err(EngineError::Conflict(_))), "{last:?}");
+            engine.remove_image("gone:1").await.expect("missing is Ok");
         });
     }
 }

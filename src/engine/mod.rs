@@ -2,12 +2,12 @@
 //! operations it asks for. Only this module (and its children) imports bollard.
 
 pub mod docker;
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 
-pub use docker::images::{BuildRequest, RegistryLogin};
 pub use docker::DockerEngine;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
@@ -171,11 +171,41 @@ pub struct ContainerConfig {
     pub mounts: Vec<Mount>,
 }
 
+/// What a build asks of the engine.
+pub struct BuildRequest<'a> {
+    /// The context as a tar archive.
+    pub context_tar: ByteStream,
+    /// Path of the Dockerfile inside the context.
+    pub dockerfile: &'a str,
+    pub tag: &'a str,
+    pub build_args: &'a HashMap<String, String>,
+    /// Bytes; 0 = no limit.
+    pub memory: i64,
+    /// CPU quota in microseconds per 100 ms period; 0 = no limit.
+    pub cpu_quota: i64,
+    /// The image IDs of the Dockerfile's `FROM` images, as they were before
+    /// the build: a failed build's layers are found among their descendants.
+    pub base_ids: Vec<String>,
+}
+
+/// Registry login for push. No `Debug`: it holds a password.
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
 /// The operations berth needs. Every one is safe to repeat after a crash:
 /// ownership is decided by labels, not by anything remembered.
 ///
-/// Implemented by [`DockerEngine`] (the real engine, through bollard) and by
-/// [`fake::FakeEngine`] (in memory, for the applier's unit tests).
+/// Implemented by [`DockerEngine`] (the real engine, through bollard) and,
+/// in tests (or with the `test-util` feature), by `fake::FakeEngine` (in
+/// memory).
+///
+/// The image operations that print as they go take `log` as a plain
+/// `FnMut`, so their futures are not `Send`: builds run on worker threads
+/// with their own runtime, and their log writer holds a state.db
+/// connection, which may not cross threads.
 pub trait Engine: Send + Sync {
     /// Containers (all, with labels), image tags and networks: three calls.
     fn observe(&self) -> impl Future<Output = Result<ObservedState, EngineError>> + Send;
@@ -218,4 +248,52 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<BTreeMap<String, String>, EngineError>> + Send;
     /// Number of API calls made so far (for tests and benchmarks).
     fn api_calls(&self) -> u64;
+
+    /// The image ID a reference (or an ID) names now, if any.
+    fn image_id(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send;
+    /// Builds and tags; `log` gets every line the build prints. The tag
+    /// only moves if the build succeeds. Returns the new image ID.
+    fn build_image(
+        &self,
+        request: BuildRequest<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<String, EngineError>>;
+    /// `docker import`: a root filesystem tar becomes the image `reference`.
+    fn import_rootfs(
+        &self,
+        tar: ByteStream,
+        reference: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<String, EngineError>>;
+    /// `docker load`: the images of a saved-image tar, with their tags.
+    fn load_images(
+        &self,
+        tar: ByteStream,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<(), EngineError>>;
+    /// `docker save`: the image as a tar, written to `out`.
+    fn save_image(
+        &self,
+        reference: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Makes `reference` name the image `source` (a reference or an ID) names.
+    fn tag_image(
+        &self,
+        source: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Pushes `reference` to its registry, with `login` if given.
+    fn push_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<(), EngineError>>;
+    /// Removes a tag (and the image if nothing else uses it); missing is Ok.
+    fn remove_image(&self, reference: &str)
+        -> impl Future<Output = Result<(), EngineError>> + Send;
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::credentials::{self, Login};
 use super::spec::{dockerfile_bases, ImageSpec, Source};
-use super::stream;
+use super::{stream, ImageError, PathProblem};
 use crate::config::Config;
-use crate::engine::{BuildRequest, DockerEngine, RegistryLogin};
+use crate::engine::{BuildRequest, Engine, RegistryLogin};
 use crate::state::State;
 
 /// Removes the workspace on every way out, failures and panics included.
@@ -26,18 +26,21 @@ impl Drop for Workspace {
 /// Runs build `build_id` of `spec`; every line goes to `log`. Returns the
 /// new image ID, or why it failed (the old tag is untouched: the engine
 /// only moves a tag when a build succeeds).
-pub async fn run(
+pub async fn run<E: Engine>(
     config: &Config,
-    engine: &DockerEngine,
+    engine: &E,
     state: &State,
     spec: &ImageSpec,
     build_id: i64,
     log: &mut dyn FnMut(&str),
-) -> Result<String, String> {
+) -> Result<String, ImageError> {
     let mut log = |line: &str| log(line);
     let creds = credentials::load(&config.credentials_file)?;
-    let login = |name: &Option<String>| -> Result<Option<Login>, String> {
-        name.as_deref().map(|n| creds.login(n).cloned()).transpose()
+    let login = |name: &Option<String>| -> Result<Option<Login>, ImageError> {
+        Ok(name
+            .as_deref()
+            .map(|n| creds.login(n).cloned())
+            .transpose()?)
     };
     let image_id = match &spec.source {
         Source::Git {
@@ -48,8 +51,10 @@ pub async fn run(
         } => {
             let workspace = Workspace(config.state_dir.join("builds").join(build_id.to_string()));
             let _ = std::fs::remove_dir_all(&workspace.0);
-            std::fs::create_dir_all(&workspace.0)
-                .map_err(|e| format!("{}: {e}", workspace.0.display()))?;
+            std::fs::create_dir_all(&workspace.0).map_err(|source| ImageError::Io {
+                path: workspace.0.clone(),
+                source,
+            })?;
             let src = workspace.0.join("src");
             clone(
                 repository,
@@ -61,23 +66,30 @@ pub async fn run(
             )?;
             // The repository decides what its folders are: Context and the
             // Dockerfile must stay inside the clone, links and all.
-            let context_dir = inside(&src, context)
-                .map_err(|why| format!("Context {context:?} of {repository}: {why}"))?;
-            let dockerfile_path = inside(&context_dir, dockerfile).map_err(|why| {
-                format!("Dockerfile {dockerfile:?} in {context} of {repository}: {why}")
+            let context_dir = inside(&src, context).map_err(|problem| ImageError::BadPath {
+                what: format!("Context {context:?} of {repository}"),
+                problem,
             })?;
-            let dockerfile_text = read_small(&dockerfile_path)
-                .map_err(|e| format!("{dockerfile} in {context} of {repository}: {e}"))?;
+            let dockerfile_path =
+                inside(&context_dir, dockerfile).map_err(|problem| ImageError::BadPath {
+                    what: format!("Dockerfile {dockerfile:?} in {context} of {repository}"),
+                    problem,
+                })?;
+            let dockerfile_text =
+                read_small(&dockerfile_path).map_err(|problem| ImageError::BadPath {
+                    what: format!("{dockerfile} in {context} of {repository}"),
+                    problem,
+                })?;
             let bases = dockerfile_bases(&dockerfile_text);
             let mut base_ids = Vec::new();
             for b in &bases {
-                if let Some(id) = engine.image_id(b).await.map_err(|e| e.to_string())? {
+                if let Some(id) = engine.image_id(b).await? {
                     base_ids.push(id);
                 }
             }
             let base = bases.last().cloned();
             let base_id = match &base {
-                Some(b) => engine.image_id(b).await.map_err(|e| e.to_string())?,
+                Some(b) => engine.image_id(b).await?,
                 None => None,
             };
             if let Err(e) = state.set_build_base(build_id, base.as_deref(), base_id.as_deref()) {
@@ -102,10 +114,7 @@ pub async fn run(
                 cpu_quota: (config.build_cpus * 100_000.0) as i64,
                 base_ids,
             };
-            engine
-                .build_image(request, &mut log)
-                .await
-                .map_err(|e| e.to_string())?
+            engine.build_image(request, &mut log).await?
         }
         Source::Rootfs { path } => {
             let tar = if path.is_dir() {
@@ -123,23 +132,19 @@ pub async fn run(
                 ));
                 stream::file(path)?
             };
-            engine
-                .import_rootfs(tar, &spec.tag, &mut log)
-                .await
-                .map_err(|e| e.to_string())?
+            engine.import_rootfs(tar, &spec.tag, &mut log).await?
         }
         Source::Tar { path } => {
             log(&format!("berth: loading {}", path.display()));
             let tar = stream::file(path)?;
-            engine
-                .load_images(tar, &mut log)
-                .await
-                .map_err(|e| e.to_string())?;
+            engine.load_images(tar, &mut log).await?;
             engine
                 .image_id(&spec.tag)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{} holds no image tagged {}", path.display(), spec.tag))?
+                .await?
+                .ok_or_else(|| ImageError::NotInTar {
+                    path: path.clone(),
+                    tag: spec.tag.clone(),
+                })?
         }
     };
     log(&format!(
@@ -148,10 +153,7 @@ pub async fn run(
         crate::plan::short(&image_id)
     ));
     if let Some(target) = &spec.push_to {
-        engine
-            .tag_image(&image_id, target)
-            .await
-            .map_err(|e| e.to_string())?;
+        engine.tag_image(&image_id, target).await?;
         let registry = login(&spec.credentials)?.map(|l| RegistryLogin {
             server: if l.server.is_empty() {
                 registry_of(target).to_string()
@@ -165,7 +167,10 @@ pub async fn run(
         engine
             .push_image(target, registry, &mut log)
             .await
-            .map_err(|e| format!("push {target}: {e}"))?;
+            .map_err(|source| ImageError::Push {
+                target: target.clone(),
+                source,
+            })?;
     }
     Ok(image_id)
 }
@@ -190,7 +195,7 @@ fn clone(
     login: Option<&Login>,
     timeout: Duration,
     log: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), ImageError> {
     let is_commit = reference
         .is_some_and(|r| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit()));
     let git = |args: &[&str]| {
@@ -244,17 +249,17 @@ fn clone(
 
 fn run_git(
     cmd: Command,
-    what: &str,
+    what: &'static str,
     timeout: Duration,
     log: &mut dyn FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), ImageError> {
     let done = match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
         Ok(done) => done,
-        Err(e) => {
-            for line in e.output().lines() {
+        Err(source) => {
+            for line in source.output().lines() {
                 log(line);
             }
-            return Err(format!("{what}: {e} (git_timeout_seconds)"));
+            return Err(ImageError::Git { what, source });
         }
     };
     for line in done.output.lines() {
@@ -263,51 +268,53 @@ fn run_git(
     if done.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{what} failed: {}",
-            done.output.lines().last().unwrap_or("no message")
-        ))
+        Err(ImageError::GitFailed {
+            what,
+            last_line: done
+                .output
+                .lines()
+                .last()
+                .unwrap_or("no message")
+                .to_string(),
+        })
     }
 }
 
 /// `rel` (from a record) below `root` (a clone): refused when it is
 /// absolute, climbs with `..`, or leads out of `root` through a link.
 /// Returns the real path.
-fn inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+fn inside(root: &Path, rel: &str) -> Result<PathBuf, PathProblem> {
     let rel_path = Path::new(rel);
     if rel_path.is_absolute()
         || rel_path
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err("must be a path inside the repository (no leading / and no ..)".into());
+        return Err(PathProblem::NotInside);
     }
-    let real_root = root
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
+    // The clone itself is the repository's root: not found there means
+    // the clone went wrong, said as such.
+    let real_root = root.canonicalize().map_err(PathProblem::NotFound)?;
     let real = root
         .join(rel_path)
         .canonicalize()
-        .map_err(|e| format!("not found in the repository: {e}"))?;
+        .map_err(PathProblem::NotFound)?;
     if !real.starts_with(&real_root) {
-        return Err(
-            "leads out of the repository through a symbolic link; berth builds only what the repository holds"
-                .into(),
-        );
+        return Err(PathProblem::LeadsOut);
     }
     Ok(real)
 }
 
 /// A Dockerfile is small; one that is not is refused rather than read whole.
-fn read_small(path: &Path) -> Result<String, String> {
+fn read_small(path: &Path) -> Result<String, PathProblem> {
     use std::io::Read;
     const LIMIT: u64 = 1 << 20;
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(LIMIT + 1).read_to_string(&mut text))
-        .map_err(|e| e.to_string())?;
+        .map_err(PathProblem::Unreadable)?;
     if text.len() as u64 > LIMIT {
-        return Err(format!("larger than {LIMIT} bytes"));
+        return Err(PathProblem::TooLarge(LIMIT));
     }
     Ok(text)
 }

@@ -3,7 +3,7 @@
 //! the journal or a log line.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -53,13 +53,47 @@ impl std::fmt::Debug for Credentials {
 /// A credentials file larger than this is refused (it holds a few logins).
 const MAX_SIZE: u64 = 1 << 20;
 
+/// Why the credentials file cannot be used. Never quotes its contents.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("{}: is a symbolic link; berth reads secrets only from a real file", path.display())]
+    Link { path: PathBuf },
+    #[error("{}: is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{}: is owned by uid {uid}; it must belong to root (chown root:root)", path.display())]
+    Owner { path: PathBuf, uid: u32 },
+    #[error("{}: must be readable by its owner only (chmod 600)", path.display())]
+    Readable { path: PathBuf },
+    #[error("{}: larger than {MAX_SIZE} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// toml's message and the line, never toml's quote of the line (it may
+    /// hold a password).
+    #[error("{}: line {line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("no [credentials.{0}] in the credentials file")]
+    NoLogin(String),
+}
+
 /// Reads the file; a missing file is no credentials at all. It must be a
 /// regular file (a link is not followed), owned by root or by berth's own
 /// user, readable by its owner only.
-pub fn load(path: &Path) -> Result<Credentials, String> {
+pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let fail = |why: String| format!("{}: {why}", path.display());
+    let path_buf = || path.to_path_buf();
+    let io = |source: std::io::Error| CredentialsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
@@ -68,43 +102,46 @@ pub fn load(path: &Path) -> Result<Credentials, String> {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::default()),
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(fail(
-                "is a symbolic link; berth reads secrets only from a real file".into(),
-            ))
+            return Err(CredentialsError::Link { path: path_buf() })
         }
-        Err(e) => return Err(fail(e.to_string())),
+        Err(e) => return Err(io(e)),
     };
-    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
-        return Err(fail("is not a regular file".into()));
+        return Err(CredentialsError::NotAFile { path: path_buf() });
     }
     let me = nix::unistd::Uid::effective().as_raw();
     if meta.uid() != 0 && meta.uid() != me {
-        return Err(fail(format!(
-            "is owned by uid {}; it must belong to root (chown root:root)",
-            meta.uid()
-        )));
+        return Err(CredentialsError::Owner {
+            path: path_buf(),
+            uid: meta.uid(),
+        });
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(fail(
-            "must be readable by its owner only (chmod 600)".into(),
-        ));
+        return Err(CredentialsError::Readable { path: path_buf() });
     }
     let mut text = String::new();
     file.take(MAX_SIZE + 1)
         .read_to_string(&mut text)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(io)?;
     if text.len() as u64 > MAX_SIZE {
-        return Err(fail(format!("larger than {MAX_SIZE} bytes")));
+        return Err(CredentialsError::TooLarge { path: path_buf() });
     }
-    toml::from_str(&text).map_err(|e| fail(e.to_string().replace('\n', " ")))
+    toml::from_str(&text).map_err(|e| CredentialsError::Parse {
+        path: path_buf(),
+        line: e.span().map_or(0, |span| {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            before.iter().filter(|b| **b == b'\n').count() + 1
+        }),
+        message: e.message().to_string(),
+    })
 }
 
 impl Credentials {
-    pub fn login(&self, name: &str) -> Result<&Login, String> {
+    pub fn login(&self, name: &str) -> Result<&Login, CredentialsError> {
         self.credentials
             .get(name)
-            .ok_or_else(|| format!("no [credentials.{name}] in the credentials file"))
+            .ok_or_else(|| CredentialsError::NoLogin(name.to_string()))
     }
 
     /// Constant-time comparison of a webhook token. An empty token in
@@ -134,7 +171,7 @@ mod tests {
         let path = dir.path().join("credentials.toml");
         std::fs::write(&path, "[credentials.reg]\nusername = \"u\"\npassword = \"s3cret\"\n[webhooks]\napp = \"tok\"\n").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        assert!(load(&path).unwrap_err().contains("chmod 600"));
+        assert!(load(&path).unwrap_err().to_string().contains("chmod 600"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let c = load(&path).expect("load");
         assert!(!format!("{c:?}").contains("s3cret"));
@@ -144,6 +181,28 @@ mod tests {
             .expect("none")
             .credentials
             .is_empty());
+    }
+
+    #[test]
+    fn a_line_that_does_not_parse_is_named_never_quoted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("credentials.toml");
+        std::fs::write(
+            &path,
+            "[credentials.reg]\nusername = \"u\"\npassword = \"s3cret\" trailing\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let err = load(&path).expect_err("does not parse");
+        assert!(
+            matches!(err, CredentialsError::Parse { line: 3, .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            !text.contains("s3cret") && !format!("{err:?}").contains("s3cret"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -167,11 +226,17 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let link = dir.path().join("credentials.toml");
         std::os::unix::fs::symlink(&real, &link).expect("link");
-        assert!(load(&link).unwrap_err().contains("symbolic link"));
+        assert!(load(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
         if nix::unistd::Uid::effective().is_root() {
             nix::unistd::chown(&real, Some(nix::unistd::Uid::from_raw(65534)), None)
                 .expect("chown");
-            assert!(load(&real).unwrap_err().contains("owned by uid 65534"));
+            assert!(load(&real)
+                .unwrap_err()
+                .to_string()
+                .contains("owned by uid 65534"));
         }
     }
 }

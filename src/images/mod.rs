@@ -1,9 +1,12 @@
 //! Images: declared in `docker_images`, built from git + Dockerfile,
 //! imported from a rootfs or loaded from a saved tar, queued in state.db,
 //! built by a fixed pool of workers, and rebuilt when their base moves.
+//! Everything here reaches the engine through the [`crate::engine::Engine`]
+//! trait; failures are [`ImageError`]s.
 
 pub mod build;
 pub mod credentials;
+mod error;
 pub mod spec;
 pub mod stream;
 pub mod worker;
@@ -14,6 +17,7 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::state::{State, StateError};
 
+pub use error::{ImageError, PathProblem};
 pub use spec::{DeclaredImages, ImageSpec, Source};
 
 /// Reads `docker_images` (a missing db declares no images).

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use hyper::body::Bytes;
 use tokio::sync::mpsc;
 
+use super::ImageError;
 use crate::engine::ByteStream;
 
 /// Bytes per chunk, and chunks in flight.
@@ -85,8 +86,11 @@ pub fn folder_as_tar(folder: &Path) -> ByteStream {
 }
 
 /// The file at `path`, opened now (so a missing file is said at once).
-pub fn file(path: &Path) -> Result<ByteStream, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn file(path: &Path) -> Result<ByteStream, ImageError> {
+    let mut f = std::fs::File::open(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let path: PathBuf = path.to_path_buf();
     Ok(produced(move |w| {
         let mut buf = vec![0u8; CHUNK];

@@ -5,11 +5,14 @@
 //! exiting mid-build leaves the build `running`, which the next start marks
 //! interrupted and queues again.
 
+use std::borrow::Borrow;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::ImageError;
 use crate::config::Config;
-use crate::engine::DockerEngine;
+use crate::engine::{DockerEngine, Engine, EngineError};
 use crate::state::State;
 
 type Getter = Arc<dyn Fn() -> Config + Send + Sync>;
@@ -76,7 +79,7 @@ fn worker(
     let mut seen = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let cfg = config();
-        let worked = match run_one(&runtime, &cfg, &on_built) {
+        let worked = match run_one(&runtime, &cfg, &on_built, || connect(&cfg)) {
             Ok(worked) => worked,
             Err(e) => {
                 tracing::warn!("build worker: {e}");
@@ -101,30 +104,44 @@ fn worker(
 
 /// Runs queued builds in the foreground until none is ready (what `berth
 /// image build` does when no berthd runs). Returns how many ran.
-pub fn run_until_idle(config: &Config) -> Result<usize, String> {
+pub fn run_until_idle(config: &Config) -> Result<usize, ImageError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ImageError::Runtime)?;
     let on_built: OnBuilt = Arc::new(|_, _| {});
     let mut ran = 0;
-    while run_one(&runtime, config, &on_built)? {
+    while run_one(&runtime, config, &on_built, || connect(config))? {
         ran += 1;
     }
     Ok(ran)
 }
 
+/// The real engine, connected for one build: the edge of the pool.
+async fn connect(config: &Config) -> Result<DockerEngine, EngineError> {
+    DockerEngine::connect(&config.docker_host).await
+}
+
 /// Claims and runs one build; false when the queue had nothing ready.
-fn run_one(
+/// `connect` gives the engine (or a reference to one), asked only once a
+/// build is claimed: an idle wake-up costs the engine nothing.
+fn run_one<E, R, F, C>(
     runtime: &tokio::runtime::Runtime,
     config: &Config,
     on_built: &OnBuilt,
-) -> Result<bool, String> {
-    let mut state = State::open(&config.state_dir).map_err(|e| e.to_string())?;
-    let images = super::load(config).map_err(|e| e.to_string())?;
-    let lineage = state.lineage().map_err(|e| e.to_string())?;
+    connect: C,
+) -> Result<bool, ImageError>
+where
+    E: Engine,
+    R: Borrow<E>,
+    F: Future<Output = Result<R, EngineError>>,
+    C: FnOnce() -> F,
+{
+    let mut state = State::open(&config.state_dir)?;
+    let images = super::load(config)?;
+    let lineage = state.lineage()?;
     let waits = |name: &str| super::waits_on(&images, &lineage, name);
-    let Some(build) = state.claim_build(&waits).map_err(|e| e.to_string())? else {
+    let Some(build) = state.claim_build(&waits)? else {
         return Ok(false);
     };
     tracing::info!(image = %build.image, build = build.id, "build started: {}", build.trigger);
@@ -132,17 +149,20 @@ fn run_one(
     let result = match images.specs.get(&build.image) {
         None => Err(
             match images.failed.get(&build.image).and_then(|e| e.first()) {
-                Some(e) => e.to_string(),
-                None => format!("no docker_images record {}", build.image),
+                Some(e) => ImageError::BadSpec(Box::new(e.clone())),
+                None => ImageError::NoRecord(build.image.clone()),
             },
         ),
         Some(spec) => runtime.block_on(async {
-            let engine = DockerEngine::connect(&config.docker_host)
-                .await
-                .map_err(|e| e.to_string())?;
-            super::build::run(config, &engine, &state, spec, build.id, &mut |line| {
-                log.line(line)
-            })
+            let engine = connect().await?;
+            super::build::run(
+                config,
+                engine.borrow(),
+                &state,
+                spec,
+                build.id,
+                &mut |line| log.line(line),
+            )
             .await
         }),
     };
@@ -150,12 +170,14 @@ fn run_one(
         log.line(&format!("berth: FAILED: {e}"));
     }
     log.finish();
-    state
-        .finish_build(
-            &build,
-            result.as_deref().map(|s| s as &str).map_err(|e| e.as_str()),
-        )
-        .map_err(|e| e.to_string())?;
+    let worded = result.as_ref().map_err(ToString::to_string);
+    state.finish_build(
+        &build,
+        worded
+            .as_ref()
+            .map(|id| id.as_str())
+            .map_err(String::as_str),
+    )?;
     match &result {
         Ok(id) => {
             tracing::info!(image = %build.image, build = build.id, "build succeeded: {}", crate::plan::short(id));
@@ -168,4 +190,159 @@ fn run_one(
     }
     on_built(&build.image, result.is_ok());
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{FakeEngine, Op, Pushed};
+
+    struct Setup {
+        tmp: tempfile::TempDir,
+        config: Config,
+        runtime: tokio::runtime::Runtime,
+        built: Arc<Mutex<Vec<(String, bool)>>>,
+    }
+
+    impl Setup {
+        fn new(docker_images: &str) -> Setup {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = Config {
+                db_dir: dir.path().join("db"),
+                state_dir: dir.path().join("state"),
+                credentials_file: dir.path().join("credentials.toml"),
+                ..Config::default()
+            };
+            std::fs::create_dir_all(&config.db_dir).expect("db dir");
+            let text = docker_images.replace("DIR", &dir.path().display().to_string());
+            std::fs::write(config.db_dir.join("docker_images"), text).expect("db");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            Setup {
+                tmp: dir,
+                config,
+                runtime,
+                built: Arc::new(Mutex::new(Vec::new())),
+            }
+        }
+
+        fn dir(&self) -> &std::path::Path {
+            self.tmp.path()
+        }
+
+        fn request(&self, image: &str) -> i64 {
+            let mut state = State::open(&self.config.state_dir).expect("state");
+            state.request_build(image, "test").expect("request").0
+        }
+
+        /// One turn of a worker, on `engine`.
+        fn run_one(&self, engine: &FakeEngine) -> Result<bool, ImageError> {
+            let built = self.built.clone();
+            let on_built: OnBuilt = Arc::new(move |image, ok| {
+                if let Ok(mut b) = built.lock() {
+                    b.push((image.to_string(), ok));
+                }
+            });
+            run_one::<FakeEngine, _, _, _>(&self.runtime, &self.config, &on_built, || async {
+                Ok::<_, EngineError>(engine)
+            })
+        }
+
+        fn build(&self, id: i64) -> crate::state::Build {
+            let state = State::open(&self.config.state_dir).expect("state");
+            state.build(id).expect("read").expect("the build")
+        }
+    }
+
+    #[test]
+    fn a_queued_load_runs_on_the_engine_it_is_given_and_pushes() {
+        let setup = Setup::new(
+            "app=image|Source|tar|Path|DIR/app.tar|Tag|berth/app:1|PushTo|127.0.0.1:5000/app:1\n",
+        );
+        // The tar a `docker save` of berth/app:1 makes.
+        let elsewhere = FakeEngine::new();
+        elsewhere.add_image("berth/app:1", "sha256:0123456789ab");
+        let mut tar = Vec::new();
+        setup
+            .runtime
+            .block_on(elsewhere.save_image("berth/app:1", &mut tar))
+            .expect("save");
+        std::fs::write(setup.dir().join("app.tar"), tar).expect("tar");
+
+        let engine = FakeEngine::new();
+        let id = setup.request("app");
+        assert!(setup.run_one(&engine).expect("worked"));
+        assert_eq!(engine.images()["berth/app:1"], "sha256:0123456789ab");
+        assert_eq!(
+            engine.pushed(),
+            [Pushed {
+                reference: "127.0.0.1:5000/app:1".into(),
+                image_id: "sha256:0123456789ab".into(),
+                login: None,
+            }]
+        );
+        assert_eq!(
+            engine.actions(),
+            [
+                "load",
+                "tag sha256:0123456789ab 127.0.0.1:5000/app:1",
+                "push 127.0.0.1:5000/app:1"
+            ]
+        );
+        let build = setup.build(id);
+        assert_eq!(build.state, "succeeded");
+        assert_eq!(build.result_id.as_deref(), Some("sha256:0123456789ab"));
+        assert_eq!(
+            *setup.built.lock().expect("built"),
+            [("app".to_string(), true)]
+        );
+
+        // Nothing queued: the engine is not even asked for.
+        let asked = std::cell::Cell::new(false);
+        let idle = run_one::<FakeEngine, _, _, _>(
+            &setup.runtime,
+            &setup.config,
+            &(Arc::new(|_: &str, _: bool| {}) as OnBuilt),
+            || {
+                asked.set(true);
+                async { Ok::<_, EngineError>(&engine) }
+            },
+        );
+        assert!(!idle.expect("idle"));
+        assert!(!asked.get());
+    }
+
+    #[test]
+    fn a_failed_import_fails_the_build_with_the_engine_error_and_keeps_the_tag() {
+        let setup = Setup::new("app=image|Source|rootfs|Path|DIR/rootfs|Tag|berth/app:1\n");
+        std::fs::create_dir_all(setup.dir().join("rootfs/etc")).expect("rootfs");
+        std::fs::write(setup.dir().join("rootfs/etc/hostname"), "app\n").expect("file");
+        let engine = FakeEngine::new();
+        engine.add_image("berth/app:1", "sha256:old");
+        engine.fail(Op::Import, "berth/app:1");
+        let id = setup.request("app");
+        assert!(setup.run_one(&engine).expect("worked"));
+        let build = setup.build(id);
+        assert_eq!(build.state, "failed");
+        assert!(
+            build
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("injected failure: Import")),
+            "{build:?}"
+        );
+        assert_eq!(engine.images()["berth/app:1"], "sha256:old");
+        assert_eq!(
+            *setup.built.lock().expect("built"),
+            [("app".to_string(), false)]
+        );
+
+        engine.heal();
+        let again = setup.request("app");
+        assert!(setup.run_one(&engine).expect("worked"));
+        assert_eq!(setup.build(again).state, "succeeded");
+        assert_ne!(engine.images()["berth/app:1"], "sha256:old");
+    }
 }

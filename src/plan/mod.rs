@@ -51,31 +51,163 @@ impl ActionKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What an action does, with exactly the data it needs: a plan cannot
+/// ask to start nothing or to create without a spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// A bridge network named `name`, labelled as ours.
+    CreateNetwork {
+        name: String,
+    },
+    /// A new container from `config`, labelled with `spec_hash`; started
+    /// when `start`.
+    Create {
+        config: ContainerConfig,
+        spec_hash: String,
+        start: bool,
+    },
+    /// A replacement for `container_id`, created before the old one is
+    /// removed. `stop_first`: stop the old container before creating the
+    /// new one (not after), because a host folder of the new one lies
+    /// inside one the old one can write: nothing may run there while it
+    /// is checked.
+    Recreate {
+        container_id: String,
+        config: ContainerConfig,
+        spec_hash: String,
+        start: bool,
+        stop_first: bool,
+    },
+    Start {
+        container_id: String,
+    },
+    Stop {
+        container_id: String,
+    },
+    /// Stop, then remove (never the volumes).
+    Remove {
+        container_id: String,
+    },
+}
+
+impl Operation {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Operation::CreateNetwork { .. } => ActionKind::CreateNetwork,
+            Operation::Create { .. } => ActionKind::Create,
+            Operation::Recreate { .. } => ActionKind::Recreate,
+            Operation::Start { .. } => ActionKind::Start,
+            Operation::Stop { .. } => ActionKind::Stop,
+            Operation::Remove { .. } => ActionKind::Remove,
+        }
+    }
+}
+
+/// One thing a pass does, for one record, in one wave.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Action {
     /// Actions of one wave are independent and may run concurrently; waves
     /// run in order.
     pub wave: usize,
-    pub kind: ActionKind,
     /// The record (or, for CreateNetwork, the network) acted for.
     pub record: String,
     pub reason: String,
-    /// The existing container acted on (Start, Stop, Remove, Recreate).
-    pub container_id: Option<String>,
-    /// Create and Recreate: what to create, and whether to start it.
-    #[serde(skip)]
-    pub config: Option<ContainerConfig>,
-    pub spec_hash: Option<String>,
-    pub start: bool,
     /// Records this one links to: if one of them fails in the same pass,
     /// this action is not started (as compose does with depends_on).
+    pub needs: Vec<String>,
+    pub operation: Operation,
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        self.operation.kind()
+    }
+
+    /// The existing container acted on (Start, Stop, Remove, Recreate).
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.operation {
+            Operation::Recreate { container_id, .. }
+            | Operation::Start { container_id }
+            | Operation::Stop { container_id }
+            | Operation::Remove { container_id } => Some(container_id),
+            Operation::CreateNetwork { .. } | Operation::Create { .. } => None,
+        }
+    }
+
+    /// What Create and Recreate make.
+    pub fn config(&self) -> Option<&ContainerConfig> {
+        match &self.operation {
+            Operation::Create { config, .. } | Operation::Recreate { config, .. } => Some(config),
+            _ => None,
+        }
+    }
+
+    pub fn spec_hash(&self) -> Option<&str> {
+        match &self.operation {
+            Operation::Create { spec_hash, .. } | Operation::Recreate { spec_hash, .. } => {
+                Some(spec_hash)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the action leaves a container started.
+    pub fn starts(&self) -> bool {
+        match &self.operation {
+            Operation::Create { start, .. } | Operation::Recreate { start, .. } => *start,
+            Operation::Start { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn stops_first(&self) -> bool {
+        matches!(
+            self.operation,
+            Operation::Recreate {
+                stop_first: true,
+                ..
+            }
+        )
+    }
+
+    /// The action as `berth plan --json` and the API show it.
+    pub fn view(&self) -> ActionView {
+        ActionView {
+            wave: self.wave,
+            kind: self.kind(),
+            record: self.record.clone(),
+            reason: self.reason.clone(),
+            container_id: self.container_id().map(str::to_string),
+            spec_hash: self.spec_hash().map(str::to_string),
+            start: self.starts(),
+            needs: self.needs.clone(),
+            stop_first: self.stops_first(),
+        }
+    }
+}
+
+/// An action as JSON shows it (`berth plan --json`, `/v1/plan`, pass
+/// reports): an outside contract, so flat and unchanged. Never the
+/// container's config, whose Env values are secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionView {
+    pub wave: usize,
+    pub kind: ActionKind,
+    pub record: String,
+    pub reason: String,
+    pub container_id: Option<String>,
+    pub spec_hash: Option<String>,
+    pub start: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
-    /// Recreate: stop the old container before creating the new one (not
-    /// after), because a host folder of the new one lies inside one the
-    /// old one can write: nothing may run there while it is checked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop_first: bool,
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(serializer)
+    }
 }
 
 /// A record the plan leaves alone, and why.
@@ -85,9 +217,12 @@ pub struct Problem {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Plan {
-    pub actions: Vec<Action>,
+/// What a pass would do. `Plan` (of [`Action`]s) is what the planner
+/// makes and `apply` carries out; [`PlanView`] is the same as JSON shows
+/// it, which is what a client reads back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan<A = Action> {
+    pub actions: Vec<A>,
     pub problems: Vec<Problem>,
     /// Records left as they are on purpose: a container that stopped on
     /// its own under its restart policy, a crash loop backing off.
@@ -98,9 +233,34 @@ pub struct Plan {
     pub next_retry: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-impl Plan {
+/// A plan as JSON shows it: actions without their configs.
+pub type PlanView = Plan<ActionView>;
+
+impl<A> Default for Plan<A> {
+    fn default() -> Self {
+        Plan {
+            actions: Vec::new(),
+            problems: Vec::new(),
+            held: Vec::new(),
+            next_retry: None,
+        }
+    }
+}
+
+impl<A> Plan<A> {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+}
+
+impl Plan {
+    pub fn view(&self) -> PlanView {
+        Plan {
+            actions: self.actions.iter().map(Action::view).collect(),
+            problems: self.problems.clone(),
+            held: self.held.clone(),
+            next_retry: self.next_retry,
+        }
     }
 }
 
@@ -198,26 +358,23 @@ pub fn plan_at<Tz: TimeZone>(
             Some((config, hash)) => (config, hash),
             None => (&spec.config, &spec.spec_hash),
         };
-        let action =
-            |kind, reason: String, id: Option<&str>, start: bool, with_config: bool| Action {
-                wave: match kind {
-                    ActionKind::Stop => stop_wave(name),
+        let action = |reason: String, operation: Operation| {
+            let mut action = Action {
+                wave: match operation {
+                    Operation::Stop { .. } => stop_wave(name),
                     _ => start_wave(spec),
                 },
-                kind,
                 record: name.into(),
                 reason,
-                container_id: id.map(str::to_string),
-                config: with_config.then(|| config.clone()),
-                spec_hash: with_config.then(|| spec_hash.clone()),
-                start,
-                needs: if start {
-                    spec.links.clone()
-                } else {
-                    Vec::new()
-                },
-                stop_first: false,
+                needs: Vec::new(),
+                operation,
             };
+            // A container started waits for what it links to.
+            if action.starts() {
+                action.needs = spec.links.clone();
+            }
+            action
+        };
         let needs_image = |out: &mut Plan| {
             if image_id.is_none() {
                 out.problems.push(Problem {
@@ -234,11 +391,12 @@ pub fn plan_at<Tz: TimeZone>(
         match current {
             None if want.run && needs_image(&mut out) => {
                 out.actions.push(action(
-                    ActionKind::Create,
                     format!("no container yet; {}", want.why),
-                    None,
-                    true,
-                    true,
+                    Operation::Create {
+                        config: config.clone(),
+                        spec_hash: spec_hash.clone(),
+                        start: true,
+                    },
                 ));
                 note_network(&mut networks_needed, spec);
             }
@@ -265,11 +423,14 @@ pub fn plan_at<Tz: TimeZone>(
                     if needs_image(&mut out) {
                         let reason = changes.join("; ");
                         out.actions.push(action(
-                            ActionKind::Recreate,
                             reason,
-                            Some(&c.id),
-                            want.run,
-                            true,
+                            Operation::Recreate {
+                                container_id: c.id.clone(),
+                                config: config.clone(),
+                                spec_hash: spec_hash.clone(),
+                                start: want.run,
+                                stop_first: false,
+                            },
                         ));
                         note_network(&mut networks_needed, spec);
                     }
@@ -279,11 +440,10 @@ pub fn plan_at<Tz: TimeZone>(
                         restarts::Restart::Start(reason) => {
                             note_network(&mut networks_needed, spec);
                             out.actions.push(action(
-                                ActionKind::Start,
                                 reason,
-                                Some(&c.id),
-                                true,
-                                false,
+                                Operation::Start {
+                                    container_id: c.id.clone(),
+                                },
                             ));
                         }
                         restarts::Restart::Hold(why) => out.held.push(Problem {
@@ -300,11 +460,10 @@ pub fn plan_at<Tz: TimeZone>(
                     }
                 } else if !want.run && c.is_running() {
                     out.actions.push(action(
-                        ActionKind::Stop,
                         want.why.clone(),
-                        Some(&c.id),
-                        false,
-                        false,
+                        Operation::Stop {
+                            container_id: c.id.clone(),
+                        },
                     ));
                 }
             }
@@ -340,15 +499,12 @@ pub fn plan_at<Tz: TimeZone>(
         };
         out.actions.push(Action {
             wave: WAVE_REMOVE,
-            kind: ActionKind::Remove,
             record: record.into(),
             reason,
-            container_id: Some(c.id.clone()),
-            config: None,
-            spec_hash: None,
-            start: false,
             needs: Vec::new(),
-            stop_first: false,
+            operation: Operation::Remove {
+                container_id: c.id.clone(),
+            },
         });
     }
 
@@ -367,15 +523,10 @@ pub fn plan_at<Tz: TimeZone>(
             };
             out.actions.push(Action {
                 wave: WAVE_NETWORK,
-                kind: ActionKind::CreateNetwork,
-                record: network,
+                record: network.clone(),
                 reason: why,
-                container_id: None,
-                config: None,
-                spec_hash: None,
-                start: false,
                 needs: Vec::new(),
-                stop_first: false,
+                operation: Operation::CreateNetwork { name: network },
             });
         }
     }
@@ -397,7 +548,7 @@ fn guard_mass_removal(declared: &Declared, observed: &ObservedState, out: &mut P
     if guard.allow {
         return;
     }
-    let deleted = |a: &Action| a.kind == ActionKind::Remove && a.reason == RECORD_DELETED;
+    let deleted = |a: &Action| a.kind() == ActionKind::Remove && a.reason == RECORD_DELETED;
     let removing = out.actions.iter().filter(|a| deleted(a)).count();
     if removing == 0 {
         return;
@@ -449,12 +600,7 @@ fn guard_host_folders(declared: &Declared, observed: &ObservedState, out: &mut P
             })
             .unwrap_or_default()
     };
-    let wanted = |a: &Action| matches!(a.kind, ActionKind::Create | ActionKind::Recreate);
-    if !out
-        .actions
-        .iter()
-        .any(|a| wanted(a) && !folders(a.config.as_ref()).is_empty())
-    {
+    if !out.actions.iter().any(|a| !folders(a.config()).is_empty()) {
         return;
     }
     // Only labels that mention a host folder are parsed.
@@ -474,16 +620,16 @@ fn guard_host_folders(declared: &Declared, observed: &ObservedState, out: &mut P
         .collect();
     let mut refused: Vec<(usize, String)> = Vec::new();
     for (i, action) in out.actions.iter_mut().enumerate() {
-        if !wanted(action) {
-            continue;
-        }
-        for folder in folders(action.config.as_ref()) {
+        for folder in folders(action.config()) {
             for (record, outer) in &mounted {
                 if folder == *outer || !folder.starts_with(outer) {
                     continue;
                 }
                 if *record == action.record {
-                    action.stop_first = true;
+                    // Only a recreate has an old container of its own.
+                    if let Operation::Recreate { stop_first, .. } = &mut action.operation {
+                        *stop_first = true;
+                    }
                 } else {
                     refused.push((
                         i,

@@ -76,7 +76,7 @@ fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
 fn summary(plan: &Plan) -> Vec<String> {
     plan.actions
         .iter()
-        .map(|a| format!("{} {} {}", a.wave, a.kind.as_str(), a.record))
+        .map(|a| format!("{} {} {}", a.wave, a.kind().as_str(), a.record))
         .collect()
 }
 
@@ -95,7 +95,7 @@ fn nothing_running_creates_enabled_records_and_the_network_once() {
     let kinds: Vec<_> = p
         .actions
         .iter()
-        .map(|a| (a.kind, a.record.as_str()))
+        .map(|a| (a.kind(), a.record.as_str()))
         .collect();
     assert_eq!(
         kinds,
@@ -105,7 +105,7 @@ fn nothing_running_creates_enabled_records_and_the_network_once() {
             (ActionKind::Create, "web")
         ]
     );
-    assert!(p.actions[1].start && p.actions[1].config.is_some());
+    assert!(p.actions[1].starts() && p.actions[1].config().is_some());
     assert_eq!(p.actions[0].reason, "needed by api, web");
     assert!(p.problems.is_empty(), "{:?}", p.problems);
 }
@@ -124,10 +124,10 @@ fn a_changed_property_recreates_only_that_record_with_the_reason() {
     let p = plan(&after, &converged(&before), now());
     assert_eq!(p.actions.len(), 1, "{:?}", summary(&p));
     let a = &p.actions[0];
-    assert_eq!((a.kind, a.record.as_str()), (ActionKind::Recreate, "a"));
+    assert_eq!((a.kind(), a.record.as_str()), (ActionKind::Recreate, "a"));
     assert_eq!(a.reason, "MaxMemory 512M → 1G");
-    assert_eq!(a.container_id.as_deref(), Some("id-a"));
-    assert!(a.start);
+    assert_eq!(a.container_id(), Some("id-a"));
+    assert!(a.starts());
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn image_tag_moved_to_a_new_id_recreates() {
         .insert("app:1".into(), "sha256:9999999999999999".into());
     let p = plan(&d, &observed, now());
     assert_eq!(summary(&p).len(), 1);
-    assert_eq!(p.actions[0].kind, ActionKind::Recreate);
+    assert_eq!(p.actions[0].kind(), ActionKind::Recreate);
     assert!(
         p.actions[0]
             .reason
@@ -173,12 +173,12 @@ fn disabled_stops_and_enabled_starts() {
     let p = plan(&disabled, &converged(&running), now());
     assert_eq!(summary(&p).len(), 1);
     assert_eq!(
-        (p.actions[0].kind, p.actions[0].reason.as_str()),
+        (p.actions[0].kind(), p.actions[0].reason.as_str()),
         (ActionKind::Stop, "status disabled")
     );
 
     let p = plan(&running, &converged(&disabled), now());
-    assert_eq!(p.actions[0].kind, ActionKind::Start);
+    assert_eq!(p.actions[0].kind(), ActionKind::Start);
     assert_eq!(
         p.actions[0].reason,
         "status enabled, but the container is exited"
@@ -238,7 +238,7 @@ fn invalid_record_leaves_its_container_and_the_others_apply() {
     let p = plan(&edited, &converged(&good), now());
     assert_eq!(summary(&p).len(), 1);
     assert_eq!(
-        (p.actions[0].kind, p.actions[0].record.as_str()),
+        (p.actions[0].kind(), p.actions[0].record.as_str()),
         (ActionKind::Recreate, "b")
     );
     assert_eq!(p.problems.len(), 1);
@@ -295,7 +295,7 @@ fn links_order_starts_deepest_first_and_stops_in_reverse() {
     let order: Vec<&str> = p.actions.iter().map(|a| a.record.as_str()).collect();
     assert_eq!(order[0], "app");
     assert_eq!(order[1], "db");
-    assert!(p.actions.iter().all(|a| a.kind == ActionKind::Stop));
+    assert!(p.actions.iter().all(|a| a.kind() == ActionKind::Stop));
     assert!(
         p.actions[1].wave < p.actions[2].wave,
         "store/cache stop after db"
@@ -328,7 +328,7 @@ fn leftover_replacement_is_removed_unless_its_record_is_broken() {
     observed.containers.push(leftover);
     let p = plan(&d, &observed, now());
     assert_eq!(summary(&p), vec!["0 remove a"]);
-    assert_eq!(p.actions[0].container_id.as_deref(), Some("id-left"));
+    assert_eq!(p.actions[0].container_id(), Some("id-left"));
 
     let broken = declared("a=service|Image|app:1|MaxMemory|x\n");
     let p = plan(&broken, &observed, now());
@@ -404,11 +404,11 @@ fn a_network_name_held_twice_is_repaired_before_starts() {
     observed.networks = vec!["berth".into(), "berth".into()];
     let p = plan(&d, &observed, now());
     assert_eq!(summary(&p).len(), 2, "{:?}", summary(&p));
-    assert_eq!(p.actions[0].kind, ActionKind::CreateNetwork);
+    assert_eq!(p.actions[0].kind(), ActionKind::CreateNetwork);
     assert!(p.actions[0]
         .reason
         .starts_with("2 networks share this name"));
-    assert_eq!(p.actions[1].kind, ActionKind::Start);
+    assert_eq!(p.actions[1].kind(), ActionKind::Start);
 }
 
 #[test]
@@ -435,7 +435,7 @@ fn a_container_keeps_its_volume_from_the_old_naming() {
     let changed = declared("a_b=service|Image|app:1|MountPath|/c|MaxMemory|64M\n");
     let plan = super::plan(&changed, &observed, now());
     assert_eq!(summary(&plan), vec!["3 recreate a_b"]);
-    let config = plan.actions[0].config.as_ref().expect("config");
+    let config = plan.actions[0].config().expect("config");
     assert_eq!(config.mounts[0].source, "a_b_c");
 }
 
@@ -466,9 +466,9 @@ fn a_host_folder_inside_one_a_running_container_has_mounted_is_not_used() {
     let recreate = planned
         .actions
         .iter()
-        .find(|a| a.kind == ActionKind::Recreate)
+        .find(|a| a.kind() == ActionKind::Recreate)
         .expect("recreate");
-    assert!(recreate.stop_first);
+    assert!(recreate.stops_first());
 }
 
 #[test]
@@ -494,7 +494,7 @@ fn a_chain_of_20000_links_is_planned_without_recursion() {
     let creates = planned
         .actions
         .iter()
-        .filter(|a| a.kind == ActionKind::Create)
+        .filter(|a| a.kind() == ActionKind::Create)
         .count();
     assert_eq!(creates, 20_000);
     let first = planned
@@ -536,7 +536,7 @@ fn a_scheduled_stop_stops_what_links_to_the_record_and_a_start_starts_what_it_li
         let mut names: Vec<String> = plan_at(&d, &observed, &at(h))
             .actions
             .iter()
-            .filter(|a| a.kind == ActionKind::Stop)
+            .filter(|a| a.kind() == ActionKind::Stop)
             .map(|a| a.record.clone())
             .collect();
         names.sort();
@@ -655,7 +655,7 @@ fn an_emptied_db_removes_nothing_until_the_admin_confirms() {
         let removed = p
             .actions
             .iter()
-            .filter(|a| a.kind == ActionKind::Remove)
+            .filter(|a| a.kind() == ActionKind::Remove)
             .count();
         (removed, p.problems)
     };
@@ -688,4 +688,65 @@ fn an_emptied_db_removes_nothing_until_the_admin_confirms() {
     assert_eq!(summary(&p), vec!["0 remove b"]);
     let p = plan(&declared(""), &observed_two, now());
     assert!(p.actions.is_empty() && p.problems.len() == 2);
+}
+
+#[test]
+fn the_json_of_a_plan_keeps_its_flat_fields_and_never_the_config() {
+    let before = declared("a=service|Image|app:1|MaxMemory|512M\n");
+    let after = declared("a=service|Image|app:1|MaxMemory|1G|Env|SECRET=hunter2\nb=service|Image|app:1|Interlinked|a\n");
+    let p = plan(&after, &converged(&before), now());
+    let json = serde_json::to_value(&p).expect("json");
+    let text = json.to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    let actions = json["actions"].as_array().expect("actions");
+    let by_kind = |kind: &str| {
+        actions
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {text}"))
+    };
+    let keys = |a: &serde_json::Value| {
+        a.as_object()
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let recreate = by_kind("recreate");
+    assert_eq!(
+        keys(recreate),
+        [
+            "container_id",
+            "kind",
+            "reason",
+            "record",
+            "spec_hash",
+            "start",
+            "wave"
+        ]
+    );
+    assert_eq!(recreate["container_id"], "id-a");
+    assert_eq!(recreate["start"], true);
+    assert_eq!(recreate["spec_hash"], after.specs["a"].spec_hash.as_str());
+    let create = by_kind("create");
+    assert_eq!(create["container_id"], serde_json::Value::Null);
+    assert_eq!(create["needs"], serde_json::json!(["a"]));
+    // Read back as a client does, it is the view the plan gives.
+    let back: PlanView = serde_json::from_value(json).expect("read back");
+    assert_eq!(back.actions, p.view().actions);
+}
+
+#[test]
+fn every_operation_carries_its_own_data() {
+    let d = declared("a=service|Image|app:1|status|disabled\n");
+    let mut observed = converged(&d);
+    observed.containers[0].state = "running".into();
+    let p = plan(&d, &observed, now());
+    assert_eq!(
+        p.actions.iter().map(|a| &a.operation).collect::<Vec<_>>(),
+        [&Operation::Stop {
+            container_id: "id-a".into()
+        }]
+    );
+    assert!(!p.actions[0].starts() && p.actions[0].needs.is_empty());
 }

@@ -1,7 +1,6 @@
 //! Image operations of the real engine: build, import, load, save, push,
-//! tag, inspect, remove. Used by `images`, never by the planner.
-
-use std::collections::HashMap;
+//! tag, inspect, remove. Used by `images`, never by the planner; the
+//! [`crate::engine::Engine`] impl calls these.
 
 use bollard::auth::DockerCredentials;
 use bollard::body_try_stream;
@@ -13,31 +12,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::DockerEngine;
-use crate::engine::{ByteStream, EngineError};
-
-/// What a build asks of the engine.
-pub struct BuildRequest<'a> {
-    /// The context as a tar archive.
-    pub context_tar: ByteStream,
-    /// Path of the Dockerfile inside the context.
-    pub dockerfile: &'a str,
-    pub tag: &'a str,
-    pub build_args: &'a HashMap<String, String>,
-    /// Bytes; 0 = no limit.
-    pub memory: i64,
-    /// CPU quota in microseconds per 100 ms period; 0 = no limit.
-    pub cpu_quota: i64,
-    /// The image IDs of the Dockerfile's `FROM` images, as they were before
-    /// the build: a failed build's layers are found among their descendants.
-    pub base_ids: Vec<String>,
-}
-
-/// Registry login for push.
-pub struct RegistryLogin {
-    pub username: String,
-    pub password: String,
-    pub server: String,
-}
+use crate::engine::{BuildRequest, ByteStream, EngineError, RegistryLogin};
 
 fn split_reference(reference: &str) -> (&str, &str) {
     let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
@@ -52,7 +27,10 @@ fn split_reference(reference: &str) -> (&str, &str) {
 
 impl DockerEngine {
     /// The image ID a reference names now, if any.
-    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+    pub(super) async fn inspect_image_id(
+        &self,
+        reference: &str,
+    ) -> Result<Option<String>, EngineError> {
         self.count();
         match self.docker.inspect_image(reference).await {
             Ok(image) => Ok(image.id),
@@ -65,7 +43,7 @@ impl DockerEngine {
 
     /// Builds and tags; `log` gets every line the build prints. The tag only
     /// moves if the build succeeds.
-    pub async fn build_image(
+    pub(super) async fn build(
         &self,
         req: BuildRequest<'_>,
         log: &mut dyn FnMut(&str),
@@ -135,14 +113,14 @@ impl DockerEngine {
         }
         match id {
             Some(id) => Ok(id),
-            None => self.image_id(req.tag).await?.ok_or_else(|| {
+            None => self.inspect_image_id(req.tag).await?.ok_or_else(|| {
                 EngineError::Api(format!("build ended without an image for {}", req.tag))
             }),
         }
     }
 
     /// `docker import`: a root filesystem tar becomes the image `reference`.
-    pub async fn import_rootfs(
+    pub(super) async fn import(
         &self,
         tar: ByteStream,
         reference: &str,
@@ -169,13 +147,13 @@ impl DockerEngine {
                 ));
             }
         }
-        self.image_id(reference).await?.ok_or_else(|| {
+        self.inspect_image_id(reference).await?.ok_or_else(|| {
             EngineError::Api(format!("import ended without an image for {reference}"))
         })
     }
 
     /// `docker load`: a saved-image tar; returns what the engine printed.
-    pub async fn load_images(
+    pub(super) async fn load(
         &self,
         tar: ByteStream,
         log: &mut dyn FnMut(&str),
@@ -202,7 +180,7 @@ impl DockerEngine {
     }
 
     /// `docker save`: the image as a tar, written to `out`.
-    pub async fn save_image(
+    pub(super) async fn save(
         &self,
         reference: &str,
         out: &mut (dyn std::io::Write + Send),
@@ -217,7 +195,7 @@ impl DockerEngine {
         Ok(())
     }
 
-    pub async fn tag_image(&self, source: &str, reference: &str) -> Result<(), EngineError> {
+    pub(super) async fn tag(&self, source: &str, reference: &str) -> Result<(), EngineError> {
         self.count();
         let (repo, tag) = split_reference(reference);
         let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
@@ -227,7 +205,7 @@ impl DockerEngine {
             .map_err(|e| self.error(e))
     }
 
-    pub async fn push_image(
+    pub(super) async fn push(
         &self,
         reference: &str,
         login: Option<RegistryLogin>,
@@ -315,7 +293,7 @@ impl DockerEngine {
     }
 
     /// Removes a tag (and the image if nothing else uses it); missing is Ok.
-    pub async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+    pub(super) async fn remove_reference(&self, reference: &str) -> Result<(), EngineError> {
         self.count();
         let options = RemoveImageOptionsBuilder::new().noprune(false).build();
         match self
