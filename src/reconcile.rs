@@ -1,14 +1,17 @@
-//! One reconcile pass, the same for `berth apply` and berthd: read the dbs,
-//! observe the engine, plan, apply, and journal all of it in state.db.
+//! One reconcile pass, the same for `berth apply` and berthd: declare from
+//! the pass's db snapshot, observe the engine, plan, apply, and journal all
+//! of it in state.db.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplySettings, Observer, Outcome};
 use crate::config::Config;
+use crate::db::snapshot::{ReadError, Snapshot};
 use crate::engine::{Engine, EngineError};
 use crate::plan::{self, Action, ActionKind, Plan};
 use crate::schedule::RunEvent;
@@ -19,11 +22,34 @@ use crate::state::State;
 pub enum PassError {
     #[error(transparent)]
     Declared(#[from] LoadError),
+    /// A db of the pass's snapshot could not be read.
+    #[error(transparent)]
+    Db(#[from] ReadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// berthd's loop could not run the pass (it is stopping).
-    #[error("{0}")]
-    Daemon(String),
+    /// berthd's loop ran the pass and it failed: every request that pass
+    /// answered gets the same error.
+    #[error(transparent)]
+    Shared(Arc<PassError>),
+    /// berthd's loop did not take the request: it is stopping.
+    #[error("berthd is stopping")]
+    DaemonStopping,
+    /// berthd stopped before the pass asked for ended.
+    #[error("berthd stopped before the pass ended")]
+    DaemonStopped,
+}
+
+/// What a pass is run on and why.
+#[derive(Debug, Clone, Copy)]
+pub struct PassInput<'a> {
+    /// The dbs, read once for the whole pass.
+    pub snapshot: &'a Snapshot,
+    /// Why it runs, as the journal and the log say it.
+    pub trigger: &'a str,
+    /// The time the plan is made for (schedules, back-off).
+    pub at: SystemTime,
+    /// `berth apply --allow-mass-removal`.
+    pub allow_mass_removal: bool,
 }
 
 /// What a pass did: the plan it made and how each action went.
@@ -127,16 +153,21 @@ pub fn booted_at() -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(secs, 0)
 }
 
-/// Declared state (with what state.db remembers) and engine state, and the
-/// plan between them at `at`.
+/// Declared state (from `snapshot`, with what state.db remembers) and
+/// engine state, and the plan between them at `at`.
 pub async fn plan_now<E: Engine>(
     config: &Config,
     engine: &E,
+    snapshot: &Snapshot,
     remembered: Remembered,
     at: SystemTime,
     allow_mass_removal: bool,
 ) -> Result<Planned, PassError> {
-    let mut declared = spec::load(config)?;
+    let mut declared = spec::declare(
+        snapshot.containers()?,
+        snapshot.images()?,
+        &spec::SpecSettings::from_config(config),
+    );
     declared.removal = spec::RemovalGuard {
         share: config.mass_removal_share,
         allow: allow_mass_removal,
@@ -234,11 +265,16 @@ pub async fn run_pass<E: Engine>(
     config: &Config,
     engine: &E,
     state: Option<&State>,
-    trigger: &str,
-    allow_mass_removal: bool,
+    input: PassInput<'_>,
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
+    let PassInput {
+        snapshot,
+        trigger,
+        at,
+        allow_mass_removal,
+    } = input;
     let Planned {
         plan,
         warnings,
@@ -247,8 +283,9 @@ pub async fn run_pass<E: Engine>(
     } = plan_now(
         config,
         engine,
+        snapshot,
         Remembered::read(state),
-        SystemTime::now(),
+        at,
         allow_mass_removal,
     )
     .await?;

@@ -33,12 +33,18 @@ pub async fn run(config: &Config, allow_mass_removal: bool) -> anyhow::Result<i3
         .map_err(|e| eprintln!("warning: no journal: {e}"))
         .ok();
     let stop = AtomicBool::new(false);
+    let snapshot = crate::db::Snapshot::read(&config.db_dir);
+    let input = reconcile::PassInput {
+        snapshot: &snapshot,
+        trigger: "berth apply",
+        at: std::time::SystemTime::now(),
+        allow_mass_removal,
+    };
     let report = reconcile::run_pass(
         config,
         &engine,
         state.as_ref(),
-        "berth apply",
-        allow_mass_removal,
+        input,
         &stop,
         |o: &crate::apply::Outcome| match &o.error {
             None => println!("{:<14} {}: {}", o.kind.as_str(), o.record, o.reason),

@@ -27,8 +27,11 @@ pub async fn run(config: &Config, json: bool, at: Option<&str>) -> anyhow::Resul
             let engine = DockerEngine::connect(&config.docker_host).await?;
             let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
             let when = at.unwrap_or_else(std::time::SystemTime::now);
-            let crate::reconcile::Planned { plan, warnings, .. } =
-                crate::reconcile::plan_now(config, &engine, remembered, when, false).await?;
+            let crate::reconcile::Planned { plan, warnings, .. } = {
+                let snapshot = crate::db::Snapshot::read(&config.db_dir);
+                crate::reconcile::plan_now(config, &engine, &snapshot, remembered, when, false)
+                    .await?
+            };
             for w in warnings {
                 eprintln!("warning: {w}");
             }

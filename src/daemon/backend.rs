@@ -7,21 +7,26 @@ use tokio::sync::oneshot;
 
 use super::{Event, Shared};
 use crate::api::Backend;
+use crate::engine::Engine;
 use crate::reconcile::{PassError, PassReport};
 use crate::state::State;
 
-pub struct DaemonBackend {
-    pub shared: Arc<Shared>,
+pub struct DaemonBackend<E> {
+    pub shared: Arc<Shared<E>>,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, String> {
     serde_json::to_value(value).map_err(|e| e.to_string())
 }
 
-impl DaemonBackend {
+impl<E: Engine + 'static> DaemonBackend<E> {
     /// Asks the loop for a pass and waits for its report (passes never
     /// overlap: only the loop runs them).
-    async fn pass(&self, trigger: String, allow_mass_removal: bool) -> Result<PassReport, String> {
+    async fn pass(
+        &self,
+        trigger: String,
+        allow_mass_removal: bool,
+    ) -> Result<PassReport, PassError> {
         let (reply, rx) = oneshot::channel();
         self.shared
             .events
@@ -30,23 +35,24 @@ impl DaemonBackend {
                 allow_mass_removal,
                 reply,
             })
-            .map_err(|_| "berthd is stopping".to_string())?;
+            .map_err(|_| PassError::DaemonStopping)?;
         rx.await
-            .map_err(|_| "berthd stopped before the pass ended".to_string())?
+            .map_err(|_| PassError::DaemonStopped)?
+            .map_err(PassError::Shared)
     }
 
     async fn pass_for_event(&self, trigger: String) -> Result<PassReport, PassError> {
-        self.pass(trigger, false).await.map_err(PassError::Daemon)
+        self.pass(trigger, false).await
     }
 
-    fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, String> {
+    fn engine(&self) -> Result<Arc<E>, String> {
         self.shared
             .engine()
             .ok_or_else(|| "berthd is not connected to the engine yet".to_string())
     }
 }
 
-impl Backend for DaemonBackend {
+impl<E: Engine + 'static> Backend for DaemonBackend<E> {
     async fn status(&self) -> Result<serde_json::Value, String> {
         let config = self.shared.config();
         let engine = self.engine()?;
@@ -64,9 +70,11 @@ impl Backend for DaemonBackend {
         let config = self.shared.config();
         let engine = self.engine()?;
         let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        let snapshot = crate::db::Snapshot::read(&config.db_dir);
         let plan = crate::reconcile::plan_now(
             &config,
             &*engine,
+            &snapshot,
             remembered,
             std::time::SystemTime::now(),
             false,
@@ -77,7 +85,8 @@ impl Backend for DaemonBackend {
     }
 
     async fn apply(&self, allow_mass_removal: bool) -> Result<serde_json::Value, String> {
-        json(&self.pass("api apply".into(), allow_mass_removal).await?)
+        let report = self.pass("api apply".into(), allow_mass_removal).await;
+        json(&report.map_err(|e| e.to_string())?)
     }
 
     /// Console events run here, on the API's task: the loop only runs the

@@ -24,6 +24,7 @@
 mod edit;
 mod file;
 pub mod format;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use time::OffsetDateTime;
 
 pub use file::{lock_path, update};
 use format::Line;
+pub use snapshot::Snapshot;
 
 /// One record: `key=type|prop|value|…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
