@@ -42,6 +42,8 @@ struct State {
     log: Vec<String>,
     /// (operation, container name or ID, network or volume name; "" for observe).
     failures: BTreeSet<(Op, String)>,
+    /// How long each stop takes (on tokio's clock) before it acts.
+    stop_delay: std::time::Duration,
     next_id: u64,
 }
 
@@ -172,6 +174,12 @@ impl FakeEngine {
 
     pub fn fail_observe(&self) {
         self.fail(Op::Observe, "");
+    }
+
+    /// Makes every later stop take `by` before it acts, as a container
+    /// that uses its grace period does.
+    pub fn slow_stop(&self, by: std::time::Duration) {
+        self.lock().stop_delay = by;
     }
 
     /// Forgets every injected failure.
@@ -318,6 +326,10 @@ impl Engine for FakeEngine {
 
     async fn stop_container(&self, id: &str, grace_seconds: u32) -> Result<(), EngineError> {
         self.count(1);
+        let delay = self.lock().stop_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.act(format!("stop {id} {grace_seconds}"), |s| {
             s.check(Op::Stop, id)?;
             if let Some(i) = s.find(id) {
