@@ -322,3 +322,70 @@ pub async fn run_pass<E: Engine>(
         image_tags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::fake::FakeEngine;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("folder");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Read once, then the folder is gone: reconcile, the lineage check and
+    /// the templates still see the same dbs, so none of them reads again.
+    #[tokio::test]
+    async fn one_snapshot_serves_reconcile_lineage_and_templates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(
+            &root.join("berth.toml"),
+            "db_dir = \"db\"\nstate_dir = \"state\"\ntemplates_dir = \"t\"\n\
+             templates_custom_dir = \"c\"\noutput_root = \"out\"\ninstance = \"t\"\n",
+        );
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1\n",
+        );
+        write(
+            &root.join("db/docker_images"),
+            "img=image|Source|git|Repository|file:///r.git|Tag|img:1\n",
+        );
+        write(&root.join("db/configuration"), "DomainName=example.com\n");
+        write(
+            &root.join("t/etc/site.conf/10site"),
+            "{{ db.configuration.DomainName.type }}{% for c in containers %} {{ c.name }}{% endfor %}\n",
+        );
+        let config = Config::locate(Some(&root.join("berth.toml"))).expect("config");
+        let snapshot = Snapshot::read(&config.db_dir);
+        assert_eq!(snapshot.reads(), 3, "each db file read once");
+        std::fs::remove_dir_all(root.join("db")).expect("remove the dbs");
+
+        let engine = FakeEngine::new();
+        engine.add_image("img:1", "sha256:1");
+        let planned = plan_now(
+            &config,
+            &engine,
+            &snapshot,
+            Remembered::default(),
+            SystemTime::now(),
+            false,
+        )
+        .await
+        .expect("planned from the snapshot");
+        assert!(planned.plan.actions.iter().any(|a| a.record == "app"));
+
+        let images = crate::images::declared(&snapshot).expect("images");
+        assert!(images.specs.contains_key("img"));
+
+        let report = crate::templates::run(&config, &snapshot, false);
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let rendered: Vec<&String> = report.diffs.values().map(|(_, new)| new).collect();
+        assert_eq!(rendered, ["example.com app\n"]);
+    }
+}
