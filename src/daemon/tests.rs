@@ -223,7 +223,7 @@ async fn a_schedule_wakes_the_loop_at_its_instant_and_not_before() {
         assert_eq!(s.passes(), ["start"]);
         assert!(!s.running("app"), "stopped by its schedule");
         // 11:00:00 is 3570 s after the start; nothing runs before it.
-        sleep(Duration::from_millis(3570_000 - 1_000 - 10)).await;
+        sleep(Duration::from_millis(3_570_000 - 1_000 - 10)).await;
         assert_eq!(s.passes(), ["start"], "no pass before the schedule");
         assert!(!s.running("app"));
         sleep(Duration::from_millis(100)).await;
