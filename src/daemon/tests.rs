@@ -2,7 +2,6 @@
 //! paused time (the wall clock follows it), a sandbox folder for the config,
 //! the dbs and state.db. Passes are read back from the journal.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -158,24 +157,17 @@ async fn drive<F: std::future::Future<Output = ()>>(
     ended
 }
 
-fn shutdown_pair() -> (oneshot::Sender<()>, oneshot::Receiver<()>) {
-    oneshot::channel()
-}
-
-fn now_wall() -> SystemTime {
-    SystemTime::now()
-}
-
-fn path_name(p: &Path) -> String {
-    p.display().to_string()
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_edits_is_gathered_into_one_pass() {
     let s = Sandbox::new("");
-    let (daemon, tx) = s.daemon(now_wall());
-    let (stop, stopped) = shutdown_pair();
-    let db = path_name(&s.dir.path().join("db/docker_containers"));
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let db = s
+        .dir
+        .path()
+        .join("db/docker_containers")
+        .display()
+        .to_string();
     drive(daemon, stopped, async {
         sleep(Duration::from_secs(1)).await;
         assert_eq!(s.passes(), ["start"]);
@@ -217,7 +209,7 @@ async fn a_schedule_wakes_the_loop_at_its_instant_and_not_before() {
         .map(SystemTime::from)
         .expect("a local time");
     let (daemon, _tx) = s.daemon(wall);
-    let (stop, stopped) = shutdown_pair();
+    let (stop, stopped) = oneshot::channel();
     drive(daemon, stopped, async {
         sleep(Duration::from_secs(1)).await;
         assert_eq!(s.passes(), ["start"]);
@@ -238,8 +230,8 @@ async fn a_schedule_wakes_the_loop_at_its_instant_and_not_before() {
 async fn an_unreachable_engine_is_retried_with_growing_intervals_then_converges() {
     let s = Sandbox::new(&format!("app=service|Image|{IMAGE}\n"));
     s.connect.refuse.store(true, Ordering::SeqCst);
-    let (daemon, tx) = s.daemon(now_wall());
-    let (stop, stopped) = shutdown_pair();
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
     drive(daemon, stopped, async {
         sleep(Duration::from_secs(95)).await;
         let attempts = s.connect.attempts.lock().expect("attempts").clone();
@@ -277,8 +269,8 @@ async fn an_unreachable_engine_is_retried_with_growing_intervals_then_converges(
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_the_action_in_flight_finish_and_starts_nothing_new() {
     let s = Sandbox::new(&format!("old=service|Image|{IMAGE}\n"));
-    let (daemon, tx) = s.daemon(now_wall());
-    let (stop, stopped) = shutdown_pair();
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
     let mut asked_at = None;
     let ended = drive(daemon, stopped, async {
         sleep(Duration::from_secs(1)).await;
@@ -323,8 +315,8 @@ async fn shutdown_lets_the_action_in_flight_finish_and_starts_nothing_new() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_no_longer_than_the_grace_period() {
     let s = Sandbox::new(&format!("old=service|Image|{IMAGE}\n"));
-    let (daemon, tx) = s.daemon(now_wall());
-    let (stop, stopped) = shutdown_pair();
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
     let mut asked_at = None;
     let ended = drive(daemon, stopped, async {
         sleep(Duration::from_secs(1)).await;
