@@ -448,9 +448,13 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         for reply in self.waiting.drain(..) {
             let _ = reply.send(outcome.clone());
         }
+        // Once berthd is stopping, nothing new starts: no lineage check (it
+        // may run the notification command), no templates (reloads). The
+        // next start's first pass does both.
+        let stopping = self.stop.load(Ordering::SeqCst);
         let queued = match &outcome {
-            Ok(report) => self.check_lineage(&snapshot, report),
-            Err(_) => false,
+            Ok(report) if !stopping => self.check_lineage(&snapshot, report),
+            _ => false,
         };
         // The workers sleep with no timer of their own: woken for what
         // this pass queued, and by the resync, so a request that reached
@@ -462,9 +466,8 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             }
         }
         // Templates need only the files, not the engine: rendered after
-        // every pass, even one the engine's absence cut short; not once
-        // berthd is stopping (nothing new starts).
-        if !self.stop.load(Ordering::SeqCst) {
+        // every pass, even one the engine's absence cut short.
+        if !stopping {
             self.render_templates(snapshot).await;
         }
         let now = Instant::now();

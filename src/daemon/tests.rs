@@ -342,3 +342,26 @@ async fn shutdown_waits_no_longer_than_the_grace_period() {
         "cut off: the next start marks it interrupted"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn templates_render_from_the_pass_snapshot_while_the_engine_is_down() {
+    let s = Sandbox::new(&format!("app=service|Image|{IMAGE}\n"));
+    let fragment = s.dir.path().join("templates/etc/app.conf/10app");
+    std::fs::create_dir_all(fragment.parent().expect("folder")).expect("folder");
+    std::fs::write(
+        &fragment,
+        "{% for c in containers %}{{ c.name }}{% endfor %}\n",
+    )
+    .expect("fragment");
+    s.connect.refuse.store(true, Ordering::SeqCst);
+    let (daemon, _tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_millis(500)).await;
+        assert!(s.passes().is_empty(), "no engine, no pass");
+        let written = std::fs::read_to_string(s.dir.path().join("output/etc/app.conf"));
+        assert_eq!(written.expect("written").as_str(), "app\n");
+        let _ = stop.send(());
+    })
+    .await;
+}
