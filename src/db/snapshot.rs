@@ -57,7 +57,9 @@ pub struct Snapshot {
     reads: usize,
 }
 
-/// Not a db: lock files, hidden files, editor and package-manager leftovers.
+/// Not a db: lock files, hidden files, editor and package-manager leftovers
+/// (the names the template tree skips too, so fragments' `db` is the same
+/// set of files it always was).
 fn is_db_name(name: &str) -> bool {
     !name.ends_with(".lock") && !crate::templates::tree::is_leftover(name)
 }
