@@ -245,12 +245,18 @@ async fn noop_pass(ctx: &Ctx<'_>) -> anyhow::Result<(f64, u64)> {
     let stop = AtomicBool::new(false);
     let before = ctx.engine.api_calls();
     let t = Instant::now();
+    let snapshot = berth::db::Snapshot::read(&ctx.config.db_dir);
+    let input = berth::reconcile::PassInput {
+        snapshot: &snapshot,
+        trigger: "bench",
+        at: std::time::SystemTime::now(),
+        allow_mass_removal: false,
+    };
     let report = berth::reconcile::run_pass(
         &ctx.config,
         &ctx.engine,
         Some(&state),
-        "bench",
-        false,
+        input,
         &stop,
         |_: &berth::apply::Outcome| {},
     )

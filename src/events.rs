@@ -245,12 +245,18 @@ pub async fn direct_pass<E: Engine>(
     let state = State::open(&config.state_dir)
         .map_err(|e| tracing::warn!("no journal: {e}"))
         .ok();
+    let snapshot = crate::db::Snapshot::read(&config.db_dir);
+    let input = reconcile::PassInput {
+        snapshot: &snapshot,
+        trigger: &trigger,
+        at: std::time::SystemTime::now(),
+        allow_mass_removal: false,
+    };
     reconcile::run_pass(
         config,
         engine,
         state.as_ref(),
-        &trigger,
-        false,
+        input,
         &AtomicBool::new(false),
         |_: &crate::apply::Outcome| {},
     )

@@ -1,14 +1,17 @@
-//! One reconcile pass, the same for `berth apply` and berthd: read the dbs,
-//! observe the engine, plan, apply, and journal all of it in state.db.
+//! One reconcile pass, the same for `berth apply` and berthd: declare from
+//! the pass's db snapshot, observe the engine, plan, apply, and journal all
+//! of it in state.db.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{self, ApplySettings, Observer, Outcome};
 use crate::config::Config;
+use crate::db::snapshot::{ReadError, Snapshot};
 use crate::engine::{Engine, EngineError};
 use crate::plan::{self, Action, ActionKind, Plan, PlanView};
 use crate::schedule::RunEvent;
@@ -19,11 +22,34 @@ use crate::state::State;
 pub enum PassError {
     #[error(transparent)]
     Declared(#[from] LoadError),
+    /// A db of the pass's snapshot could not be read.
+    #[error(transparent)]
+    Db(#[from] ReadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// berthd's loop could not run the pass (it is stopping).
-    #[error("{0}")]
-    Daemon(String),
+    /// berthd's loop ran the pass and it failed: every request that pass
+    /// answered gets the same error.
+    #[error(transparent)]
+    Shared(Arc<PassError>),
+    /// berthd's loop did not take the request: it is stopping.
+    #[error("berthd is stopping")]
+    DaemonStopping,
+    /// berthd stopped before the pass asked for ended.
+    #[error("berthd stopped before the pass ended")]
+    DaemonStopped,
+}
+
+/// What a pass is run on and why.
+#[derive(Debug, Clone, Copy)]
+pub struct PassInput<'a> {
+    /// The dbs, read once for the whole pass.
+    pub snapshot: &'a Snapshot,
+    /// Why it runs, as the journal and the log say it.
+    pub trigger: &'a str,
+    /// The time the plan is made for (schedules, back-off).
+    pub at: SystemTime,
+    /// `berth apply --allow-mass-removal`.
+    pub allow_mass_removal: bool,
 }
 
 /// What a pass did: the plan it made and how each action went.
@@ -128,16 +154,21 @@ pub fn booted_at() -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(secs, 0)
 }
 
-/// Declared state (with what state.db remembers) and engine state, and the
-/// plan between them at `at`.
+/// Declared state (from `snapshot`, with what state.db remembers) and
+/// engine state, and the plan between them at `at`.
 pub async fn plan_now<E: Engine>(
     config: &Config,
     engine: &E,
+    snapshot: &Snapshot,
     remembered: Remembered,
     at: SystemTime,
     allow_mass_removal: bool,
 ) -> Result<Planned, PassError> {
-    let mut declared = spec::load(config)?;
+    let mut declared = spec::declare(
+        snapshot.containers()?,
+        snapshot.images()?,
+        &spec::SpecSettings::from_config(config),
+    );
     declared.removal = spec::RemovalGuard {
         share: config.mass_removal_share,
         allow: allow_mass_removal,
@@ -236,11 +267,16 @@ pub async fn run_pass<E: Engine>(
     config: &Config,
     engine: &E,
     state: Option<&State>,
-    trigger: &str,
-    allow_mass_removal: bool,
+    input: PassInput<'_>,
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
+    let PassInput {
+        snapshot,
+        trigger,
+        at,
+        allow_mass_removal,
+    } = input;
     let Planned {
         plan,
         warnings,
@@ -249,8 +285,9 @@ pub async fn run_pass<E: Engine>(
     } = plan_now(
         config,
         engine,
+        snapshot,
         Remembered::read(state),
-        SystemTime::now(),
+        at,
         allow_mass_removal,
     )
     .await?;
@@ -286,4 +323,71 @@ pub async fn run_pass<E: Engine>(
         next_scheduled,
         image_tags,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::fake::FakeEngine;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("folder");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Read once, then the folder is gone: reconcile, the lineage check and
+    /// the templates still see the same dbs, so none of them reads again.
+    #[tokio::test]
+    async fn one_snapshot_serves_reconcile_lineage_and_templates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(
+            &root.join("berth.toml"),
+            "db_dir = \"db\"\nstate_dir = \"state\"\ntemplates_dir = \"t\"\n\
+             templates_custom_dir = \"c\"\noutput_root = \"out\"\ninstance = \"t\"\n",
+        );
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1\n",
+        );
+        write(
+            &root.join("db/docker_images"),
+            "img=image|Source|git|Repository|file:///r.git|Tag|img:1\n",
+        );
+        write(&root.join("db/configuration"), "DomainName=example.com\n");
+        write(
+            &root.join("t/etc/site.conf/10site"),
+            "{{ db.configuration.DomainName.type }}{% for c in containers %} {{ c.name }}{% endfor %}\n",
+        );
+        let config = Config::locate(Some(&root.join("berth.toml"))).expect("config");
+        let snapshot = Snapshot::read(&config.db_dir);
+        assert_eq!(snapshot.reads(), 3, "each db file read once");
+        std::fs::remove_dir_all(root.join("db")).expect("remove the dbs");
+
+        let engine = FakeEngine::new();
+        engine.add_image("img:1", "sha256:1");
+        let planned = plan_now(
+            &config,
+            &engine,
+            &snapshot,
+            Remembered::default(),
+            SystemTime::now(),
+            false,
+        )
+        .await
+        .expect("planned from the snapshot");
+        assert!(planned.plan.actions.iter().any(|a| a.record == "app"));
+
+        let images = crate::images::declared(&snapshot).expect("images");
+        assert!(images.specs.contains_key("img"));
+
+        let report = crate::templates::run(&config, &snapshot, false);
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let rendered: Vec<&String> = report.diffs.values().map(|(_, new)| new).collect();
+        assert_eq!(rendered, ["example.com app\n"]);
+    }
 }

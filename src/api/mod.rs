@@ -137,14 +137,6 @@ pub enum BackendError {
     /// The image record fails validation: its errors, one per problem.
     #[error("{}", .errors.join("; "))]
     InvalidImage { name: String, errors: Vec<String> },
-    #[error("berthd is stopping")]
-    Stopping,
-    #[error("berthd stopped before the pass ended")]
-    PassCut,
-    /// The pass berthd's loop ran failed; the loop hands its waiters the
-    /// text (one report goes to many waiters).
-    #[error("{0}")]
-    LoopPass(String),
     #[error("berthd is not connected to the engine yet")]
     NoEngine,
     /// The images module's own failures (credentials, the image dbs).
@@ -179,15 +171,12 @@ impl BackendError {
             BackendError::Engine(e) => engine_kind(e),
             BackendError::State(_)
             | BackendError::Images(_)
-            | BackendError::LoopPass(_)
             | BackendError::Runtime(_)
             | BackendError::Thread(_) => ErrorKind::Internal,
             BackendError::Forbidden => ErrorKind::Forbidden,
             BackendError::NoImage(_) => ErrorKind::NotFound,
             BackendError::InvalidImage { .. } => ErrorKind::Conflict,
-            BackendError::Stopping | BackendError::PassCut | BackendError::NoEngine => {
-                ErrorKind::Unavailable
-            }
+            BackendError::NoEngine => ErrorKind::Unavailable,
             BackendError::Client(e) => e.kind(),
         }
     }
@@ -197,7 +186,9 @@ fn pass_kind(e: &PassError) -> ErrorKind {
     match e {
         PassError::Declared(_) => ErrorKind::Internal,
         PassError::Engine(e) => engine_kind(e),
-        PassError::Daemon(_) => ErrorKind::Unavailable,
+        PassError::Db(_) => ErrorKind::Internal,
+        PassError::Shared(inner) => pass_kind(inner),
+        PassError::DaemonStopping | PassError::DaemonStopped => ErrorKind::Unavailable,
     }
 }
 

@@ -258,12 +258,18 @@ async fn a_pass_journals_each_action_with_its_own_result() {
     let state = crate::state::State::open(&config.state_dir).expect("state");
     let e = engine();
     e.fail_create("bad");
+    let snapshot = crate::db::Snapshot::read(&config.db_dir);
+    let input = crate::reconcile::PassInput {
+        snapshot: &snapshot,
+        trigger: "test",
+        at: std::time::SystemTime::now(),
+        allow_mass_removal: false,
+    };
     let report = crate::reconcile::run_pass(
         &config,
         &e,
         Some(&state),
-        "test",
-        false,
+        input,
         &AtomicBool::new(false),
         |_: &Outcome| {},
     )

@@ -96,7 +96,8 @@ impl LocalBackend {
     pub async fn plan_at(&self, at: SystemTime) -> Result<Planned, BackendError> {
         let engine = self.engine().await?;
         let remembered = Remembered::read_dir(&self.config.state_dir);
-        Ok(reconcile::plan_now(&self.config, engine, remembered, at, false).await?)
+        let snapshot = crate::db::Snapshot::read(&self.config.db_dir);
+        Ok(reconcile::plan_now(&self.config, engine, &snapshot, remembered, at, false).await?)
     }
 }
 
@@ -129,12 +130,18 @@ impl Backend for LocalBackend {
                 .map_err(|e| eprintln!("warning: no journal: {e}"))
                 .ok();
             let stop = AtomicBool::new(false);
+            let snapshot = crate::db::Snapshot::read(&config.db_dir);
+            let input = reconcile::PassInput {
+                snapshot: &snapshot,
+                trigger: "berth apply",
+                at: SystemTime::now(),
+                allow_mass_removal,
+            };
             Ok(reconcile::run_pass(
                 &config,
                 &engine,
                 state.as_ref(),
-                "berth apply",
-                allow_mass_removal,
+                input,
                 &stop,
                 // Said as each action ends, as berthd logs them.
                 |o: &crate::apply::Outcome| {

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::templates::{self, TemplateReport};
 
 pub fn run(config: &Config, diff: bool, apply: bool) -> i32 {
-    let report = templates::run(config, apply);
+    let report = templates::run(config, &crate::db::Snapshot::read(&config.db_dir), apply);
     print(&report, diff, apply);
     i32::from(!report.is_clean())
 }

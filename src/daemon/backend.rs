@@ -8,23 +8,24 @@ use tokio::sync::oneshot;
 
 use super::{Event, Shared};
 use crate::api::{Backend, BackendError, BuildQueued};
+use crate::engine::Engine;
 use crate::plan::PlanView;
 use crate::reconcile::{PassError, PassReport};
 use crate::state::{EventRun, JournalEntry, State};
 use crate::status::RecordStatus;
 
-pub struct DaemonBackend {
-    pub shared: Arc<Shared>,
+pub struct DaemonBackend<E> {
+    pub shared: Arc<Shared<E>>,
 }
 
-impl DaemonBackend {
+impl<E: Engine + 'static> DaemonBackend<E> {
     /// Asks the loop for a pass and waits for its report (passes never
     /// overlap: only the loop runs them).
     async fn pass(
         &self,
         trigger: String,
         allow_mass_removal: bool,
-    ) -> Result<PassReport, BackendError> {
+    ) -> Result<PassReport, PassError> {
         let (reply, rx) = oneshot::channel();
         self.shared
             .events
@@ -33,25 +34,22 @@ impl DaemonBackend {
                 allow_mass_removal,
                 reply,
             })
-            .map_err(|_| BackendError::Stopping)?;
+            .map_err(|_| PassError::DaemonStopping)?;
         rx.await
-            .map_err(|_| BackendError::PassCut)?
-            .map_err(BackendError::LoopPass)
+            .map_err(|_| PassError::DaemonStopped)?
+            .map_err(PassError::Shared)
     }
 
     async fn pass_for_event(&self, trigger: String) -> Result<PassReport, PassError> {
-        self.pass(trigger, false).await.map_err(|e| match e {
-            BackendError::Pass(e) => e,
-            other => PassError::Daemon(other.to_string()),
-        })
+        self.pass(trigger, false).await
     }
 
-    fn engine(&self) -> Result<Arc<crate::engine::DockerEngine>, BackendError> {
+    fn engine(&self) -> Result<Arc<E>, BackendError> {
         self.shared.engine().ok_or(BackendError::NoEngine)
     }
 }
 
-impl Backend for DaemonBackend {
+impl<E: Engine + 'static> Backend for DaemonBackend<E> {
     async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
@@ -67,9 +65,11 @@ impl Backend for DaemonBackend {
         let config = self.shared.config();
         let engine = self.engine()?;
         let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        let snapshot = crate::db::Snapshot::read(&config.db_dir);
         let planned = crate::reconcile::plan_now(
             &config,
             &*engine,
+            &snapshot,
             remembered,
             std::time::SystemTime::now(),
             false,
@@ -79,7 +79,7 @@ impl Backend for DaemonBackend {
     }
 
     async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
-        self.pass("api apply".into(), allow_mass_removal).await
+        Ok(self.pass("api apply".into(), allow_mass_removal).await?)
     }
 
     /// Console events run here, on the API's task: the loop only runs the

@@ -1,6 +1,7 @@
-//! The daemon's link to the engine: connect lazily, say once when the engine
-//! goes away and once when it is back, retry with backoff, and keep a
-//! subscription to managed-container events that only hurries the next pass.
+//! The daemon's link to the engine: connect lazily (through [`Connect`]),
+//! say once when the engine goes away and once when it is back, retry with
+//! backoff, and keep a subscription to managed-container events that only
+//! hurries the next pass.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,26 +10,31 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::connect::Connect;
 use super::{Event, Shared};
 use crate::config::Config;
-use crate::engine::{DockerEngine, EngineError};
-use crate::reconcile::PassError;
+use crate::engine::{Engine, EngineError};
 
-const RETRY_MIN: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+pub const RETRY_MIN: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
-pub struct EngineLink {
-    shared: Arc<Shared>,
+pub struct EngineLink<E, C> {
+    shared: Arc<Shared<E>>,
+    connector: Arc<C>,
+    /// The `docker_host` the engine in `shared` was reached at.
+    host: Option<String>,
     down_since: Option<Instant>,
     backoff: Duration,
     retry_at: Option<Instant>,
     events: Option<JoinHandle<()>>,
 }
 
-impl EngineLink {
-    pub fn new(shared: Arc<Shared>) -> Self {
+impl<E: Engine + 'static, C: Connect<E>> EngineLink<E, C> {
+    pub fn new(shared: Arc<Shared<E>>, connector: C) -> Self {
         EngineLink {
             shared,
+            connector: Arc::new(connector),
+            host: None,
             down_since: None,
             backoff: RETRY_MIN,
             retry_at: None,
@@ -36,28 +42,28 @@ impl EngineLink {
         }
     }
 
-    /// The connected engine, connecting (and subscribing to its events) first if needed.
-    pub async fn engine(&mut self, config: &Config) -> Result<Arc<DockerEngine>, PassError> {
+    /// The connected engine, connecting (and subscribing to its events)
+    /// first if there is none, or `docker_host` changed.
+    pub async fn engine(&mut self, config: &Config) -> Result<Arc<E>, EngineError> {
         if let Some(engine) = self.shared.engine() {
-            if engine.host() == config.docker_host {
+            if self.host.as_deref() == Some(config.docker_host.as_str()) {
                 return Ok(engine);
             }
         }
-        match DockerEngine::connect(&config.docker_host).await {
+        match self.connector.connect(&config.docker_host).await {
             Ok(engine) => {
-                let engine = Arc::new(engine);
-                let api = engine
-                    .server_api_version()
-                    .await
-                    .unwrap_or_else(|e| format!("unknown ({e})"));
+                let api = match self.connector.version(&engine).await {
+                    Ok(v) => v,
+                    Err(e) => format!("unknown ({e})"),
+                };
                 tracing::info!(host = %config.docker_host, api = %api, "connected to the engine");
-                if let Ok(mut slot) = self.shared.engine.write() {
-                    *slot = Some(engine.clone());
-                }
+                self.shared.set_engine(Some(engine.clone()));
+                self.host = Some(config.docker_host.clone());
                 if let Some(old) = self.events.take() {
                     old.abort();
                 }
                 self.events = Some(tokio::spawn(follow_events(
+                    self.connector.clone(),
                     engine.clone(),
                     self.shared.events.clone(),
                 )));
@@ -65,12 +71,13 @@ impl EngineLink {
             }
             Err(e) => {
                 self.lost(&e);
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
-    /// Logged once per outage; later failures only move the retry time.
+    /// Logged once per outage; later failures only move the retry time
+    /// (1 s, doubling up to 30 s).
     pub fn lost(&mut self, e: &EngineError) {
         let now = Instant::now();
         if self.down_since.is_none() {
@@ -104,7 +111,7 @@ impl EngineLink {
     }
 }
 
-impl Drop for EngineLink {
+impl<E, C> Drop for EngineLink<E, C> {
     fn drop(&mut self) {
         if let Some(task) = self.events.take() {
             task.abort();
@@ -114,10 +121,14 @@ impl Drop for EngineLink {
 
 /// Forwards managed-container events to the loop; when the stream breaks
 /// (engine stopped or restarted), says so once and resubscribes with backoff.
-async fn follow_events(engine: Arc<DockerEngine>, tx: tokio::sync::mpsc::UnboundedSender<Event>) {
+async fn follow_events<E, C: Connect<E>>(
+    connector: Arc<C>,
+    engine: Arc<E>,
+    tx: tokio::sync::mpsc::UnboundedSender<Event>,
+) {
     let mut backoff = RETRY_MIN;
     loop {
-        let mut stream = Box::pin(engine.container_events());
+        let mut stream = connector.events(&engine);
         let mut lost = None;
         while let Some(item) = stream.next().await {
             match item {

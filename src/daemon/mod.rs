@@ -1,36 +1,60 @@
-//! berthd's main loop: one `Event` enum, one pass at a time. Files, Docker
-//! events, signals and API calls only make the next full pass come sooner;
-//! a pass runs at least every `resync_seconds` whatever happened.
+//! berthd: [`run`] wires the outside (config, state.db, folder watch, API,
+//! signals, build workers) to a [`Daemon`], the main loop. The loop runs one
+//! pass at a time; each pass has one [`Trigger`]: an [`Event`] (files,
+//! Docker, SIGHUP, an API request) or a timer it computed (resync, a
+//! schedule or back-off end, an engine retry). Events only make the next
+//! full pass come sooner; a pass runs at least every `resync_seconds`.
+//!
+//! The loop is generic over the [`Engine`] and how it connects
+//! ([`connect::Connect`]), and reads the wall clock through a [`WallClock`],
+//! so its tests (`tests.rs`) drive it in-process on a fake engine and
+//! tokio's paused time.
 
 mod backend;
+pub mod connect;
 mod engine_link;
 pub mod systemd;
+mod tcp_api;
+#[cfg(test)]
+mod tests;
 mod watch;
 
+use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
 use crate::config::{Config, ConfigError};
-use crate::engine::DockerEngine;
-use crate::reconcile::{self, PassError, PassReport};
+use crate::db::Snapshot;
+use crate::engine::{DockerEngine, Engine};
+use crate::reconcile::{self, PassError, PassInput, PassReport};
 use crate::state::{State, StateError};
+use connect::{Connect, DockerConnect};
+use engine_link::EngineLink;
 
 /// After the first event of a burst, wait this long for quiet before a pass,
 /// so a burst of edits costs a pass or two, not one per edit.
 const QUIET: Duration = Duration::from_millis(100);
 /// ...but never longer than this after the first event.
 const MAX_DELAY: Duration = Duration::from_millis(500);
+/// How often old journal rows, events and builds are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The newest rows of each kind always kept, however old.
+const PRUNE_KEEP: usize = 1000;
+/// A schedule event is due at its second; this slack makes sure the pass
+/// evaluates the schedule after it, not a hair before.
+const SCHEDULE_SLACK: Duration = Duration::from_millis(20);
 
-/// The trigger of the periodic full pass.
-const RESYNC: &str = "resync";
+/// What a pass asked for through [`Event::Pass`] is answered with. The
+/// error is shared: one pass answers every request gathered into it.
+pub type PassReply = Result<PassReport, Arc<PassError>>;
 
-/// Everything that can make berthd act.
+/// Everything from outside the loop that can make berthd act.
 #[derive(Debug)]
 pub enum Event {
     /// Something changed in the db or template folders.
@@ -46,8 +70,43 @@ pub enum Event {
         trigger: String,
         /// `berth apply --allow-mass-removal`.
         allow_mass_removal: bool,
-        reply: oneshot::Sender<Result<PassReport, String>>,
+        reply: oneshot::Sender<PassReply>,
     },
+}
+
+/// Why a pass runs. Its words are what the journal and the log say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// berthd started.
+    Start,
+    FilesChanged(String),
+    Docker(String),
+    /// SIGHUP.
+    Reload,
+    /// Asked for through the API; the asker's words (`api apply`,
+    /// `berth start app`, `event pre-backup`).
+    Api(String),
+    /// The periodic full pass.
+    Resync,
+    /// A schedule event, or the end of a crash loop's back-off.
+    Schedule,
+    /// The engine was unreachable and its back-off ended.
+    EngineRetry,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::Start => f.write_str("start"),
+            Trigger::FilesChanged(what) => write!(f, "file changed: {what}"),
+            Trigger::Docker(what) => write!(f, "docker: {what}"),
+            Trigger::Reload => f.write_str("SIGHUP"),
+            Trigger::Api(words) => f.write_str(words),
+            Trigger::Resync => f.write_str("resync"),
+            Trigger::Schedule => f.write_str("schedule"),
+            Trigger::EngineRetry => f.write_str("engine retry"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,21 +115,30 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{0}")]
-    Watch(String),
+    #[error(transparent)]
+    Watch(#[from] watch::WatchError),
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
 }
 
 /// What the loop shares with the API and the watchers.
-pub struct Shared {
+pub struct Shared<E> {
     pub config: RwLock<Config>,
-    pub engine: RwLock<Option<Arc<DockerEngine>>>,
+    pub engine: RwLock<Option<Arc<E>>>,
     pub events: mpsc::UnboundedSender<Event>,
     pub builds: std::sync::OnceLock<crate::images::worker::BuildPool>,
 }
 
-impl Shared {
+impl<E> Shared<E> {
+    pub fn new(config: Config, events: mpsc::UnboundedSender<Event>) -> Self {
+        Shared {
+            config: RwLock::new(config),
+            engine: RwLock::new(None),
+            events,
+            builds: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn config(&self) -> Config {
         match self.config.read() {
             Ok(c) => c.clone(),
@@ -78,21 +146,43 @@ impl Shared {
         }
     }
 
-    pub fn engine(&self) -> Option<Arc<DockerEngine>> {
+    pub fn engine(&self) -> Option<Arc<E>> {
         match self.engine.read() {
             Ok(e) => e.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
+
+    fn set_engine(&self, engine: Option<Arc<E>>) {
+        match self.engine.write() {
+            Ok(mut slot) => *slot = engine,
+            Err(poisoned) => *poisoned.into_inner() = engine,
+        }
+    }
+
+    fn set_config(&self, config: Config) {
+        match self.config.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+}
+
+/// The wall clock passes plan at (schedules are wall-clock times). berthd
+/// reads the system's; tests make one that follows tokio's paused time.
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+pub fn system_clock() -> WallClock {
+    Arc::new(SystemTime::now)
 }
 
 /// Runs berthd until `shutdown` completes: then the action in flight
-/// finishes, no new one starts, and it returns.
+/// finishes (within `stop_grace_seconds`), no new one starts, and it returns.
 pub async fn run(
     config_path: Option<PathBuf>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let mut config = Config::locate(config_path.as_deref())?;
+    let config = Config::locate(config_path.as_deref())?;
     raise_file_limit();
     let mut state = State::open(&config.state_dir)?;
     match state.mark_interrupted() {
@@ -102,22 +192,17 @@ pub async fn run(
         ),
         Err(e) => tracing::warn!("journal: {e}"),
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        config: RwLock::new(config.clone()),
-        engine: RwLock::new(None),
-        events: tx.clone(),
-        builds: std::sync::OnceLock::new(),
-    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::<DockerEngine>::new(config.clone(), tx.clone()));
     start_builds(&shared, &mut state);
-    let mut watcher = watch::FolderWatch::start(&config, tx.clone()).map_err(DaemonError::Watch)?;
+    let watcher = watch::FolderWatch::start(&config, tx.clone())?;
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
     // Bound before the first pass, so a second berthd fails at start.
     let socket = crate::api::bind(&config.api_socket).await?;
     let backend = Arc::new(backend::DaemonBackend {
         shared: shared.clone(),
     });
-    let mut tcp_api = TcpApi::new(backend.clone());
+    let mut tcp_api = tcp_api::TcpApi::new(backend.clone());
     tcp_api.configure(&config);
     let api_task = tokio::spawn(async move {
         let stopped = async move {
@@ -127,20 +212,7 @@ pub async fn run(
             tracing::error!("API: {e}");
         }
     });
-    systemd::spawn_signal_relay(tx.clone());
-
-    let stop = AtomicBool::new(false);
-    let mut link = engine_link::EngineLink::new(shared.clone());
-    let mut due: Option<String> = Some("start".into());
-    let mut replies: Vec<oneshot::Sender<Result<PassReport, String>>> = Vec::new();
-    // An admin's confirmation, for the next pass only.
-    let mut allow_mass_removal = false;
-    let mut next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
-    let mut ready_sent = false;
-    let mut next_scheduled: Option<Instant> = None;
-    let mut said = Said::default();
-    // Pruned at start, then daily, off the loop's thread.
-    let mut next_prune = Instant::now();
+    systemd::spawn_signal_relay(tx);
     // Fed from its own task: a long pass or event action (a backup script)
     // must not make systemd kill berthd mid-action.
     let watchdog = systemd::watchdog_interval().map(|every| {
@@ -152,119 +224,19 @@ pub async fn run(
             }
         })
     });
-    tokio::pin!(shutdown);
 
-    loop {
-        if let Some(trigger) = due.take() {
-            let outcome = {
-                let allow = std::mem::take(&mut allow_mass_removal);
-                let pass = one_pass(
-                    &config, &state, &mut link, &mut said, &trigger, allow, &stop,
-                );
-                tokio::pin!(pass);
-                tokio::select! {
-                    outcome = &mut pass => Some(outcome),
-                    () = &mut shutdown => {
-                        // Finish what is in flight, start nothing new; the
-                        // engine calls are never cut half-way.
-                        stop.store(true, Ordering::SeqCst);
-                        tracing::info!("stopping: finishing the action in flight");
-                        // No longer than a container gets to stop: what the
-                        // engine was asked to do, it finishes on its own.
-                        let budget = Duration::from_secs(u64::from(config.stop_grace_seconds));
-                        let _ = tokio::time::timeout(budget, &mut pass).await;
-                        None
-                    }
-                }
-            };
-            let Some(outcome) = outcome else { break };
-            for reply in replies.drain(..) {
-                let _ = reply.send(
-                    outcome
-                        .as_ref()
-                        .map(Clone::clone)
-                        .map_err(ToString::to_string),
-                );
-            }
-            let queued = match &outcome {
-                Ok(report) => check_lineage(&config, &mut state, report),
-                Err(_) => false,
-            };
-            // The workers sleep with no timer of their own: woken for what
-            // this pass queued, and by the resync, so a request that reached
-            // state.db without a wake (another process) still runs within a
-            // resync.
-            if queued || trigger == RESYNC {
-                if let Some(pool) = shared.builds.get() {
-                    pool.wake();
-                }
-            }
-            // Templates need only the files, not the engine: rendered after
-            // every pass, even one the engine's absence cut short.
-            render_templates(&config, &mut said).await;
-            if Instant::now() >= next_prune {
-                next_prune = Instant::now() + PRUNE_EVERY;
-                spawn_prune(&config);
-            }
-            if outcome.is_ok() && !ready_sent {
-                systemd::notify_ready();
-                ready_sent = true;
-            }
-            next_resync = Instant::now() + Duration::from_secs(config.resync_seconds);
-            // The next schedule event, or the end of a crash loop's
-            // back-off, whichever comes first.
-            next_scheduled = outcome
-                .as_ref()
-                .ok()
-                .and_then(|r| {
-                    let retry = r.plan.next_retry.map(std::time::SystemTime::from);
-                    r.next_scheduled.into_iter().chain(retry).min()
-                })
-                .map(instant_of);
-        }
-        // Sleep until the next thing due: no polling for schedules.
-        let wake = [Some(next_resync), link.retry_at(), next_scheduled]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(next_resync);
-        tokio::select! {
-            () = &mut shutdown => break,
-            event = rx.recv() => {
-                let Some(event) = event else { break };
-                let mut trigger = handle(event, &mut replies, &mut allow_mass_removal, &mut config, &shared, &mut watcher, &mut tcp_api);
-                // Gather the rest of a burst into the same pass.
-                let first = Instant::now();
-                loop {
-                    let quiet_until = (Instant::now() + QUIET).min(first + MAX_DELAY);
-                    tokio::select! {
-                        more = rx.recv() => match more {
-                            Some(e) => { trigger = handle(e, &mut replies, &mut allow_mass_removal, &mut config, &shared, &mut watcher, &mut tcp_api).or(trigger); }
-                            None => break,
-                        },
-                        () = sleep_until(quiet_until) => break,
-                    }
-                }
-                due = trigger.or(due);
-            }
-            () = sleep_until(wake) => {
-                let now = Instant::now();
-                due = Some(if link.retry_at().is_some_and(|r| r <= now) {
-                    "engine retry"
-                } else if next_scheduled.is_some_and(|t| t <= now) {
-                    "schedule"
-                } else {
-                    RESYNC
-                }.into());
-            }
-        }
-    }
+    let mut daemon = Daemon::new(config, state, shared, rx, DockerConnect, system_clock());
+    daemon.surroundings = Some(Surroundings { watcher, tcp_api });
+    daemon.run_until(shutdown).await;
+
     systemd::notify_stopping();
     if let Some(task) = watchdog {
         task.abort();
     }
     let _ = api_stop_tx.send(());
-    tcp_api.shutdown();
+    if let Some(s) = daemon.surroundings.as_mut() {
+        s.tcp_api.shutdown();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     // Event actions and reload commands still running are not waited for.
     crate::command::kill_all();
@@ -272,13 +244,408 @@ pub async fn run(
     Ok(())
 }
 
-/// How often old journal rows, events and builds are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
-/// The newest rows of each kind always kept, however old.
-const PRUNE_KEEP: usize = 1000;
+/// What surrounds the loop in berthd (not in its tests): both re-read on
+/// SIGHUP.
+struct Surroundings<E> {
+    watcher: watch::FolderWatch,
+    tcp_api: tcp_api::TcpApi<E>,
+}
 
-/// Prunes state.db (`journal_keep_days`) on a blocking thread: the first
-/// prune of a years-old journal may take a while.
+/// When the loop next wakes by itself, apart from the engine retry (which
+/// the [`EngineLink`] keeps).
+struct Timers {
+    resync: Instant,
+    /// The next schedule event or end of a crash loop's back-off.
+    schedule: Option<Instant>,
+    /// The next prune of state.db (checked after a pass: not a pass itself).
+    prune: Instant,
+}
+
+/// The main loop and its state. See the module documentation.
+pub struct Daemon<E: Engine + 'static, C: Connect<E>> {
+    config: Config,
+    state: State,
+    shared: Arc<Shared<E>>,
+    events: mpsc::UnboundedReceiver<Event>,
+    link: EngineLink<E, C>,
+    clock: WallClock,
+    surroundings: Option<Surroundings<E>>,
+    /// Set when shutdown begins: the pass in flight starts nothing new.
+    stop: Arc<AtomicBool>,
+    said: Said,
+    /// Requests the next pass answers.
+    waiting: Vec<oneshot::Sender<PassReply>>,
+    /// An admin's confirmation, for the next pass only.
+    allow_mass_removal: bool,
+    due: Option<Trigger>,
+    timers: Timers,
+    ready_sent: bool,
+}
+
+impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
+    /// A loop whose first pass is due at once (trigger `start`).
+    pub fn new(
+        config: Config,
+        state: State,
+        shared: Arc<Shared<E>>,
+        events: mpsc::UnboundedReceiver<Event>,
+        connector: C,
+        clock: WallClock,
+    ) -> Self {
+        let now = Instant::now();
+        Daemon {
+            timers: Timers {
+                resync: now + Duration::from_secs(config.resync_seconds),
+                schedule: None,
+                prune: now,
+            },
+            config,
+            state,
+            link: EngineLink::new(shared.clone(), connector),
+            shared,
+            events,
+            clock,
+            surroundings: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            said: Said::default(),
+            waiting: Vec::new(),
+            allow_mass_removal: false,
+            due: Some(Trigger::Start),
+            ready_sent: false,
+        }
+    }
+
+    /// Runs passes until `shutdown` completes or every event sender is
+    /// gone. A pass in flight at shutdown finishes its actions in flight
+    /// (waited for at most `stop_grace_seconds`) and starts nothing new.
+    pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Some(trigger) = self.due.take() {
+                let stop = self.stop.clone();
+                let grace = Duration::from_secs(u64::from(self.config.stop_grace_seconds));
+                let finished = {
+                    let pass = self.pass(trigger);
+                    tokio::pin!(pass);
+                    tokio::select! {
+                        () = &mut pass => true,
+                        () = &mut shutdown => {
+                            // Finish what is in flight, start nothing new;
+                            // the engine calls are never cut half-way.
+                            stop.store(true, Ordering::SeqCst);
+                            tracing::info!("stopping: finishing the action in flight");
+                            // No longer than a container gets to stop: what
+                            // the engine was asked to do, it finishes alone.
+                            let _ = tokio::time::timeout(grace, &mut pass).await;
+                            false
+                        }
+                    }
+                };
+                if !finished {
+                    return;
+                }
+            }
+            // Sleep until the next thing due: no polling for schedules.
+            let (wake, timer) = self.next_timer();
+            let event = tokio::select! {
+                () = &mut shutdown => return,
+                event = self.events.recv() => event,
+                () = sleep_until(wake) => {
+                    self.due = Some(timer);
+                    continue;
+                }
+            };
+            let Some(event) = event else { return };
+            self.gather(event).await;
+        }
+    }
+
+    /// The timer that fires first, as the trigger it makes; on a tie the
+    /// engine retry, then the schedule, then the resync.
+    fn next_timer(&self) -> (Instant, Trigger) {
+        [
+            self.link.retry_at().map(|t| (t, 0, Trigger::EngineRetry)),
+            self.timers.schedule.map(|t| (t, 1, Trigger::Schedule)),
+            Some((self.timers.resync, 2, Trigger::Resync)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(t, rank, _)| (*t, *rank))
+        .map(|(t, _, trigger)| (t, trigger))
+        .unwrap_or((self.timers.resync, Trigger::Resync))
+    }
+
+    /// Gathers the rest of a burst (quiet for [`QUIET`], at most
+    /// [`MAX_DELAY`] after `first`) into one pass; its trigger is the
+    /// latest event's.
+    async fn gather(&mut self, first: Event) {
+        let mut trigger = self.take(first);
+        let began = Instant::now();
+        loop {
+            let quiet_until = (Instant::now() + QUIET).min(began + MAX_DELAY);
+            let more = tokio::select! {
+                more = self.events.recv() => more,
+                () = sleep_until(quiet_until) => None,
+            };
+            let Some(event) = more else { break };
+            trigger = self.take(event);
+        }
+        self.due = Some(trigger);
+    }
+
+    /// Applies one event to the loop's state; returns the trigger it makes.
+    fn take(&mut self, event: Event) -> Trigger {
+        match event {
+            Event::FilesChanged(what) => Trigger::FilesChanged(what),
+            Event::Docker(what) => Trigger::Docker(what),
+            Event::Pass {
+                trigger,
+                allow_mass_removal,
+                reply,
+            } => {
+                self.waiting.push(reply);
+                self.allow_mass_removal |= allow_mass_removal;
+                Trigger::Api(trigger)
+            }
+            Event::Reload => {
+                self.reload();
+                Trigger::Reload
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match Config::locate(self.config.source.as_deref()) {
+            Ok(new) => {
+                if new != self.config {
+                    tracing::info!("configuration reloaded");
+                    if let Some(s) = self.surroundings.as_mut() {
+                        if let Err(e) = s.watcher.rewatch(&new) {
+                            tracing::error!("{e}");
+                        }
+                    }
+                    self.shared.set_config(new.clone());
+                    self.config = new;
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
+        }
+        // The credentials file may have changed alone.
+        if let Some(s) = self.surroundings.as_mut() {
+            s.tcp_api.configure(&self.config);
+        }
+    }
+
+    /// One pass and what follows it: the answers to the requests it
+    /// served, the image lineage check, the templates, the timers. The dbs
+    /// are read once, into the snapshot all of them use.
+    async fn pass(&mut self, trigger: Trigger) {
+        let snapshot = Arc::new(Snapshot::read(&self.config.db_dir));
+        let outcome = self
+            .reconcile(&snapshot, &trigger.to_string())
+            .await
+            .map_err(Arc::new);
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(outcome.clone());
+        }
+        // Once berthd is stopping, nothing new starts: no lineage check (it
+        // may run the notification command), no templates (reloads). The
+        // next start's first pass does both.
+        let stopping = self.stop.load(Ordering::SeqCst);
+        let queued = match &outcome {
+            Ok(report) if !stopping => self.check_lineage(&snapshot, report),
+            _ => false,
+        };
+        // The workers sleep with no timer of their own: woken for what
+        // this pass queued, and by the resync, so a request that reached
+        // state.db without a wake (another process) still runs within a
+        // resync.
+        if queued || trigger == Trigger::Resync {
+            if let Some(pool) = self.shared.builds.get() {
+                pool.wake();
+            }
+        }
+        // Templates need only the files, not the engine: rendered after
+        // every pass, even one the engine's absence cut short.
+        if !stopping {
+            self.render_templates(snapshot).await;
+        }
+        let now = Instant::now();
+        if now >= self.timers.prune {
+            self.timers.prune = now + PRUNE_EVERY;
+            spawn_prune(&self.config);
+        }
+        if outcome.is_ok() && !self.ready_sent {
+            systemd::notify_ready();
+            self.ready_sent = true;
+        }
+        self.timers.resync = now + Duration::from_secs(self.config.resync_seconds);
+        // The next schedule event, or the end of a crash loop's back-off,
+        // whichever comes first.
+        let wall = (self.clock)();
+        self.timers.schedule = outcome
+            .as_ref()
+            .ok()
+            .and_then(|r| {
+                let retry = r.plan.next_retry.map(SystemTime::from);
+                r.next_scheduled.into_iter().chain(retry).min()
+            })
+            .map(|t| now + t.duration_since(wall).unwrap_or_default() + SCHEDULE_SLACK);
+    }
+
+    async fn reconcile(
+        &mut self,
+        snapshot: &Snapshot,
+        trigger: &str,
+    ) -> Result<PassReport, PassError> {
+        let engine = self.link.engine(&self.config).await?;
+        let input = PassInput {
+            snapshot,
+            trigger,
+            at: (self.clock)(),
+            allow_mass_removal: std::mem::take(&mut self.allow_mass_removal),
+        };
+        let result = reconcile::run_pass(
+            &self.config,
+            &*engine,
+            Some(&self.state),
+            input,
+            &self.stop,
+            |o: &crate::apply::Outcome| match &o.error {
+                None => {
+                    tracing::info!(record = %o.record, action = o.kind.as_str(), "{}", o.reason)
+                }
+                Some(e) => {
+                    tracing::error!(record = %o.record, action = o.kind.as_str(), "failed: {e}")
+                }
+            },
+        )
+        .await;
+        match &result {
+            Ok(report) => {
+                self.link.healthy();
+                // Said once, not at every pass: a typo logged every minute
+                // buries everything else.
+                let current: Vec<(String, String)> = report
+                    .warnings
+                    .iter()
+                    .map(|w| (String::new(), w.clone()))
+                    .chain(
+                        report
+                            .plan
+                            .problems
+                            .iter()
+                            .map(|p| (p.record.clone(), format!("not applied: {}", p.message))),
+                    )
+                    .collect();
+                for (record, message) in self.said.fresh(current) {
+                    if record.is_empty() {
+                        tracing::warn!("{message}");
+                    } else {
+                        tracing::warn!(record = %record, "{message}");
+                    }
+                }
+            }
+            Err(PassError::Engine(e)) => self.link.lost(e),
+            Err(e) => {
+                // A missing or unreadable db: said once, retried every pass.
+                let said = self
+                    .said
+                    .fresh(vec![(String::new(), format!("pass not run: {e}"))]);
+                for (_, message) in said {
+                    tracing::error!("{message}");
+                }
+            }
+        }
+        result
+    }
+
+    /// Dynamic inheritance after each pass: images whose base moved are
+    /// queued (AutoRebuild) or marked outdated, with the notification
+    /// command run off the loop. True when a build was queued.
+    fn check_lineage(&mut self, snapshot: &Snapshot, report: &PassReport) -> bool {
+        let images = match crate::images::declared(snapshot) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("docker_images: {e}");
+                return false;
+            }
+        };
+        match crate::images::check_lineage(&mut self.state, &images, &report.image_tags) {
+            Ok(found) => {
+                for (image, why) in &found.queued {
+                    tracing::info!(image = %image, "rebuild queued: {why}");
+                }
+                for image in &found.outdated {
+                    tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
+                    // Not awaited: the command may take its time, and
+                    // berthd's stop ends it.
+                    let (config, image) = (self.config.clone(), image.clone());
+                    tokio::task::spawn_blocking(move || {
+                        crate::images::notify(&config, &image, "outdated")
+                    });
+                }
+                !found.queued.is_empty()
+            }
+            Err(e) => {
+                tracing::warn!("image lineage: {e}");
+                false
+            }
+        }
+    }
+
+    /// Every pass re-renders the templates from its snapshot; only files
+    /// whose bytes changed are written, and each reload command runs once.
+    /// On a blocking thread (a reload command may take its time); awaited
+    /// inside the pass, so berthd's stop waits for it no longer than for
+    /// the pass.
+    async fn render_templates(&mut self, snapshot: Arc<Snapshot>) {
+        let cfg = self.config.clone();
+        let rendered =
+            tokio::task::spawn_blocking(move || crate::templates::run(&cfg, &snapshot, true));
+        let report = match rendered.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("templates: {e}");
+                return;
+            }
+        };
+        for path in &report.changed {
+            tracing::info!(file = %path.display(), "template written");
+        }
+        for path in &report.removed {
+            tracing::info!(file = %path.display(), "template output removed (its template was deleted)");
+        }
+        for (cmd, result) in &report.reloads {
+            match result {
+                Ok(()) => tracing::info!("ran {cmd}"),
+                Err(e) => tracing::error!("reload failed: {cmd}: {e}"),
+            }
+        }
+        let current: Vec<(String, String)> = report
+            .failed
+            .iter()
+            .map(|(p, e)| {
+                (
+                    String::new(),
+                    format!("template {} not written: {e}", p.display()),
+                )
+            })
+            .chain(
+                report
+                    .warnings
+                    .iter()
+                    .map(|w| (String::new(), format!("template: {w}"))),
+            )
+            .collect();
+        for (_, message) in self.said.fresh_templates(current) {
+            tracing::warn!("{message}");
+        }
+    }
+}
+
+/// Prunes state.db (`journal_keep_days`) on a blocking thread, not waited
+/// for: the first prune of a years-old journal may take a while.
 fn spawn_prune(config: &Config) {
     let (dir, days) = (config.state_dir.clone(), config.journal_keep_days);
     tokio::task::spawn_blocking(move || {
@@ -304,122 +671,8 @@ fn raise_file_limit() {
     }
 }
 
-/// Applies one event to the loop's state; returns the trigger it names.
-fn handle(
-    event: Event,
-    replies: &mut Vec<oneshot::Sender<Result<PassReport, String>>>,
-    allow_mass_removal: &mut bool,
-    config: &mut Config,
-    shared: &Shared,
-    watcher: &mut watch::FolderWatch,
-    tcp_api: &mut TcpApi,
-) -> Option<String> {
-    match event {
-        Event::FilesChanged(what) => Some(format!("file changed: {what}")),
-        Event::Docker(what) => Some(format!("docker: {what}")),
-        Event::Pass {
-            trigger,
-            allow_mass_removal: allow,
-            reply,
-        } => {
-            replies.push(reply);
-            *allow_mass_removal |= allow;
-            Some(trigger)
-        }
-        Event::Reload => {
-            match Config::locate(config.source.as_deref()) {
-                Ok(new) => {
-                    if new != *config {
-                        tracing::info!("configuration reloaded");
-                        if let Err(e) = watcher.rewatch(&new) {
-                            tracing::error!("{e}");
-                        }
-                        if let Ok(mut c) = shared.config.write() {
-                            *c = new.clone();
-                        }
-                        *config = new;
-                    }
-                }
-                Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
-            }
-            // The credentials file may have changed alone.
-            tcp_api.configure(config);
-            Some("SIGHUP".into())
-        }
-    }
-}
-
-async fn one_pass(
-    config: &Config,
-    state: &State,
-    link: &mut engine_link::EngineLink,
-    said: &mut Said,
-    trigger: &str,
-    allow_mass_removal: bool,
-    stop: &AtomicBool,
-) -> Result<PassReport, PassError> {
-    let engine = link.engine(config).await?;
-    let result = reconcile::run_pass(
-        config,
-        &*engine,
-        Some(state),
-        trigger,
-        allow_mass_removal,
-        stop,
-        |o: &crate::apply::Outcome| match &o.error {
-            None => tracing::info!(record = %o.record, action = o.kind.as_str(), "{}", o.reason),
-            Some(e) => tracing::error!(record = %o.record, action = o.kind.as_str(), "failed: {e}"),
-        },
-    )
-    .await;
-    match &result {
-        Ok(report) => {
-            link.healthy();
-            // Said once, not at every pass: a typo logged every minute
-            // buries everything else.
-            let current: Vec<(String, String)> = report
-                .warnings
-                .iter()
-                .map(|w| (String::new(), w.clone()))
-                .chain(
-                    report
-                        .plan
-                        .problems
-                        .iter()
-                        .map(|p| (p.record.clone(), format!("not applied: {}", p.message))),
-                )
-                .collect();
-            for (record, message) in said.fresh(current) {
-                if record.is_empty() {
-                    tracing::warn!("{message}");
-                } else {
-                    tracing::warn!(record = %record, "{message}");
-                }
-            }
-        }
-        Err(PassError::Engine(e)) => link.lost(e),
-        Err(e) => {
-            // A missing or unreadable db: said once, retried every pass.
-            for (_, message) in said.fresh(vec![(String::new(), format!("pass not run: {e}"))]) {
-                tracing::error!("{message}");
-            }
-        }
-    }
-    result
-}
-
-/// A wall-clock time as a tokio instant (past times are due now).
-fn instant_of(t: std::time::SystemTime) -> Instant {
-    let delay = t
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    // A schedule event is due at its second; a little slack makes sure the
-    // pass evaluates the schedule after it, not a hair before.
-    Instant::now() + delay + Duration::from_millis(20)
-}
-
 /// Builds cut off by the last stop are re-queued once; the pool starts.
-fn start_builds(shared: &Arc<Shared>, state: &mut State) {
+fn start_builds(shared: &Arc<Shared<DockerEngine>>, state: &mut State) {
     match state.interrupt_running_builds() {
         Ok(cut) => {
             for b in cut {
@@ -442,39 +695,6 @@ fn start_builds(shared: &Arc<Shared>, state: &mut State) {
         pool.wake();
     }
     let _ = shared.builds.set(pool);
-}
-
-/// Dynamic inheritance after each pass: images whose base moved are queued
-/// (AutoRebuild) or marked outdated, with the notification command run.
-/// True when a build was queued.
-fn check_lineage(config: &Config, state: &mut State, report: &PassReport) -> bool {
-    let images = match crate::images::load(config) {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::warn!("docker_images: {e}");
-            return false;
-        }
-    };
-    match crate::images::check_lineage(state, &images, &report.image_tags) {
-        Ok(found) => {
-            for (image, why) in &found.queued {
-                tracing::info!(image = %image, "rebuild queued: {why}");
-            }
-            for image in &found.outdated {
-                tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
-                // Off the loop's thread: the command may take its time.
-                let (config, image) = (config.clone(), image.clone());
-                tokio::task::spawn_blocking(move || {
-                    crate::images::notify(&config, &image, "outdated")
-                });
-            }
-            !found.queued.is_empty()
-        }
-        Err(e) => {
-            tracing::warn!("image lineage: {e}");
-            false
-        }
-    }
 }
 
 /// Warnings and problems already logged, so each is said once (and again
@@ -510,123 +730,5 @@ impl Said {
             .collect();
         self.0 = current.into_iter().collect();
         new
-    }
-}
-
-/// Every pass re-renders the templates; only files whose bytes changed are
-/// written, and each reload command runs once.
-async fn render_templates(config: &Config, said: &mut Said) {
-    // Off the async threads: a reload command may take its time.
-    let cfg = config.clone();
-    let report = match tokio::task::spawn_blocking(move || crate::templates::run(&cfg, true)).await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("templates: {e}");
-            return;
-        }
-    };
-    for path in &report.changed {
-        tracing::info!(file = %path.display(), "template written");
-    }
-    for path in &report.removed {
-        tracing::info!(file = %path.display(), "template output removed (its template was deleted)");
-    }
-    for (cmd, result) in &report.reloads {
-        match result {
-            Ok(()) => tracing::info!("ran {cmd}"),
-            Err(e) => tracing::error!("reload failed: {cmd}: {e}"),
-        }
-    }
-    let current: Vec<(String, String)> = report
-        .failed
-        .iter()
-        .map(|(p, e)| {
-            (
-                String::new(),
-                format!("template {} not written: {e}", p.display()),
-            )
-        })
-        .chain(
-            report
-                .warnings
-                .iter()
-                .map(|w| (String::new(), format!("template: {w}"))),
-        )
-        .collect();
-    for (_, message) in said.fresh_templates(current) {
-        tracing::warn!("{message}");
-    }
-}
-
-/// The API over TCP: on only when `api_listen` is set and the credentials
-/// file holds an `api_token` (said, not fatal, when it does not: the
-/// containers matter more than the remote API). SIGHUP re-reads both: a
-/// new token takes effect at once, a new address restarts the listener.
-struct TcpApi {
-    backend: Arc<backend::DaemonBackend>,
-    token: crate::api::SharedToken,
-    listening: Option<String>,
-    stop: Option<tokio::sync::watch::Sender<bool>>,
-}
-
-impl TcpApi {
-    fn new(backend: Arc<backend::DaemonBackend>) -> Self {
-        TcpApi {
-            backend,
-            token: Arc::new(RwLock::new(None)),
-            listening: None,
-            stop: None,
-        }
-    }
-
-    fn configure(&mut self, config: &Config) {
-        let token = config.api_listen.as_ref().and_then(|listen| {
-            match crate::images::credentials::load(&config.credentials_file) {
-                Ok(c) => {
-                    let token = c.api_token.filter(|t| !t.is_empty());
-                    if token.is_none() {
-                        tracing::error!(
-                            "api_listen {listen}: not listening: {} has no api_token (a TCP API always needs one)",
-                            config.credentials_file.display()
-                        );
-                    }
-                    token
-                }
-                Err(e) => {
-                    tracing::error!("api_listen {listen}: not listening: {e}");
-                    None
-                }
-            }
-        });
-        let wanted = config.api_listen.clone().filter(|_| token.is_some());
-        match self.token.write() {
-            Ok(mut t) => *t = token,
-            Err(poisoned) => *poisoned.into_inner() = token,
-        }
-        if wanted == self.listening {
-            return;
-        }
-        self.shutdown();
-        self.listening = wanted.clone();
-        let Some(listen) = wanted else { return };
-        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
-        self.stop = Some(stop_tx);
-        let (token, backend) = (self.token.clone(), self.backend.clone());
-        tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            tracing::info!("API also on tcp {listen} (token required)");
-            if let Err(e) = crate::api::serve_tcp(&listen, token, backend, stopped).await {
-                tracing::error!("API over TCP: {e}");
-            }
-        });
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
     }
 }

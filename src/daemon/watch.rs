@@ -14,6 +14,16 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::Event;
 use crate::config::Config;
 
+/// The watcher could not start, or not watch a folder. (notify's error is
+/// in the message, not a `source`, so it is printed once.)
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch files: {0}")]
+    Start(notify::Error),
+    #[error("cannot watch {}: {why}", path.display())]
+    Folder { path: PathBuf, why: notify::Error },
+}
+
 pub struct FolderWatch {
     watcher: RecommendedWatcher,
     watched: Vec<PathBuf>,
@@ -29,7 +39,7 @@ fn ignored(path: &Path) -> bool {
 }
 
 impl FolderWatch {
-    pub fn start(config: &Config, tx: UnboundedSender<Event>) -> Result<FolderWatch, String> {
+    pub fn start(config: &Config, tx: UnboundedSender<Event>) -> Result<FolderWatch, WatchError> {
         let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
             let Ok(event) = result else { return };
             if event.kind.is_access() {
@@ -39,7 +49,7 @@ impl FolderWatch {
                 let _ = tx.send(Event::FilesChanged(path.display().to_string()));
             }
         })
-        .map_err(|e| format!("cannot watch files: {e}"))?;
+        .map_err(WatchError::Start)?;
         let mut watch = FolderWatch {
             watcher,
             watched: Vec::new(),
@@ -49,7 +59,7 @@ impl FolderWatch {
     }
 
     /// Watches the folders `config` names (after a reload, the new ones).
-    pub fn rewatch(&mut self, config: &Config) -> Result<(), String> {
+    pub fn rewatch(&mut self, config: &Config) -> Result<(), WatchError> {
         for old in self.watched.drain(..) {
             let _ = self.watcher.unwatch(&old);
         }
@@ -66,7 +76,10 @@ impl FolderWatch {
             }
             self.watcher
                 .watch(folder, mode)
-                .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
+                .map_err(|why| WatchError::Folder {
+                    path: folder.clone(),
+                    why,
+                })?;
             self.watched.push(folder.clone());
         }
         Ok(())

@@ -3,7 +3,8 @@
 //! Knows nothing of Docker or containers.
 //!
 //! `format` holds the pure text rules, `file` the locked atomic writes
-//! ([`update`]), `edit` the changes a write can make.
+//! ([`update`]), `edit` the changes a write can make, `snapshot` the dbs of
+//! one pass, each file read once ([`Snapshot`]).
 //!
 //! Reading follows SME's reader: blank lines and `#` comments are skipped,
 //! a record line is split at its first `=` and nothing is trimmed, so
@@ -24,6 +25,7 @@
 mod edit;
 mod file;
 pub mod format;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +37,7 @@ use time::OffsetDateTime;
 
 pub use file::{lock_path, update};
 use format::Line;
+pub use snapshot::Snapshot;
 
 /// One record: `key=type|prop|value|…`.
 #[derive(Debug, Clone, PartialEq, Eq)]

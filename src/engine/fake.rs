@@ -101,6 +101,8 @@ struct State {
     log: Vec<String>,
     /// (operation, container name or ID, network, volume or image name; "" for observe and load).
     failures: BTreeSet<(Op, String)>,
+    /// How long each stop takes (on tokio's clock) before it acts.
+    stop_delay: std::time::Duration,
     next_id: u64,
 }
 
@@ -453,6 +455,12 @@ impl FakeEngine {
         self.fail(Op::Observe, "");
     }
 
+    /// Makes every later stop take `by` before it acts, as a container
+    /// that uses its grace period does.
+    pub fn slow_stop(&self, by: std::time::Duration) {
+        self.lock().stop_delay = by;
+    }
+
     /// Forgets every injected failure.
     pub fn heal(&self) {
         self.lock().failures.clear();
@@ -626,6 +634,10 @@ impl Engine for FakeEngine {
 
     async fn stop_container(&self, id: &str, grace_seconds: u32) -> Result<(), EngineError> {
         self.count(1);
+        let delay = self.lock().stop_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.act(format!("stop {id} {grace_seconds}"), |s| {
             s.check(Op::Stop, id)?;
             if let Some(i) = s.find(id) {

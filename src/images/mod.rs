@@ -14,6 +14,7 @@ pub mod worker;
 use std::collections::BTreeMap;
 
 use crate::config::Config;
+use crate::db::snapshot::{ReadError, Snapshot};
 use crate::db::{Db, DbError};
 use crate::state::{State, StateError};
 
@@ -25,6 +26,12 @@ pub fn load(config: &Config) -> Result<DeclaredImages, DbError> {
     Ok(spec::declare(&Db::load_or_empty(
         &config.db_path("docker_images"),
     )?))
+}
+
+/// The images `snapshot`'s `docker_images` declares: what a pass's lineage
+/// check uses, so it reads no file again.
+pub fn declared(snapshot: &Snapshot) -> Result<DeclaredImages, ReadError> {
+    Ok(spec::declare(snapshot.images()?))
 }
 
 /// The image records an image's build waits for: its base, if the base is

@@ -8,10 +8,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::render::ContainerView;
-use crate::spec::Declared;
+use crate::config::Config;
+use crate::db::snapshot::{ReadError, Snapshot};
+use crate::spec::{declare, Declared, SpecSettings};
 
 /// `state_dir/templates.containers.json`: record name → its last valid view.
 pub const LAST_VALID: &str = "templates.containers.json";
+
+/// The records `snapshot` declares, or why there are none to show (a
+/// `docker_containers` that cannot be read fails the templates using them).
+pub fn declared(config: &Config, snapshot: &Snapshot) -> Result<Declared, ReadError> {
+    Ok(declare(
+        snapshot.containers()?,
+        snapshot.images()?,
+        &SpecSettings::from_config(config),
+    ))
+}
 
 /// Pure: the views of the valid records, plus the last valid view of each
 /// record that is invalid now, or may be on a line that does not parse.
@@ -87,7 +99,6 @@ mod tests {
 
     use super::*;
     use crate::db::Db;
-    use crate::spec::{declare, SpecSettings};
 
     fn declared(text: &str) -> Declared {
         let settings = SpecSettings {

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::db::Snapshot;
 
 /// What a templates pass found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -47,18 +48,19 @@ impl TemplateReport {
     }
 }
 
-/// One templates pass: renders every template against the current dbs and
-/// specs; with `write`, writes what changed, removes outputs of deleted
-/// templates that asked for it, and runs each reload command once. This is
-/// what berthd calls after each reconcile pass and `berth templates` runs.
-/// It never panics and never stops at a failing template.
-pub fn run(config: &Config, write: bool) -> TemplateReport {
+/// One templates pass: renders every template against the dbs of
+/// `snapshot` (the pass's, read once) and the specs they declare; with
+/// `write`, writes what changed, removes outputs of deleted templates that
+/// asked for it, and runs each reload command once. This is what berthd
+/// calls after each reconcile pass and `berth templates` runs. It never
+/// panics and never stops at a failing template, and needs no engine.
+pub fn run(config: &Config, snapshot: &Snapshot, write: bool) -> TemplateReport {
     let (templates, tree_warnings) =
         tree::discover(&config.templates_dir, &config.templates_custom_dir);
-    let (dbs, mut warnings) = render::load_dbs(&config.db_dir);
+    let mut warnings = db_warnings(snapshot);
     warnings.extend(tree_warnings);
     let last_valid = containers::load(&config.state_dir);
-    let views = match crate::spec::load(config) {
+    let views = match containers::declared(config, snapshot) {
         Ok(declared) => {
             let (views, said) = containers::views(&declared, &last_valid);
             warnings.extend(said);
@@ -73,7 +75,7 @@ pub fn run(config: &Config, write: bool) -> TemplateReport {
             }
         }
     }
-    let context = render::context(&dbs, views);
+    let context = render::context(snapshot.dbs(), views);
     // The lib's own unit tests have no renderer child to run (their
     // executable is the test harness); the binaries' tests cover it.
     let rendered = if cfg!(test) {
@@ -85,4 +87,24 @@ pub fn run(config: &Config, write: bool) -> TemplateReport {
     warnings.append(&mut report.warnings);
     report.warnings = warnings;
     report
+}
+
+/// What fragments cannot see in `db`: a folder that cannot be listed, a
+/// file that cannot be read, a line that does not parse.
+fn db_warnings(snapshot: &Snapshot) -> Vec<String> {
+    if let Some(e) = snapshot.listing_error() {
+        return vec![format!("{}: {e}", snapshot.dir().display())];
+    }
+    snapshot
+        .dbs()
+        .iter()
+        .flat_map(|db| db.problems())
+        .map(|p| format!("{p} (line skipped; its record is not in `db`)"))
+        .chain(
+            snapshot
+                .unreadable()
+                .iter()
+                .map(|e| format!("{e} (not in `db`)")),
+        )
+        .collect()
 }

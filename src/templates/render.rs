@@ -443,43 +443,6 @@ fn describe(
     }
 }
 
-/// The db files of `db_dir` (lock files, hidden temp files and editor
-/// leftovers skipped), and what could not be read, as warnings. Lines that
-/// do not parse are warnings too: their records are missing from `db`.
-pub fn load_dbs(db_dir: &Path) -> (Vec<Db>, Vec<String>) {
-    let mut warnings = Vec::new();
-    let entries = match std::fs::read_dir(db_dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            warnings.push(format!("{}: {e}", db_dir.display()));
-            return (Vec::new(), warnings);
-        }
-    };
-    let mut dbs = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = std::fs::metadata(entry.path())
-            .map(|m| m.is_file())
-            .unwrap_or(false);
-        if !is_file || name.ends_with(".lock") || super::tree::is_leftover(&name) {
-            continue;
-        }
-        match Db::load(&entry.path()) {
-            Ok(db) => {
-                warnings.extend(
-                    db.problems()
-                        .iter()
-                        .map(|p| format!("{p} (line skipped; its record is not in `db`)")),
-                );
-                dbs.push(db);
-            }
-            Err(e) => warnings.push(format!("{e} (not in `db`)")),
-        }
-    }
-    dbs.sort_by(|a, b| a.path().cmp(b.path()));
-    (dbs, warnings)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

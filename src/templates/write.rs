@@ -335,7 +335,7 @@ mod tests {
         write(&root.join("t/etc/keep.conf/10k"), "kept\n");
         let config = Config::load(&root.join("berth.toml")).expect("config");
 
-        let report = run(&config, true);
+        let report = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(report.changed.len(), 3);
         assert_eq!(
@@ -357,7 +357,7 @@ mod tests {
             "one reload for two files"
         );
 
-        let again = run(&config, true);
+        let again = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert!(
             again.changed.is_empty() && again.reloads.is_empty(),
             "{again:?}"
@@ -365,7 +365,7 @@ mod tests {
 
         std::fs::remove_dir_all(root.join("t/etc/b.conf")).expect("rm b");
         std::fs::remove_dir_all(root.join("t/etc/keep.conf")).expect("rm keep");
-        let after = run(&config, true);
+        let after = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert_eq!(after.removed, vec![std::path::PathBuf::from("etc/b.conf")]);
         assert!(!root.join("out/etc/b.conf").exists());
         assert!(
@@ -385,7 +385,7 @@ mod tests {
         write(&root.join("out/etc/theirs.conf"), "the admin's\n");
         write(&root.join("t/etc/ours.conf/10"), "ours\n");
         write(&root.join("t/etc/ours.conf/.meta.toml"), meta);
-        let first = run(&config, true);
+        let first = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert_eq!(first.failed.len(), 1, "{first:?}");
         assert_eq!(first.changed, vec![PathBuf::from("etc/ours.conf")]);
 
@@ -394,7 +394,7 @@ mod tests {
         // The whole templates_dir gone looks like a missing disk: nothing removed.
         let tree = root.join("t");
         std::fs::rename(&tree, root.join("t.away")).expect("mv");
-        let doubt = run(&config, true);
+        let doubt = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert!(doubt.removed.is_empty(), "{doubt:?}");
         assert!(root.join("out/etc/ours.conf").exists());
         assert!(
@@ -403,13 +403,13 @@ mod tests {
         );
         std::fs::rename(root.join("t.away"), &tree).expect("mv back");
 
-        let dry = run(&config, false);
+        let dry = run(&config, &crate::db::Snapshot::read(&config.db_dir), false);
         assert_eq!(dry.removed, vec![PathBuf::from("etc/ours.conf")]);
         assert!(
             root.join("out/etc/ours.conf").exists(),
             "a dry run removes nothing"
         );
-        let real = run(&config, true);
+        let real = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert_eq!(real.removed, vec![PathBuf::from("etc/ours.conf")]);
         assert!(!root.join("out/etc/ours.conf").exists());
         assert_eq!(
@@ -444,7 +444,7 @@ mod tests {
                 nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             )
             .is_ok();
-        let report = run(&config, true);
+        let report = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert_eq!(
             std::fs::read_to_string(&victim).expect("victim"),
             "root's file\n",
@@ -481,7 +481,7 @@ mod tests {
             &root.join("t/etc/a.conf/.meta.toml"),
             "reload = \"echo config is bad >&2; exit 3\"\n",
         );
-        let report = run(&config, true);
+        let report = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         assert!(!report.is_clean());
         assert_eq!(report.reloads.len(), 1);
         let outcome = &report.reloads[0].1;
@@ -512,7 +512,7 @@ mod tests {
         );
         write(&root.join("t/etc/c.conf/10"), "c\n");
         write(&root.join("t/etc/c.conf/.meta.toml"), "mdoe = \"0600\"\n");
-        let report = run(&config, true);
+        let report = run(&config, &crate::db::Snapshot::read(&config.db_dir), true);
         let failed: Vec<String> = report.failed.iter().map(|(_, e)| e.clone()).collect();
         assert_eq!(failed.len(), 3, "{failed:?}");
         assert!(

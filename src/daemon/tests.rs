@@ -1,0 +1,367 @@
+//! The loop in-process: a [`FakeEngine`] behind a test [`Connect`], tokio's
+//! paused time (the wall clock follows it), a sandbox folder for the config,
+//! the dbs and state.db. Passes are read back from the journal.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::TimeZone;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, Instant};
+
+use super::connect::{Connect, EngineEvents};
+use super::{Daemon, Event, Shared, WallClock};
+use crate::config::Config;
+use crate::engine::fake::FakeEngine;
+use crate::engine::EngineError;
+use crate::state::State;
+
+const IMAGE: &str = "img:1";
+
+/// Hands the loop one shared fake, or refuses while `refuse` is set; notes
+/// when each attempt was made.
+#[derive(Clone)]
+struct TestConnect {
+    engine: Arc<FakeEngine>,
+    refuse: Arc<AtomicBool>,
+    attempts: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Connect<FakeEngine> for TestConnect {
+    async fn connect(&self, host: &str) -> Result<Arc<FakeEngine>, EngineError> {
+        if let Ok(mut a) = self.attempts.lock() {
+            a.push(Instant::now());
+        }
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(EngineError::Unreachable {
+                host: host.to_string(),
+                message: "connection refused".into(),
+            });
+        }
+        Ok(self.engine.clone())
+    }
+
+    async fn version(&self, _: &FakeEngine) -> Result<String, EngineError> {
+        Ok("fake".into())
+    }
+
+    fn events(&self, _: &Arc<FakeEngine>) -> EngineEvents {
+        // The tests send Docker events to the loop themselves.
+        Box::pin(futures_util::stream::pending())
+    }
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    config: Config,
+    fake: Arc<FakeEngine>,
+    connect: TestConnect,
+}
+
+impl Sandbox {
+    fn new(containers: &str) -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("db")).expect("db dir");
+        let config_path = dir.path().join("berth.toml");
+        std::fs::write(
+            &config_path,
+            "db_dir = \"db\"\nstate_dir = \"state\"\nevents_dir = \"events\"\n\
+             templates_dir = \"templates\"\ntemplates_custom_dir = \"templates-custom\"\n\
+             output_root = \"output\"\napi_socket = \"state/api.sock\"\ninstance = \"t\"\n\
+             stop_grace_seconds = 10\nresync_seconds = 7200\n",
+        )
+        .expect("config");
+        let config = Config::locate(Some(&config_path)).expect("config");
+        let fake = Arc::new(FakeEngine::new());
+        fake.add_image(IMAGE, "sha256:img1");
+        let connect = TestConnect {
+            engine: fake.clone(),
+            refuse: Arc::new(AtomicBool::new(false)),
+            attempts: Arc::new(Mutex::new(Vec::new())),
+        };
+        let s = Sandbox {
+            dir,
+            config,
+            fake,
+            connect,
+        };
+        s.declare(containers);
+        s
+    }
+
+    fn declare(&self, containers: &str) {
+        std::fs::write(self.dir.path().join("db/docker_containers"), containers).expect("db");
+    }
+
+    /// A loop on this sandbox whose wall clock starts at `wall` and follows
+    /// tokio's, the sender of its events, and the trigger of its shutdown.
+    fn daemon(
+        &self,
+        wall: SystemTime,
+    ) -> (
+        Daemon<FakeEngine, TestConnect>,
+        mpsc::UnboundedSender<Event>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(self.config.clone(), tx.clone()));
+        let state = State::open(&self.config.state_dir).expect("state");
+        let base = Instant::now();
+        let clock: WallClock = Arc::new(move || wall + (Instant::now() - base));
+        let daemon = Daemon::new(
+            self.config.clone(),
+            state,
+            shared,
+            rx,
+            self.connect.clone(),
+            clock,
+        );
+        (daemon, tx)
+    }
+
+    /// The triggers of the journalled passes, oldest first.
+    fn passes(&self) -> Vec<String> {
+        let state = State::open(&self.config.state_dir).expect("state");
+        let mut passes: Vec<String> = state
+            .passes(1000)
+            .expect("passes")
+            .into_iter()
+            .map(|p| p.trigger)
+            .collect();
+        passes.reverse();
+        passes
+    }
+
+    fn running(&self, name: &str) -> bool {
+        self.fake.container(name).is_some_and(|c| c.is_running())
+    }
+}
+
+/// Runs `daemon` beside `script` on this task; the daemon stops when the
+/// script ends (or, if the script sends it, at its own shutdown signal).
+/// Returns when the daemon's loop returned.
+async fn drive<F: std::future::Future<Output = ()>>(
+    mut daemon: Daemon<FakeEngine, TestConnect>,
+    shutdown: oneshot::Receiver<()>,
+    script: F,
+) -> Instant {
+    let run = async {
+        daemon
+            .run_until(async {
+                let _ = shutdown.await;
+            })
+            .await;
+        Instant::now()
+    };
+    let (ended, ()) = tokio::join!(run, script);
+    ended
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_edits_is_gathered_into_one_pass() {
+    let s = Sandbox::new("");
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let db = s
+        .dir
+        .path()
+        .join("db/docker_containers")
+        .display()
+        .to_string();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(s.passes(), ["start"]);
+        // Five edits 50 ms apart, each sooner than the quiet time.
+        for i in 0..5 {
+            s.declare(&format!("app=service|Image|{IMAGE}|Note|{i}\n"));
+            tx.send(Event::FilesChanged(db.clone())).expect("send");
+            sleep(Duration::from_millis(50)).await;
+        }
+        // 50 ms after the last edit: still gathering.
+        assert_eq!(s.passes(), ["start"]);
+        sleep(Duration::from_millis(100)).await;
+        let after = s.passes();
+        assert_eq!(after.len(), 2, "one pass for the burst: {after:?}");
+        assert_eq!(after[1], format!("file changed: {db}"));
+        assert!(s.running("app"));
+        // A burst that never goes quiet still gets a pass within 500 ms.
+        for _ in 0..12 {
+            tx.send(Event::Docker("die app".into())).expect("send");
+            sleep(Duration::from_millis(50)).await;
+        }
+        let after = s.passes();
+        assert_eq!(after.len(), 3, "{after:?}");
+        assert_eq!(after[2], "docker: die app");
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_wakes_the_loop_at_its_instant_and_not_before() {
+    let s = Sandbox::new(&format!(
+        "app=service|Image|{IMAGE}|StopSchedule|0 10 * * *|StartSchedule|0 11 * * *\n"
+    ));
+    // 10:00:30 local: stopped since 10:00, started at 11:00.
+    let wall = chrono::Local
+        .with_ymd_and_hms(2026, 3, 2, 10, 0, 30)
+        .single()
+        .map(SystemTime::from)
+        .expect("a local time");
+    let (daemon, _tx) = s.daemon(wall);
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(s.passes(), ["start"]);
+        assert!(!s.running("app"), "stopped by its schedule");
+        // 11:00:00 is 3570 s after the start; nothing runs before it.
+        sleep(Duration::from_millis(3_570_000 - 1_000 - 10)).await;
+        assert_eq!(s.passes(), ["start"], "no pass before the schedule");
+        assert!(!s.running("app"));
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.passes(), ["start", "schedule"]);
+        assert!(s.running("app"), "started at 11:00");
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_engine_is_retried_with_growing_intervals_then_converges() {
+    let s = Sandbox::new(&format!("app=service|Image|{IMAGE}\n"));
+    s.connect.refuse.store(true, Ordering::SeqCst);
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(95)).await;
+        let attempts = s.connect.attempts.lock().expect("attempts").clone();
+        let gaps: Vec<u64> = attempts
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            gaps,
+            [1000, 2000, 4000, 8000, 16000, 30000, 30000],
+            "1 s doubling to 30 s"
+        );
+        assert!(s.passes().is_empty(), "no pass ran without an engine");
+        assert!(!s.running("app"));
+
+        // Back: the next retry (at 121 s) is the pass that converges.
+        s.connect.refuse.store(false, Ordering::SeqCst);
+        sleep(Duration::from_secs(27)).await;
+        assert_eq!(s.passes(), ["engine retry"]);
+        assert!(s.running("app"));
+
+        // Lost while connected: observe fails, and the retry starts at 1 s again.
+        s.fake.fail_observe();
+        tx.send(Event::Docker("die app".into())).expect("send");
+        sleep(Duration::from_millis(200)).await;
+        s.fake.heal();
+        assert_eq!(s.passes().len(), 1, "the failed pass is not journalled");
+        sleep(Duration::from_millis(1000)).await;
+        assert_eq!(s.passes(), ["engine retry", "engine retry"]);
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_the_action_in_flight_finish_and_starts_nothing_new() {
+    let s = Sandbox::new(&format!("old=service|Image|{IMAGE}\n"));
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let mut asked_at = None;
+    let ended = drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        assert!(s.running("old"));
+        // `old` is to stop (5 s), then `new` to be made: a wave later.
+        s.fake.slow_stop(Duration::from_secs(5));
+        s.declare(&format!(
+            "old=service|Image|{IMAGE}|status|disabled\nnew=service|Image|{IMAGE}\n"
+        ));
+        tx.send(Event::FilesChanged("docker_containers".into()))
+            .expect("send");
+        sleep(Duration::from_secs(1)).await;
+        assert!(s.running("old"), "the stop is in flight");
+        asked_at = Some(Instant::now());
+        let _ = stop.send(());
+    })
+    .await;
+    let asked_at = asked_at.expect("shutdown sent");
+    let waited = ended - asked_at;
+    assert!(
+        waited >= Duration::from_millis(3800) && waited < Duration::from_secs(5),
+        "returned when the stop ended: {waited:?}"
+    );
+    assert!(!s.running("old"), "the stop finished");
+    assert!(s.fake.container("new").is_none(), "nothing new started");
+    assert!(!s.fake.actions().iter().any(|a| a.starts_with("create new")));
+    let state = State::open(&s.config.state_dir).expect("state");
+    let old = state.history(Some("old"), 10).expect("history");
+    assert_eq!(old[0].action, "stop");
+    assert_eq!(old[0].result, "ok", "the stop is journalled as done");
+    // Journalled as not started, never asked of the engine.
+    let new = state.history(Some("new"), 10).expect("history");
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0].result, "failed");
+    assert!(new[0]
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("shutting down")));
+    drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_no_longer_than_the_grace_period() {
+    let s = Sandbox::new(&format!("old=service|Image|{IMAGE}\n"));
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let mut asked_at = None;
+    let ended = drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        s.fake.slow_stop(Duration::from_secs(600));
+        s.declare(&format!("old=service|Image|{IMAGE}|status|disabled\n"));
+        tx.send(Event::FilesChanged("docker_containers".into()))
+            .expect("send");
+        sleep(Duration::from_secs(1)).await;
+        asked_at = Some(Instant::now());
+        let _ = stop.send(());
+    })
+    .await;
+    let waited = ended - asked_at.expect("shutdown sent");
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_millis(10_100),
+        "stop_grace_seconds = 10: {waited:?}"
+    );
+    let state = State::open(&s.config.state_dir).expect("state");
+    let old = state.history(Some("old"), 10).expect("history");
+    assert_eq!(
+        (old[0].action.as_str(), old[0].result.as_str()),
+        ("stop", "started"),
+        "cut off: the next start marks it interrupted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn templates_render_from_the_pass_snapshot_while_the_engine_is_down() {
+    let s = Sandbox::new(&format!("app=service|Image|{IMAGE}\n"));
+    let fragment = s.dir.path().join("templates/etc/app.conf/10app");
+    std::fs::create_dir_all(fragment.parent().expect("folder")).expect("folder");
+    std::fs::write(
+        &fragment,
+        "{% for c in containers %}{{ c.name }}{% endfor %}\n",
+    )
+    .expect("fragment");
+    s.connect.refuse.store(true, Ordering::SeqCst);
+    let (daemon, _tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_millis(500)).await;
+        assert!(s.passes().is_empty(), "no engine, no pass");
+        let written = std::fs::read_to_string(s.dir.path().join("output/etc/app.conf"));
+        assert_eq!(written.expect("written").as_str(), "app\n");
+        let _ = stop.send(());
+    })
+    .await;
+}
