@@ -160,7 +160,7 @@ mod tests {
                 .set_build_base(id, Some("t/base:1"), Some("sha256:old"))
                 .expect("base");
             state
-                .finish_build(&build, Ok("sha256:built"))
+                .finish_build(&build, crate::state::BuildEnd::Built("sha256:built"))
                 .expect("finish");
         }
         let same: BTreeMap<String, String> =

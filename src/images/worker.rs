@@ -170,14 +170,15 @@ where
         log.line(&format!("berth: FAILED: {e}"));
     }
     log.finish();
-    let worded = result.as_ref().map_err(ToString::to_string);
-    state.finish_build(
-        &build,
-        worded
-            .as_ref()
-            .map(|id| id.as_str())
-            .map_err(String::as_str),
-    )?;
+    let worded;
+    let end = match &result {
+        Ok(id) => crate::state::BuildEnd::Built(id),
+        Err(e) => {
+            worded = e.to_string();
+            crate::state::BuildEnd::Failed(&worded)
+        }
+    };
+    state.finish_build(&build, end)?;
     match &result {
         Ok(id) => {
             tracing::info!(image = %build.image, build = build.id, "build succeeded: {}", crate::plan::short(id));

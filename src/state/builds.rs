@@ -55,6 +55,15 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Build> {
     })
 }
 
+/// How a build ended, as state.db keeps it.
+#[derive(Debug, Clone, Copy)]
+pub enum BuildEnd<'a> {
+    /// The ID of the image it made.
+    Built(&'a str),
+    /// Why it failed, worded for the admin.
+    Failed(&'a str),
+}
+
 impl State {
     /// Queues a build of `image` unless one is queued already (then that
     /// one's id is returned: requests merge). Returns (id, merged).
@@ -203,14 +212,10 @@ impl State {
     }
 
     /// Ends a build; a success also records the image's lineage.
-    pub fn finish_build(
-        &self,
-        build: &Build,
-        result: Result<&str, &str>,
-    ) -> Result<(), StateError> {
-        let (state, result_id, error) = match result {
-            Ok(id) => ("succeeded", Some(id), None),
-            Err(e) => ("failed", None, Some(e)),
+    pub fn finish_build(&self, build: &Build, end: BuildEnd<'_>) -> Result<(), StateError> {
+        let (state, result_id, error) = match end {
+            BuildEnd::Built(id) => ("succeeded", Some(id), None),
+            BuildEnd::Failed(e) => ("failed", None, Some(e)),
         };
         self.conn()
             .execute(
@@ -218,7 +223,7 @@ impl State {
                 params![state, now(), result_id, error, build.id],
             )
             .map_err(self.err())?;
-        if let Ok(image_id) = result {
+        if let BuildEnd::Built(image_id) = end {
             let current = self.build(build.id)?;
             let (base_ref, base_id) = current
                 .map(|b| (b.base_ref, b.base_id))
@@ -478,7 +483,8 @@ mod tests {
             s.claim_build(&waits).expect("claim").is_none(),
             "app waits while base runs"
         );
-        s.finish_build(&first, Ok("sha256:base1")).expect("finish");
+        s.finish_build(&first, BuildEnd::Built("sha256:base1"))
+            .expect("finish");
         let second = s.claim_build(&waits).expect("claim").expect("app");
         assert_eq!(second.id, a);
         // The daemon dies with app running: interrupted, queued again once.

@@ -5,7 +5,7 @@
 mod builds;
 mod schema;
 
-pub use builds::{Build, BuildLog, Lineage};
+pub use builds::{Build, BuildEnd, BuildLog, Lineage};
 
 use std::path::{Path, PathBuf};
 use std::sync::{MutexGuard, PoisonError};

@@ -60,13 +60,14 @@ pub fn run(config: &Config, snapshot: &Snapshot, write: bool) -> TemplateReport 
     let mut warnings = db_warnings(snapshot);
     warnings.extend(tree_warnings);
     let last_valid = containers::load(&config.state_dir);
-    let views = match containers::declared(config, snapshot) {
+    let declared = containers::declared(config, snapshot);
+    let views = match &declared {
         Ok(declared) => {
-            let (views, said) = containers::views(&declared, &last_valid);
+            let (views, said) = containers::views(declared, &last_valid);
             warnings.extend(said);
             Ok(views)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e as &dyn std::fmt::Display),
     };
     if write {
         if let Ok(views) = &views {

@@ -95,8 +95,11 @@ impl ContainerView {
 }
 
 /// The context of one pass. `containers` is Err(why) when the specs could
-/// not be read at all.
-pub fn context(dbs: &[Db], containers: Result<Vec<ContainerView>, String>) -> Context {
+/// not be read at all (a template that uses them then says why).
+pub fn context(
+    dbs: &[Db],
+    containers: Result<Vec<ContainerView>, &dyn std::fmt::Display>,
+) -> Context {
     let mut db = BTreeMap::new();
     for d in dbs {
         let name = d
@@ -540,7 +543,7 @@ mod tests {
         let mut other = template(dir.path(), &[("b", "{{ domain }}")]);
         other.path = PathBuf::from("etc/y.conf");
         let db = Db::parse(Path::new("configuration"), "DomainName=example.com\n");
-        let c = context(&[db], Err("docker_containers: no such db file".into()));
+        let c = context(&[db], Err(&"docker_containers: no such db file"));
         let out = render_all(&[uses, other], &c);
         match &out[0] {
             Rendered::Failed { error, .. } => {
