@@ -287,7 +287,7 @@ fn noop_phases(ctx: &Ctx) -> anyhow::Result<Vec<(&'static str, f64)>> {
     let state = berth::state::State::open(&ctx.config.state_dir)?;
     out.push(("3 open state.db", t.elapsed().as_secs_f64()));
     let t = Instant::now();
-    let declared = berth::spec::load(&ctx.config)?;
+    let declared = berth::declared::load(&ctx.config)?;
     out.push(("4 read db → specs", t.elapsed().as_secs_f64()));
     let t = Instant::now();
     let observed = ctx.rt.block_on(engine.observe())?;
@@ -351,7 +351,7 @@ fn floor_round(ctx: &Ctx, changed_at: usize, r: &mut Runs) -> anyhow::Result<()>
         "interrupted"
     );
     host::remove_all();
-    let declared = berth::spec::load(&ctx.config)?;
+    let declared = berth::declared::load(&ctx.config)?;
     ensure!(
         declared.specs.len() == ctx.n,
         "the sandbox declares {} specs",

@@ -34,7 +34,7 @@ async fn a_no_op_pass_over_fifty_containers_makes_three_api_calls() {
     );
     std::fs::write(&config_path, toml).expect("config");
     let config = Config::load(&config_path).expect("config");
-    let declared = berth::spec::load(&config).expect("declared");
+    let declared = berth::declared::load(&config).expect("declared");
     assert_eq!(declared.specs.len(), 50);
 
     let engine = connect_engine().await;

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 use berth::db::Db;
+use berth::declared::{declare, SpecSettings};
 use berth::engine::{ObservedContainer, ObservedState};
 use berth::plan::plan;
-use berth::spec::{declare, SpecSettings};
 
 use crate::stats::Figure;
 

@@ -9,7 +9,7 @@
 #![no_main]
 
 use berth::schedule::{intent_at, latest, next, next_event, parse_at, Schedules};
-use berth::spec::property::schedule;
+use berth::declared::property::schedule;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use libfuzzer_sys::fuzz_target;

@@ -17,7 +17,7 @@ use berth::engine::{
     LABEL_SPEC_HASH,
 };
 use berth::plan::{plan, plan_at, ActionKind, Plan, REPLACEMENT_SUFFIX};
-use berth::spec::{declare, Declared, SpecSettings};
+use berth::declared::{declare, Declared, SpecSettings};
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 

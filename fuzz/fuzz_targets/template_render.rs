@@ -20,7 +20,7 @@ use std::sync::{Once, OnceLock};
 use berth::db::Db;
 use berth::engine::{PortBinding, Protocol};
 use berth::templates::isolated::MEMORY_LIMIT;
-use berth::templates::render::{context, render_sources, ContainerView, HostPort, MAX_OUTPUT};
+use berth::render::{context, render_sources, ContainerView, HostPort, MAX_OUTPUT};
 use libfuzzer_sys::fuzz_target;
 use minijinja::Value;
 

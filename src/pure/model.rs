@@ -1,0 +1,151 @@
+//! The domain types the planner and the engine share: what berth asks of
+//! a container (`ContainerConfig`, the spec hash's input), what it observes
+//! of one (`ObservedState`), and the labels that say a container is
+//! berth's. Plain data: the engine module translates them to and from
+//! Docker's API; nothing here speaks to it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Label every berth container, network and volume carries; nothing without
+/// it is ever stopped, removed or recreated.
+pub const LABEL_MANAGED: &str = "org.berth.managed";
+/// Which berth (config `instance`) made it: two berths on one engine, or a
+/// test sandbox beside a real install, never touch each other's containers.
+pub const LABEL_INSTANCE: &str = "org.berth.instance";
+/// The `docker_containers` key the container was made for.
+pub const LABEL_RECORD: &str = "org.berth.record";
+/// Hash of the effective spec; a different hash means recreate.
+pub const LABEL_SPEC_HASH: &str = "org.berth.spec-hash";
+/// The effective spec as JSON, so a plan can say what changed without an inspect call.
+pub const LABEL_SPEC: &str = "org.berth.spec";
+
+/// One container as listed by the engine (from a single `list` call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedContainer {
+    pub id: String,
+    /// Name without Docker's leading `/`.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The image reference the container was created with (`Config.Image`),
+    /// as the engine lists it: once that tag names another image, the engine
+    /// lists the short ID of the image the container runs instead. Compare
+    /// `image_id` with the tag's ID to see a moved tag.
+    pub image: String,
+    /// The image ID the container runs.
+    pub image_id: String,
+    /// Docker's state word: created, running, paused, restarting, exited, dead.
+    pub state: String,
+    /// The exit code of an exited container (from the engine's status
+    /// line, `Exited (137) 2 minutes ago`).
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+}
+
+impl ObservedContainer {
+    pub fn is_managed(&self) -> bool {
+        self.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+    }
+    /// Made by the berth `instance`: the only containers a pass may stop,
+    /// remove or recreate.
+    pub fn is_ours(&self, instance: &str) -> bool {
+        self.is_managed() && self.labels.get(LABEL_INSTANCE).map(String::as_str) == Some(instance)
+    }
+    pub fn record(&self) -> Option<&str> {
+        self.labels.get(LABEL_RECORD).map(String::as_str)
+    }
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting")
+    }
+}
+
+/// Everything a pass needs to know about the engine, read with a constant
+/// number of API calls (containers, images, networks).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObservedState {
+    /// All containers, managed or not (an unmanaged one may hold a record's name).
+    pub containers: Vec<ObservedContainer>,
+    /// Image reference (`repo:tag` as listed in RepoTags) → image ID.
+    pub images: BTreeMap<String, String>,
+    /// Names of existing networks.
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub container_port: u16,
+    pub protocol: Protocol,
+    /// `127.0.0.1` for private access, `0.0.0.0` for public.
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A named volume, created labelled as ours before the container.
+    Volume,
+    /// A host folder, created if missing.
+    Bind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// Volume name or absolute host path.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// How the container is attached to networks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "name")]
+pub enum NetworkAttachment {
+    /// A user-defined bridge network (berth's own), joined with the record
+    /// name as alias so linked containers reach each other by name.
+    Bridge(String),
+    Host,
+    None,
+}
+
+/// Everything berth sets on a container: the input of the spec hash, and
+/// what the engine layer turns into a create call. Field order is the hash
+/// order; keep it stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub image: String,
+    /// None: the image's own command.
+    pub command: Option<Vec<String>>,
+    /// `K=V`, sorted by key.
+    pub env: Vec<String>,
+    pub ports: Vec<PortBinding>,
+    pub network: NetworkAttachment,
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// CPU limit in units of 1e-9 CPUs.
+    pub nano_cpus: Option<i64>,
+    /// Docker restart policy name: no, on-failure, unless-stopped, always.
+    pub restart: String,
+    pub restart_max_retries: Option<i64>,
+    pub mounts: Vec<Mount>,
+}

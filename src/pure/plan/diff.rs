@@ -1,0 +1,192 @@
+//! Human reasons for a recreate: the old effective spec (kept in a label)
+//! against the new one, in the db's own property names.
+
+use crate::model::{ContainerConfig, MountKind, NetworkAttachment};
+
+/// What changed, e.g. `MaxMemory 512M → 1G`. Without a readable old spec
+/// (a container from an older berth), says only that the spec changed.
+pub fn describe(old_label: Option<&str>, new: &ContainerConfig) -> Vec<String> {
+    let Some(old) = old_label.and_then(|l| serde_json::from_str::<ContainerConfig>(l).ok()) else {
+        return vec!["spec changed (container has no readable spec label)".into()];
+    };
+    let mut out = Vec::new();
+    let field = |out: &mut Vec<String>, prop: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{prop} {a} → {b}"));
+        }
+    };
+    field(&mut out, "Image", old.image.clone(), new.image.clone());
+    // Env and Command may hold secrets, and reasons go to the journal and
+    // the log: say what changed, never a value.
+    if old.command != new.command {
+        out.push(format!(
+            "Command changed ({})",
+            if new.command.is_none() {
+                "now the image's own"
+            } else {
+                "not shown"
+            }
+        ));
+    }
+    let changed = env_keys_changed(&old.env, &new.env);
+    if !changed.is_empty() {
+        out.push(format!(
+            "Env {} changed (values not shown)",
+            changed.join(",")
+        ));
+    }
+    field(&mut out, "ports", ports(&old), ports(new));
+    field(
+        &mut out,
+        "network",
+        network(&old.network),
+        network(&new.network),
+    );
+    field(
+        &mut out,
+        "MaxMemory",
+        memory(old.memory),
+        memory(new.memory),
+    );
+    field(&mut out, "MaxCpu", cpus(old.nano_cpus), cpus(new.nano_cpus));
+    field(&mut out, "Restart", restart(&old), restart(new));
+    field(&mut out, "mounts", mounts(&old), mounts(new));
+    if out.is_empty() {
+        out.push("spec changed".into());
+    }
+    out
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(",")
+    }
+}
+
+/// The keys whose value differs, was added or was removed, sorted.
+fn env_keys_changed(old: &[String], new: &[String]) -> Vec<String> {
+    let split = |vars: &[String]| -> std::collections::BTreeMap<String, String> {
+        vars.iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect()
+    };
+    let (a, b) = (split(old), split(new));
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn ports(c: &ContainerConfig) -> String {
+    let items: Vec<String> = c
+        .ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.container_port, p.protocol
+            )
+        })
+        .collect();
+    list(&items)
+}
+
+fn network(n: &NetworkAttachment) -> String {
+    match n {
+        NetworkAttachment::Bridge(name) => format!("bridge ({name})"),
+        NetworkAttachment::Host => "host".into(),
+        NetworkAttachment::None => "none".into(),
+    }
+}
+
+pub fn memory(bytes: Option<i64>) -> String {
+    match bytes {
+        None => "(no limit)".into(),
+        Some(b) if b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        Some(b) if b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        Some(b) => format!("{}K", b >> 10),
+    }
+}
+
+fn cpus(nano: Option<i64>) -> String {
+    match nano {
+        None => "(no limit)".into(),
+        Some(n) => format!("{}", n as f64 / 1e9),
+    }
+}
+
+fn restart(c: &ContainerConfig) -> String {
+    match c.restart_max_retries {
+        Some(n) => format!("{}:{n}", c.restart),
+        None => c.restart.clone(),
+    }
+}
+
+fn mounts(c: &ContainerConfig) -> String {
+    let items: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            let kind = match m.kind {
+                MountKind::Volume => "volume",
+                MountKind::Bind => "host",
+            };
+            let ro = if m.read_only { ":ro" } else { "" };
+            format!("{}={kind}:{}{ro}", m.target, m.source)
+        })
+        .collect();
+    list(&items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NetworkAttachment;
+
+    fn config(env: &[&str], command: Option<&str>) -> ContainerConfig {
+        ContainerConfig {
+            name: "app".into(),
+            image: "a:1".into(),
+            command: command.map(|c| vec!["sh".into(), "-c".into(), c.into()]),
+            env: env.iter().map(|e| e.to_string()).collect(),
+            ports: vec![],
+            network: NetworkAttachment::None,
+            memory: None,
+            nano_cpus: None,
+            restart: "no".into(),
+            restart_max_retries: None,
+            mounts: vec![],
+        }
+    }
+
+    #[test]
+    fn secrets_in_env_and_command_are_never_shown() {
+        let old = config(
+            &["DB_PASSWORD=hunter2", "TZ=UTC"],
+            Some("run --token s3cret-old"),
+        );
+        let new = config(
+            &["DB_PASSWORD=correct-horse", "MODE=x", "TZ=UTC"],
+            Some("run --token s3cret-new"),
+        );
+        let label = serde_json::to_string(&old).expect("json");
+        let reasons = describe(Some(&label), &new).join("; ");
+        assert_eq!(
+            reasons,
+            "Command changed (not shown); Env DB_PASSWORD,MODE changed (values not shown)"
+        );
+        for secret in ["hunter2", "correct-horse", "s3cret"] {
+            assert!(!reasons.contains(secret), "{reasons}");
+        }
+    }
+}

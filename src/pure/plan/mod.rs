@@ -1,0 +1,706 @@
+//! The pure planner: (declared specs, observed engine state, now) → ordered
+//! actions, each with the reason an admin reads. No I/O, no engine, no clock.
+
+mod diff;
+mod intent;
+pub mod restarts;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Local, TimeZone};
+
+use serde::{Deserialize, Serialize};
+
+use crate::declared::{links, ContainerSpec, Declared};
+use crate::model::{
+    ContainerConfig, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
+    LABEL_SPEC,
+};
+
+/// Suffix of the name a replacement container is created under while the
+/// old one still runs; a container left with it by a crash is removed.
+pub const REPLACEMENT_SUFFIX: &str = "_berth-new";
+
+/// The reason of a removal whose record is gone from the db.
+const RECORD_DELETED: &str = "record deleted";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    CreateNetwork,
+    Create,
+    Recreate,
+    Start,
+    Stop,
+    Remove,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::CreateNetwork => "create-network",
+            ActionKind::Create => "create",
+            ActionKind::Recreate => "recreate",
+            ActionKind::Start => "start",
+            ActionKind::Stop => "stop",
+            ActionKind::Remove => "remove",
+        }
+    }
+}
+
+/// What an action does, with exactly the data it needs: a plan cannot
+/// ask to start nothing or to create without a spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// A bridge network named `name`, labelled as ours.
+    CreateNetwork {
+        name: String,
+    },
+    /// A new container from `config`, labelled with `spec_hash`; started
+    /// when `start`.
+    Create {
+        config: ContainerConfig,
+        spec_hash: String,
+        start: bool,
+    },
+    /// A replacement for `container_id`, created before the old one is
+    /// removed. `stop_first`: stop the old container before creating the
+    /// new one (not after), because a host folder of the new one lies
+    /// inside one the old one can write: nothing may run there while it
+    /// is checked.
+    Recreate {
+        container_id: String,
+        config: ContainerConfig,
+        spec_hash: String,
+        start: bool,
+        stop_first: bool,
+    },
+    Start {
+        container_id: String,
+    },
+    Stop {
+        container_id: String,
+    },
+    /// Stop, then remove (never the volumes).
+    Remove {
+        container_id: String,
+    },
+}
+
+impl Operation {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Operation::CreateNetwork { .. } => ActionKind::CreateNetwork,
+            Operation::Create { .. } => ActionKind::Create,
+            Operation::Recreate { .. } => ActionKind::Recreate,
+            Operation::Start { .. } => ActionKind::Start,
+            Operation::Stop { .. } => ActionKind::Stop,
+            Operation::Remove { .. } => ActionKind::Remove,
+        }
+    }
+}
+
+/// One thing a pass does, for one record, in one wave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// Actions of one wave are independent and may run concurrently; waves
+    /// run in order.
+    pub wave: usize,
+    /// The record (or, for CreateNetwork, the network) acted for.
+    pub record: String,
+    pub reason: String,
+    /// Records this one links to: if one of them fails in the same pass,
+    /// this action is not started (as compose does with depends_on).
+    pub needs: Vec<String>,
+    pub operation: Operation,
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        self.operation.kind()
+    }
+
+    /// The existing container acted on (Start, Stop, Remove, Recreate).
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.operation {
+            Operation::Recreate { container_id, .. }
+            | Operation::Start { container_id }
+            | Operation::Stop { container_id }
+            | Operation::Remove { container_id } => Some(container_id),
+            Operation::CreateNetwork { .. } | Operation::Create { .. } => None,
+        }
+    }
+
+    /// What Create and Recreate make.
+    pub fn config(&self) -> Option<&ContainerConfig> {
+        match &self.operation {
+            Operation::Create { config, .. } | Operation::Recreate { config, .. } => Some(config),
+            _ => None,
+        }
+    }
+
+    pub fn spec_hash(&self) -> Option<&str> {
+        match &self.operation {
+            Operation::Create { spec_hash, .. } | Operation::Recreate { spec_hash, .. } => {
+                Some(spec_hash)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the action leaves a container started.
+    pub fn starts(&self) -> bool {
+        match &self.operation {
+            Operation::Create { start, .. } | Operation::Recreate { start, .. } => *start,
+            Operation::Start { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn stops_first(&self) -> bool {
+        matches!(
+            self.operation,
+            Operation::Recreate {
+                stop_first: true,
+                ..
+            }
+        )
+    }
+
+    /// The action as `berth plan --json` and the API show it.
+    pub fn view(&self) -> ActionView {
+        ActionView {
+            wave: self.wave,
+            kind: self.kind(),
+            record: self.record.clone(),
+            reason: self.reason.clone(),
+            container_id: self.container_id().map(str::to_string),
+            spec_hash: self.spec_hash().map(str::to_string),
+            start: self.starts(),
+            needs: self.needs.clone(),
+            stop_first: self.stops_first(),
+        }
+    }
+}
+
+/// An action as JSON shows it (`berth plan --json`, `/v1/plan`, pass
+/// reports): an outside contract, so flat and unchanged. Never the
+/// container's config, whose Env values are secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionView {
+    pub wave: usize,
+    pub kind: ActionKind,
+    pub record: String,
+    pub reason: String,
+    pub container_id: Option<String>,
+    pub spec_hash: Option<String>,
+    pub start: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_first: bool,
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.view().serialize(serializer)
+    }
+}
+
+/// A record the plan leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub record: String,
+    pub message: String,
+}
+
+/// What a pass would do. `Plan` (of [`Action`]s) is what the planner
+/// makes and `apply` carries out; [`PlanView`] is the same as JSON shows
+/// it, which is what a client reads back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan<A = Action> {
+    pub actions: Vec<A>,
+    pub problems: Vec<Problem>,
+    /// Records left as they are on purpose: a container that stopped on
+    /// its own under its restart policy, a crash loop backing off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Problem>,
+    /// When a crash loop's back-off ends: the next pass is due then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A plan as JSON shows it: actions without their configs.
+pub type PlanView = Plan<ActionView>;
+
+impl<A> Default for Plan<A> {
+    fn default() -> Self {
+        Plan {
+            actions: Vec::new(),
+            problems: Vec::new(),
+            held: Vec::new(),
+            next_retry: None,
+        }
+    }
+}
+
+impl<A> Plan<A> {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+impl Plan {
+    pub fn view(&self) -> PlanView {
+        Plan {
+            actions: self.actions.iter().map(Action::view).collect(),
+            problems: self.problems.clone(),
+            held: self.held.clone(),
+            next_retry: self.next_retry,
+        }
+    }
+}
+
+pub use crate::schedule::Intent;
+
+pub use intent::intents;
+
+/// Wave layout: removals of deleted records first, then stops from the
+/// deepest dependents down, then creates/starts from the deepest dependency
+/// up, peers ordered by InterLinkPriority.
+const WAVE_REMOVE: usize = 0;
+const WAVE_NETWORK: usize = 1;
+const WAVE_STOP_BASE: usize = 2;
+
+/// The plan at `now`, schedules evaluated in the server's local time zone.
+pub fn plan(declared: &Declared, observed: &ObservedState, now: SystemTime) -> Plan {
+    plan_at(declared, observed, &DateTime::<Local>::from(now))
+}
+
+/// The plan at `at`, in `at`'s time zone (tests use fixed zones).
+pub fn plan_at<Tz: TimeZone>(
+    declared: &Declared,
+    observed: &ObservedState,
+    at: &DateTime<Tz>,
+) -> Plan {
+    let mut out = Plan::default();
+    for (name, errors) in &declared.failed {
+        for e in errors {
+            out.problems.push(Problem {
+                record: name.clone(),
+                message: e.to_string(),
+            });
+        }
+    }
+
+    let depths = links::depths(&declared.specs);
+    let max_depth = depths.values().copied().max().unwrap_or(0);
+    let stop_wave =
+        |name: &str| WAVE_STOP_BASE + max_depth - depths.get(name).copied().unwrap_or(0);
+    let start_base = WAVE_STOP_BASE + max_depth + 1;
+    // Start waves: one per distinct (depth, priority), in order.
+    let start_keys: BTreeSet<(usize, i64)> = declared
+        .specs
+        .values()
+        .map(|s| (depths.get(&s.name).copied().unwrap_or(0), s.link_priority))
+        .collect();
+    let start_index: BTreeMap<(usize, i64), usize> = start_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (*k, i))
+        .collect();
+    let start_wave = |spec: &ContainerSpec| {
+        let key = (
+            depths.get(&spec.name).copied().unwrap_or(0),
+            spec.link_priority,
+        );
+        start_base + start_index.get(&key).copied().unwrap_or(0)
+    };
+
+    let intents = intents(declared, at);
+    let at_utc = at.with_timezone(&chrono::Utc);
+    let by_name: BTreeMap<&str, &ObservedContainer> = observed
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let mut networks_needed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+
+    for spec in declared.specs.values() {
+        let name = spec.name.as_str();
+        let current = by_name.get(name).copied();
+        if let Some(c) = current.filter(|c| !c.is_ours(&declared.instance)) {
+            let whose = match c.labels.get(crate::model::LABEL_INSTANCE) {
+                Some(other) if c.is_managed() => format!("belongs to berth instance {other:?}"),
+                _ => "was not made by berth (no org.berth.managed label)".to_string(),
+            };
+            out.problems.push(Problem {
+                record: name.into(),
+                message: format!(
+                    "a container named {name} ({}) exists but {whose}; berth leaves it alone: remove or rename it to let berth manage {name}",
+                    short(&c.id)
+                ),
+            });
+            continue;
+        }
+        let want = intents
+            .get(name)
+            .cloned()
+            .unwrap_or_else(crate::schedule::disabled);
+        let image_id = observed.images.get(&spec.config.image);
+        // What to run: the spec, with the volume names the container has
+        // from an older berth where they differ only in name.
+        let kept = current.and_then(|c| keep_legacy_volumes(spec, c));
+        let (config, spec_hash) = match &kept {
+            Some((config, hash)) => (config, hash),
+            None => (&spec.config, &spec.spec_hash),
+        };
+        let action = |reason: String, operation: Operation| {
+            let mut action = Action {
+                wave: match operation {
+                    Operation::Stop { .. } => stop_wave(name),
+                    _ => start_wave(spec),
+                },
+                record: name.into(),
+                reason,
+                needs: Vec::new(),
+                operation,
+            };
+            // A container started waits for what it links to.
+            if action.starts() {
+                action.needs = spec.links.clone();
+            }
+            action
+        };
+        let needs_image = |out: &mut Plan| {
+            if image_id.is_none() {
+                out.problems.push(Problem {
+                    record: name.into(),
+                    message: format!(
+                        "image {} is not in the engine; berth never pulls: build, import or load it (berth image …)",
+                        spec.config.image
+                    ),
+                });
+                return false;
+            }
+            true
+        };
+        match current {
+            None if want.run && needs_image(&mut out) => {
+                out.actions.push(action(
+                    format!("no container yet; {}", want.why),
+                    Operation::Create {
+                        config: config.clone(),
+                        spec_hash: spec_hash.clone(),
+                        start: true,
+                    },
+                ));
+                note_network(&mut networks_needed, spec);
+            }
+            None => {}
+            Some(c) => {
+                let mut changes = Vec::new();
+                if c.labels.get(crate::model::LABEL_SPEC_HASH) != Some(spec_hash) {
+                    changes.extend(diff::describe(
+                        c.labels.get(LABEL_SPEC).map(String::as_str),
+                        config,
+                    ));
+                }
+                if let Some(id) = image_id {
+                    if changes.is_empty() && &c.image_id != id {
+                        changes.push(format!(
+                            "image {} now is {} (container runs {})",
+                            spec.config.image,
+                            short(id),
+                            short(&c.image_id)
+                        ));
+                    }
+                }
+                if !changes.is_empty() {
+                    if needs_image(&mut out) {
+                        let reason = changes.join("; ");
+                        out.actions.push(action(
+                            reason,
+                            Operation::Recreate {
+                                container_id: c.id.clone(),
+                                config: config.clone(),
+                                spec_hash: spec_hash.clone(),
+                                start: want.run,
+                                stop_first: false,
+                            },
+                        ));
+                        note_network(&mut networks_needed, spec);
+                    }
+                } else if want.run && !c.is_running() {
+                    let started = declared.starts.get(name);
+                    match restarts::decide(spec, c, &want, started, declared.booted_at, at_utc) {
+                        restarts::Restart::Start(reason) => {
+                            note_network(&mut networks_needed, spec);
+                            out.actions.push(action(
+                                reason,
+                                Operation::Start {
+                                    container_id: c.id.clone(),
+                                },
+                            ));
+                        }
+                        restarts::Restart::Hold(why) => out.held.push(Problem {
+                            record: name.into(),
+                            message: why,
+                        }),
+                        restarts::Restart::Wait { at, why } => {
+                            out.next_retry = Some(out.next_retry.map_or(at, |t| t.min(at)));
+                            out.held.push(Problem {
+                                record: name.into(),
+                                message: why,
+                            });
+                        }
+                    }
+                } else if !want.run && c.is_running() {
+                    out.actions.push(action(
+                        want.why.clone(),
+                        Operation::Stop {
+                            container_id: c.id.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+    {
+        let record = c.record().unwrap_or(c.name.as_str());
+        let leftover = c.name != record;
+        // A broken record's containers stay exactly as they are, leftovers too.
+        if declared.failed.contains_key(record)
+            || (!leftover && declared.specs.contains_key(record))
+        {
+            continue;
+        }
+        let reason = if leftover {
+            format!("leftover {} of an interrupted change to {record}", c.name)
+        } else if let Some(first) = declared.unparsed.first() {
+            out.problems.push(Problem {
+                record: record.into(),
+                message: format!(
+                    "container {} has no record, but not removing it while {first} (the record may be on that line)",
+                    c.name
+                ),
+            });
+            continue;
+        } else {
+            RECORD_DELETED.to_string()
+        };
+        out.actions.push(Action {
+            wave: WAVE_REMOVE,
+            record: record.into(),
+            reason,
+            needs: Vec::new(),
+            operation: Operation::Remove {
+                container_id: c.id.clone(),
+            },
+        });
+    }
+
+    for (network, users) in networks_needed {
+        let found = observed.networks.iter().filter(|n| **n == network).count();
+        if found != 1 {
+            // Two networks of one name (a crash mid-create) make every start
+            // on it fail as "ambiguous"; ensure_network keeps the oldest.
+            let why = if found == 0 {
+                format!("needed by {}", users.join(", "))
+            } else {
+                format!(
+                    "{found} networks share this name; keeping one, needed by {}",
+                    users.join(", ")
+                )
+            };
+            out.actions.push(Action {
+                wave: WAVE_NETWORK,
+                record: network.clone(),
+                reason: why,
+                needs: Vec::new(),
+                operation: Operation::CreateNetwork { name: network },
+            });
+        }
+    }
+    guard_mass_removal(declared, observed, &mut out);
+    guard_host_folders(declared, observed, &mut out);
+    out.actions
+        .sort_by(|a, b| (a.wave, &a.record).cmp(&(b.wave, &b.record)));
+    out
+}
+
+/// An emptied or truncated `docker_containers` reads as "every record
+/// deleted". So a pass that would remove all of this berth's containers,
+/// or (with more than 4) more than the configured share of them, removes
+/// none of them and says why, until the records come back or an admin
+/// confirms with `berth apply --allow-mass-removal`. Leftovers of an
+/// interrupted recreate are not counted and still go.
+fn guard_mass_removal(declared: &Declared, observed: &ObservedState, out: &mut Plan) {
+    let guard = declared.removal;
+    if guard.allow {
+        return;
+    }
+    let deleted = |a: &Action| a.kind() == ActionKind::Remove && a.reason == RECORD_DELETED;
+    let removing = out.actions.iter().filter(|a| deleted(a)).count();
+    if removing == 0 {
+        return;
+    }
+    let running = observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance) && c.record().is_none_or(|r| r == c.name))
+        .count();
+    let too_many =
+        removing >= running || (running > 4 && removing as f64 > guard.share * running as f64);
+    if !too_many {
+        return;
+    }
+    let how_many = if removing >= running {
+        "all of them".to_string()
+    } else {
+        format!("more than {:.0}%", guard.share * 100.0)
+    };
+    let (held, kept): (Vec<Action>, Vec<Action>) = std::mem::take(&mut out.actions)
+        .into_iter()
+        .partition(deleted);
+    out.actions = kept;
+    for action in held {
+        out.problems.push(Problem {
+            record: action.record,
+            message: format!(
+                "record deleted, but not removed: this pass would remove {removing} of the {running} containers of this berth ({how_many}), which is what an emptied or truncated docker_containers looks like; nothing is removed until the records come back or `berth apply --allow-mass-removal`"
+            ),
+        });
+    }
+}
+
+/// A create or recreate whose host data folder lies inside a folder that
+/// a container of another record has mounted (read from the containers'
+/// spec labels, so this holds for records that are invalid or deleted now)
+/// is not done: that container could plant a link on the way. Inside the
+/// record's own old container's folder, the old container is stopped
+/// before the new one is made and its folders checked.
+fn guard_host_folders(declared: &Declared, observed: &ObservedState, out: &mut Plan) {
+    let folders = |config: Option<&ContainerConfig>| -> Vec<std::path::PathBuf> {
+        config
+            .map(|c| {
+                c.mounts
+                    .iter()
+                    .filter(|m| m.kind == MountKind::Bind)
+                    .map(|m| std::path::PathBuf::from(&m.source))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if !out.actions.iter().any(|a| !folders(a.config()).is_empty()) {
+        return;
+    }
+    // Only labels that mention a host folder are parsed.
+    let mounted: Vec<(&str, std::path::PathBuf)> = observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+        .filter_map(|c| {
+            let label = c
+                .labels
+                .get(LABEL_SPEC)
+                .filter(|l| l.contains("\"bind\""))?;
+            let config: ContainerConfig = serde_json::from_str(label).ok()?;
+            Some((c.record().unwrap_or(&c.name), folders(Some(&config))))
+        })
+        .flat_map(|(record, fs)| fs.into_iter().map(move |f| (record, f)))
+        .collect();
+    let mut refused: Vec<(usize, String)> = Vec::new();
+    for (i, action) in out.actions.iter_mut().enumerate() {
+        for folder in folders(action.config()) {
+            for (record, outer) in &mounted {
+                if folder == *outer || !folder.starts_with(outer) {
+                    continue;
+                }
+                if *record == action.record {
+                    // Only a recreate has an old container of its own.
+                    if let Operation::Recreate { stop_first, .. } = &mut action.operation {
+                        *stop_first = true;
+                    }
+                } else {
+                    refused.push((
+                        i,
+                        format!(
+                            "host data folder {} lies inside {}, which the container of record {record} has mounted and could turn a folder on the way into a link to anywhere on the host; use a folder outside it",
+                            folder.display(),
+                            outer.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    refused.dedup_by_key(|(i, _)| *i);
+    for (i, why) in refused.into_iter().rev() {
+        let action = out.actions.remove(i);
+        out.problems.push(Problem {
+            record: action.record,
+            message: why,
+        });
+    }
+}
+
+/// Volumes were once named so that two records could share one (see
+/// `spec::legacy_volume_name`). A container made then keeps its volume
+/// under the old name for as long as it is recreated from the same
+/// record: the config (and hash) it is compared with uses that name where
+/// its own spec label says it used it for the same path. None when nothing
+/// is kept. The volume's labels are checked before it is used again.
+fn keep_legacy_volumes(
+    spec: &ContainerSpec,
+    c: &ObservedContainer,
+) -> Option<(ContainerConfig, String)> {
+    let legacy = |m: &Mount| crate::declared::legacy_volume_name(&spec.name, &m.target);
+    let renamed = |m: &Mount| m.kind == MountKind::Volume && m.source != legacy(m);
+    if !spec.config.mounts.iter().any(renamed) {
+        return None;
+    }
+    let old: ContainerConfig = serde_json::from_str(c.labels.get(LABEL_SPEC)?).ok()?;
+    let mut config = spec.config.clone();
+    let mut kept = false;
+    for m in config.mounts.iter_mut().filter(|m| renamed(m)) {
+        let name = legacy(m);
+        if old
+            .mounts
+            .iter()
+            .any(|o| o.kind == MountKind::Volume && o.target == m.target && o.source == name)
+        {
+            m.source = name;
+            kept = true;
+        }
+    }
+    if !kept {
+        return None;
+    }
+    config.mounts.sort();
+    let hash = crate::declared::spec_hash(&config);
+    Some((config, hash))
+}
+
+fn note_network(needed: &mut BTreeMap<String, Vec<String>>, spec: &ContainerSpec) {
+    if let NetworkAttachment::Bridge(net) = &spec.config.network {
+        needed
+            .entry(net.clone())
+            .or_default()
+            .push(spec.name.clone());
+    }
+}
+
+/// The 12 hex digits Docker shows for IDs.
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}

@@ -1,0 +1,291 @@
+//! The applier on the in-memory engine: order, create-first recreate,
+//! failure isolation, convergence. (The real engine is in tests/.)
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use std::sync::atomic::AtomicBool;
+
+use super::*;
+use crate::db::Db;
+use crate::declared::{declare, Declared, SpecSettings};
+use crate::engine::fake::FakeEngine;
+use crate::plan::plan;
+
+fn declared(text: &str) -> Declared {
+    let settings = SpecSettings {
+        instance: "test".into(),
+        bridge_network: "berth".into(),
+        data_root: PathBuf::from("/var/lib/berth/data"),
+    };
+    let containers = Db::parse(Path::new("/db/docker_containers"), text);
+    declare(
+        &containers,
+        &Db::parse(Path::new("/db/docker_images"), ""),
+        &settings,
+    )
+}
+
+fn settings() -> ApplySettings {
+    ApplySettings {
+        instance: "test".into(),
+        concurrency: 4,
+        stop_grace_seconds: 1,
+    }
+}
+
+fn engine() -> FakeEngine {
+    let e = FakeEngine::new();
+    e.add_image("app:1", "sha256:aaaa");
+    e.add_image("app:2", "sha256:bbbb");
+    e
+}
+
+async fn pass(engine: &FakeEngine, d: &Declared) -> Report {
+    let observed = engine.observe().await.expect("observe");
+    let p = plan(d, &observed, SystemTime::UNIX_EPOCH);
+    apply(
+        engine,
+        &p,
+        &settings(),
+        &AtomicBool::new(false),
+        |_: &Outcome| {},
+    )
+    .await
+}
+
+#[tokio::test]
+async fn converges_then_does_nothing() {
+    let e = engine();
+    let d = declared(
+        "db=service|Image|app:1|MountPath|/data\nweb=service|Image|app:1|Interlinked|db\n",
+    );
+    let report = pass(&e, &d).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert_eq!(e.container("web").map(|c| c.state), Some("running".into()));
+    assert!(e.volumes().contains_key("db_data"));
+    assert_eq!(
+        e.volumes()["db_data"]
+            .get(crate::engine::LABEL_INSTANCE)
+            .map(String::as_str),
+        Some("test")
+    );
+    let creates: Vec<String> = e
+        .actions()
+        .into_iter()
+        .filter(|a| a.starts_with("create"))
+        .collect();
+    assert_eq!(creates, vec!["create db", "create web"], "dependency first");
+    e.clear_log();
+    let calls = e.api_calls();
+    let report = pass(&e, &d).await;
+    assert!(report.outcomes.is_empty());
+    assert_eq!(e.log(), vec!["observe"]);
+    assert_eq!(e.api_calls() - calls, 3, "a no-op pass is one observe");
+}
+
+#[tokio::test]
+async fn recreate_creates_first_and_a_failed_create_keeps_the_old_container_running() {
+    let e = engine();
+    pass(&e, &declared("a=service|Image|app:1\n")).await;
+    let old = e.id_of("a").expect("a exists");
+    e.fail_create("a_berth-new");
+    let report = pass(&e, &declared("a=service|Image|app:2\n")).await;
+    assert_eq!(report.failures().count(), 1);
+    assert_eq!(e.id_of("a"), Some(old.clone()), "old container untouched");
+    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+
+    e.heal();
+    e.clear_log();
+    let report = pass(&e, &declared("a=service|Image|app:2\n")).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    let new = e.id_of("a").expect("a exists");
+    assert_ne!(new, old);
+    assert_eq!(e.container("a").map(|c| c.image), Some("app:2".into()));
+    let ops: Vec<String> = e.actions();
+    let pos = |prefix: &str| {
+        ops.iter()
+            .position(|o| o.starts_with(prefix))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        pos("create a_berth-new") < pos(&format!("stop {old}")),
+        "{ops:?}"
+    );
+    assert!(pos(&format!("remove {old}")) < pos("rename"), "{ops:?}");
+    assert!(pos("rename") < pos(&format!("start {new}")), "{ops:?}");
+}
+
+#[tokio::test]
+async fn one_failure_does_not_stop_the_others() {
+    let e = engine();
+    e.fail_create("b");
+    let report = pass(
+        &e,
+        &declared("a=service|Image|app:1\nb=service|Image|app:1\nc=service|Image|app:1\n"),
+    )
+    .await;
+    let failed: Vec<&str> = report.failures().map(|o| o.record.as_str()).collect();
+    assert_eq!(failed, vec!["b"]);
+    assert!(e.container("a").is_some() && e.container("c").is_some());
+}
+
+#[tokio::test]
+async fn a_crash_between_remove_and_rename_is_finished_by_the_next_pass() {
+    let e = engine();
+    pass(&e, &declared("a=service|Image|app:1|MountPath|/data\n")).await;
+    e.fail_rename("a_berth-new");
+    let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
+    assert_eq!(report.failures().count(), 1);
+    assert!(
+        e.id_of("a").is_none() && e.id_of("a_berth-new").is_some(),
+        "cut off mid-recreate"
+    );
+    e.heal();
+    let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert!(e.id_of("a_berth-new").is_none(), "leftover removed");
+    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+    assert!(e.volumes().contains_key("a_data"), "data kept throughout");
+    let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
+    assert!(report.outcomes.is_empty(), "converged: {report:?}");
+}
+
+#[tokio::test]
+async fn what_links_to_a_failed_record_is_not_started() {
+    let e = engine();
+    e.fail_create("db");
+    let report = pass(&e, &declared("db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nother=service|Image|app:1\n")).await;
+    let failed: Vec<(&str, &str)> = report
+        .failures()
+        .map(|o| (o.record.as_str(), o.error.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[1].0, "web");
+    assert!(
+        failed[1].1.contains("db, which it links to, failed"),
+        "{failed:?}"
+    );
+    assert!(e.container("web").is_none());
+    assert!(
+        e.container("other").is_some(),
+        "unrelated records still apply"
+    );
+}
+
+#[tokio::test]
+async fn a_volume_someone_else_made_is_never_adopted() {
+    let e = engine();
+    let d = declared("app=service|Image|app:1|MountPath|/data\nother=service|Image|app:1\n");
+    // An admin's volume under the name berth would give app's data.
+    e.add_volume("app_data", BTreeMap::new());
+    let report = pass(&e, &d).await;
+    let failed: Vec<&Outcome> = report.failures().collect();
+    assert_eq!(failed.len(), 1, "{:?}", report.outcomes);
+    assert_eq!(failed[0].record, "app");
+    assert!(
+        failed[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not adopt")),
+        "{failed:?}"
+    );
+    assert!(e.id_of("app").is_none() && e.id_of("other").is_some());
+    // One this berth made for the record is used as it is.
+    let mine = labels_for("test", "app", &d.specs["app"].config, "x")
+        .into_iter()
+        .filter(|(k, _)| [LABEL_MANAGED, LABEL_INSTANCE, LABEL_RECORD].contains(&k.as_str()))
+        .collect();
+    e.add_volume("app_data", mine);
+    let report = pass(&e, &d).await;
+    assert_eq!(report.failures().count(), 0, "{:?}", report.outcomes);
+}
+
+/// The journal finds an action's row by its index in the plan: each index
+/// is announced once before its wave and finished once, for that action.
+#[tokio::test]
+async fn observers_see_each_action_by_its_index_in_the_plan() {
+    struct Seen<'a> {
+        plan: &'a Plan,
+        started: Vec<usize>,
+        finished: &'a mut Vec<usize>,
+    }
+    impl Observer for Seen<'_> {
+        fn starting(&mut self, index: usize, action: &Action) {
+            assert_eq!(&self.plan.actions[index], action);
+            assert!(!self.started.contains(&index));
+            self.started.push(index);
+        }
+        fn done(&mut self, index: usize, action: &Action, _: &Outcome) {
+            assert_eq!(&self.plan.actions[index], action);
+            assert!(self.started.contains(&index) && !self.finished.contains(&index));
+            self.finished.push(index);
+        }
+    }
+    let e = engine();
+    let d = declared("db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nlone=service|Image|app:2\n");
+    let observed = e.observe().await.expect("observe");
+    let p = plan(&d, &observed, SystemTime::UNIX_EPOCH);
+    assert_eq!(p.actions.len(), 4, "the network and three creates");
+    let mut finished = Vec::new();
+    let seen = Seen {
+        plan: &p,
+        started: Vec::new(),
+        finished: &mut finished,
+    };
+    apply(&e, &p, &settings(), &AtomicBool::new(false), seen).await;
+    finished.sort();
+    assert_eq!(finished, [0, 1, 2, 3]);
+}
+
+/// A whole pass on the fake: each journalled action is finished with its
+/// own result (the journal finds its row by the action's index).
+#[tokio::test]
+async fn a_pass_journals_each_action_with_its_own_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::config::Config {
+        db_dir: dir.path().join("db"),
+        state_dir: dir.path().join("state"),
+        instance: "test".into(),
+        ..crate::config::Config::default()
+    };
+    std::fs::create_dir_all(&config.db_dir).expect("db dir");
+    std::fs::write(
+        config.db_dir.join("docker_containers"),
+        "db=service|Image|app:1\nweb=service|Image|app:1|Interlinked|db\nbad=service|Image|app:2\n",
+    )
+    .expect("db");
+    let state = crate::state::State::open(&config.state_dir).expect("state");
+    let e = engine();
+    e.fail_create("bad");
+    let snapshot = crate::db::Snapshot::read(&config.db_dir);
+    let input = crate::reconcile::PassInput {
+        snapshot: &snapshot,
+        trigger: "test",
+        at: std::time::SystemTime::now(),
+        allow_mass_removal: false,
+    };
+    let report = crate::reconcile::run_pass(
+        &config,
+        &e,
+        Some(&state),
+        input,
+        &AtomicBool::new(false),
+        |_: &Outcome| {},
+    )
+    .await
+    .expect("pass");
+    assert_eq!(report.outcomes.len(), 4, "{report:?}");
+    let journal = state.history(None, 100).expect("history");
+    let result = |record: &str| {
+        journal
+            .iter()
+            .find(|j| j.record == record)
+            .map(|j| (j.action.as_str(), j.result.as_str()))
+    };
+    assert_eq!(result("berth"), Some(("create-network", "ok")));
+    assert_eq!(result("db"), Some(("create", "ok")));
+    assert_eq!(result("web"), Some(("create", "ok")));
+    assert_eq!(result("bad"), Some(("create", "failed")));
+    assert_eq!(journal.len(), 4);
+}

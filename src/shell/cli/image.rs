@@ -1,0 +1,307 @@
+//! `berth image …`: build (queued), builds, log, list, import, load, save, push.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::engine::{DockerEngine, Engine};
+use crate::images;
+use crate::state::State;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Queue a build of a docker_images record (run now if no berthd runs).
+    Build {
+        name: String,
+        /// Follow the build's log until it ends; exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Builds with their state and duration, newest first.
+    Builds {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// A build's log.
+    Log {
+        build: i64,
+        /// Keep printing while the build runs.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// The docker_images records: tag, current image, lineage.
+    List,
+    /// `docker import` a rootfs folder or tarball as REFERENCE.
+    Import { path: PathBuf, reference: String },
+    /// `docker load` a saved-image tar.
+    Load { file: PathBuf },
+    /// `docker save` a record's image (or any reference) to FILE.
+    Save { name: String, file: PathBuf },
+    /// Push a record's image to its PushTo, with its Credentials.
+    Push { name: String },
+}
+
+pub async fn run(config: &Config, command: ImageCommand) -> anyhow::Result<i32> {
+    match command {
+        ImageCommand::Build { name, wait } => build(config, &name, wait).await,
+        ImageCommand::Builds { limit } => builds(config, limit),
+        ImageCommand::Log { build, follow } => log(config, build, follow).await,
+        ImageCommand::List => list(config).await,
+        ImageCommand::Import { path, reference } => import(config, &path, &reference).await,
+        ImageCommand::Load { file } => load(config, &file).await,
+        ImageCommand::Save { name, file } => save(config, &name, &file).await,
+        ImageCommand::Push { name } => push(config, &name).await,
+    }
+}
+
+async fn build(config: &Config, name: &str, wait: bool) -> anyhow::Result<i32> {
+    let uri = format!("/v1/images/{name}/build");
+    let id = match crate::api::client::request(&config.api_socket, "POST", &uri).await {
+        Ok(Some(answer)) => {
+            let id = answer["build"].as_i64().unwrap_or(0);
+            let merged = answer["merged"].as_bool().unwrap_or(false);
+            println!(
+                "build {id} {}",
+                if merged {
+                    "already queued (merged)"
+                } else {
+                    "queued"
+                }
+            );
+            id
+        }
+        Ok(None) => {
+            let declared = images::load(config)?;
+            if let Some(errors) = declared.failed.get(name) {
+                for e in errors {
+                    eprintln!("berth image build: {e}");
+                }
+                return Ok(1);
+            }
+            if !declared.specs.contains_key(name) {
+                eprintln!("berth image build: no docker_images record {name}");
+                return Ok(1);
+            }
+            let mut state = State::open(&config.state_dir)?;
+            let (id, _) = state.request_build(name, "berth image build")?;
+            println!("build {id}: no berthd runs, building now");
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || images::worker::run_until_idle(&config))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            return Ok(print_log_and_result(&state, id));
+        }
+        Err(e) => {
+            eprintln!("berth image build: {e}");
+            return Ok(1);
+        }
+    };
+    if wait {
+        return log(config, id, true).await;
+    }
+    Ok(0)
+}
+
+fn print_log_and_result(state: &State, id: i64) -> i32 {
+    print!("{}", state.build_log(id).ok().flatten().unwrap_or_default());
+    match state.build(id).ok().flatten() {
+        Some(b) if b.state == "succeeded" => {
+            println!(
+                "build {id} succeeded: {}",
+                b.result_id.as_deref().map(crate::plan::short).unwrap_or("")
+            );
+            0
+        }
+        Some(b) => {
+            println!("build {id} {}: {}", b.state, b.error.unwrap_or_default());
+            1
+        }
+        None => 1,
+    }
+}
+
+fn builds(config: &Config, limit: usize) -> anyhow::Result<i32> {
+    let state = State::open(&config.state_dir)?;
+    println!(
+        "{:<6} {:<20} {:<12} {:<24} {:<9} TRIGGER",
+        "ID", "IMAGE", "STATE", "REQUESTED", "DURATION"
+    );
+    for b in state.builds(limit)? {
+        let duration = match (&b.started_at, &b.finished_at) {
+            (Some(s), Some(f)) => seconds_between(s, f)
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_default(),
+            (Some(_), None) => "running".into(),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<6} {:<20} {:<12} {:<24} {:<9} {}",
+            b.id, b.image, b.state, b.requested_at, duration, b.trigger
+        );
+    }
+    Ok(0)
+}
+
+fn seconds_between(a: &str, b: &str) -> Option<f64> {
+    let a = chrono::DateTime::parse_from_rfc3339(a).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(b).ok()?;
+    Some((b - a).num_milliseconds() as f64 / 1000.0)
+}
+
+async fn log(config: &Config, id: i64, follow: bool) -> anyhow::Result<i32> {
+    let state = State::open(&config.state_dir)?;
+    // A log from before chunks (one column) first, then its chunks as they come.
+    let mut seen = -1;
+    if state.build(id)?.is_some() {
+        let whole = state.build_log(id)?.unwrap_or_default();
+        let chunks: usize = state
+            .build_log_chunks(id, -1)?
+            .iter()
+            .map(|(_, t)| t.len())
+            .sum();
+        print!("{}", &whole[..whole.len().saturating_sub(chunks)]);
+    }
+    loop {
+        let Some(build) = state.build(id)? else {
+            eprintln!("berth image log: no build {id}");
+            return Ok(1);
+        };
+        for (seq, text) in state.build_log_chunks(id, seen)? {
+            print!("{text}");
+            seen = seq;
+        }
+        let done = !matches!(build.state.as_str(), "queued" | "running");
+        if done || !follow {
+            if done {
+                println!(
+                    "build {id} {}{}",
+                    build.state,
+                    build.error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+            return Ok(i32::from(done && build.state != "succeeded"));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn list(config: &Config) -> anyhow::Result<i32> {
+    let declared = images::load(config)?;
+    let state = State::open(&config.state_dir)?;
+    let lineage = state.lineage()?;
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    println!(
+        "{:<20} {:<32} {:<8} {:<13} STATUS",
+        "NAME", "TAG", "SOURCE", "IMAGE"
+    );
+    for spec in declared.specs.values() {
+        let id = engine.image_id(&spec.tag).await?;
+        let source = match spec.source {
+            images::Source::Git { .. } => "git",
+            images::Source::Rootfs { .. } => "rootfs",
+            images::Source::Tar { .. } => "tar",
+        };
+        let status = match lineage.iter().find(|l| l.image == spec.name) {
+            Some(l) if l.outdated => format!(
+                "outdated: base {} moved",
+                l.base_ref.as_deref().unwrap_or("?")
+            ),
+            Some(l) => format!("built {}", l.built_at),
+            None => "never built by berth".into(),
+        };
+        let shown = id.as_deref().map(crate::plan::short).unwrap_or("missing");
+        println!(
+            "{:<20} {:<32} {:<8} {:<13} {status}",
+            spec.name, spec.tag, source, shown
+        );
+    }
+    for (name, errors) in &declared.failed {
+        println!(
+            "{name:<20} invalid: {}",
+            errors.first().map(ToString::to_string).unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result<i32> {
+    let reference = crate::declared::parse_image_reference(reference)?;
+    let tar = if path.is_dir() {
+        images::stream::folder_as_tar(path)
+    } else {
+        images::stream::file(path).map_err(anyhow::Error::msg)?
+    };
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    let id = engine
+        .import_rootfs(tar, &reference, &mut |line| println!("{line}"))
+        .await?;
+    println!("{reference} is {}", crate::plan::short(&id));
+    Ok(0)
+}
+
+async fn load(config: &Config, file: &Path) -> anyhow::Result<i32> {
+    let tar = images::stream::file(file).map_err(anyhow::Error::msg)?;
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    engine
+        .load_images(tar, &mut |line| println!("{line}"))
+        .await?;
+    Ok(0)
+}
+
+/// A record name means its Tag; anything else is taken as a reference.
+fn reference_of(config: &Config, name: &str) -> anyhow::Result<String> {
+    let declared = images::load(config)?;
+    Ok(declared
+        .specs
+        .get(name)
+        .map(|s| s.tag.clone())
+        .unwrap_or_else(|| name.to_string()))
+}
+
+async fn save(config: &Config, name: &str, file: &Path) -> anyhow::Result<i32> {
+    let reference = reference_of(config, name)?;
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    // Written next to the target and renamed: a failed save leaves no half tar.
+    let tmp = file.with_extension("berth-partial");
+    let mut out =
+        std::fs::File::create(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    if let Err(e) = engine.save_image(&reference, &mut out).await {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    out.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    println!("saved {reference} to {}", file.display());
+    Ok(0)
+}
+
+async fn push(config: &Config, name: &str) -> anyhow::Result<i32> {
+    let declared = images::load(config)?;
+    let Some(spec) = declared.specs.get(name) else {
+        eprintln!("berth image push: no valid docker_images record {name}");
+        return Ok(1);
+    };
+    let Some(target) = &spec.push_to else {
+        eprintln!("berth image push: {name} has no PushTo");
+        return Ok(1);
+    };
+    let creds = images::credentials::load(&config.credentials_file).map_err(anyhow::Error::msg)?;
+    let login = match &spec.credentials {
+        Some(c) => Some(creds.login(c).map_err(anyhow::Error::msg)?.clone()),
+        None => None,
+    };
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    engine.tag_image(&spec.tag, target).await?;
+    let registry = login.map(|l| crate::engine::RegistryLogin {
+        server: l.server.clone(),
+        username: l.username,
+        password: l.password,
+    });
+    engine
+        .push_image(target, registry, &mut |line| println!("{line}"))
+        .await?;
+    println!("pushed {target}");
+    Ok(0)
+}

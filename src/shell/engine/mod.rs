@@ -1,0 +1,163 @@
+//! The boundary to the container engine: what berth observes and the few
+//! operations it asks for. Only this module (and its children) imports bollard.
+
+pub mod docker;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
+
+pub use docker::DockerEngine;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+
+/// Bytes sent to the engine as they are produced (a build context, a
+/// rootfs, a saved-image tar): never whole in memory.
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<hyper::body::Bytes>> + Send>>;
+
+/// The labels and the domain types the engine speaks live with the
+/// planner (`model`): re-exported here, where the shell expects them.
+pub use crate::model::{
+    ContainerConfig, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
+    PortBinding, Protocol, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
+    LABEL_SPEC_HASH,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker engine at {host}: {message}")]
+    Unreachable { host: String, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("Docker engine: {0}")]
+    Api(String),
+}
+
+/// What a build asks of the engine.
+pub struct BuildRequest<'a> {
+    /// The context as a tar archive.
+    pub context_tar: ByteStream,
+    /// Path of the Dockerfile inside the context.
+    pub dockerfile: &'a str,
+    pub tag: &'a str,
+    pub build_args: &'a HashMap<String, String>,
+    /// Bytes; 0 = no limit.
+    pub memory: i64,
+    /// CPU quota in microseconds per 100 ms period; 0 = no limit.
+    pub cpu_quota: i64,
+    /// The image IDs of the Dockerfile's `FROM` images, as they were before
+    /// the build: a failed build's layers are found among their descendants.
+    pub base_ids: Vec<String>,
+}
+
+/// Registry login for push. No `Debug`: it holds a password.
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+    pub server: String,
+}
+
+/// The operations berth needs. Every one is safe to repeat after a crash:
+/// ownership is decided by labels, not by anything remembered.
+///
+/// Implemented by [`DockerEngine`] (the real engine, through bollard) and,
+/// in tests (or with the `test-util` feature), by `fake::FakeEngine` (in
+/// memory).
+///
+/// The image operations that print as they go take `log` as a plain
+/// `FnMut`, so their futures are not `Send`: builds run on worker threads
+/// with their own runtime, and their log writer holds a state.db
+/// connection, which may not cross threads.
+pub trait Engine: Send + Sync {
+    /// Containers (all, with labels), image tags and networks: three calls.
+    fn observe(&self) -> impl Future<Output = Result<ObservedState, EngineError>> + Send;
+    /// Create (not start) a container named `name` (which may differ from
+    /// `config.name` during a recreate) with `labels`. Returns its ID.
+    fn create_container(
+        &self,
+        name: &str,
+        config: &ContainerConfig,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn start_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Stop with a grace period in seconds, then kill. Stopping a stopped container is Ok.
+    fn stop_container(
+        &self,
+        id: &str,
+        grace_seconds: u32,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Remove a container (never its volumes). Removing a missing one is Ok.
+    fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn rename_container(
+        &self,
+        id: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Create a bridge network with our labels if no network of that name exists.
+    /// (Labelled with `instance`; a duplicate of the name is removed only
+    /// when it carries that instance.)
+    fn ensure_network(
+        &self,
+        name: &str,
+        instance: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Create a named volume with `labels` unless it exists; returns the
+    /// labels the volume has now (an existing one keeps its own).
+    fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, EngineError>> + Send;
+    /// Number of API calls made so far (for tests and benchmarks).
+    fn api_calls(&self) -> u64;
+
+    /// The image ID a reference (or an ID) names now, if any.
+    fn image_id(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send;
+    /// Builds and tags; `log` gets every line the build prints. The tag
+    /// only moves if the build succeeds. Returns the new image ID.
+    fn build_image(
+        &self,
+        request: BuildRequest<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<String, EngineError>>;
+    /// `docker import`: a root filesystem tar becomes the image `reference`.
+    fn import_rootfs(
+        &self,
+        tar: ByteStream,
+        reference: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<String, EngineError>>;
+    /// `docker load`: the images of a saved-image tar, with their tags.
+    fn load_images(
+        &self,
+        tar: ByteStream,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<(), EngineError>>;
+    /// `docker save`: the image as a tar, written to `out`.
+    fn save_image(
+        &self,
+        reference: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Makes `reference` name the image `source` (a reference or an ID) names.
+    fn tag_image(
+        &self,
+        source: &str,
+        reference: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Pushes `reference` to its registry, with `login` if given.
+    fn push_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<(), EngineError>>;
+    /// Removes a tag (and the image if nothing else uses it); missing is Ok.
+    fn remove_image(&self, reference: &str)
+        -> impl Future<Output = Result<(), EngineError>> + Send;
+}

@@ -1,0 +1,236 @@
+//! Images: declared in `docker_images`, built from git + Dockerfile,
+//! imported from a rootfs or loaded from a saved tar, queued in state.db,
+//! built by a fixed pool of workers, and rebuilt when their base moves.
+//! Everything here reaches the engine through the [`crate::engine::Engine`]
+//! trait; failures are [`ImageError`]s.
+
+pub mod build;
+pub mod credentials;
+mod error;
+pub mod record;
+pub mod stream;
+pub mod worker;
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::db::snapshot::{ReadError, Snapshot};
+use crate::db::{Db, DbError};
+use crate::state::{State, StateError};
+
+pub use error::{ImageError, PathProblem};
+pub use record::{DeclaredImages, ImageSpec, Source};
+
+/// Reads `docker_images` (a missing db declares no images).
+pub fn load(config: &Config) -> Result<DeclaredImages, DbError> {
+    Ok(record::declare(&Db::load_or_empty(
+        &config.db_path("docker_images"),
+    )?))
+}
+
+/// The images `snapshot`'s `docker_images` declares: what a pass's lineage
+/// check uses, so it reads no file again.
+pub fn declared(snapshot: &Snapshot) -> Result<DeclaredImages, ReadError> {
+    Ok(record::declare(snapshot.images()?))
+}
+
+/// The image records an image's build waits for: its base, if the base is
+/// itself declared here (so chains build level by level).
+pub fn waits_on(
+    images: &DeclaredImages,
+    lineage: &[crate::state::Lineage],
+    name: &str,
+) -> Vec<String> {
+    let Some(base_ref) = lineage
+        .iter()
+        .find(|l| l.image == name)
+        .and_then(|l| l.base_ref.as_deref())
+    else {
+        return Vec::new();
+    };
+    images
+        .specs
+        .values()
+        .filter(|s| s.tag == base_ref)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// What a lineage check found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LineageReport {
+    /// Images queued for rebuild (AutoRebuild yes), with the reason.
+    pub queued: Vec<(String, String)>,
+    /// Images newly marked outdated (AutoRebuild no).
+    pub outdated: Vec<String>,
+}
+
+/// Dynamic inheritance: every image whose recorded base ID differs from
+/// what its base tag names now is queued (AutoRebuild yes) or marked
+/// outdated. `tags` is the engine's tag → ID map from the pass's observe.
+pub fn check_lineage(
+    state: &mut State,
+    images: &DeclaredImages,
+    tags: &BTreeMap<String, String>,
+) -> Result<LineageReport, StateError> {
+    let mut report = LineageReport::default();
+    for l in state.lineage()? {
+        let (Some(base_ref), Some(base_id)) = (&l.base_ref, &l.base_id) else {
+            continue;
+        };
+        let Some(spec) = images.specs.get(&l.image) else {
+            continue;
+        };
+        let Some(now_id) = tags.get(base_ref) else {
+            continue;
+        };
+        if now_id == base_id {
+            continue;
+        }
+        let why = format!("base {base_ref} moved to {}", crate::plan::short(now_id));
+        if spec.auto_rebuild {
+            // A queued or running build already answers the move, or its
+            // end records the old base and the pass after it (every build's
+            // end triggers one) queues again: level-triggered, so the same
+            // move never rebuilds twice.
+            if state.build_in_progress(&l.image)? {
+                continue;
+            }
+            let (_, merged) = state.request_build(&l.image, &why)?;
+            if !merged {
+                report.queued.push((l.image.clone(), why));
+            }
+        } else if state.mark_outdated(&l.image)? {
+            report.outdated.push(l.image.clone());
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the configured notification command for an image event, if any;
+/// killed after `action_timeout_seconds`. Blocks: callers on an async
+/// thread run it with `spawn_blocking`.
+pub fn notify(config: &Config, image: &str, event: &str) {
+    let Some(command) = &config.image_notify_command else {
+        return;
+    };
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("BERTH_IMAGE", image)
+        .env("BERTH_IMAGE_EVENT", event);
+    let timeout = std::time::Duration::from_secs(config.action_timeout_seconds);
+    match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
+        Ok(done) if done.success() => {}
+        Ok(done) => tracing::warn!(
+            image,
+            "image_notify_command exited with {}: {}",
+            done.status,
+            done.output.trim()
+        ),
+        Err(e) => tracing::warn!(image, "image_notify_command: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::db::Db;
+
+    #[test]
+    fn a_moved_base_queues_auto_rebuild_images_and_marks_the_others_outdated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::open(dir.path()).expect("state");
+        let images = record::declare(&Db::parse(
+            Path::new("/db/docker_images"),
+            "auto=image|Source|git|Repository|file:///a.git|Tag|t/auto:1|AutoRebuild|yes\n\
+             manual=image|Source|git|Repository|file:///m.git|Tag|t/manual:1\n",
+        ));
+        for name in ["auto", "manual"] {
+            let (id, _) = state.request_build(name, "test").expect("request");
+            let build = state
+                .claim_build(&|_| Vec::new())
+                .expect("claim")
+                .expect("build");
+            assert_eq!(build.id, id);
+            state
+                .set_build_base(id, Some("t/base:1"), Some("sha256:old"))
+                .expect("base");
+            state
+                .finish_build(&build, crate::state::BuildEnd::Built("sha256:built"))
+                .expect("finish");
+        }
+        let same: BTreeMap<String, String> =
+            [("t/base:1".to_string(), "sha256:old".to_string())].into();
+        assert_eq!(
+            check_lineage(&mut state, &images, &same).expect("check"),
+            LineageReport::default()
+        );
+
+        let moved: BTreeMap<String, String> =
+            [("t/base:1".to_string(), "sha256:new".to_string())].into();
+        let found = check_lineage(&mut state, &images, &moved).expect("check");
+        assert_eq!(
+            found
+                .queued
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            vec!["auto"]
+        );
+        assert!(found.queued[0].1.contains("base t/base:1 moved"));
+        assert_eq!(found.outdated, vec!["manual".to_string()]);
+        // Said once: a second check queues nothing new (merged) and marks nothing again.
+        assert_eq!(
+            check_lineage(&mut state, &images, &moved).expect("check"),
+            LineageReport::default()
+        );
+        // While that rebuild runs, a pass sees the old lineage still: no
+        // second build of the same image is queued behind it.
+        state
+            .claim_build(&|_| Vec::new())
+            .expect("claim")
+            .expect("the rebuild");
+        assert_eq!(
+            check_lineage(&mut state, &images, &moved).expect("check"),
+            LineageReport::default()
+        );
+        assert_eq!(
+            state
+                .builds(10)
+                .expect("builds")
+                .iter()
+                .filter(|b| b.image == "auto")
+                .count(),
+            2,
+            "the first build and one rebuild"
+        );
+        assert!(state
+            .lineage()
+            .expect("lineage")
+            .iter()
+            .any(|l| l.image == "manual" && l.outdated));
+    }
+
+    #[test]
+    fn the_notification_command_gets_the_image_and_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("notified");
+        let config = crate::config::Config {
+            image_notify_command: Some(format!(
+                "echo \"$BERTH_IMAGE $BERTH_IMAGE_EVENT\" >> {}",
+                out.display()
+            )),
+            ..crate::config::Config::default()
+        };
+        notify(&config, "app", "outdated");
+        notify(&config, "base", "rebuilt");
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("ran"),
+            "app outdated\nbase rebuilt\n"
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! `docker_images` records (type `image`) → validated image specs: where an
+//! image comes from, what it is tagged, whether it follows its base.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Db, Record};
+use crate::declared::{property, SpecError};
+
+pub const IMAGE_TYPE: &str = "image";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Source {
+    /// `git clone` Repository at Ref, build Dockerfile in Context.
+    Git {
+        repository: String,
+        reference: Option<String>,
+        dockerfile: String,
+        context: String,
+    },
+    /// A folder (tarred) or a tarball, `docker import`ed: SME's base image recipe.
+    Rootfs { path: PathBuf },
+    /// A `docker save` tar, `docker load`ed.
+    Tar { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub source: Source,
+    /// The reference it produces, `repo:tag`.
+    pub tag: String,
+    pub push_to: Option<String>,
+    pub auto_rebuild: bool,
+    pub build_args: BTreeMap<String, String>,
+    /// Name of an entry of the credentials file (never the secret itself).
+    pub credentials: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeclaredImages {
+    pub specs: BTreeMap<String, ImageSpec>,
+    pub failed: BTreeMap<String, Vec<SpecError>>,
+}
+
+const KNOWN: &[&str] = &[
+    "Source",
+    "Repository",
+    "Ref",
+    "Dockerfile",
+    "Context",
+    "Path",
+    "Tag",
+    "PushTo",
+    "AutoRebuild",
+    "BuildArgs",
+    "Credentials",
+];
+
+/// Reads every record of `docker_images`; relative `Path`s are taken from
+/// the db's folder.
+pub fn declare(images: &Db) -> DeclaredImages {
+    let mut out = DeclaredImages::default();
+    for record in images.records() {
+        match build(images.path(), record) {
+            Ok(spec) => {
+                out.specs.insert(record.key.clone(), spec);
+            }
+            Err(errors) => {
+                out.failed.insert(record.key.clone(), errors);
+            }
+        }
+    }
+    out
+}
+
+fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
+    let mut errors = Vec::new();
+    let mut fail = |prop: Option<&str>, value: Option<&str>, why: String| {
+        errors.push(crate::declared::error(
+            file, r.line, &r.key, prop, value, why,
+        ));
+    };
+    let get = |p: &str| r.prop(p).map(str::trim).filter(|v| !v.is_empty());
+    if r.rtype != IMAGE_TYPE {
+        fail(
+            None,
+            Some(&r.rtype),
+            format!("record type must be {IMAGE_TYPE:?}"),
+        );
+    }
+    if let Err(why) = property::name(&r.key) {
+        fail(
+            None,
+            None,
+            format!("the key is not usable as an image name: {why}"),
+        );
+    }
+    let tag = match get("Tag").map(crate::declared::parse_image_reference) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(why)) => {
+            fail(Some("Tag"), get("Tag"), why.to_string());
+            None
+        }
+        None => {
+            fail(
+                Some("Tag"),
+                None,
+                "every image needs a Tag, the reference it produces (e.g. berth/app:1)".into(),
+            );
+            None
+        }
+    };
+    let push_to = match get("PushTo").map(crate::declared::parse_image_reference) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(why)) => {
+            fail(Some("PushTo"), get("PushTo"), why.to_string());
+            None
+        }
+        None => None,
+    };
+    let auto_rebuild = match get("AutoRebuild").map(property::yes_no) {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            fail(Some("AutoRebuild"), get("AutoRebuild"), why.to_string());
+            false
+        }
+        None => false,
+    };
+    let mut build_args = BTreeMap::new();
+    if let Some(raw) = get("BuildArgs") {
+        for item in property::list(raw) {
+            match item.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    build_args.insert(k.trim().to_string(), v.to_string());
+                }
+                // Build args may carry tokens: no value is quoted.
+                _ => fail(
+                    Some("BuildArgs"),
+                    None,
+                    "an item is not K=V (values not shown: build args may hold secrets); expected e.g. VERSION=1,DEBUG=0".to_string(),
+                ),
+            }
+        }
+    }
+    let folder = file.parent().unwrap_or(Path::new("/"));
+    let path = get("Path").map(|p| folder.join(p));
+    let kind = get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar"]));
+    let source = match (kind, path) {
+        (Some(Ok("git")), _) => match get("Repository") {
+            Some(repo) => {
+                // Paths inside the clone: the build checks links too.
+                for prop in ["Context", "Dockerfile"] {
+                    if let Some(v) = get(prop) {
+                        let p = Path::new(v);
+                        if p.is_absolute()
+                            || p.components()
+                                .any(|c| matches!(c, std::path::Component::ParentDir))
+                        {
+                            fail(
+                                Some(prop),
+                                Some(v),
+                                "must be a path inside the repository (no leading / and no ..)"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+                Some(Source::Git {
+                    repository: repo.to_string(),
+                    reference: get("Ref").map(str::to_string),
+                    dockerfile: get("Dockerfile").unwrap_or("Dockerfile").to_string(),
+                    context: get("Context").unwrap_or(".").to_string(),
+                })
+            }
+            None => {
+                fail(
+                    Some("Repository"),
+                    None,
+                    "Source git needs a Repository (a git URL)".into(),
+                );
+                None
+            }
+        },
+        (Some(Ok("rootfs")), Some(path)) => Some(Source::Rootfs { path }),
+        (Some(Ok(_)), Some(path)) => Some(Source::Tar { path }),
+        (Some(Ok(kind)), None) => {
+            fail(Some("Path"), None, format!("Source {kind} needs a Path"));
+            None
+        }
+        (Some(Err(why)), _) => {
+            fail(Some("Source"), get("Source"), why.to_string());
+            None
+        }
+        (None, _) => {
+            fail(
+                Some("Source"),
+                None,
+                "expected Source git, rootfs or tar".into(),
+            );
+            None
+        }
+    };
+    for (p, _) in &r.props {
+        if !KNOWN.contains(&p.as_str()) {
+            tracing::debug!(record = %r.key, "docker_images: unknown property {p} kept but ignored");
+        }
+    }
+    match (errors.is_empty(), source, tag) {
+        (true, Some(source), Some(tag)) => Ok(ImageSpec {
+            name: r.key.clone(),
+            file: file.to_path_buf(),
+            line: r.line,
+            source,
+            tag,
+            push_to,
+            auto_rebuild,
+            build_args,
+            credentials: get("Credentials").map(str::to_string),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The base images a Dockerfile builds `FROM`, last stage last; stage
+/// aliases and `scratch` are not images.
+pub fn dockerfile_bases(text: &str) -> Vec<String> {
+    let mut aliases = Vec::new();
+    let mut bases = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+        {
+            let image = words
+                .iter()
+                .skip(1)
+                .find(|w| !w.starts_with("--"))
+                .copied()
+                .unwrap_or("");
+            if let Some(pos) = words.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
+                if let Some(alias) = words.get(pos + 1) {
+                    aliases.push(alias.to_string());
+                }
+            }
+            if !image.is_empty()
+                && image != "scratch"
+                && !aliases.iter().any(|a| a == image)
+                && !image.contains('$')
+            {
+                if let Ok(r) = crate::declared::parse_image_reference(image) {
+                    bases.push(r);
+                }
+            }
+        }
+    }
+    bases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(text: &str) -> DeclaredImages {
+        declare(&Db::parse(Path::new("/srv/db/docker_images"), text))
+    }
+
+    #[test]
+    fn sources_and_defaults() {
+        let d = declared(
+            "app=image|Source|git|Repository|file:///srv/app.git|Ref|main|Tag|berth/app:1|AutoRebuild|yes|BuildArgs|A=1,B=x=y\n\
+             base=image|Source|rootfs|Path|rootfs|Tag|berth/base\n\
+             saved=image|Source|tar|Path|/srv/saved.tar|Tag|berth/saved:2\n",
+        );
+        assert!(d.failed.is_empty(), "{:?}", d.failed);
+        let app = &d.specs["app"];
+        assert_eq!(
+            app.source,
+            Source::Git {
+                repository: "file:///srv/app.git".into(),
+                reference: Some("main".into()),
+                dockerfile: "Dockerfile".into(),
+                context: ".".into()
+            }
+        );
+        assert!(app.auto_rebuild);
+        assert_eq!(app.build_args.get("B").map(String::as_str), Some("x=y"));
+        assert_eq!(
+            d.specs["base"].source,
+            Source::Rootfs {
+                path: "/srv/db/rootfs".into()
+            }
+        );
+        assert_eq!(d.specs["base"].tag, "berth/base:latest");
+        assert_eq!(
+            d.specs["saved"].source,
+            Source::Tar {
+                path: "/srv/saved.tar".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_property() {
+        let d = declared("a=image|Source|svn|Tag|x:1\nb=image|Source|git|Tag|x:1\nc=image|Source|rootfs\nd=service|Source|tar|Path|x|Tag|y\n");
+        assert_eq!(d.failed["a"][0].property.as_deref(), Some("Source"));
+        assert_eq!(d.failed["b"][0].property.as_deref(), Some("Repository"));
+        assert!(d.failed["c"]
+            .iter()
+            .any(|e| e.property.as_deref() == Some("Tag")));
+        assert!(d.failed["c"]
+            .iter()
+            .any(|e| e.property.as_deref() == Some("Path")));
+        assert!(d.failed["d"][0]
+            .why
+            .contains("record type must be \"image\""));
+    }
+
+    #[test]
+    fn dockerfile_bases_skip_stages_and_scratch() {
+        let text = "FROM berth/base:1 AS build\nRUN make\nFROM scratch AS empty\nFROM --platform=linux/amd64 berth/runtime\nCOPY --from=build /a /a\n";
+        assert_eq!(
+            dockerfile_bases(text),
+            vec![
+                "berth/base:1".to_string(),
+                "berth/runtime:latest".to_string()
+            ]
+        );
+        assert_eq!(
+            dockerfile_bases("from build\n"),
+            vec!["build:latest".to_string()]
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! One reconcile pass, the same for `berth apply` and berthd: declare from
+//! the pass's db snapshot, observe the engine, plan, apply, and journal all
+//! of it in state.db.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{self, ApplySettings, Observer, Outcome};
+use crate::config::Config;
+use crate::db::snapshot::{ReadError, Snapshot};
+use crate::declared::{self, LoadError};
+use crate::engine::{Engine, EngineError};
+use crate::plan::{self, Action, ActionKind, Plan, PlanView};
+use crate::schedule::RunEvent;
+use crate::state::State;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Declared(#[from] LoadError),
+    /// A db of the pass's snapshot could not be read.
+    #[error(transparent)]
+    Db(#[from] ReadError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// berthd's loop ran the pass and it failed: every request that pass
+    /// answered gets the same error.
+    #[error(transparent)]
+    Shared(Arc<PassError>),
+    /// berthd's loop did not take the request: it is stopping.
+    #[error("berthd is stopping")]
+    DaemonStopping,
+    /// berthd stopped before the pass asked for ended.
+    #[error("berthd stopped before the pass ended")]
+    DaemonStopped,
+}
+
+/// What a pass is run on and why.
+#[derive(Debug, Clone, Copy)]
+pub struct PassInput<'a> {
+    /// The dbs, read once for the whole pass.
+    pub snapshot: &'a Snapshot,
+    /// Why it runs, as the journal and the log say it.
+    pub trigger: &'a str,
+    /// The time the plan is made for (schedules, back-off).
+    pub at: SystemTime,
+    /// `berth apply --allow-mass-removal`.
+    pub allow_mass_removal: bool,
+}
+
+/// What a pass did: the plan it made and how each action went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PassReport {
+    pub trigger: String,
+    /// As JSON shows it: a client reads the report back.
+    pub plan: PlanView,
+    pub outcomes: Vec<Outcome>,
+    /// Unknown properties, lines that do not parse: said, never fatal.
+    pub warnings: Vec<String>,
+    /// The next StartSchedule/StopSchedule event of any record: the daemon
+    /// sleeps until then (or the resync), it never polls.
+    #[serde(default)]
+    pub next_scheduled: Option<std::time::SystemTime>,
+    /// The engine's image tags → IDs as this pass saw them.
+    #[serde(skip)]
+    pub image_tags: BTreeMap<String, String>,
+}
+
+impl PassReport {
+    pub fn failed_actions(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    /// Records left alone, each counted once however many problems it has.
+    pub fn records_not_applied(&self) -> usize {
+        self.plan
+            .problems
+            .iter()
+            .map(|p| p.record.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    }
+
+    /// Everything applied: no failed action, no record left alone.
+    pub fn is_clean(&self) -> bool {
+        self.failed_actions() == 0 && self.plan.problems.is_empty()
+    }
+}
+
+pub fn apply_settings(config: &Config) -> ApplySettings {
+    ApplySettings {
+        instance: config.instance.clone(),
+        concurrency: config.apply_concurrency,
+        stop_grace_seconds: config.stop_grace_seconds,
+    }
+}
+
+/// A plan and what was learnt while making it.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    pub plan: Plan,
+    pub warnings: Vec<String>,
+    pub next_scheduled: Option<SystemTime>,
+    /// The engine's image tags → IDs (for the image lineage check).
+    pub image_tags: BTreeMap<String, String>,
+}
+
+/// What state.db remembers that plans depend on: the latest console or
+/// signalled start/stop of each record, and berth's latest start of each.
+#[derive(Debug, Clone, Default)]
+pub struct Remembered {
+    pub overrides: BTreeMap<String, RunEvent>,
+    pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
+}
+
+impl Remembered {
+    /// Read from `state`; what cannot be read is logged and taken as none
+    /// (the engine is the truth; a plan without memory is still safe).
+    pub fn read(state: Option<&State>) -> Remembered {
+        let Some(state) = state else {
+            return Remembered::default();
+        };
+        let overrides = state.overrides().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
+        let starts = state.starts().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
+        Remembered { overrides, starts }
+    }
+
+    /// Read from `state_dir/state.db`, if it can be opened.
+    pub fn read_dir(state_dir: &std::path::Path) -> Remembered {
+        Remembered::read(State::open(state_dir).ok().as_ref())
+    }
+}
+
+/// When the host booted (`btime` of /proc/stat): berth's starts from
+/// before it do not count for crash-loop back-off.
+pub fn booted_at() -> Option<chrono::DateTime<chrono::Utc>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let secs: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    chrono::DateTime::from_timestamp(secs, 0)
+}
+
+/// Declared state (from `snapshot`, with what state.db remembers) and
+/// engine state, and the plan between them at `at`.
+pub async fn plan_now<E: Engine>(
+    config: &Config,
+    engine: &E,
+    snapshot: &Snapshot,
+    remembered: Remembered,
+    at: SystemTime,
+    allow_mass_removal: bool,
+) -> Result<Planned, PassError> {
+    let mut declared = declared::declare(
+        snapshot.containers()?,
+        snapshot.images()?,
+        &declared::SpecSettings::from_config(config),
+    );
+    declared.removal = declared::RemovalGuard {
+        share: config.mass_removal_share,
+        allow: allow_mass_removal,
+    };
+    declared.overrides = remembered.overrides;
+    declared.starts = remembered.starts;
+    declared.booted_at = booted_at();
+    let next = next_scheduled(&declared, at);
+    let warnings = declared
+        .unparsed
+        .iter()
+        .map(ToString::to_string)
+        .chain(declared.warnings.iter().map(ToString::to_string))
+        .collect();
+    let observed = engine.observe().await?;
+    Ok(Planned {
+        plan: plan::plan(&declared, &observed, at),
+        warnings,
+        next_scheduled: next,
+        image_tags: observed.images,
+    })
+}
+
+fn next_scheduled(declared: &declared::Declared, at: SystemTime) -> Option<SystemTime> {
+    let local = chrono::DateTime::<chrono::Local>::from(at);
+    declared
+        .specs
+        .values()
+        .filter(|s| s.enabled)
+        .filter_map(|s| {
+            let schedules = crate::schedule::Schedules {
+                enabled: true,
+                start: s.start_schedule.as_deref(),
+                stop: s.stop_schedule.as_deref(),
+            };
+            crate::schedule::next_event(&schedules, &local)
+        })
+        .map(|e| SystemTime::from(e.at))
+        .min()
+}
+
+/// Journals each action: started before its wave, finished after.
+struct Journal<'a, F> {
+    state: Option<&'a State>,
+    pass_id: Option<i64>,
+    /// Journal row of each action, by its index in the plan.
+    ids: BTreeMap<usize, i64>,
+    on_done: F,
+}
+
+impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
+    fn starting(&mut self, index: usize, action: &Action) {
+        if let Some(state) = self.state {
+            match state.action_started(
+                self.pass_id,
+                &action.record,
+                action.kind().as_str(),
+                &action.reason,
+            ) {
+                Ok(id) => {
+                    self.ids.insert(index, id);
+                }
+                Err(e) => tracing::warn!(record = %action.record, "journal: {e}"),
+            }
+        }
+    }
+
+    fn done(&mut self, index: usize, action: &Action, outcome: &Outcome) {
+        if let (Some(state), Some(id)) = (self.state, self.ids.get(&index)) {
+            if let Err(e) = state.action_finished(*id, outcome.error.as_deref()) {
+                tracing::warn!(record = %action.record, "journal: {e}");
+            }
+        }
+        if let Some(state) = self.state {
+            // What berth started, and what it stopped itself: a container
+            // that stops after berth started it (and before berth stopped
+            // it) stopped on its own.
+            let remembered = match (&outcome.started, action.kind(), &outcome.error) {
+                (Some(container), _, _) => state.record_start(&action.record, container),
+                (None, ActionKind::Stop | ActionKind::Remove, None) => {
+                    state.forget_start(&action.record)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = remembered {
+                tracing::warn!(record = %action.record, "journal: {e}");
+            }
+        }
+        (self.on_done)(outcome);
+    }
+}
+
+/// Runs one pass. With `state`, the pass and its actions are journalled;
+/// journal errors are logged, never fatal (the engine is the truth).
+pub async fn run_pass<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: Option<&State>,
+    input: PassInput<'_>,
+    stop: &AtomicBool,
+    on_done: impl FnMut(&Outcome),
+) -> Result<PassReport, PassError> {
+    let PassInput {
+        snapshot,
+        trigger,
+        at,
+        allow_mass_removal,
+    } = input;
+    let Planned {
+        plan,
+        warnings,
+        next_scheduled,
+        image_tags,
+    } = plan_now(
+        config,
+        engine,
+        snapshot,
+        Remembered::read(state),
+        at,
+        allow_mass_removal,
+    )
+    .await?;
+    let pass_id = match state.map(|s| s.begin_pass(trigger)) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            tracing::warn!("journal: {e}");
+            None
+        }
+        None => None,
+    };
+    let journal = Journal {
+        state,
+        pass_id,
+        ids: BTreeMap::new(),
+        on_done,
+    };
+    let report = apply::apply(engine, &plan, &apply_settings(config), stop, journal).await;
+    let outcomes = report.outcomes;
+    if let (Some(state), Some(id)) = (state, pass_id) {
+        let failures = outcomes.iter().filter(|o| o.error.is_some()).count();
+        let records: std::collections::BTreeSet<&str> =
+            plan.problems.iter().map(|p| p.record.as_str()).collect();
+        if let Err(e) = state.finish_pass(id, outcomes.len(), failures, records.len()) {
+            tracing::warn!("journal: {e}");
+        }
+    }
+    Ok(PassReport {
+        trigger: trigger.to_string(),
+        plan: plan.view(),
+        outcomes,
+        warnings,
+        next_scheduled,
+        image_tags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::fake::FakeEngine;
+
+    fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("folder");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Read once, then the folder is gone: reconcile, the lineage check and
+    /// the templates still see the same dbs, so none of them reads again.
+    #[tokio::test]
+    async fn one_snapshot_serves_reconcile_lineage_and_templates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(
+            &root.join("berth.toml"),
+            "db_dir = \"db\"\nstate_dir = \"state\"\ntemplates_dir = \"t\"\n\
+             templates_custom_dir = \"c\"\noutput_root = \"out\"\ninstance = \"t\"\n",
+        );
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1\n",
+        );
+        write(
+            &root.join("db/docker_images"),
+            "img=image|Source|git|Repository|file:///r.git|Tag|img:1\n",
+        );
+        write(&root.join("db/configuration"), "DomainName=example.com\n");
+        write(
+            &root.join("t/etc/site.conf/10site"),
+            "{{ db.configuration.DomainName.type }}{% for c in containers %} {{ c.name }}{% endfor %}\n",
+        );
+        let config = Config::locate(Some(&root.join("berth.toml"))).expect("config");
+        let snapshot = Snapshot::read(&config.db_dir);
+        assert_eq!(snapshot.reads(), 3, "each db file read once");
+        std::fs::remove_dir_all(root.join("db")).expect("remove the dbs");
+
+        let engine = FakeEngine::new();
+        engine.add_image("img:1", "sha256:1");
+        let planned = plan_now(
+            &config,
+            &engine,
+            &snapshot,
+            Remembered::default(),
+            SystemTime::now(),
+            false,
+        )
+        .await
+        .expect("planned from the snapshot");
+        assert!(planned.plan.actions.iter().any(|a| a.record == "app"));
+
+        let images = crate::images::declared(&snapshot).expect("images");
+        assert!(images.specs.contains_key("img"));
+
+        let report = crate::templates::run(&config, &snapshot, false);
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let rendered: Vec<&String> = report.diffs.values().map(|(_, new)| new).collect();
+        assert_eq!(rendered, ["example.com app\n"]);
+    }
+}

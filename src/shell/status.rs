@@ -1,0 +1,141 @@
+//! Each record's declared state against what the engine runs: what
+//! `berth status` and `GET /v1/status` show.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::declared::Declared;
+use crate::engine::ObservedState;
+use crate::plan::{self, short};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordStatus {
+    pub name: String,
+    /// running / stopped (what the record asks for now), invalid, or undeclared.
+    pub declared: String,
+    /// The container's state word, or `missing`.
+    pub actual: String,
+    pub container_id: Option<String>,
+    /// Why it is declared so: `status enabled`, `stop by console at …`.
+    #[serde(default)]
+    pub why: String,
+    /// The next scheduled start or stop, local time.
+    #[serde(default)]
+    pub next_event: Option<String>,
+    /// What keeps it from converging: a validation error or a plan problem.
+    pub error: Option<String>,
+}
+
+pub fn statuses(
+    declared: &Declared,
+    observed: &ObservedState,
+    now: SystemTime,
+) -> Vec<RecordStatus> {
+    let plan = plan::plan(declared, observed, now);
+    let intents = plan::intents(declared, &chrono::DateTime::<chrono::Local>::from(now));
+    let mut problems: BTreeMap<&str, String> = BTreeMap::new();
+    for p in plan.problems.iter().chain(&plan.held) {
+        problems
+            .entry(p.record.as_str())
+            .or_insert_with(|| p.message.clone());
+    }
+    let by_name: BTreeMap<&str, &crate::engine::ObservedContainer> = observed
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let container = |name: &str| by_name.get(name).copied();
+    let mut rows = Vec::new();
+    for spec in declared.specs.values() {
+        let c = container(&spec.name);
+        let local = chrono::DateTime::<chrono::Local>::from(now);
+        let intent = intents
+            .get(&spec.name)
+            .cloned()
+            .unwrap_or_else(crate::schedule::disabled);
+        let schedules = crate::schedule::Schedules {
+            enabled: spec.enabled,
+            start: spec.start_schedule.as_deref(),
+            stop: spec.stop_schedule.as_deref(),
+        };
+        let next_event = crate::schedule::next_event(&schedules, &local).map(|e| {
+            let verb = if e.run { "start" } else { "stop" };
+            let when =
+                e.at.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S");
+            format!("{verb} at {when} ({})", e.source)
+        });
+        rows.push(RecordStatus {
+            name: spec.name.clone(),
+            declared: if intent.run { "running" } else { "stopped" }.into(),
+            why: intent.why,
+            next_event: spec.enabled.then_some(next_event).flatten(),
+            actual: c
+                .map(|c| c.state.clone())
+                .unwrap_or_else(|| "missing".into()),
+            container_id: c.map(|c| short(&c.id).to_string()),
+            error: problems.get(spec.name.as_str()).cloned(),
+        });
+    }
+    for (name, errors) in &declared.failed {
+        let c = container(name);
+        rows.push(RecordStatus {
+            name: name.clone(),
+            declared: "invalid".into(),
+            why: "fails validation; its container is left as it is".into(),
+            next_event: None,
+            actual: c
+                .map(|c| c.state.clone())
+                .unwrap_or_else(|| "missing".into()),
+            container_id: c.map(|c| short(&c.id).to_string()),
+            error: errors.first().map(|e| e.to_string()),
+        });
+    }
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.is_ours(&declared.instance))
+    {
+        let record = c.record().unwrap_or(&c.name);
+        if !declared.is_declared(record) {
+            rows.push(RecordStatus {
+                name: c.name.clone(),
+                declared: "undeclared".into(),
+                why: "no record (see berth plan)".into(),
+                next_event: None,
+                actual: c.state.clone(),
+                container_id: Some(short(&c.id).to_string()),
+                error: None,
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// Reads the dbs (with what state.db remembers) and observes the engine.
+pub async fn current<E: crate::engine::Engine>(
+    config: &crate::config::Config,
+    engine: &E,
+    remembered: crate::reconcile::Remembered,
+) -> Result<Vec<RecordStatus>, crate::reconcile::PassError> {
+    let mut declared = crate::declared::load(config)?;
+    declared.overrides = remembered.overrides;
+    declared.starts = remembered.starts;
+    declared.booted_at = crate::reconcile::booted_at();
+    let observed = engine.observe().await?;
+    Ok(statuses(&declared, &observed, SystemTime::now()))
+}
+
+/// Adds the journal's last error to each record that has no current problem.
+pub fn add_last_errors(rows: &mut [RecordStatus], state: &crate::state::State) {
+    for row in rows.iter_mut().filter(|r| r.error.is_none()) {
+        row.error = state
+            .last_error(&row.name)
+            .ok()
+            .flatten()
+            .map(|e| format!("last action failed: {e}"));
+    }
+}
