@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use berth::api::{router, Backend, BackendError, BuildQueued};
-use berth::plan::Plan;
+use berth::plan::PlanView;
 use berth::reconcile::PassReport;
 use berth::state::{EventRun, JournalEntry};
 use berth::status::RecordStatus;
@@ -27,8 +27,8 @@ impl Backend for Canned {
     async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
         Ok(Vec::new())
     }
-    async fn plan(&self) -> Result<Plan, BackendError> {
-        Ok(Plan::default())
+    async fn plan(&self) -> Result<PlanView, BackendError> {
+        Ok(PlanView::default())
     }
     async fn apply(&self, _allow_mass_removal: bool) -> Result<PassReport, BackendError> {
         Ok(PassReport::default())
