@@ -12,7 +12,7 @@
 //!
 //! This file only wires the parts: [`args`], the timed [`rounds`] per tool,
 //! the API-call [`calls`], the [`daemon_round`], the [`pure`] code, and the
-//! [`report`] (table and JSON, from one table of measures).
+//! [`report`] (the table, from one table of measures) and its [`json`].
 
 #[path = "berth_bench/args.rs"]
 mod args;
@@ -26,6 +26,8 @@ mod daemon;
 mod daemon_round;
 #[path = "berth_bench/host.rs"]
 mod host;
+#[path = "berth_bench/json.rs"]
+mod json;
 #[path = "berth_bench/machine.rs"]
 mod machine;
 #[path = "berth_bench/proxy.rs"]
@@ -120,7 +122,7 @@ fn write_out(a: &Args, results: &Results) {
     println!("\n{}", report::table(results));
     // Through a Value, whose keys are sorted, so the file's key order stays
     // that of earlier runs and two runs diff line by line.
-    match serde_json::to_value(report::json(results))
+    match serde_json::to_value(json::of(results))
         .and_then(|v| serde_json::to_vec_pretty(&v))
         .map_err(anyhow::Error::from)
         .and_then(|b| std::fs::write(&a.json, b).map_err(Into::into))
