@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+/// The engine's socket, for the counting proxy and the direct client.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// berth's `instance` (label `org.berth.instance`) in the sandbox.
 pub const INSTANCE: &str = "bench";
 /// berth's bridge network in the sandbox.

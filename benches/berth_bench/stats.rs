@@ -1,6 +1,6 @@
 //! Medians, spreads and pairwise ratios of timed runs.
 
-use serde_json::json;
+use serde::{Serialize, Serializer};
 
 /// The seconds of several runs of one measure, in run order (so two figures
 /// taken in the same runs can be paired).
@@ -35,16 +35,29 @@ impl Figure {
             dur(self.max())
         )
     }
-    pub fn json(&self) -> serde_json::Value {
-        if self.0.is_empty() {
-            return serde_json::Value::Null;
+}
+
+/// In the JSON: `null` for no runs, else the median, the spread and every
+/// run.
+impl Serialize for Figure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Summary<'a> {
+            median_s: f64,
+            min_s: f64,
+            max_s: f64,
+            runs_s: &'a [f64],
         }
-        json!({
-            "median_s": self.median(),
-            "min_s": self.min(),
-            "max_s": self.max(),
-            "runs_s": self.0,
-        })
+        if self.0.is_empty() {
+            return s.serialize_none();
+        }
+        Summary {
+            median_s: self.median(),
+            min_s: self.min(),
+            max_s: self.max(),
+            runs_s: &self.0,
+        }
+        .serialize(s)
     }
 }
 
@@ -63,8 +76,9 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Run i of `a` over run i of `b`, for every run both have: the median and
-/// the spread of those ratios.
-#[derive(Clone, Copy, Debug)]
+/// the spread of those ratios. In the JSON, `Option<Ratio>` is `null` when
+/// no run pairs up.
+#[derive(Clone, Copy, Debug, Serialize)]
 pub struct Ratio {
     pub median: f64,
     pub min: f64,
@@ -93,12 +107,6 @@ impl Ratio {
         match r {
             Some(r) => format!("{:.2}× ({:.2}–{:.2})", r.median, r.min, r.max),
             None => "–".into(),
-        }
-    }
-    pub fn json(r: Option<Ratio>) -> serde_json::Value {
-        match r {
-            Some(r) => json!({ "median": r.median, "min": r.min, "max": r.max }),
-            None => serde_json::Value::Null,
         }
     }
 }
