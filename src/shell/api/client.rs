@@ -42,6 +42,13 @@ pub enum ClientError {
         error: serde_json::Error,
         body: String,
     },
+    /// JSON, but not the answer this berth expects (a berthd of another
+    /// version?).
+    #[error("berthd API at {}: unexpected answer ({error})", .path.display())]
+    Unexpected {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
     /// berthd answered with an error: said once, as berthd said it.
     #[error("{message}")]
     Answered { kind: ErrorKind, message: String },
@@ -51,7 +58,7 @@ impl ClientError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ClientError::Answered { kind, .. } => *kind,
-            ClientError::NotJson { .. } => ErrorKind::Internal,
+            ClientError::NotJson { .. } | ClientError::Unexpected { .. } => ErrorKind::Internal,
             _ => ErrorKind::Unavailable,
         }
     }
@@ -213,10 +220,9 @@ impl DaemonClient {
                 path: self.socket.clone(),
             })?;
         serde_json::from_value(answer).map_err(|error| {
-            BackendError::Client(ClientError::NotJson {
+            BackendError::Client(ClientError::Unexpected {
                 path: self.socket.clone(),
                 error,
-                body: String::new(),
             })
         })
     }

@@ -75,6 +75,29 @@ pub struct BuildQueued {
     pub merged: bool,
 }
 
+/// Queues a build of the `docker_images` record `name` (merged with one
+/// already queued), after checking the record exists and is valid: what
+/// berthd's API and a `berth image build` without berthd both do.
+pub fn queue_build(
+    config: &crate::config::Config,
+    name: String,
+    trigger: &str,
+) -> Result<BuildQueued, BackendError> {
+    let images = crate::images::load(config).map_err(BackendError::images)?;
+    if let Some(errors) = images.failed.get(&name) {
+        return Err(BackendError::InvalidImage {
+            name,
+            errors: errors.iter().map(ToString::to_string).collect(),
+        });
+    }
+    if !images.specs.contains_key(&name) {
+        return Err(BackendError::NoImage(name));
+    }
+    let mut state = crate::state::State::open(&config.state_dir)?;
+    let (build, merged) = state.request_build(&name, trigger)?;
+    Ok(BuildQueued { build, merged })
+}
+
 /// What kind of failure an error is; the HTTP status follows from it alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -139,6 +162,10 @@ pub enum BackendError {
     InvalidImage { name: String, errors: Vec<String> },
     #[error("berthd is not connected to the engine yet")]
     NoEngine,
+    /// The credentials file cannot be used: a webhook caller is told no
+    /// more than this (berthd's log says why).
+    #[error("webhooks are unavailable: berthd cannot use its credentials file (its log says why)")]
+    WebhooksUnavailable,
     /// The images module's own failures (credentials, the image dbs).
     #[error(transparent)]
     Images(Box<dyn std::error::Error + Send + Sync>),
@@ -177,6 +204,7 @@ impl BackendError {
             BackendError::NoImage(_) => ErrorKind::NotFound,
             BackendError::InvalidImage { .. } => ErrorKind::Conflict,
             BackendError::NoEngine => ErrorKind::Unavailable,
+            BackendError::WebhooksUnavailable => ErrorKind::Internal,
             BackendError::Client(e) => e.kind(),
         }
     }

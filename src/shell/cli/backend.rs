@@ -188,19 +188,7 @@ impl Backend for LocalBackend {
         name: String,
         _token: Option<String>,
     ) -> Result<BuildQueued, BackendError> {
-        let images = crate::images::load(&self.config).map_err(BackendError::images)?;
-        if let Some(errors) = images.failed.get(&name) {
-            return Err(BackendError::InvalidImage {
-                name,
-                errors: errors.iter().map(ToString::to_string).collect(),
-            });
-        }
-        if !images.specs.contains_key(&name) {
-            return Err(BackendError::NoImage(name));
-        }
-        let mut state = State::open(&self.config.state_dir)?;
-        let (build, merged) = state.request_build(&name, "berth image build")?;
-        Ok(BuildQueued { build, merged })
+        crate::api::queue_build(&self.config, name, "berth image build")
     }
 }
 

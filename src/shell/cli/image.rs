@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+use crate::api::Backend;
 use crate::config::Config;
 use crate::engine::{DockerEngine, Engine};
 use crate::images;
@@ -57,47 +58,32 @@ pub async fn run(config: &Config, command: ImageCommand) -> anyhow::Result<i32> 
 }
 
 async fn build(config: &Config, name: &str, wait: bool) -> anyhow::Result<i32> {
-    let uri = format!("/v1/images/{name}/build");
-    let id = match crate::api::client::request(&config.api_socket, "POST", &uri).await {
-        Ok(Some(answer)) => {
-            let id = answer["build"].as_i64().unwrap_or(0);
-            let merged = answer["merged"].as_bool().unwrap_or(false);
-            println!(
-                "build {id} {}",
-                if merged {
-                    "already queued (merged)"
-                } else {
-                    "queued"
-                }
-            );
-            id
-        }
-        Ok(None) => {
-            let declared = images::load(config)?;
-            if let Some(errors) = declared.failed.get(name) {
-                for e in errors {
-                    eprintln!("berth image build: {e}");
-                }
-                return Ok(1);
-            }
-            if !declared.specs.contains_key(name) {
-                eprintln!("berth image build: no docker_images record {name}");
-                return Ok(1);
-            }
-            let mut state = State::open(&config.state_dir)?;
-            let (id, _) = state.request_build(name, "berth image build")?;
-            println!("build {id}: no berthd runs, building now");
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || images::worker::run_until_idle(&config))
-                .await?
-                .map_err(anyhow::Error::msg)?;
-            return Ok(print_log_and_result(&state, id));
-        }
+    let backend = super::backend::backend(config).await;
+    let queued = match backend.build(name.to_string(), None).await {
+        Ok(queued) => queued,
         Err(e) => {
             eprintln!("berth image build: {e}");
             return Ok(1);
         }
     };
+    let id = queued.build;
+    if let super::backend::CliBackend::Local(_) = backend {
+        // No berthd to run the workers: this command is the worker.
+        println!("build {id}: no berthd runs, building now");
+        let worker_config = config.clone();
+        tokio::task::spawn_blocking(move || images::worker::run_until_idle(&worker_config))
+            .await??;
+        let state = State::open(&config.state_dir)?;
+        return Ok(print_log_and_result(&state, id));
+    }
+    println!(
+        "build {id} {}",
+        if queued.merged {
+            "already queued (merged)"
+        } else {
+            "queued"
+        }
+    );
     if wait {
         return log(config, id, true).await;
     }
@@ -231,7 +217,7 @@ async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result
     let tar = if path.is_dir() {
         images::stream::folder_as_tar(path)
     } else {
-        images::stream::file(path).map_err(anyhow::Error::msg)?
+        images::stream::file(path)?
     };
     let engine = DockerEngine::connect(&config.docker_host).await?;
     let id = engine
@@ -242,7 +228,7 @@ async fn import(config: &Config, path: &Path, reference: &str) -> anyhow::Result
 }
 
 async fn load(config: &Config, file: &Path) -> anyhow::Result<i32> {
-    let tar = images::stream::file(file).map_err(anyhow::Error::msg)?;
+    let tar = images::stream::file(file)?;
     let engine = DockerEngine::connect(&config.docker_host).await?;
     engine
         .load_images(tar, &mut |line| println!("{line}"))
@@ -287,9 +273,9 @@ async fn push(config: &Config, name: &str) -> anyhow::Result<i32> {
         eprintln!("berth image push: {name} has no PushTo");
         return Ok(1);
     };
-    let creds = images::credentials::load(&config.credentials_file).map_err(anyhow::Error::msg)?;
+    let creds = images::credentials::load(&config.credentials_file)?;
     let login = match &spec.credentials {
-        Some(c) => Some(creds.login(c).map_err(anyhow::Error::msg)?.clone()),
+        Some(c) => Some(creds.login(c)?.clone()),
         None => None,
     };
     let engine = DockerEngine::connect(&config.docker_host).await?;

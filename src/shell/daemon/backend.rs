@@ -112,30 +112,24 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
     ) -> Result<BuildQueued, BackendError> {
         let config = self.shared.config();
         if let Some(token) = &token {
-            let creds = crate::images::credentials::load(&config.credentials_file)
-                .map_err(BackendError::images)?;
+            // The caller may be anyone who can reach the port: what is
+            // wrong with the file is for berthd's log, not for them.
+            let creds =
+                crate::images::credentials::load(&config.credentials_file).map_err(|e| {
+                    tracing::error!(image = %name, "webhook: {e}");
+                    BackendError::WebhooksUnavailable
+                })?;
             if !creds.webhook_allows(&name, token) {
                 tracing::warn!(image = %name, "webhook refused: wrong or missing token");
                 return Err(BackendError::Forbidden);
             }
         }
-        let images = crate::images::load(&config).map_err(BackendError::images)?;
-        if let Some(errors) = images.failed.get(&name) {
-            return Err(BackendError::InvalidImage {
-                name,
-                errors: errors.iter().map(ToString::to_string).collect(),
-            });
-        }
-        if !images.specs.contains_key(&name) {
-            return Err(BackendError::NoImage(name));
-        }
-        let mut state = State::open(&config.state_dir)?;
         let trigger = if token.is_some() { "webhook" } else { "api" };
-        let (build, merged) = state.request_build(&name, trigger)?;
+        let queued = crate::api::queue_build(&config, name, trigger)?;
         if let Some(pool) = self.shared.builds.get() {
             pool.wake();
         }
-        Ok(BuildQueued { build, merged })
+        Ok(queued)
     }
 
     async fn history(

@@ -15,8 +15,8 @@ use super::{Event, Shared};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 
-pub const RETRY_MIN: Duration = Duration::from_secs(1);
-pub const RETRY_MAX: Duration = Duration::from_secs(30);
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub struct EngineLink<E, C> {
     shared: Arc<Shared<E>>,

@@ -315,8 +315,8 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         }
     }
 
-    /// Runs passes until `shutdown` completes or every event sender is
-    /// gone. A pass in flight at shutdown finishes its actions in flight
+    /// Runs passes until `shutdown` completes (the loop's own `Shared`
+    /// keeps a sender, so the channel never closes under it). A pass in flight at shutdown finishes its actions in flight
     /// (waited for at most `stop_grace_seconds`) and starts nothing new.
     pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -498,12 +498,16 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         snapshot: &Snapshot,
         trigger: &str,
     ) -> Result<PassReport, PassError> {
+        // An admin's confirmation is for the pass it asked for: taken before
+        // connecting, so a pass the engine's absence cuts short does not
+        // leave it armed for a later one nobody watches.
+        let allow_mass_removal = std::mem::take(&mut self.allow_mass_removal);
         let engine = self.link.engine(&self.config).await?;
         let input = PassInput {
             snapshot,
             trigger,
             at: (self.clock)(),
-            allow_mass_removal: std::mem::take(&mut self.allow_mass_removal),
+            allow_mass_removal,
         };
         let result = reconcile::run_pass(
             &self.config,

@@ -365,3 +365,48 @@ async fn templates_render_from_the_pass_snapshot_while_the_engine_is_down() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_mass_removal_confirmation_does_not_outlive_the_pass_it_was_for() {
+    let s = Sandbox::new(&format!(
+        "a=service|Image|{IMAGE}\nb=service|Image|{IMAGE}\n"
+    ));
+    let (daemon, _tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        let _ = stop.send(());
+    })
+    .await;
+    assert!(s.running("a") && s.running("b"));
+    // Every record gone: held until an admin confirms. berthd starts
+    // again while the engine is away, and the admin confirms then: that
+    // pass cannot even connect.
+    s.declare("");
+    s.connect.refuse.store(true, Ordering::SeqCst);
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_millis(200)).await;
+        let (reply, answer) = oneshot::channel();
+        tx.send(Event::Pass {
+            trigger: "api apply".into(),
+            allow_mass_removal: true,
+            reply,
+        })
+        .expect("send");
+        let answered = answer.await.expect("an answer");
+        assert!(answered.is_err(), "the confirmed pass did not run");
+        // Back: the pass that follows, nobody confirmed.
+        s.connect.refuse.store(false, Ordering::SeqCst);
+        sleep(Duration::from_secs(40)).await;
+        assert_eq!(s.passes(), ["start", "engine retry"]);
+        assert!(
+            s.fake.container("a").is_some() && s.fake.container("b").is_some(),
+            "the removal is still held: {:?}",
+            s.fake.actions()
+        );
+        let _ = stop.send(());
+    })
+    .await;
+}

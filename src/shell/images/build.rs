@@ -51,9 +51,9 @@ pub async fn run<E: Engine>(
         } => {
             let workspace = Workspace(config.state_dir.join("builds").join(build_id.to_string()));
             let _ = std::fs::remove_dir_all(&workspace.0);
-            std::fs::create_dir_all(&workspace.0).map_err(|source| ImageError::Io {
+            std::fs::create_dir_all(&workspace.0).map_err(|error| ImageError::Io {
                 path: workspace.0.clone(),
-                source,
+                error,
             })?;
             let src = workspace.0.join("src");
             clone(
@@ -167,9 +167,9 @@ pub async fn run<E: Engine>(
         engine
             .push_image(target, registry, &mut log)
             .await
-            .map_err(|source| ImageError::Push {
+            .map_err(|error| ImageError::Push {
                 target: target.clone(),
-                source,
+                error,
             })?;
     }
     Ok(image_id)
@@ -259,7 +259,10 @@ fn run_git(
             for line in source.output().lines() {
                 log(line);
             }
-            return Err(ImageError::Git { what, source });
+            return Err(ImageError::Git {
+                what,
+                error: source,
+            });
         }
     };
     for line in done.output.lines() {

@@ -66,19 +66,15 @@ pub enum CredentialsError {
     Readable { path: PathBuf },
     #[error("{}: larger than {MAX_SIZE} bytes", path.display())]
     TooLarge { path: PathBuf },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    /// toml's message and the line, never toml's quote of the line (it may
-    /// hold a password).
-    #[error("{}: line {line}: {message}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    /// The line, and never toml's message: it quotes values (`invalid type:
+    /// string "s3cret"`), and a value here may be a password.
+    #[error("{}: line {line}: not valid here (a TOML syntax error, an unknown key, or a value of the wrong type; values are never quoted)", path.display())]
+    Parse { path: PathBuf, line: usize },
     #[error("no [credentials.{0}] in the credentials file")]
     NoLogin(String),
 }
@@ -90,9 +86,9 @@ pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let path_buf = || path.to_path_buf();
-    let io = |source: std::io::Error| CredentialsError::Io {
+    let io = |error: std::io::Error| CredentialsError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = match std::fs::OpenOptions::new()
         .read(true)
@@ -133,7 +129,6 @@ pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
             let before = &text.as_bytes()[..span.start.min(text.len())];
             before.iter().filter(|b| **b == b'\n').count() + 1
         }),
-        message: e.message().to_string(),
     })
 }
 
@@ -203,6 +198,19 @@ mod tests {
             !text.contains("s3cret") && !format!("{err:?}").contains("s3cret"),
             "{text}"
         );
+        // A value of the wrong type: toml's message would quote it.
+        for wrong in [
+            "[credentials.reg]\nusername = \"u\"\npassword = 12345678\n",
+            "[credentials]\nreg = \"s3cret\"\n",
+        ] {
+            std::fs::write(&path, wrong).expect("write");
+            let err = load(&path).expect_err("wrong type");
+            let text = format!("{err} {err:?}");
+            assert!(
+                !text.contains("12345678") && !text.contains("s3cret"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

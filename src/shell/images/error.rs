@@ -14,20 +14,20 @@ use crate::state::StateError;
 pub enum ImageError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("push {target}: {source}")]
-    Push { target: String, source: EngineError },
+    #[error("push {target}: {error}")]
+    Push { target: String, error: EngineError },
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// git could not be run, or ran out of time.
-    #[error("{what}: {source} (git_timeout_seconds)")]
+    #[error("{what}: {error} (git_timeout_seconds)")]
     Git {
         what: &'static str,
-        source: CommandError,
+        error: CommandError,
     },
     /// git ran and failed; its last line says why.
     #[error("{what} failed: {last_line}")]

@@ -87,9 +87,9 @@ pub fn folder_as_tar(folder: &Path) -> ByteStream {
 
 /// The file at `path`, opened now (so a missing file is said at once).
 pub fn file(path: &Path) -> Result<ByteStream, ImageError> {
-    let mut f = std::fs::File::open(path).map_err(|source| ImageError::Io {
+    let mut f = std::fs::File::open(path).map_err(|error| ImageError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let path: PathBuf = path.to_path_buf();
     Ok(produced(move |w| {
