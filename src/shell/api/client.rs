@@ -23,6 +23,13 @@ use crate::status::RecordStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The socket is there but could not be connected to (not "nobody
+    /// listens", which is no berthd).
+    #[error("berthd API at {}: cannot connect: {error}", .path.display())]
+    Connect {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("berthd API at {}: berthd did not accept the connection within {secs}s", .path.display())]
     ConnectTimeout { path: PathBuf, secs: u64 },
     #[error("berthd API at {}: berthd did not answer within {secs}s (see journalctl -u berthd)", .path.display())]
@@ -66,7 +73,21 @@ impl ClientError {
 
 /// Whether a daemon answers on `path`.
 pub async fn is_listening(path: &Path) -> bool {
-    tokio::net::UnixStream::connect(path).await.is_ok()
+    match tokio::net::UnixStream::connect(path).await {
+        Ok(_) => true,
+        Err(e) => !no_daemon(&e),
+    }
+}
+
+/// Only a socket that is missing, or that nobody listens on, means "no
+/// berthd". Any other failure (a full accept queue, EAGAIN; a socket this
+/// user may not open) is a berthd that is there: the command asks it and
+/// says why it could not, rather than run a pass beside berthd's.
+fn no_daemon(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// How long a question (GET) may take to be answered.
@@ -133,7 +154,8 @@ pub async fn send(
     let stream = match tokio::time::timeout(CONNECT, tokio::net::UnixStream::connect(socket)).await
     {
         Ok(Ok(stream)) => stream,
-        Ok(Err(_)) => return Ok(None),
+        Ok(Err(e)) if no_daemon(&e) => return Ok(None),
+        Ok(Err(error)) => return Err(ClientError::Connect { path, error }),
         Err(_) => {
             return Err(ClientError::ConnectTimeout {
                 path,
@@ -284,5 +306,58 @@ impl Backend for DaemonClient {
     ) -> Result<BuildQueued, BackendError> {
         let uri = format!("/v1/images/{name}/build");
         self.ask("POST", &uri, None, PASS).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_missing_or_refusing_socket_means_no_berthd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.sock");
+        assert!(!is_listening(&missing).await);
+        assert!(matches!(
+            request(&missing, "GET", "/v1/status").await,
+            Ok(None)
+        ));
+
+        // A berthd whose accept queue is full: connecting fails with
+        // EAGAIN. That is a busy berthd, not none.
+        let path = dir.path().join("busy.sock");
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .expect("socket");
+        bind(fd.as_raw_fd(), &UnixAddr::new(&path).expect("addr")).expect("bind");
+        listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
+        let mut held = Vec::new();
+        let mut refused = None;
+        for _ in 0..64 {
+            match tokio::net::UnixStream::connect(&path).await {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let refused = refused.expect("the queue filled up");
+        assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock, "{refused}");
+        assert!(is_listening(&path).await, "a full queue is a berthd");
+        match request(&path, "GET", "/v1/status").await {
+            Err(ClientError::Connect { .. }) => {}
+            other => panic!("said as a berthd that cannot be reached: {other:?}"),
+        }
     }
 }
