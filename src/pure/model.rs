@@ -149,3 +149,68 @@ pub struct ContainerConfig {
     pub restart_max_retries: Option<i64>,
     pub mounts: Vec<Mount>,
 }
+
+/// What the engine can change on a container without recreating it
+/// (Docker's `update`, checked on Docker 20.10, API 1.41): memory (with
+/// swap, set as a fresh create would), CPUs (`NanoCpus` is accepted there,
+/// with or without an earlier limit) and the restart policy. Holds the
+/// target values, not a difference, so sending it twice is harmless.
+/// Nothing here is a secret (no Env, no Command): state.db keeps it as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerUpdate {
+    /// Bytes. None: no limit, and none before either (a limit cannot be
+    /// lifted in place: the engine reads 0 as "unchanged").
+    pub memory: Option<i64>,
+    /// Units of 1e-9 CPUs; None as for `memory`.
+    pub nano_cpus: Option<i64>,
+    pub restart: String,
+    pub restart_max_retries: Option<i64>,
+}
+
+impl ContainerUpdate {
+    /// The update that turns a container made from `old` into one made
+    /// from `new`, if everything else is equal and `new` drops no limit
+    /// `old` had. None: recreate-only (or nothing to do).
+    pub fn between(old: &ContainerConfig, new: &ContainerConfig) -> Option<ContainerUpdate> {
+        let update = ContainerUpdate::of(new);
+        let mut same_otherwise = old.clone();
+        update.apply_to(&mut same_otherwise);
+        let lifts = |a: Option<i64>, b: Option<i64>| a.is_some() && b.is_none();
+        if same_otherwise != *new
+            || old == new
+            || lifts(old.memory, new.memory)
+            || lifts(old.nano_cpus, new.nano_cpus)
+        {
+            return None;
+        }
+        Some(update)
+    }
+
+    /// The updatable part of `config`.
+    pub fn of(config: &ContainerConfig) -> ContainerUpdate {
+        ContainerUpdate {
+            memory: config.memory,
+            nano_cpus: config.nano_cpus,
+            restart: config.restart.clone(),
+            restart_max_retries: config.restart_max_retries,
+        }
+    }
+
+    /// `config` as the container runs after this update.
+    pub fn apply_to(&self, config: &mut ContainerConfig) {
+        config.memory = self.memory;
+        config.nano_cpus = self.nano_cpus;
+        config.restart = self.restart.clone();
+        config.restart_max_retries = self.restart_max_retries;
+    }
+}
+
+/// An update berth applied in place to one container (state.db keeps it by
+/// container ID): its labels still say the spec it was created with
+/// (`label_hash`), but it now runs `spec_hash`, that spec with `update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedUpdate {
+    pub label_hash: String,
+    pub spec_hash: String,
+    pub update: ContainerUpdate,
+}

@@ -14,7 +14,8 @@ use crate::config::Config;
 use crate::db::snapshot::{ReadError, Snapshot};
 use crate::declared::{self, LoadError};
 use crate::engine::{Engine, EngineError};
-use crate::plan::{self, Action, ActionKind, Plan, PlanView};
+use crate::model::AppliedUpdate;
+use crate::plan::{self, Action, ActionKind, Operation, Plan, PlanView};
 use crate::schedule::RunEvent;
 use crate::state::State;
 
@@ -107,14 +108,19 @@ pub struct Planned {
     pub next_scheduled: Option<SystemTime>,
     /// The engine's image tags → IDs (for the image lineage check).
     pub image_tags: BTreeMap<String, String>,
+    /// Each container's ID → its spec-hash label: what an update recorded
+    /// in state.db must still match.
+    pub spec_hash_labels: BTreeMap<String, String>,
 }
 
 /// What state.db remembers that plans depend on: the latest console or
-/// signalled start/stop of each record, and berth's latest start of each.
+/// signalled start/stop of each record, berth's latest start of each, and
+/// the updates it applied in place (by container ID).
 #[derive(Debug, Clone, Default)]
 pub struct Remembered {
     pub overrides: BTreeMap<String, RunEvent>,
     pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
+    pub updates: BTreeMap<String, crate::model::AppliedUpdate>,
 }
 
 impl Remembered {
@@ -132,7 +138,17 @@ impl Remembered {
             tracing::warn!("journal: {e}");
             BTreeMap::new()
         });
-        Remembered { overrides, starts }
+        // Without them, a container updated in place looks changed again:
+        // the next pass repeats the update (same values), nothing worse.
+        let updates = state.updates().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
+        Remembered {
+            overrides,
+            starts,
+            updates,
+        }
     }
 
     /// Read from `state_dir/state.db`, if it can be opened.
@@ -175,6 +191,7 @@ pub async fn plan_now<E: Engine>(
     };
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
+    declared.updates = remembered.updates;
     declared.booted_at = booted_at();
     let next = next_scheduled(&declared, at);
     let warnings = declared
@@ -184,11 +201,20 @@ pub async fn plan_now<E: Engine>(
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;
+    let spec_hash_labels = observed
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let hash = c.labels.get(crate::model::LABEL_SPEC_HASH)?;
+            Some((c.id.clone(), hash.clone()))
+        })
+        .collect();
     Ok(Planned {
         plan: plan::plan(&declared, &observed, at),
         warnings,
         next_scheduled: next,
         image_tags: observed.images,
+        spec_hash_labels,
     })
 }
 
@@ -246,6 +272,28 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
             // What berth started, and what it stopped itself: a container
             // that stops after berth started it (and before berth stopped
             // it) stopped on its own.
+            if let (
+                Operation::Update {
+                    container_id,
+                    label_hash,
+                    update,
+                    spec_hash,
+                    ..
+                },
+                None,
+                None,
+            ) = (&action.operation, &outcome.error, &outcome.refused)
+            {
+                // Only now that the engine accepted it: see record_update.
+                let applied = AppliedUpdate {
+                    label_hash: label_hash.clone(),
+                    spec_hash: spec_hash.clone(),
+                    update: update.clone(),
+                };
+                if let Err(e) = state.record_update(container_id, &applied) {
+                    tracing::warn!(record = %action.record, "journal: {e}");
+                }
+            }
             let remembered = match (&outcome.started, action.kind(), &outcome.error) {
                 (Some(container), _, _) => state.record_start(&action.record, container),
                 (None, ActionKind::Stop | ActionKind::Remove, None) => {
@@ -282,6 +330,7 @@ pub async fn run_pass<E: Engine>(
         warnings,
         next_scheduled,
         image_tags,
+        spec_hash_labels,
     } = plan_now(
         config,
         engine,
@@ -291,6 +340,10 @@ pub async fn run_pass<E: Engine>(
         allow_mass_removal,
     )
     .await?;
+    // Updates of containers gone or recreated since: never matched again.
+    if let Some(Err(e)) = state.map(|s| s.prune_updates(&spec_hash_labels)) {
+        tracing::warn!("journal: {e}");
+    }
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {

@@ -110,6 +110,9 @@ pub struct Declared {
     pub overrides: BTreeMap<String, crate::schedule::RunEvent>,
     /// berth's latest start of each record's container, from state.db.
     pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
+    /// Updates berth applied in place, by container ID, from state.db: the
+    /// container runs that spec although its labels say the older one.
+    pub updates: BTreeMap<String, crate::model::AppliedUpdate>,
     /// When the host booted: starts before it do not count.
     pub booted_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When a pass may remove many containers at once.

@@ -1,12 +1,20 @@
-//! Human reasons for a recreate: the old effective spec (kept in a label)
+//! Human reasons for a recreate or an in-place update: the old effective spec (kept in a label)
 //! against the new one, in the db's own property names.
 
 use crate::model::{ContainerConfig, MountKind, NetworkAttachment};
 
 /// What changed, e.g. `MaxMemory 512M → 1G`. Without a readable old spec
 /// (a container from an older berth), says only that the spec changed.
+#[cfg(test)]
 pub fn describe(old_label: Option<&str>, new: &ContainerConfig) -> Vec<String> {
-    let Some(old) = old_label.and_then(|l| serde_json::from_str::<ContainerConfig>(l).ok()) else {
+    let old = old_label.and_then(|l| serde_json::from_str::<ContainerConfig>(l).ok());
+    describe_configs(old.as_ref(), new)
+}
+
+/// As [`describe`], from the spec the container runs (its label, with an
+/// update applied in place since).
+pub fn describe_configs(old: Option<&ContainerConfig>, new: &ContainerConfig) -> Vec<String> {
+    let Some(old) = old else {
         return vec!["spec changed (container has no readable spec label)".into()];
     };
     let mut out = Vec::new();

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::declared::{links, ContainerSpec, Declared};
 use crate::model::{
-    ContainerConfig, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
-    LABEL_SPEC,
+    AppliedUpdate, ContainerConfig, ContainerUpdate, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
+    LABEL_SPEC, LABEL_SPEC_HASH,
 };
 
 /// Suffix of the name a replacement container is created under while the
@@ -33,6 +33,7 @@ pub enum ActionKind {
     CreateNetwork,
     Create,
     Recreate,
+    Update,
     Start,
     Stop,
     Remove,
@@ -44,6 +45,7 @@ impl ActionKind {
             ActionKind::CreateNetwork => "create-network",
             ActionKind::Create => "create",
             ActionKind::Recreate => "recreate",
+            ActionKind::Update => "update",
             ActionKind::Start => "start",
             ActionKind::Stop => "stop",
             ActionKind::Remove => "remove",
@@ -78,6 +80,21 @@ pub enum Operation {
         start: bool,
         stop_first: bool,
     },
+    /// `update` applied to `container_id` in place (same container, no
+    /// restart): what differs from the spec it runs is only what the
+    /// engine can update. Its labels keep the old spec (`label_hash`), so
+    /// the shell records `spec_hash` against the container once the engine
+    /// accepted. `config`, `start` and `stop_first` are for the fallback:
+    /// an update the engine refuses becomes a recreate in the same action.
+    Update {
+        container_id: String,
+        label_hash: String,
+        update: ContainerUpdate,
+        config: ContainerConfig,
+        spec_hash: String,
+        start: bool,
+        stop_first: bool,
+    },
     Start {
         container_id: String,
     },
@@ -96,6 +113,7 @@ impl Operation {
             Operation::CreateNetwork { .. } => ActionKind::CreateNetwork,
             Operation::Create { .. } => ActionKind::Create,
             Operation::Recreate { .. } => ActionKind::Recreate,
+            Operation::Update { .. } => ActionKind::Update,
             Operation::Start { .. } => ActionKind::Start,
             Operation::Stop { .. } => ActionKind::Stop,
             Operation::Remove { .. } => ActionKind::Remove,
@@ -127,6 +145,7 @@ impl Action {
     pub fn container_id(&self) -> Option<&str> {
         match &self.operation {
             Operation::Recreate { container_id, .. }
+            | Operation::Update { container_id, .. }
             | Operation::Start { container_id }
             | Operation::Stop { container_id }
             | Operation::Remove { container_id } => Some(container_id),
@@ -134,24 +153,27 @@ impl Action {
         }
     }
 
-    /// What Create and Recreate make.
+    /// What Create and Recreate make (and Update's fallback).
     pub fn config(&self) -> Option<&ContainerConfig> {
         match &self.operation {
-            Operation::Create { config, .. } | Operation::Recreate { config, .. } => Some(config),
+            Operation::Create { config, .. }
+            | Operation::Recreate { config, .. }
+            | Operation::Update { config, .. } => Some(config),
             _ => None,
         }
     }
 
     pub fn spec_hash(&self) -> Option<&str> {
         match &self.operation {
-            Operation::Create { spec_hash, .. } | Operation::Recreate { spec_hash, .. } => {
-                Some(spec_hash)
-            }
+            Operation::Create { spec_hash, .. }
+            | Operation::Recreate { spec_hash, .. }
+            | Operation::Update { spec_hash, .. } => Some(spec_hash),
             _ => None,
         }
     }
 
-    /// Whether the action leaves a container started.
+    /// Whether the action leaves a container started. An update starts
+    /// nothing (only its fallback recreate may), so it waits for no link.
     pub fn starts(&self) -> bool {
         match &self.operation {
             Operation::Create { start, .. } | Operation::Recreate { start, .. } => *start,
@@ -164,6 +186,9 @@ impl Action {
         matches!(
             self.operation,
             Operation::Recreate {
+                stop_first: true,
+                ..
+            } | Operation::Update {
                 stop_first: true,
                 ..
             }
@@ -402,15 +427,38 @@ pub fn plan_at<Tz: TimeZone>(
             }
             None => {}
             Some(c) => {
+                let label_hash = c.labels.get(LABEL_SPEC_HASH);
+                // An update berth applied in place counts only for the
+                // container it was applied to, while its labels are the
+                // ones it was applied over.
+                let applied: Option<&AppliedUpdate> = declared
+                    .updates
+                    .get(&c.id)
+                    .filter(|u| Some(&u.label_hash) == label_hash);
+                let running_hash = applied.map(|u| &u.spec_hash).or(label_hash);
                 let mut changes = Vec::new();
-                if c.labels.get(crate::model::LABEL_SPEC_HASH) != Some(spec_hash) {
-                    changes.extend(diff::describe(
-                        c.labels.get(LABEL_SPEC).map(String::as_str),
-                        config,
-                    ));
+                let mut in_place = None;
+                if running_hash != Some(spec_hash) {
+                    let old = running_spec(c, applied);
+                    changes.extend(diff::describe_configs(old.as_ref(), config));
+                    // In place only while the container is doing what it
+                    // should (running, or stopped on purpose): one that
+                    // must be started or stopped as well is recreated,
+                    // as before, so a record has one action per pass and
+                    // nothing runs in a stopped container anyway. A
+                    // stopped one that stays stopped is updated: cheaper,
+                    // and it keeps its identity.
+                    in_place = old
+                        .as_ref()
+                        .filter(|_| want.run == c.is_running())
+                        .and_then(|old| ContainerUpdate::between(old, config))
+                        .zip(label_hash);
                 }
-                if let Some(id) = image_id {
-                    if changes.is_empty() && &c.image_id != id {
+                let image_moved = image_id.filter(|id| **id != c.image_id);
+                if let Some(id) = image_moved {
+                    // A moved image tag needs a new container: an update
+                    // that comes with one is a recreate.
+                    if changes.is_empty() || in_place.is_some() {
                         changes.push(format!(
                             "image {} now is {} (container runs {})",
                             spec.config.image,
@@ -418,8 +466,22 @@ pub fn plan_at<Tz: TimeZone>(
                             short(&c.image_id)
                         ));
                     }
+                    in_place = None;
                 }
-                if !changes.is_empty() {
+                if let Some((update, label_hash)) = in_place {
+                    out.actions.push(action(
+                        format!("{}, in place", changes.join("; ")),
+                        Operation::Update {
+                            container_id: c.id.clone(),
+                            label_hash: label_hash.clone(),
+                            update,
+                            config: config.clone(),
+                            spec_hash: spec_hash.clone(),
+                            start: want.run,
+                            stop_first: false,
+                        },
+                    ));
+                } else if !changes.is_empty() {
                     if needs_image(&mut out) {
                         let reason = changes.join("; ");
                         out.actions.push(action(
@@ -627,7 +689,9 @@ fn guard_host_folders(declared: &Declared, observed: &ObservedState, out: &mut P
                 }
                 if *record == action.record {
                     // Only a recreate has an old container of its own.
-                    if let Operation::Recreate { stop_first, .. } = &mut action.operation {
+                    if let Operation::Recreate { stop_first, .. }
+                    | Operation::Update { stop_first, .. } = &mut action.operation
+                    {
                         *stop_first = true;
                     }
                 } else {
@@ -688,6 +752,17 @@ fn keep_legacy_volumes(
     config.mounts.sort();
     let hash = crate::declared::spec_hash(&config);
     Some((config, hash))
+}
+
+/// The spec `c` runs: its spec label, with the update berth applied in
+/// place since, if any. None when the label cannot be read (a container
+/// from an older berth): such a container is only ever recreated.
+fn running_spec(c: &ObservedContainer, applied: Option<&AppliedUpdate>) -> Option<ContainerConfig> {
+    let mut config: ContainerConfig = serde_json::from_str(c.labels.get(LABEL_SPEC)?).ok()?;
+    if let Some(applied) = applied {
+        applied.update.apply_to(&mut config);
+    }
+    Some(config)
 }
 
 fn note_network(needed: &mut BTreeMap<String, Vec<String>>, spec: &ContainerSpec) {

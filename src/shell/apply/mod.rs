@@ -34,6 +34,10 @@ pub struct Outcome {
     /// the start failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
+    /// An update the engine refused, and so made by a recreate instead:
+    /// the refusal. (The reason says it too.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -101,21 +105,35 @@ pub async fn apply<E: Engine>(
             .map(|(index, action)| async move {
                 let broken_need = action.needs.iter().find(|n| failed_now.contains(n));
                 let mut started = None;
+                let mut refused = None;
                 let result = if stop.load(Ordering::SeqCst) {
                     Err(ActionError::ShuttingDown)
                 } else if let Some(need) = broken_need {
                     Err(ActionError::NeedFailed(need.clone()))
                 } else {
-                    run(engine, action, settings, &mut started)
+                    run(engine, action, settings, &mut started, &mut refused)
                         .await
                         .map_err(ActionError::from)
+                };
+                let reason = match &refused {
+                    Some(why) => format!(
+                        "{}; update refused by the engine: {why}; {}",
+                        action.reason,
+                        if result.is_ok() {
+                            "recreated"
+                        } else {
+                            "recreate failed"
+                        }
+                    ),
+                    None => action.reason.clone(),
                 };
                 let outcome = Outcome {
                     record: action.record.clone(),
                     kind: action.kind(),
-                    reason: action.reason.clone(),
+                    reason,
                     error: result.err().map(|e| e.to_string()),
                     started,
+                    refused,
                 };
                 (index, action, outcome)
             })
@@ -156,12 +174,15 @@ pub fn labels_for(
 
 /// Carries out one action. `started` gets the ID of the container berth
 /// asked the engine to start, whether or not the start worked: crash-loop
-/// back-off counts attempts.
+/// back-off counts attempts. `refused` gets the engine's refusal of an
+/// update, which was then made by a recreate in the same action (not left
+/// to the next pass: the plan already said why, and the change is due now).
 async fn run<E: Engine>(
     engine: &E,
     action: &Action,
     settings: &ApplySettings,
     started: &mut Option<String>,
+    refused: &mut Option<String>,
 ) -> Result<(), EngineError> {
     let grace = settings.stop_grace_seconds;
     match &action.operation {
@@ -192,33 +213,89 @@ async fn run<E: Engine>(
             Ok(())
         }
         Operation::Recreate {
-            container_id: old_id,
+            container_id,
             config,
             spec_hash,
             start,
             stop_first,
         } => {
-            // Create the replacement first: if that fails, the old container
-            // is untouched and keeps running.
-            let labels = labels_for(&settings.instance, &action.record, config, spec_hash);
-            if *stop_first {
-                engine.stop_container(old_id, grace).await?;
-            }
-            prepare_mounts(engine, &labels, config).await?;
-            let temp_name = format!("{}{REPLACEMENT_SUFFIX}", config.name);
-            let new_id = engine.create_container(&temp_name, config, &labels).await?;
-            if !*stop_first {
-                engine.stop_container(old_id, grace).await?;
-            }
-            engine.remove_container(old_id).await?;
-            engine.rename_container(&new_id, &config.name).await?;
-            if *start {
-                *started = Some(new_id.clone());
-                engine.start_container(&new_id).await?;
-            }
-            Ok(())
+            let replacement = Replacement {
+                old_id: container_id,
+                config,
+                spec_hash,
+                start: *start,
+                stop_first: *stop_first,
+            };
+            recreate(engine, action, settings, &replacement, started).await
         }
+        Operation::Update {
+            container_id,
+            update,
+            config,
+            spec_hash,
+            start,
+            stop_first,
+            ..
+        } => match engine.update_container(container_id, update).await {
+            Err(EngineError::UpdateRefused(why)) => {
+                *refused = Some(why);
+                let replacement = Replacement {
+                    old_id: container_id,
+                    config,
+                    spec_hash,
+                    start: *start,
+                    stop_first: *stop_first,
+                };
+                recreate(engine, action, settings, &replacement, started).await
+            }
+            other => other,
+        },
     }
+}
+
+/// What a recreate replaces and with what.
+struct Replacement<'a> {
+    old_id: &'a str,
+    config: &'a ContainerConfig,
+    spec_hash: &'a str,
+    start: bool,
+    stop_first: bool,
+}
+
+async fn recreate<E: Engine>(
+    engine: &E,
+    action: &Action,
+    settings: &ApplySettings,
+    replacement: &Replacement<'_>,
+    started: &mut Option<String>,
+) -> Result<(), EngineError> {
+    let Replacement {
+        old_id,
+        config,
+        spec_hash,
+        start,
+        stop_first,
+    } = *replacement;
+    let grace = settings.stop_grace_seconds;
+    // Create the replacement first: if that fails, the old container
+    // is untouched and keeps running.
+    let labels = labels_for(&settings.instance, &action.record, config, spec_hash);
+    if stop_first {
+        engine.stop_container(old_id, grace).await?;
+    }
+    prepare_mounts(engine, &labels, config).await?;
+    let temp_name = format!("{}{REPLACEMENT_SUFFIX}", config.name);
+    let new_id = engine.create_container(&temp_name, config, &labels).await?;
+    if !stop_first {
+        engine.stop_container(old_id, grace).await?;
+    }
+    engine.remove_container(old_id).await?;
+    engine.rename_container(&new_id, &config.name).await?;
+    if start {
+        *started = Some(new_id.clone());
+        engine.start_container(&new_id).await?;
+    }
+    Ok(())
 }
 
 /// Named volumes are created labelled as ours (Docker would make them

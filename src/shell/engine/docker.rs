@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 
 use super::{
-    BuildRequest, ByteStream, ContainerConfig, Engine, EngineError, MountKind, ObservedContainer,
+    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind, ObservedContainer,
     ObservedState, RegistryLogin, LABEL_MANAGED,
 };
 
@@ -426,6 +426,22 @@ impl Engine for DockerEngine {
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn update_container(&self, id: &str, update: &ContainerUpdate) -> Result<(), EngineError> {
+        let body = create::update_body(update)?;
+        self.count();
+        match self.docker.update_container(id, body).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Err(EngineError::NotFound(format!("container {id}"))),
+            // 400 (a limit it does not take), 409, and 500 (runc could not
+            // set a memory limit below what the container uses now): the
+            // engine said no to this change, which a recreate can still make.
+            Err(BollardError::DockerResponseServerError { message, .. }) => {
+                Err(EngineError::UpdateRefused(message.trim().to_string()))
+            }
             Err(e) => Err(self.error(e)),
         }
     }

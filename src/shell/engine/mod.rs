@@ -18,7 +18,7 @@ pub type ByteStream =
 /// The labels and the domain types the engine speaks live with the
 /// planner (`model`): re-exported here, where the shell expects them.
 pub use crate::model::{
-    ContainerConfig, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
+    ContainerConfig, ContainerUpdate, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
     PortBinding, Protocol, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
     LABEL_SPEC_HASH,
 };
@@ -33,6 +33,11 @@ pub enum EngineError {
     Conflict(String),
     #[error("Docker engine: {0}")]
     Api(String),
+    /// The engine would not apply an in-place update (a memory limit below
+    /// what the container uses now, a limit it does not accept): the
+    /// change needs a recreate instead.
+    #[error("update refused by the engine: {0}")]
+    UpdateRefused(String),
 }
 
 /// What a build asks of the engine.
@@ -90,6 +95,14 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Remove a container (never its volumes). Removing a missing one is Ok.
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Changes memory, CPUs and restart policy of a container, running or
+    /// not, in place: same ID, no restart. A refusal is
+    /// [`EngineError::UpdateRefused`]; a missing container `NotFound`.
+    fn update_container(
+        &self,
+        id: &str,
+        update: &ContainerUpdate,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn rename_container(
         &self,
         id: &str,

@@ -1,6 +1,7 @@
 //! berth's own memory in `state_dir/state.db` (SQLite): the journal of
-//! passes and actions, and runtime overrides. Never the source of truth for
-//! what runs: that is always observed from the engine.
+//! passes and actions, runtime overrides, and the updates berth applied in
+//! place (a container's labels cannot say those). Never the source of truth
+//! for what runs: that is always observed from the engine.
 
 mod builds;
 mod schema;
@@ -346,6 +347,88 @@ impl State {
             .execute("DELETE FROM starts WHERE record = ?1", params![record])
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// Records that the engine accepted an in-place update of
+    /// `container_id`. Written only after it did: a crash before this
+    /// leaves the old hash in sight, and the next pass updates again
+    /// (the same values; harmless) and records it then.
+    pub fn record_update(
+        &self,
+        container_id: &str,
+        applied: &crate::model::AppliedUpdate,
+    ) -> Result<(), StateError> {
+        let u = &applied.update;
+        self.conn()
+            .execute(
+                "INSERT INTO updates (container_id, label_hash, spec_hash, memory, nano_cpus, restart, restart_max_retries, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(container_id) DO UPDATE SET label_hash = ?2, spec_hash = ?3,
+                   memory = ?4, nano_cpus = ?5, restart = ?6, restart_max_retries = ?7, at = ?8",
+                params![
+                    container_id,
+                    applied.label_hash,
+                    applied.spec_hash,
+                    u.memory,
+                    u.nano_cpus,
+                    u.restart,
+                    u.restart_max_retries,
+                    chrono::Utc::now().to_rfc3339()
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The updates applied in place, by container ID.
+    pub fn updates(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::model::AppliedUpdate>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT container_id, label_hash, spec_hash, memory, nano_cpus, restart, restart_max_retries FROM updates",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::model::AppliedUpdate {
+                        label_hash: r.get(1)?,
+                        spec_hash: r.get(2)?,
+                        update: crate::model::ContainerUpdate {
+                            memory: r.get(3)?,
+                            nano_cpus: r.get(4)?,
+                            restart: r.get(5)?,
+                            restart_max_retries: r.get(6)?,
+                        },
+                    },
+                ))
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Forgets the updates of containers that are gone, or whose labels
+    /// are not the ones the update was applied over: `live` is each
+    /// container's ID → its spec-hash label, as observed.
+    pub fn prune_updates(
+        &self,
+        live: &std::collections::BTreeMap<String, String>,
+    ) -> Result<usize, StateError> {
+        let stale: Vec<String> = self
+            .updates()?
+            .into_iter()
+            .filter(|(id, u)| live.get(id) != Some(&u.label_hash))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &stale {
+            self.conn()
+                .execute("DELETE FROM updates WHERE container_id = ?1", params![id])
+                .map_err(self.err())?;
+        }
+        Ok(stale.len())
     }
 
     /// berth's latest start of each record's container.

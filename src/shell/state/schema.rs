@@ -89,6 +89,19 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL,
         quick INTEGER NOT NULL
     );",
+    // 5: updates applied in place, by container ID: the container's labels
+    // still name the spec it was created with (`label_hash`), but it runs
+    // `spec_hash`. Only the updatable values are kept, none of them secret.
+    "CREATE TABLE updates (
+        container_id TEXT PRIMARY KEY,
+        label_hash TEXT NOT NULL,
+        spec_hash TEXT NOT NULL,
+        memory INTEGER,
+        nano_cpus INTEGER,
+        restart TEXT NOT NULL,
+        restart_max_retries INTEGER,
+        at TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

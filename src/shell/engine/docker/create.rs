@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount as DockerMount, MountType,
+    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HostConfig, Mount as DockerMount, MountType,
     NetworkingConfig, PortBinding as DockerPortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use crate::engine::{ContainerConfig, EngineError, MountKind, NetworkAttachment};
+use crate::engine::{ContainerConfig, ContainerUpdate, EngineError, MountKind, NetworkAttachment};
 
 /// The create body for `config`, labelled with `labels`.
 ///
@@ -92,6 +92,25 @@ pub(super) fn create_body(
         exposed_ports: publish.then_some(exposed_ports),
         host_config: Some(host_config),
         networking_config,
+        ..Default::default()
+    })
+}
+
+/// The body of an in-place update. Swap is set with the memory, to twice
+/// the limit as the engine sets it on a create without `MemorySwap` (on a
+/// host with swap accounting): without it, the engine refuses to raise a
+/// limit above the swap it set at create ("Memory limit should be smaller
+/// than already set memoryswap limit"), and a lowered limit would keep
+/// the old, larger swap.
+pub(super) fn update_body(update: &ContainerUpdate) -> Result<ContainerUpdateBody, EngineError> {
+    Ok(ContainerUpdateBody {
+        memory: update.memory,
+        memory_swap: update.memory.map(|m| m.saturating_mul(2)),
+        nano_cpus: update.nano_cpus,
+        restart_policy: Some(RestartPolicy {
+            name: Some(restart_policy_name(&update.restart)?),
+            maximum_retry_count: update.restart_max_retries,
+        }),
         ..Default::default()
     })
 }

@@ -37,7 +37,7 @@ use std::sync::{Mutex, MutexGuard};
 use futures_util::StreamExt;
 
 use super::{
-    BuildRequest, ByteStream, ContainerConfig, Engine, EngineError, MountKind, NetworkAttachment,
+    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind, NetworkAttachment,
     ObservedContainer, ObservedState, RegistryLogin, LABEL_INSTANCE, LABEL_MANAGED,
 };
 
@@ -50,6 +50,7 @@ pub enum Op {
     Stop,
     Remove,
     Rename,
+    Update,
     EnsureNetwork,
     EnsureVolume,
     InspectImage,
@@ -101,6 +102,9 @@ struct State {
     log: Vec<String>,
     /// (operation, container name or ID, network, volume or image name; "" for observe and load).
     failures: BTreeSet<(Op, String)>,
+    /// Memory each container uses now, by ID: an update to a lower limit
+    /// is refused, as runc refuses it on the real engine.
+    memory_usage: BTreeMap<String, i64>,
     /// How long each stop takes (on tokio's clock) before it acts.
     stop_delay: std::time::Duration,
     next_id: u64,
@@ -414,6 +418,15 @@ impl FakeEngine {
     }
 
     /// The container exited by itself with `code`.
+    /// Makes the container use `bytes` of memory: an update below it is refused.
+    pub fn set_memory_usage(&self, id_or_name: &str, bytes: i64) {
+        let mut s = self.lock();
+        if let Some(i) = s.find(id_or_name) {
+            let id = s.containers[i].id.clone();
+            s.memory_usage.insert(id, bytes);
+        }
+    }
+
     pub fn set_exited(&self, id_or_name: &str, code: i64) {
         let mut s = self.lock();
         if let Some(i) = s.find(id_or_name) {
@@ -657,6 +670,27 @@ impl Engine for FakeEngine {
                 let removed = s.containers.remove(i);
                 s.configs.remove(&removed.id);
                 s.attached.remove(&removed.id);
+            }
+            Ok(())
+        })
+    }
+
+    async fn update_container(&self, id: &str, update: &ContainerUpdate) -> Result<(), EngineError> {
+        self.count(1);
+        self.act(format!("update {id}"), |s| {
+            s.check(Op::Update, id)?;
+            let i = s
+                .find(id)
+                .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
+            let container_id = s.containers[i].id.clone();
+            let usage = s.memory_usage.get(&container_id).copied().unwrap_or(0);
+            if let Some(limit) = update.memory.filter(|l| *l < usage) {
+                return Err(EngineError::UpdateRefused(format!(
+                    "Cannot update container {container_id}: unable to set memory limit to {limit} (current usage: {usage})"
+                )));
+            }
+            if let Some(config) = s.configs.get_mut(&container_id) {
+                update.apply_to(config);
             }
             Ok(())
         })
