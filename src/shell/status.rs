@@ -124,6 +124,7 @@ pub async fn current<E: crate::engine::Engine>(
     let mut declared = crate::declared::load(config)?;
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
+    declared.updates = remembered.updates;
     declared.booted_at = crate::reconcile::booted_at();
     let observed = engine.observe().await?;
     Ok(statuses(&declared, &observed, SystemTime::now()))

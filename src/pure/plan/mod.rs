@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::declared::{links, ContainerSpec, Declared};
 use crate::model::{
-    AppliedUpdate, ContainerConfig, ContainerUpdate, Mount, MountKind, NetworkAttachment, ObservedContainer, ObservedState,
-    LABEL_SPEC, LABEL_SPEC_HASH,
+    AppliedUpdate, ContainerConfig, ContainerUpdate, Mount, MountKind, NetworkAttachment,
+    ObservedContainer, ObservedState, LABEL_SPEC, LABEL_SPEC_HASH,
 };
 
 /// Suffix of the name a replacement container is created under while the

@@ -119,15 +119,180 @@ fn converged_state_plans_nothing() {
 
 #[test]
 fn a_changed_property_recreates_only_that_record_with_the_reason() {
-    let before = declared("a=service|Image|app:1|MaxMemory|512M\nb=service|Image|app:1\n");
-    let after = declared("a=service|Image|app:1|MaxMemory|1G\nb=service|Image|app:1\n");
+    let before = declared("a=service|Image|app:1|TCPPort|80\nb=service|Image|app:1\n");
+    let after = declared("a=service|Image|app:1|TCPPort|81\nb=service|Image|app:1\n");
     let p = plan(&after, &converged(&before), now());
     assert_eq!(p.actions.len(), 1, "{:?}", summary(&p));
     let a = &p.actions[0];
     assert_eq!((a.kind(), a.record.as_str()), (ActionKind::Recreate, "a"));
-    assert_eq!(a.reason, "MaxMemory 512M → 1G");
+    assert_eq!(
+        a.reason,
+        "ports 127.0.0.1:80->80/tcp → 127.0.0.1:81->81/tcp"
+    );
     assert_eq!(a.container_id(), Some("id-a"));
     assert!(a.starts());
+}
+
+/// The update `after` needs over `before`, as the planner made it.
+fn planned_update(p: &Plan) -> (&str, &ContainerUpdate, &str) {
+    match &p.actions[..] {
+        [Action {
+            operation:
+                Operation::Update {
+                    container_id,
+                    update,
+                    label_hash,
+                    ..
+                },
+            ..
+        }] => (container_id, update, label_hash),
+        other => panic!("one update expected: {other:?}"),
+    }
+}
+
+#[test]
+fn a_memory_change_is_an_update_in_place() {
+    let before = declared("a=service|Image|app:1|MaxMemory|256M\nb=service|Image|app:1\n");
+    let after = declared("a=service|Image|app:1|MaxMemory|512M\nb=service|Image|app:1\n");
+    let p = plan(&after, &converged(&before), now());
+    let (id, update, label_hash) = planned_update(&p);
+    assert_eq!(id, "id-a");
+    assert_eq!(update.memory, Some(512 << 20));
+    assert_eq!(label_hash, before.specs["a"].spec_hash);
+    let a = &p.actions[0];
+    assert_eq!(a.kind().as_str(), "update");
+    assert_eq!(a.reason, "MaxMemory 256M → 512M, in place");
+    assert_eq!(a.spec_hash(), Some(after.specs["a"].spec_hash.as_str()));
+    assert!(!a.starts(), "an update starts nothing");
+    let json = serde_json::to_value(a).expect("json");
+    assert_eq!(json["kind"], "update");
+    assert_eq!(json["container_id"], "id-a");
+}
+
+#[test]
+fn cpu_and_restart_changes_are_updates_too_and_adding_a_limit_is() {
+    let before = declared("a=service|Image|app:1|Restart|always\n");
+    let after = declared("a=service|Image|app:1|Restart|on-failure:3|MaxCpu|0.5|MaxMemory|64M\n");
+    let p = plan(&after, &converged(&before), now());
+    let (_, update, _) = planned_update(&p);
+    assert_eq!(
+        update,
+        &ContainerUpdate {
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            restart: "on-failure".into(),
+            restart_max_retries: Some(3),
+        }
+    );
+}
+
+#[test]
+fn lifting_a_limit_recreates_because_the_engine_cannot() {
+    let before = declared("a=service|Image|app:1|MaxMemory|256M\n");
+    let after = declared("a=service|Image|app:1\n");
+    let p = plan(&after, &converged(&before), now());
+    assert_eq!(summary(&p), ["3 recreate a"]);
+    assert_eq!(p.actions[0].reason, "MaxMemory 256M → (no limit)");
+}
+
+#[test]
+fn memory_with_an_image_or_a_command_change_recreates() {
+    let before = declared("a=service|Image|app:1|MaxMemory|256M\n");
+    for after in [
+        "a=service|Image|app:2|MaxMemory|512M\n",
+        "a=service|Image|app:1|MaxMemory|512M|Command|sleep 9\n",
+    ] {
+        let after = declared(after);
+        let p = plan(&after, &converged(&before), now());
+        assert_eq!(p.actions.len(), 1, "{:?}", summary(&p));
+        assert_eq!(p.actions[0].kind(), ActionKind::Recreate);
+        assert!(
+            p.actions[0].reason.contains("MaxMemory 256M → 512M"),
+            "{}",
+            p.actions[0].reason
+        );
+    }
+    // The tag moved under the container: a new container is needed anyway.
+    let after = declared("a=service|Image|app:1|MaxMemory|512M\n");
+    let mut observed = converged(&before);
+    observed.images.insert("app:1".into(), "sha256:3333".into());
+    let p = plan(&after, &observed, now());
+    assert_eq!(p.actions[0].kind(), ActionKind::Recreate);
+    assert!(
+        p.actions[0].reason.contains("image app:1 now is"),
+        "{}",
+        p.actions[0].reason
+    );
+}
+
+fn applied(before: &Declared, after: &Declared) -> AppliedUpdate {
+    AppliedUpdate {
+        label_hash: before.specs["a"].spec_hash.clone(),
+        spec_hash: after.specs["a"].spec_hash.clone(),
+        update: ContainerUpdate::of(&after.specs["a"].config),
+    }
+}
+
+#[test]
+fn an_update_recorded_in_state_is_what_the_container_runs() {
+    let before = declared("a=service|Image|app:1|MaxMemory|256M\n");
+    let mut after = declared("a=service|Image|app:1|MaxMemory|512M\n");
+    after
+        .updates
+        .insert("id-a".into(), applied(&before, &after));
+    let observed = converged(&before);
+    assert!(plan(&after, &observed, now()).is_empty());
+
+    // Back to what the labels say: an update again, from the recorded spec.
+    let mut back = before.clone();
+    back.updates = after.updates.clone();
+    let p = plan(&back, &observed, now());
+    let (_, update, _) = planned_update(&p);
+    assert_eq!(update.memory, Some(256 << 20));
+    assert_eq!(p.actions[0].reason, "MaxMemory 512M → 256M, in place");
+
+    // Then a recreate-only change: the reason starts from the recorded spec.
+    let mut command = declared("a=service|Image|app:1|MaxMemory|512M|Command|sleep 9\n");
+    command.updates = after.updates.clone();
+    let p = plan(&command, &observed, now());
+    assert_eq!(p.actions[0].kind(), ActionKind::Recreate);
+    assert_eq!(p.actions[0].reason, "Command changed (not shown)");
+}
+
+#[test]
+fn a_recorded_update_over_other_labels_is_ignored() {
+    let before = declared("a=service|Image|app:1|MaxMemory|256M\n");
+    let mut after = declared("a=service|Image|app:1|MaxMemory|512M\n");
+    let mut stale = applied(&before, &after);
+    stale.label_hash = "an-older-container-spec".into();
+    after.updates.insert("id-a".into(), stale);
+    let p = plan(&after, &converged(&before), now());
+    let (_, update, _) = planned_update(&p);
+    assert_eq!(update.memory, Some(512 << 20));
+
+    // Recorded for another container (the one before a recreate): ignored.
+    let mut other = declared("a=service|Image|app:1|MaxMemory|512M\n");
+    other
+        .updates
+        .insert("id-gone".into(), applied(&before, &other));
+    assert_eq!(plan(&other, &converged(&before), now()).actions.len(), 1);
+}
+
+#[test]
+fn a_stopped_container_is_updated_only_when_it_stays_stopped() {
+    let before = declared("a=service|Image|app:1|MaxMemory|256M|status|disabled\n");
+    let after = declared("a=service|Image|app:1|MaxMemory|512M|status|disabled\n");
+    let p = plan(&after, &converged(&before), now());
+    planned_update(&p);
+
+    // It should run but has stopped: recreated and started, as before.
+    let before = declared("a=service|Image|app:1|MaxMemory|256M|Restart|no\n");
+    let after = declared("a=service|Image|app:1|MaxMemory|512M|Restart|no\n");
+    let mut observed = converged(&before);
+    observed.containers[0].state = "exited".into();
+    let p = plan(&after, &observed, now());
+    assert_eq!(p.actions[0].kind(), ActionKind::Recreate);
+    assert!(p.actions[0].starts());
 }
 
 #[test]
@@ -239,7 +404,7 @@ fn invalid_record_leaves_its_container_and_the_others_apply() {
     assert_eq!(summary(&p).len(), 1);
     assert_eq!(
         (p.actions[0].kind(), p.actions[0].record.as_str()),
-        (ActionKind::Recreate, "b")
+        (ActionKind::Update, "b")
     );
     assert_eq!(p.problems.len(), 1);
     let msg = &p.problems[0].message;
@@ -432,7 +597,7 @@ fn a_container_keeps_its_volume_from_the_old_naming() {
         summary(&plan)
     );
     // A real change recreates it, still on the old volume.
-    let changed = declared("a_b=service|Image|app:1|MountPath|/c|MaxMemory|64M\n");
+    let changed = declared("a_b=service|Image|app:1|MountPath|/c|Command|sleep 9\n");
     let plan = super::plan(&changed, &observed, now());
     assert_eq!(summary(&plan), vec!["3 recreate a_b"]);
     let config = plan.actions[0].config().expect("config");

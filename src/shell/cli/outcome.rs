@@ -24,7 +24,14 @@ pub fn line(o: &Outcome) -> Line {
             o.record,
             o.reason
         )),
-        Some(e) => Line::Failed(format!("FAILED {} {}: {e}", o.kind.as_str(), o.record)),
+        Some(e) => match &o.refused {
+            Some(why) => Line::Failed(format!(
+                "FAILED {} {}: update refused by the engine: {why}; recreate failed: {e}",
+                o.kind.as_str(),
+                o.record
+            )),
+            None => Line::Failed(format!("FAILED {} {}: {e}", o.kind.as_str(), o.record)),
+        },
     }
 }
 
@@ -60,6 +67,7 @@ mod tests {
             reason: "start by console".into(),
             error: error.map(str::to_string),
             started: None,
+            refused: None,
         }
     }
 
@@ -72,6 +80,30 @@ mod tests {
         assert_eq!(
             line(&outcome(Some("conflict: name in use"))),
             Line::Failed("FAILED start web: conflict: name in use".into())
+        );
+    }
+
+    #[test]
+    fn an_update_the_engine_refused_names_the_refusal_and_the_recreate() {
+        let mut o = outcome(None);
+        o.kind = ActionKind::Update;
+        o.reason =
+            "MaxMemory 64M → 8M, in place; update refused by the engine: no; recreated".into();
+        o.refused = Some("no".into());
+        assert_eq!(
+            line(&o),
+            Line::Done(
+                "update         web: MaxMemory 64M → 8M, in place; update refused by the engine: no; recreated"
+                    .into()
+            )
+        );
+        o.error = Some("conflict: name in use".into());
+        assert_eq!(
+            line(&o),
+            Line::Failed(
+                "FAILED update web: update refused by the engine: no; recreate failed: conflict: name in use"
+                    .into()
+            )
         );
     }
 }

@@ -18,8 +18,8 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 
 use super::{
-    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind, ObservedContainer,
-    ObservedState, RegistryLogin, LABEL_MANAGED,
+    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind,
+    ObservedContainer, ObservedState, RegistryLogin, LABEL_MANAGED,
 };
 
 /// Seconds a single API call may take. A stop call waits for the grace
@@ -430,7 +430,11 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn update_container(&self, id: &str, update: &ContainerUpdate) -> Result<(), EngineError> {
+    async fn update_container(
+        &self,
+        id: &str,
+        update: &ContainerUpdate,
+    ) -> Result<(), EngineError> {
         let body = create::update_body(update)?;
         self.count();
         match self.docker.update_container(id, body).await {

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HostConfig, Mount as DockerMount, MountType,
-    NetworkingConfig, PortBinding as DockerPortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HostConfig, Mount as DockerMount,
+    MountType, NetworkingConfig, PortBinding as DockerPortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 
 use crate::engine::{ContainerConfig, ContainerUpdate, EngineError, MountKind, NetworkAttachment};

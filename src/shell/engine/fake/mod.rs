@@ -37,8 +37,9 @@ use std::sync::{Mutex, MutexGuard};
 use futures_util::StreamExt;
 
 use super::{
-    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind, NetworkAttachment,
-    ObservedContainer, ObservedState, RegistryLogin, LABEL_INSTANCE, LABEL_MANAGED,
+    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind,
+    NetworkAttachment, ObservedContainer, ObservedState, RegistryLogin, LABEL_INSTANCE,
+    LABEL_MANAGED,
 };
 
 /// An operation of the [`Engine`] trait, to inject a failure into.
@@ -675,7 +676,11 @@ impl Engine for FakeEngine {
         })
     }
 
-    async fn update_container(&self, id: &str, update: &ContainerUpdate) -> Result<(), EngineError> {
+    async fn update_container(
+        &self,
+        id: &str,
+        update: &ContainerUpdate,
+    ) -> Result<(), EngineError> {
         self.count(1);
         self.act(format!("update {id}"), |s| {
             s.check(Op::Update, id)?;
