@@ -443,4 +443,130 @@ mod tests {
         let rendered: Vec<&String> = report.diffs.values().map(|(_, new)| new).collect();
         assert_eq!(rendered, ["example.com app\n"]);
     }
+
+    /// A sandbox config with one record `app` of `line`'s properties.
+    fn sandbox(root: &Path, line: &str) -> Config {
+        write(
+            &root.join("berth.toml"),
+            "db_dir = \"db\"\nstate_dir = \"state\"\ntemplates_dir = \"t\"\n\
+             templates_custom_dir = \"c\"\noutput_root = \"out\"\ninstance = \"t\"\n",
+        );
+        write(&root.join("db/docker_containers"), line);
+        Config::locate(Some(&root.join("berth.toml"))).expect("config")
+    }
+
+    async fn pass(config: &Config, engine: &FakeEngine, state: &State) -> PassReport {
+        let snapshot = Snapshot::read(&config.db_dir);
+        let input = PassInput {
+            snapshot: &snapshot,
+            trigger: "test",
+            at: SystemTime::now(),
+            allow_mass_removal: false,
+        };
+        let report = run_pass(
+            config,
+            engine,
+            Some(state),
+            input,
+            &AtomicBool::new(false),
+            |_| {},
+        )
+        .await
+        .expect("pass");
+        assert_eq!(report.failed_actions(), 0, "{:?}", report.outcomes);
+        report
+    }
+
+    fn kinds(report: &PassReport) -> Vec<&'static str> {
+        report.outcomes.iter().map(|o| o.kind.as_str()).collect()
+    }
+
+    /// In place, recorded, then nothing; a crash between the update and
+    /// its record is updated again, never recreated; a refusal recreates
+    /// in the same pass, and the record of the container it replaced goes.
+    #[tokio::test]
+    async fn an_update_in_place_is_recorded_survives_a_crash_and_falls_back_when_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let config = sandbox(root, "app=service|Image|img:1|MaxMemory|64M\n");
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        engine.add_image("img:1", "sha256:1");
+        assert_eq!(
+            kinds(&pass(&config, &engine, &state).await),
+            ["create-network", "create"]
+        );
+        let id = engine.id_of("app").expect("created");
+        let memory = || engine.config_of("app").and_then(|c| c.memory);
+
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1|MaxMemory|128M\n",
+        );
+        let report = pass(&config, &engine, &state).await;
+        assert_eq!(kinds(&report), ["update"]);
+        assert_eq!(report.outcomes[0].reason, "MaxMemory 64M → 128M, in place");
+        assert_eq!(report.plan.actions[0].kind.as_str(), "update");
+        assert_eq!(engine.id_of("app"), Some(id.clone()), "same container");
+        assert_eq!(memory(), Some(128 << 20));
+        assert!(state.updates().expect("updates").contains_key(&id));
+        assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
+
+        // kill -9 after the engine took the update, before state.db did:
+        // the update is made again (the same values), not a recreate.
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1|MaxMemory|256M\n",
+        );
+        let applied = crate::model::ContainerUpdate {
+            memory: Some(256 << 20),
+            nano_cpus: None,
+            restart: "unless-stopped".into(),
+            restart_max_retries: None,
+        };
+        engine
+            .update_container(&id, &applied)
+            .await
+            .expect("update");
+        engine.clear_log();
+        assert_eq!(kinds(&pass(&config, &engine, &state).await), ["update"]);
+        assert_eq!(engine.id_of("app"), Some(id.clone()));
+        assert!(
+            !engine.actions().iter().any(|a| a.starts_with("create")),
+            "{:?}",
+            engine.actions()
+        );
+        assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
+
+        // Below what it uses: refused, so recreated in this pass.
+        engine.set_memory_usage(&id, 200 << 20);
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1|MaxMemory|32M\n",
+        );
+        let report = pass(&config, &engine, &state).await;
+        assert_eq!(kinds(&report), ["update"]);
+        let outcome = &report.outcomes[0];
+        assert!(outcome.refused.is_some());
+        assert!(
+            outcome
+                .reason
+                .starts_with("MaxMemory 256M → 32M, in place; update refused by the engine: ")
+                && outcome.reason.ends_with("; recreated"),
+            "{}",
+            outcome.reason
+        );
+        let new_id = engine.id_of("app").expect("recreated");
+        assert_ne!(new_id, id);
+        assert_eq!(memory(), Some(32 << 20));
+        assert_eq!(
+            engine.container("app").map(|c| c.state),
+            Some("running".into())
+        );
+        assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
+        assert!(
+            state.updates().expect("updates").is_empty(),
+            "the replaced container's record is pruned"
+        );
+    }
 }
