@@ -23,9 +23,9 @@ fn converges_at_start_and_reacts_to_edits_removals_and_sighup() {
         s.memory("web") == Some(64 << 20) && s.memory("db").is_some()
     });
 
-    // An edit through the db command: the container is recreated.
+    // An edit through the db command: the container is updated in place.
     s.setprop("web", "MaxMemory", "96M");
-    wait_for("web recreated with 96M", Some(&d), || {
+    wait_for("web updated to 96M", Some(&d), || {
         s.memory("web") == Some(96 << 20)
     });
 

@@ -238,17 +238,22 @@ fn a_change_recreates_only_the_changed_container_and_keeps_its_data() {
         "echo precious > /data/file",
     ]);
 
-    s.db(&["setprop", &s.name("a"), "MaxMemory", "128M"]);
+    // A Command change needs a new container (a memory change alone is
+    // made in place: tests/inplace_docker.rs).
+    s.db(&["setprop", &s.name("a"), "Command", "sleep 3601"]);
     let plan = String::from_utf8_lossy(&s.berth(&["plan"]).stdout).into_owned();
     assert_eq!(
         plan,
-        format!("recreate       {}: MaxMemory 64M → 128M\n", s.name("a"))
+        format!(
+            "recreate       {}: Command changed (not shown)\n",
+            s.name("a")
+        )
     );
     s.apply_ok();
     let (a2, b2) = (id_of(&s, "a"), id_of(&s, "b"));
     assert_ne!(a1, a2, "a recreated");
     assert_eq!(b1, b2, "b untouched");
-    assert_eq!(s.inspect("a")["HostConfig"]["Memory"], 128 << 20);
+    assert_eq!(s.inspect("a")["Config"]["Cmd"][1], "3601");
     assert_eq!(text(&s.inspect("a")["State"]["Status"]), "running");
     let data = docker_ok(&["exec", &s.name("a"), "cat", "/data/file"]);
     assert_eq!(data.trim(), "precious", "the volume survived the recreate");

@@ -443,8 +443,11 @@ impl Engine for DockerEngine {
             // 400 (a limit it does not take), 409, and 500 (runc could not
             // set a memory limit below what the container uses now): the
             // engine said no to this change, which a recreate can still make.
+            // runc's answer spans lines: one line, for the outcome line.
             Err(BollardError::DockerResponseServerError { message, .. }) => {
-                Err(EngineError::UpdateRefused(message.trim().to_string()))
+                Err(EngineError::UpdateRefused(
+                    message.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
             }
             Err(e) => Err(self.error(e)),
         }
