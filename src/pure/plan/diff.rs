@@ -43,7 +43,7 @@ pub fn describe_configs(old: Option<&ContainerConfig>, new: &ContainerConfig) ->
             changed.join(",")
         ));
     }
-    field(&mut out, "ports", ports(&old), ports(new));
+    field(&mut out, "ports", ports(old), ports(new));
     field(
         &mut out,
         "network",
@@ -57,8 +57,8 @@ pub fn describe_configs(old: Option<&ContainerConfig>, new: &ContainerConfig) ->
         memory(new.memory),
     );
     field(&mut out, "MaxCpu", cpus(old.nano_cpus), cpus(new.nano_cpus));
-    field(&mut out, "Restart", restart(&old), restart(new));
-    field(&mut out, "mounts", mounts(&old), mounts(new));
+    field(&mut out, "Restart", restart(old), restart(new));
+    field(&mut out, "mounts", mounts(old), mounts(new));
     if out.is_empty() {
         out.push("spec changed".into());
     }

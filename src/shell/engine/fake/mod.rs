@@ -19,6 +19,9 @@
 //!   one labelled managed + instance, and on a duplicate name removes the
 //!   younger networks of this instance, failing with a conflict when one it
 //!   may not remove (another owner's, or one a running container uses) is left;
+//! - updates: an in-place update changes the container's config, and is
+//!   refused below the memory a test said it uses (`set_memory_usage`), as
+//!   runc refuses it;
 //! - images: a build, import or load records an image with an ID and tags
 //!   it (a failed build leaves the tag where it was), save writes a tar that
 //!   load reads back, push needs the tag locally, removing a tag a
