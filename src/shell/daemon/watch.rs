@@ -141,6 +141,61 @@ mod tests {
             .collect()
     }
 
+    /// The real watcher on a real folder: `berth db`'s write is told only
+    /// as whole; a file written in place is mid-write until it is closed.
+    #[test]
+    fn real_writes_are_told_whole_only_when_they_are() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("db")).expect("db dir");
+        let config_path = dir.path().join("berth.toml");
+        std::fs::write(
+            &config_path,
+            "db_dir = \"db\"\nstate_dir = \"state\"\ntemplates_dir = \"t\"\n\
+             templates_custom_dir = \"tc\"\n",
+        )
+        .expect("config");
+        let config = Config::locate(Some(&config_path)).expect("config");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _watch = FolderWatch::start(&config, tx).expect("watch");
+        let db = config.db_dir.join("docker_containers");
+        let mut told = || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut seen = Vec::new();
+            while let Ok(event) = rx.try_recv() {
+                seen.push(match event {
+                    Event::FilesChanged(p) if Path::new(&p) == db => "whole",
+                    Event::FileWriting(p) if Path::new(&p) == db => "writing",
+                    other => panic!("{other:?}"),
+                });
+            }
+            seen
+        };
+
+        crate::db::update(&db, |d| d.set_record("app", "service", [("Image", "img:1")]))
+            .expect("berth db's write");
+        let seen = told();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|e| *e == "whole"),
+            "{seen:?}"
+        );
+
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&db)
+            .expect("open");
+        file.write_all(b"app=service|Ima").expect("write");
+        let seen = told();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|e| *e == "writing"),
+            "{seen:?}"
+        );
+        file.write_all(b"ge|img:2\n").expect("write");
+        drop(file);
+        assert_eq!(told().last(), Some(&"whole"), "closed by its writer");
+    }
+
     #[test]
     fn a_file_is_whole_only_once_renamed_into_place_closed_or_removed() {
         let db = "/db/docker_containers";
