@@ -251,7 +251,8 @@ async fn a_single_edit_after_quiet_starts_its_pass_at_once() {
 async fn a_burst_of_a_hundred_edits_costs_a_handful_of_passes_and_the_last_sees_the_last() {
     let s = Sandbox::new("app=service|Image|img:0\n");
     for i in 0..=100 {
-        s.fake.add_image(&format!("img:{i}"), &format!("sha256:{i}"));
+        s.fake
+            .add_image(&format!("img:{i}"), &format!("sha256:{i}"));
     }
     let (daemon, tx) = s.daemon(SystemTime::now());
     let (stop, stopped) = oneshot::channel();
@@ -265,7 +266,10 @@ async fn a_burst_of_a_hundred_edits_costs_a_handful_of_passes_and_the_last_sees_
             tx.send(Event::FilesChanged(db.clone())).expect("send");
             if i == 1 {
                 let took = nth_pass_after(&s, 2, began).await;
-                assert!(took <= Duration::from_millis(5), "the first at once: {took:?}");
+                assert!(
+                    took <= Duration::from_millis(5),
+                    "the first at once: {took:?}"
+                );
             }
             sleep(Duration::from_millis(10)).await;
         }
@@ -284,7 +288,8 @@ async fn a_burst_of_a_hundred_edits_costs_a_handful_of_passes_and_the_last_sees_
 async fn an_edit_and_an_apply_during_a_pass_get_a_pass_after_it() {
     let s = Sandbox::new("app=service|Image|img:0\n");
     for i in 0..4 {
-        s.fake.add_image(&format!("img:{i}"), &format!("sha256:{i}"));
+        s.fake
+            .add_image(&format!("img:{i}"), &format!("sha256:{i}"));
     }
     let (daemon, tx) = s.daemon(SystemTime::now());
     let (stop, stopped) = oneshot::channel();

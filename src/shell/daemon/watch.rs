@@ -172,8 +172,10 @@ mod tests {
             seen
         };
 
-        crate::db::update(&db, |d| d.set_record("app", "service", [("Image", "img:1")]))
-            .expect("berth db's write");
+        crate::db::update(&db, |d| {
+            d.set_record("app", "service", [("Image", "img:1")])
+        })
+        .expect("berth db's write");
         let seen = told();
         assert!(
             !seen.is_empty() && seen.iter().all(|e| *e == "whole"),
@@ -219,7 +221,10 @@ mod tests {
             told(rename(RenameMode::Both), &[db, "/db/docker_containers~"]),
             [format!("writing {db}")]
         );
-        assert_eq!(told(rename(RenameMode::From), &[db]), [format!("writing {db}")]);
+        assert_eq!(
+            told(rename(RenameMode::From), &[db]),
+            [format!("writing {db}")]
+        );
         assert_eq!(
             told(EventKind::Create(CreateKind::File), &[db]),
             [format!("writing {db}")]
