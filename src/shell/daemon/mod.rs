@@ -25,6 +25,7 @@ mod tcp_api;
 mod tests;
 mod watch;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -400,30 +401,31 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
     /// comes until then; the pass's trigger is the latest event's.
     ///
     /// After quiet, the first event starts the pass at once. That is safe
-    /// for the files because a pass is only ever told of a file that is
-    /// whole or about to be: `berth db` (and `sed -i`, most tools) write a
-    /// temp file, whose own events are ignored, and rename it into place,
-    /// so the event for the db's name comes after the rename and the pass
-    /// reads the new file whole. A file written in place (nano, `cat >`,
-    /// an editor that truncates) is seen as [`Event::FileWriting`] before
-    /// its writer closes it: a pass then could read it empty or cut at
-    /// a write (records missing, so their containers removed and the
-    /// templates rendered without them), so those events hold the pass
-    /// until every such file is closed or renamed into place (or today's
-    /// quiet, for a writer that never says it is done). And a pass that
-    /// still read an older version converges: every later event makes
-    /// another pass, and each pass reads everything again.
+    /// for the files because no pass reads a file mid-write. `berth db`
+    /// writes a temp file, whose own events the watch ignores, and renames
+    /// it into place: the first event for the db's name comes after the
+    /// rename, and the pass reads the new file whole. A file written in
+    /// place (nano, `cat >`, an editor that truncates) is told as
+    /// [`Event::FileWriting`] until its writer closes it; read then, it
+    /// could be empty or cut at a write (records missing: their containers
+    /// removed, templates rendered without them), so the pass waits until
+    /// every such file is closed or renamed into place, or for [`QUIET`]
+    /// with no event (a writer that never says it is done). A pass that
+    /// starts before a change lands (another tool's temp file, closed
+    /// before its rename) reads the old file whole, and the change's own
+    /// event makes another pass: each pass reads everything again, so the
+    /// loop converges.
     ///
-    /// Not after quiet (the last pass ended less than [`QUIET`] ago),
-    /// events are gathered until [`QUIET`] passes with none, at most
-    /// [`MAX_DELAY`] after `first`: so a burst costs its first pass, then
-    /// one pass per [`MAX_DELAY`] at most while it lasts, and one after.
+    /// When the last pass ended less than [`QUIET`] ago, events are
+    /// gathered until [`QUIET`] passes with none, at most [`MAX_DELAY`]
+    /// after `first`: so a burst costs its first pass, then at most one
+    /// pass per [`MAX_DELAY`] while it lasts, and one after it.
     async fn gather(&mut self, first: Event) {
         let began = Instant::now();
         let leading = began >= self.quiet_from;
         // Files being written in place, on the leading edge only: later
         // passes wait for quiet anyway.
-        let mut writing = std::collections::HashSet::new();
+        let mut writing = HashSet::new();
         let mut trigger = self.take(first, &mut writing);
         while !(leading && writing.is_empty()) {
             let quiet_until = (Instant::now() + QUIET).min(began + MAX_DELAY);
@@ -439,7 +441,7 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
 
     /// Applies one event to the loop's state, noting in `writing` the files
     /// written in place and not yet closed; returns the trigger it makes.
-    fn take(&mut self, event: Event, writing: &mut std::collections::HashSet<String>) -> Trigger {
+    fn take(&mut self, event: Event, writing: &mut HashSet<String>) -> Trigger {
         match event {
             Event::FilesChanged(what) => {
                 writing.remove(&what);
