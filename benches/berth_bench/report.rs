@@ -613,7 +613,7 @@ pub fn table(r: &Results) -> String {
     let acting = rr.get(Tool::Berth, Job::OneChangeActing);
     if !acting.is_empty() {
         t.push_str(&format!(
-            "\nOne container changed, berth: {} in all, of which {} between the journal's begin and end of the pass (the recreate's five engine calls and their journal lines; the floor's five calls took {}).\n",
+            "\nOne container's memory changed, berth: {} in all, of which {} between the journal's begin and end of the pass (one update call and its journal lines; the floor's recreate, five calls, took {}).\n",
             rr.get(Tool::Berth, Job::OneChange).show(),
             acting.show(),
             rr.get(Tool::Floor, Job::OneChange).show()
