@@ -271,7 +271,10 @@ pub fn of(r: &Results) -> Json<'_> {
                         berth: t.get(Tool::Berth, job),
                         compose: t.get(Tool::Compose, job),
                         floor: t.get(Tool::Floor, job),
-                        ratio_compose: Ratio::of(t.get(Tool::Berth, job), t.get(Tool::Compose, job)),
+                        ratio_compose: Ratio::of(
+                            t.get(Tool::Berth, job),
+                            t.get(Tool::Compose, job),
+                        ),
                         ratio_floor: Ratio::of(t.get(Tool::Berth, job), t.get(Tool::Floor, job)),
                     })
                 };

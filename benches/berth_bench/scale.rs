@@ -67,9 +67,13 @@ pub fn run(
         let config = Config::load(&dir.join("berth.toml"))?;
         let engine = rt.block_on(DockerEngine::connect(&config.docker_host))?;
         let docker = rt.block_on(async {
-            bollard::Docker::connect_with_unix(host::DEFAULT_SOCKET, 300, bollard::API_DEFAULT_VERSION)?
-                .negotiate_version()
-                .await
+            bollard::Docker::connect_with_unix(
+                host::DEFAULT_SOCKET,
+                300,
+                bollard::API_DEFAULT_VERSION,
+            )?
+            .negotiate_version()
+            .await
         })?;
         let ctx = Ctx {
             dir,
