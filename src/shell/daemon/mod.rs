@@ -5,6 +5,12 @@
 //! schedule or back-off end, an engine retry). Events only make the next
 //! full pass come sooner; a pass runs at least every `resync_seconds`.
 //!
+//! Bursts are gathered on the leading edge: when the loop has been quiet
+//! for [`QUIET`], the first event starts a pass at once (unless a file is
+//! still being written in place: then its writer's close does); what comes
+//! during that pass or in the [`QUIET`] after it is gathered into the next
+//! one (quiet for [`QUIET`], at most [`MAX_DELAY`] after the first of it).
+//!
 //! The loop is generic over the [`Engine`] and how it connects
 //! ([`connect::Connect`]), and reads the wall clock through a [`WallClock`],
 //! so its tests (`tests.rs`) drive it in-process on a fake engine and
@@ -19,6 +25,7 @@ mod tcp_api;
 mod tests;
 mod watch;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -37,10 +44,12 @@ use crate::state::{State, StateError};
 use connect::{Connect, DockerConnect};
 use engine_link::EngineLink;
 
-/// After the first event of a burst, wait this long for quiet before a pass,
-/// so a burst of edits costs a pass or two, not one per edit.
+/// The loop is quiet this long after its last pass ended; the first event
+/// after that starts a pass at once. Events sooner than that are gathered
+/// until this long passes with none, so a burst of edits costs a handful of
+/// passes, not one per edit.
 const QUIET: Duration = Duration::from_millis(100);
-/// ...but never longer than this after the first event.
+/// ...but never longer than this after the first event gathered.
 const MAX_DELAY: Duration = Duration::from_millis(500);
 /// How often old journal rows, events and builds are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -57,8 +66,14 @@ pub type PassReply = Result<PassReport, Arc<PassError>>;
 /// Everything from outside the loop that can make berthd act.
 #[derive(Debug)]
 pub enum Event {
-    /// Something changed in the db or template folders.
+    /// A file in the db or template folders is whole in its new state: a
+    /// file renamed into place (how `berth db` writes), closed by its
+    /// writer, removed, or its mode changed.
     FilesChanged(String),
+    /// A file there is being written in place or was moved away (created,
+    /// written to, renamed elsewhere): its writer may not be done, so what
+    /// a pass read now could be cut short.
+    FileWriting(String),
     /// A managed container changed in the engine (`die app`), or the event
     /// stream came back after the engine was away.
     Docker(String),
@@ -278,6 +293,9 @@ pub struct Daemon<E: Engine + 'static, C: Connect<E>> {
     /// An admin's confirmation, for the next pass only.
     allow_mass_removal: bool,
     due: Option<Trigger>,
+    /// QUIET after the last pass ended: from then on, an event starts a
+    /// pass at once.
+    quiet_from: Instant,
     timers: Timers,
     ready_sent: bool,
 }
@@ -311,6 +329,7 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             waiting: Vec::new(),
             allow_mass_removal: false,
             due: Some(Trigger::Start),
+            quiet_from: now,
             ready_sent: false,
         }
     }
@@ -344,6 +363,9 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
                 if !finished {
                     return;
                 }
+                // Events sent during the pass wait in the channel; they
+                // and what follows within QUIET go to the next pass.
+                self.quiet_from = Instant::now() + QUIET;
             }
             // Sleep until the next thing due: no polling for schedules.
             let (wake, timer) = self.next_timer();
@@ -375,28 +397,60 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         .unwrap_or((self.timers.resync, Trigger::Resync))
     }
 
-    /// Gathers the rest of a burst (quiet for [`QUIET`], at most
-    /// [`MAX_DELAY`] after `first`) into one pass; its trigger is the
-    /// latest event's.
+    /// Decides when the pass `first` asks for starts, taking what else
+    /// comes until then; the pass's trigger is the latest event's.
+    ///
+    /// After quiet, the first event starts the pass at once. That is safe
+    /// for the files because no pass reads a file mid-write. `berth db`
+    /// writes a temp file, whose own events the watch ignores, and renames
+    /// it into place: the first event for the db's name comes after the
+    /// rename, and the pass reads the new file whole. A file written in
+    /// place (nano, `cat >`, an editor that truncates) is told as
+    /// [`Event::FileWriting`] until its writer closes it; read then, it
+    /// could be empty or cut at a write (records missing: their containers
+    /// removed, templates rendered without them), so the pass waits until
+    /// every such file is closed or renamed into place, or for [`QUIET`]
+    /// with no event (a writer that never says it is done). A pass that
+    /// starts before a change lands (another tool's temp file, closed
+    /// before its rename) reads the old file whole, and the change's own
+    /// event makes another pass: each pass reads everything again, so the
+    /// loop converges.
+    ///
+    /// When the last pass ended less than [`QUIET`] ago, events are
+    /// gathered until [`QUIET`] passes with none, at most [`MAX_DELAY`]
+    /// after `first`: so a burst costs its first pass, then at most one
+    /// pass per [`MAX_DELAY`] while it lasts, and one after it.
     async fn gather(&mut self, first: Event) {
-        let mut trigger = self.take(first);
         let began = Instant::now();
-        loop {
+        let leading = began >= self.quiet_from;
+        // Files being written in place, on the leading edge only: later
+        // passes wait for quiet anyway.
+        let mut writing = HashSet::new();
+        let mut trigger = self.take(first, &mut writing);
+        while !(leading && writing.is_empty()) {
             let quiet_until = (Instant::now() + QUIET).min(began + MAX_DELAY);
             let more = tokio::select! {
                 more = self.events.recv() => more,
                 () = sleep_until(quiet_until) => None,
             };
             let Some(event) = more else { break };
-            trigger = self.take(event);
+            trigger = self.take(event, &mut writing);
         }
         self.due = Some(trigger);
     }
 
-    /// Applies one event to the loop's state; returns the trigger it makes.
-    fn take(&mut self, event: Event) -> Trigger {
+    /// Applies one event to the loop's state, noting in `writing` the files
+    /// written in place and not yet closed; returns the trigger it makes.
+    fn take(&mut self, event: Event, writing: &mut HashSet<String>) -> Trigger {
         match event {
-            Event::FilesChanged(what) => Trigger::FilesChanged(what),
+            Event::FilesChanged(what) => {
+                writing.remove(&what);
+                Trigger::FilesChanged(what)
+            }
+            Event::FileWriting(what) => {
+                writing.insert(what.clone());
+                Trigger::FilesChanged(what)
+            }
             Event::Docker(what) => Trigger::Docker(what),
             Event::Pass {
                 trigger,

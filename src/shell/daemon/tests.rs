@@ -132,6 +132,23 @@ impl Sandbox {
         passes
     }
 
+    /// The db's path, as the folder watch names it.
+    fn db(&self) -> String {
+        self.dir
+            .path()
+            .join("db/docker_containers")
+            .display()
+            .to_string()
+    }
+
+    /// The image reference `name`'s container was made with.
+    fn image(&self, name: &str) -> String {
+        self.fake
+            .container(name)
+            .map(|c| c.image)
+            .unwrap_or_default()
+    }
+
     fn running(&self, name: &str) -> bool {
         self.fake.container(name).is_some_and(|c| c.is_running())
     }
@@ -158,40 +175,208 @@ async fn drive<F: std::future::Future<Output = ()>>(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_burst_of_edits_is_gathered_into_one_pass() {
+async fn a_burst_of_edits_costs_its_first_pass_and_one_gathered() {
     let s = Sandbox::new("");
     let (daemon, tx) = s.daemon(SystemTime::now());
     let (stop, stopped) = oneshot::channel();
-    let db = s
-        .dir
-        .path()
-        .join("db/docker_containers")
-        .display()
-        .to_string();
+    let db = s.db();
     drive(daemon, stopped, async {
         sleep(Duration::from_secs(1)).await;
         assert_eq!(s.passes(), ["start"]);
-        // Five edits 50 ms apart, each sooner than the quiet time.
+        // Five edits 50 ms apart, each sooner than the quiet time: the
+        // first starts a pass at once, the rest are gathered.
         for i in 0..5 {
             s.declare(&format!("app=service|Image|{IMAGE}|Note|{i}\n"));
             tx.send(Event::FilesChanged(db.clone())).expect("send");
             sleep(Duration::from_millis(50)).await;
         }
         // 50 ms after the last edit: still gathering.
-        assert_eq!(s.passes(), ["start"]);
+        assert_eq!(s.passes().len(), 2, "{:?}", s.passes());
         sleep(Duration::from_millis(100)).await;
         let after = s.passes();
-        assert_eq!(after.len(), 2, "one pass for the burst: {after:?}");
-        assert_eq!(after[1], format!("file changed: {db}"));
+        assert_eq!(after.len(), 3, "one more pass for the rest: {after:?}");
+        assert_eq!(after[2], format!("file changed: {db}"));
         assert!(s.running("app"));
-        // A burst that never goes quiet still gets a pass within 500 ms.
+        // Right after that pass, a burst that never goes quiet still gets
+        // a pass within 500 ms.
         for _ in 0..12 {
             tx.send(Event::Docker("die app".into())).expect("send");
             sleep(Duration::from_millis(50)).await;
         }
         let after = s.passes();
-        assert_eq!(after.len(), 3, "{after:?}");
-        assert_eq!(after[2], "docker: die app");
+        assert_eq!(after.len(), 4, "{after:?}");
+        assert_eq!(after[3], "docker: die app");
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+/// How long after `since` the loop journals its `n`th pass (polled every
+/// millisecond of paused time, for at most a second).
+async fn nth_pass_after(s: &Sandbox, n: usize, since: Instant) -> Duration {
+    while s.passes().len() < n {
+        assert!(
+            since.elapsed() < Duration::from_secs(1),
+            "no pass {n}: {:?}",
+            s.passes()
+        );
+        sleep(Duration::from_millis(1)).await;
+    }
+    since.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_edit_after_quiet_starts_its_pass_at_once() {
+    let s = Sandbox::new(&format!("app=service|Image|{IMAGE}\n"));
+    s.fake.add_image("img:2", "sha256:img2");
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let db = s.db();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(s.passes(), ["start"]);
+        s.declare("app=service|Image|img:2\n");
+        let sent = Instant::now();
+        tx.send(Event::FilesChanged(db.clone())).expect("send");
+        let took = nth_pass_after(&s, 2, sent).await;
+        assert!(took <= Duration::from_millis(5), "no quiet wait: {took:?}");
+        assert_eq!(s.passes()[1], format!("file changed: {db}"));
+        assert_eq!(s.image("app"), "img:2", "the pass saw the edit");
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_a_hundred_edits_costs_a_handful_of_passes_and_the_last_sees_the_last() {
+    let s = Sandbox::new("app=service|Image|img:0\n");
+    for i in 0..=100 {
+        s.fake
+            .add_image(&format!("img:{i}"), &format!("sha256:{i}"));
+    }
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let db = s.db();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(s.passes(), ["start"]);
+        let began = Instant::now();
+        for i in 1..=100 {
+            s.declare(&format!("app=service|Image|img:{i}\n"));
+            tx.send(Event::FilesChanged(db.clone())).expect("send");
+            if i == 1 {
+                let took = nth_pass_after(&s, 2, began).await;
+                assert!(
+                    took <= Duration::from_millis(5),
+                    "the first at once: {took:?}"
+                );
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+        sleep(Duration::from_secs(1)).await;
+        let passes = s.passes();
+        let count = passes.len() - 1;
+        assert!(count <= 5, "{count} passes for 100 edits");
+        assert_eq!(s.image("app"), "img:100", "the last pass saw the last edit");
+        assert!(s.running("app"));
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_edit_and_an_apply_during_a_pass_get_a_pass_after_it() {
+    let s = Sandbox::new("app=service|Image|img:0\n");
+    for i in 0..4 {
+        s.fake
+            .add_image(&format!("img:{i}"), &format!("sha256:{i}"));
+    }
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let db = s.db();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        // Each recreate's stop of the old container takes a second.
+        s.fake.slow_stop(Duration::from_secs(1));
+        s.declare("app=service|Image|img:1\n");
+        tx.send(Event::FilesChanged(db.clone())).expect("send");
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(s.passes().len(), 2, "the pass for img:1 runs");
+        assert_eq!(s.image("app"), "img:0", "its stop is in flight");
+        // An edit while it runs: the pass after it sees it.
+        s.declare("app=service|Image|img:2\n");
+        tx.send(Event::FilesChanged(db.clone())).expect("send");
+        sleep(Duration::from_millis(2500)).await;
+        assert_eq!(s.passes().len(), 3, "{:?}", s.passes());
+        assert_eq!(s.image("app"), "img:2");
+
+        // An edit and an apply while a pass runs: the apply is answered by
+        // the pass after it, which saw the edit.
+        s.declare("app=service|Image|img:1\n");
+        tx.send(Event::FilesChanged(db.clone())).expect("send");
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(s.passes().len(), 4, "the pass for img:1 runs");
+        s.declare("app=service|Image|img:3\n");
+        tx.send(Event::FilesChanged(db.clone())).expect("send");
+        let (reply, answer) = oneshot::channel();
+        tx.send(Event::Pass {
+            trigger: "api apply".into(),
+            allow_mass_removal: false,
+            reply,
+        })
+        .expect("send");
+        let report = answer.await.expect("an answer").expect("a pass");
+        assert_eq!(report.trigger, "api apply", "not the pass it came during");
+        assert!(
+            report.outcomes.iter().any(|o| o.record == "app"),
+            "that pass saw the edit made during the first: {:?}",
+            report.outcomes
+        );
+        assert_eq!(s.passes().len(), 5, "{:?}", s.passes());
+        assert_eq!(s.image("app"), "img:3");
+        assert!(s.running("app"));
+        let _ = stop.send(());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_written_in_place_holds_the_pass_until_its_writer_closes_it() {
+    let s = Sandbox::new(&format!("app=service|Image|{IMAGE}\n"));
+    s.fake.add_image("img:2", "sha256:img2");
+    s.fake.add_image("img:3", "sha256:img3");
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    let db = s.db();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        // Truncated, then written in two parts: read in between, the db
+        // would say `app` is gone.
+        s.declare("");
+        tx.send(Event::FileWriting(db.clone())).expect("send");
+        sleep(Duration::from_millis(30)).await;
+        s.declare("app=service|Ima");
+        tx.send(Event::FileWriting(db.clone())).expect("send");
+        sleep(Duration::from_millis(30)).await;
+        assert_eq!(s.passes(), ["start"], "no pass while it is written");
+        s.declare("app=service|Image|img:2\n");
+        tx.send(Event::FileWriting(db.clone())).expect("send");
+        let closed = Instant::now();
+        tx.send(Event::FilesChanged(db.clone())).expect("send");
+        let took = nth_pass_after(&s, 2, closed).await;
+        assert!(took <= Duration::from_millis(5), "at its close: {took:?}");
+        assert_eq!(s.image("app"), "img:2");
+        // A writer that never says it is done: the quiet time.
+        sleep(Duration::from_secs(1)).await;
+        s.declare("app=service|Image|img:3\n");
+        let written = Instant::now();
+        tx.send(Event::FileWriting(db.clone())).expect("send");
+        let took = nth_pass_after(&s, 3, written).await;
+        assert!(
+            took >= Duration::from_millis(100) && took <= Duration::from_millis(105),
+            "{took:?}"
+        );
+        assert_eq!(s.image("app"), "img:3");
         let _ = stop.send(());
     })
     .await;
