@@ -3,6 +3,7 @@
 //!
 //!   berth_bench [--quick] [--n N] [--runs R] [--rest S] [--edits E]
 //!               [--json FILE] [--workdir DIR] [--pure]
+//!               [--scale N,N] [--scale-runs R] [--scale-only]
 //!
 //! Each figure is the median of R runs with its min–max spread; ratios are
 //! taken pair by pair (run i of berth over run i of the peer), and the
@@ -11,7 +12,8 @@
 //! also on error, panic, SIGINT or SIGTERM.
 //!
 //! This file only wires the parts: [`args`], the timed [`rounds`] per tool,
-//! the API-call [`calls`], the [`daemon_round`], the [`pure`] code, and the
+//! the API-call [`calls`], the [`daemon_round`], the [`pure`] code, the
+//! rounds at [`scale`], and the
 //! [`report`] (the table, from one table of measures) and its [`json`].
 
 #[path = "berth_bench/args.rs"]
@@ -38,6 +40,8 @@ mod pure;
 mod report;
 #[path = "berth_bench/rounds.rs"]
 mod rounds;
+#[path = "berth_bench/scale.rs"]
+mod scale;
 #[path = "berth_bench/stats.rs"]
 mod stats;
 
@@ -81,29 +85,49 @@ fn run(a: &Args, world: &World, rt: &tokio::runtime::Runtime) -> anyhow::Result<
         dir.display()
     );
 
-    let timed = rounds::measure(&ctx, a.runs)?;
+    let timed = if a.scale_only {
+        rounds::Runs::default()
+    } else {
+        rounds::measure(&ctx, a.runs)?
+    };
 
-    eprintln!("counting API calls (through a proxy, untimed)");
-    let calls = match calls::count(&ctx, 7 % a.n) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("counting API calls failed: {e:#}");
-            host::remove_all();
-            None
+    let calls = if a.scale_only {
+        None
+    } else {
+        eprintln!("counting API calls (through a proxy, untimed)");
+        match calls::count(&ctx, 7 % a.n) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("counting API calls failed: {e:#}");
+                host::remove_all();
+                None
+            }
         }
     };
 
-    eprintln!(
-        "berthd: start, {} edits, {} s at rest",
-        a.edits, a.rest_seconds
-    );
-    let daemon = daemon_round::run(&ctx, a)?;
-    if let Some(why) = &daemon.not_ready {
-        eprintln!("berthd rows: n/a (daemon not ready: {why})");
-    }
+    let daemon = if a.scale_only {
+        daemon_round::DaemonFigures::default()
+    } else {
+        eprintln!(
+            "berthd: start, {} edits, a burst, {} s at rest",
+            a.edits, a.rest_seconds
+        );
+        let daemon = daemon_round::run(&ctx, a)?;
+        if let Some(why) = &daemon.not_ready {
+            eprintln!("berthd rows: n/a (daemon not ready: {why})");
+        }
+        daemon
+    };
+
+    let scale = if a.scale.is_empty() {
+        Vec::new()
+    } else {
+        let rest = a.rest_seconds.min(30);
+        scale::run(dir, rt, a.n, &a.scale, a.scale_runs, rest)?
+    };
 
     eprintln!("pure code at 10,000 records");
-    let pure = pure::run(if a.quick { 5 } else { 11 })?;
+    let pure = pure::run(if a.quick || a.scale_only { 3 } else { 11 })?;
     Ok(Results {
         n: a.n,
         runs: a.runs,
@@ -113,6 +137,7 @@ fn run(a: &Args, world: &World, rt: &tokio::runtime::Runtime) -> anyhow::Result<
         timed,
         calls,
         daemon,
+        scale,
         pure,
     })
 }

@@ -4,8 +4,12 @@
 # Not part of the tests.
 #
 #   scripts/bench.sh [--quick] [--n N] [--runs R] [--rest S] [--edits E] [--json FILE]
+#                    [--scale N,N] [--scale-runs R] [--scale-only]
 #
 # --quick: 10 containers, 3 runs, 10 s at rest (a few minutes instead of ~15).
+# --scale 200,500: converge, no-op and one change at those N too (3 runs
+# each, or --scale-runs), the observe cost by N, berthd at rest at the
+# largest; with compose, 500 takes 20+ minutes. --scale-only skips the rest.
 # The bench makes its image locally, uses its own instance, network,
 # container names and compose project, and removes all of it at the end,
 # also when it fails or is interrupted.

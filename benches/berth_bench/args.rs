@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context};
 
-const USAGE: &str = "usage: berth_bench [--quick] [--n N] [--runs R] [--rest S] [--edits E] [--json FILE] [--workdir DIR] [--pure]";
+const USAGE: &str = "usage: berth_bench [--quick] [--n N] [--runs R] [--rest S] [--edits E] [--json FILE] [--workdir DIR] [--pure] [--scale N,N] [--scale-runs R] [--scale-only]";
 
 pub struct Args {
     /// Containers per tool.
@@ -19,6 +19,14 @@ pub struct Args {
     pub edits: usize,
     pub json: PathBuf,
     pub workdir: Option<PathBuf>,
+    /// Container counts the converge, no-op and one-change rounds run at
+    /// too (with `scale_runs` runs), the observe cost and, at the largest,
+    /// berthd at rest.
+    pub scale: Vec<usize>,
+    pub scale_runs: usize,
+    /// Only the scale rounds: no main rounds, API-call count, daemon
+    /// round or pure code.
+    pub scale_only: bool,
 }
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
@@ -27,6 +35,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let (mut n, mut runs, mut rest, mut edits) = (None, None, None, None);
     let mut json = PathBuf::from("bench-results.json");
     let mut workdir = None;
+    let mut scale = Vec::new();
+    let mut scale_runs = 3;
+    let mut scale_only = false;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
@@ -37,6 +48,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             "--edits" => edits = Some(value("--edits")?.parse::<usize>()?),
             "--json" => json = PathBuf::from(value("--json")?),
             "--workdir" => workdir = Some(PathBuf::from(value("--workdir")?)),
+            "--scale" => {
+                for v in value("--scale")?.split(',') {
+                    scale.push(v.trim().parse::<usize>()?);
+                }
+            }
+            "--scale-runs" => scale_runs = value("--scale-runs")?.parse::<usize>()?,
+            "--scale-only" => scale_only = true,
             "--quick" => quick = true,
             "--pure" => pure = true,
             "--bench" => {} // added by `cargo bench`
@@ -52,7 +70,14 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         pure,
         json,
         workdir,
+        scale,
+        scale_runs,
+        scale_only,
     };
+    ensure!(
+        a.scale.iter().all(|n| (1..=5000).contains(n)) && a.scale_runs >= 1,
+        "--scale takes counts between 1 and 5000, --scale-runs at least 1"
+    );
     ensure!((1..=5000).contains(&a.n), "--n must be between 1 and 5000");
     ensure!(
         a.runs >= 1 && a.edits >= 1,

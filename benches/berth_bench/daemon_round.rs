@@ -1,5 +1,9 @@
-//! berthd on the sandbox: from start to N running, edit-to-effect (a db
-//! write until the new container runs), then left at rest.
+//! berthd on the sandbox: from start to N running; edit-to-effect for a
+//! memory change (a db write until the engine shows the new limit on the
+//! same container, updated in place) and for a Command change (until the
+//! new container runs: a recreate); a burst of 100 edits 10 ms apart (the
+//! passes it cost, from the journal, and the last edit to its effect); then
+//! left at rest.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,7 +22,15 @@ pub struct DaemonFigures {
     /// Why the daemon rows are n/a.
     pub not_ready: Option<String>,
     pub start_to_converged: Option<f64>,
+    /// Memory edits, db write → the engine shows the new limit.
     pub edits: Figure,
+    /// Memory edits whose container was another or restarted (ID or
+    /// StartedAt changed): an in-place update must have none.
+    pub edit_restarts: usize,
+    /// Command edits, db write → the new container runs (a recreate).
+    pub recreate_edits: Figure,
+    pub recreate_timeouts: usize,
+    pub burst: Option<Burst>,
     /// Wall-clock start of each edit, to find its pass in the journal.
     edit_starts: Vec<SystemTime>,
     /// Per edit: from the edit to the start of the pass it caused, and
@@ -31,28 +43,59 @@ pub struct DaemonFigures {
     pub rest_passes: Vec<Pass>,
 }
 
-/// Polls the engine (one inspect every 10 ms) until `name` runs with `bytes`
-/// of memory; seconds since `since`, or None after `timeout`.
-async fn running_with_memory(
+/// 100 edits 10 ms apart with berthd running.
+pub struct Burst {
+    pub edits: usize,
+    /// Seconds from the first edit's start to the last one's.
+    pub spread: f64,
+    /// Passes journalled from the first edit until 1 s after the effect.
+    pub passes: usize,
+    /// From the last edit to the engine showing it.
+    pub last_to_effect: Option<f64>,
+}
+
+/// A container as inspect shows it: (ID, StartedAt, running, memory).
+async fn inspect(docker: &bollard::Docker, name: &str) -> Option<(String, String, bool, i64)> {
+    let c = docker.inspect_container(name, None).await.ok()?;
+    let state = c.state.as_ref();
+    Some((
+        c.id.clone().unwrap_or_default(),
+        state.and_then(|s| s.started_at.clone()).unwrap_or_default(),
+        state.and_then(|s| s.running).unwrap_or(false),
+        c.host_config.as_ref().and_then(|h| h.memory).unwrap_or(0),
+    ))
+}
+
+/// Polls the engine (one inspect every 3 ms, as a check on its own takes
+/// about a millisecond) until `done` holds for `name`; seconds since
+/// `since` and what inspect showed, or None after `timeout`.
+async fn poll_until(
     docker: &bollard::Docker,
     name: &str,
-    bytes: i64,
     since: Instant,
     timeout: Duration,
-) -> Option<f64> {
+    done: impl Fn(&(String, String, bool, i64)) -> bool,
+) -> Option<(f64, (String, String, bool, i64))> {
     loop {
-        if let Ok(c) = docker.inspect_container(name, None).await {
-            let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-            let memory = c.host_config.as_ref().and_then(|h| h.memory).unwrap_or(0);
-            if running && memory == bytes {
-                return Some(since.elapsed().as_secs_f64());
+        if let Some(c) = inspect(docker, name).await {
+            if done(&c) {
+                return Some((since.elapsed().as_secs_f64(), c));
             }
         }
         if since.elapsed() > timeout {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
+}
+
+fn setprop(ctx: &Ctx, i: usize, prop: &str, value: &str) -> anyhow::Result<()> {
+    let (_, out) = timed(&mut berth(
+        ctx.dir,
+        "berth.toml",
+        &["db", "docker_containers", "setprop", &name(i), prop, value],
+    ));
+    ok("berth db setprop", out).map(drop)
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -89,33 +132,29 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<DaemonFigures> {
     for k in 0..a.edits {
         let i = (k * 7 + 3) % ctx.n;
         let mib = host::CHANGED_MIB + k as i64;
+        let Some(before) = ctx.rt.block_on(inspect(&ctx.docker, &name(i))) else {
+            anyhow::bail!("{} is not there before its edit", name(i));
+        };
         f.edit_starts.push(SystemTime::now());
         let t = Instant::now();
-        let (_, out) = timed(&mut berth(
-            ctx.dir,
-            "berth.toml",
-            &[
-                "db",
-                "docker_containers",
-                "setprop",
-                &name(i),
-                "MaxMemory",
-                &format!("{mib}M"),
-            ],
-        ));
-        ok("berth db setprop", out)?;
-        let took = ctx.rt.block_on(running_with_memory(
+        setprop(ctx, i, "MaxMemory", &format!("{mib}M"))?;
+        let took = ctx.rt.block_on(poll_until(
             &ctx.docker,
             &name(i),
-            mib << 20,
             t,
             Duration::from_secs(10),
+            |c| c.2 && c.3 == mib << 20,
         ));
         match took {
-            Some(s) => f.edits.push(s),
+            Some((s, after)) => {
+                f.edits.push(s);
+                if (after.0, after.1) != (before.0, before.1) {
+                    f.edit_restarts += 1;
+                }
+            }
             None if k == 0 => {
                 f.not_ready = Some(format!(
-                    "no recreate within 10 s of an edit{}",
+                    "no effect within 10 s of an edit{}",
                     if d.alive() { "" } else { "; berthd exited" }
                 ));
                 return Ok(f);
@@ -124,6 +163,31 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<DaemonFigures> {
         }
         std::thread::sleep(Duration::from_millis(1000));
     }
+
+    // A Command change (another sleep) cannot be updated: a recreate.
+    for k in 0..a.edits {
+        let i = (k * 7 + 5) % ctx.n;
+        let Some(before) = ctx.rt.block_on(inspect(&ctx.docker, &name(i))) else {
+            anyhow::bail!("{} is not there before its edit", name(i));
+        };
+        let command = host::COMMAND.replace("3600", &(3601 + k).to_string());
+        let t = Instant::now();
+        setprop(ctx, i, "Command", &command)?;
+        let old = before.0.clone();
+        match ctx.rt.block_on(poll_until(
+            &ctx.docker,
+            &name(i),
+            t,
+            Duration::from_secs(10),
+            move |c| c.2 && c.0 != old,
+        )) {
+            Some((s, _)) => f.recreate_edits.push(s),
+            None => f.recreate_timeouts += 1,
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+
+    f.burst = Some(burst(ctx)?);
 
     // At rest: nothing changes for `rest_seconds`, the N containers run.
     std::thread::sleep(Duration::from_secs(3));
@@ -168,6 +232,52 @@ pub fn run(ctx: &Ctx, a: &Args) -> anyhow::Result<DaemonFigures> {
     }
     host::remove_all();
     Ok(f)
+}
+
+/// 100 memory edits 10 ms apart (each a `berth db` process, started on a
+/// 10 ms beat), spread over the containers; the last one's effect is
+/// waited for, then the passes since the first are counted.
+fn burst(ctx: &Ctx) -> anyhow::Result<Burst> {
+    const EDITS: usize = 100;
+    let first = SystemTime::now();
+    let t = Instant::now();
+    let mut last = (0, 0, t);
+    for k in 0..EDITS {
+        let due = Duration::from_millis(10 * k as u64);
+        if let Some(wait) = due.checked_sub(t.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let i = (k * 13 + 1) % ctx.n;
+        let mib = host::CHANGED_MIB + 20 + k as i64;
+        last = (i, mib, Instant::now());
+        setprop(ctx, i, "MaxMemory", &format!("{mib}M"))?;
+    }
+    let spread = last.2.duration_since(t).as_secs_f64();
+    let (i, mib, at) = last;
+    let effect = ctx
+        .rt
+        .block_on(poll_until(
+            &ctx.docker,
+            &name(i),
+            at,
+            Duration::from_secs(30),
+            |c| c.2 && c.3 == mib << 20,
+        ))
+        .map(|(s, _)| s);
+    std::thread::sleep(Duration::from_secs(1));
+    let state = berth::state::State::open(&ctx.config.state_dir)?;
+    let from = berth::state::timestamp(first);
+    let passes = state
+        .passes(1000)?
+        .iter()
+        .filter(|p| p.started_at >= from)
+        .count();
+    Ok(Burst {
+        edits: EDITS,
+        spread,
+        passes,
+        last_to_effect: effect,
+    })
 }
 
 /// For each edit, the first pass a file change started after it: how long

@@ -27,6 +27,9 @@ pub struct Json<'a> {
     one_changed: OneChanged<'a>,
     api_calls: Option<BTreeMap<Tool, BTreeMap<Job, CallCount>>>,
     daemon: DaemonJson<'a>,
+    /// `--scale`: per N, the timed rounds (absent for the main N), the
+    /// observe cost and, at the largest, berthd at rest.
+    scale: Vec<ScaleJson<'a>>,
     pure: PureJson<'a>,
     /// Every judged measure's key: met (true), missed (false), n/a (null).
     targets: BTreeMap<&'static str, Option<bool>>,
@@ -80,7 +83,32 @@ struct DaemonJson<'a> {
     edit_timeouts: usize,
     edit_to_pass_start: &'a Figure,
     edit_pass: &'a Figure,
+    /// The memory edits whose container restarted (must be 0).
+    edit_restarts: usize,
+    recreate_edit_to_effect: &'a Figure,
+    recreate_edit_timeouts: usize,
+    burst: Option<BurstJson>,
     at_rest: Option<AtRest<'a>>,
+}
+
+#[derive(Serialize)]
+struct BurstJson {
+    edits: usize,
+    spread_s: f64,
+    passes: usize,
+    last_edit_to_effect_s: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct ScaleJson<'a> {
+    n: usize,
+    converge: Option<PerTool<'a>>,
+    noop: Option<PerTool<'a>>,
+    one_changed: Option<PerTool<'a>>,
+    observe: &'a Figure,
+    observe_api_calls: u64,
+    berthd_rest_rss_kb: Option<u64>,
+    berthd_rest_rss_peak_kb: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -223,8 +251,45 @@ pub fn of(r: &Results) -> Json<'_> {
             edit_timeouts: d.edit_timeouts,
             edit_to_pass_start: &d.edit_to_pass,
             edit_pass: &d.edit_pass,
+            edit_restarts: d.edit_restarts,
+            recreate_edit_to_effect: &d.recreate_edits,
+            recreate_edit_timeouts: d.recreate_timeouts,
+            burst: d.burst.as_ref().map(|b| BurstJson {
+                edits: b.edits,
+                spread_s: b.spread,
+                passes: b.passes,
+                last_edit_to_effect_s: b.last_to_effect,
+            }),
             at_rest,
         },
+        scale: r
+            .scale
+            .iter()
+            .map(|s| {
+                let tools = |job: Job| {
+                    s.timed.as_ref().map(|t| PerTool {
+                        berth: t.get(Tool::Berth, job),
+                        compose: t.get(Tool::Compose, job),
+                        floor: t.get(Tool::Floor, job),
+                        ratio_compose: Ratio::of(
+                            t.get(Tool::Berth, job),
+                            t.get(Tool::Compose, job),
+                        ),
+                        ratio_floor: Ratio::of(t.get(Tool::Berth, job), t.get(Tool::Floor, job)),
+                    })
+                };
+                ScaleJson {
+                    n: s.n,
+                    converge: tools(Job::Converge),
+                    noop: tools(Job::Noop),
+                    one_changed: tools(Job::OneChange),
+                    observe: &s.observe,
+                    observe_api_calls: s.observe_calls,
+                    berthd_rest_rss_kb: s.rest.as_ref().map(|x| x.rss_kb),
+                    berthd_rest_rss_peak_kb: s.rest.as_ref().map(|x| x.hwm_kb),
+                }
+            })
+            .collect(),
         pure: PureJson {
             records: pure::RECORDS,
             db_bytes: r.pure.bytes,
