@@ -169,10 +169,6 @@ pub enum BackendError {
     /// The images module's own failures (credentials, the image dbs).
     #[error(transparent)]
     Images(Box<dyn std::error::Error + Send + Sync>),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("the thread doing the work failed: {0}")]
-    Thread(tokio::task::JoinError),
     /// berthd could not be asked, its answer not read, or it answered
     /// with an error (its kind and text, as it said them).
     #[error(transparent)]
@@ -196,10 +192,7 @@ impl BackendError {
             },
             BackendError::Pass(p) => pass_kind(p),
             BackendError::Engine(e) => engine_kind(e),
-            BackendError::State(_)
-            | BackendError::Images(_)
-            | BackendError::Runtime(_)
-            | BackendError::Thread(_) => ErrorKind::Internal,
+            BackendError::State(_) | BackendError::Images(_) => ErrorKind::Internal,
             BackendError::Forbidden => ErrorKind::Forbidden,
             BackendError::NoImage(_) => ErrorKind::NotFound,
             BackendError::InvalidImage { .. } => ErrorKind::Conflict,

@@ -100,44 +100,15 @@ pub async fn apply<E: Engine>(
         for (index, action) in &actions {
             observer.starting(*index, action);
         }
-        let failed_now = &failed;
-        let mut results = stream::iter(actions)
-            .map(|(index, action)| async move {
-                let broken_need = action.needs.iter().find(|n| failed_now.contains(n));
-                let mut started = None;
-                let mut refused = None;
-                let result = if stop.load(Ordering::SeqCst) {
-                    Err(ActionError::ShuttingDown)
-                } else if let Some(need) = broken_need {
-                    Err(ActionError::NeedFailed(need.clone()))
-                } else {
-                    run(engine, action, settings, &mut started, &mut refused)
-                        .await
-                        .map_err(ActionError::from)
-                };
-                let reason = match &refused {
-                    Some(why) => format!(
-                        "{}; update refused by the engine: {why}; {}",
-                        action.reason,
-                        if result.is_ok() {
-                            "recreated"
-                        } else {
-                            "recreate failed"
-                        }
-                    ),
-                    None => action.reason.clone(),
-                };
-                let outcome = Outcome {
-                    record: action.record.clone(),
-                    kind: action.kind(),
-                    reason,
-                    error: result.err().map(|e| e.to_string()),
-                    started,
-                    refused,
-                };
-                (index, action, outcome)
-            })
-            .buffer_unordered(settings.concurrency.max(1));
+        // Futures of a named async fn, collected, not a closure mapped over
+        // the stream: the closure's borrow of each action is not general
+        // enough for rustc to see the pass as `Send`, and the CLI's backend
+        // (the API's `Backend`) needs it to be.
+        let pending: Vec<_> = actions
+            .into_iter()
+            .map(|(index, action)| carry_out(engine, settings, stop, &failed, index, action))
+            .collect();
+        let mut results = stream::iter(pending).buffer_unordered(settings.concurrency.max(1));
         let mut newly_failed = Vec::new();
         while let Some((index, action, outcome)) = results.next().await {
             observer.done(index, action, &outcome);
@@ -170,6 +141,51 @@ pub fn labels_for(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// One action of a wave: not started once `stop` is set or an action it
+/// needs failed in this pass; its outcome worded for the admin.
+async fn carry_out<'a, E: Engine>(
+    engine: &'a E,
+    settings: &'a ApplySettings,
+    stop: &'a AtomicBool,
+    failed: &'a [String],
+    index: usize,
+    action: &'a Action,
+) -> (usize, &'a Action, Outcome) {
+    let broken_need = action.needs.iter().find(|n| failed.contains(n));
+    let mut started = None;
+    let mut refused = None;
+    let result = if stop.load(Ordering::SeqCst) {
+        Err(ActionError::ShuttingDown)
+    } else if let Some(need) = broken_need {
+        Err(ActionError::NeedFailed(need.clone()))
+    } else {
+        run(engine, action, settings, &mut started, &mut refused)
+            .await
+            .map_err(ActionError::from)
+    };
+    let reason = match &refused {
+        Some(why) => format!(
+            "{}; update refused by the engine: {why}; {}",
+            action.reason,
+            if result.is_ok() {
+                "recreated"
+            } else {
+                "recreate failed"
+            }
+        ),
+        None => action.reason.clone(),
+    };
+    let outcome = Outcome {
+        record: action.record.clone(),
+        kind: action.kind(),
+        reason,
+        error: result.err().map(|e| e.to_string()),
+        started,
+        refused,
+    };
+    (index, action, outcome)
 }
 
 /// Carries out one action. `started` gets the ID of the container berth

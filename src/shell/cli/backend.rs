@@ -4,7 +4,6 @@
 //! this process and connects to the engine only when a request needs it.
 //! Both are the API's [`Backend`], the shape berthd answers requests with.
 
-use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
@@ -66,31 +65,6 @@ impl LocalBackend {
             .await?)
     }
 
-    /// Runs a pass (and what asks for it) on a thread and runtime of its
-    /// own, with an engine connected there: a pass's future cannot move
-    /// between threads (the applier's action closures are not `Send` for
-    /// every lifetime), and a [`Backend`]'s futures must.
-    async fn on_own_thread<T, F, Fut>(&self, work: F) -> Result<T, BackendError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Config, DockerEngine) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, BackendError>>,
-    {
-        let config = self.config.clone();
-        tokio::task::spawn_blocking(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(BackendError::Runtime)?;
-            runtime.block_on(async move {
-                let engine = DockerEngine::connect(&config.docker_host).await?;
-                work(config, engine).await
-            })
-        })
-        .await
-        .map_err(BackendError::Thread)?
-    }
-
     /// The plan at `at` (schedules and stored events evaluated then), with
     /// what was learnt making it.
     pub async fn plan_at(&self, at: SystemTime) -> Result<Planned, BackendError> {
@@ -123,34 +97,33 @@ impl Backend for LocalBackend {
     }
 
     async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
-        self.on_own_thread(move |config, engine| async move {
-            // The journal is best effort here: an admin without a writable
-            // state_dir can still apply.
-            let state = State::open(&config.state_dir)
-                .map_err(|e| eprintln!("warning: no journal: {e}"))
-                .ok();
-            let stop = AtomicBool::new(false);
-            let snapshot = crate::db::Snapshot::read(&config.db_dir);
-            let input = reconcile::PassInput {
-                snapshot: &snapshot,
-                trigger: "berth apply",
-                at: SystemTime::now(),
-                allow_mass_removal,
-            };
-            Ok(reconcile::run_pass(
-                &config,
-                &engine,
-                state.as_ref(),
-                input,
-                &stop,
-                // Said as each action ends, as berthd logs them.
-                |o: &crate::apply::Outcome| {
-                    super::outcome::print(std::slice::from_ref(o));
-                },
-            )
-            .await?)
-        })
-        .await
+        let engine = self.engine().await?;
+        let config = &self.config;
+        // The journal is best effort here: an admin without a writable
+        // state_dir can still apply.
+        let state = State::open(&config.state_dir)
+            .map_err(|e| eprintln!("warning: no journal: {e}"))
+            .ok();
+        let stop = AtomicBool::new(false);
+        let snapshot = crate::db::Snapshot::read(&config.db_dir);
+        let input = reconcile::PassInput {
+            snapshot: &snapshot,
+            trigger: "berth apply",
+            at: SystemTime::now(),
+            allow_mass_removal,
+        };
+        Ok(reconcile::run_pass(
+            config,
+            engine,
+            state.as_ref(),
+            input,
+            &stop,
+            // Said as each action ends, as berthd logs them.
+            |o: &crate::apply::Outcome| {
+                super::outcome::print(std::slice::from_ref(o));
+            },
+        )
+        .await?)
     }
 
     async fn history(
@@ -162,20 +135,16 @@ impl Backend for LocalBackend {
     }
 
     async fn container(&self, name: String, run: bool) -> Result<PassReport, BackendError> {
-        self.on_own_thread(move |config, engine| async move {
-            let pass = |trigger| crate::events::direct_pass(&config, &engine, trigger);
-            Ok(crate::events::console(&config, &name, run, pass).await?)
-        })
-        .await
+        let (config, engine) = (&self.config, self.engine().await?);
+        let pass = |trigger| crate::events::direct_pass(config, engine, trigger);
+        Ok(crate::events::console(config, &name, run, pass).await?)
     }
 
     async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
-        self.on_own_thread(move |config, engine| async move {
-            let pass = |trigger| crate::events::direct_pass(&config, &engine, trigger);
-            let trigger = "berth signal-event";
-            Ok(crate::events::signal(&config, &name, &args, trigger, pass).await?)
-        })
-        .await
+        let (config, engine) = (&self.config, self.engine().await?);
+        let pass = |trigger| crate::events::direct_pass(config, engine, trigger);
+        let trigger = "berth signal-event";
+        Ok(crate::events::signal(config, &name, &args, trigger, pass).await?)
     }
 
     async fn events(&self, limit: usize) -> Result<Vec<EventRun>, BackendError> {
