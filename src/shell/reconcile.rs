@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::db::snapshot::{ReadError, Snapshot};
 use crate::declared::{self, LoadError};
 use crate::engine::{Engine, EngineError};
-use crate::model::AppliedUpdate;
+use crate::model::{AppliedUpdate, LABEL_SPEC_HASH};
 use crate::plan::{self, Action, ActionKind, Operation, Plan, PlanView};
 use crate::schedule::RunEvent;
 use crate::state::State;
@@ -108,9 +108,10 @@ pub struct Planned {
     pub next_scheduled: Option<SystemTime>,
     /// The engine's image tags → IDs (for the image lineage check).
     pub image_tags: BTreeMap<String, String>,
-    /// Each container's ID → its spec-hash label: what an update recorded
-    /// in state.db must still match.
-    pub spec_hash_labels: BTreeMap<String, String>,
+    /// Containers state.db holds an in-place update for that are gone, or
+    /// were recreated since (their spec-hash label is not the one the
+    /// update was applied over): never matched again, to be forgotten.
+    pub stale_updates: Vec<String>,
 }
 
 /// What state.db remembers that plans depend on: the latest console or
@@ -201,20 +202,23 @@ pub async fn plan_now<E: Engine>(
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;
-    let spec_hash_labels = observed
+    let labels: BTreeMap<&str, &str> = observed
         .containers
         .iter()
-        .filter_map(|c| {
-            let hash = c.labels.get(crate::model::LABEL_SPEC_HASH)?;
-            Some((c.id.clone(), hash.clone()))
-        })
+        .filter_map(|c| Some((c.id.as_str(), c.labels.get(LABEL_SPEC_HASH)?.as_str())))
+        .collect();
+    let stale_updates = declared
+        .updates
+        .iter()
+        .filter(|(id, u)| labels.get(id.as_str()) != Some(&u.label_hash.as_str()))
+        .map(|(id, _)| id.clone())
         .collect();
     Ok(Planned {
         plan: plan::plan(&declared, &observed, at),
         warnings,
         next_scheduled: next,
         image_tags: observed.images,
-        spec_hash_labels,
+        stale_updates,
     })
 }
 
@@ -269,9 +273,6 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
             }
         }
         if let Some(state) = self.state {
-            // What berth started, and what it stopped itself: a container
-            // that stops after berth started it (and before berth stopped
-            // it) stopped on its own.
             if let (
                 Operation::Update {
                     container_id,
@@ -294,6 +295,9 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
                     tracing::warn!(record = %action.record, "journal: {e}");
                 }
             }
+            // What berth started, and what it stopped itself: a container
+            // that stops after berth started it (and before berth stopped
+            // it) stopped on its own.
             let remembered = match (&outcome.started, action.kind(), &outcome.error) {
                 (Some(container), _, _) => state.record_start(&action.record, container),
                 (None, ActionKind::Stop | ActionKind::Remove, None) => {
@@ -330,7 +334,7 @@ pub async fn run_pass<E: Engine>(
         warnings,
         next_scheduled,
         image_tags,
-        spec_hash_labels,
+        stale_updates,
     } = plan_now(
         config,
         engine,
@@ -341,7 +345,7 @@ pub async fn run_pass<E: Engine>(
     )
     .await?;
     // Updates of containers gone or recreated since: never matched again.
-    if let Some(Err(e)) = state.map(|s| s.prune_updates(&spec_hash_labels)) {
+    if let Some(Err(e)) = state.map(|s| s.forget_updates(&stale_updates)) {
         tracing::warn!("journal: {e}");
     }
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {

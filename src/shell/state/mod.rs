@@ -410,25 +410,19 @@ impl State {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
-    /// Forgets the updates of containers that are gone, or whose labels
-    /// are not the ones the update was applied over: `live` is each
-    /// container's ID → its spec-hash label, as observed.
-    pub fn prune_updates(
-        &self,
-        live: &std::collections::BTreeMap<String, String>,
-    ) -> Result<usize, StateError> {
-        let stale: Vec<String> = self
-            .updates()?
-            .into_iter()
-            .filter(|(id, u)| live.get(id) != Some(&u.label_hash))
-            .map(|(id, _)| id)
-            .collect();
-        for id in &stale {
-            self.conn()
-                .execute("DELETE FROM updates WHERE container_id = ?1", params![id])
+    /// Forgets the in-place updates of these containers (gone, or
+    /// recreated since); nothing to do is no write.
+    pub fn forget_updates(&self, container_ids: &[String]) -> Result<(), StateError> {
+        if container_ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.err())?;
+        for id in container_ids {
+            tx.execute("DELETE FROM updates WHERE container_id = ?1", params![id])
                 .map_err(self.err())?;
         }
-        Ok(stale.len())
+        tx.commit().map_err(self.err())
     }
 
     /// berth's latest start of each record's container.
