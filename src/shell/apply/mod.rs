@@ -2,7 +2,7 @@
 //! actions of a wave concurrently (bounded), every outcome reported. One
 //! failed action never stops the others.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::stream::{self, StreamExt};
@@ -95,7 +95,9 @@ pub async fn apply<E: Engine>(
         waves.entry(action.wave).or_default().push((index, action));
     }
     // Records whose action failed in this pass: what links to them waits.
-    let mut failed: Vec<String> = Vec::new();
+    // A set: with thousands of records failing at once (the engine gone
+    // mid-pass), each action's look-up stays cheap.
+    let mut failed: BTreeSet<String> = BTreeSet::new();
     for actions in waves.into_values() {
         for (index, action) in &actions {
             observer.starting(*index, action);
@@ -149,11 +151,11 @@ async fn carry_out<'a, E: Engine>(
     engine: &'a E,
     settings: &'a ApplySettings,
     stop: &'a AtomicBool,
-    failed: &'a [String],
+    failed: &'a BTreeSet<String>,
     index: usize,
     action: &'a Action,
 ) -> (usize, &'a Action, Outcome) {
-    let broken_need = action.needs.iter().find(|n| failed.contains(n));
+    let broken_need = action.needs.iter().find(|n| failed.contains(*n));
     let mut started = None;
     let mut refused = None;
     let result = if stop.load(Ordering::SeqCst) {
