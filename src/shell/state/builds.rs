@@ -68,15 +68,11 @@ impl State {
     /// Queues a build of `image` unless one is queued already (then that
     /// one's id is returned: requests merge). Returns (id, merged).
     pub fn request_build(&mut self, image: &str, trigger: &str) -> Result<(i64, bool), StateError> {
-        let path = self.path.clone();
-        let sql = |source| StateError::Sqlite {
-            path: path.clone(),
-            error: source,
-        };
+        let sql = self.err();
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let queued: Option<i64> = tx
             .query_row(
                 "SELECT id FROM builds WHERE image = ?1 AND state = 'queued'",
@@ -84,7 +80,7 @@ impl State {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(sql)?;
+            .map_err(&sql)?;
         let result = match queued {
             Some(id) => (id, true),
             None => {
@@ -92,11 +88,11 @@ impl State {
                     "INSERT INTO builds (image, state, trigger, requested_at) VALUES (?1, 'queued', ?2, ?3)",
                     params![image, trigger, now()],
                 )
-                .map_err(sql)?;
+                .map_err(&sql)?;
                 (tx.last_insert_rowid(), false)
             }
         };
-        tx.commit().map_err(sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(result)
     }
 
@@ -106,24 +102,20 @@ impl State {
         &mut self,
         waits_on: &dyn Fn(&str) -> Vec<String>,
     ) -> Result<Option<Build>, StateError> {
-        let path = self.path.clone();
-        let sql = |source| StateError::Sqlite {
-            path: path.clone(),
-            error: source,
-        };
+        let sql = self.err();
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
+            .map_err(&sql)?;
         // One read of the queue: what waits, what runs.
         let pending: Vec<Build> = {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {COLUMNS} FROM builds WHERE state IN ('queued', 'running') ORDER BY id"
                 ))
-                .map_err(sql)?;
-            let rows = stmt.query_map([], row).map_err(sql)?;
-            rows.collect::<Result<_, _>>().map_err(sql)?
+                .map_err(&sql)?;
+            let rows = stmt.query_map([], row).map_err(&sql)?;
+            rows.collect::<Result<_, _>>().map_err(&sql)?
         };
         let busy: Vec<&str> = pending.iter().map(|b| b.image.as_str()).collect();
         let running: Vec<&str> = pending
@@ -146,9 +138,9 @@ impl State {
                 "UPDATE builds SET state = 'running', started_at = ?1 WHERE id = ?2",
                 params![now(), b.id],
             )
-            .map_err(sql)?;
+            .map_err(&sql)?;
         }
-        tx.commit().map_err(sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(pick.map(|b| Build {
             state: "running".into(),
             ..b

@@ -562,13 +562,9 @@ impl State {
                 .checked_sub(std::time::Duration::from_secs(days.saturating_mul(86_400)))
                 .unwrap_or(std::time::UNIX_EPOCH),
         );
-        let path = self.path.clone();
-        let sql = |source| StateError::Sqlite {
-            path: path.clone(),
-            error: source,
-        };
+        let sql = self.err();
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql)?;
+        let tx = conn.transaction().map_err(&sql)?;
         let mut removed = 0;
         for (table, time, extra) in [
             ("actions", "at", ""),
@@ -588,14 +584,14 @@ impl State {
                     ),
                     params![cutoff, keep as i64],
                 )
-                .map_err(sql)?;
+                .map_err(&sql)?;
         }
         tx.execute(
             "DELETE FROM build_logs WHERE build_id NOT IN (SELECT id FROM builds)",
             [],
         )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(removed)
     }
 
