@@ -367,24 +367,8 @@ pub fn run_actions(
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
     use super::*;
-    use crate::db::Db;
-    use crate::declared::{declare, SpecSettings};
-
-    fn declared(text: &str) -> Declared {
-        let settings = SpecSettings {
-            instance: "t".into(),
-            bridge_network: "berth".into(),
-            data_root: PathBuf::from("/data"),
-        };
-        declare(
-            &Db::parse(Path::new("/db/c"), text),
-            &Db::parse(Path::new("/db/i"), ""),
-            &settings,
-        )
-    }
+    use crate::declared::from_text as declared;
 
     const LINKED: &str =
         "app=service|Image|a:1|Interlinked|db|StopOn|pre-backup|StartOn|post-backup\n\

@@ -185,6 +185,22 @@ pub fn load(config: &Config) -> Result<Declared, LoadError> {
     ))
 }
 
+/// `docker_containers` text declared with the unit tests' settings
+/// (instance `test`, data under /var/lib/berth/data, no images).
+#[cfg(test)]
+pub fn from_text(text: &str) -> Declared {
+    let settings = SpecSettings {
+        instance: "test".into(),
+        bridge_network: "berth".into(),
+        data_root: PathBuf::from("/var/lib/berth/data"),
+    };
+    declare(
+        &Db::parse(Path::new("/db/docker_containers"), text),
+        &Db::parse(Path::new("/db/docker_images"), ""),
+        &settings,
+    )
+}
+
 /// Pure: the specs a pair of dbs declares.
 pub fn declare(containers: &Db, images: &Db, settings: &SpecSettings) -> Declared {
     let mut declared = Declared {

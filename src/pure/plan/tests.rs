@@ -1,29 +1,13 @@
 //! The planner against in-memory observed states: no engine involved.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::*;
-use crate::db::Db;
-use crate::declared::{declare, SpecSettings};
+use crate::declared::from_text as declared;
 use crate::model::{LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC_HASH};
 
 const IMAGE_ID: &str = "sha256:1111111111111111111111111111";
-
-fn settings() -> SpecSettings {
-    SpecSettings {
-        instance: "test".into(),
-        bridge_network: "berth".into(),
-        data_root: PathBuf::from("/var/lib/berth/data"),
-    }
-}
-
-fn declared(db_text: &str) -> Declared {
-    let containers = Db::parse(Path::new("/db/docker_containers"), db_text);
-    let images = Db::parse(Path::new("/db/docker_images"), "");
-    declare(&containers, &images, &settings())
-}
 
 fn images() -> BTreeMap<String, String> {
     [

@@ -1,30 +1,14 @@
 //! The applier on the in-memory engine: order, create-first recreate,
 //! failure isolation, convergence. (The real engine is in tests/.)
 
-use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use std::sync::atomic::AtomicBool;
 
 use super::*;
-use crate::db::Db;
-use crate::declared::{declare, Declared, SpecSettings};
+use crate::declared::{from_text as declared, Declared};
 use crate::engine::fake::FakeEngine;
 use crate::plan::plan;
-
-fn declared(text: &str) -> Declared {
-    let settings = SpecSettings {
-        instance: "test".into(),
-        bridge_network: "berth".into(),
-        data_root: PathBuf::from("/var/lib/berth/data"),
-    };
-    let containers = Db::parse(Path::new("/db/docker_containers"), text);
-    declare(
-        &containers,
-        &Db::parse(Path::new("/db/docker_images"), ""),
-        &settings,
-    )
-}
 
 fn settings() -> ApplySettings {
     ApplySettings {

@@ -95,23 +95,8 @@ pub fn save(state_dir: &Path, views: &[ContainerView]) -> Result<(), super::writ
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::db::Db;
-
-    fn declared(text: &str) -> Declared {
-        let settings = SpecSettings {
-            instance: "t".into(),
-            bridge_network: "berth".into(),
-            data_root: "/tmp/data".into(),
-        };
-        declare(
-            &Db::parse(Path::new("docker_containers"), text),
-            &Db::parse(Path::new("docker_images"), ""),
-            &settings,
-        )
-    }
+    use crate::declared::from_text as declared;
 
     #[test]
     fn an_invalid_record_keeps_its_last_valid_view() {
