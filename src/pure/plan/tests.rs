@@ -9,6 +9,15 @@ use crate::model::{LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC_HASH};
 
 const IMAGE_ID: &str = "sha256:1111111111111111111111111111";
 
+/// An engine with the images and berth's network, and no container yet.
+fn fresh() -> ObservedState {
+    ObservedState {
+        images: images(),
+        networks: vec!["berth".into()],
+        ..Default::default()
+    }
+}
+
 fn images() -> BTreeMap<String, String> {
     [
         ("app:1".to_string(), IMAGE_ID.to_string()),
@@ -401,15 +410,7 @@ fn invalid_record_leaves_its_container_and_the_others_apply() {
 #[test]
 fn missing_image_is_a_problem_not_an_action() {
     let d = declared("a=service|Image|nothere:1\nb=service|Image|app:1\n");
-    let p = plan(
-        &d,
-        &ObservedState {
-            images: images(),
-            networks: vec!["berth".into()],
-            ..Default::default()
-        },
-        now(),
-    );
+    let p = plan(&d, &fresh(), now());
     assert_eq!(summary(&p), vec![format!("{} create b", p.actions[0].wave)]);
     assert!(p.problems[0]
         .message
@@ -424,15 +425,7 @@ fn links_order_starts_deepest_first_and_stops_in_reverse() {
                 store=service|Image|app:1|InterLinkPriority|5\n";
     let d = declared(text);
     assert!(d.failed.is_empty(), "{:?}", d.failed);
-    let p = plan(
-        &d,
-        &ObservedState {
-            images: images(),
-            networks: vec!["berth".into()],
-            ..Default::default()
-        },
-        now(),
-    );
+    let p = plan(&d, &fresh(), now());
     let order: Vec<&str> = p.actions.iter().map(|a| a.record.as_str()).collect();
     // depth 0: cache (prio 1) before store (prio 5); depth 1: db; depth 2: app.
     assert_eq!(order, vec!["cache", "store", "db", "app"]);
@@ -454,15 +447,7 @@ fn links_order_starts_deepest_first_and_stops_in_reverse() {
 #[test]
 fn peers_without_links_share_a_wave() {
     let d = declared("a=service|Image|app:1\nb=service|Image|app:1\nc=service|Image|app:1\n");
-    let p = plan(
-        &d,
-        &ObservedState {
-            images: images(),
-            networks: vec!["berth".into()],
-            ..Default::default()
-        },
-        now(),
-    );
+    let p = plan(&d, &fresh(), now());
     assert_eq!(p.actions.len(), 3);
     assert!(p.actions.iter().all(|a| a.wave == p.actions[0].wave));
 }
