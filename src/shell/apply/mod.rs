@@ -230,13 +230,29 @@ async fn run<E: Engine>(
             }
             Ok(())
         }
+        // An update the engine refuses is made by a recreate: both carry
+        // what replaces the old container.
         Operation::Recreate {
             container_id,
             config,
             spec_hash,
             start,
             stop_first,
+        }
+        | Operation::Update {
+            container_id,
+            config,
+            spec_hash,
+            start,
+            stop_first,
+            ..
         } => {
+            if let Operation::Update { update, .. } = &action.operation {
+                match engine.update_container(container_id, update).await {
+                    Err(EngineError::UpdateRefused(why)) => *refused = Some(why),
+                    done => return done,
+                }
+            }
             let replacement = Replacement {
                 old_id: container_id,
                 config,
@@ -246,28 +262,6 @@ async fn run<E: Engine>(
             };
             recreate(engine, action, settings, &replacement, started).await
         }
-        Operation::Update {
-            container_id,
-            update,
-            config,
-            spec_hash,
-            start,
-            stop_first,
-            ..
-        } => match engine.update_container(container_id, update).await {
-            Err(EngineError::UpdateRefused(why)) => {
-                *refused = Some(why);
-                let replacement = Replacement {
-                    old_id: container_id,
-                    config,
-                    spec_hash,
-                    start: *start,
-                    stop_first: *stop_first,
-                };
-                recreate(engine, action, settings, &replacement, started).await
-            }
-            other => other,
-        },
     }
 }
 
