@@ -88,17 +88,9 @@ impl DockerEngine {
                     break;
                 }
             };
-            if let Some(text) = &info.stream {
-                for line in text.lines() {
-                    log(line);
-                }
-            }
-            if let Some(status) = &info.status {
-                log(status);
-            }
-            if let Some(detail) = info.error_detail {
-                let message = detail.message.unwrap_or_else(|| "build failed".into());
-                failure = Some(EngineError::Api(message));
+            let said = progress(info.stream, info.status, info.error_detail, "build", log);
+            if let Err(e) = said {
+                failure = Some(e);
                 break;
             }
             if let Some(aux) = info.aux.and_then(|a| a.id) {
@@ -138,14 +130,7 @@ impl DockerEngine {
             .create_image(Some(options), Some(body_try_stream(tar)), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
-            if let Some(status) = info.status {
-                log(&status);
-            }
-            if let Some(detail) = info.error_detail {
-                return Err(EngineError::Api(
-                    detail.message.unwrap_or_else(|| "import failed".into()),
-                ));
-            }
+            progress(None, info.status, info.error_detail, "import", log)?;
         }
         self.inspect_image_id(reference).await?.ok_or_else(|| {
             EngineError::Api(format!("import ended without an image for {reference}"))
@@ -165,16 +150,7 @@ impl DockerEngine {
             .import_image(options, body_try_stream(tar), None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
-            if let Some(text) = info.stream {
-                for line in text.lines() {
-                    log(line);
-                }
-            }
-            if let Some(detail) = info.error_detail {
-                return Err(EngineError::Api(
-                    detail.message.unwrap_or_else(|| "load failed".into()),
-                ));
-            }
+            progress(info.stream, None, info.error_detail, "load", log)?;
         }
         Ok(())
     }
@@ -223,14 +199,7 @@ impl DockerEngine {
         let mut stream = self.docker.push_image(repo, Some(options), credentials);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
-            if let Some(status) = info.status {
-                log(&status);
-            }
-            if let Some(detail) = info.error_detail {
-                return Err(EngineError::Api(
-                    detail.message.unwrap_or_else(|| "push failed".into()),
-                ));
-            }
+            progress(None, info.status, info.error_detail, "push", log)?;
         }
         Ok(())
     }
@@ -361,6 +330,30 @@ pub(super) fn failed_build_layers(
         .filter(|i| !parents.contains(i.id.as_str()))
         .map(|i| i.id.clone())
         .collect()
+}
+
+/// One item of a streamed image call (build, import, load, push): its
+/// output and status lines to the log, its error detail as the call's
+/// error, in the engine's words (else "`what` failed").
+fn progress(
+    stream: Option<String>,
+    status: Option<String>,
+    error: Option<bollard::models::ErrorDetail>,
+    what: &str,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), EngineError> {
+    for line in stream.iter().flat_map(|text| text.lines()) {
+        log(line);
+    }
+    if let Some(status) = &status {
+        log(status);
+    }
+    match error {
+        Some(detail) => Err(EngineError::Api(
+            detail.message.unwrap_or_else(|| format!("{what} failed")),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
