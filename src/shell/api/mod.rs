@@ -83,7 +83,7 @@ pub fn queue_build(
     name: String,
     trigger: &str,
 ) -> Result<BuildQueued, BackendError> {
-    let images = crate::images::load(config).map_err(BackendError::images)?;
+    let images = crate::images::load(config).map_err(BackendError::ImagesDb)?;
     if let Some(errors) = images.failed.get(&name) {
         return Err(BackendError::InvalidImage {
             name,
@@ -166,9 +166,9 @@ pub enum BackendError {
     /// more than this (berthd's log says why).
     #[error("webhooks are unavailable: berthd cannot use its credentials file (its log says why)")]
     WebhooksUnavailable,
-    /// The images module's own failures (credentials, the image dbs).
+    /// The `docker_images` db could not be read.
     #[error(transparent)]
-    Images(Box<dyn std::error::Error + Send + Sync>),
+    ImagesDb(crate::db::DbError),
     /// berthd could not be asked, its answer not read, or it answered
     /// with an error (its kind and text, as it said them).
     #[error(transparent)]
@@ -176,11 +176,6 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// The images module's errors, whatever their type.
-    pub fn images(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> BackendError {
-        BackendError::Images(e.into())
-    }
-
     pub fn kind(&self) -> ErrorKind {
         match self {
             BackendError::Event(e) => match e {
@@ -192,7 +187,7 @@ impl BackendError {
             },
             BackendError::Pass(p) => pass_kind(p),
             BackendError::Engine(e) => engine_kind(e),
-            BackendError::State(_) | BackendError::Images(_) => ErrorKind::Internal,
+            BackendError::State(_) | BackendError::ImagesDb(_) => ErrorKind::Internal,
             BackendError::Forbidden => ErrorKind::Forbidden,
             BackendError::NoImage(_) => ErrorKind::NotFound,
             BackendError::InvalidImage { .. } => ErrorKind::Conflict,
