@@ -56,10 +56,32 @@ pub fn all_running(s: &Snapshot, n: usize, what: &str) -> anyhow::Result<()> {
     let running = s.values().filter(|(_, r)| *r).count();
     ensure!(
         s.len() == n && running == n,
-        "{what}: {running} of {} containers running, {n} expected",
-        s.len()
+        "{what}: {running} of {} containers running, {n} expected{}",
+        s.len(),
+        why_not_running(s)
     );
     Ok(())
+}
+
+/// What the engine says of a few containers that are not running, so a
+/// failed check explains itself (a start never made, an exit, an OOM kill).
+fn why_not_running(s: &Snapshot) -> String {
+    let ids: Vec<&str> = s
+        .values()
+        .filter(|(_, r)| !*r)
+        .map(|(id, _)| id.as_str())
+        .take(5)
+        .collect();
+    if ids.is_empty() {
+        return String::new();
+    }
+    let mut args = vec![
+        "inspect",
+        "-f",
+        "{{.Name}} status={{.State.Status}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}} error={{.State.Error}} started={{.State.StartedAt}} finished={{.State.FinishedAt}} restarts={{.RestartCount}}",
+    ];
+    args.extend(ids);
+    format!("; the engine says:\n{}", host::docker(&args))
 }
 
 /// Names whose container is new, gone or another.
