@@ -76,6 +76,7 @@ pub fn run(runs: usize) -> anyhow::Result<Pure> {
                     image_id: "sha256:1".into(),
                     state: "running".into(),
                     exit_code: None,
+                    health: None,
                 })
                 .collect(),
             images: [("app:1".to_string(), "sha256:1".to_string())]

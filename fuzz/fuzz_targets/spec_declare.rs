@@ -40,6 +40,7 @@ fn container(
         image_id: "sha256:aaaa".into(),
         state: state.into(),
         exit_code: (state == "exited").then_some(0),
+        health: None,
     }
 }
 

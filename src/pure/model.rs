@@ -41,6 +41,30 @@ pub struct ObservedContainer {
     /// line, `Exited (137) 2 minutes ago`).
     #[serde(default)]
     pub exit_code: Option<i64>,
+    /// Its health check's verdict, when it has one (the record's or the
+    /// image's own HEALTHCHECK), from the engine's status line
+    /// (`Up 3 seconds (health: starting)`); None without a health check.
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// What a container's health check says (Docker's `State.Health.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 impl ObservedContainer {

@@ -63,6 +63,7 @@ fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
         image_id: IMAGE_ID.into(),
         state: state.into(),
         exit_code: None,
+        health: None,
     }
 }
 

@@ -18,8 +18,8 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 
 use super::{
-    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind,
-    ObservedContainer, ObservedState, RegistryLogin, LABEL_MANAGED,
+    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, Health,
+    MountKind, ObservedContainer, ObservedState, RegistryLogin, LABEL_MANAGED,
 };
 
 /// Seconds a single API call may take. A stop call waits for the grace
@@ -280,6 +280,18 @@ fn exit_code(status: &str) -> Option<i64> {
     rest.split_once(')')?.0.trim().parse().ok()
 }
 
+/// The health verdict at the end of the engine's status line: `(healthy)`,
+/// `(unhealthy)` or `(health: starting)`.
+fn health(status: &str) -> Option<Health> {
+    let verdict = status.trim_end().strip_suffix(')')?.rsplit_once('(')?.1;
+    match verdict {
+        "healthy" => Some(Health::Healthy),
+        "unhealthy" => Some(Health::Unhealthy),
+        "health: starting" => Some(Health::Starting),
+        _ => None,
+    }
+}
+
 /// The container's own name among those listed: Docker also lists legacy
 /// link aliases (`/other/alias`), which hold a second slash.
 fn container_name(names: &[String]) -> String {
@@ -325,6 +337,7 @@ impl Engine for DockerEngine {
                 image_id: c.image_id.unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 exit_code: c.status.as_deref().and_then(exit_code),
+                health: c.status.as_deref().and_then(health),
             })
             .collect();
         let images = images
@@ -589,6 +602,18 @@ mod tests {
         assert_eq!(exit_code("Exited (0) Less than a second ago"), Some(0));
         assert_eq!(exit_code("Up 3 seconds"), None);
         assert_eq!(exit_code("Exited ("), None);
+    }
+
+    #[test]
+    fn health_is_read_from_the_status_line() {
+        assert_eq!(
+            health("Up 3 seconds (health: starting)"),
+            Some(Health::Starting)
+        );
+        assert_eq!(health("Up 2 minutes (healthy)"), Some(Health::Healthy));
+        assert_eq!(health("Up 2 minutes (unhealthy)"), Some(Health::Unhealthy));
+        assert_eq!(health("Up 2 minutes"), None);
+        assert_eq!(health("Exited (1) 3 seconds ago"), None);
     }
 
     #[test]

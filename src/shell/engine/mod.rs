@@ -18,9 +18,9 @@ pub type ByteStream =
 /// The labels and the domain types the engine speaks live with the
 /// planner (`model`): re-exported here, where the shell expects them.
 pub use crate::model::{
-    ContainerConfig, ContainerUpdate, Mount, MountKind, NetworkAttachment, ObservedContainer,
-    ObservedState, PortBinding, Protocol, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
-    LABEL_SPEC_HASH,
+    ContainerConfig, ContainerUpdate, Health, Mount, MountKind, NetworkAttachment,
+    ObservedContainer, ObservedState, PortBinding, Protocol, LABEL_INSTANCE, LABEL_MANAGED,
+    LABEL_RECORD, LABEL_SPEC, LABEL_SPEC_HASH,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -616,6 +616,7 @@ impl Engine for FakeEngine {
                 image_id,
                 state: "created".to_string(),
                 exit_code: None,
+                health: None,
             });
             s.configs.insert(id.clone(), config.clone());
             Ok(id)
