@@ -12,6 +12,7 @@ pub mod pure {
     pub mod declared;
     pub mod model;
     pub mod plan;
+    pub mod reference;
     pub mod render;
     pub mod schedule;
 }
@@ -35,7 +36,7 @@ pub mod shell {
     pub mod templates;
 }
 
-pub use pure::{db, declared, model, plan, render, schedule};
+pub use pure::{db, declared, model, plan, reference, render, schedule};
 pub use shell::{
     api, apply, cli, command, config, daemon, engine, events, images, reconcile, safe_fs, state,
     status, templates,

@@ -580,6 +580,14 @@ impl Engine for DockerEngine {
         self.push(reference, login, log).await
     }
 
+    async fn pull_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+    ) -> Result<String, EngineError> {
+        self.pull(reference, login).await
+    }
+
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
         self.remove_reference(reference).await
     }

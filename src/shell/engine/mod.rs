@@ -170,6 +170,14 @@ pub trait Engine: Send + Sync {
         login: Option<RegistryLogin>,
         log: &mut dyn FnMut(&str),
     ) -> impl Future<Output = Result<(), EngineError>>;
+    /// Pulls `reference` from its registry, with `login` if given; the
+    /// image ID the reference names afterwards. Unlike the streamed calls
+    /// above it prints nothing, so it can run on any task.
+    fn pull_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
     /// Removes a tag (and the image if nothing else uses it); missing is Ok.
     fn remove_image(&self, reference: &str)
         -> impl Future<Output = Result<(), EngineError>> + Send;

@@ -137,6 +137,31 @@ impl DockerEngine {
         })
     }
 
+    /// `docker pull`: the login travels in the X-Registry-Auth header, never
+    /// in argv or a log line. Progress lines are dropped (a pull of a big
+    /// image prints thousands); an error is the engine's own words.
+    pub(super) async fn pull(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+    ) -> Result<String, EngineError> {
+        self.count();
+        let (repo, tag) = split_reference(reference);
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(repo)
+            .tag(tag)
+            .build();
+        let credentials = login.map(credentials);
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.error(e))?;
+            progress(None, None, info.error_detail, "pull", &mut |_| {})?;
+        }
+        self.inspect_image_id(reference)
+            .await?
+            .ok_or_else(|| EngineError::Api(format!("pull ended without an image for {reference}")))
+    }
+
     /// `docker load`: a saved-image tar; returns what the engine printed.
     pub(super) async fn load(
         &self,
@@ -189,12 +214,7 @@ impl DockerEngine {
     ) -> Result<(), EngineError> {
         self.count();
         let (repo, tag) = split_reference(reference);
-        let credentials = login.map(|l| DockerCredentials {
-            username: Some(l.username),
-            password: Some(l.password),
-            serveraddress: Some(l.server),
-            ..Default::default()
-        });
+        let credentials = login.map(credentials);
         let options = PushImageOptionsBuilder::new().tag(tag).build();
         let mut stream = self.docker.push_image(repo, Some(options), credentials);
         while let Some(item) = stream.next().await {
@@ -335,6 +355,17 @@ pub(super) fn failed_build_layers(
 /// One item of a streamed image call (build, import, load, push): its
 /// output and status lines to the log, its error detail as the call's
 /// error, in the engine's words (else "`what` failed").
+/// What the engine sends a registry on berth's behalf (base64 JSON in a
+/// header).
+fn credentials(login: RegistryLogin) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(login.username),
+        password: Some(login.password),
+        serveraddress: Some(login.server),
+        ..Default::default()
+    }
+}
+
 fn progress(
     stream: Option<String>,
     status: Option<String>,

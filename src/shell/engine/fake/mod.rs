@@ -64,6 +64,7 @@ pub enum Op {
     Save,
     Tag,
     Push,
+    Pull,
     RemoveImage,
 }
 
@@ -103,6 +104,10 @@ struct State {
     /// Paths that are symbolic links on the host.
     links: BTreeSet<PathBuf>,
     pushed: Vec<Pushed>,
+    /// What a pull finds in the registry: reference → image ID.
+    registry: BTreeMap<String, String>,
+    /// Every pull asked for (reference, login user), in order.
+    pulled: Vec<(String, Option<String>)>,
     log: Vec<String>,
     /// (operation, container name or ID, network, volume or image name; "" for observe and load).
     failures: BTreeSet<(Op, String)>,
@@ -371,6 +376,19 @@ impl FakeEngine {
     /// Every push asked for, in order.
     pub fn pushed(&self) -> Vec<Pushed> {
         self.lock().pushed.clone()
+    }
+
+    /// Makes `reference` pullable: a pull of it makes it name `id` here.
+    /// Publishing again moves the tag in the registry.
+    pub fn publish(&self, reference: &str, id: &str) {
+        self.lock()
+            .registry
+            .insert(full_reference(reference), id.to_string());
+    }
+
+    /// Every pull asked for, in order: the reference and the login's user.
+    pub fn pulled(&self) -> Vec<(String, Option<String>)> {
+        self.lock().pulled.clone()
     }
 
     /// Adds a container as if made by someone else (or by an earlier berth).
@@ -929,6 +947,27 @@ impl Engine for FakeEngine {
             crate::plan::short(&pushed)
         ));
         Ok(())
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        login: Option<RegistryLogin>,
+    ) -> Result<String, EngineError> {
+        self.count(1);
+        self.act(format!("pull {reference}"), |s| {
+            s.pulled
+                .push((reference.to_string(), login.map(|l| l.username)));
+            s.check(Op::Pull, reference)?;
+            let full = full_reference(reference);
+            let id =
+                s.registry.get(&full).cloned().ok_or_else(|| {
+                    EngineError::Api(format!("manifest for {reference} not found"))
+                })?;
+            s.images.insert(full, id.clone());
+            s.image_ids.insert(id.clone());
+            Ok(id)
+        })
     }
 
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
