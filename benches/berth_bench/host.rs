@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The engine's socket, for the counting proxy and the direct client.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -114,6 +114,40 @@ pub fn timed(cmd: &mut Command) -> (f64, std::io::Result<Output>) {
     let t = Instant::now();
     let out = cmd.output();
     (t.elapsed().as_secs_f64(), out)
+}
+
+/// Like [`timed`], but the process is killed once it has run `limit`;
+/// then the output is None (docker-compose 1.x can stall for good with
+/// a few hundred services: docker/compose#8161, #7486).
+pub fn timed_within(cmd: &mut Command, limit: Duration) -> (f64, Option<std::io::Result<Output>>) {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return (0.0, Some(Err(std::io::Error::other("interrupted"))));
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let t = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (0.0, Some(Err(e))),
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return (t.elapsed().as_secs_f64(), Some(child.wait_with_output())),
+            Ok(None)
+                if t.elapsed() < limit
+                    && !INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (t.elapsed().as_secs_f64(), None);
+            }
+            Err(e) => return (t.elapsed().as_secs_f64(), Some(Err(e))),
+        }
+    }
 }
 
 /// The output of a successful process, or why it failed.

@@ -105,6 +105,8 @@ struct ScaleJson<'a> {
     converge: Option<PerTool<'a>>,
     noop: Option<PerTool<'a>>,
     one_changed: Option<PerTool<'a>>,
+    /// docker-compose's converge ran past its limit and was stopped.
+    compose_stalled: Option<&'a str>,
     observe: &'a Figure,
     observe_api_calls: u64,
     berthd_rest_rss_kb: Option<u64>,
@@ -283,6 +285,7 @@ pub fn of(r: &Results) -> Json<'_> {
                     converge: tools(Job::Converge),
                     noop: tools(Job::Noop),
                     one_changed: tools(Job::OneChange),
+                    compose_stalled: s.timed.as_ref().and_then(|t| t.compose_stalled.as_deref()),
                     observe: &s.observe,
                     observe_api_calls: s.observe_calls,
                     berthd_rest_rss_kb: s.rest.as_ref().map(|x| x.rss_kb),

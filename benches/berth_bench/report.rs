@@ -537,7 +537,13 @@ fn seconds_cells(runs: &Runs, job: Job, tools: &[Tool]) -> [String; 5] {
     let dash = || "–".to_string();
     let has = |t: &Tool| tools.contains(t);
     let figure = |t: Tool| {
-        if has(&t) {
+        if t == Tool::Compose
+            && has(&t)
+            && runs.get(t, job).is_empty()
+            && runs.compose_stalled.is_some()
+        {
+            "stalled (see below)".to_string()
+        } else if has(&t) {
             runs.get(t, job).show()
         } else {
             dash()
@@ -579,6 +585,14 @@ pub fn table(r: &Results) -> String {
     t.push_str(&row(&["---"; 7]));
     for cells in MEASURES.iter().filter_map(|m| m.cells(r)) {
         t.push_str(&row(&cells));
+    }
+    for s in &r.scale {
+        if let Some(said) = s.timed.as_ref().and_then(|t| t.compose_stalled.as_deref()) {
+            t.push_str(&format!(
+                "\nN={}: {said}; its other rounds at this N were skipped.\n",
+                s.n
+            ));
+        }
     }
 
     if let Some(calls) = &r.calls {
