@@ -334,3 +334,11 @@ fn errors_and_warnings_never_quote_a_value_that_may_be_a_secret() {
         "{said:?}"
     );
 }
+
+/// A record without health properties hashes exactly as before they
+/// existed: a changed hash would recreate every container on upgrade.
+#[test]
+fn the_spec_hash_of_a_record_without_health_properties_is_pinned() {
+    let s = spec("app=service|Image|berth/app:1|TCPPort|80|Env|A=1|Command|sleep 60|MaxMemory|64M|MountPath|/data");
+    assert_eq!(s.spec_hash, "b94bbaa7ed6023875a910f67cc0c70b0");
+}
