@@ -79,23 +79,18 @@ fn health(out: &mut Vec<String>, old: Option<&HealthCheck>, new: Option<&HealthC
         };
         out.push(format!("HealthCmd changed ({now})"));
     }
-    let seconds = |v: Option<u64>| v.map_or("(default)".to_string(), |s| format!("{s}s"));
-    let timings: [(&str, fn(&HealthCheck) -> Option<u64>); 4] = [
-        ("HealthInterval", |h| h.interval_seconds),
-        ("HealthTimeout", |h| h.timeout_seconds),
-        ("HealthStartPeriod", |h| h.start_period_seconds),
-        ("HealthRetries", |h| h.retries.map(u64::from)),
+    // (property, its value in a check, its unit as shown)
+    type Part = (&'static str, fn(&HealthCheck) -> Option<u64>, &'static str);
+    let parts: [Part; 4] = [
+        ("HealthInterval", |h| h.interval_seconds, "s"),
+        ("HealthTimeout", |h| h.timeout_seconds, "s"),
+        ("HealthStartPeriod", |h| h.start_period_seconds, "s"),
+        ("HealthRetries", |h| h.retries.map(u64::from), ""),
     ];
-    for (prop, get) in timings {
+    for (prop, get, unit) in parts {
         let (a, b) = (old.and_then(get), new.and_then(get));
         if a != b {
-            let show = |v: Option<u64>| {
-                if prop == "HealthRetries" {
-                    v.map_or("(default)".to_string(), |n| n.to_string())
-                } else {
-                    seconds(v)
-                }
-            };
+            let show = |v: Option<u64>| v.map_or("(default)".to_string(), |n| format!("{n}{unit}"));
             out.push(format!("{prop} {} → {}", show(a), show(b)));
         }
     }
