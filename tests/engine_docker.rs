@@ -38,6 +38,7 @@ fn sleeper(name: &str, image: &str, network: NetworkAttachment) -> ContainerConf
         nano_cpus: None,
         restart: "no".to_string(),
         restart_max_retries: None,
+        health: None,
         mounts: vec![],
     }
 }
@@ -178,6 +179,7 @@ async fn create_sets_every_field() {
         nano_cpus: Some(500_000_000),
         restart: "unless-stopped".into(),
         restart_max_retries: None,
+        health: None,
         mounts: vec![
             Mount {
                 kind: MountKind::Volume,

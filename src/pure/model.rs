@@ -172,6 +172,77 @@ pub struct ContainerConfig {
     pub restart: String,
     pub restart_max_retries: Option<i64>,
     pub mounts: Vec<Mount>,
+    /// The record's health check (`HealthCmd`, `HealthInterval`, …). None:
+    /// the image's own HEALTHCHECK, untouched. Left out of the JSON when
+    /// None, so a spec without one hashes as it did before health checks
+    /// existed (and no container is recreated on upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+}
+
+/// A container's health check as a record sets it. A part not set is the
+/// image's (for the test) or the engine's default (for the timings): the
+/// engine merges them so at create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub test: HealthTest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+/// What a health check runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "command")]
+pub enum HealthTest {
+    /// The image's own HEALTHCHECK command (only timings set here).
+    Image,
+    /// `HealthCmd none`: no health check, not even the image's.
+    Disabled,
+    /// A shell command (`CMD-SHELL`). May hold a password: never shown.
+    Shell(String),
+}
+
+/// The engine's defaults for what a health check leaves unset (Docker's
+/// `defaultProbeInterval` and friends).
+pub const HEALTH_DEFAULT_INTERVAL: u64 = 30;
+pub const HEALTH_DEFAULT_TIMEOUT: u64 = 30;
+pub const HEALTH_DEFAULT_RETRIES: u32 = 3;
+
+impl HealthCheck {
+    /// How long a container with this check may take to be called
+    /// healthy or unhealthy: its start period, then `retries + 1` probes,
+    /// each an interval apart and lasting up to a timeout.
+    pub fn verdict_within_seconds(check: Option<&HealthCheck>) -> u64 {
+        let pick =
+            |f: fn(&HealthCheck) -> Option<u64>, default: u64| check.and_then(f).unwrap_or(default);
+        let interval = pick(|c| c.interval_seconds, HEALTH_DEFAULT_INTERVAL);
+        let timeout = pick(|c| c.timeout_seconds, HEALTH_DEFAULT_TIMEOUT);
+        let start = pick(|c| c.start_period_seconds, 0);
+        let retries = u64::from(
+            check
+                .and_then(|c| c.retries)
+                .unwrap_or(HEALTH_DEFAULT_RETRIES),
+        );
+        start.saturating_add(interval.saturating_add(timeout).saturating_mul(retries + 1))
+    }
+
+    /// Whether the record itself sets a command to run (not the image's,
+    /// not disabled).
+    pub fn runs_own_command(check: Option<&HealthCheck>) -> bool {
+        matches!(
+            check,
+            Some(HealthCheck {
+                test: HealthTest::Shell(_),
+                ..
+            })
+        )
+    }
 }
 
 /// What the engine can change on a container without recreating it

@@ -252,11 +252,13 @@ pub async fn direct_pass<E: Engine>(
         at: std::time::SystemTime::now(),
         allow_mass_removal: false,
     };
-    reconcile::run_pass(
+    // Without berthd no later pass comes: wait for health checks here.
+    reconcile::run_pass_gated(
         config,
         engine,
         state.as_ref(),
         input,
+        crate::apply::HealthGate::ONE_SHOT,
         &AtomicBool::new(false),
         |_: &crate::apply::Outcome| {},
     )

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{self, ApplySettings, Observer, Outcome};
+use crate::apply::{self, ApplySettings, HealthGate, Observer, Outcome};
 use crate::config::Config;
 use crate::db::snapshot::{ReadError, Snapshot};
 use crate::declared::{self, LoadError};
@@ -314,12 +314,38 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
 }
 
 /// Runs one pass. With `state`, the pass and its actions are journalled;
-/// journal errors are logged, never fatal (the engine is the truth).
+/// journal errors are logged, never fatal (the engine is the truth). A
+/// dependency's health is looked at once between waves (berthd's way:
+/// the pass after its `health_status` event starts what waits for it).
 pub async fn run_pass<E: Engine>(
     config: &Config,
     engine: &E,
     state: Option<&State>,
     input: PassInput<'_>,
+    stop: &AtomicBool,
+    on_done: impl FnMut(&Outcome),
+) -> Result<PassReport, PassError> {
+    run_pass_gated(
+        config,
+        engine,
+        state,
+        input,
+        HealthGate::Look,
+        stop,
+        on_done,
+    )
+    .await
+}
+
+/// [`run_pass`], with `gate` saying whether to wait between waves for a
+/// dependency's health check (a one-shot command, which no later pass
+/// follows) or only look.
+pub async fn run_pass_gated<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: Option<&State>,
+    input: PassInput<'_>,
+    gate: HealthGate,
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
@@ -362,7 +388,8 @@ pub async fn run_pass<E: Engine>(
         ids: BTreeMap::new(),
         on_done,
     };
-    let report = apply::apply(engine, &plan, &apply_settings(config), stop, journal).await;
+    let settings = apply_settings(config);
+    let report = apply::apply_gated(engine, &plan, &settings, gate, stop, journal).await;
     let outcomes = report.outcomes;
     if let (Some(state), Some(id)) = (state, pass_id) {
         let failures = outcomes.iter().filter(|o| o.error.is_some()).count();

@@ -17,6 +17,10 @@ pub struct RecordStatus {
     pub declared: String,
     /// The container's state word, or `missing`.
     pub actual: String,
+    /// Its health check's verdict, when it has one (the record's or the
+    /// image's own) and the engine lists it (running containers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::model::Health>,
     pub container_id: Option<String>,
     /// Why it is declared so: `status enabled`, `stop by console at …`.
     #[serde(default)]
@@ -75,6 +79,7 @@ pub fn statuses(
             actual: c
                 .map(|c| c.state.clone())
                 .unwrap_or_else(|| "missing".into()),
+            health: c.and_then(|c| c.health),
             container_id: c.map(|c| short(&c.id).to_string()),
             error: problems.get(spec.name.as_str()).cloned(),
         });
@@ -89,6 +94,7 @@ pub fn statuses(
             actual: c
                 .map(|c| c.state.clone())
                 .unwrap_or_else(|| "missing".into()),
+            health: c.and_then(|c| c.health),
             container_id: c.map(|c| short(&c.id).to_string()),
             error: errors.first().map(|e| e.to_string()),
         });
@@ -106,6 +112,7 @@ pub fn statuses(
                 why: "no record (see berth plan)".into(),
                 next_event: None,
                 actual: c.state.clone(),
+                health: c.health,
                 container_id: Some(short(&c.id).to_string()),
                 error: None,
             });
@@ -138,5 +145,50 @@ pub fn add_last_errors(rows: &mut [RecordStatus], state: &crate::state::State) {
             .ok()
             .flatten()
             .map(|e| format!("last action failed: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ObservedContainer;
+    use crate::model::{Health, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD};
+
+    #[test]
+    fn health_is_shown_when_the_engine_lists_a_verdict() {
+        let declared = crate::declared::from_text(
+            "db=service|Image|app:1|HealthCmd|true\nweb=service|Image|app:1\n",
+        );
+        let container = |name: &str, health| ObservedContainer {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: [
+                (LABEL_MANAGED, "true"),
+                (LABEL_INSTANCE, "test"),
+                (LABEL_RECORD, name),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            image: "app:1".into(),
+            image_id: "sha256:1".into(),
+            state: "running".into(),
+            exit_code: None,
+            health,
+        };
+        let observed = ObservedState {
+            containers: vec![
+                container("db", Some(Health::Unhealthy)),
+                container("web", None),
+            ],
+            ..Default::default()
+        };
+        let rows = statuses(&declared, &observed, SystemTime::UNIX_EPOCH);
+        let health: Vec<(&str, Option<Health>)> =
+            rows.iter().map(|r| (r.name.as_str(), r.health)).collect();
+        assert_eq!(health, vec![("db", Some(Health::Unhealthy)), ("web", None)]);
+        let json = serde_json::to_value(&rows).expect("json");
+        assert_eq!(json[0]["health"], "unhealthy");
+        assert!(json[1].get("health").is_none(), "no check, no field");
     }
 }

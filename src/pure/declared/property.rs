@@ -71,7 +71,21 @@ pub enum ValueError {
         "{key:?} ends in {suffix}, the name berth gives a replacement container during a recreate"
     )]
     ReplacementSuffix { key: String, suffix: &'static str },
+    #[error("{0:?} is not a duration; expected e.g. 30s, 2m, 1m30s or a number of seconds")]
+    NotADuration(String),
+    #[error(
+        "{0:?} is out of range; expected {MIN_DURATION_SECONDS} s to {MAX_DURATION_SECONDS} s (1h)"
+    )]
+    DurationOutOfRange(String),
+    #[error("{0:?} is out of range; expected a whole number from 1 to {MAX_HEALTH_RETRIES}")]
+    RetriesOutOfRange(String),
 }
+
+/// Bounds of a health check's durations: a probe more often than each
+/// second is load, not a check; one rarer than hourly is not watching.
+pub const MIN_DURATION_SECONDS: u64 = 1;
+pub const MAX_DURATION_SECONDS: u64 = 3600;
+pub const MAX_HEALTH_RETRIES: u32 = 100;
 
 /// `a,b , c` → ["a", "b", "c"]; empty items dropped.
 pub fn list(value: &str) -> Vec<String> {
@@ -266,6 +280,62 @@ pub fn command(value: &str) -> Parsed<Vec<String>> {
     Ok(words)
 }
 
+/// `30s`, `2m`, `1m30s`, `1h`, or a bare number of seconds → seconds,
+/// from 1 s to 1 h. Each unit at most once, largest first.
+pub fn duration(value: &str) -> Parsed<u64> {
+    let v = value.trim();
+    let bad = || ValueError::NotADuration(v.to_string());
+    if v.is_empty() || v.len() > 32 {
+        return Err(bad());
+    }
+    let seconds = if v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse::<u64>()
+            .map_err(|_| ValueError::DurationOutOfRange(v.to_string()))?
+    } else {
+        let mut total: u64 = 0;
+        let mut rest = v;
+        // Units in order: each may appear once, and only after a larger one.
+        let mut units = [('h', 3600u64), ('m', 60), ('s', 1)].into_iter();
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let unit = rest[digits..].chars().next().ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| ValueError::DurationOutOfRange(v.to_string()))?;
+            let factor = loop {
+                match units.next() {
+                    Some((u, f)) if u == unit.to_ascii_lowercase() => break f,
+                    Some(_) => continue,
+                    None => return Err(bad()),
+                }
+            };
+            total = n
+                .checked_mul(factor)
+                .and_then(|s| total.checked_add(s))
+                .ok_or_else(|| ValueError::DurationOutOfRange(v.to_string()))?;
+            rest = &rest[digits + unit.len_utf8()..];
+        }
+        total
+    };
+    if !(MIN_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&seconds) {
+        return Err(ValueError::DurationOutOfRange(v.to_string()));
+    }
+    Ok(seconds)
+}
+
+/// A health check's retry count: 1 to 100.
+pub fn health_retries(value: &str) -> Parsed<u32> {
+    let v = value.trim();
+    match v.parse::<u32>() {
+        Ok(n) if (1..=MAX_HEALTH_RETRIES).contains(&n) => Ok(n),
+        Ok(_) => Err(ValueError::RetriesOutOfRange(v.to_string())),
+        Err(_) => Err(ValueError::NotAWholeNumber(v.to_string())),
+    }
+}
+
 /// A cron expression: 5 fields, or 6 with seconds first, or `@daily` and friends.
 pub fn schedule(value: &str) -> Parsed<String> {
     let v = value.trim();
@@ -398,6 +468,61 @@ mod tests {
             schedule("0 0 31 4 1").is_ok(),
             "day or weekday: every Monday"
         );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30s").ok(), Some(30));
+        assert_eq!(duration("2m").ok(), Some(120));
+        assert_eq!(duration("1m30s").ok(), Some(90));
+        assert_eq!(duration(" 45 ").ok(), Some(45));
+        assert_eq!(duration("1h").ok(), Some(3600));
+        assert_eq!(duration("1S").ok(), Some(1));
+        for bad in [
+            "", "s", "1x", "30s1m", "1m1m", "1.5s", "-1s", "m30", "1 m", "1ms",
+        ] {
+            assert!(
+                matches!(duration(bad), Err(ValueError::NotADuration(_))),
+                "{bad}: {:?}",
+                duration(bad)
+            );
+        }
+        for out in [
+            "0",
+            "0s",
+            "1h1s",
+            "61m",
+            "99999999999999999999",
+            "99999999999999999h",
+        ] {
+            assert!(
+                matches!(duration(out), Err(ValueError::DurationOutOfRange(_))),
+                "{out}: {:?}",
+                duration(out)
+            );
+        }
+        assert!(duration("7200")
+            .unwrap_err()
+            .to_string()
+            .contains("1 s to 3600 s"));
+    }
+
+    #[test]
+    fn health_retry_counts() {
+        assert_eq!(health_retries("1").ok(), Some(1));
+        assert_eq!(health_retries("100").ok(), Some(100));
+        assert!(matches!(
+            health_retries("0"),
+            Err(ValueError::RetriesOutOfRange(_))
+        ));
+        assert!(matches!(
+            health_retries("101"),
+            Err(ValueError::RetriesOutOfRange(_))
+        ));
+        assert!(matches!(
+            health_retries("three"),
+            Err(ValueError::NotAWholeNumber(_))
+        ));
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use super::property::{self, Parsed, ValueError};
 use super::{error, spec_hash, ContainerSpec, Declared, SpecError, SpecSettings, SERVICE_TYPE};
 use crate::db::{Db, Record};
-use crate::model::{ContainerConfig, Mount, MountKind, NetworkAttachment, PortBinding, Protocol};
+use crate::model::{
+    ContainerConfig, HealthCheck, HealthTest, Mount, MountKind, NetworkAttachment, PortBinding,
+    Protocol,
+};
 
 /// Every property berth understands; anything else is kept and warned about.
 pub const KNOWN_PROPERTIES: &[&str] = &[
@@ -37,11 +40,16 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
     "StopSchedule",
     "StartOn",
     "StopOn",
+    "HealthCmd",
+    "HealthInterval",
+    "HealthTimeout",
+    "HealthStartPeriod",
+    "HealthRetries",
 ];
 
 /// Properties whose values may hold passwords or tokens: never quoted in
 /// an error, a warning or a plan reason.
-pub const SECRET_PROPERTIES: &[&str] = &["Env", "Command"];
+pub const SECRET_PROPERTIES: &[&str] = &["Env", "Command", "HealthCmd"];
 
 pub struct Built {
     pub spec: Result<ContainerSpec, Vec<SpecError>>,
@@ -142,6 +150,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     };
     let ports = published_ports(&mut r, network_mode);
     let mounts = mounts(&mut r, settings);
+    let health = health_check(&mut r);
     let links = r.get("Interlinked", |v| {
         property::list(v)
             .iter()
@@ -203,6 +212,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         restart,
         restart_max_retries,
         mounts,
+        health,
     };
     let spec = ContainerSpec {
         name: name.to_string(),
@@ -225,6 +235,50 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         warnings,
         host_folders,
     }
+}
+
+/// `HealthCmd` and its timings → the container's health check. None when
+/// the record sets none of them: the image's own HEALTHCHECK applies as
+/// is. `HealthCmd none` switches the image's off; timings without a
+/// command tune the image's. Timings with `none` would be ignored by the
+/// engine, so they are an error rather than a silent no-op.
+fn health_check(r: &mut Reader) -> Option<HealthCheck> {
+    let test = r.raw("HealthCmd").map(|cmd| {
+        if cmd.trim().eq_ignore_ascii_case("none") {
+            HealthTest::Disabled
+        } else {
+            HealthTest::Shell(cmd.trim().to_string())
+        }
+    });
+    let interval_seconds = r.get("HealthInterval", property::duration);
+    let timeout_seconds = r.get("HealthTimeout", property::duration);
+    let start_period_seconds = r.get("HealthStartPeriod", property::duration);
+    let retries = r.get("HealthRetries", property::health_retries);
+    let timed = [
+        "HealthInterval",
+        "HealthTimeout",
+        "HealthStartPeriod",
+        "HealthRetries",
+    ]
+    .into_iter()
+    .find(|p| r.raw(p).is_some());
+    if test.is_none() && timed.is_none() {
+        return None;
+    }
+    if let (Some(HealthTest::Disabled), Some(prop)) = (&test, timed) {
+        r.fail(
+            Some(prop),
+            r.raw(prop),
+            "HealthCmd none switches health checks off; remove the timing or set a HealthCmd",
+        );
+    }
+    Some(HealthCheck {
+        test: test.unwrap_or(HealthTest::Image),
+        interval_seconds,
+        timeout_seconds,
+        start_period_seconds,
+        retries,
+    })
 }
 
 /// A record key as a container name: exactly as written (a key with a

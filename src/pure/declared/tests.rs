@@ -334,3 +334,61 @@ fn errors_and_warnings_never_quote_a_value_that_may_be_a_secret() {
         "{said:?}"
     );
 }
+
+/// A record without health properties hashes exactly as before they
+/// existed: a changed hash would recreate every container on upgrade.
+#[test]
+fn the_spec_hash_of_a_record_without_health_properties_is_pinned() {
+    let s = spec("app=service|Image|berth/app:1|TCPPort|80|Env|A=1|Command|sleep 60|MaxMemory|64M|MountPath|/data");
+    assert_eq!(s.spec_hash, "b94bbaa7ed6023875a910f67cc0c70b0");
+}
+
+#[test]
+fn health_properties_make_the_health_check() {
+    use crate::model::{HealthCheck, HealthTest};
+    assert_eq!(spec("a=service|Image|a:1").config.health, None);
+    let s = spec("a=service|Image|a:1|HealthCmd|pg_isready -U app|HealthInterval|1m30s|HealthTimeout|5|HealthStartPeriod|2m|HealthRetries|5");
+    assert_eq!(
+        s.config.health,
+        Some(HealthCheck {
+            test: HealthTest::Shell("pg_isready -U app".into()),
+            interval_seconds: Some(90),
+            timeout_seconds: Some(5),
+            start_period_seconds: Some(120),
+            retries: Some(5),
+        })
+    );
+    let s = spec("a=service|Image|a:1|HealthCmd|NONE");
+    assert_eq!(s.config.health.map(|h| h.test), Some(HealthTest::Disabled));
+    // Timings alone tune the image's own check.
+    let s = spec("a=service|Image|a:1|HealthInterval|1s");
+    let h = s.config.health.expect("a check");
+    assert_eq!((h.test, h.interval_seconds), (HealthTest::Image, Some(1)));
+    // A change of any of them changes the hash: a recreate.
+    assert_ne!(
+        spec("a=service|Image|a:1|HealthRetries|3").spec_hash,
+        spec("a=service|Image|a:1|HealthRetries|4").spec_hash
+    );
+}
+
+#[test]
+fn bad_health_values_name_record_and_property_and_never_the_command() {
+    let e = errors("web=service|Image|a:1|HealthInterval|2 hours|HealthRetries|0|HealthTimeout|2h");
+    let text: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(e.len(), 3, "{text:?}");
+    assert!(
+        text[0].contains("record web, property HealthInterval = \"2 hours\"")
+            && text[0].contains("not a duration"),
+        "{}",
+        text[0]
+    );
+    assert!(text[1].contains("property HealthTimeout") && text[1].contains("1 s to 3600 s"));
+    assert!(text[2].contains("property HealthRetries") && text[2].contains("1 to 100"));
+    let e = errors("web=service|Image|a:1|HealthCmd|none|HealthRetries|3");
+    assert!(e[0].why.contains("HealthCmd none"), "{}", e[0]);
+    // A misspelt HealthCmd may hold a password: warned about without it.
+    let d = declared_with_images("web=service|Image|a:1|Healthcmd|mysqladmin -phunter2\n", "");
+    let warning = d.warnings[0].to_string();
+    assert!(warning.contains("did you mean HealthCmd"), "{warning}");
+    assert!(!warning.contains("hunter2"), "{warning}");
+}

@@ -1,7 +1,7 @@
 //! Human reasons for a recreate or an in-place update: the old effective spec (kept in a label)
 //! against the new one, in the db's own property names.
 
-use crate::model::{ContainerConfig, MountKind, NetworkAttachment};
+use crate::model::{ContainerConfig, HealthCheck, HealthTest, MountKind, NetworkAttachment};
 
 /// What changed, e.g. `MaxMemory 512M → 1G`. Without a readable old spec
 /// (a container from an older berth), says only that the spec changed.
@@ -59,10 +59,41 @@ pub fn describe_configs(old: Option<&ContainerConfig>, new: &ContainerConfig) ->
     field(&mut out, "MaxCpu", cpus(old.nano_cpus), cpus(new.nano_cpus));
     field(&mut out, "Restart", restart(old), restart(new));
     field(&mut out, "mounts", mounts(old), mounts(new));
+    health(&mut out, old.health.as_ref(), new.health.as_ref());
     if out.is_empty() {
         out.push("spec changed".into());
     }
     out
+}
+
+/// HealthCmd may hold a password (a `mysqladmin ping -p…`): said to have
+/// changed, never shown. The timings are plain values.
+fn health(out: &mut Vec<String>, old: Option<&HealthCheck>, new: Option<&HealthCheck>) {
+    let test = |h: Option<&HealthCheck>| h.map(|h| h.test.clone()).unwrap_or(HealthTest::Image);
+    let (a, b) = (test(old), test(new));
+    if a != b {
+        let now = match b {
+            HealthTest::Image => "now the image's own",
+            HealthTest::Disabled => "now none",
+            HealthTest::Shell(_) => "not shown",
+        };
+        out.push(format!("HealthCmd changed ({now})"));
+    }
+    // (property, its value in a check, its unit as shown)
+    type Part = (&'static str, fn(&HealthCheck) -> Option<u64>, &'static str);
+    let parts: [Part; 4] = [
+        ("HealthInterval", |h| h.interval_seconds, "s"),
+        ("HealthTimeout", |h| h.timeout_seconds, "s"),
+        ("HealthStartPeriod", |h| h.start_period_seconds, "s"),
+        ("HealthRetries", |h| h.retries.map(u64::from), ""),
+    ];
+    for (prop, get, unit) in parts {
+        let (a, b) = (old.and_then(get), new.and_then(get));
+        if a != b {
+            let show = |v: Option<u64>| v.map_or("(default)".to_string(), |n| format!("{n}{unit}"));
+            out.push(format!("{prop} {} → {}", show(a), show(b)));
+        }
+    }
 }
 
 fn list(items: &[String]) -> String {
@@ -173,6 +204,7 @@ mod tests {
             nano_cpus: None,
             restart: "no".into(),
             restart_max_retries: None,
+            health: None,
             mounts: vec![],
         }
     }
@@ -196,5 +228,29 @@ mod tests {
         for secret in ["hunter2", "correct-horse", "s3cret"] {
             assert!(!reasons.contains(secret), "{reasons}");
         }
+    }
+
+    #[test]
+    fn a_health_command_is_said_to_change_never_shown() {
+        let check = |cmd: &str, interval: Option<u64>| HealthCheck {
+            test: HealthTest::Shell(cmd.into()),
+            interval_seconds: interval,
+            timeout_seconds: None,
+            start_period_seconds: None,
+            retries: None,
+        };
+        let mut old = config(&[], None);
+        old.health = Some(check("mysqladmin ping -phunter2", None));
+        let mut new = config(&[], None);
+        new.health = Some(check("mysqladmin ping -pcorrect-horse", Some(5)));
+        let reasons = describe_configs(Some(&old), &new).join("; ");
+        assert_eq!(
+            reasons,
+            "HealthCmd changed (not shown); HealthInterval (default) → 5s"
+        );
+        new.health = None;
+        let reasons = describe_configs(Some(&old), &new).join("; ");
+        assert_eq!(reasons, "HealthCmd changed (now the image's own)");
+        assert!(!reasons.contains("hunter2"));
     }
 }

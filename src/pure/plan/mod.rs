@@ -2,6 +2,7 @@
 //! actions, each with the reason an admin reads. No I/O, no engine, no clock.
 
 mod diff;
+mod health;
 mod intent;
 pub mod restarts;
 #[cfg(test)]
@@ -596,6 +597,7 @@ pub fn plan_at<Tz: TimeZone>(
     guard_host_folders(declared, observed, &mut out);
     out.actions
         .sort_by(|a, b| (a.wave, &a.record).cmp(&(b.wave, &b.record)));
+    health::hold_for_health(declared, observed, &mut out);
     out
 }
 

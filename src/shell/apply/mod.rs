@@ -14,6 +14,9 @@ use crate::engine::{
 };
 use crate::plan::{Action, ActionKind, Operation, Plan, REPLACEMENT_SUFFIX};
 
+pub mod health;
+pub use health::HealthGate;
+
 #[derive(Debug, Clone)]
 pub struct ApplySettings {
     /// Written into `org.berth.instance` of everything created.
@@ -76,20 +79,49 @@ enum ActionError {
     ShuttingDown,
     #[error("not started: {0}, which it links to, failed in this pass")]
     NeedFailed(String),
+    /// A record it links to has a health check and is not healthy.
+    #[error("not started: {0}")]
+    NeedNotHealthy(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
 /// Runs `plan` wave by wave, the actions of a wave concurrently. Once `stop`
-/// is set, actions in flight finish and no new one starts.
+/// is set, actions in flight finish and no new one starts. A dependency
+/// started in a wave is looked at once before what links to it
+/// ([`HealthGate::Look`]): berthd's way, which never waits on a check.
 pub async fn apply<E: Engine>(
     engine: &E,
     plan: &Plan,
     settings: &ApplySettings,
     stop: &AtomicBool,
+    observer: impl Observer,
+) -> Report {
+    apply_gated(engine, plan, settings, HealthGate::Look, stop, observer).await
+}
+
+/// [`apply`], with `gate` saying what to do about a dependency started in
+/// this pass whose health check has no verdict yet.
+pub async fn apply_gated<E: Engine>(
+    engine: &E,
+    plan: &Plan,
+    settings: &ApplySettings,
+    gate: HealthGate,
+    stop: &AtomicBool,
     mut observer: impl Observer,
 ) -> Report {
     let mut report = Report::default();
+    // The last wave that links to each record: after its own wave, a
+    // record some later action needs is checked for health.
+    let mut needed_until: BTreeMap<&str, usize> = BTreeMap::new();
+    for action in &plan.actions {
+        for need in &action.needs {
+            let wave = needed_until.entry(need.as_str()).or_insert(action.wave);
+            *wave = (*wave).max(action.wave);
+        }
+    }
+    // Records with a health check that is not healthy: what links to them waits.
+    let mut unhealthy: BTreeMap<String, String> = BTreeMap::new();
     let mut waves: BTreeMap<usize, Vec<(usize, &Action)>> = BTreeMap::new();
     for (index, action) in plan.actions.iter().enumerate() {
         waves.entry(action.wave).or_default().push((index, action));
@@ -98,7 +130,7 @@ pub async fn apply<E: Engine>(
     // A set: with thousands of records failing at once (the engine gone
     // mid-pass), each action's look-up stays cheap.
     let mut failed: BTreeSet<String> = BTreeSet::new();
-    for actions in waves.into_values() {
+    for (wave, actions) in waves {
         for (index, action) in &actions {
             observer.starting(*index, action);
         }
@@ -108,21 +140,46 @@ pub async fn apply<E: Engine>(
         // (the API's `Backend`) needs it to be.
         let pending: Vec<_> = actions
             .into_iter()
-            .map(|(index, action)| carry_out(engine, settings, stop, &failed, index, action))
+            .map(|(index, action)| {
+                let blocked = Blocked {
+                    failed: &failed,
+                    unhealthy: &unhealthy,
+                };
+                carry_out(engine, settings, stop, blocked, index, action)
+            })
             .collect();
         let mut results = stream::iter(pending).buffer_unordered(settings.concurrency.max(1));
         let mut newly_failed = Vec::new();
+        let mut dependencies = Vec::new();
         while let Some((index, action, outcome)) = results.next().await {
             observer.done(index, action, &outcome);
             if outcome.error.is_some() {
                 newly_failed.push(action.record.clone());
+            } else if outcome.started.is_some()
+                && needed_until.get(action.record.as_str()) > Some(&wave)
+            {
+                // From the plan itself: `action` borrows what `failed` does.
+                let started = &plan.actions[index];
+                dependencies.push(health::Dependency {
+                    record: &started.record,
+                    check: started.config().and_then(|c| c.health.as_ref()),
+                });
             }
             report.outcomes.push(outcome);
         }
         drop(results);
         failed.extend(newly_failed);
+        unhealthy.extend(health::gate(engine, &dependencies, gate, stop).await);
     }
     report
+}
+
+/// What keeps an action from starting: records that failed in this pass,
+/// and records whose health check is not healthy.
+#[derive(Clone, Copy)]
+struct Blocked<'a> {
+    failed: &'a BTreeSet<String>,
+    unhealthy: &'a BTreeMap<String, String>,
 }
 
 /// The labels that make a container ours and let the next plan compare it.
@@ -151,17 +208,24 @@ async fn carry_out<'a, E: Engine>(
     engine: &'a E,
     settings: &'a ApplySettings,
     stop: &'a AtomicBool,
-    failed: &'a BTreeSet<String>,
+    blocked: Blocked<'a>,
     index: usize,
     action: &'a Action,
 ) -> (usize, &'a Action, Outcome) {
-    let broken_need = action.needs.iter().find(|n| failed.contains(*n));
+    let broken_need = action.needs.iter().find(|n| blocked.failed.contains(*n));
+    let unhealthy_need = action
+        .needs
+        .iter()
+        .find_map(|n| blocked.unhealthy.get(n))
+        .filter(|_| action.starts());
     let mut started = None;
     let mut refused = None;
     let result = if stop.load(Ordering::SeqCst) {
         Err(ActionError::ShuttingDown)
     } else if let Some(need) = broken_need {
         Err(ActionError::NeedFailed(need.clone()))
+    } else if let Some(why) = unhealthy_need {
+        Err(ActionError::NeedNotHealthy(why.clone()))
     } else {
         run(engine, action, settings, &mut started, &mut refused)
             .await

@@ -112,11 +112,14 @@ impl Backend for LocalBackend {
             at: SystemTime::now(),
             allow_mass_removal,
         };
-        Ok(reconcile::run_pass(
+        // No later pass follows a one-shot apply: wait between waves for
+        // dependencies' health checks, as `docker compose up` does.
+        Ok(reconcile::run_pass_gated(
             config,
             engine,
             state.as_ref(),
             input,
+            crate::apply::HealthGate::ONE_SHOT,
             &stop,
             // Said as each action ends, as berthd logs them.
             |o: &crate::apply::Outcome| {

@@ -19,15 +19,16 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
         return Ok(0);
     }
     println!(
-        "{:<24} {:<10} {:<10} CONTAINER",
-        "NAME", "DECLARED", "ACTUAL"
+        "{:<24} {:<10} {:<10} {:<10} CONTAINER",
+        "NAME", "DECLARED", "ACTUAL", "HEALTH"
     );
     for r in rows {
         println!(
-            "{:<24} {:<10} {:<10} {}",
+            "{:<24} {:<10} {:<10} {:<10} {}",
             r.name,
             r.declared,
             r.actual,
+            r.health.map_or("-", |h| h.as_str()),
             r.container_id.as_deref().unwrap_or("-")
         );
         if !r.why.is_empty() && !r.why.starts_with("status ") {

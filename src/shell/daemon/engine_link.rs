@@ -1,7 +1,9 @@
 //! The daemon's link to the engine: connect lazily (through [`Connect`]),
 //! say once when the engine goes away and once when it is back, retry with
 //! backoff, and keep a subscription to managed-container events that only
-//! hurries the next pass.
+//! hurries the next pass. Every event the engine's filter lets through
+//! (`health_status: healthy` among them: what a dependent waiting for a
+//! healthy dependency needs) is forwarded as it is.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -95,8 +95,20 @@ impl DockerEngine {
             ("label", vec!["org.berth.managed=true"]),
             (
                 "event",
+                // `health_status` matches `health_status: healthy` and the
+                // like (the engine matches this one by prefix): a
+                // dependency turning healthy lets its dependents start.
                 vec![
-                    "die", "destroy", "stop", "kill", "oom", "rename", "start", "update", "pause",
+                    "die",
+                    "destroy",
+                    "stop",
+                    "kill",
+                    "oom",
+                    "rename",
+                    "start",
+                    "update",
+                    "pause",
+                    "health_status",
                 ],
             ),
         ]);

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HostConfig, Mount as DockerMount,
-    MountType, NetworkingConfig, PortBinding as DockerPortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerUpdateBody, EndpointSettings, HealthConfig, HostConfig,
+    Mount as DockerMount, MountType, NetworkingConfig, PortBinding as DockerPortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::engine::{ContainerConfig, ContainerUpdate, EngineError, MountKind, NetworkAttachment};
+use crate::model::{HealthCheck, HealthTest};
 
 /// The create body for `config`, labelled with `labels`.
 ///
@@ -91,10 +92,39 @@ pub(super) fn create_body(
         env: Some(config.env.clone()),
         labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
         exposed_ports: publish.then_some(exposed_ports),
+        healthcheck: config.health.as_ref().map(health_config),
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
     })
+}
+
+/// The engine's healthcheck for a record's. An empty test and zero
+/// timings mean "the image's": the engine fills them in from the image's
+/// HEALTHCHECK at create, so a record that sets only a timing tunes the
+/// image's own check. Without a health check in the record at all, no
+/// `Healthcheck` is sent and the image's applies as it is.
+fn health_config(check: &HealthCheck) -> HealthConfig {
+    let nanos = |s: Option<u64>| {
+        s.map(|s| {
+            i64::try_from(s)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000_000)
+        })
+    };
+    HealthConfig {
+        test: Some(match &check.test {
+            HealthTest::Image => Vec::new(),
+            HealthTest::Disabled => vec!["NONE".to_string()],
+            HealthTest::Shell(command) => vec!["CMD-SHELL".to_string(), command.clone()],
+        }),
+        interval: nanos(check.interval_seconds),
+        timeout: nanos(check.timeout_seconds),
+        start_period: nanos(check.start_period_seconds),
+        retries: check.retries.map(i64::from),
+        // Unknown before API 1.44; berth speaks to 1.41 engines too.
+        start_interval: None,
+    }
 }
 
 /// The body of an in-place update. Swap is set with the memory, to twice
@@ -164,6 +194,7 @@ mod tests {
             nano_cpus: Some(500_000_000),
             restart: "on-failure".into(),
             restart_max_retries: Some(3),
+            health: None,
             mounts: vec![Mount {
                 kind: MountKind::Bind,
                 source: "/srv/app".into(),
@@ -217,6 +248,52 @@ mod tests {
             assert!(host.port_bindings.is_none());
             assert!(body.exposed_ports.is_none());
             assert!(body.networking_config.is_none());
+        }
+    }
+
+    #[test]
+    fn a_health_check_is_sent_only_when_the_record_sets_one() {
+        let mut c = config(NetworkAttachment::None);
+        let body = create_body(&c, &BTreeMap::new()).expect("valid config");
+        assert!(body.healthcheck.is_none(), "the image's own applies");
+        c.health = Some(HealthCheck {
+            test: HealthTest::Shell("test -f /tmp/ready".into()),
+            interval_seconds: Some(1),
+            timeout_seconds: None,
+            start_period_seconds: Some(90),
+            retries: Some(5),
+        });
+        let hc = create_body(&c, &BTreeMap::new())
+            .expect("valid config")
+            .healthcheck
+            .expect("a healthcheck");
+        assert_eq!(
+            hc.test,
+            Some(vec![
+                "CMD-SHELL".to_string(),
+                "test -f /tmp/ready".to_string()
+            ])
+        );
+        assert_eq!(hc.interval, Some(1_000_000_000));
+        assert_eq!(hc.timeout, None);
+        assert_eq!(hc.start_period, Some(90_000_000_000));
+        assert_eq!(hc.retries, Some(5));
+        for (test, sent) in [
+            (HealthTest::Disabled, vec!["NONE".to_string()]),
+            (HealthTest::Image, vec![]),
+        ] {
+            c.health = Some(HealthCheck {
+                test,
+                interval_seconds: None,
+                timeout_seconds: None,
+                start_period_seconds: None,
+                retries: None,
+            });
+            let hc = create_body(&c, &BTreeMap::new())
+                .expect("valid config")
+                .healthcheck
+                .expect("a healthcheck");
+            assert_eq!(hc.test, Some(sent));
         }
     }
 

@@ -19,6 +19,12 @@
 //!   one labelled managed + instance, and on a duplicate name removes the
 //!   younger networks of this instance, failing with a conflict when one it
 //!   may not remove (another owner's, or one a running container uses) is left;
+//! - health: a container started with a health check (the record's
+//!   `HealthCmd`, or its image's own, marked with
+//!   [`FakeEngine::add_image_healthcheck`], unless the record says `none`)
+//!   lists `health: starting` until a test sets its verdict with
+//!   [`FakeEngine::set_health`]; a stopped container has none, as the
+//!   engine's status line shows none;
 //! - updates: an in-place update changes the container's config, and is
 //!   refused below the memory a test said it uses (`set_memory_usage`), as
 //!   runc refuses it;
@@ -38,6 +44,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use futures_util::StreamExt;
+
+use crate::model::{Health, HealthCheck, HealthTest};
 
 use super::{
     BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, MountKind,
@@ -111,6 +119,8 @@ struct State {
     log: Vec<String>,
     /// (operation, container name or ID, network, volume or image name; "" for observe and load).
     failures: BTreeSet<(Op, String)>,
+    /// Image IDs whose image has its own HEALTHCHECK.
+    image_healthchecks: BTreeSet<String>,
     /// Memory each container uses now, by ID: an update to a lower limit
     /// is refused, as runc refuses it on the real engine.
     memory_usage: BTreeMap<String, i64>,
@@ -361,6 +371,22 @@ impl FakeEngine {
         self.lock().tag(reference, id);
     }
 
+    /// Gives the image `reference` names a HEALTHCHECK of its own.
+    pub fn add_image_healthcheck(&self, reference: &str) {
+        let mut s = self.lock();
+        if let Some(id) = s.resolve(reference) {
+            s.image_healthchecks.insert(id);
+        }
+    }
+
+    /// Sets a container's health verdict, as its check would.
+    pub fn set_health(&self, id_or_name: &str, health: Option<Health>) {
+        let mut s = self.lock();
+        if let Some(i) = s.find(id_or_name) {
+            s.containers[i].health = health;
+        }
+    }
+
     /// Removes the tag `reference` behind the engine's back; containers
     /// using it keep running (the [`Engine::remove_image`] of the trait
     /// asks the engine, and is logged).
@@ -454,6 +480,7 @@ impl FakeEngine {
         if let Some(i) = s.find(id_or_name) {
             s.containers[i].state = "exited".to_string();
             s.containers[i].exit_code = Some(code);
+            s.containers[i].health = None;
             let id = s.containers[i].id.clone();
             s.attached.remove(&id);
         }
@@ -661,9 +688,22 @@ impl Engine for FakeEngine {
                         )))
                     }
                 };
-                s.attached.insert(container_id, network_id);
+                s.attached.insert(container_id.clone(), network_id);
             }
             s.containers[i].state = "running".to_string();
+            let image_checks = s.image_healthchecks.contains(&s.containers[i].image_id);
+            let checked = match s.configs.get(&container_id).and_then(|c| c.health.as_ref()) {
+                Some(HealthCheck {
+                    test: HealthTest::Disabled,
+                    ..
+                }) => false,
+                Some(HealthCheck {
+                    test: HealthTest::Shell(_),
+                    ..
+                }) => true,
+                _ => image_checks,
+            };
+            s.containers[i].health = checked.then_some(Health::Starting);
             Ok(())
         })
     }
@@ -678,6 +718,7 @@ impl Engine for FakeEngine {
             s.check(Op::Stop, id)?;
             if let Some(i) = s.find(id) {
                 s.containers[i].state = "exited".to_string();
+                s.containers[i].health = None;
                 let container_id = s.containers[i].id.clone();
                 s.attached.remove(&container_id);
             }

@@ -16,6 +16,7 @@ fn config(name: &str, image: &str) -> ContainerConfig {
         nano_cpus: None,
         restart: "unless-stopped".to_string(),
         restart_max_retries: None,
+        health: None,
         mounts: vec![Mount {
             kind: MountKind::Volume,
             source: format!("{name}-data"),
