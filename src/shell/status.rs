@@ -126,6 +126,12 @@ pub async fn current<E: crate::engine::Engine>(
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
     declared.booted_at = crate::reconcile::booted_at();
+    crate::reconcile::remember_rollouts(
+        &mut declared,
+        config,
+        remembered.probations,
+        remembered.rollbacks,
+    );
     let observed = engine.observe().await?;
     Ok(statuses(&declared, &observed, SystemTime::now()))
 }
