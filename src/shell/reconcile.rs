@@ -351,6 +351,7 @@ impl<F> Journal<'_, F> {
                 config,
                 spec_hash,
                 start: true,
+                discard_old: false,
                 ..
             }
             | Operation::Update {
@@ -358,6 +359,7 @@ impl<F> Journal<'_, F> {
                 config,
                 spec_hash,
                 start: true,
+                discard_old: false,
                 ..
             } => {
                 let (old_spec_hash, old_image_id) = self
@@ -401,8 +403,16 @@ impl<F> Journal<'_, F> {
         }
         match &action.operation {
             // Updated in place, or recreated stopped: nothing kept.
-            Operation::Recreate { start: true, .. }
-            | Operation::Update { start: true, .. }
+            Operation::Recreate {
+                start: true,
+                discard_old: false,
+                ..
+            }
+            | Operation::Update {
+                start: true,
+                discard_old: false,
+                ..
+            }
             | Operation::RolloutDone { .. } => state.forget_probations(std::slice::from_ref(record)),
             Operation::Rollback { image, bad, .. } => {
                 if let Some(bad) = bad {
@@ -775,9 +785,14 @@ mod tests {
             Some("running".into())
         );
         assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
+        // Kept for a rollback, it still runs the update if put back.
+        assert_eq!(engine.id_of("app_berth-old"), Some(id.clone()));
+        assert!(state.updates().expect("updates").contains_key(&id));
+        engine.remove_container(&id).await.expect("remove");
+        assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
         assert!(
             state.updates().expect("updates").is_empty(),
-            "the replaced container's record is pruned"
+            "the replaced container's record is pruned once it is gone"
         );
     }
 }

@@ -79,13 +79,17 @@ pub enum Operation {
     /// removed. `stop_first`: stop the old container before creating the
     /// new one (not after), because a host folder of the new one lies
     /// inside one the old one can write: nothing may run there while it
-    /// is checked.
+    /// is checked. A started replacement is on probation, and the old
+    /// container is kept (stopped) for a rollback; `discard_old`: the old
+    /// one is itself on probation (a change came before it proved
+    /// itself), so it is removed and the one kept before it stays.
     Recreate {
         container_id: String,
         config: ContainerConfig,
         spec_hash: String,
         start: bool,
         stop_first: bool,
+        discard_old: bool,
     },
     /// `update` applied to `container_id` in place (same container, no
     /// restart): what differs from the spec it runs is only what the
@@ -101,6 +105,7 @@ pub enum Operation {
         spec_hash: String,
         start: bool,
         stop_first: bool,
+        discard_old: bool,
     },
     Start {
         container_id: String,
@@ -500,7 +505,7 @@ pub fn plan_at<Tz: TimeZone>(
                 let running_hash = applied.map(|u| &u.spec_hash).or(label_hash);
                 let mut changes = Vec::new();
                 let mut in_place = None;
-                if running_hash != Some(spec_hash) && !on_probation {
+                if running_hash != Some(spec_hash) {
                     let old = running_spec(c, applied);
                     changes.extend(diff::describe_configs(old.as_ref(), config));
                     // In place only while the container is doing what it
@@ -516,7 +521,7 @@ pub fn plan_at<Tz: TimeZone>(
                         .and_then(|old| ContainerUpdate::between(old, config))
                         .zip(label_hash);
                 }
-                let image_moved = image_id.filter(|id| **id != c.image_id && !on_probation);
+                let image_moved = image_id.filter(|id| **id != c.image_id);
                 if let Some(id) = image_moved {
                     // A moved image tag needs a new container: an update
                     // that comes with one is a recreate.
@@ -554,6 +559,7 @@ pub fn plan_at<Tz: TimeZone>(
                             spec_hash: spec_hash.clone(),
                             start: want.run,
                             stop_first: false,
+                            discard_old: on_probation,
                         },
                     ));
                 } else if !changes.is_empty() {
@@ -567,6 +573,7 @@ pub fn plan_at<Tz: TimeZone>(
                                 spec_hash: spec_hash.clone(),
                                 start: want.run,
                                 stop_first: false,
+                                discard_old: on_probation,
                             },
                         ));
                         note_network(&mut networks_needed, spec);

@@ -187,8 +187,9 @@ pub(super) enum Step {
         reason: String,
         operation: Operation,
     },
-    /// On probation: changes to the record wait; starts and stops as
-    /// usual. `at`: when to look again.
+    /// On probation: the usual rules, but a recreate discards the
+    /// container on probation and keeps the one kept already. `at`: when
+    /// to look again.
     Hold {
         why: String,
         at: Option<DateTime<Utc>>,
@@ -299,14 +300,14 @@ pub(super) fn step(
         },
         Verdict::Wait { at, why } => Step::Hold {
             why: format!(
-                "rollout on probation: {why}; {} kept for a rollback, other changes wait",
+                "rollout on probation: {why}; {} kept for a rollback",
                 old.name
             ),
             at: Some(at),
         },
         Verdict::Paused(why) => Step::Hold {
             why: format!(
-                "rollout on probation: {why}; {} kept for a rollback, other changes wait",
+                "rollout on probation: {why}; {} kept for a rollback",
                 old.name
             ),
             at: None,

@@ -170,12 +170,8 @@ async fn carry_out<'a, E: Engine>(
             .await
             .map_err(ActionError::from)
     };
-    let Done {
-        started,
-        refused,
-        rollout,
-    } = done;
-    let reason = match &refused {
+
+    let reason = match &done.refused {
         Some(why) => format!(
             "{}; update refused by the engine: {why}; {}",
             action.reason,
@@ -187,6 +183,11 @@ async fn carry_out<'a, E: Engine>(
         ),
         None => action.reason.clone(),
     };
+    let Done {
+        started,
+        refused,
+        rollout,
+    } = done;
     let outcome = Outcome {
         record: action.record.clone(),
         kind: action.kind(),
@@ -256,6 +257,7 @@ async fn run<E: Engine>(
             spec_hash,
             start,
             stop_first,
+            discard_old,
         }
         | Operation::Update {
             container_id,
@@ -263,6 +265,7 @@ async fn run<E: Engine>(
             spec_hash,
             start,
             stop_first,
+            discard_old,
             ..
         } => {
             if let Operation::Update { update, .. } = &action.operation {
@@ -277,6 +280,7 @@ async fn run<E: Engine>(
                 spec_hash,
                 start: *start,
                 stop_first: *stop_first,
+                keep_old: *start && !*discard_old,
             };
             recreate(engine, action, settings, &replacement, done).await
         }
@@ -314,13 +318,16 @@ struct Replacement<'a> {
     spec_hash: &'a str,
     start: bool,
     stop_first: bool,
+    /// Keep the old container as `_berth-old` rather than remove it.
+    keep_old: bool,
 }
 
 /// Creates the replacement under `_berth-new`, stops the old container
 /// and, when the new one is to be started, keeps the old one as
 /// `_berth-old` (stopped, so the ports are free) for a rollback; a
-/// replacement that stays stopped has nothing to prove, and the old
-/// container is removed as before. The rename order keeps every moment
+/// replacement that stays stopped has nothing to prove, and an old
+/// container that is itself on probation is not the one to go back to:
+/// both are removed as before. The rename order keeps every moment
 /// readable from the names alone: see `plan::rollout`.
 async fn recreate<E: Engine>(
     engine: &E,
@@ -335,6 +342,7 @@ async fn recreate<E: Engine>(
         spec_hash,
         start,
         stop_first,
+        keep_old,
     } = *replacement;
     let grace = settings.stop_grace_seconds;
     // Create the replacement first: if that fails, the old container
@@ -349,7 +357,7 @@ async fn recreate<E: Engine>(
     if !stop_first {
         engine.stop_container(old_id, grace).await?;
     }
-    if start {
+    if keep_old {
         let kept_name = format!("{}{OLD_SUFFIX}", config.name);
         engine.rename_container(old_id, &kept_name).await?;
     } else {
@@ -358,6 +366,8 @@ async fn recreate<E: Engine>(
     engine.rename_container(&new_id, &config.name).await?;
     if start {
         done.started = Some(new_id.clone());
+        // On probation whether it kept its own old container or inherits
+        // the one kept before.
         done.rollout = Some(new_id.clone());
         engine.start_container(&new_id).await?;
     }

@@ -96,8 +96,22 @@ async fn recreate_creates_first_and_a_failed_create_keeps_the_old_container_runn
         pos("create a_berth-new") < pos(&format!("stop {old}")),
         "{ops:?}"
     );
-    assert!(pos(&format!("remove {old}")) < pos("rename"), "{ops:?}");
-    assert!(pos("rename") < pos(&format!("start {new}")), "{ops:?}");
+    // The old container is kept, stopped, under another name before the
+    // new one takes the name; nothing is removed.
+    assert!(
+        pos(&format!("stop {old}")) < pos(&format!("rename {old} a_berth-old")),
+        "{ops:?}"
+    );
+    assert!(
+        pos(&format!("rename {old} a_berth-old")) < pos(&format!("rename {new} a")),
+        "{ops:?}"
+    );
+    assert!(pos(&format!("rename {new} a")) < pos(&format!("start {new}")), "{ops:?}");
+    assert_eq!(pos("remove"), usize::MAX, "{ops:?}");
+    assert_eq!(
+        e.container("a_berth-old").map(|c| (c.id, c.state)),
+        Some((old, "exited".to_string()))
+    );
 }
 
 #[tokio::test]
@@ -114,25 +128,39 @@ async fn one_failure_does_not_stop_the_others() {
     assert!(e.container("a").is_some() && e.container("c").is_some());
 }
 
+/// Cut off after the old container was kept and before the new one took
+/// the name: the next pass puts the old one back (and removes the
+/// replacement), the pass after tries the recreate again.
 #[tokio::test]
-async fn a_crash_between_remove_and_rename_is_finished_by_the_next_pass() {
+async fn a_crash_between_the_renames_puts_the_old_container_back_then_retries() {
     let e = engine();
     pass(&e, &declared("a=service|Image|app:1|MountPath|/data\n")).await;
+    let old = e.id_of("a").expect("a exists");
     e.fail_rename("a_berth-new");
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
     assert_eq!(report.failures().count(), 1);
     assert!(
-        e.id_of("a").is_none() && e.id_of("a_berth-new").is_some(),
+        e.id_of("a").is_none()
+            && e.id_of("a_berth-new").is_some()
+            && e.id_of("a_berth-old") == Some(old.clone()),
         "cut off mid-recreate"
     );
     e.heal();
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
     assert_eq!(report.failures().count(), 0, "{report:?}");
+    let kinds: Vec<&str> = report.outcomes.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["remove", "rollback"], "{report:?}");
     assert!(e.id_of("a_berth-new").is_none(), "leftover removed");
-    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+    assert!(e.id_of("a_berth-old").is_none(), "kept one put back");
+    assert_eq!(
+        e.container("a").map(|c| (c.id, c.state)),
+        Some((old, "running".into()))
+    );
     assert!(e.volumes().contains_key("a_data"), "data kept throughout");
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
-    assert!(report.outcomes.is_empty(), "converged: {report:?}");
+    let kinds: Vec<&str> = report.outcomes.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["recreate"], "tried again: {report:?}");
+    assert_eq!(e.container("a").map(|c| c.image), Some("app:2".into()));
 }
 
 #[tokio::test]

@@ -172,7 +172,7 @@ mod tests {
     fn probations_and_rollbacks_round_trip_and_are_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = State::open(dir.path()).expect("open");
-        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("time");
+        let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("time");
         let p = Probation {
             record: "app".into(),
             new_id: None,
