@@ -215,7 +215,12 @@ pub async fn plan_now<E: Engine>(
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
     declared.booted_at = booted_at();
-    remember_rollouts(&mut declared, config, remembered.probations, remembered.rollbacks);
+    remember_rollouts(
+        &mut declared,
+        config,
+        remembered.probations,
+        remembered.rollbacks,
+    );
     let next = next_scheduled(&declared, at);
     let warnings = declared
         .unparsed
@@ -413,7 +418,9 @@ impl<F> Journal<'_, F> {
                 discard_old: false,
                 ..
             }
-            | Operation::RolloutDone { .. } => state.forget_probations(std::slice::from_ref(record)),
+            | Operation::RolloutDone { .. } => {
+                state.forget_probations(std::slice::from_ref(record))
+            }
             Operation::Rollback { image, bad, .. } => {
                 if let Some(bad) = bad {
                     self.rolled_back

@@ -184,9 +184,7 @@ impl Action {
             | Operation::Stop { container_id }
             | Operation::Remove { container_id } => Some(container_id),
             // The container that runs (or goes) afterwards.
-            Operation::Rollback { old_id, .. } | Operation::RolloutDone { old_id } => {
-                Some(old_id)
-            }
+            Operation::Rollback { old_id, .. } | Operation::RolloutDone { old_id } => Some(old_id),
             Operation::CreateNetwork { .. } | Operation::Create { .. } => None,
         }
     }
@@ -645,7 +643,10 @@ pub fn plan_at<Tz: TimeZone>(
                 });
                 continue;
             }
-            format!("{RECORD_DELETED}: removing {}, kept from its last update", c.name)
+            format!(
+                "{RECORD_DELETED}: removing {}, kept from its last update",
+                c.name
+            )
         } else if leftover {
             format!("leftover {} of an interrupted change to {record}", c.name)
         } else if let Some(first) = declared.unparsed.first() {

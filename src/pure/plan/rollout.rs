@@ -387,3 +387,344 @@ pub fn settle(declared: &Declared, observed: &ObservedState, now: DateTime<Utc>)
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::declared::from_text as declared;
+    use crate::model::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC};
+    use crate::plan::{plan_at, ActionKind, Plan};
+
+    const V1: &str = "sha256:1111111111111111";
+    const V2: &str = "sha256:2222222222222222";
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn container(
+        line: &str,
+        name: &str,
+        id: &str,
+        image_id: &str,
+        state: &str,
+    ) -> ObservedContainer {
+        let d = declared(line);
+        let spec = &d.specs["app"];
+        let labels: BTreeMap<String, String> = [
+            (LABEL_MANAGED, "true".to_string()),
+            (LABEL_INSTANCE, "test".to_string()),
+            (LABEL_RECORD, "app".to_string()),
+            (LABEL_SPEC_HASH, spec.spec_hash.clone()),
+            (
+                LABEL_SPEC,
+                serde_json::to_string(&spec.config).expect("json"),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        ObservedContainer {
+            id: id.into(),
+            name: name.into(),
+            labels,
+            image: spec.config.image.clone(),
+            image_id: image_id.into(),
+            state: state.into(),
+            exit_code: None,
+            health: None,
+        }
+    }
+
+    const OLD_LINE: &str = "app=service|Image|app:1\n";
+    const NEW_LINE: &str = "app=service|Image|app:2\n";
+
+    /// Right after berth recreated `app` from app:1 to app:2 at t(0): the
+    /// new container runs as `app`, the old one is kept, stopped.
+    fn rolled_out() -> (Declared, ObservedState) {
+        let mut d = declared(NEW_LINE);
+        d.probations.insert(
+            "app".into(),
+            Probation {
+                record: "app".into(),
+                new_id: Some("new".into()),
+                old_id: "old".into(),
+                old_spec_hash: None,
+                new_spec_hash: None,
+                old_image_id: Some(V1.into()),
+                new_image_id: Some(V2.into()),
+                started_at: t(0),
+            },
+        );
+        d.starts.insert(
+            "app".into(),
+            StartRecord {
+                container_id: "new".into(),
+                at: t(0),
+                quick: 0,
+            },
+        );
+        let observed = ObservedState {
+            containers: vec![
+                container(NEW_LINE, "app", "new", V2, "running"),
+                container(OLD_LINE, "app_berth-old", "old", V1, "exited"),
+            ],
+            images: [("app:1", V1), ("app:2", V2)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            networks: vec!["berth".into()],
+        };
+        (d, observed)
+    }
+
+    fn new_mut(o: &mut ObservedState) -> &mut ObservedContainer {
+        o.containers
+            .iter_mut()
+            .find(|c| c.name == "app")
+            .expect("app")
+    }
+
+    fn only(p: &Plan) -> &Operation {
+        assert_eq!(p.actions.len(), 1, "{:?}", p.actions);
+        &p.actions[0].operation
+    }
+
+    fn rolled_back_for(p: &Plan) -> RolledBack {
+        match only(p) {
+            Operation::Rollback {
+                name,
+                new_id,
+                old_id,
+                start,
+                bad: Some(bad),
+                ..
+            } => {
+                assert_eq!(
+                    (name.as_str(), new_id.as_deref(), old_id.as_str(), *start),
+                    ("app", Some("new"), "old", true)
+                );
+                assert!(p.actions[0].reason.starts_with("rolled back: "));
+                bad.clone()
+            }
+            other => panic!("not a rollback: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_container_that_exits_restarts_or_turns_unhealthy_is_rolled_back() {
+        let (d, mut o) = rolled_out();
+        new_mut(&mut o).state = "exited".into();
+        new_mut(&mut o).exit_code = Some(3);
+        let bad = rolled_back_for(&plan_at(&d, &o, &t(2)));
+        assert_eq!(bad.reason, "the new container exited with code 3");
+        assert_eq!(
+            (bad.spec_hash.as_str(), bad.image_id.as_str()),
+            (d.specs["app"].spec_hash.as_str(), V2)
+        );
+
+        new_mut(&mut o).state = "restarting".into();
+        let bad = rolled_back_for(&plan_at(&d, &o, &t(2)));
+        assert_eq!(bad.reason, "the new container restarts in a loop");
+
+        new_mut(&mut o).state = "running".into();
+        new_mut(&mut o).health = Some(Health::Unhealthy);
+        let bad = rolled_back_for(&plan_at(&d, &o, &t(2)));
+        assert_eq!(bad.reason, "the new container is unhealthy");
+
+        // A start that did not take.
+        new_mut(&mut o).state = "created".into();
+        new_mut(&mut o).health = None;
+        let bad = rolled_back_for(&plan_at(&d, &o, &t(2)));
+        assert_eq!(bad.reason, "the new container did not start");
+    }
+
+    #[test]
+    fn a_health_check_still_starting_past_the_cap_is_rolled_back() {
+        let (d, mut o) = rolled_out();
+        new_mut(&mut o).health = Some(Health::Starting);
+        let p = plan_at(&d, &o, &t(599));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert!(
+            p.held[0].message.contains("not healthy yet"),
+            "{:?}",
+            p.held
+        );
+        assert_eq!(p.next_retry, Some(t(600)), "looked at again by the cap");
+        let p = plan_at(&d, &o, &t(30));
+        assert_eq!(p.next_retry, Some(t(40)), "and each probation period");
+        let bad = rolled_back_for(&plan_at(&d, &o, &t(600)));
+        assert_eq!(bad.reason, "the new container never became healthy in 600s");
+    }
+
+    #[test]
+    fn a_new_container_that_runs_for_the_period_is_kept_and_the_old_one_goes() {
+        let (d, mut o) = rolled_out();
+        let p = plan_at(&d, &o, &t(5));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(p.next_retry, Some(t(10)), "the daemon wakes for the end");
+        assert!(p.held[0].message.starts_with("rollout on probation"));
+        let p = plan_at(&d, &o, &t(10));
+        assert_eq!(
+            only(&p),
+            &Operation::RolloutDone {
+                old_id: "old".into()
+            }
+        );
+        assert_eq!(p.actions[0].kind(), ActionKind::RolloutDone);
+        assert_eq!(
+            p.actions[0].reason,
+            "rollout done: the new container ran 10s; removing app_berth-old"
+        );
+        // With a health check: only once healthy.
+        new_mut(&mut o).health = Some(Health::Starting);
+        assert!(plan_at(&d, &o, &t(10)).actions.is_empty());
+        new_mut(&mut o).health = Some(Health::Healthy);
+        assert_eq!(
+            plan_at(&d, &o, &t(10)).actions[0].kind(),
+            ActionKind::RolloutDone
+        );
+        // A later start by berth (after a stop) starts the period afresh.
+        let mut d = d;
+        if let Some(s) = d.starts.get_mut("app") {
+            s.at = t(8);
+        }
+        assert!(plan_at(&d, &o, &t(10)).actions.is_empty());
+        assert_eq!(plan_at(&d, &o, &t(10)).next_retry, Some(t(18)));
+    }
+
+    #[test]
+    fn a_new_container_berth_stopped_is_not_a_failure() {
+        let (mut d, mut o) = rolled_out();
+        d.starts.clear();
+        new_mut(&mut o).state = "exited".into();
+        let p = plan_at(&d, &o, &t(2));
+        assert_eq!(p.actions.len(), 1);
+        assert_eq!(p.actions[0].kind(), ActionKind::Start, "{:?}", p.actions);
+    }
+
+    #[test]
+    fn a_rolled_back_change_is_not_retried_until_the_record_or_the_image_changes() {
+        // After the rollback: the old container runs as `app` again.
+        let (mut d, mut o) = rolled_out();
+        d.probations.clear();
+        o.containers = vec![container(OLD_LINE, "app", "old", V1, "running")];
+        d.rollbacks.insert(
+            "app".into(),
+            RolledBack {
+                spec_hash: d.specs["app"].spec_hash.clone(),
+                image_id: V2.into(),
+                reason: "the new container exited with code 3".into(),
+                at: t(2),
+            },
+        );
+        let p = plan_at(&d, &o, &t(20));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(
+            p.held[0].message,
+            "rolled back: the new container exited with code 3 (image 222222222222); not retried until the record or its image changes"
+        );
+        assert!(settle(&d, &o, t(20)).stale_rollbacks.is_empty());
+        // Stopped on purpose: still stopped and started as usual.
+        o.containers[0].state = "exited".into();
+        assert_eq!(plan_at(&d, &o, &t(20)).actions[0].kind(), ActionKind::Start);
+        o.containers[0].state = "running".into();
+
+        // The record changes: recreated, and the rollback is forgotten.
+        let mut changed = declared("app=service|Image|app:2|TCPPort|8080\n");
+        changed.rollbacks = d.rollbacks.clone();
+        assert_eq!(
+            plan_at(&changed, &o, &t(20)).actions[0].kind(),
+            ActionKind::Recreate
+        );
+        assert_eq!(settle(&changed, &o, t(20)).stale_rollbacks, ["app"]);
+        // The image changes (a new build of app:2): the same.
+        o.images.insert("app:2".into(), "sha256:3333".into());
+        assert_eq!(
+            plan_at(&d, &o, &t(20)).actions[0].kind(),
+            ActionKind::Recreate
+        );
+        assert_eq!(settle(&d, &o, t(20)).stale_rollbacks, ["app"]);
+    }
+
+    #[test]
+    fn a_change_during_probation_replaces_the_new_container_and_keeps_the_old_one() {
+        let (_, o) = rolled_out();
+        let (mut d, _) = rolled_out();
+        let changed = declared("app=service|Image|app:2|TCPPort|8080\n");
+        d.specs = changed.specs;
+        let p = plan_at(&d, &o, &t(2));
+        match only(&p) {
+            Operation::Recreate {
+                container_id,
+                discard_old,
+                ..
+            } => assert_eq!((container_id.as_str(), *discard_old), ("new", true)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_a_crash_leaves_converges_without_losing_the_kept_container() {
+        // Kept, and no container of the record's name: put back, started.
+        let (d, mut o) = rolled_out();
+        o.containers.retain(|c| c.name != "app");
+        let p = plan_at(&d, &o, &t(2));
+        match only(&p) {
+            Operation::Rollback {
+                new_id: None,
+                old_id,
+                start: true,
+                bad: None,
+                ..
+            } => assert_eq!(old_id, "old"),
+            other => panic!("{other:?}"),
+        }
+        // Kept beside a new container, with no probation in state.db: a
+        // probation from now, never a removal.
+        let (mut d, o) = rolled_out();
+        d.probations.clear();
+        let p = plan_at(&d, &o, &t(50));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(p.next_retry, Some(t(60)));
+        let s = settle(&d, &o, t(50));
+        assert_eq!(s.adopt.len(), 1);
+        assert_eq!(
+            (s.adopt[0].old_id.as_str(), s.adopt[0].started_at),
+            ("old", t(50))
+        );
+        // A probation whose kept container is gone has nothing to go back
+        // to: forgotten, and the new container is left as it is.
+        let (d, mut o) = rolled_out();
+        o.containers.retain(|c| c.name == "app");
+        assert_eq!(settle(&d, &o, t(2)).forget, ["app"]);
+        assert!(plan_at(&d, &o, &t(2)).actions.is_empty());
+    }
+
+    #[test]
+    fn a_kept_container_of_a_deleted_record_goes_after_the_record_s_own() {
+        let (_, o) = rolled_out();
+        let mut d = declared("other=service|Image|app:1\n");
+        // Removing the only container of this berth waits for an admin;
+        // said so here.
+        d.removal.allow = true;
+        let removals = |o: &ObservedState| -> Vec<String> {
+            plan_at(&d, o, &t(2))
+                .actions
+                .iter()
+                .filter(|a| a.kind() == ActionKind::Remove)
+                .filter_map(|a| a.container_id().map(str::to_string))
+                .collect()
+        };
+        assert_eq!(removals(&o), ["new"]);
+        let mut o = o;
+        o.containers.retain(|c| c.name != "app");
+        assert_eq!(removals(&o), ["old"]);
+    }
+}
