@@ -185,7 +185,7 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     );
     assert_eq!(rollbacks(), 2);
     let names = s.container_names();
-    assert_eq!(names, [app.clone()], "{names:?}");
+    assert_eq!(names, std::slice::from_ref(&app), "{names:?}");
     assert!(
         !rolled_back(""),
         "the rollback is forgotten once the record changed"

@@ -447,7 +447,7 @@ pub fn plan_at<Tz: TimeZone>(
         match rollout::step(declared, spec, want.run, current, kept, at_utc) {
             rollout::Step::None => {}
             rollout::Step::Act { reason, operation } => {
-                let action = action(reason, operation);
+                let action = action(reason, *operation);
                 if action.starts() {
                     note_network(&mut networks_needed, spec);
                 }

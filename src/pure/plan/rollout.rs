@@ -185,7 +185,7 @@ pub(super) enum Step {
     /// This action, and nothing else for the record this pass.
     Act {
         reason: String,
-        operation: Operation,
+        operation: Box<Operation>,
     },
     /// On probation: the usual rules, but a recreate discards the
     /// container on probation and keeps the one kept already. `at`: when
@@ -243,14 +243,14 @@ pub(super) fn step(
                 "{} was kept by an update cut off before its new container took its name: put back",
                 old.name
             ),
-            operation: Operation::Rollback {
+            operation: Box::new(Operation::Rollback {
                 name: name.to_string(),
                 image: spec.config.image.clone(),
                 new_id: None,
                 old_id: old.id.clone(),
                 start: want_run,
                 bad: None,
-            },
+            }),
         };
     };
     let p = probation_of(declared, name, new, old, at);
@@ -282,21 +282,21 @@ pub(super) fn step(
                     short(&bad.image_id),
                     old.name
                 ),
-                operation: Operation::Rollback {
+                operation: Box::new(Operation::Rollback {
                     name: name.to_string(),
                     image: spec.config.image.clone(),
                     new_id: Some(new.id.clone()),
                     old_id: old.id.clone(),
                     start: want_run,
                     bad: Some(bad),
-                },
+                }),
             }
         }
         Verdict::Pass(why) => Step::Act {
             reason: format!("rollout done: {why}; removing {}", old.name),
-            operation: Operation::RolloutDone {
+            operation: Box::new(Operation::RolloutDone {
                 old_id: old.id.clone(),
-            },
+            }),
         },
         Verdict::Wait { at, why } => Step::Hold {
             why: format!(
