@@ -454,14 +454,10 @@ pub fn plan_at<Tz: TimeZone>(
                 out.actions.push(action);
                 continue;
             }
-            rollout::Step::Hold { why, at } => {
+            rollout::Step::Hold { at } => {
                 if let Some(at) = at {
                     out.next_retry = Some(out.next_retry.map_or(at, |t| t.min(at)));
                 }
-                out.held.push(Problem {
-                    record: name.into(),
-                    message: why,
-                });
                 on_probation = true;
             }
         }

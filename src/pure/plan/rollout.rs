@@ -189,11 +189,9 @@ pub(super) enum Step {
     },
     /// On probation: the usual rules, but a recreate discards the
     /// container on probation and keeps the one kept already. `at`: when
-    /// to look again.
-    Hold {
-        why: String,
-        at: Option<DateTime<Utc>>,
-    },
+    /// to look again. Not a held record: nothing is left undone, and
+    /// `status` says it.
+    Hold { at: Option<DateTime<Utc>> },
 }
 
 /// The probation of `new` against `old`: state.db's, or one from `at` when
@@ -298,21 +296,50 @@ pub(super) fn step(
                 old_id: old.id.clone(),
             }),
         },
-        Verdict::Wait { at, why } => Step::Hold {
-            why: format!(
-                "rollout on probation: {why}; {} kept for a rollback",
-                old.name
-            ),
-            at: Some(at),
-        },
-        Verdict::Paused(why) => Step::Hold {
-            why: format!(
-                "rollout on probation: {why}; {} kept for a rollback",
-                old.name
-            ),
-            at: None,
-        },
+        Verdict::Wait { at, .. } => Step::Hold { at: Some(at) },
+        Verdict::Paused(_) => Step::Hold { at: None },
     }
+}
+
+/// What `status` says of a record whose update is on probation: None
+/// when nothing is kept for it.
+pub fn probation_note(
+    declared: &Declared,
+    record: &str,
+    want_run: bool,
+    observed: &ObservedState,
+    at: DateTime<Utc>,
+) -> Option<String> {
+    let ours = |name: &str| {
+        observed
+            .containers
+            .iter()
+            .find(|c| c.name == name && c.is_ours(&declared.instance))
+    };
+    let old = ours(&format!("{record}{OLD_SUFFIX}"))?;
+    let Some(new) = ours(record) else {
+        return Some(format!(
+            "{} kept by an update cut off: put back by the next pass",
+            old.name
+        ));
+    };
+    let p = probation_of(declared, record, new, old, at);
+    let why = match judge(
+        &p,
+        new,
+        want_run,
+        declared.starts.get(record),
+        &declared.rollout,
+        at,
+    ) {
+        Verdict::Fail(why) => format!("failed: {why}; rolled back by the next pass"),
+        Verdict::Pass(why) => format!("passed: {why}"),
+        Verdict::Wait { why, .. } | Verdict::Paused(why) => why,
+    };
+    Some(format!(
+        "update on probation: {why}; {} kept for a rollback",
+        old.name
+    ))
 }
 
 /// The rollback of the record, if the change it would make now is the
@@ -551,11 +578,7 @@ mod tests {
         new_mut(&mut o).health = Some(Health::Starting);
         let p = plan_at(&d, &o, &t(599));
         assert!(p.actions.is_empty(), "{:?}", p.actions);
-        assert!(
-            p.held[0].message.contains("not healthy yet"),
-            "{:?}",
-            p.held
-        );
+        assert!(p.held.is_empty(), "nothing left undone: {:?}", p.held);
         assert_eq!(p.next_retry, Some(t(600)), "looked at again by the cap");
         let p = plan_at(&d, &o, &t(30));
         assert_eq!(p.next_retry, Some(t(40)), "and each probation period");
@@ -569,7 +592,6 @@ mod tests {
         let p = plan_at(&d, &o, &t(5));
         assert!(p.actions.is_empty(), "{:?}", p.actions);
         assert_eq!(p.next_retry, Some(t(10)), "the daemon wakes for the end");
-        assert!(p.held[0].message.starts_with("rollout on probation"));
         let p = plan_at(&d, &o, &t(10));
         assert_eq!(
             only(&p),

@@ -441,6 +441,20 @@ async fn a_rollout_that_runs_through_its_probation_removes_the_old_container() {
     s.write("a=service|Image|app:2|MountPath|/data\n");
     s.pass(&e, 0).await;
     let new = e.id_of("a").expect("a");
+    let rows = crate::status::current(
+        &s.config,
+        &e,
+        crate::reconcile::Remembered::read(Some(&s.state)),
+    )
+    .await
+    .expect("status");
+    assert!(
+        rows[0]
+            .why
+            .contains("update on probation: the new container runs")
+            && rows[0].why.ends_with("a_berth-old kept for a rollback"),
+        "{rows:?}"
+    );
     assert!(
         s.pass(&e, 5).await.outcomes.is_empty(),
         "still on probation"
