@@ -10,7 +10,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::sandbox::{wait_for, Sandbox};
 use support::{docker, docker_inspect_opt, Prefix, TestImages, TEST_LABEL};
@@ -129,6 +129,7 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     };
 
     // v2 exits at once: rolled back to the v1 container, which serves.
+    let clock = Instant::now();
     s.setprop("app", "Image", &v2);
     wait_for("v2 rolled back", Some(&d), || {
         rolled_back("the new container") && rollbacks() == 1
@@ -136,6 +137,7 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     wait_for("v1 serving again", Some(&d), || {
         http_get(port).as_deref() == Some("v1")
     });
+    eprintln!("v2 (exits) to v1 serving again: {:?}", clock.elapsed());
     assert_eq!(
         s.id("app"),
         Some(v1_container.clone()),
@@ -163,6 +165,7 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     );
 
     // v3 serves but its health check never passes: rolled back too.
+    let clock = Instant::now();
     s.setprop("app", "Image", &v3);
     wait_for("v3 rolled back", Some(&d), || {
         rolled_back("unhealthy") && rollbacks() == 2
@@ -170,15 +173,24 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     wait_for("v1 serving after v3", Some(&d), || {
         http_get(port).as_deref() == Some("v1")
     });
+    eprintln!(
+        "v3 (never healthy) to v1 serving again: {:?}",
+        clock.elapsed()
+    );
     assert_eq!(s.id("app"), Some(v1_container.clone()));
 
     // v4 is healthy: it stays, and the v1 container goes.
+    let clock = Instant::now();
     s.setprop("app", "Image", &v4);
     wait_for("v4 rolled out", Some(&d), || {
         http_get(port).as_deref() == Some("v4")
             && docker_inspect_opt(&kept).is_none()
             && history().contains("rollout-done")
     });
+    eprintln!(
+        "v4 (healthy) serving, old container removed: {:?}",
+        clock.elapsed()
+    );
     assert!(
         docker_inspect_opt(&v1_container).is_none(),
         "old one removed"
