@@ -132,12 +132,15 @@ fn kill_9_at_any_point_then_restart_converges_without_duplicates() {
         d.kill9();
     }
     let d = s.start_daemon();
+    let expected: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| s.name(n)).collect();
+    // A container a recreate kept for a rollback goes once its
+    // replacement has run for the probation period.
     wait_for("all four converged", Some(&d), || {
         ["a", "b", "c", "d"]
             .iter()
             .all(|n| s.memory(n) == Some(memory << 20))
+            && s.container_names() == expected
     });
-    let expected: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| s.name(n)).collect();
     assert_eq!(
         s.container_names(),
         expected,

@@ -64,6 +64,8 @@ struct RawConfig {
     action_timeout_seconds: Option<u64>,
     mass_removal_share: Option<f64>,
     journal_keep_days: Option<u64>,
+    rollout_probation_seconds: Option<u64>,
+    rollout_health_timeout_seconds: Option<u64>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -116,6 +118,14 @@ pub struct Config {
     /// Passes, actions, signalled events and builds older than this are
     /// pruned from state.db (the newest of each kind are always kept).
     pub journal_keep_days: u64,
+    /// A recreated container must run this long (and be healthy, with a
+    /// health check) before the container it replaced, kept stopped for a
+    /// rollback, is removed; one that exits or restarts before is rolled
+    /// back.
+    pub rollout_probation_seconds: u64,
+    /// A recreated container whose health check still says `starting`
+    /// this long after its start is rolled back ("never became healthy").
+    pub rollout_health_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -145,6 +155,8 @@ impl Default for Config {
             action_timeout_seconds: 3600,
             mass_removal_share: 0.5,
             journal_keep_days: 90,
+            rollout_probation_seconds: crate::plan::rollout::DEFAULT_PROBATION_SECONDS,
+            rollout_health_timeout_seconds: crate::plan::rollout::DEFAULT_HEALTH_TIMEOUT_SECONDS,
         }
     }
 }
@@ -226,6 +238,11 @@ impl Config {
             ("git_timeout_seconds", raw.git_timeout_seconds),
             ("action_timeout_seconds", raw.action_timeout_seconds),
             ("journal_keep_days", raw.journal_keep_days),
+            ("rollout_probation_seconds", raw.rollout_probation_seconds),
+            (
+                "rollout_health_timeout_seconds",
+                raw.rollout_health_timeout_seconds,
+            ),
         ] {
             if value == Some(0) {
                 return Err(bad(Invalid::Zero(key)));
@@ -263,6 +280,12 @@ impl Config {
                 .unwrap_or(d.action_timeout_seconds),
             mass_removal_share: raw.mass_removal_share.unwrap_or(d.mass_removal_share),
             journal_keep_days: raw.journal_keep_days.unwrap_or(d.journal_keep_days),
+            rollout_probation_seconds: raw
+                .rollout_probation_seconds
+                .unwrap_or(d.rollout_probation_seconds),
+            rollout_health_timeout_seconds: raw
+                .rollout_health_timeout_seconds
+                .unwrap_or(d.rollout_health_timeout_seconds),
         })
     }
 

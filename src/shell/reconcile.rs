@@ -1,6 +1,7 @@
 //! One reconcile pass, the same for `berth apply` and berthd: declare from
 //! the pass's db snapshot, observe the engine, plan, apply, and journal all
-//! of it in state.db.
+//! of it in state.db, with the rollouts it starts, ends and rolls back
+//! (probations and rollbacks, and the `rolled-back` notification).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
@@ -15,6 +16,7 @@ use crate::db::snapshot::{ReadError, Snapshot};
 use crate::declared::{self, LoadError};
 use crate::engine::{Engine, EngineError};
 use crate::model::{AppliedUpdate, LABEL_SPEC_HASH};
+use crate::plan::rollout::{self, Probation, RolledBack, RolloutSettings};
 use crate::plan::{self, Action, ActionKind, Operation, Plan, PlanView};
 use crate::schedule::RunEvent;
 use crate::state::State;
@@ -112,6 +114,11 @@ pub struct Planned {
     /// were recreated since (their spec-hash label is not the one the
     /// update was applied over): never matched again, to be forgotten.
     pub stale_updates: Vec<String>,
+    /// Probations and rollbacks state.db should forget or learn.
+    pub settle: rollout::Settle,
+    /// Each observed container's spec-hash label and image ID, by ID:
+    /// what a probation remembers of the container a recreate keeps.
+    pub containers: BTreeMap<String, (Option<String>, String)>,
 }
 
 /// What state.db remembers that plans depend on: the latest console or
@@ -122,6 +129,8 @@ pub struct Remembered {
     pub overrides: BTreeMap<String, RunEvent>,
     pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
     pub updates: BTreeMap<String, crate::model::AppliedUpdate>,
+    pub probations: BTreeMap<String, Probation>,
+    pub rollbacks: BTreeMap<String, RolledBack>,
 }
 
 impl Remembered {
@@ -145,10 +154,22 @@ impl Remembered {
             tracing::warn!("journal: {e}");
             BTreeMap::new()
         });
+        // Without them, a kept container is judged from now (never lost),
+        // and a rolled-back change may be tried once more.
+        let probations = state.probations().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
+        let rollbacks = state.rollbacks().unwrap_or_else(|e| {
+            tracing::warn!("journal: {e}");
+            BTreeMap::new()
+        });
         Remembered {
             overrides,
             starts,
             updates,
+            probations,
+            rollbacks,
         }
     }
 
@@ -194,6 +215,12 @@ pub async fn plan_now<E: Engine>(
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
     declared.booted_at = booted_at();
+    remember_rollouts(
+        &mut declared,
+        config,
+        remembered.probations,
+        remembered.rollbacks,
+    );
     let next = next_scheduled(&declared, at);
     let warnings = declared
         .unparsed
@@ -213,13 +240,75 @@ pub async fn plan_now<E: Engine>(
         .filter(|(id, u)| labels.get(id.as_str()) != Some(&u.label_hash.as_str()))
         .map(|(id, _)| id.clone())
         .collect();
+    let settle = rollout::settle(&declared, &observed, chrono::DateTime::from(at));
+    // The plan sees what state.db will hold once the pass wrote it.
+    for record in &settle.forget {
+        declared.probations.remove(record);
+    }
+    for p in &settle.adopt {
+        declared.probations.insert(p.record.clone(), p.clone());
+    }
+    let containers = observed
+        .containers
+        .iter()
+        .map(|c| {
+            let hash = c.labels.get(LABEL_SPEC_HASH).cloned();
+            (c.id.clone(), (hash, c.image_id.clone()))
+        })
+        .collect();
     Ok(Planned {
         plan: plan::plan(&declared, &observed, at),
         warnings,
         next_scheduled: next,
         image_tags: observed.images,
         stale_updates,
+        settle,
+        containers,
     })
+}
+
+/// The rollout settings from `config` and what state.db remembers of
+/// rollouts, into `declared` (for `plan`, `apply` and `status` alike).
+pub fn remember_rollouts(
+    declared: &mut declared::Declared,
+    config: &Config,
+    probations: BTreeMap<String, Probation>,
+    rollbacks: BTreeMap<String, RolledBack>,
+) {
+    declared.probations = probations;
+    declared.rollbacks = rollbacks;
+    declared.rollout = RolloutSettings {
+        probation_seconds: config.rollout_probation_seconds,
+        health_timeout_seconds: config.rollout_health_timeout_seconds,
+    };
+}
+
+/// Runs `image_notify_command` for a rollback, if one is set; killed after
+/// `action_timeout_seconds`. Blocks. Only berth's own words and IDs reach
+/// its environment, never a value from the record.
+fn notify_rollback(config: &Config, record: &str, image: &str, bad: &RolledBack) {
+    let Some(command) = &config.image_notify_command else {
+        return;
+    };
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("BERTH_IMAGE", image)
+        .env("BERTH_IMAGE_EVENT", "rolled-back")
+        .env("BERTH_RECORD", record)
+        .env("BERTH_IMAGE_ID", &bad.image_id)
+        .env("BERTH_REASON", &bad.reason);
+    let timeout = std::time::Duration::from_secs(config.action_timeout_seconds);
+    match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
+        Ok(done) if done.success() => {}
+        Ok(done) => tracing::warn!(
+            record,
+            "image_notify_command exited with {}: {}",
+            done.status,
+            done.output.trim()
+        ),
+        Err(e) => tracing::warn!(record, "image_notify_command: {e}"),
+    }
 }
 
 fn next_scheduled(declared: &declared::Declared, at: SystemTime) -> Option<SystemTime> {
@@ -246,12 +335,110 @@ struct Journal<'a, F> {
     pass_id: Option<i64>,
     /// Journal row of each action, by its index in the plan.
     ids: BTreeMap<usize, i64>,
+    /// Spec-hash label and image ID of each observed container.
+    containers: &'a BTreeMap<String, (Option<String>, String)>,
+    /// Image reference → ID, as the pass observed them.
+    images: &'a BTreeMap<String, String>,
+    /// Rollbacks carried out: (record, image reference, what was undone).
+    rolled_back: &'a mut Vec<(String, String, RolledBack)>,
     on_done: F,
+}
+
+impl<F> Journal<'_, F> {
+    /// Before the engine is asked, what a kill -9 must not lose: that a
+    /// recreate is about to keep the old container (so the next pass
+    /// judges the new one), and which rollout is being rolled back (so it
+    /// is not tried again).
+    fn before(&self, state: &State, action: &Action) -> Result<(), crate::state::StateError> {
+        match &action.operation {
+            Operation::Recreate {
+                container_id,
+                config,
+                spec_hash,
+                start: true,
+                discard_old: false,
+                ..
+            }
+            | Operation::Update {
+                container_id,
+                config,
+                spec_hash,
+                start: true,
+                discard_old: false,
+                ..
+            } => {
+                let (old_spec_hash, old_image_id) = self
+                    .containers
+                    .get(container_id)
+                    .map(|(h, i)| (h.clone(), Some(i.clone())))
+                    .unwrap_or_default();
+                state.record_probation(&Probation {
+                    record: action.record.clone(),
+                    new_id: None,
+                    old_id: container_id.clone(),
+                    old_spec_hash,
+                    new_spec_hash: Some(spec_hash.clone()),
+                    old_image_id,
+                    new_image_id: self.images.get(&config.image).cloned(),
+                    started_at: chrono::Utc::now(),
+                })
+            }
+            Operation::Rollback { bad: Some(bad), .. } => {
+                state.record_rollback(&action.record, bad)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After the engine answered: the probation runs from the new
+    /// container's start, or is over.
+    fn after(
+        &mut self,
+        state: &State,
+        action: &Action,
+        outcome: &Outcome,
+    ) -> Result<(), crate::state::StateError> {
+        let record = &action.record;
+        if let Some(new_id) = &outcome.rollout {
+            return state.probation_started(record, new_id);
+        }
+        if outcome.error.is_some() {
+            // The next pass sees what was left and decides again.
+            return Ok(());
+        }
+        match &action.operation {
+            // Updated in place, or recreated stopped: nothing kept.
+            Operation::Recreate {
+                start: true,
+                discard_old: false,
+                ..
+            }
+            | Operation::Update {
+                start: true,
+                discard_old: false,
+                ..
+            }
+            | Operation::RolloutDone { .. } => {
+                state.forget_probations(std::slice::from_ref(record))
+            }
+            Operation::Rollback { image, bad, .. } => {
+                if let Some(bad) = bad {
+                    self.rolled_back
+                        .push((record.clone(), image.clone(), bad.clone()));
+                }
+                state.forget_probations(std::slice::from_ref(record))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
     fn starting(&mut self, index: usize, action: &Action) {
         if let Some(state) = self.state {
+            if let Err(e) = self.before(state, action) {
+                tracing::warn!(record = %action.record, "journal: {e}");
+            }
             match state.action_started(
                 self.pass_id,
                 &action.record,
@@ -273,6 +460,9 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
             }
         }
         if let Some(state) = self.state {
+            if let Err(e) = self.after(state, action, outcome) {
+                tracing::warn!(record = %action.record, "journal: {e}");
+            }
             if let (
                 Operation::Update {
                     container_id,
@@ -356,11 +546,13 @@ pub async fn run_pass_gated<E: Engine>(
         allow_mass_removal,
     } = input;
     let Planned {
-        plan,
+        mut plan,
         warnings,
         next_scheduled,
         image_tags,
         stale_updates,
+        settle,
+        containers,
     } = plan_now(
         config,
         engine,
@@ -374,6 +566,20 @@ pub async fn run_pass_gated<E: Engine>(
     if let Some(Err(e)) = state.map(|s| s.forget_updates(&stale_updates)) {
         tracing::warn!("journal: {e}");
     }
+    if let Some(state) = state {
+        let written = state
+            .forget_probations(&settle.forget)
+            .and_then(|()| {
+                settle
+                    .adopt
+                    .iter()
+                    .try_for_each(|p| state.record_probation(p))
+            })
+            .and_then(|()| state.forget_rollbacks(&settle.stale_rollbacks));
+        if let Err(e) = written {
+            tracing::warn!("journal: {e}");
+        }
+    }
     let pass_id = match state.map(|s| s.begin_pass(trigger)) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -382,15 +588,33 @@ pub async fn run_pass_gated<E: Engine>(
         }
         None => None,
     };
+    let mut rolled_back = Vec::new();
     let journal = Journal {
         state,
         pass_id,
         ids: BTreeMap::new(),
+        containers: &containers,
+        images: &image_tags,
+        rolled_back: &mut rolled_back,
         on_done,
     };
     let settings = apply_settings(config);
     let report = apply::apply_gated(engine, &plan, &settings, gate, stop, journal).await;
+    for (record, image, bad) in rolled_back {
+        tracing::warn!(record = %record, "{}", bad.describe());
+        // Not awaited: the command may take its time; berthd's stop ends it.
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || notify_rollback(&config, &record, &image, &bad));
+    }
     let outcomes = report.outcomes;
+    // A rollout started in this pass is judged when its probation ends:
+    // the daemon wakes for it (no engine event says "ran long enough").
+    if outcomes.iter().any(|o| o.rollout.is_some()) {
+        let seconds = i64::try_from(config.rollout_probation_seconds).unwrap_or(i64::MAX / 1000);
+        let due = chrono::DateTime::<chrono::Utc>::from(SystemTime::now())
+            + chrono::Duration::seconds(seconds);
+        plan.next_retry = Some(plan.next_retry.map_or(due, |t| t.min(due)));
+    }
     if let (Some(state), Some(id)) = (state, pass_id) {
         let failures = outcomes.iter().filter(|o| o.error.is_some()).count();
         let records: std::collections::BTreeSet<&str> =
@@ -595,9 +819,14 @@ mod tests {
             Some("running".into())
         );
         assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
+        // Kept for a rollback, it still runs the update if put back.
+        assert_eq!(engine.id_of("app_berth-old"), Some(id.clone()));
+        assert!(state.updates().expect("updates").contains_key(&id));
+        engine.remove_container(&id).await.expect("remove");
+        assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
         assert!(
             state.updates().expect("updates").is_empty(),
-            "the replaced container's record is pruned"
+            "the replaced container's record is pruned once it is gone"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Each record's declared state against what the engine runs: what
-//! `berth status` and `GET /v1/status` show.
+//! `berth status` and `GET /v1/status` show, with an update on probation
+//! or rolled back.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -71,10 +72,16 @@ pub fn statuses(
                     .format("%Y-%m-%d %H:%M:%S");
             format!("{verb} at {when} ({})", e.source)
         });
+        let at = chrono::DateTime::<chrono::Utc>::from(now);
+        let why =
+            match plan::rollout::probation_note(declared, &spec.name, intent.run, observed, at) {
+                Some(note) => format!("{}; {note}", intent.why),
+                None => intent.why,
+            };
         rows.push(RecordStatus {
             name: spec.name.clone(),
             declared: if intent.run { "running" } else { "stopped" }.into(),
-            why: intent.why,
+            why,
             next_event: spec.enabled.then_some(next_event).flatten(),
             actual: c
                 .map(|c| c.state.clone())
@@ -133,6 +140,12 @@ pub async fn current<E: crate::engine::Engine>(
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
     declared.booted_at = crate::reconcile::booted_at();
+    crate::reconcile::remember_rollouts(
+        &mut declared,
+        config,
+        remembered.probations,
+        remembered.rollbacks,
+    );
     let observed = engine.observe().await?;
     Ok(statuses(&declared, &observed, SystemTime::now()))
 }

@@ -115,6 +115,14 @@ pub struct Declared {
     pub updates: BTreeMap<String, crate::model::AppliedUpdate>,
     /// When the host booted: starts before it do not count.
     pub booted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recreates whose new container is on probation, by record, from
+    /// state.db.
+    pub probations: BTreeMap<String, crate::plan::rollout::Probation>,
+    /// The latest rollback of each record, from state.db: the change it
+    /// undid is not made again while it is what the record asks for.
+    pub rollbacks: BTreeMap<String, crate::plan::rollout::RolledBack>,
+    /// How long a new container is watched before the old one goes.
+    pub rollout: crate::plan::rollout::RolloutSettings,
     /// When a pass may remove many containers at once.
     pub removal: RemovalGuard,
 }

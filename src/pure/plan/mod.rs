@@ -5,6 +5,7 @@ mod diff;
 mod health;
 mod intent;
 pub mod restarts;
+pub mod rollout;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,8 @@ use crate::model::{
 /// old one still runs; a container left with it by a crash is removed.
 pub const REPLACEMENT_SUFFIX: &str = "_berth-new";
 
+pub use rollout::OLD_SUFFIX;
+
 /// The reason of a removal whose record is gone from the db.
 const RECORD_DELETED: &str = "record deleted";
 
@@ -38,6 +41,8 @@ pub enum ActionKind {
     Start,
     Stop,
     Remove,
+    Rollback,
+    RolloutDone,
 }
 
 impl ActionKind {
@@ -50,6 +55,8 @@ impl ActionKind {
             ActionKind::Start => "start",
             ActionKind::Stop => "stop",
             ActionKind::Remove => "remove",
+            ActionKind::Rollback => "rollback",
+            ActionKind::RolloutDone => "rollout-done",
         }
     }
 }
@@ -73,13 +80,17 @@ pub enum Operation {
     /// removed. `stop_first`: stop the old container before creating the
     /// new one (not after), because a host folder of the new one lies
     /// inside one the old one can write: nothing may run there while it
-    /// is checked.
+    /// is checked. A started replacement is on probation, and the old
+    /// container is kept (stopped) for a rollback; `discard_old`: the old
+    /// one is itself on probation (a change came before it proved
+    /// itself), so it is removed and the one kept before it stays.
     Recreate {
         container_id: String,
         config: ContainerConfig,
         spec_hash: String,
         start: bool,
         stop_first: bool,
+        discard_old: bool,
     },
     /// `update` applied to `container_id` in place (same container, no
     /// restart): what differs from the spec it runs is only what the
@@ -95,6 +106,7 @@ pub enum Operation {
         spec_hash: String,
         start: bool,
         stop_first: bool,
+        discard_old: bool,
     },
     Start {
         container_id: String,
@@ -105,6 +117,26 @@ pub enum Operation {
     /// Stop, then remove (never the volumes).
     Remove {
         container_id: String,
+    },
+    /// Puts the container a recreate kept (`old_id`, named `_berth-old`)
+    /// back as `name`: the new container (`new_id`, if there is one) is
+    /// stopped and removed first (never its volumes); the old one is
+    /// started when `start`. `bad`: the rollout that failed, which the
+    /// shell remembers so it is not tried again; None when a crash cut an
+    /// update off (the next pass tries it again).
+    Rollback {
+        name: String,
+        /// The record's image reference, for the notification command.
+        image: String,
+        new_id: Option<String>,
+        old_id: String,
+        start: bool,
+        bad: Option<rollout::RolledBack>,
+    },
+    /// The new container proved itself: the one kept for a rollback
+    /// (`old_id`) is removed (never its volumes).
+    RolloutDone {
+        old_id: String,
     },
 }
 
@@ -118,6 +150,8 @@ impl Operation {
             Operation::Start { .. } => ActionKind::Start,
             Operation::Stop { .. } => ActionKind::Stop,
             Operation::Remove { .. } => ActionKind::Remove,
+            Operation::Rollback { .. } => ActionKind::Rollback,
+            Operation::RolloutDone { .. } => ActionKind::RolloutDone,
         }
     }
 }
@@ -150,6 +184,8 @@ impl Action {
             | Operation::Start { container_id }
             | Operation::Stop { container_id }
             | Operation::Remove { container_id } => Some(container_id),
+            // The container that runs (or goes) afterwards.
+            Operation::Rollback { old_id, .. } | Operation::RolloutDone { old_id } => Some(old_id),
             Operation::CreateNetwork { .. } | Operation::Create { .. } => None,
         }
     }
@@ -177,7 +213,9 @@ impl Action {
     /// nothing (only its fallback recreate may), so it waits for no link.
     pub fn starts(&self) -> bool {
         match &self.operation {
-            Operation::Create { start, .. } | Operation::Recreate { start, .. } => *start,
+            Operation::Create { start, .. }
+            | Operation::Recreate { start, .. }
+            | Operation::Rollback { start, .. } => *start,
             Operation::Start { .. } => true,
             _ => false,
         }
@@ -401,6 +439,29 @@ pub fn plan_at<Tz: TimeZone>(
             }
             action
         };
+        // A recreate's kept container: its rule comes first.
+        let kept = by_name
+            .get(format!("{name}{OLD_SUFFIX}").as_str())
+            .copied()
+            .filter(|c| c.is_ours(&declared.instance));
+        let mut on_probation = false;
+        match rollout::step(declared, spec, want.run, current, kept, at_utc) {
+            rollout::Step::None => {}
+            rollout::Step::Act { reason, operation } => {
+                let action = action(reason, *operation);
+                if action.starts() {
+                    note_network(&mut networks_needed, spec);
+                }
+                out.actions.push(action);
+                continue;
+            }
+            rollout::Step::Hold { at } => {
+                if let Some(at) = at {
+                    out.next_retry = Some(out.next_retry.map_or(at, |t| t.min(at)));
+                }
+                on_probation = true;
+            }
+        }
         let needs_image = |out: &mut Plan| {
             if image_id.is_none() {
                 out.problems.push(Problem {
@@ -469,6 +530,19 @@ pub fn plan_at<Tz: TimeZone>(
                     }
                     in_place = None;
                 }
+                if let Some(rolled_back) = (!changes.is_empty())
+                    .then(|| rollout::blocked(declared, name, spec_hash, image_id))
+                    .flatten()
+                {
+                    // The change is the one that was rolled back: the old
+                    // container stays, started and stopped as usual.
+                    out.held.push(Problem {
+                        record: name.into(),
+                        message: rolled_back.describe(),
+                    });
+                    changes.clear();
+                    in_place = None;
+                }
                 if let Some((update, label_hash)) = in_place {
                     out.actions.push(action(
                         format!("{}, in place", changes.join("; ")),
@@ -480,6 +554,7 @@ pub fn plan_at<Tz: TimeZone>(
                             spec_hash: spec_hash.clone(),
                             start: want.run,
                             stop_first: false,
+                            discard_old: on_probation,
                         },
                     ));
                 } else if !changes.is_empty() {
@@ -493,6 +568,7 @@ pub fn plan_at<Tz: TimeZone>(
                                 spec_hash: spec_hash.clone(),
                                 start: want.run,
                                 stop_first: false,
+                                discard_old: on_probation,
                             },
                         ));
                         note_network(&mut networks_needed, spec);
@@ -546,7 +622,29 @@ pub fn plan_at<Tz: TimeZone>(
         {
             continue;
         }
-        let reason = if leftover {
+        let kept = c.name == format!("{record}{OLD_SUFFIX}");
+        // A kept container is the record's rollout rule's while the record
+        // is declared; of a deleted record it goes after the record's own
+        // container, under the same doubts.
+        if kept && (declared.specs.contains_key(record) || by_name.contains_key(record)) {
+            continue;
+        }
+        let reason = if kept {
+            if let Some(first) = declared.unparsed.first() {
+                out.problems.push(Problem {
+                    record: record.into(),
+                    message: format!(
+                        "container {} has no record, but not removing it while {first} (the record may be on that line)",
+                        c.name
+                    ),
+                });
+                continue;
+            }
+            format!(
+                "{RECORD_DELETED}: removing {}, kept from its last update",
+                c.name
+            )
+        } else if leftover {
             format!("leftover {} of an interrupted change to {record}", c.name)
         } else if let Some(first) = declared.unparsed.first() {
             out.problems.push(Problem {
@@ -725,7 +823,7 @@ fn guard_host_folders(declared: &Declared, observed: &ObservedState, out: &mut P
 /// record: the config (and hash) it is compared with uses that name where
 /// its own spec label says it used it for the same path. None when nothing
 /// is kept. The volume's labels are checked before it is used again.
-fn keep_legacy_volumes(
+pub(crate) fn keep_legacy_volumes(
     spec: &ContainerSpec,
     c: &ObservedContainer,
 ) -> Option<(ContainerConfig, String)> {

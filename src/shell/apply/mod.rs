@@ -12,7 +12,7 @@ use crate::engine::{
     ContainerConfig, Engine, EngineError, MountKind, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD,
     LABEL_SPEC, LABEL_SPEC_HASH,
 };
-use crate::plan::{Action, ActionKind, Operation, Plan, REPLACEMENT_SUFFIX};
+use crate::plan::{Action, ActionKind, Operation, Plan, OLD_SUFFIX, REPLACEMENT_SUFFIX};
 
 pub mod health;
 pub use health::HealthGate;
@@ -41,6 +41,10 @@ pub struct Outcome {
     /// the refusal. (The reason says it too.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// A recreate that kept the old container (as `_berth-old`) and
+    /// started the new one: the new container's ID, now on probation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -218,8 +222,7 @@ async fn carry_out<'a, E: Engine>(
         .iter()
         .find_map(|n| blocked.unhealthy.get(n))
         .filter(|_| action.starts());
-    let mut started = None;
-    let mut refused = None;
+    let mut done = Done::default();
     let result = if stop.load(Ordering::SeqCst) {
         Err(ActionError::ShuttingDown)
     } else if let Some(need) = broken_need {
@@ -227,11 +230,12 @@ async fn carry_out<'a, E: Engine>(
     } else if let Some(why) = unhealthy_need {
         Err(ActionError::NeedNotHealthy(why.clone()))
     } else {
-        run(engine, action, settings, &mut started, &mut refused)
+        run(engine, action, settings, &mut done)
             .await
             .map_err(ActionError::from)
     };
-    let reason = match &refused {
+
+    let reason = match &done.refused {
         Some(why) => format!(
             "{}; update refused by the engine: {why}; {}",
             action.reason,
@@ -243,6 +247,11 @@ async fn carry_out<'a, E: Engine>(
         ),
         None => action.reason.clone(),
     };
+    let Done {
+        started,
+        refused,
+        rollout,
+    } = done;
     let outcome = Outcome {
         record: action.record.clone(),
         kind: action.kind(),
@@ -250,8 +259,18 @@ async fn carry_out<'a, E: Engine>(
         error: result.err().map(|e| e.to_string()),
         started,
         refused,
+        rollout,
     };
     (index, action, outcome)
+}
+
+/// What an action did besides succeeding or failing; see [`Outcome`]'s
+/// fields of the same names.
+#[derive(Debug, Default)]
+struct Done {
+    started: Option<String>,
+    refused: Option<String>,
+    rollout: Option<String>,
 }
 
 /// Carries out one action. `started` gets the ID of the container berth
@@ -263,10 +282,10 @@ async fn run<E: Engine>(
     engine: &E,
     action: &Action,
     settings: &ApplySettings,
-    started: &mut Option<String>,
-    refused: &mut Option<String>,
+    done: &mut Done,
 ) -> Result<(), EngineError> {
     let grace = settings.stop_grace_seconds;
+    let started = &mut done.started;
     match &action.operation {
         Operation::CreateNetwork { name } => engine.ensure_network(name, &settings.instance).await,
         Operation::Start { container_id } => {
@@ -302,6 +321,7 @@ async fn run<E: Engine>(
             spec_hash,
             start,
             stop_first,
+            discard_old,
         }
         | Operation::Update {
             container_id,
@@ -309,12 +329,13 @@ async fn run<E: Engine>(
             spec_hash,
             start,
             stop_first,
+            discard_old,
             ..
         } => {
             if let Operation::Update { update, .. } = &action.operation {
                 match engine.update_container(container_id, update).await {
-                    Err(EngineError::UpdateRefused(why)) => *refused = Some(why),
-                    done => return done,
+                    Err(EngineError::UpdateRefused(why)) => done.refused = Some(why),
+                    result => return result,
                 }
             }
             let replacement = Replacement {
@@ -323,8 +344,33 @@ async fn run<E: Engine>(
                 spec_hash,
                 start: *start,
                 stop_first: *stop_first,
+                keep_old: *start && !*discard_old,
             };
-            recreate(engine, action, settings, &replacement, started).await
+            recreate(engine, action, settings, &replacement, done).await
+        }
+        Operation::Rollback {
+            name,
+            new_id,
+            old_id,
+            start,
+            ..
+        } => {
+            // The new container gives the name and ports back; its volumes
+            // stay (never `v`), and the old container mounts them again.
+            if let Some(new_id) = new_id {
+                engine.stop_container(new_id, grace).await?;
+                engine.remove_container(new_id).await?;
+            }
+            engine.rename_container(old_id, name).await?;
+            if *start {
+                *started = Some(old_id.clone());
+                engine.start_container(old_id).await?;
+            }
+            Ok(())
+        }
+        Operation::RolloutDone { old_id } => {
+            engine.stop_container(old_id, grace).await?;
+            engine.remove_container(old_id).await
         }
     }
 }
@@ -336,14 +382,23 @@ struct Replacement<'a> {
     spec_hash: &'a str,
     start: bool,
     stop_first: bool,
+    /// Keep the old container as `_berth-old` rather than remove it.
+    keep_old: bool,
 }
 
+/// Creates the replacement under `_berth-new`, stops the old container
+/// and, when the new one is to be started, keeps the old one as
+/// `_berth-old` (stopped, so the ports are free) for a rollback; a
+/// replacement that stays stopped has nothing to prove, and an old
+/// container that is itself on probation is not the one to go back to:
+/// both are removed as before. The rename order keeps every moment
+/// readable from the names alone: see `plan::rollout`.
 async fn recreate<E: Engine>(
     engine: &E,
     action: &Action,
     settings: &ApplySettings,
     replacement: &Replacement<'_>,
-    started: &mut Option<String>,
+    done: &mut Done,
 ) -> Result<(), EngineError> {
     let Replacement {
         old_id,
@@ -351,6 +406,7 @@ async fn recreate<E: Engine>(
         spec_hash,
         start,
         stop_first,
+        keep_old,
     } = *replacement;
     let grace = settings.stop_grace_seconds;
     // Create the replacement first: if that fails, the old container
@@ -365,10 +421,18 @@ async fn recreate<E: Engine>(
     if !stop_first {
         engine.stop_container(old_id, grace).await?;
     }
-    engine.remove_container(old_id).await?;
+    if keep_old {
+        let kept_name = format!("{}{OLD_SUFFIX}", config.name);
+        engine.rename_container(old_id, &kept_name).await?;
+    } else {
+        engine.remove_container(old_id).await?;
+    }
     engine.rename_container(&new_id, &config.name).await?;
     if start {
-        *started = Some(new_id.clone());
+        done.started = Some(new_id.clone());
+        // On probation whether it kept its own old container or inherits
+        // the one kept before.
+        done.rollout = Some(new_id.clone());
         engine.start_container(&new_id).await?;
     }
     Ok(())

@@ -96,8 +96,25 @@ async fn recreate_creates_first_and_a_failed_create_keeps_the_old_container_runn
         pos("create a_berth-new") < pos(&format!("stop {old}")),
         "{ops:?}"
     );
-    assert!(pos(&format!("remove {old}")) < pos("rename"), "{ops:?}");
-    assert!(pos("rename") < pos(&format!("start {new}")), "{ops:?}");
+    // The old container is kept, stopped, under another name before the
+    // new one takes the name; nothing is removed.
+    assert!(
+        pos(&format!("stop {old}")) < pos(&format!("rename {old} a_berth-old")),
+        "{ops:?}"
+    );
+    assert!(
+        pos(&format!("rename {old} a_berth-old")) < pos(&format!("rename {new} a")),
+        "{ops:?}"
+    );
+    assert!(
+        pos(&format!("rename {new} a")) < pos(&format!("start {new}")),
+        "{ops:?}"
+    );
+    assert_eq!(pos("remove"), usize::MAX, "{ops:?}");
+    assert_eq!(
+        e.container("a_berth-old").map(|c| (c.id, c.state)),
+        Some((old, "exited".to_string()))
+    );
 }
 
 #[tokio::test]
@@ -114,25 +131,39 @@ async fn one_failure_does_not_stop_the_others() {
     assert!(e.container("a").is_some() && e.container("c").is_some());
 }
 
+/// Cut off after the old container was kept and before the new one took
+/// the name: the next pass puts the old one back (and removes the
+/// replacement), the pass after tries the recreate again.
 #[tokio::test]
-async fn a_crash_between_remove_and_rename_is_finished_by_the_next_pass() {
+async fn a_crash_between_the_renames_puts_the_old_container_back_then_retries() {
     let e = engine();
     pass(&e, &declared("a=service|Image|app:1|MountPath|/data\n")).await;
+    let old = e.id_of("a").expect("a exists");
     e.fail_rename("a_berth-new");
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
     assert_eq!(report.failures().count(), 1);
     assert!(
-        e.id_of("a").is_none() && e.id_of("a_berth-new").is_some(),
+        e.id_of("a").is_none()
+            && e.id_of("a_berth-new").is_some()
+            && e.id_of("a_berth-old") == Some(old.clone()),
         "cut off mid-recreate"
     );
     e.heal();
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
     assert_eq!(report.failures().count(), 0, "{report:?}");
+    let kinds: Vec<&str> = report.outcomes.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["remove", "rollback"], "{report:?}");
     assert!(e.id_of("a_berth-new").is_none(), "leftover removed");
-    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+    assert!(e.id_of("a_berth-old").is_none(), "kept one put back");
+    assert_eq!(
+        e.container("a").map(|c| (c.id, c.state)),
+        Some((old, "running".into()))
+    );
     assert!(e.volumes().contains_key("a_data"), "data kept throughout");
     let report = pass(&e, &declared("a=service|Image|app:2|MountPath|/data\n")).await;
-    assert!(report.outcomes.is_empty(), "converged: {report:?}");
+    let kinds: Vec<&str> = report.outcomes.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["recreate"], "tried again: {report:?}");
+    assert_eq!(e.container("a").map(|c| c.image), Some("app:2".into()));
 }
 
 #[tokio::test]
@@ -272,4 +303,222 @@ async fn a_pass_journals_each_action_with_its_own_result() {
     assert_eq!(result("web"), Some(("create", "ok")));
     assert_eq!(result("bad"), Some(("create", "failed")));
     assert_eq!(journal.len(), 4);
+}
+
+/// A sandbox with a state.db for whole passes on the fake engine.
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    config: crate::config::Config,
+    state: crate::state::State,
+}
+
+impl Sandbox {
+    fn new(line: &str) -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::Config {
+            db_dir: dir.path().join("db"),
+            state_dir: dir.path().join("state"),
+            instance: "test".into(),
+            ..crate::config::Config::default()
+        };
+        std::fs::create_dir_all(&config.db_dir).expect("db dir");
+        let state = crate::state::State::open(&config.state_dir).expect("state");
+        let sandbox = Sandbox {
+            _dir: dir,
+            config,
+            state,
+        };
+        sandbox.write(line);
+        sandbox
+    }
+
+    fn write(&self, line: &str) {
+        std::fs::write(self.config.db_dir.join("docker_containers"), line).expect("db");
+    }
+
+    /// A pass as if run `later` seconds from now.
+    async fn pass(&self, e: &FakeEngine, later: u64) -> crate::reconcile::PassReport {
+        let snapshot = crate::db::Snapshot::read(&self.config.db_dir);
+        let input = crate::reconcile::PassInput {
+            snapshot: &snapshot,
+            trigger: "test",
+            at: SystemTime::now() + std::time::Duration::from_secs(later),
+            allow_mass_removal: false,
+        };
+        crate::reconcile::run_pass(
+            &self.config,
+            e,
+            Some(&self.state),
+            input,
+            &AtomicBool::new(false),
+            |_: &Outcome| {},
+        )
+        .await
+        .expect("pass")
+    }
+}
+
+fn kinds(report: &crate::reconcile::PassReport) -> Vec<&'static str> {
+    report.outcomes.iter().map(|o| o.kind.as_str()).collect()
+}
+
+/// A new container that exits is rolled back: the old one runs again under
+/// the record's name with its volume, the new one is gone, state.db and
+/// the journal say so, and the next passes do not try the same image
+/// again until it changes.
+#[tokio::test]
+async fn a_rollout_whose_container_exits_is_rolled_back_and_not_retried() {
+    let s = Sandbox::new("a=service|Image|app:1|MountPath|/data\n");
+    let e = engine();
+    assert_eq!(kinds(&s.pass(&e, 0).await), ["create-network", "create"]);
+    let old = e.id_of("a").expect("a");
+
+    s.write("a=service|Image|app:2|MountPath|/data\n");
+    let report = s.pass(&e, 0).await;
+    assert_eq!(kinds(&report), ["recreate"]);
+    let new = report.outcomes[0].rollout.clone().expect("on probation");
+    assert_eq!(e.id_of("a"), Some(new.clone()));
+    assert_eq!(e.id_of("a_berth-old"), Some(old.clone()));
+    let probation = s.state.probations().expect("read")["a"].clone();
+    assert_eq!(
+        (probation.new_id.as_deref(), probation.old_id.as_str()),
+        (Some(new.as_str()), old.as_str())
+    );
+    assert!(
+        report.plan.next_retry.is_some(),
+        "the daemon wakes when the probation ends"
+    );
+
+    e.set_exited(&new, 1);
+    let report = s.pass(&e, 1).await;
+    assert_eq!(kinds(&report), ["rollback"], "{report:?}");
+    assert!(
+        report.outcomes[0]
+            .reason
+            .starts_with("rolled back: the new container exited with code 1 (image bbbb)"),
+        "{}",
+        report.outcomes[0].reason
+    );
+    assert_eq!(
+        e.container("a").map(|c| (c.id, c.state, c.image)),
+        Some((old.clone(), "running".into(), "app:1".into()))
+    );
+    assert!(e.container(&new).is_none() && e.id_of("a_berth-old").is_none());
+    assert!(e.volumes().contains_key("a_data"), "data kept throughout");
+    assert!(s.state.probations().expect("read").is_empty());
+    let rolled = s.state.rollbacks().expect("read")["a"].clone();
+    assert_eq!(rolled.image_id, "sha256:bbbb");
+    let history = s.state.history(Some("a"), 10).expect("history");
+    assert_eq!(
+        (history[0].action.as_str(), history[0].result.as_str()),
+        ("rollback", "ok")
+    );
+
+    // Not tried again: the record says why.
+    e.clear_log();
+    let report = s.pass(&e, 2).await;
+    assert!(report.outcomes.is_empty(), "{report:?}");
+    assert!(
+        report.plan.held[0].message.starts_with("rolled back: "),
+        "{:?}",
+        report.plan.held
+    );
+    // A new app:2: tried, and the rollback is forgotten.
+    e.add_image("app:2", "sha256:cccc");
+    let report = s.pass(&e, 3).await;
+    assert_eq!(kinds(&report), ["recreate"]);
+    assert!(s.state.rollbacks().expect("read").is_empty());
+}
+
+/// A new container that runs for the probation period stays; the old one
+/// is removed (never its volumes) and the probation forgotten.
+#[tokio::test]
+async fn a_rollout_that_runs_through_its_probation_removes_the_old_container() {
+    let s = Sandbox::new("a=service|Image|app:1|MountPath|/data\n");
+    let e = engine();
+    s.pass(&e, 0).await;
+    let old = e.id_of("a").expect("a");
+    s.write("a=service|Image|app:2|MountPath|/data\n");
+    s.pass(&e, 0).await;
+    let new = e.id_of("a").expect("a");
+    let rows = crate::status::current(
+        &s.config,
+        &e,
+        crate::reconcile::Remembered::read(Some(&s.state)),
+    )
+    .await
+    .expect("status");
+    assert!(
+        rows[0]
+            .why
+            .contains("update on probation: the new container runs")
+            && rows[0].why.ends_with("a_berth-old kept for a rollback"),
+        "{rows:?}"
+    );
+    assert!(
+        s.pass(&e, 5).await.outcomes.is_empty(),
+        "still on probation"
+    );
+    assert!(e.container(&old).is_some());
+    let report = s.pass(&e, 11).await;
+    assert_eq!(kinds(&report), ["rollout-done"], "{report:?}");
+    assert!(e.container(&old).is_none());
+    assert_eq!(e.id_of("a"), Some(new));
+    assert!(e.volumes().contains_key("a_data"));
+    assert!(s.state.probations().expect("read").is_empty());
+    assert!(s.pass(&e, 12).await.outcomes.is_empty(), "converged");
+}
+
+/// A first create has nothing to roll back to, and an in-place update
+/// keeps its container: neither leaves a probation.
+#[tokio::test]
+async fn creates_and_updates_in_place_are_not_on_probation() {
+    let s = Sandbox::new("a=service|Image|app:1|MaxMemory|64M\n");
+    let e = engine();
+    let report = s.pass(&e, 0).await;
+    assert!(report.outcomes.iter().all(|o| o.rollout.is_none()));
+    s.write("a=service|Image|app:1|MaxMemory|128M\n");
+    assert_eq!(kinds(&s.pass(&e, 0).await), ["update"]);
+    assert!(s.state.probations().expect("read").is_empty());
+    assert!(e.containers().iter().all(|c| c.name == "a"));
+}
+
+/// A recreate that must stop the old container first (a new host folder
+/// inside one it has mounted) still keeps it for a rollback.
+#[tokio::test]
+async fn a_stop_first_recreate_keeps_the_old_container_too() {
+    let e = engine();
+    pass(
+        &e,
+        &declared("a=service|Image|app:1|DataMount|host|DataMountPath|/srv|MountPath|/d\n"),
+    )
+    .await;
+    let old = e.id_of("a").expect("a");
+    e.clear_log();
+    let d = declared("a=service|Image|app:1|DataMount|host|DataMountPath|/srv|MountPath|/d/sub\n");
+    let observed = e.observe().await.expect("observe");
+    let p = plan(&d, &observed, SystemTime::UNIX_EPOCH);
+    assert!(p.actions[0].stops_first(), "{:?}", p.actions);
+    let report = apply(
+        &e,
+        &p,
+        &settings(),
+        &AtomicBool::new(false),
+        |_: &Outcome| {},
+    )
+    .await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    let ops = e.actions();
+    let pos = |prefix: &str| {
+        ops.iter()
+            .position(|o| o.starts_with(prefix))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        pos(&format!("stop {old}")) < pos("create a_berth-new"),
+        "{ops:?}"
+    );
+    assert_eq!(e.id_of("a_berth-old"), Some(old));
+    assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
+    assert!(report.outcomes[0].rollout.is_some());
 }

@@ -68,6 +68,7 @@ mod tests {
             error: error.map(str::to_string),
             started: None,
             refused: None,
+            rollout: None,
         }
     }
 

@@ -534,7 +534,8 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             self.ready_sent = true;
         }
         self.timers.resync = now + Duration::from_secs(self.config.resync_seconds);
-        // The next schedule event, or the end of a crash loop's back-off,
+        // The next schedule event, the end of a crash loop's back-off or
+        // the next look at a rollout on probation (the plan's next_retry),
         // whichever comes first.
         let wall = (self.clock)();
         self.timers.schedule = outcome

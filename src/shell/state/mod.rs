@@ -1,9 +1,11 @@
 //! berth's own memory in `state_dir/state.db` (SQLite): the journal of
-//! passes and actions, runtime overrides, and the updates berth applied in
-//! place (a container's labels cannot say those). Never the source of truth
+//! passes and actions, runtime overrides, the updates berth applied in
+//! place (a container's labels cannot say those), and rollouts on probation
+//! or rolled back (`rollout`). Never the source of truth
 //! for what runs: that is always observed from the engine.
 
 mod builds;
+mod rollout;
 mod schema;
 
 pub use builds::{Build, BuildEnd, BuildLog, Lineage};

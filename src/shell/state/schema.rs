@@ -102,6 +102,27 @@ const MIGRATIONS: &[&str] = &[
         restart_max_retries INTEGER,
         at TEXT NOT NULL
     );",
+    // 6: rollouts. A recreate keeps the old container (`_berth-old`)
+    // while the new one is on probation; the latest rollback of each
+    // record keeps the (spec hash, image ID) not to try again. Hashes and
+    // IDs only: nothing secret.
+    "CREATE TABLE probations (
+        record TEXT PRIMARY KEY,
+        new_id TEXT,
+        old_id TEXT NOT NULL,
+        old_spec_hash TEXT,
+        new_spec_hash TEXT,
+        old_image_id TEXT,
+        new_image_id TEXT,
+        started_at TEXT NOT NULL
+    );
+    CREATE TABLE rollbacks (
+        record TEXT PRIMARY KEY,
+        spec_hash TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
