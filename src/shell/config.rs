@@ -64,6 +64,8 @@ struct RawConfig {
     action_timeout_seconds: Option<u64>,
     mass_removal_share: Option<f64>,
     journal_keep_days: Option<u64>,
+    pull_concurrency: Option<usize>,
+    pull_timeout_seconds: Option<u64>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -116,6 +118,11 @@ pub struct Config {
     /// Passes, actions, signalled events and builds older than this are
     /// pruned from state.db (the newest of each kind are always kept).
     pub journal_keep_days: u64,
+    /// How many image pulls run at once (off the loop).
+    pub pull_concurrency: usize,
+    /// A pull still running after this long is given up (and retried
+    /// after a back-off).
+    pub pull_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -145,6 +152,8 @@ impl Default for Config {
             action_timeout_seconds: 3600,
             mass_removal_share: 0.5,
             journal_keep_days: 90,
+            pull_concurrency: 4,
+            pull_timeout_seconds: 600,
         }
     }
 }
@@ -222,10 +231,14 @@ impl Config {
         if raw.apply_concurrency == Some(0) {
             return Err(bad(Invalid::Zero("apply_concurrency")));
         }
+        if raw.pull_concurrency == Some(0) {
+            return Err(bad(Invalid::Zero("pull_concurrency")));
+        }
         for (key, value) in [
             ("git_timeout_seconds", raw.git_timeout_seconds),
             ("action_timeout_seconds", raw.action_timeout_seconds),
             ("journal_keep_days", raw.journal_keep_days),
+            ("pull_timeout_seconds", raw.pull_timeout_seconds),
         ] {
             if value == Some(0) {
                 return Err(bad(Invalid::Zero(key)));
@@ -263,6 +276,8 @@ impl Config {
                 .unwrap_or(d.action_timeout_seconds),
             mass_removal_share: raw.mass_removal_share.unwrap_or(d.mass_removal_share),
             journal_keep_days: raw.journal_keep_days.unwrap_or(d.journal_keep_days),
+            pull_concurrency: raw.pull_concurrency.unwrap_or(d.pull_concurrency),
+            pull_timeout_seconds: raw.pull_timeout_seconds.unwrap_or(d.pull_timeout_seconds),
         })
     }
 
@@ -301,5 +316,21 @@ mod tests {
     #[test]
     fn zero_resync_is_refused() {
         assert!(Config::parse(Path::new("b.toml"), "resync_seconds = 0").is_err());
+    }
+
+    #[test]
+    fn pull_settings_default_and_refuse_zero() {
+        let c = Config::parse(Path::new("b.toml"), "").expect("valid");
+        assert_eq!((c.pull_concurrency, c.pull_timeout_seconds), (4, 600));
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "pull_concurrency = 2\npull_timeout_seconds = 30\n",
+        )
+        .expect("valid");
+        assert_eq!((c.pull_concurrency, c.pull_timeout_seconds), (2, 30));
+        for zero in ["pull_concurrency = 0", "pull_timeout_seconds = 0"] {
+            let err = Config::parse(Path::new("b.toml"), zero).expect_err(zero);
+            assert!(err.to_string().contains("must be at least 1"), "{err}");
+        }
     }
 }

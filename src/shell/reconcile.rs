@@ -122,6 +122,9 @@ pub struct Remembered {
     pub overrides: BTreeMap<String, RunEvent>,
     pub starts: BTreeMap<String, crate::plan::restarts::StartRecord>,
     pub updates: BTreeMap<String, crate::model::AppliedUpdate>,
+    /// Not from state.db: the pulls this process runs, failed or did
+    /// (`crate::pulls`); none when nothing pulls here.
+    pub pulls: crate::plan::pulls::PullStates,
 }
 
 impl Remembered {
@@ -149,6 +152,7 @@ impl Remembered {
             overrides,
             starts,
             updates,
+            pulls: Default::default(),
         }
     }
 
@@ -193,6 +197,7 @@ pub async fn plan_now<E: Engine>(
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
+    declared.pulls = remembered.pulls;
     declared.booted_at = booted_at();
     let next = next_scheduled(&declared, at);
     let warnings = declared
@@ -315,6 +320,7 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
 
 /// Runs one pass. With `state`, the pass and its actions are journalled;
 /// journal errors are logged, never fatal (the engine is the truth).
+/// Nothing is pulled here: see [`run_pass_with_pulls`].
 pub async fn run_pass<E: Engine>(
     config: &Config,
     engine: &E,
@@ -323,6 +329,23 @@ pub async fn run_pass<E: Engine>(
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
+    let pulls = crate::plan::pulls::PullStates::default();
+    run_pass_with_pulls(config, engine, state, input, &pulls, stop, on_done).await
+}
+
+/// [`run_pass`] planned with what the caller's puller knows (`pulls`); the
+/// report's `plan.pulls` says what the pass wants pulled next.
+pub async fn run_pass_with_pulls<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: Option<&State>,
+    input: PassInput<'_>,
+    pulls: &crate::plan::pulls::PullStates,
+    stop: &AtomicBool,
+    on_done: impl FnMut(&Outcome),
+) -> Result<PassReport, PassError> {
+    let mut remembered = Remembered::read(state);
+    remembered.pulls = pulls.clone();
     let PassInput {
         snapshot,
         trigger,
@@ -335,15 +358,7 @@ pub async fn run_pass<E: Engine>(
         next_scheduled,
         image_tags,
         stale_updates,
-    } = plan_now(
-        config,
-        engine,
-        snapshot,
-        Remembered::read(state),
-        at,
-        allow_mass_removal,
-    )
-    .await?;
+    } = plan_now(config, engine, snapshot, remembered, at, allow_mass_removal).await?;
     // Updates of containers gone or recreated since: never matched again.
     if let Some(Err(e)) = state.map(|s| s.forget_updates(&stale_updates)) {
         tracing::warn!("journal: {e}");

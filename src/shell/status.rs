@@ -125,6 +125,7 @@ pub async fn current<E: crate::engine::Engine>(
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
+    declared.pulls = remembered.pulls;
     declared.booted_at = crate::reconcile::booted_at();
     let observed = engine.observe().await?;
     Ok(statuses(&declared, &observed, SystemTime::now()))

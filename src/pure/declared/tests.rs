@@ -342,7 +342,11 @@ fn pull_defaults_to_never_for_an_image_berth_builds_and_missing_otherwise() {
         "same=image|Source|git|Tag|berth/same:2\nx=image|Source|git|Tag|berth/app:latest\n",
     );
     assert!(d.failed.is_empty(), "{:?}", d.failed);
-    assert_eq!(d.specs["built"].pull, PullPolicy::Never, "Tag berth/app:latest");
+    assert_eq!(
+        d.specs["built"].pull,
+        PullPolicy::Never,
+        "Tag berth/app:latest"
+    );
     assert_eq!(d.specs["other"].pull, PullPolicy::Missing);
     assert_eq!(d.specs["same"].pull, PullPolicy::Never);
     assert_eq!(d.specs["other"].credentials, None);

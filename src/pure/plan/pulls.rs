@@ -171,7 +171,10 @@ mod tests {
             (LABEL_INSTANCE, "test".to_string()),
             (LABEL_RECORD, spec.name.clone()),
             (LABEL_SPEC_HASH, spec.spec_hash.clone()),
-            (LABEL_SPEC, serde_json::to_string(&spec.config).expect("json")),
+            (
+                LABEL_SPEC,
+                serde_json::to_string(&spec.config).expect("json"),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -245,7 +248,10 @@ mod tests {
 
         // Once there: created, nothing wanted.
         d.pulls.pulls.clear();
-        let pulled = engine(&[("local:1", "sha256:l"), ("reg.example:5000/app:1", "sha256:a")]);
+        let pulled = engine(&[
+            ("local:1", "sha256:l"),
+            ("reg.example:5000/app:1", "sha256:a"),
+        ]);
         let p = plan(&d, &pulled, at(2));
         assert_eq!(acts(&p), ["create a", "create b", "create c"]);
         assert!(p.pulls.is_empty() && p.held.is_empty());
@@ -297,7 +303,10 @@ mod tests {
         let mut d = from_text("a=service|Image|reg.example/app:1|Pull|always\n");
         let mut observed = engine(&[("reg.example/app:1", "sha256:1")]);
         let p = plan(&d, &observed, at(0));
-        assert!(acts(&p).is_empty(), "the image is there, but always pulls first");
+        assert!(
+            acts(&p).is_empty(),
+            "the image is there, but always pulls first"
+        );
         assert_eq!(held(&p), ["a: pulling reg.example/app:1"]);
         // The shell pulled it for that create (and the tag moved).
         d.pulls.done.extend(p.pulls[0].wanted_for.iter().cloned());
@@ -319,7 +328,10 @@ mod tests {
         let p = plan(&changed, &observed, at(3));
         assert!(acts(&p).is_empty(), "{:?}", acts(&p));
         assert_eq!(p.pulls.len(), 1);
-        changed.pulls.done.extend(p.pulls[0].wanted_for.iter().cloned());
+        changed
+            .pulls
+            .done
+            .extend(p.pulls[0].wanted_for.iter().cloned());
         let p = plan(&changed, &observed, at(4));
         assert_eq!(acts(&p), ["recreate a"]);
         assert!(p.pulls.is_empty());

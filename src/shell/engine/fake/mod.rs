@@ -116,6 +116,8 @@ struct State {
     memory_usage: BTreeMap<String, i64>,
     /// How long each stop takes (on tokio's clock) before it acts.
     stop_delay: std::time::Duration,
+    /// How long each pull takes (on tokio's clock) before it acts.
+    pull_delay: std::time::Duration,
     next_id: u64,
 }
 
@@ -494,6 +496,12 @@ impl FakeEngine {
     /// that uses its grace period does.
     pub fn slow_stop(&self, by: std::time::Duration) {
         self.lock().stop_delay = by;
+    }
+
+    /// Makes every later pull take `by` before it acts, as a slow
+    /// registry does.
+    pub fn slow_pull(&self, by: std::time::Duration) {
+        self.lock().pull_delay = by;
     }
 
     /// Forgets every injected failure.
@@ -955,6 +963,10 @@ impl Engine for FakeEngine {
         login: Option<RegistryLogin>,
     ) -> Result<String, EngineError> {
         self.count(1);
+        let delay = self.lock().pull_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.act(format!("pull {reference}"), |s| {
             s.pulled
                 .push((reference.to_string(), login.map(|l| l.username)));
