@@ -823,7 +823,8 @@ impl Engine for FakeEngine {
         self.count(2);
         let tag = request.tag.to_string();
         let context = read_all(request.context_tar, "build context").await;
-        let result = self.act(format!("build {tag}"), |s| {
+        let pull = if request.pull_base { " pull" } else { "" };
+        let result = self.act(format!("build {tag}{pull}"), |s| {
             s.check(Op::Build, &tag)?;
             let context = context?;
             if context.is_empty() {
