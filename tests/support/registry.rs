@@ -243,8 +243,33 @@ impl Registry {
 }
 
 impl Drop for Registry {
+    /// Also forgets the engine's references to this registry (its port is
+    /// this test's alone): the tags pushed from and the digests pulled
+    /// into the engine. Only references go; an image another tag or a
+    /// container uses stays.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let ours = format!("{}/", self.host());
+        let (_, listed, _) = super::docker(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}",
+        ]);
+        for line in listed.lines().filter(|l| l.starts_with(&ours)) {
+            let mut words = line.split(' ');
+            let (Some(repository), Some(tag), Some(digest)) =
+                (words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            if tag != "<none>" {
+                super::docker(&["rmi", &format!("{repository}:{tag}")]);
+            }
+            if digest != "<none>" {
+                super::docker(&["rmi", &format!("{repository}@{digest}")]);
+            }
+        }
     }
 }
