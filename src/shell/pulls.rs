@@ -56,14 +56,29 @@ impl PullSettings {
     }
 }
 
+/// Why a pull failed. Never holds a secret: the engine's words are kept
+/// with the password masked.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialsError),
+    /// The engine's words, masked and cut to a size a plan can show.
+    #[error("{0}")]
+    Engine(String),
+    #[error("no answer within pull_timeout_seconds ({seconds} s)")]
+    Timeout { seconds: u64 },
+}
+
 /// How one pull ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Finished {
     pub reference: String,
     /// The records that waited for it.
     pub records: Vec<String>,
-    /// The image ID, or why not (no secret in it).
-    pub result: Result<String, String>,
+    /// The image ID, or why not.
+    pub result: Result<String, PullError>,
 }
 
 #[derive(Debug)]
@@ -147,7 +162,7 @@ impl Puller {
     fn finish(
         &self,
         want: &PullWant,
-        result: Result<String, String>,
+        result: Result<String, PullError>,
         started: SystemTime,
         elapsed: Duration,
     ) -> Finished {
@@ -165,7 +180,8 @@ impl Puller {
                     inner.done.pop_front();
                 }
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 let attempts = inner
                     .failed
                     .get(&want.reference)
@@ -174,7 +190,7 @@ impl Puller {
                 inner.failed.insert(
                     want.reference.clone(),
                     Failure {
-                        message: message.clone(),
+                        message,
                         retry_at,
                         attempts,
                     },
@@ -260,7 +276,7 @@ async fn pull_with_login<E: Engine>(
     engine: &E,
     want: &PullWant,
     settings: &PullSettings,
-) -> Result<String, String> {
+) -> Result<String, PullError> {
     let login = login_for(
         &want.reference,
         want.credentials.as_deref(),
@@ -269,15 +285,16 @@ async fn pull_with_login<E: Engine>(
     let password = login.as_ref().map(|l| l.password.clone());
     let pulled =
         tokio::time::timeout(settings.timeout, engine.pull_image(&want.reference, login)).await;
-    let message = match pulled {
-        Ok(Ok(id)) => return Ok(id),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!(
-            "no answer within pull_timeout_seconds ({} s)",
-            settings.timeout.as_secs()
-        ),
-    };
-    Err(masked(&message, password.as_deref()))
+    match pulled {
+        Ok(Ok(id)) => Ok(id),
+        Ok(Err(e)) => Err(PullError::Engine(masked(
+            &e.to_string(),
+            password.as_deref(),
+        ))),
+        Err(_) => Err(PullError::Timeout {
+            seconds: settings.timeout.as_secs(),
+        }),
+    }
 }
 
 /// The engine's words, cut to a size a plan can show, and with the
@@ -304,8 +321,8 @@ pub fn login_for(
     reference: &str,
     name: Option<&str>,
     file: &std::path::Path,
-) -> Result<Option<RegistryLogin>, String> {
-    let image = ImageRef::parse(reference).map_err(|e| e.to_string())?;
+) -> Result<Option<RegistryLogin>, PullError> {
+    let image = ImageRef::parse(reference)?;
     let registry = image.registry.as_str();
     let to_login = |login: &credentials::Login| RegistryLogin {
         username: login.username.clone(),
@@ -318,8 +335,8 @@ pub fn login_for(
     };
     match name {
         Some(name) => {
-            let all = credentials::load(file).map_err(|e| format!("Credentials {name}: {e}"))?;
-            let login = all.login(name).map_err(|e| e.to_string())?;
+            let all = credentials::load(file)?;
+            let login = all.login(name)?;
             Ok(Some(to_login(login)))
         }
         None => {
@@ -417,7 +434,7 @@ mod tests {
             );
         }
         let finished = rx.recv().await.expect("one end");
-        assert_eq!(finished.result, Ok("sha256:a".to_string()));
+        assert_eq!(finished.result.ok().as_deref(), Some("sha256:a"));
         assert_eq!(finished.records, ["a", "b"]);
         assert_eq!(engine.pulled().len(), 1, "{:?}", engine.pulled());
         let states = puller.states();
@@ -444,7 +461,7 @@ mod tests {
         assert!(finished[0]
             .result
             .as_ref()
-            .is_err_and(|e| e.contains("injected failure")));
+            .is_err_and(|e| e.to_string().contains("injected failure")));
         assert!(finished[1].result.is_ok());
         let failed_at = |states: &PullStates| match states.pulls.get("reg.example/bad:1") {
             Some(PullState::Failed { retry_at, .. }) => *retry_at,
@@ -494,7 +511,7 @@ mod tests {
         let Err(missing) = login_for("app:1", Some("nope"), &file) else {
             panic!("no such entry");
         };
-        assert!(missing.contains("nope"), "{missing}");
+        assert!(missing.to_string().contains("nope"), "{missing}");
 
         // A message quoting the password is masked.
         let engine = FakeEngine::new();
@@ -529,7 +546,10 @@ mod tests {
                 at(0),
             )
             .await;
-        let error = finished[0].result.clone().expect_err("timed out");
+        let Err(error) = &finished[0].result else {
+            panic!("timed out");
+        };
+        let error = error.to_string();
         assert!(error.contains("pull_timeout_seconds (5 s)"), "{error}");
     }
 }

@@ -184,7 +184,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     let stop_on = r.get("StopOn", event_names).unwrap_or_default();
     let pull = r
         .get("Pull", |v| {
-            property::one_of(v, PullPolicy::WORDS).map(|w| PullPolicy::from_word(w))
+            property::one_of(v, PullPolicy::WORDS).map(PullPolicy::from_word)
         })
         .flatten()
         .unwrap_or_else(|| default_pull(image.as_deref(), images));
