@@ -7,7 +7,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 
 use support::registry::Registry;
-use support::sandbox::Sandbox;
+use support::sandbox::{wait_for, Sandbox};
 use support::{docker_inspect_opt, docker_ok, Prefix, TestImages};
 
 #[test]
@@ -197,5 +197,61 @@ fn a_wrong_password_fails_only_its_record_and_leaves_its_container_running() {
     assert_eq!(
         s.inspect("web")["Image"].as_str(),
         Some(TestImages::busybox_variant().id.as_str())
+    );
+}
+
+/// berthd pulls beside its loop: a record whose pull fails shows why in
+/// `berth status` while the others run, and once the login is right the
+/// retry after the back-off brings it up with no one asking.
+#[test]
+fn berthd_shows_a_failed_pull_in_status_and_retries_it_after_its_back_off() {
+    let s = Sandbox::new(None);
+    let registry = Registry::start_tls(Some(("berth", "pw-right-3")));
+    let v1 = published(&s, &registry, &TestImages::busybox().id, "1");
+    let right = format!(
+        "[credentials.reg]\nusername = \"berth\"\npassword = \"pw-right-3\"\nserver = \"{}\"\n",
+        registry.host()
+    );
+    write_credentials(&s, &right.replace("pw-right-3", "pw-wrong-3"));
+    let web = s.name("web");
+    s.db(&[
+        "set",
+        &web,
+        "service",
+        "Image",
+        &v1,
+        "Command",
+        "sleep 3600",
+        "Credentials",
+        "reg",
+    ]);
+    s.declare("other", &["Command", "sleep 3600"]);
+    let daemon = s.start_daemon();
+    wait_for("other running", Some(&daemon), || {
+        s.state("other") == "running"
+    });
+    let web_error = || {
+        let (_, out, _) = s.run(&["status", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        rows.iter()
+            .find(|r| r["name"] == web.as_str())
+            .and_then(|r| r["error"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    wait_for("the failed pull in status", Some(&daemon), || {
+        web_error().starts_with(&format!("pull of {v1} failed: "))
+    });
+    assert_eq!(s.state("web"), "missing");
+    write_credentials(&s, &right);
+    wait_for(
+        "web pulled and running after the back-off",
+        Some(&daemon),
+        || s.state("web") == "running",
+    );
+    let log = daemon.log();
+    assert!(log.contains(&format!("pulled {v1}")), "{log}");
+    assert!(
+        !log.contains("pw-wrong-3") && !log.contains("pw-right-3"),
+        "{log}"
     );
 }
