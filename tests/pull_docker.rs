@@ -255,3 +255,71 @@ fn berthd_shows_a_failed_pull_in_status_and_retries_it_after_its_back_off() {
         "{log}"
     );
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `Pull always` on a `docker_images` record: each build pulls its FROM
+/// image, so a base moved in the registry is built on even while the
+/// engine holds the old one under that tag.
+#[test]
+fn an_image_with_pull_always_builds_on_the_base_the_registry_holds_now() {
+    let s = Sandbox::new(None);
+    let registry = Registry::start_tls(None);
+    let base = registry.push(
+        &s.prefix,
+        &TestImages::busybox().id,
+        &format!("{}/base:1", s.prefix.as_str()),
+    );
+    let repo = s.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&repo, &["init", "--quiet"]);
+    let label = format!("LABEL {}={}", support::TEST_LABEL, s.prefix.as_str());
+    std::fs::write(
+        repo.join("Dockerfile"),
+        format!("FROM {base}\n{label}\nRUN cat /etc/berth-variant 2>/dev/null || true\n"),
+    )
+    .expect("Dockerfile");
+    git(&repo, &["add", "Dockerfile"]);
+    git(&repo, &["commit", "--quiet", "-m", "one"]);
+    let tag = format!("berth-test/{}-built:1", s.prefix.as_str());
+    s.prefix.tag(&TestImages::busybox().id, &tag); // so cleanup removes it
+    let mut args = vec![
+        "db",
+        "docker_images",
+        "set",
+        "app",
+        "image",
+        "Source",
+        "git",
+    ];
+    let url = format!("file://{}", repo.display());
+    args.extend(["Repository", &url, "Tag", &tag, "Pull", "always"]);
+    let (code, _, err) = s.run(&args);
+    assert_eq!(code, 0, "{err}");
+    // The registry's base:1 moves; the engine still has the old one.
+    s.prefix.tag(&TestImages::busybox_variant().id, &base);
+    registry
+        .push_reference(&base, None)
+        .expect("push the moved base");
+    s.prefix.tag(&TestImages::busybox().id, &base);
+    let (code, out, err) = s.run(&["image", "build", "app"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, variant, _) = support::docker(&["run", "--rm", &tag, "cat", "/etc/berth-variant"]);
+    assert_eq!(variant.trim(), "variant", "built on the moved base: {out}");
+}
