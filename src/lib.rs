@@ -29,6 +29,7 @@ pub mod shell {
     pub mod engine;
     pub mod events;
     pub mod images;
+    pub mod pulls;
     pub mod reconcile;
     pub mod safe_fs;
     pub mod state;
@@ -38,6 +39,6 @@ pub mod shell {
 
 pub use pure::{db, declared, model, plan, reference, render, schedule};
 pub use shell::{
-    api, apply, cli, command, config, daemon, engine, events, images, reconcile, safe_fs, state,
-    status, templates,
+    api, apply, cli, command, config, daemon, engine, events, images, pulls, reconcile, safe_fs,
+    state, status, templates,
 };

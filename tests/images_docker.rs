@@ -4,11 +4,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use support::registry::Registry;
 use support::sandbox::{wait_for, Sandbox};
-use support::{docker, docker_ok, free_tcp_port};
+use support::{docker, docker_ok};
 
 /// A bare repository with a working clone to commit from.
 struct Repo {
@@ -222,56 +223,6 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(workspaces, 0, "workspaces wiped");
-}
-
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_tcp_port();
-        let config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).expect("config");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        let r = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        wait_for("the registry", None, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        r
-    }
-
-    fn catalog(&self) -> String {
-        let out = Command::new("curl")
-            .arg("-fsS")
-            .arg(format!("http://127.0.0.1:{}/v2/_catalog", self.port))
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

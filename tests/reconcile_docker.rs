@@ -331,7 +331,12 @@ fn a_broken_record_keeps_its_container_and_the_others_still_apply() {
     s.db(&["setprop", &s.name("other"), "MaxMemory", "96M"]);
     s.declare(
         "badimage",
-        &["Image", &format!("{}/missing:1", s.prefix.as_str())],
+        &[
+            "Image",
+            &format!("{}/missing:1", s.prefix.as_str()),
+            "Pull",
+            "never",
+        ],
     );
     s.declare("new", &["Command", "sleep 3600"]);
     let (code, stdout, stderr) = s.apply();

@@ -66,6 +66,8 @@ struct RawConfig {
     journal_keep_days: Option<u64>,
     rollout_probation_seconds: Option<u64>,
     rollout_health_timeout_seconds: Option<u64>,
+    pull_concurrency: Option<usize>,
+    pull_timeout_seconds: Option<u64>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -126,6 +128,11 @@ pub struct Config {
     /// A recreated container whose health check still says `starting`
     /// this long after its start is rolled back ("never became healthy").
     pub rollout_health_timeout_seconds: u64,
+    /// How many image pulls run at once (off the loop).
+    pub pull_concurrency: usize,
+    /// A pull still running after this long is given up (and retried
+    /// after a back-off).
+    pub pull_timeout_seconds: u64,
 }
 
 impl Default for Config {
@@ -157,6 +164,8 @@ impl Default for Config {
             journal_keep_days: 90,
             rollout_probation_seconds: crate::plan::rollout::DEFAULT_PROBATION_SECONDS,
             rollout_health_timeout_seconds: crate::plan::rollout::DEFAULT_HEALTH_TIMEOUT_SECONDS,
+            pull_concurrency: 4,
+            pull_timeout_seconds: 600,
         }
     }
 }
@@ -234,6 +243,9 @@ impl Config {
         if raw.apply_concurrency == Some(0) {
             return Err(bad(Invalid::Zero("apply_concurrency")));
         }
+        if raw.pull_concurrency == Some(0) {
+            return Err(bad(Invalid::Zero("pull_concurrency")));
+        }
         for (key, value) in [
             ("git_timeout_seconds", raw.git_timeout_seconds),
             ("action_timeout_seconds", raw.action_timeout_seconds),
@@ -243,6 +255,7 @@ impl Config {
                 "rollout_health_timeout_seconds",
                 raw.rollout_health_timeout_seconds,
             ),
+            ("pull_timeout_seconds", raw.pull_timeout_seconds),
         ] {
             if value == Some(0) {
                 return Err(bad(Invalid::Zero(key)));
@@ -286,6 +299,8 @@ impl Config {
             rollout_health_timeout_seconds: raw
                 .rollout_health_timeout_seconds
                 .unwrap_or(d.rollout_health_timeout_seconds),
+            pull_concurrency: raw.pull_concurrency.unwrap_or(d.pull_concurrency),
+            pull_timeout_seconds: raw.pull_timeout_seconds.unwrap_or(d.pull_timeout_seconds),
         })
     }
 
@@ -324,5 +339,21 @@ mod tests {
     #[test]
     fn zero_resync_is_refused() {
         assert!(Config::parse(Path::new("b.toml"), "resync_seconds = 0").is_err());
+    }
+
+    #[test]
+    fn pull_settings_default_and_refuse_zero() {
+        let c = Config::parse(Path::new("b.toml"), "").expect("valid");
+        assert_eq!((c.pull_concurrency, c.pull_timeout_seconds), (4, 600));
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "pull_concurrency = 2\npull_timeout_seconds = 30\n",
+        )
+        .expect("valid");
+        assert_eq!((c.pull_concurrency, c.pull_timeout_seconds), (2, 30));
+        for zero in ["pull_concurrency = 0", "pull_timeout_seconds = 0"] {
+            let err = Config::parse(Path::new("b.toml"), zero).expect_err(zero);
+            assert!(err.to_string().contains("must be at least 1"), "{err}");
+        }
     }
 }

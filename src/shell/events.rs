@@ -253,11 +253,12 @@ pub async fn direct_pass<E: Engine>(
         allow_mass_removal: false,
     };
     // Without berthd no later pass comes: wait for health checks here.
-    reconcile::run_pass_gated(
+    reconcile::run_pass_with_pulls(
         config,
         engine,
         state.as_ref(),
         input,
+        &Default::default(),
         crate::apply::HealthGate::ONE_SHOT,
         &AtomicBool::new(false),
         |_: &crate::apply::Outcome| {},

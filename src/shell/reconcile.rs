@@ -131,6 +131,9 @@ pub struct Remembered {
     pub updates: BTreeMap<String, crate::model::AppliedUpdate>,
     pub probations: BTreeMap<String, Probation>,
     pub rollbacks: BTreeMap<String, RolledBack>,
+    /// Not from state.db: the pulls this process runs, failed or did
+    /// (`crate::pulls`); none when nothing pulls here.
+    pub pulls: crate::plan::pulls::PullStates,
 }
 
 impl Remembered {
@@ -170,6 +173,7 @@ impl Remembered {
             updates,
             probations,
             rollbacks,
+            pulls: Default::default(),
         }
     }
 
@@ -214,6 +218,7 @@ pub async fn plan_now<E: Engine>(
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
+    declared.pulls = remembered.pulls;
     declared.booted_at = booted_at();
     remember_rollouts(
         &mut declared,
@@ -504,9 +509,10 @@ impl<F: FnMut(&Outcome)> Observer for Journal<'_, F> {
 }
 
 /// Runs one pass. With `state`, the pass and its actions are journalled;
-/// journal errors are logged, never fatal (the engine is the truth). A
-/// dependency's health is looked at once between waves (berthd's way:
-/// the pass after its `health_status` event starts what waits for it).
+/// journal errors are logged, never fatal (the engine is the truth).
+/// Nothing is pulled here (see [`run_pass_with_pulls`]), and a
+/// dependency's health is looked at once between waves (berthd's way: the
+/// pass after its `health_status` event starts what waits for it).
 pub async fn run_pass<E: Engine>(
     config: &Config,
     engine: &E,
@@ -515,11 +521,13 @@ pub async fn run_pass<E: Engine>(
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
-    run_pass_gated(
+    let pulls = crate::plan::pulls::PullStates::default();
+    run_pass_with_pulls(
         config,
         engine,
         state,
         input,
+        &pulls,
         HealthGate::Look,
         stop,
         on_done,
@@ -527,18 +535,23 @@ pub async fn run_pass<E: Engine>(
     .await
 }
 
-/// [`run_pass`], with `gate` saying whether to wait between waves for a
-/// dependency's health check (a one-shot command, which no later pass
-/// follows) or only look.
-pub async fn run_pass_gated<E: Engine>(
+/// [`run_pass`] planned with what the caller's puller knows (`pulls`); the
+/// report's `plan.pulls` says what the pass wants pulled next. `gate` says
+/// whether to wait between waves for a dependency's health check (a
+/// one-shot command, which no later pass follows) or only look (berthd).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_pass_with_pulls<E: Engine>(
     config: &Config,
     engine: &E,
     state: Option<&State>,
     input: PassInput<'_>,
+    pulls: &crate::plan::pulls::PullStates,
     gate: HealthGate,
     stop: &AtomicBool,
     on_done: impl FnMut(&Outcome),
 ) -> Result<PassReport, PassError> {
+    let mut remembered = Remembered::read(state);
+    remembered.pulls = pulls.clone();
     let PassInput {
         snapshot,
         trigger,
@@ -553,15 +566,7 @@ pub async fn run_pass_gated<E: Engine>(
         stale_updates,
         settle,
         containers,
-    } = plan_now(
-        config,
-        engine,
-        snapshot,
-        Remembered::read(state),
-        at,
-        allow_mass_removal,
-    )
-    .await?;
+    } = plan_now(config, engine, snapshot, remembered, at, allow_mass_removal).await?;
     // Updates of containers gone or recreated since: never matched again.
     if let Some(Err(e)) = state.map(|s| s.forget_updates(&stale_updates)) {
         tracing::warn!("journal: {e}");

@@ -139,6 +139,7 @@ pub async fn current<E: crate::engine::Engine>(
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;
+    declared.pulls = remembered.pulls;
     declared.booted_at = crate::reconcile::booted_at();
     crate::reconcile::remember_rollouts(
         &mut declared,

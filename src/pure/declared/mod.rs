@@ -75,6 +75,46 @@ pub struct ContainerSpec {
     pub stop_schedule: Option<String>,
     pub start_on: Vec<String>,
     pub stop_on: Vec<String>,
+    /// When the image is pulled from its registry (`Pull`).
+    pub pull: PullPolicy,
+    /// The `[credentials.NAME]` a pull logs in with (`Credentials`): a
+    /// name, never a secret.
+    pub credentials: Option<String>,
+}
+
+/// `Pull`: when berth pulls a record's image from its registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// When the engine has no image by that reference (the default, unless
+    /// berth builds the image).
+    Missing,
+    /// Before each create or recreate of the container.
+    Always,
+    /// Never: the image is built, imported or loaded here (the default for
+    /// the `Tag` of a `docker_images` record).
+    Never,
+}
+
+impl PullPolicy {
+    pub const WORDS: &'static [&'static str] = &["missing", "always", "never"];
+
+    pub fn from_word(word: &str) -> Option<PullPolicy> {
+        match word {
+            "missing" => Some(PullPolicy::Missing),
+            "always" => Some(PullPolicy::Always),
+            "never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
 }
 
 impl ContainerSpec {
@@ -125,6 +165,9 @@ pub struct Declared {
     pub rollout: crate::plan::rollout::RolloutSettings,
     /// When a pass may remove many containers at once.
     pub removal: RemovalGuard,
+    /// The pulls running or failed, and those done (filled in by the
+    /// shell's puller; empty when nothing was pulled).
+    pub pulls: crate::plan::pulls::PullStates,
 }
 
 /// No removal on doubt: a pass that would remove every container of this

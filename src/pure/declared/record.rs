@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::property::{self, Parsed, ValueError};
-use super::{error, spec_hash, ContainerSpec, Declared, SpecError, SpecSettings, SERVICE_TYPE};
+use super::{
+    error, spec_hash, ContainerSpec, Declared, PullPolicy, SpecError, SpecSettings, SERVICE_TYPE,
+};
 use crate::db::{Db, Record};
 use crate::model::{
     ContainerConfig, HealthCheck, HealthTest, Mount, MountKind, NetworkAttachment, PortBinding,
@@ -45,6 +47,8 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
     "HealthTimeout",
     "HealthStartPeriod",
     "HealthRetries",
+    "Pull",
+    "Credentials",
 ];
 
 /// Properties whose values may hold passwords or tokens: never quoted in
@@ -187,6 +191,13 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     };
     let start_on = r.get("StartOn", event_names).unwrap_or_default();
     let stop_on = r.get("StopOn", event_names).unwrap_or_default();
+    let pull = r
+        .get("Pull", |v| {
+            property::one_of(v, PullPolicy::WORDS).map(PullPolicy::from_word)
+        })
+        .flatten()
+        .unwrap_or_else(|| default_pull(image.as_deref(), images));
+    let credentials = r.get("Credentials", property::name);
 
     let host_folders = mounts
         .iter()
@@ -229,6 +240,8 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         stop_schedule,
         start_on,
         stop_on,
+        pull,
+        credentials,
     };
     Built {
         spec: Ok(spec),
@@ -352,6 +365,24 @@ fn image_reference(r: &mut Reader, images: &Db) -> Option<String> {
             );
             None
         }
+    }
+}
+
+/// `never` for an image berth builds (the `Tag` of a `docker_images`
+/// record: pulling it would replace the local build with whatever a
+/// registry holds under that name), else `missing`, as compose does.
+fn default_pull(image: Option<&str>, images: &Db) -> PullPolicy {
+    let built = image.is_some_and(|image| {
+        images.records().any(|rec| {
+            rec.prop("Tag")
+                .and_then(|tag| parse_image_reference(tag).ok())
+                .is_some_and(|tag| tag == image)
+        })
+    });
+    if built {
+        PullPolicy::Never
+    } else {
+        PullPolicy::Missing
     }
 }
 

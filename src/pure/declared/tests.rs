@@ -392,3 +392,43 @@ fn bad_health_values_name_record_and_property_and_never_the_command() {
     assert!(warning.contains("did you mean HealthCmd"), "{warning}");
     assert!(!warning.contains("hunter2"), "{warning}");
 }
+
+#[test]
+fn pull_defaults_to_never_for_an_image_berth_builds_and_missing_otherwise() {
+    let d = declared_with_images(
+        "built=service|Image|berth/app\nother=service|Image|nginx:1\nsame=service\n",
+        "same=image|Source|git|Tag|berth/same:2\nx=image|Source|git|Tag|berth/app:latest\n",
+    );
+    assert!(d.failed.is_empty(), "{:?}", d.failed);
+    assert_eq!(
+        d.specs["built"].pull,
+        PullPolicy::Never,
+        "Tag berth/app:latest"
+    );
+    assert_eq!(d.specs["other"].pull, PullPolicy::Missing);
+    assert_eq!(d.specs["same"].pull, PullPolicy::Never);
+    assert_eq!(d.specs["other"].credentials, None);
+    let s = spec("app=service|Image|reg.example/app:1|Pull|Always|Credentials|reg");
+    assert_eq!(s.pull, PullPolicy::Always);
+    assert_eq!(s.credentials.as_deref(), Some("reg"));
+    // Set explicitly, it wins over the default.
+    let d = declared_with_images(
+        "built=service|Image|berth/app:1|Pull|missing\n",
+        "x=image|Source|git|Tag|berth/app:1\n",
+    );
+    assert_eq!(d.specs["built"].pull, PullPolicy::Missing);
+}
+
+#[test]
+fn pull_and_credentials_are_validated_and_not_part_of_the_spec_hash() {
+    let e = errors("app=service|Image|a:1|Pull|sometimes");
+    assert_eq!(e[0].property.as_deref(), Some("Pull"));
+    assert!(e[0].why.contains("missing, always, never"), "{}", e[0].why);
+    let e = errors("app=service|Image|a:1|Credentials|no good");
+    assert_eq!(e[0].property.as_deref(), Some("Credentials"));
+    // How the image is fetched is not what runs: no recreate for it.
+    assert_eq!(
+        spec("app=service|Image|a:1").spec_hash,
+        spec("app=service|Image|a:1|Pull|always|Credentials|reg").spec_hash
+    );
+}

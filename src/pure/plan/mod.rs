@@ -4,6 +4,7 @@
 mod diff;
 mod health;
 mod intent;
+pub mod pulls;
 pub mod restarts;
 pub mod rollout;
 #[cfg(test)]
@@ -295,6 +296,10 @@ pub struct Plan<A = Action> {
     /// When a crash loop's back-off ends: the next pass is due then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_retry: Option<chrono::DateTime<chrono::Utc>>,
+    /// Image references to pull, off the loop, for the records `held`
+    /// waiting for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pulls: Vec<pulls::PullWant>,
 }
 
 /// A plan as JSON shows it: actions without their configs.
@@ -307,6 +312,7 @@ impl<A> Default for Plan<A> {
             problems: Vec::new(),
             held: Vec::new(),
             next_retry: None,
+            pulls: Vec::new(),
         }
     }
 }
@@ -324,6 +330,7 @@ impl Plan {
             problems: self.problems.clone(),
             held: self.held.clone(),
             next_retry: self.next_retry,
+            pulls: self.pulls.clone(),
         }
     }
 }
@@ -462,21 +469,33 @@ pub fn plan_at<Tz: TimeZone>(
                 on_probation = true;
             }
         }
-        let needs_image = |out: &mut Plan| {
-            if image_id.is_none() {
-                out.problems.push(Problem {
-                    record: name.into(),
-                    message: format!(
-                        "image {} is not in the engine; berth never pulls: build, import or load it (berth image …)",
-                        spec.config.image
-                    ),
-                });
-                return false;
-            }
-            true
+        // A create or recreate needs the image, pulled first if its Pull says so.
+        let needs_image = |out: &mut Plan, container: Option<&str>| {
+            let gate = pulls::gate(
+                spec,
+                container,
+                image_id.is_some(),
+                &declared.pulls,
+                at_utc,
+                &mut out.pulls,
+            );
+            let (problems, message) = match gate {
+                pulls::Gate::Go => return true,
+                pulls::Gate::Wait(why) => (&mut out.held, why),
+                pulls::Gate::Missing(why) => (&mut out.problems, why),
+                pulls::Gate::Failed { message, retry_at } => {
+                    out.next_retry = Some(out.next_retry.map_or(retry_at, |t| t.min(retry_at)));
+                    (&mut out.problems, message)
+                }
+            };
+            problems.push(Problem {
+                record: name.into(),
+                message,
+            });
+            false
         };
         match current {
-            None if want.run && needs_image(&mut out) => {
+            None if want.run && needs_image(&mut out, None) => {
                 out.actions.push(action(
                     format!("no container yet; {}", want.why),
                     Operation::Create {
@@ -558,7 +577,7 @@ pub fn plan_at<Tz: TimeZone>(
                         },
                     ));
                 } else if !changes.is_empty() {
-                    if needs_image(&mut out) {
+                    if needs_image(&mut out, Some(&c.id)) {
                         let reason = changes.join("; ");
                         out.actions.push(action(
                             reason,

@@ -410,12 +410,13 @@ fn invalid_record_leaves_its_container_and_the_others_apply() {
 
 #[test]
 fn missing_image_is_a_problem_not_an_action() {
-    let d = declared("a=service|Image|nothere:1\nb=service|Image|app:1\n");
+    let d = declared("a=service|Image|nothere:1|Pull|never\nb=service|Image|app:1\n");
     let p = plan(&d, &fresh(), now());
     assert_eq!(summary(&p), vec![format!("{} create b", p.actions[0].wave)]);
     assert!(p.problems[0]
         .message
-        .contains("nothere:1 is not in the engine"));
+        .contains("nothere:1 is not in the engine and Pull is never"));
+    assert!(p.pulls.is_empty());
 }
 
 #[test]

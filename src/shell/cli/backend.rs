@@ -98,33 +98,18 @@ impl Backend for LocalBackend {
 
     async fn apply(&self, allow_mass_removal: bool) -> Result<PassReport, BackendError> {
         let engine = self.engine().await?;
-        let config = &self.config;
-        // The journal is best effort here: an admin without a writable
-        // state_dir can still apply.
-        let state = State::open(&config.state_dir)
-            .map_err(|e| eprintln!("warning: no journal: {e}"))
-            .ok();
-        let stop = AtomicBool::new(false);
-        let snapshot = crate::db::Snapshot::read(&config.db_dir);
-        let input = reconcile::PassInput {
-            snapshot: &snapshot,
-            trigger: "berth apply",
-            at: SystemTime::now(),
-            allow_mass_removal,
+        // Said as each action ends, as berthd logs them.
+        let said = |o: &crate::apply::Outcome| {
+            super::outcome::print(std::slice::from_ref(o));
         };
-        // No later pass follows a one-shot apply: wait between waves for
-        // dependencies' health checks, as `docker compose up` does.
-        Ok(reconcile::run_pass_gated(
-            config,
+        let trigger = "berth apply";
+        Ok(pass_after_pulls(
+            &self.config,
             engine,
-            state.as_ref(),
-            input,
-            crate::apply::HealthGate::ONE_SHOT,
-            &stop,
-            // Said as each action ends, as berthd logs them.
-            |o: &crate::apply::Outcome| {
-                super::outcome::print(std::slice::from_ref(o));
-            },
+            trigger,
+            allow_mass_removal,
+            true,
+            said,
         )
         .await?)
     }
@@ -139,13 +124,17 @@ impl Backend for LocalBackend {
 
     async fn container(&self, name: String, run: bool) -> Result<PassReport, BackendError> {
         let (config, engine) = (&self.config, self.engine().await?);
-        let pass = |trigger| crate::events::direct_pass(config, engine, trigger);
+        let pass = |trigger: String| async move {
+            pass_after_pulls(config, engine, &trigger, false, false, |_| {}).await
+        };
         Ok(crate::events::console(config, &name, run, pass).await?)
     }
 
     async fn signal(&self, name: String, args: Vec<String>) -> Result<EventRun, BackendError> {
         let (config, engine) = (&self.config, self.engine().await?);
-        let pass = |trigger| crate::events::direct_pass(config, engine, trigger);
+        let pass = |trigger: String| async move {
+            pass_after_pulls(config, engine, &trigger, false, false, |_| {}).await
+        };
         let trigger = "berth signal-event";
         Ok(crate::events::signal(config, &name, &args, trigger, pass).await?)
     }
@@ -162,6 +151,67 @@ impl Backend for LocalBackend {
     ) -> Result<BuildQueued, BackendError> {
         crate::api::queue_build(&self.config, name, "berth image build")
     }
+}
+
+/// A pass run here, as `docker compose up` runs: first the pulls a plan
+/// wants (waited for, at most `pull_concurrency` at once), then the pass,
+/// planned with what they did, so one command pulls and applies. A failed
+/// pull fails only its records (the pass says so). `say_pulls`: print a
+/// line for each pull done.
+async fn pass_after_pulls(
+    config: &Config,
+    engine: &DockerEngine,
+    trigger: &str,
+    allow_mass_removal: bool,
+    say_pulls: bool,
+    on_done: impl FnMut(&crate::apply::Outcome),
+) -> Result<PassReport, reconcile::PassError> {
+    // The journal is best effort here: an admin without a writable
+    // state_dir can still apply.
+    let state = State::open(&config.state_dir)
+        .map_err(|e| eprintln!("warning: no journal: {e}"))
+        .ok();
+    let snapshot = crate::db::Snapshot::read(&config.db_dir);
+    let puller = crate::pulls::Puller::new(config.pull_concurrency);
+    let now = SystemTime::now();
+    let remembered = Remembered::read(state.as_ref());
+    let wanted = reconcile::plan_now(config, engine, &snapshot, remembered, now, false)
+        .await?
+        .plan
+        .pulls;
+    let settings = crate::pulls::PullSettings::from_config(config);
+    for done in puller.run(engine, &wanted, &settings, now).await {
+        if let (true, Ok(id)) = (say_pulls, &done.result) {
+            println!(
+                "{:<14} {}: {} ({})",
+                "pull",
+                done.records.join(", "),
+                done.reference,
+                crate::plan::short(id)
+            );
+        }
+    }
+    let input = reconcile::PassInput {
+        snapshot: &snapshot,
+        trigger,
+        at: SystemTime::now(),
+        allow_mass_removal,
+    };
+    let stop = AtomicBool::new(false);
+    let pulls = puller.states();
+    // No later pass follows a one-shot command: wait between waves for
+    // dependencies' health checks, as `docker compose up` does.
+    reconcile::run_pass_with_pulls(
+        config,
+        engine,
+        state.as_ref(),
+        input,
+        &pulls,
+        crate::apply::HealthGate::ONE_SHOT,
+        &stop,
+        on_done,
+    )
+    .await
 }
 
 impl Backend for CliBackend {

@@ -53,7 +53,8 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
     async fn status(&self) -> Result<Vec<RecordStatus>, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        let mut remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        remembered.pulls = self.shared.pulls.states();
         let mut rows = crate::status::current(&config, &*engine, remembered).await?;
         if let Ok(state) = State::open(&config.state_dir) {
             crate::status::add_last_errors(&mut rows, &state);
@@ -64,7 +65,8 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
     async fn plan(&self) -> Result<PlanView, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
-        let remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        let mut remembered = crate::reconcile::Remembered::read_dir(&config.state_dir);
+        remembered.pulls = self.shared.pulls.states();
         let snapshot = crate::db::Snapshot::read(&config.db_dir);
         let planned = crate::reconcile::plan_now(
             &config,

@@ -79,6 +79,9 @@ pub enum Event {
     Docker(String),
     /// SIGHUP: re-read the config and everything else.
     Reload,
+    /// A pull ended (`pulled nginx:1`, `pull of nginx:1 failed`): the
+    /// records waiting for it go on, or fail, at the next pass.
+    PullDone(String),
     /// A pass asked for (`POST /v1/apply`, a console start/stop, a stage
     /// of a signalled event): run one soon and answer with its report.
     Pass {
@@ -107,6 +110,8 @@ pub enum Trigger {
     Schedule,
     /// The engine was unreachable and its back-off ended.
     EngineRetry,
+    /// A pull ended; its words.
+    PullDone(String),
 }
 
 impl fmt::Display for Trigger {
@@ -120,6 +125,7 @@ impl fmt::Display for Trigger {
             Trigger::Resync => f.write_str("resync"),
             Trigger::Schedule => f.write_str("schedule"),
             Trigger::EngineRetry => f.write_str("engine retry"),
+            Trigger::PullDone(what) => f.write_str(what),
         }
     }
 }
@@ -142,11 +148,15 @@ pub struct Shared<E> {
     pub engine: RwLock<Option<Arc<E>>>,
     pub events: mpsc::UnboundedSender<Event>,
     pub builds: std::sync::OnceLock<crate::images::worker::BuildPool>,
+    /// The pulls passes want, run off the loop; the API's plan and status
+    /// see what they did.
+    pub pulls: crate::pulls::Puller,
 }
 
 impl<E> Shared<E> {
     pub fn new(config: Config, events: mpsc::UnboundedSender<Event>) -> Self {
         Shared {
+            pulls: crate::pulls::Puller::new(config.pull_concurrency),
             config: RwLock::new(config),
             engine: RwLock::new(None),
             events,
@@ -452,6 +462,7 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
                 Trigger::FilesChanged(what)
             }
             Event::Docker(what) => Trigger::Docker(what),
+            Event::PullDone(what) => Trigger::PullDone(what),
             Event::Pass {
                 trigger,
                 allow_mass_removal,
@@ -564,11 +575,14 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             at: (self.clock)(),
             allow_mass_removal,
         };
-        let result = reconcile::run_pass(
+        let pulls = self.shared.pulls.states();
+        let result = reconcile::run_pass_with_pulls(
             &self.config,
             &*engine,
             Some(&self.state),
             input,
+            &pulls,
+            crate::apply::HealthGate::Look,
             &self.stop,
             |o: &crate::apply::Outcome| match &o.error {
                 None => {
@@ -583,6 +597,9 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         match &result {
             Ok(report) => {
                 self.link.healthy();
+                if !self.stop.load(Ordering::SeqCst) {
+                    self.start_pulls(engine, &report.plan.pulls);
+                }
                 // Said once, not at every pass: a typo logged every minute
                 // buries everything else.
                 let current: Vec<(String, String)> = report
@@ -617,6 +634,37 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             }
         }
         result
+    }
+
+    /// Starts what the pass wants pulled, off the loop (pulls already
+    /// running are joined, not repeated); each end is logged and makes the
+    /// next pass come sooner.
+    fn start_pulls(&self, engine: Arc<E>, wants: &[crate::plan::pulls::PullWant]) {
+        if wants.is_empty() {
+            return;
+        }
+        for want in wants {
+            tracing::info!(records = %want.records.join(","), "pulling {}", want.reference);
+        }
+        let events = self.shared.events.clone();
+        let on_done = move |done: crate::pulls::Finished| {
+            let records = done.records.join(",");
+            let words = match &done.result {
+                Ok(id) => {
+                    tracing::info!(records = %records, "pulled {} ({})", done.reference, crate::plan::short(id));
+                    format!("pulled {}", done.reference)
+                }
+                Err(e) => {
+                    tracing::warn!(records = %records, "pull of {} failed: {e}", done.reference);
+                    format!("pull of {} failed", done.reference)
+                }
+            };
+            let _ = events.send(Event::PullDone(words));
+        };
+        let settings = crate::pulls::PullSettings::from_config(&self.config);
+        self.shared
+            .pulls
+            .start(engine, wants, &settings, (self.clock)(), on_done);
     }
 
     /// Dynamic inheritance after each pass: images whose base moved are

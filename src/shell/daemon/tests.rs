@@ -595,3 +595,63 @@ async fn a_mass_removal_confirmation_does_not_outlive_the_pass_it_was_for() {
     })
     .await;
 }
+
+/// Pulls run off the loop: the pass that wants one goes on (other records
+/// are applied, later passes are not held up), the pull's end makes the
+/// next pass, and a failed pull is retried after its back-off, not at
+/// every pass.
+#[tokio::test(start_paused = true)]
+async fn pulls_run_off_the_loop_and_their_end_makes_the_next_pass() {
+    let s = Sandbox::new(&format!(
+        "app=service|Image|reg.example/app:1\n\
+         bad=service|Image|reg.example/bad:1\n\
+         other=service|Image|{IMAGE}\n"
+    ));
+    s.fake.publish("reg.example/app:1", "sha256:app1");
+    s.fake.publish("reg.example/bad:1", "sha256:bad1");
+    s.fake
+        .fail(crate::engine::fake::Op::Pull, "reg.example/bad:1");
+    s.fake.slow_pull(Duration::from_secs(30));
+    let (daemon, tx) = s.daemon(SystemTime::now());
+    let (stop, stopped) = oneshot::channel();
+    drive(daemon, stopped, async {
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(s.passes(), ["start"]);
+        assert!(s.running("other"), "nothing else waits for the pulls");
+        assert!(s.fake.container("app").is_none());
+        // A pass while the pulls run is not held up by them.
+        let sent = Instant::now();
+        tx.send(Event::Docker("die other".into())).expect("send");
+        let took = nth_pass_after(&s, 2, sent).await;
+        assert!(took <= Duration::from_millis(5), "{took:?}");
+        // The pulls end at 30 s: each end makes a pass.
+        sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            s.fake.pulled().len(),
+            2,
+            "each pulled once, however many passes wanted it: {:?}",
+            s.fake.pulled()
+        );
+        let passes = s.passes();
+        assert!(
+            passes.iter().any(|p| p == "pulled reg.example/app:1"),
+            "{passes:?}"
+        );
+        assert!(passes
+            .iter()
+            .any(|p| p == "pull of reg.example/bad:1 failed"));
+        assert!(s.running("app"), "created once its image came");
+        assert!(s.fake.container("bad").is_none());
+        // Passes during the back-off do not pull again.
+        let before = s.fake.pulled().len();
+        tx.send(Event::Docker("die other".into())).expect("send");
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(s.fake.pulled().len(), before, "not hammered");
+        // After it (10 s), a pass comes by itself and tries again.
+        s.fake.heal();
+        sleep(Duration::from_secs(50)).await;
+        assert!(s.running("bad"), "{:?}", s.passes());
+        let _ = stop.send(());
+    })
+    .await;
+}

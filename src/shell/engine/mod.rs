@@ -55,6 +55,9 @@ pub struct BuildRequest<'a> {
     /// The image IDs of the Dockerfile's `FROM` images, as they were before
     /// the build: a failed build's layers are found among their descendants.
     pub base_ids: Vec<String>,
+    /// Pull the `FROM` images first even when the engine has them
+    /// (`docker_images` `Pull always`): the engine's build option `pull`.
+    pub pull_base: bool,
 }
 
 /// Registry login for push. No `Debug`: it holds a password.

@@ -113,6 +113,7 @@ pub async fn run<E: Engine>(
                 memory: config.build_memory,
                 cpu_quota: (config.build_cpus * 100_000.0) as i64,
                 base_ids,
+                pull_base: spec.pull == crate::declared::PullPolicy::Always,
             };
             engine.build_image(request, &mut log).await?
         }
@@ -360,5 +361,63 @@ mod tests {
             "registry.example.com"
         );
         assert_eq!(registry_of("berth/app:1"), "docker.io");
+    }
+
+    use crate::engine::fake::FakeEngine;
+    use crate::images::record::declare;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}");
+    }
+
+    /// `Pull always` on a `docker_images` record asks the engine to pull
+    /// the FROM images at each build; without it, the build does not.
+    #[tokio::test]
+    async fn pull_always_makes_a_build_pull_its_base() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).expect("repo");
+        git(&repo, &["init", "--quiet"]);
+        std::fs::write(repo.join("Dockerfile"), "FROM base:1\n").expect("Dockerfile");
+        git(&repo, &["add", "Dockerfile"]);
+        git(&repo, &["commit", "--quiet", "-m", "one"]);
+        let config = Config {
+            state_dir: dir.path().join("state"),
+            credentials_file: dir.path().join("credentials.toml"),
+            ..Config::default()
+        };
+        let state = State::open(&config.state_dir).expect("state");
+        let db = crate::db::Db::parse(
+            Path::new("/db/docker_images"),
+            &format!(
+                "pulled=image|Source|git|Repository|file://{0}|Tag|app:1|Pull|always\n\
+                 plain=image|Source|git|Repository|file://{0}|Tag|app:2\n",
+                repo.display()
+            ),
+        );
+        let specs = declare(&db).specs;
+        let engine = FakeEngine::new();
+        engine.add_image("base:1", "sha256:base");
+        for (name, id) in [("pulled", 1), ("plain", 2)] {
+            run(&config, &engine, &state, &specs[name], id, &mut |_| {})
+                .await
+                .expect("built");
+        }
+        let builds: Vec<String> = engine
+            .actions()
+            .into_iter()
+            .filter(|a| a.starts_with("build "))
+            .collect();
+        assert_eq!(builds, ["build app:1 pull", "build app:2"]);
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, Record};
-use crate::declared::{property, SpecError};
+use crate::declared::{property, PullPolicy, SpecError};
 
 pub const IMAGE_TYPE: &str = "image";
 
@@ -40,6 +40,15 @@ pub struct ImageSpec {
     pub build_args: BTreeMap<String, String>,
     /// Name of an entry of the credentials file (never the secret itself).
     pub credentials: Option<String>,
+    /// `Pull always`: each build pulls its `FROM` images first. `missing`
+    /// and `never` (the default) leave that to the engine, which pulls a
+    /// base only when it has none.
+    #[serde(default = "pull_never")]
+    pub pull: PullPolicy,
+}
+
+fn pull_never() -> PullPolicy {
+    PullPolicy::Never
 }
 
 #[derive(Debug, Clone, Default)]
@@ -60,6 +69,7 @@ const KNOWN: &[&str] = &[
     "AutoRebuild",
     "BuildArgs",
     "Credentials",
+    "Pull",
 ];
 
 /// Reads every record of `docker_images`; relative `Path`s are taken from
@@ -131,6 +141,14 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             false
         }
         None => false,
+    };
+    let pull = match get("Pull").map(|v| property::one_of(v, PullPolicy::WORDS)) {
+        Some(Ok(word)) => PullPolicy::from_word(word).unwrap_or(PullPolicy::Never),
+        Some(Err(why)) => {
+            fail(Some("Pull"), get("Pull"), why.to_string());
+            PullPolicy::Never
+        }
+        None => PullPolicy::Never,
     };
     let mut build_args = BTreeMap::new();
     if let Some(raw) = get("BuildArgs") {
@@ -222,6 +240,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             auto_rebuild,
             build_args,
             credentials: get("Credentials").map(str::to_string),
+            pull,
         }),
         _ => Err(errors),
     }
@@ -304,6 +323,17 @@ mod tests {
                 path: "/srv/saved.tar".into()
             }
         );
+    }
+
+    #[test]
+    fn pull_is_never_unless_set() {
+        let d = declared(
+            "a=image|Source|tar|Path|x|Tag|a:1\nb=image|Source|tar|Path|x|Tag|b:1|Pull|Always\n\
+             c=image|Source|tar|Path|x|Tag|c:1|Pull|often\n",
+        );
+        assert_eq!(d.specs["a"].pull, PullPolicy::Never);
+        assert_eq!(d.specs["b"].pull, PullPolicy::Always);
+        assert_eq!(d.failed["c"][0].property.as_deref(), Some("Pull"));
     }
 
     #[test]

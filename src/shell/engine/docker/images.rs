@@ -55,6 +55,9 @@ impl DockerEngine {
             .rm(true)
             .forcerm(true)
             .buildargs(req.build_args);
+        if req.pull_base {
+            options = options.pull("1");
+        }
         if req.memory > 0 {
             options = options.memory(i32::try_from(req.memory).unwrap_or(i32::MAX));
         }

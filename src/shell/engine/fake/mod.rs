@@ -126,6 +126,8 @@ struct State {
     memory_usage: BTreeMap<String, i64>,
     /// How long each stop takes (on tokio's clock) before it acts.
     stop_delay: std::time::Duration,
+    /// How long each pull takes (on tokio's clock) before it acts.
+    pull_delay: std::time::Duration,
     next_id: u64,
 }
 
@@ -523,6 +525,12 @@ impl FakeEngine {
         self.lock().stop_delay = by;
     }
 
+    /// Makes every later pull take `by` before it acts, as a slow
+    /// registry does.
+    pub fn slow_pull(&self, by: std::time::Duration) {
+        self.lock().pull_delay = by;
+    }
+
     /// Forgets every injected failure.
     pub fn heal(&self) {
         self.lock().failures.clear();
@@ -856,7 +864,8 @@ impl Engine for FakeEngine {
         self.count(2);
         let tag = request.tag.to_string();
         let context = read_all(request.context_tar, "build context").await;
-        let result = self.act(format!("build {tag}"), |s| {
+        let pull = if request.pull_base { " pull" } else { "" };
+        let result = self.act(format!("build {tag}{pull}"), |s| {
             s.check(Op::Build, &tag)?;
             let context = context?;
             if context.is_empty() {
@@ -996,6 +1005,10 @@ impl Engine for FakeEngine {
         login: Option<RegistryLogin>,
     ) -> Result<String, EngineError> {
         self.count(1);
+        let delay = self.lock().pull_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.act(format!("pull {reference}"), |s| {
             s.pulled
                 .push((reference.to_string(), login.map(|l| l.username)));

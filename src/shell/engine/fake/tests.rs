@@ -362,6 +362,7 @@ fn build_request<'a>(
         memory: 0,
         cpu_quota: 0,
         base_ids: Vec::new(),
+        pull_base: false,
     }
 }
 
