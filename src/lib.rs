@@ -12,6 +12,7 @@ pub mod pure {
     pub mod declared;
     pub mod model;
     pub mod plan;
+    pub mod poll;
     pub mod reference;
     pub mod render;
     pub mod schedule;
@@ -30,14 +31,16 @@ pub mod shell {
     pub mod events;
     pub mod images;
     pub mod reconcile;
+    pub mod registry;
     pub mod safe_fs;
     pub mod state;
     pub mod status;
     pub mod templates;
+    pub mod watch;
 }
 
-pub use pure::{db, declared, model, plan, reference, render, schedule};
+pub use pure::{db, declared, model, plan, poll, reference, render, schedule};
 pub use shell::{
-    api, apply, cli, command, config, daemon, engine, events, images, reconcile, safe_fs, state,
-    status, templates,
+    api, apply, cli, command, config, daemon, engine, events, images, reconcile, registry,
+    safe_fs, state, status, templates, watch,
 };

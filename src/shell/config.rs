@@ -64,6 +64,9 @@ struct RawConfig {
     action_timeout_seconds: Option<u64>,
     mass_removal_share: Option<f64>,
     journal_keep_days: Option<u64>,
+    registry_poll_seconds: Option<u64>,
+    registry_certs_dir: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -116,6 +119,15 @@ pub struct Config {
     /// Passes, actions, signalled events and builds older than this are
     /// pruned from state.db (the newest of each kind are always kept).
     pub journal_keep_days: u64,
+    /// A watched reference (`Update notify`/`auto`) is asked of its
+    /// registry at most once per this many seconds (`berth image check`
+    /// skips the wait, never a registry's `Retry-After`).
+    pub registry_poll_seconds: u64,
+    /// `<dir>/<host:port>/*.crt`: CAs trusted for that registry on top of
+    /// the system's, as the engine reads them.
+    pub registry_certs_dir: PathBuf,
+    /// Registries (`host:port`) asked over plain http, not https.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for Config {
@@ -145,6 +157,9 @@ impl Default for Config {
             action_timeout_seconds: 3600,
             mass_removal_share: 0.5,
             journal_keep_days: 90,
+            registry_poll_seconds: 6 * 3600,
+            registry_certs_dir: "/etc/docker/certs.d".into(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -226,6 +241,7 @@ impl Config {
             ("git_timeout_seconds", raw.git_timeout_seconds),
             ("action_timeout_seconds", raw.action_timeout_seconds),
             ("journal_keep_days", raw.journal_keep_days),
+            ("registry_poll_seconds", raw.registry_poll_seconds),
         ] {
             if value == Some(0) {
                 return Err(bad(Invalid::Zero(key)));
@@ -263,6 +279,9 @@ impl Config {
                 .unwrap_or(d.action_timeout_seconds),
             mass_removal_share: raw.mass_removal_share.unwrap_or(d.mass_removal_share),
             journal_keep_days: raw.journal_keep_days.unwrap_or(d.journal_keep_days),
+            registry_poll_seconds: raw.registry_poll_seconds.unwrap_or(d.registry_poll_seconds),
+            registry_certs_dir: at(raw.registry_certs_dir, d.registry_certs_dir),
+            insecure_registries: raw.insecure_registries.unwrap_or_default(),
         })
     }
 

@@ -37,6 +37,7 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
     "StopSchedule",
     "StartOn",
     "StopOn",
+    "Update",
 ];
 
 /// Properties whose values may hold passwords or tokens: never quoted in
@@ -178,6 +179,9 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     };
     let start_on = r.get("StartOn", event_names).unwrap_or_default();
     let stop_on = r.get("StopOn", event_names).unwrap_or_default();
+    let update = r
+        .get("Update", property::update_policy)
+        .unwrap_or_default();
 
     let host_folders = mounts
         .iter()
@@ -219,6 +223,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         stop_schedule,
         start_on,
         stop_on,
+        update,
     };
     Built {
         spec: Ok(spec),

@@ -40,6 +40,10 @@ pub struct ImageSpec {
     pub build_args: BTreeMap<String, String>,
     /// Name of an entry of the credentials file (never the secret itself).
     pub credentials: Option<String>,
+    /// `Update`: whether the registry is watched for a moved tag of this
+    /// image's base (its `FROM`, as its last build recorded it).
+    #[serde(default)]
+    pub update: property::UpdatePolicy,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -60,6 +64,7 @@ const KNOWN: &[&str] = &[
     "AutoRebuild",
     "BuildArgs",
     "Credentials",
+    "Update",
 ];
 
 /// Reads every record of `docker_images`; relative `Path`s are taken from
@@ -131,6 +136,14 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             false
         }
         None => false,
+    };
+    let update = match get("Update").map(property::update_policy) {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            fail(Some("Update"), get("Update"), why.to_string());
+            property::UpdatePolicy::Never
+        }
+        None => property::UpdatePolicy::Never,
     };
     let mut build_args = BTreeMap::new();
     if let Some(raw) = get("BuildArgs") {
@@ -222,6 +235,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             auto_rebuild,
             build_args,
             credentials: get("Credentials").map(str::to_string),
+            update,
         }),
         _ => Err(errors),
     }

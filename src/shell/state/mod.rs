@@ -1,12 +1,15 @@
 //! berth's own memory in `state_dir/state.db` (SQLite): the journal of
 //! passes and actions, runtime overrides, and the updates berth applied in
-//! place (a container's labels cannot say those). Never the source of truth
+//! place (a container's labels cannot say those), and what registries said
+//! of watched image tags (`registry`). Never the source of truth
 //! for what runs: that is always observed from the engine.
 
 mod builds;
+mod registry;
 mod schema;
 
 pub use builds::{Build, BuildEnd, BuildLog, Lineage};
+pub use registry::RegistryCheck;
 
 use std::path::{Path, PathBuf};
 use std::sync::{MutexGuard, PoisonError};
