@@ -41,6 +41,6 @@ pub mod shell {
 
 pub use pure::{db, declared, model, plan, poll, reference, render, schedule};
 pub use shell::{
-    api, apply, cli, command, config, daemon, engine, events, images, reconcile, registry,
-    safe_fs, state, status, templates, watch,
+    api, apply, cli, command, config, daemon, engine, events, images, reconcile, registry, safe_fs,
+    state, status, templates, watch,
 };

@@ -111,9 +111,24 @@ fn the_client_reads_a_tags_digest_through_tls_and_basic_auth_and_says_what_fails
         .block_on(RegistryClient::new(&trusting).digest(&image, Some(&login("not-the-password"))))
         .expect_err("a wrong password");
     let text = e.to_string();
-    assert!(matches!(e, RegistryError::Unauthorized { with_login: true, .. }), "{text}");
-    assert!(text.contains(&reference) && text.contains("refused the login"), "{text}");
-    assert!(!text.contains("not-the-password") && !text.contains(PASSWORD), "{text}");
+    assert!(
+        matches!(
+            e,
+            RegistryError::Unauthorized {
+                with_login: true,
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&reference) && text.contains("refused the login"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not-the-password") && !text.contains(PASSWORD),
+        "{text}"
+    );
     let none = rt
         .block_on(RegistryClient::new(&trusting).digest(&image, None))
         .expect_err("no login");
@@ -137,7 +152,10 @@ fn the_client_reads_a_tags_digest_through_tls_and_basic_auth_and_says_what_fails
         .expect_err("untrusted CA");
     assert!(matches!(e, RegistryError::Tls { .. }), "{e}");
     let text = e.to_string();
-    assert!(text.contains(&registry.host()) && text.contains("ca.crt"), "{text}");
+    assert!(
+        text.contains(&registry.host()) && text.contains("ca.crt"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -166,7 +184,10 @@ fn a_moved_tag_is_notified_once_and_status_says_update_available() {
     move_tag(&s, &registry, &name);
     let (code, out, err) = s.run(&["image", "check", &s.name("web")]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("update available") && out.contains("notified"), "{out}");
+    assert!(
+        out.contains("update available") && out.contains("notified"),
+        "{out}"
+    );
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let said = notified(&s);
     assert_eq!(
@@ -177,7 +198,10 @@ fn a_moved_tag_is_notified_once_and_status_says_update_available() {
     // Asked again: still available, not notified again for the same digest.
     let (code, out, _) = s.run(&["image", "check"]);
     assert_eq!(code, 0);
-    assert!(out.contains("update available") && !out.contains("notified"), "{out}");
+    assert!(
+        out.contains("update available") && !out.contains("notified"),
+        "{out}"
+    );
     assert_eq!(notified(&s), said);
 
     let (_, status, _) = s.run(&["status"]);
@@ -253,13 +277,23 @@ fn a_moved_base_of_an_image_record_queues_its_rebuild() {
             .env("GIT_COMMITTER_EMAIL", "t@example.com")
             .output()
             .expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     std::fs::create_dir_all(&bare).expect("bare");
     std::fs::create_dir_all(&work).expect("work");
-    git(&bare, &["init", "--quiet", "--bare", "--initial-branch=main"]);
+    git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
     git(&work, &["init", "--quiet", "--initial-branch=main"]);
-    git(&work, &["remote", "add", "origin", &bare.display().to_string()]);
+    git(
+        &work,
+        &["remote", "add", "origin", &bare.display().to_string()],
+    );
     std::fs::write(
         work.join("Dockerfile"),
         format!(
@@ -274,8 +308,21 @@ fn a_moved_base_of_an_image_record_queues_its_rebuild() {
     git(&work, &["push", "--quiet", "origin", "main"]);
     let url = format!("file://{}", bare.display());
     let (code, _, err) = s.run(&[
-        "db", "docker_images", "set", "app", "image", "Source", "git", "Repository", &url,
-        "Tag", &app_tag, "AutoRebuild", "yes", "Update", "auto",
+        "db",
+        "docker_images",
+        "set",
+        "app",
+        "image",
+        "Source",
+        "git",
+        "Repository",
+        &url,
+        "Tag",
+        &app_tag,
+        "AutoRebuild",
+        "yes",
+        "Update",
+        "auto",
     ]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = s.run(&["image", "build", "app"]);
@@ -324,7 +371,11 @@ fn measure_a_round_over_50_references() {
         .block_on(berth::engine::DockerEngine::connect(&support::docker_host()))
         .expect("engine");
     use berth::engine::Engine;
-    for (label, on_demand) in [("first (on demand)", true), ("second (on demand)", true), ("timer, nothing due", false)] {
+    for (label, on_demand) in [
+        ("first (on demand)", true),
+        ("second (on demand)", true),
+        ("timer, nothing due", false),
+    ] {
         let calls = engine.api_calls();
         let started = std::time::Instant::now();
         let report = rt

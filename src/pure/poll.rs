@@ -85,13 +85,19 @@ mod tests {
         assert_eq!(due(Some(&last), at(60), POLL, true), Due::At(at(600)));
         assert_eq!(due(Some(&last), at(600), POLL, true), Due::Now);
         // Past it, the poll period counts from the check again.
-        assert_eq!(due(Some(&last), at(700), POLL, false), Due::At(at(6 * 3600)));
+        assert_eq!(
+            due(Some(&last), at(700), POLL, false),
+            Due::At(at(6 * 3600))
+        );
         // A Retry-After longer than the period wins over it.
         let long = LastCheck {
             checked_at: Some(at(0)),
             not_before: Some(at(7 * 3600)),
         };
-        assert_eq!(due(Some(&long), at(6 * 3600), POLL, false), Due::At(at(7 * 3600)));
+        assert_eq!(
+            due(Some(&long), at(6 * 3600), POLL, false),
+            Due::At(at(7 * 3600))
+        );
     }
 
     #[test]
@@ -105,10 +111,7 @@ mod tests {
             not_before: Some(at(200)),
         };
         // b's Retry-After ends first.
-        assert_eq!(
-            next_due([Some(&a), Some(&b)], at(150), POLL),
-            Some(at(200))
-        );
+        assert_eq!(next_due([Some(&a), Some(&b)], at(150), POLL), Some(at(200)));
         assert_eq!(
             next_due([Some(&a), Some(&b)], at(250), POLL),
             Some(at(6 * 3600))

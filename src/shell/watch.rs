@@ -121,19 +121,31 @@ pub enum Outcome {
     UpToDate,
     /// The tag moved; `notified` when the command ran for this digest now
     /// (it runs once per digest).
-    UpdateAvailable { notified: bool },
+    UpdateAvailable {
+        notified: bool,
+    },
     /// The tag moved and was pulled (`auto`): a pass follows.
-    Pulled { image_id: String },
+    Pulled {
+        image_id: String,
+    },
     /// The tag moved; the pull failed.
-    PullFailed { error: String },
+    PullFailed {
+        error: String,
+    },
     /// No such image here yet: nothing to compare (a pull, not a watch,
     /// brings it).
     NotHere,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Asked to wait (`Retry-After`), now or before.
-    RateLimited { until: String },
+    RateLimited {
+        until: String,
+    },
     /// Checked less than `registry_poll_seconds` ago.
-    NotDue { next: String },
+    NotDue {
+        next: String,
+    },
 }
 
 /// One reference's line in a round's report.
@@ -196,7 +208,11 @@ pub fn load_watched(config: &Config, state: &State) -> Result<Vec<Watched>, Watc
 }
 
 /// When the next round has something to do (None: nothing is watched).
-pub fn next_due(config: &Config, state: &State, now: SystemTime) -> Result<Option<SystemTime>, WatchError> {
+pub fn next_due(
+    config: &Config,
+    state: &State,
+    now: SystemTime,
+) -> Result<Option<SystemTime>, WatchError> {
     let watched = load_watched(config, state)?;
     let rows = state.registry_checks()?;
     let lasts: Vec<Option<poll::LastCheck>> = watched
@@ -456,9 +472,8 @@ async fn local_state<E: Engine>(
             return false;
         };
         digest == remote
-            && ImageRef::parse(name).is_ok_and(|r| {
-                r.registry == w.image.registry && r.repository == w.image.repository
-            })
+            && ImageRef::parse(name)
+                .is_ok_and(|r| r.registry == w.image.registry && r.repository == w.image.repository)
     });
     Ok(if same { Here::Same } else { Here::Moved })
 }
@@ -534,7 +549,9 @@ mod tests {
             Here::Same
         ));
         assert!(matches!(
-            local_state(&engine, &w, "sha256:other").await.expect("state"),
+            local_state(&engine, &w, "sha256:other")
+                .await
+                .expect("state"),
             Here::Moved
         ));
     }

@@ -94,7 +94,16 @@ pub fn one_of<'a>(value: &str, allowed: &[&'a str]) -> Parsed<&'a str> {
 /// `Update`: what berth does when the registry's tag moves away from the
 /// image here. Ordered: of several users of one reference, the strongest wins.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum UpdatePolicy {

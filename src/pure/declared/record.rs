@@ -179,9 +179,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
     };
     let start_on = r.get("StartOn", event_names).unwrap_or_default();
     let stop_on = r.get("StopOn", event_names).unwrap_or_default();
-    let update = r
-        .get("Update", property::update_policy)
-        .unwrap_or_default();
+    let update = r.get("Update", property::update_policy).unwrap_or_default();
 
     let host_folders = mounts
         .iter()

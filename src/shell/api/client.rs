@@ -310,12 +310,10 @@ impl Backend for DaemonClient {
 
     /// A check asks each registry with its own deadlines (and pulls with
     /// `auto`): a pass's time.
-    async fn check_images(
-        &self,
-        names: Vec<String>,
-    ) -> Result<crate::watch::Report, BackendError> {
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
         let body = serde_json::json!({ "names": names });
-        self.ask("POST", "/v1/images/check", Some(&body), PASS).await
+        self.ask("POST", "/v1/images/check", Some(&body), PASS)
+            .await
     }
 }
 

@@ -70,10 +70,7 @@ impl Backend for Refuses {
         }
     }
 
-    async fn check_images(
-        &self,
-        names: Vec<String>,
-    ) -> Result<crate::watch::Report, BackendError> {
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
         Err(crate::watch::WatchError::NotWatched(names.join(",")).into())
     }
 }

@@ -163,10 +163,7 @@ impl Backend for LocalBackend {
 
     /// Checks here; with `auto`, what was pulled is rolled out by the next
     /// pass (`berth apply`, or berthd's).
-    async fn check_images(
-        &self,
-        names: Vec<String>,
-    ) -> Result<crate::watch::Report, BackendError> {
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
         let engine = self.engine().await?;
         let state = State::open(&self.config.state_dir)?;
         let request = crate::watch::Request {
@@ -242,10 +239,7 @@ impl Backend for CliBackend {
         }
     }
 
-    async fn check_images(
-        &self,
-        names: Vec<String>,
-    ) -> Result<crate::watch::Report, BackendError> {
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
         match self {
             CliBackend::Daemon(b) => b.check_images(names).await,
             CliBackend::Local(b) => b.check_images(names).await,

@@ -135,10 +135,7 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
 
     /// On the API's task, never the loop's; one round at a time with the
     /// daemon's own timer. What `auto` pulled is rolled out by a pass.
-    async fn check_images(
-        &self,
-        names: Vec<String>,
-    ) -> Result<crate::watch::Report, BackendError> {
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
         let config = self.shared.config();
         let engine = self.engine()?;
         let _one_round = self.shared.watch_round.lock().await;
@@ -149,10 +146,9 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
         };
         let report = crate::watch::round(&config, &*engine, &state, &request).await?;
         if report.pulled() {
-            let _ = self
-                .shared
-                .events
-                .send(Event::Docker("registry: a watched tag moved and was pulled".into()));
+            let _ = self.shared.events.send(Event::Docker(
+                "registry: a watched tag moved and was pulled".into(),
+            ));
         }
         Ok(report)
     }

@@ -722,7 +722,9 @@ const WATCH_NO_ENGINE: Duration = Duration::from_secs(30);
 /// pulled (`Update auto`): the pass recreates what runs the old image and
 /// its lineage check queues rebuilds. A round and an API check never run
 /// at once (`watch_round`).
-fn spawn_registry_watch<E: Engine + 'static>(shared: Arc<Shared<E>>) -> tokio::task::JoinHandle<()> {
+fn spawn_registry_watch<E: Engine + 'static>(
+    shared: Arc<Shared<E>>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut said = String::new();
         let mut say = |message: String| {

@@ -314,7 +314,9 @@ impl RegistryClient {
     ) -> Result<HeaderValue, RegistryError> {
         let (realm, service) = match challenge {
             Challenge::Basic => {
-                return login.map(Login::basic).ok_or_else(|| ctx.unauthorized(false))
+                return login
+                    .map(Login::basic)
+                    .ok_or_else(|| ctx.unauthorized(false))
             }
             Challenge::Bearer { realm, service, .. } => (realm, service),
         };

@@ -106,12 +106,19 @@ impl Transport {
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err(TransportError::Http(format!("not an http(s) address: {uri}"))),
+            _ => {
+                return Err(TransportError::Http(format!(
+                    "not an http(s) address: {uri}"
+                )))
+            }
         };
         let authority = uri
             .authority()
             .ok_or_else(|| TransportError::Http(format!("no host in {uri}")))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
             .await
@@ -167,9 +174,12 @@ impl Transport {
         // as every other client does.
         let _ = roots.add_parsable_certificates(system.iter().cloned());
         for cert in private_certs(&self.certs_dir.join(authority))? {
-            roots
-                .add(cert)
-                .map_err(|e| TransportError::Tls(format!("a certificate under {}: {e}", self.certs_dir.join(authority).display())))?;
+            roots.add(cert).map_err(|e| {
+                TransportError::Tls(format!(
+                    "a certificate under {}: {e}",
+                    self.certs_dir.join(authority).display()
+                ))
+            })?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)

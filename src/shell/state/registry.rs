@@ -141,8 +141,11 @@ impl State {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(self.err())?;
         for r in &gone {
-            tx.execute("DELETE FROM registry_checks WHERE reference = ?1", params![r])
-                .map_err(self.err())?;
+            tx.execute(
+                "DELETE FROM registry_checks WHERE reference = ?1",
+                params![r],
+            )
+            .map_err(self.err())?;
         }
         tx.commit().map_err(self.err())?;
         Ok(gone.len())
@@ -189,10 +192,7 @@ mod tests {
         assert_eq!(row.checked_at, later.checked_at);
         assert_eq!(
             row.last().not_before,
-            Some(
-                SystemTime::UNIX_EPOCH
-                    + std::time::Duration::from_secs(1_767_250_800)
-            )
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_767_250_800))
         );
         // A new digest is notified again.
         assert!(state.mark_update_notified(r, "sha256:2").expect("mark"));
@@ -209,7 +209,11 @@ mod tests {
             1
         );
         assert_eq!(
-            state.registry_checks().expect("rows").keys().collect::<Vec<_>>(),
+            state
+                .registry_checks()
+                .expect("rows")
+                .keys()
+                .collect::<Vec<_>>(),
             vec![r]
         );
     }
