@@ -219,6 +219,55 @@ fn a_moved_tag_is_notified_once_and_status_says_update_available() {
 }
 
 #[test]
+fn berthd_checks_by_itself_at_start_and_then_waits_its_poll_period() {
+    let registry = Registry::start_tls(Some((USER, PASSWORD)));
+    let s = sandbox(&registry);
+    let name = format!("{}/app:1", s.prefix.as_str());
+    let reference = registry.push(&s.prefix, &TestImages::busybox().id, &name);
+    s.db(&[
+        "set",
+        &s.name("web"),
+        "service",
+        "Image",
+        &reference,
+        "Command",
+        "sleep 3600",
+        "Update",
+        "notify",
+    ]);
+    s.apply_ok();
+    move_tag(&s, &registry, &name);
+    let d = s.start_daemon();
+    wait_for("berthd's own check to notify", Some(&d), || {
+        notified(&s).contains("update-available")
+    });
+    // Its round is recorded: the poll period (6 h) has not passed, so a
+    // round now asks nothing, and nothing is notified twice.
+    let config = berth::config::Config::load(&s.config()).expect("config");
+    let state = berth::state::State::open(&config.state_dir).expect("state");
+    let engine = runtime()
+        .block_on(berth::engine::DockerEngine::connect(&support::docker_host()))
+        .expect("engine");
+    let report = runtime()
+        .block_on(berth::watch::round(
+            &config,
+            &engine,
+            &state,
+            &berth::watch::Request::default(),
+        ))
+        .expect("round");
+    assert_eq!(report.requests, 0, "{report:?}");
+    assert!(
+        matches!(report.checked[0].outcome, berth::watch::Outcome::NotDue { .. }),
+        "{report:?}"
+    );
+    let (_, status, _) = s.run(&["status"]);
+    assert!(status.contains("update available"), "{status}");
+    assert_eq!(notified(&s).matches("update-available").count(), 1);
+    drop(d);
+}
+
+#[test]
 fn auto_pulls_a_moved_tag_and_the_next_pass_recreates_the_container() {
     let registry = Registry::start_tls(Some((USER, PASSWORD)));
     let s = sandbox(&registry);

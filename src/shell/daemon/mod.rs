@@ -1,5 +1,6 @@
 //! berthd: [`run`] wires the outside (config, state.db, folder watch, API,
-//! signals, build workers) to a [`Daemon`], the main loop. The loop runs one
+//! signals, build workers, the registry watch task) to a [`Daemon`], the
+//! main loop. The loop runs one
 //! pass at a time; each pass has one [`Trigger`]: an [`Event`] (files,
 //! Docker, SIGHUP, an API request) or a timer it computed (resync, a
 //! schedule or back-off end, an engine retry). Events only make the next
@@ -713,8 +714,9 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
 const WATCH_MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// ...and at least this long between rounds, whatever a round left due.
 const WATCH_MIN_SLEEP: Duration = Duration::from_secs(60);
-/// Until the loop has connected the engine.
-const WATCH_NO_ENGINE: Duration = Duration::from_secs(30);
+/// How often the watch looks whether the loop has connected the engine
+/// (a read of a lock: the first round starts soon after the first pass).
+const WATCH_NO_ENGINE: Duration = Duration::from_secs(1);
 
 /// Watching registries, off the loop: sleeps until the next watched
 /// reference is due (`registry_poll_seconds` after its last check, or a
