@@ -258,7 +258,10 @@ fn berthd_checks_by_itself_at_start_and_then_waits_its_poll_period() {
         .expect("round");
     assert_eq!(report.requests, 0, "{report:?}");
     assert!(
-        matches!(report.checked[0].outcome, berth::watch::Outcome::NotDue { .. }),
+        matches!(
+            report.checked[0].outcome,
+            berth::watch::Outcome::NotDue { .. }
+        ),
         "{report:?}"
     );
     let (_, status, _) = s.run(&["status"]);

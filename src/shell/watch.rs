@@ -304,7 +304,8 @@ pub async fn round<E: Engine>(
             .collect()
             .await;
     for (w, remote, login) in looked {
-        let line = settle(config, engine, state, &w, remote, login).await?;
+        let previous = rows.get(&w.reference);
+        let line = settle(config, engine, state, &w, remote, login, previous).await?;
         report.checked.push(line);
     }
     report.requests = client.requests();
@@ -340,6 +341,7 @@ async fn settle<E: Engine>(
     w: &Watched,
     remote: Result<String, RegistryError>,
     login: Option<Login>,
+    previous: Option<&RegistryCheck>,
 ) -> Result<Checked, WatchError> {
     let records: Vec<String> = w
         .users
@@ -367,6 +369,12 @@ async fn settle<E: Engine>(
     let digest = match remote {
         Ok(d) => d,
         Err(e) => {
+            // What the last answer said still holds: a failed check does
+            // not hide an update it found.
+            if let Some(p) = previous {
+                row.remote_digest = p.remote_digest.clone();
+                row.update_available = p.update_available;
+            }
             row.not_before = e.retry_at().map(crate::state::timestamp);
             row.error = Some(e.to_string());
             state.record_registry_check(&row)?;

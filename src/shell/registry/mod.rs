@@ -455,6 +455,129 @@ fn percent_encode(value: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A registry on 127.0.0.1 (plain http: `insecure_registries`) that
+    /// wants a Bearer token from its realm, which wants the login; and a
+    /// repository that is rate limited.
+    async fn token_registry() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use axum::http::{HeaderMap, StatusCode as S, Uri as AxUri};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let host = listener.local_addr().expect("addr").to_string();
+        let tokens = std::sync::Arc::new(AtomicU64::new(0));
+        let (realm, counted) = (format!("http://{host}/token"), tokens.clone());
+        let app = axum::Router::new().fallback(move |uri: AxUri, headers: HeaderMap| {
+            let (realm, counted) = (realm.clone(), counted.clone());
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let path = uri.path();
+                if path == "/token" {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let query = uri.query().unwrap_or_default();
+                    let basic = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode("u:right")
+                    );
+                    return if auth == basic && query.contains("scope=repository%3Aa%2Fb%3Apull") {
+                        (S::OK, [("x", "y")], r#"{"token":"tok-Q9"}"#).into_response()
+                    } else {
+                        (S::UNAUTHORIZED, [("x", "y")], "").into_response()
+                    };
+                }
+                if path.starts_with("/v2/limited/") {
+                    return (S::TOO_MANY_REQUESTS, [("retry-after", "120")], "").into_response();
+                }
+                if auth != "Bearer tok-Q9" {
+                    let challenge = format!(
+                        r#"Bearer realm="{realm}",service="test",scope="repository:a/b:pull""#
+                    );
+                    return (
+                        S::UNAUTHORIZED,
+                        [("www-authenticate", challenge.as_str())],
+                        "",
+                    )
+                        .into_response();
+                }
+                (S::OK, [("docker-content-digest", "sha256:feedbeef")], "").into_response()
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (host, tokens)
+    }
+
+    use axum::response::IntoResponse;
+
+    #[tokio::test]
+    async fn a_bearer_challenge_is_answered_with_a_token_from_its_realm() {
+        let (host, tokens) = token_registry().await;
+        let config = Config {
+            insecure_registries: vec![host.clone()],
+            ..Config::default()
+        };
+        let image = ImageRef::parse(&format!("{host}/a/b:1")).expect("reference");
+        let right = Login {
+            username: "u".into(),
+            password: "right".into(),
+        };
+        let client = RegistryClient::new(&config);
+        let digest = client.digest(&image, Some(&right)).await.expect("digest");
+        assert_eq!(digest, "sha256:feedbeef");
+        assert_eq!(client.requests(), 3, "401, token, HEAD");
+        // Learnt: the next check fetches its token at once.
+        client.digest(&image, Some(&right)).await.expect("digest");
+        assert_eq!(client.requests(), 5);
+        assert_eq!(tokens.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+        let wrong = Login {
+            username: "u".into(),
+            password: "wrong-pw".into(),
+        };
+        let e = RegistryClient::new(&config)
+            .digest(&image, Some(&wrong))
+            .await
+            .expect_err("the realm refuses");
+        assert!(
+            matches!(
+                e,
+                RegistryError::Unauthorized {
+                    with_login: true,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("wrong-pw"));
+
+        let limited = ImageRef::parse(&format!("{host}/limited/x:1")).expect("reference");
+        let before = SystemTime::now();
+        let e = RegistryClient::new(&config)
+            .digest(&limited, None)
+            .await
+            .expect_err("rate limited");
+        let until = e.retry_at().expect("a time to come back");
+        assert!(until >= before + Duration::from_secs(119), "{e}");
+
+        // Without insecure_registries it is https, which this one is not.
+        let e = RegistryClient::new(&Config::default())
+            .digest(&image, Some(&right))
+            .await
+            .expect_err("no TLS there");
+        assert!(
+            matches!(
+                e,
+                RegistryError::Tls { .. } | RegistryError::Protocol { .. }
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(
