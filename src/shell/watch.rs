@@ -81,8 +81,14 @@ pub fn watched(declared: &Declared, images: &DeclaredImages, lineage: &[Lineage]
             w.credentials = credentials.cloned();
         }
     };
+    // An image built here follows its base through the lineage check, not
+    // a registry: a record running it is not watched.
+    let built_here = |image: &str| images.specs.values().any(|s| s.tag == image);
     for spec in declared.specs.values() {
-        if spec.update != UpdatePolicy::Never && !spec.config.image.is_empty() {
+        if spec.update != UpdatePolicy::Never
+            && !spec.config.image.is_empty()
+            && !built_here(&spec.config.image)
+        {
             add(
                 &spec.config.image,
                 User {
@@ -498,6 +504,7 @@ mod tests {
             "web=service|Image|127.0.0.1:5000/t/app:1|Update|notify\n\
              api=service|Image|127.0.0.1:5000/t/app:1|Update|auto\n\
              db=service|Image|postgres:16\n\
+             mine=service|Image|t/child:1|Update|notify\n\
              pinned=service|Image|app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|Update|auto\n",
         );
         let images = crate::images::record::declare(&Db::parse(
