@@ -541,6 +541,140 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_round_pulls_with_auto_notifies_once_and_waits_out_a_retry_after() {
+        use crate::engine::fake::FakeEngine;
+        let (host, _) = crate::registry::test_server::token_registry().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("db")).expect("db");
+        std::fs::write(
+            dir.path().join("db/docker_containers"),
+            format!(
+                "web=service|Image|{host}/a/b:1|Update|auto\n\
+                 note=service|Image|{host}/a/b:2|Update|notify\n\
+                 slow=service|Image|{host}/limited/x:1|Update|notify\n"
+            ),
+        )
+        .expect("db");
+        let creds = dir.path().join("credentials.toml");
+        std::fs::write(
+            &creds,
+            format!(
+                "[credentials.reg]\nusername = \"u\"\npassword = \"right\"\nserver = \"{host}\"\n"
+            ),
+        )
+        .expect("credentials");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let notified = dir.path().join("notified");
+        let config = Config {
+            db_dir: dir.path().join("db"),
+            state_dir: dir.path().join("state"),
+            credentials_file: creds,
+            registry_certs_dir: dir.path().join("certs"),
+            insecure_registries: vec![host.clone()],
+            image_notify_command: Some(format!(
+                "echo \"$BERTH_IMAGE $BERTH_IMAGE_EVENT\" >> {}",
+                notified.display()
+            )),
+            ..Config::default()
+        };
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        // Here: pulled before; the registry's tags have moved since.
+        for (tag, id) in [("1", "sha256:old1"), ("2", "sha256:old2")] {
+            let reference = format!("{host}/a/b:{tag}");
+            engine.publish(&reference, id);
+            engine.pull_image(&reference, None).await.expect("pull");
+        }
+        engine.publish(&format!("{host}/a/b:1"), "sha256:new1");
+        let all = Request {
+            names: Vec::new(),
+            on_demand: true,
+        };
+        let report = round(&config, &engine, &state, &all).await.expect("round");
+        let outcome = |r: &Report, name: &str| {
+            r.checked
+                .iter()
+                .find(|c| c.users.iter().any(|u| u.name == name))
+                .map(|c| c.outcome.clone())
+        };
+        assert_eq!(
+            outcome(&report, "web"),
+            Some(Outcome::Pulled {
+                image_id: "sha256:new1".into()
+            })
+        );
+        assert_eq!(
+            engine.pulled().last(),
+            Some(&(format!("{host}/a/b:1"), Some("u".to_string()))),
+            "pulled with the login whose server is the registry"
+        );
+        assert_eq!(
+            outcome(&report, "note"),
+            Some(Outcome::UpdateAvailable { notified: true })
+        );
+        assert!(matches!(
+            outcome(&report, "slow"),
+            Some(Outcome::RateLimited { .. })
+        ));
+        assert!(report.pulled());
+        assert_eq!(
+            std::fs::read_to_string(&notified).expect("notified"),
+            format!("{host}/a/b:2 update-available\n")
+        );
+
+        // On demand again: the Retry-After holds (no request), and the
+        // same digest is not notified twice.
+        let again = Request {
+            names: vec!["slow".into(), "note".into()],
+            on_demand: true,
+        };
+        let report = round(&config, &engine, &state, &again)
+            .await
+            .expect("round");
+        assert!(matches!(
+            outcome(&report, "slow"),
+            Some(Outcome::RateLimited { .. })
+        ));
+        assert_eq!(
+            outcome(&report, "note"),
+            Some(Outcome::UpdateAvailable { notified: false })
+        );
+        assert_eq!(
+            report.requests, 3,
+            "note's 401, token and HEAD (each round learns the scheme), none for slow"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&notified)
+                .expect("notified")
+                .lines()
+                .count(),
+            1
+        );
+        // The timer's round: nothing is due within the poll period.
+        let timer = round(&config, &engine, &state, &Request::default())
+            .await
+            .expect("round");
+        assert_eq!(timer.requests, 0);
+        assert!(
+            matches!(
+                round(
+                    &config,
+                    &engine,
+                    &state,
+                    &Request {
+                        names: vec!["nobody".into()],
+                        on_demand: true
+                    }
+                )
+                .await,
+                Err(WatchError::NotWatched(_))
+            ),
+            "an unknown name is said"
+        );
+    }
+
+    #[tokio::test]
     async fn the_local_image_is_compared_by_repository_and_digest() {
         let engine = crate::engine::fake::FakeEngine::new();
         let w = watched(
