@@ -12,6 +12,7 @@ pub mod pure {
     pub mod declared;
     pub mod model;
     pub mod plan;
+    pub mod poll;
     pub mod reference;
     pub mod render;
     pub mod schedule;
@@ -31,14 +32,16 @@ pub mod shell {
     pub mod images;
     pub mod pulls;
     pub mod reconcile;
+    pub mod registry;
     pub mod safe_fs;
     pub mod state;
     pub mod status;
     pub mod templates;
+    pub mod watch;
 }
 
-pub use pure::{db, declared, model, plan, reference, render, schedule};
+pub use pure::{db, declared, model, plan, poll, reference, render, schedule};
 pub use shell::{
-    api, apply, cli, command, config, daemon, engine, events, images, pulls, reconcile, safe_fs,
-    state, status, templates,
+    api, apply, cli, command, config, daemon, engine, events, images, pulls, reconcile, registry,
+    safe_fs, state, status, templates, watch,
 };

@@ -68,6 +68,12 @@ impl Backend for Canned {
             }),
         }
     }
+    async fn check_images(
+        &self,
+        _names: Vec<String>,
+    ) -> Result<berth::watch::Report, BackendError> {
+        Ok(berth::watch::Report::default())
+    }
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {

@@ -68,6 +68,9 @@ struct RawConfig {
     rollout_health_timeout_seconds: Option<u64>,
     pull_concurrency: Option<usize>,
     pull_timeout_seconds: Option<u64>,
+    registry_poll_seconds: Option<u64>,
+    registry_certs_dir: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
 }
 
 /// The effective configuration: defaults filled in, paths absolute.
@@ -133,6 +136,15 @@ pub struct Config {
     /// A pull still running after this long is given up (and retried
     /// after a back-off).
     pub pull_timeout_seconds: u64,
+    /// A watched reference (`Update notify`/`auto`) is asked of its
+    /// registry at most once per this many seconds (`berth image check`
+    /// skips the wait, never a registry's `Retry-After`).
+    pub registry_poll_seconds: u64,
+    /// `<dir>/<host:port>/*.crt`: CAs trusted for that registry on top of
+    /// the system's, as the engine reads them.
+    pub registry_certs_dir: PathBuf,
+    /// Registries (`host:port`) asked over plain http, not https.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for Config {
@@ -166,6 +178,9 @@ impl Default for Config {
             rollout_health_timeout_seconds: crate::plan::rollout::DEFAULT_HEALTH_TIMEOUT_SECONDS,
             pull_concurrency: 4,
             pull_timeout_seconds: 600,
+            registry_poll_seconds: 6 * 3600,
+            registry_certs_dir: "/etc/docker/certs.d".into(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -256,6 +271,7 @@ impl Config {
                 raw.rollout_health_timeout_seconds,
             ),
             ("pull_timeout_seconds", raw.pull_timeout_seconds),
+            ("registry_poll_seconds", raw.registry_poll_seconds),
         ] {
             if value == Some(0) {
                 return Err(bad(Invalid::Zero(key)));
@@ -301,6 +317,9 @@ impl Config {
                 .unwrap_or(d.rollout_health_timeout_seconds),
             pull_concurrency: raw.pull_concurrency.unwrap_or(d.pull_concurrency),
             pull_timeout_seconds: raw.pull_timeout_seconds.unwrap_or(d.pull_timeout_seconds),
+            registry_poll_seconds: raw.registry_poll_seconds.unwrap_or(d.registry_poll_seconds),
+            registry_certs_dir: at(raw.registry_certs_dir, d.registry_certs_dir),
+            insecure_registries: raw.insecure_registries.unwrap_or_default(),
         })
     }
 

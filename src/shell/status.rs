@@ -31,6 +31,10 @@ pub struct RecordStatus {
     pub next_event: Option<String>,
     /// What keeps it from converging: a validation error or a plan problem.
     pub error: Option<String>,
+    /// `Update notify`/`auto`: the registry's tag moved away from the image
+    /// here (at the last check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
 }
 
 pub fn statuses(
@@ -89,6 +93,7 @@ pub fn statuses(
             health: c.and_then(|c| c.health),
             container_id: c.map(|c| short(&c.id).to_string()),
             error: problems.get(spec.name.as_str()).cloned(),
+            update: None,
         });
     }
     for (name, errors) in &declared.failed {
@@ -104,6 +109,7 @@ pub fn statuses(
             health: c.and_then(|c| c.health),
             container_id: c.map(|c| short(&c.id).to_string()),
             error: errors.first().map(|e| e.to_string()),
+            update: None,
         });
     }
     for c in observed
@@ -122,6 +128,7 @@ pub fn statuses(
                 health: c.health,
                 container_id: Some(short(&c.id).to_string()),
                 error: None,
+                update: None,
             });
         }
     }
@@ -159,6 +166,23 @@ pub fn add_last_errors(rows: &mut [RecordStatus], state: &crate::state::State) {
             .ok()
             .flatten()
             .map(|e| format!("last action failed: {e}"));
+    }
+}
+
+/// Marks each record whose image's tag moved in its registry (the last
+/// check of a watched reference said so, and it was not pulled since).
+pub fn add_updates(rows: &mut [RecordStatus], state: &crate::state::State) {
+    let Ok(checks) = state.registry_checks() else {
+        return;
+    };
+    for check in checks.values().filter(|c| c.update_available) {
+        let digest = check.remote_digest.as_deref().unwrap_or("?");
+        for row in rows.iter_mut().filter(|r| check.records.contains(&r.name)) {
+            row.update = Some(format!(
+                "update available: {} now names {} (checked {})",
+                check.reference, digest, check.checked_at
+            ));
+        }
     }
 }
 

@@ -75,6 +75,9 @@ pub struct ContainerSpec {
     pub stop_schedule: Option<String>,
     pub start_on: Vec<String>,
     pub stop_on: Vec<String>,
+    /// `Update`: whether the registry is watched for a moved tag of `Image`.
+    /// Not part of the spec hash: changing it recreates nothing.
+    pub update: property::UpdatePolicy,
     /// When the image is pulled from its registry (`Pull`).
     pub pull: PullPolicy,
     /// The `[credentials.NAME]` a pull logs in with (`Credentials`): a

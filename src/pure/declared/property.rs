@@ -105,6 +105,50 @@ pub fn one_of<'a>(value: &str, allowed: &[&'a str]) -> Parsed<&'a str> {
         .ok_or_else(|| ValueError::NotOneOf(allowed.join(", ")))
 }
 
+/// `Update`: what berth does when the registry's tag moves away from the
+/// image here. Ordered: of several users of one reference, the strongest wins.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdatePolicy {
+    /// Not watched.
+    #[default]
+    Never,
+    /// Run `image_notify_command` (`update-available`), show it in status.
+    Notify,
+    /// Pull it; the planner then recreates what runs the old image.
+    Auto,
+}
+
+impl UpdatePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdatePolicy::Never => "never",
+            UpdatePolicy::Notify => "notify",
+            UpdatePolicy::Auto => "auto",
+        }
+    }
+}
+
+/// `never`, `notify` or `auto`, any case.
+pub fn update_policy(value: &str) -> Parsed<UpdatePolicy> {
+    Ok(match one_of(value, &["never", "notify", "auto"])? {
+        "notify" => UpdatePolicy::Notify,
+        "auto" => UpdatePolicy::Auto,
+        _ => UpdatePolicy::Never,
+    })
+}
+
 pub fn yes_no(value: &str) -> Parsed<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "yes" | "enabled" | "true" | "on" => Ok(true),

@@ -49,6 +49,7 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
     "HealthRetries",
     "Pull",
     "Credentials",
+    "Update",
 ];
 
 /// Properties whose values may hold passwords or tokens: never quoted in
@@ -198,6 +199,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         .flatten()
         .unwrap_or_else(|| default_pull(image.as_deref(), images));
     let credentials = r.get("Credentials", property::name);
+    let update = r.get("Update", property::update_policy).unwrap_or_default();
 
     let host_folders = mounts
         .iter()
@@ -242,6 +244,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         stop_on,
         pull,
         credentials,
+        update,
     };
     Built {
         spec: Ok(spec),

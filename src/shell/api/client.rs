@@ -307,6 +307,14 @@ impl Backend for DaemonClient {
         let uri = format!("/v1/images/{name}/build");
         self.ask("POST", &uri, None, PASS).await
     }
+
+    /// A check asks each registry with its own deadlines (and pulls with
+    /// `auto`): a pass's time.
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
+        let body = serde_json::json!({ "names": names });
+        self.ask("POST", "/v1/images/check", Some(&body), PASS)
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! berthd's HTTP API on a unix socket (JSON): status, plan, apply, history,
-//! console start/stop, events, image builds, webhooks. The [`Backend`]
+//! console start/stop, events, image builds and registry checks, webhooks. The [`Backend`]
 //! trait is what a request asks of berth: berthd implements it, and so do
 //! the `berth` command's two ways of answering (ask berthd, or do it here).
 //! Errors carry an [`ErrorKind`] that alone decides the HTTP status.
@@ -65,6 +65,14 @@ pub trait Backend: Send + Sync + 'static {
         name: String,
         token: Option<String>,
     ) -> impl Future<Output = Result<BuildQueued, BackendError>> + Send;
+    /// Asks the registries of watched image references (`Update notify` or
+    /// `auto`) for their tags now: all of them, or those `names` names
+    /// (records, image records or references). Skips the poll period,
+    /// never a registry's `Retry-After`.
+    fn check_images(
+        &self,
+        names: Vec<String>,
+    ) -> impl Future<Output = Result<crate::watch::Report, BackendError>> + Send;
 }
 
 /// A build request's answer: the build's id, and whether it joined one
@@ -173,6 +181,8 @@ pub enum BackendError {
     /// with an error (its kind and text, as it said them).
     #[error(transparent)]
     Client(#[from] client::ClientError),
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
 }
 
 impl BackendError {
@@ -194,6 +204,8 @@ impl BackendError {
             BackendError::NoEngine => ErrorKind::Unavailable,
             BackendError::WebhooksUnavailable => ErrorKind::Internal,
             BackendError::Client(e) => e.kind(),
+            BackendError::Watch(crate::watch::WatchError::NotWatched(_)) => ErrorKind::NotFound,
+            BackendError::Watch(_) => ErrorKind::Internal,
         }
     }
 }
@@ -243,6 +255,12 @@ pub enum ApiError {
 struct EventBody {
     #[serde(default)]
     args: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CheckBody {
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +331,13 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         .route(
             "/v1/images/{name}/build",
             post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>| async move { reply(b.build(name, None).await) }),
+        )
+        .route(
+            "/v1/images/check",
+            post(|AxumState(b): AxumState<Arc<B>>, body: Option<Json<CheckBody>>| async move {
+                let names = body.map(|Json(b)| b.names).unwrap_or_default();
+                reply(b.check_images(names).await)
+            }),
         )
         .route(
             "/v1/hooks/images/{name}",

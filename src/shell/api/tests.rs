@@ -69,6 +69,10 @@ impl Backend for Refuses {
             None => Err(BackendError::NoImage(name)),
         }
     }
+
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
+        Err(crate::watch::WatchError::NotWatched(names.join(",")).into())
+    }
 }
 
 #[tokio::test]
@@ -81,7 +85,7 @@ async fn each_error_kind_is_its_status_and_the_client_says_its_text_once() {
         let _ = stopped.await;
     }));
 
-    let cases: [(&str, &str, StatusCode, &str); 9] = [
+    let cases: [(&str, &str, StatusCode, &str); 10] = [
         (
             "GET",
             "/v1/status",
@@ -129,6 +133,12 @@ async fn each_error_kind_is_its_status_and_the_client_says_its_text_once() {
             "/v1/images/app/build",
             StatusCode::NOT_FOUND,
             "no docker_images record app",
+        ),
+        (
+            "POST",
+            "/v1/images/check",
+            StatusCode::NOT_FOUND,
+            ": no record, image record or image reference of that name is watched (Update notify or auto)",
         ),
         (
             "POST",

@@ -83,6 +83,7 @@ impl Backend for LocalBackend {
         let mut rows = status::current(&self.config, engine, remembered).await?;
         if let Some(state) = &state {
             status::add_last_errors(&mut rows, state);
+            status::add_updates(&mut rows, state);
         }
         Ok(rows)
     }
@@ -150,6 +151,18 @@ impl Backend for LocalBackend {
         _token: Option<String>,
     ) -> Result<BuildQueued, BackendError> {
         crate::api::queue_build(&self.config, name, "berth image build")
+    }
+
+    /// Checks here; with `auto`, what was pulled is rolled out by the next
+    /// pass (`berth apply`, or berthd's).
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
+        let engine = self.engine().await?;
+        let state = State::open(&self.config.state_dir)?;
+        let request = crate::watch::Request {
+            names,
+            on_demand: true,
+        };
+        Ok(crate::watch::round(&self.config, engine, &state, &request).await?)
     }
 }
 
@@ -276,6 +289,13 @@ impl Backend for CliBackend {
         match self {
             CliBackend::Daemon(b) => b.build(name, token).await,
             CliBackend::Local(b) => b.build(name, token).await,
+        }
+    }
+
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
+        match self {
+            CliBackend::Daemon(b) => b.check_images(names).await,
+            CliBackend::Local(b) => b.check_images(names).await,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `berth image …`: build (queued), builds, log, list, import, load, save, push.
+//! `berth image …`: build (queued), builds, log, list, import, load, save,
+//! push, check (watched tags against their registries).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,6 +43,14 @@ pub enum ImageCommand {
     Save { name: String, file: PathBuf },
     /// Push a record's image to its PushTo, with its Credentials.
     Push { name: String },
+    /// Ask the registries of watched images (Update notify or auto) whether
+    /// their tags moved, now: all, or the records, image records or
+    /// references named. A registry's Retry-After still holds.
+    Check {
+        names: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: &Config, command: ImageCommand) -> anyhow::Result<i32> {
@@ -54,7 +63,64 @@ pub async fn run(config: &Config, command: ImageCommand) -> anyhow::Result<i32> 
         ImageCommand::Load { file } => load(config, &file).await,
         ImageCommand::Save { name, file } => save(config, &name, &file).await,
         ImageCommand::Push { name } => push(config, &name).await,
+        ImageCommand::Check { names, json } => check(config, names, json).await,
     }
+}
+
+async fn check(config: &Config, names: Vec<String>, json: bool) -> anyhow::Result<i32> {
+    use crate::watch::Outcome;
+    let backend = super::backend::backend(config).await;
+    let report = match backend.check_images(names).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth image check: {e}");
+            return Ok(1);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    let mut failed = false;
+    for c in &report.checked {
+        let users: Vec<&str> = c.users.iter().map(|u| u.name.as_str()).collect();
+        let said = match &c.outcome {
+            Outcome::UpToDate => "up to date".to_string(),
+            Outcome::UpdateAvailable { notified } => format!(
+                "update available ({}){}",
+                c.remote_digest.as_deref().unwrap_or("?"),
+                if *notified { ", notified" } else { "" }
+            ),
+            Outcome::Pulled { image_id } => format!(
+                "tag moved: pulled {} (the next pass recreates what runs the old image)",
+                crate::plan::short(image_id)
+            ),
+            Outcome::PullFailed { error } => {
+                failed = true;
+                format!("update available, but the pull failed: {error}")
+            }
+            Outcome::NotHere => "not here yet: nothing to compare".to_string(),
+            Outcome::Failed { error } => {
+                failed = true;
+                format!("check failed: {error}")
+            }
+            Outcome::RateLimited { until } => {
+                format!("not asked: the registry asked to wait until {until}")
+            }
+            Outcome::NotDue { next } => format!("not due until {next}"),
+        };
+        if !json {
+            println!("{} ({}): {said}", c.reference, users.join(", "));
+        }
+    }
+    if !json {
+        if report.checked.is_empty() {
+            println!("nothing is watched (set Update notify or auto on a record)");
+        }
+        if report.pulled() && backend.printed_outcomes() {
+            println!("no berthd runs: `berth apply` rolls out what was pulled");
+        }
+    }
+    Ok(i32::from(failed))
 }
 
 async fn build(config: &Config, name: &str, wait: bool) -> anyhow::Result<i32> {

@@ -40,6 +40,9 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
         if let Some(error) = &r.error {
             println!("    error: {error}");
         }
+        if let Some(update) = &r.update {
+            println!("    {update}");
+        }
     }
     Ok(0)
 }

@@ -58,6 +58,7 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
         let mut rows = crate::status::current(&config, &*engine, remembered).await?;
         if let Ok(state) = State::open(&config.state_dir) {
             crate::status::add_last_errors(&mut rows, &state);
+            crate::status::add_updates(&mut rows, &state);
         }
         Ok(rows)
     }
@@ -132,6 +133,26 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
             pool.wake();
         }
         Ok(queued)
+    }
+
+    /// On the API's task, never the loop's; one round at a time with the
+    /// daemon's own timer. What `auto` pulled is rolled out by a pass.
+    async fn check_images(&self, names: Vec<String>) -> Result<crate::watch::Report, BackendError> {
+        let config = self.shared.config();
+        let engine = self.engine()?;
+        let _one_round = self.shared.watch_round.lock().await;
+        let state = State::open(&config.state_dir)?;
+        let request = crate::watch::Request {
+            names,
+            on_demand: true,
+        };
+        let report = crate::watch::round(&config, &*engine, &state, &request).await?;
+        if report.pulled() {
+            let _ = self.shared.events.send(Event::Docker(
+                "registry: a watched tag moved and was pulled".into(),
+            ));
+        }
+        Ok(report)
     }
 
     async fn history(

@@ -1,5 +1,6 @@
 //! berthd: [`run`] wires the outside (config, state.db, folder watch, API,
-//! signals, build workers) to a [`Daemon`], the main loop. The loop runs one
+//! signals, build workers, the registry watch task) to a [`Daemon`], the
+//! main loop. The loop runs one
 //! pass at a time; each pass has one [`Trigger`]: an [`Event`] (files,
 //! Docker, SIGHUP, an API request) or a timer it computed (resync, a
 //! schedule or back-off end, an engine retry). Events only make the next
@@ -151,6 +152,9 @@ pub struct Shared<E> {
     /// The pulls passes want, run off the loop; the API's plan and status
     /// see what they did.
     pub pulls: crate::pulls::Puller,
+    /// Held by a registry watch round (the timer's or an API request's):
+    /// one at a time, so no reference is asked twice at once.
+    pub watch_round: tokio::sync::Mutex<()>,
 }
 
 impl<E> Shared<E> {
@@ -161,6 +165,7 @@ impl<E> Shared<E> {
             engine: RwLock::new(None),
             events,
             builds: std::sync::OnceLock::new(),
+            watch_round: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -220,6 +225,7 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared::<DockerEngine>::new(config.clone(), tx.clone()));
     start_builds(&shared, &mut state);
+    let registry_watch = spawn_registry_watch(shared.clone());
     let watcher = watch::FolderWatch::start(&config, tx.clone())?;
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
     // Bound before the first pass, so a second berthd fails at start.
@@ -255,6 +261,7 @@ pub async fn run(
     daemon.run_until(shutdown).await;
 
     systemd::notify_stopping();
+    registry_watch.abort();
     if let Some(task) = watchdog {
         task.abort();
     }
@@ -749,6 +756,79 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             tracing::warn!("{message}");
         }
     }
+}
+
+/// The registry watch sleeps at most this long, so references that became
+/// watched (a record edited) are seen within it.
+const WATCH_MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// ...and at least this long between rounds, whatever a round left due.
+const WATCH_MIN_SLEEP: Duration = Duration::from_secs(60);
+/// How often the watch looks whether the loop has connected the engine
+/// (a read of a lock: the first round starts soon after the first pass).
+const WATCH_NO_ENGINE: Duration = Duration::from_secs(1);
+
+/// Watching registries, off the loop: sleeps until the next watched
+/// reference is due (`registry_poll_seconds` after its last check, or a
+/// registry's `Retry-After`), runs a round, and asks for a pass when it
+/// pulled (`Update auto`): the pass recreates what runs the old image and
+/// its lineage check queues rebuilds. A round and an API check never run
+/// at once (`watch_round`).
+fn spawn_registry_watch<E: Engine + 'static>(
+    shared: Arc<Shared<E>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut said = String::new();
+        let mut say = |message: String| {
+            if message != said {
+                tracing::warn!("registry watch: {message}");
+                said = message;
+            }
+        };
+        loop {
+            let config = shared.config();
+            let Some(engine) = shared.engine() else {
+                tokio::time::sleep(WATCH_NO_ENGINE).await;
+                continue;
+            };
+            let state = match State::open(&config.state_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    say(e.to_string());
+                    tokio::time::sleep(WATCH_MAX_SLEEP).await;
+                    continue;
+                }
+            };
+            let now = SystemTime::now();
+            let wait = match crate::watch::next_due(&config, &state, now) {
+                Ok(Some(t)) if t <= now => {
+                    let _one_round = shared.watch_round.lock().await;
+                    let request = crate::watch::Request::default();
+                    match crate::watch::round(&config, &*engine, &state, &request).await {
+                        Ok(report) => {
+                            if report.pulled() {
+                                let _ = shared.events.send(Event::Docker(
+                                    "registry: a watched tag moved and was pulled".into(),
+                                ));
+                            }
+                        }
+                        Err(e) => say(e.to_string()),
+                    }
+                    WATCH_MIN_SLEEP
+                }
+                Ok(Some(t)) => t
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .clamp(WATCH_MIN_SLEEP, WATCH_MAX_SLEEP),
+                Ok(None) => WATCH_MAX_SLEEP,
+                Err(e) => {
+                    say(e.to_string());
+                    WATCH_MAX_SLEEP
+                }
+            };
+            drop(state);
+            tokio::time::sleep(wait).await;
+        }
+    })
 }
 
 /// Prunes state.db (`journal_keep_days`) on a blocking thread, not waited

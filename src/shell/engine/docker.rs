@@ -546,6 +546,10 @@ impl Engine for DockerEngine {
         self.inspect_image_id(reference).await
     }
 
+    async fn image_digests(&self, reference: &str) -> Result<Vec<String>, EngineError> {
+        self.inspect_image_digests(reference).await
+    }
+
     async fn build_image(
         &self,
         request: BuildRequest<'_>,

@@ -134,6 +134,13 @@ pub trait Engine: Send + Sync {
         &self,
         reference: &str,
     ) -> impl Future<Output = Result<Option<String>, EngineError>> + Send;
+    /// The registry digests (`RepoDigests`, `repo@sha256:…`) of the image
+    /// a reference names: what it was pulled or pushed as. Empty when the
+    /// image is missing or only ever built here.
+    fn image_digests(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
     /// Builds and tags; `log` gets every line the build prints. The tag
     /// only moves if the build succeeds. Returns the new image ID.
     fn build_image(

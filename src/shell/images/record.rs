@@ -45,6 +45,10 @@ pub struct ImageSpec {
     /// base only when it has none.
     #[serde(default = "pull_never")]
     pub pull: PullPolicy,
+    /// `Update`: whether the registry is watched for a moved tag of this
+    /// image's base (its `FROM`, as its last build recorded it).
+    #[serde(default)]
+    pub update: property::UpdatePolicy,
 }
 
 fn pull_never() -> PullPolicy {
@@ -70,6 +74,7 @@ const KNOWN: &[&str] = &[
     "BuildArgs",
     "Credentials",
     "Pull",
+    "Update",
 ];
 
 /// Reads every record of `docker_images`; relative `Path`s are taken from
@@ -149,6 +154,14 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             PullPolicy::Never
         }
         None => PullPolicy::Never,
+    };
+    let update = match get("Update").map(property::update_policy) {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            fail(Some("Update"), get("Update"), why.to_string());
+            property::UpdatePolicy::Never
+        }
+        None => property::UpdatePolicy::Never,
     };
     let mut build_args = BTreeMap::new();
     if let Some(raw) = get("BuildArgs") {
@@ -241,6 +254,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             build_args,
             credentials: get("Credentials").map(str::to_string),
             pull,
+            update,
         }),
         _ => Err(errors),
     }

@@ -1,14 +1,17 @@
 //! berth's own memory in `state_dir/state.db` (SQLite): the journal of
 //! passes and actions, runtime overrides, the updates berth applied in
-//! place (a container's labels cannot say those), and rollouts on probation
-//! or rolled back (`rollout`). Never the source of truth
-//! for what runs: that is always observed from the engine.
+//! place (a container's labels cannot say those), rollouts on probation
+//! or rolled back (`rollout`), and what registries said of watched image
+//! tags (`registry`). Never the source of truth for what runs: that is
+//! always observed from the engine.
 
 mod builds;
+mod registry;
 mod rollout;
 mod schema;
 
 pub use builds::{Build, BuildEnd, BuildLog, Lineage};
+pub use registry::RegistryCheck;
 
 use std::path::{Path, PathBuf};
 use std::sync::{MutexGuard, PoisonError};

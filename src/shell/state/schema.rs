@@ -123,6 +123,20 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         at TEXT NOT NULL
     );",
+    // 7: what each watched image reference's registry said last (`Update`
+    // notify/auto): when, the tag's digest, whether that is an update, the
+    // error, a `Retry-After`, the digest already notified and the
+    // docker_containers records using it (what status shows). No secret.
+    "CREATE TABLE registry_checks (
+        reference TEXT PRIMARY KEY,
+        checked_at TEXT NOT NULL,
+        remote_digest TEXT,
+        update_available INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        not_before TEXT,
+        notified_digest TEXT,
+        records TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

@@ -41,6 +41,21 @@ impl DockerEngine {
         }
     }
 
+    /// `RepoDigests` of the image `reference` names; a missing image has none.
+    pub(super) async fn inspect_image_digests(
+        &self,
+        reference: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        self.count();
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.repo_digests.unwrap_or_default()),
+            Err(e) => match self.error(e) {
+                EngineError::NotFound(_) => Ok(Vec::new()),
+                other => Err(other),
+            },
+        }
+    }
+
     /// Builds and tags; `log` gets every line the build prints. The tag only
     /// moves if the build succeeds.
     pub(super) async fn build(

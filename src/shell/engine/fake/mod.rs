@@ -116,6 +116,8 @@ struct State {
     registry: BTreeMap<String, String>,
     /// Every pull asked for (reference, login user), in order.
     pulled: Vec<(String, Option<String>)>,
+    /// Image ID → its `RepoDigests` (what a pull made it).
+    repo_digests: BTreeMap<String, BTreeSet<String>>,
     log: Vec<String>,
     /// (operation, container name or ID, network, volume or image name; "" for observe and load).
     failures: BTreeSet<(Op, String)>,
@@ -256,6 +258,13 @@ impl State {
 }
 
 /// `repo` → `repo:latest`, as the engine reads an untagged reference.
+/// The registry digest the fake says an image ID has (a pull records it in
+/// `RepoDigests`): a function of the ID, so tests can name it.
+pub fn fake_digest(image_id: &str) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(image_id.as_bytes()))
+}
+
 fn full_reference(reference: &str) -> String {
     let last = reference.rsplit('/').next().unwrap_or(reference);
     if last.contains(':') || reference.contains('@') || reference.starts_with("sha256:") {
@@ -855,6 +864,17 @@ impl Engine for FakeEngine {
         })
     }
 
+    async fn image_digests(&self, reference: &str) -> Result<Vec<String>, EngineError> {
+        self.count(1);
+        self.act(format!("image_digests {reference}"), |s| {
+            s.check(Op::InspectImage, reference)?;
+            Ok(s.resolve(reference)
+                .and_then(|id| s.repo_digests.get(&id))
+                .map(|d| d.iter().cloned().collect())
+                .unwrap_or_default())
+        })
+    }
+
     async fn build_image(
         &self,
         request: BuildRequest<'_>,
@@ -1018,6 +1038,15 @@ impl Engine for FakeEngine {
                 s.registry.get(&full).cloned().ok_or_else(|| {
                     EngineError::Api(format!("manifest for {reference} not found"))
                 })?;
+            let repository = full
+                .rsplit_once(':')
+                .filter(|(_, tag)| !tag.contains('/'))
+                .map_or(full.as_str(), |(name, _)| name)
+                .to_string();
+            s.repo_digests
+                .entry(id.clone())
+                .or_default()
+                .insert(format!("{repository}@{}", fake_digest(&id)));
             s.images.insert(full, id.clone());
             s.image_ids.insert(id.clone());
             Ok(id)
