@@ -51,7 +51,7 @@ pub struct Watched {
     /// The strongest policy among the users.
     pub policy: UpdatePolicy,
     pub users: Vec<User>,
-    /// The credentials entry an image record names, if any.
+    /// The credentials entry a record or an image record names, if any.
     pub credentials: Option<String>,
 }
 
@@ -96,7 +96,7 @@ pub fn watched(declared: &Declared, images: &DeclaredImages, lineage: &[Lineage]
                     name: spec.name.clone(),
                     policy: spec.update,
                 },
-                None,
+                spec.credentials.as_ref(),
             );
         }
     }
@@ -502,7 +502,7 @@ mod tests {
     fn records_and_image_bases_with_update_are_watched_once_per_reference() {
         let declared = crate::declared::from_text(
             "web=service|Image|127.0.0.1:5000/t/app:1|Update|notify\n\
-             api=service|Image|127.0.0.1:5000/t/app:1|Update|auto\n\
+             api=service|Image|127.0.0.1:5000/t/app:1|Update|auto|Credentials|team\n\
              db=service|Image|postgres:16\n\
              mine=service|Image|t/child:1|Update|notify\n\
              pinned=service|Image|app@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|Update|auto\n",
@@ -536,6 +536,8 @@ mod tests {
                 ("docker.io/library/debian:12", UpdatePolicy::Notify, 1),
             ]
         );
+        // A record's Credentials names the login, as its pulls use it.
+        assert_eq!(found[0].credentials.as_deref(), Some("team"));
         assert_eq!(found[1].credentials.as_deref(), Some("reg"));
         assert_eq!(found[1].users[0].kind, "image");
     }
