@@ -628,9 +628,11 @@ pub async fn run_pass_with_pulls<E: Engine>(
             tracing::warn!("journal: {e}");
         }
     }
+    let mut view = plan.view();
+    view.held.extend(report.held);
     Ok(PassReport {
         trigger: trigger.to_string(),
-        plan: plan.view(),
+        plan: view,
         outcomes,
         warnings,
         next_scheduled,

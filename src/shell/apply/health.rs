@@ -168,8 +168,14 @@ mod tests {
         let e = engine();
         let d = declared(LINKED);
         let r = pass(&e, &d, HealthGate::Look).await;
+        assert!(errors(&r).is_empty(), "held, not failed: {r:?}");
+        let held: Vec<String> = r
+            .held
+            .iter()
+            .map(|p| format!("{}: {}", p.record, p.message))
+            .collect();
         assert_eq!(
-            errors(&r),
+            held,
             vec![
                 "app: not started: waiting for db to be healthy (starting); a later pass starts it"
             ]
@@ -204,14 +210,15 @@ mod tests {
         e.add_image_healthcheck("app:1");
         let d = declared("db=service|Image|app:1\napp=service|Image|app:1|Interlinked|db\n");
         let r = pass(&e, &d, HealthGate::Look).await;
-        assert_eq!(errors(&r).len(), 1, "{r:?}");
+        assert_eq!(r.held.len(), 1, "{r:?}");
+        assert!(e.container("app").is_none(), "held, not created");
         let e = engine();
         e.add_image_healthcheck("app:1");
         let d = declared(
             "db=service|Image|app:1|HealthCmd|none\napp=service|Image|app:1|Interlinked|db\n",
         );
         let r = pass(&e, &d, HealthGate::Look).await;
-        assert!(errors(&r).is_empty(), "{r:?}");
+        assert!(errors(&r).is_empty() && r.held.is_empty(), "{r:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -50,6 +50,10 @@ pub struct Outcome {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub outcomes: Vec<Outcome>,
+    /// Actions berthd's look between waves held back, not failed: a
+    /// dependency started in this pass whose health check has no verdict
+    /// yet (its `health_status` event brings the pass that starts them).
+    pub held: Vec<crate::plan::Problem>,
 }
 
 impl Report {
@@ -134,7 +138,28 @@ pub async fn apply_gated<E: Engine>(
     // A set: with thousands of records failing at once (the engine gone
     // mid-pass), each action's look-up stays cheap.
     let mut failed: BTreeSet<String> = BTreeSet::new();
-    for (wave, actions) in waves {
+    for (wave, mut actions) in waves {
+        if gate == HealthGate::Look {
+            // berthd never waits on a check: what would start before its
+            // dependency's verdict is held for the pass the verdict brings,
+            // and carries the hold to what links to it in turn.
+            actions.retain(|(_, action)| {
+                let why = match action.needs.iter().find_map(|n| unhealthy.get(n)) {
+                    Some(why)
+                        if action.starts() && !action.needs.iter().any(|n| failed.contains(n)) =>
+                    {
+                        why.clone()
+                    }
+                    _ => return true,
+                };
+                report.held.push(crate::plan::Problem {
+                    record: action.record.clone(),
+                    message: format!("not started: {why}"),
+                });
+                unhealthy.insert(action.record.clone(), why);
+                false
+            });
+        }
         for (index, action) in &actions {
             observer.starting(*index, action);
         }
