@@ -26,6 +26,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 reg_port=$(free_port); berth_port=$(free_port); floor_port=$(free_port)
 reg=127.0.0.1:$reg_port
 ref=$reg/berth-upd/web:1
+pushed=localhost:$reg_port/berth-upd/web:1
 floor=berth-upd-floor
 daemon=
 
@@ -35,7 +36,7 @@ cleanup() {
   ids=$(docker ps -aq --filter label=org.berth.instance=bench-upd; docker ps -aq --filter "name=^/?$floor\$")
   [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
   docker network rm berth-upd >/dev/null 2>&1 || true
-  for img in $(docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^(berth-upd/|$reg/)" || true); do
+  for img in $(docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^(berth-upd/|$reg/|localhost:$reg_port/)" || true); do
     docker rmi -f "$img" >/dev/null 2>&1 || true
   done
   rm -rf "$work"
@@ -54,23 +55,26 @@ docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
 registry=$!
 for _ in $(seq 1 100); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-# Version v<N>: /etc/berth-variant holds "v<N>", which httpd serves. The
-# local tag goes back to the old image after the push, as on a host that
-# has only the old version: the registry's tag moved, this host's did not.
+# Version v<N>: /etc/berth-variant holds "v<N>", which httpd serves. It is
+# pushed under the registry's other name (localhost:PORT), so this host's
+# tag 127.0.0.1:PORT/… stays on the old image, as on a host that has only
+# the old version: the registry's tag moved, the host's did not.
 push() {
-  local old
-  old=$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)
   scripts/test-image.sh "berth-upd/web:v$1" "v$1" >/dev/null
-  docker tag "berth-upd/web:v$1" "$ref"
-  docker push "$ref" >/dev/null
-  if [ -n "$old" ]; then docker tag "$old" "$ref"; else docker rmi "$ref" >/dev/null; fi
+  docker tag "berth-upd/web:v$1" "$pushed"
+  docker push "$pushed" >/dev/null
+  docker rmi "$pushed" >/dev/null
 }
 serves() { # PORT VERSION: wait until it answers VERSION; seconds since $t0
   for _ in $(seq 1 3000); do
     [ "$(curl -fs "http://127.0.0.1:$1/berth-variant" 2>/dev/null)" = "v$2" ] && return 0
     sleep 0.01
   done
-  echo "bench-update: port $1 never served v$2" >&2; exit 1
+  echo "bench-update: port $1 never served v$2 (it serves: $(curl -fs "http://127.0.0.1:$1/berth-variant" 2>&1))" >&2
+  echo "--- berth image check web:" >&2; "$berth" --config "$work/berth.toml" image check web >&2 2>&1 || true
+  echo "--- berth status:" >&2; "$berth" --config "$work/berth.toml" status >&2 2>&1 || true
+  echo "--- berthd log (last 30 lines):" >&2; tail -30 "$work/berthd.log" >&2 || true
+  exit 1
 }
 now() { date +%s.%N; }
 
@@ -87,6 +91,7 @@ instance = "bench-upd"
 bridge_network = "berth-upd"
 stop_grace_seconds = 1
 rollout_probation_seconds = 2
+insecure_registries = ["$reg"]
 TOML
 printf 'web=service|Image|%s|Update|auto|Command|httpd -f -p 80 -h /etc|PortMapping|custom|PortMappingPorts|%s:80|TCPPort|80|access|private\n' \
   "$ref" "$berth_port" >"$work/db/docker_containers"
@@ -101,7 +106,7 @@ serves "$floor_port" 0
 
 berth_round() {
   t0=$(now)
-  "$berth" --config "$work/berth.toml" image check web >/dev/null || true
+  "$berth" --config "$work/berth.toml" image check web >>"$work/check.log" 2>&1 || true
   serves "$berth_port" "$1"
   echo "$(now) - $t0" | bc
 }
