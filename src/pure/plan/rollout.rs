@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{keep_legacy_volumes, short, Operation};
 use crate::declared::{ContainerSpec, Declared};
-use crate::model::{Health, ObservedContainer, ObservedState, LABEL_SPEC_HASH};
+use crate::model::{
+    ContainerConfig, ContainerUpdate, Health, ObservedContainer, ObservedState, LABEL_SPEC,
+    LABEL_SPEC_HASH,
+};
 use crate::plan::restarts::StartRecord;
 
 /// Suffix of the name the replaced container keeps, stopped, while its
@@ -88,6 +91,75 @@ impl RolledBack {
     }
 }
 
+/// `t` plus `seconds`, at most the latest time chrono holds: config
+/// bounds the rollout keys, and a pass never panics on a large one anyway.
+pub fn after(t: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// What the engine's `Up …` (Docker's `units.HumanDuration`) says at
+/// most, given the lower bound `up` read from it: to the second below a
+/// minute (`3 seconds` is 3 to 4 s), to the minute below an hour
+/// (`About a minute` is 60 to 120 s, `2 minutes` 120 to 180 s); hours
+/// are rounded and days coarser still, so above an hour nothing is said.
+fn up_below(up: u64) -> u64 {
+    match up {
+        0..60 => up + 1,
+        60..3600 => up + 60,
+        _ => u64::MAX,
+    }
+}
+
+/// What a container on probation may lack of the time since its start
+/// (`since`, which berth reads once the engine has answered the start,
+/// so after the engine's own start time): the pass's `now` and the list's
+/// `Up` are read moments apart.
+const UP_SLACK_SECONDS: u64 = 2;
+
+/// The restart policy `c` runs under, as an update of only that: its
+/// `org.berth.spec` label with an update berth applied in place over
+/// those labels, or `fallback`'s (the record's) if the label does not
+/// read. What a rollback gives back to a kept container, and what says
+/// whether an exit is a job's end.
+pub fn restart_policy(
+    declared: &Declared,
+    c: &ObservedContainer,
+    fallback: &ContainerConfig,
+) -> ContainerUpdate {
+    let label = c
+        .labels
+        .get(LABEL_SPEC)
+        .and_then(|l| serde_json::from_str::<ContainerConfig>(l).ok());
+    let mut policy = ContainerUpdate::of(label.as_ref().unwrap_or(fallback));
+    if let Some(applied) = declared
+        .updates
+        .get(&c.id)
+        .filter(|u| Some(&u.label_hash) == c.labels.get(LABEL_SPEC_HASH))
+    {
+        policy = applied.update.clone();
+    }
+    // Only the policy: an update leaves a limit it does not name as it is.
+    policy.memory = None;
+    policy.nano_cpus = None;
+    policy
+}
+
+/// The restart policy a kept container is given while its replacement is
+/// on probation: a dockerd restart must not start it beside the new one
+/// (same volumes, same alias).
+pub fn no_restart() -> ContainerUpdate {
+    ContainerUpdate {
+        memory: None,
+        nano_cpus: None,
+        restart: "no".into(),
+        restart_max_retries: None,
+    }
+}
+
 /// What a probation comes to now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -103,13 +175,28 @@ pub enum Verdict {
     Paused(String),
 }
 
-/// Judges `new`, the container on probation `p`. `started` is berth's
-/// latest start of the record: an exit counts only after berth started
-/// this container (one berth stopped is not a failure), and the probation
-/// runs from that start when it is later than the probation's.
+/// Judges `new`, the container on probation `p`, which runs under the
+/// restart policy `restart`. `started` is berth's latest start of the
+/// record: an exit counts only after berth started this container (one
+/// berth stopped is not a failure), and the probation runs from that
+/// start when it is later than the probation's.
+///
+/// A container that exited 0 under `no` or `on-failure` finished its job:
+/// the engine will not start it again, and that is what it was made for.
+/// A restart is seen when a pass catches `restarting`, or when the
+/// engine's `Up …` is shorter than the time since the start (less a
+/// little slack): a container that crashes after a few seconds shows
+/// `running` most of the time, but never a long uptime. `Up` reads to the
+/// second below a minute and to the minute below an hour, so a restart is
+/// seen to the second in the first minute (what the default 10 s
+/// probation covers) and to the minute up to an hour; past an hour of
+/// uptime none is seen. A dockerd restart during the probation restarts
+/// the new container too, and so fails it: the kept one, not restarted
+/// (see `no_restart`), is put back, which is the side to err on.
 pub fn judge(
     p: &Probation,
     new: &ObservedContainer,
+    restart: &str,
     want_run: bool,
     started: Option<&StartRecord>,
     settings: &RolloutSettings,
@@ -120,9 +207,18 @@ pub fn judge(
     if !want_run {
         return Verdict::Paused("not judged while the record should not run".into());
     }
-    let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000));
-    let probation = seconds(settings.probation_seconds);
+    let elapsed = u64::try_from((now - since).num_seconds()).unwrap_or(0);
+    let restarted = new
+        .up_seconds
+        .filter(|up| up_below(*up).saturating_add(UP_SLACK_SECONDS) <= elapsed);
     match new.state.as_str() {
+        "exited"
+            if berth_started.is_some()
+                && new.exit_code == Some(0)
+                && matches!(restart, "no" | "" | "on-failure") =>
+        {
+            Verdict::Pass("the new container finished its job (exit code 0)".into())
+        }
         "exited" | "dead" if berth_started.is_some() => {
             let code = new
                 .exit_code
@@ -134,10 +230,14 @@ pub fn judge(
             Verdict::Fail("the new container did not start".into())
         }
         "restarting" => Verdict::Fail("the new container restarts in a loop".into()),
+        "running" if restarted.is_some() => Verdict::Fail(format!(
+            "the new container restarted during its probation (up {}s of {elapsed}s)",
+            restarted.unwrap_or_default()
+        )),
         "running" => match new.health {
             Some(Health::Unhealthy) => Verdict::Fail("the new container is unhealthy".into()),
             Some(Health::Starting) => {
-                let deadline = since + seconds(settings.health_timeout_seconds);
+                let deadline = after(since, settings.health_timeout_seconds);
                 if now >= deadline {
                     return Verdict::Fail(format!(
                         "the new container never became healthy in {}s",
@@ -146,7 +246,9 @@ pub fn judge(
                 }
                 // No engine event says "healthy": looked at again each
                 // probation period until the deadline.
-                let next = (since + probation).max(now + probation).min(deadline);
+                let next = after(since, settings.probation_seconds)
+                    .max(after(now, settings.probation_seconds))
+                    .min(deadline);
                 Verdict::Wait {
                     at: next,
                     why: format!(
@@ -156,7 +258,7 @@ pub fn judge(
                 }
             }
             health => {
-                let end = since + probation;
+                let end = after(since, settings.probation_seconds);
                 if now >= end {
                     let healthy = if health.is_some() { ", healthy" } else { "" };
                     return Verdict::Pass(format!(
@@ -246,6 +348,7 @@ pub(super) fn step(
                 image: spec.config.image.clone(),
                 new_id: None,
                 old_id: old.id.clone(),
+                restore: restart_policy(declared, old, &spec.config),
                 start: want_run,
                 bad: None,
             }),
@@ -255,6 +358,7 @@ pub(super) fn step(
     let verdict = judge(
         &p,
         new,
+        &restart_policy(declared, new, &spec.config).restart,
         want_run,
         declared.starts.get(name),
         &declared.rollout,
@@ -285,6 +389,7 @@ pub(super) fn step(
                     image: spec.config.image.clone(),
                     new_id: Some(new.id.clone()),
                     old_id: old.id.clone(),
+                    restore: restart_policy(declared, old, &spec.config),
                     start: want_run,
                     bad: Some(bad),
                 }),
@@ -310,14 +415,13 @@ pub fn probation_note(
     observed: &ObservedState,
     at: DateTime<Utc>,
 ) -> Option<String> {
-    let ours = |name: &str| {
-        observed
-            .containers
-            .iter()
-            .find(|c| c.name == name && c.is_ours(&declared.instance))
-    };
-    let old = ours(&format!("{record}{OLD_SUFFIX}"))?;
-    let Some(new) = ours(record) else {
+    let spec = declared.specs.get(record)?;
+    let old = kept_of(declared, observed, record)?;
+    let new = observed
+        .containers
+        .iter()
+        .find(|c| c.name == record && c.is_ours(&declared.instance));
+    let Some(new) = new else {
         return Some(format!(
             "{} kept by an update cut off: put back by the next pass",
             old.name
@@ -327,6 +431,7 @@ pub fn probation_note(
     let why = match judge(
         &p,
         new,
+        &restart_policy(declared, new, &spec.config).restart,
         want_run,
         declared.starts.get(record),
         &declared.rollout,
@@ -340,6 +445,23 @@ pub fn probation_note(
         "update on probation: {why}; {} kept for a rollback",
         old.name
     ))
+}
+
+/// The container a recreate of `record` kept: ours, named
+/// `<record>_berth-old` and labelled as `record`'s. The name alone is not
+/// enough: a record may be named like another's kept container (the
+/// declared layer refuses that name, but a container made before it did
+/// still carries it).
+pub(super) fn kept_of<'a>(
+    declared: &Declared,
+    observed: &'a ObservedState,
+    record: &str,
+) -> Option<&'a ObservedContainer> {
+    let name = format!("{record}{OLD_SUFFIX}");
+    observed
+        .containers
+        .iter()
+        .find(|c| c.name == name && c.is_ours(&declared.instance) && c.record() == Some(record))
 }
 
 /// The rollback of the record, if the change it would make now is the
@@ -377,7 +499,7 @@ pub fn settle(declared: &Declared, observed: &ObservedState, now: DateTime<Utc>)
             .filter(ours)
             .find(|c| c.name == name)
     };
-    let kept = |record: &str| named(&format!("{record}{OLD_SUFFIX}"));
+    let kept = |record: &str| kept_of(declared, observed, record);
     let mut out = Settle::default();
     for (record, p) in &declared.probations {
         if kept(record).is_none_or(|old| old.id != p.old_id) {
@@ -466,6 +588,7 @@ mod tests {
             state: state.into(),
             exit_code: None,
             health: None,
+            up_seconds: None,
         }
     }
 
