@@ -872,4 +872,147 @@ mod tests {
         o.containers.retain(|c| c.name != "app");
         assert_eq!(removals(&o), ["old"]);
     }
+
+    /// A container named like `app`'s kept one but labelled as another
+    /// record's (a record `app_berth-old`, refused now, made it earlier)
+    /// is never judged, removed or put back as `app`'s.
+    #[test]
+    fn a_container_named_like_a_kept_one_of_another_record_is_left_alone() {
+        let (rolled, mut o) = rolled_out();
+        let mut d = declared(&format!("{NEW_LINE}app_berth-old=service|Image|app:1\n"));
+        assert!(
+            d.failed.contains_key("app_berth-old"),
+            "the name is refused"
+        );
+        d.probations = rolled.probations;
+        d.starts = rolled.starts;
+        let other = o
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "app_berth-old")
+            .expect("app_berth-old");
+        other
+            .labels
+            .insert(LABEL_RECORD.into(), "app_berth-old".into());
+        other.state = "running".into();
+        let touches_old = |p: &Plan| {
+            p.actions
+                .iter()
+                .any(|a| a.container_id() == Some("old") || a.kind() == ActionKind::Rollback)
+        };
+        let p = plan_at(&d, &o, &t(10));
+        assert!(!touches_old(&p), "{:?}", p.actions);
+        assert!(probation_note(&d, "app", true, &o, t(10)).is_none());
+        let s = settle(&d, &o, t(10));
+        assert_eq!((s.forget, s.adopt.len()), (vec!["app".to_string()], 0));
+        // With no `app` container: nothing of the other record's is renamed.
+        o.containers.retain(|c| c.name != "app");
+        let p = plan_at(&d, &o, &t(10));
+        assert!(!touches_old(&p), "{:?}", p.actions);
+    }
+
+    /// A job that finished (exit 0 under `no` or `on-failure`) passes its
+    /// probation; an exit 0 under a policy that restarts it, or a failure
+    /// under any, does not.
+    #[test]
+    fn a_job_that_exits_0_under_no_or_on_failure_passes_its_probation() {
+        for (restart, code, passes) in [
+            ("no", 0, true),
+            ("on-failure", 0, true),
+            ("on-failure:3", 0, true),
+            ("unless-stopped", 0, false),
+            ("always", 0, false),
+            ("no", 1, false),
+            ("on-failure", 2, false),
+        ] {
+            let line = format!("app=service|Image|app:2|Restart|{restart}\n");
+            let (mut d, mut o) = rolled_out();
+            d.specs = declared(&line).specs;
+            o.containers[0] = container(&line, "app", "new", V2, "exited");
+            o.containers[0].exit_code = Some(code);
+            let p = plan_at(&d, &o, &t(2));
+            if passes {
+                assert_eq!(
+                    only(&p),
+                    &Operation::RolloutDone {
+                        old_id: "old".into()
+                    },
+                    "{restart} {code}"
+                );
+                assert_eq!(
+                    p.actions[0].reason,
+                    "rollout done: the new container finished its job (exit code 0); removing app_berth-old"
+                );
+            } else {
+                let bad = rolled_back_for(&p);
+                assert_eq!(
+                    bad.reason,
+                    format!("the new container exited with code {code}"),
+                    "{restart}"
+                );
+            }
+        }
+    }
+
+    /// A restart the passes did not catch as `restarting` shows in the
+    /// engine's `Up`: shorter than the time since berth started it.
+    #[test]
+    fn a_container_up_for_less_than_its_probation_restarted_and_is_rolled_back() {
+        let (d, mut o) = rolled_out();
+        let at = |o: &ObservedState, s: i64| plan_at(&d, o, &t(s));
+        // `Up 9 seconds` at 10 s: 9 to 10 s, within the slack.
+        new_mut(&mut o).up_seconds = Some(9);
+        assert_eq!(
+            only(&at(&o, 10)).clone(),
+            Operation::RolloutDone {
+                old_id: "old".into()
+            }
+        );
+        new_mut(&mut o).up_seconds = Some(7);
+        let bad = rolled_back_for(&at(&o, 10));
+        assert_eq!(
+            bad.reason,
+            "the new container restarted during its probation (up 7s of 10s)"
+        );
+        // Seen whenever a pass looks, healthy or not.
+        new_mut(&mut o).up_seconds = Some(1);
+        new_mut(&mut o).health = Some(Health::Starting);
+        let bad = rolled_back_for(&at(&o, 5));
+        assert!(
+            bad.reason.starts_with("the new container restarted"),
+            "{bad:?}"
+        );
+        new_mut(&mut o).health = Some(Health::Healthy);
+        new_mut(&mut o).up_seconds = Some(3);
+        assert!(at(&o, 3).actions.is_empty(), "up since berth started it");
+        // Minutes: `About a minute` is 60 to 120 s.
+        new_mut(&mut o).up_seconds = Some(60);
+        assert_eq!(at(&o, 100).actions[0].kind(), ActionKind::RolloutDone);
+        assert_eq!(at(&o, 121).actions[0].kind(), ActionKind::RolloutDone);
+        assert_eq!(at(&o, 122).actions[0].kind(), ActionKind::Rollback);
+        // Hours are rounded: nothing is said past an hour.
+        new_mut(&mut o).up_seconds = Some(3600);
+        assert_eq!(at(&o, 86_400).actions[0].kind(), ActionKind::RolloutDone);
+        // A status line that does not say: judged without it.
+        new_mut(&mut o).up_seconds = None;
+        assert_eq!(at(&o, 10).actions[0].kind(), ActionKind::RolloutDone);
+    }
+
+    /// Settings no config allows still never panic the planner.
+    #[test]
+    fn huge_rollout_settings_never_overflow() {
+        let (mut d, mut o) = rolled_out();
+        d.rollout = RolloutSettings {
+            probation_seconds: u64::MAX,
+            health_timeout_seconds: u64::MAX,
+        };
+        let p = plan_at(&d, &o, &t(10));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(p.next_retry, Some(DateTime::<Utc>::MAX_UTC));
+        new_mut(&mut o).health = Some(Health::Starting);
+        assert!(plan_at(&d, &o, &t(10)).actions.is_empty());
+        d.rollout.probation_seconds = i64::MAX as u64 / 1000;
+        assert!(plan_at(&d, &o, &t(10)).actions.is_empty());
+        assert_eq!(after(t(0), 10), t(10));
+    }
 }

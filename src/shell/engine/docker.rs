@@ -308,8 +308,8 @@ fn health(status: &str) -> Option<Health> {
 /// status line: `Up 3 seconds (healthy)`, `Up About a minute`, `Up Less
 /// than a second`, `Up 2 hours (Paused)`. Docker words it with
 /// `units.HumanDuration`: seconds are cut to the second and minutes to
-/// the minute, but hours and what is counted in hours (days, weeks,
-/// months) are rounded, so those read half an hour less.
+/// the minute, but hours (from 2) and what is counted in hours (days,
+/// weeks, months) are rounded, so those read half an hour less.
 fn up_seconds(status: &str) -> Option<u64> {
     let rest = status.strip_prefix("Up ")?;
     let words = rest
@@ -319,7 +319,8 @@ fn up_seconds(status: &str) -> Option<u64> {
     match words {
         "Less than a second" => return Some(0),
         "About a minute" => return Some(60),
-        "About an hour" => return Some(3600 - 1800),
+        // Rounded hours, but only once a full hour of minutes has passed.
+        "About an hour" => return Some(3600),
         _ => {}
     }
     let (count, unit) = words.split_once(' ')?;
@@ -674,7 +675,7 @@ mod tests {
             ("Up About a minute (healthy)", Some(60)),
             ("Up 2 minutes (Paused)", Some(120)),
             ("Up 59 minutes (unhealthy)", Some(3540)),
-            ("Up About an hour", Some(1800)),
+            ("Up About an hour", Some(3600)),
             ("Up 3 hours", Some(3 * 3600 - 1800)),
             ("Up 2 days", Some(2 * 86_400 - 1800)),
             ("Up 3 weeks", Some(21 * 86_400 - 1800)),
