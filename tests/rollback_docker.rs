@@ -126,12 +126,7 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     let history = || s.run(&["history", &app]).1;
     // The restart policy the engine holds for a container, if it exists.
     let policy = |name: &str| {
-        let (code, out, _) = docker(&[
-            "inspect",
-            "-f",
-            "{{.HostConfig.RestartPolicy.Name}}",
-            name,
-        ]);
+        let (code, out, _) = docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", name]);
         (code == 0).then(|| out.trim().to_string())
     };
     let rollbacks = || {

@@ -1,17 +1,20 @@
 //! Updates that roll back by themselves. A recreate keeps the container it
-//! replaces, stopped, as `<name>_berth-old`, and the new one is on
-//! probation (state.db remembers it): it fails by exiting, restarting in a
-//! loop, turning unhealthy, or staying `starting` past the health timeout,
-//! and then the old container is put back (`Rollback`); it passes once it
-//! has run for the probation period (healthy, when it has a check), and
-//! then the old one goes (`RolloutDone`). A rolled-back (spec, image) is
-//! not tried again while it is still what the record would recreate to.
+//! replaces, stopped and under restart policy `no`, as `<name>_berth-old`,
+//! and the new one is on probation (state.db remembers it): it fails by
+//! exiting, restarting (seen as `restarting`, or in an `Up …` shorter than
+//! the time since its start), turning unhealthy, or staying `starting`
+//! past the health timeout, and then the old container gets its own
+//! restart policy back and is put back (`Rollback`); it passes once it has
+//! run for the probation period (healthy, when it has a check), or exited
+//! 0 as a job (`Restart no`/`on-failure`), and then the old one goes
+//! (`RolloutDone`). A rolled-back (spec, image) is not tried again while
+//! it is still what the record would recreate to.
 //!
-//! The names say what a crash left: a `_berth-old` beside no container
-//! of the record's name is put back; one beside a container of the
-//! record's name is judged as a probation (from when it was first seen,
-//! if state.db has no row for it), so a kill -9 anywhere never loses the
-//! old container while the new one is unproven.
+//! The names, with the `org.berth.record` label, say what a crash left: a
+//! `_berth-old` beside no container of the record's name is put back; one
+//! beside a container of the record's name is judged as a probation (from
+//! when it was first seen, if state.db has no row for it), so a kill -9
+//! anywhere never loses the old container while the new one is unproven.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
