@@ -210,9 +210,15 @@ pub fn judge(
     if !want_run {
         return Verdict::Paused("not judged while the record should not run".into());
     }
+    // `since` is read after the engine started this container when berth
+    // recorded that start, or the probation's own start of it; a row a
+    // crash left before the start (no `new_id`) is older than the start
+    // by the create and the old container's stop, and says nothing here.
+    let start_known = berth_started.is_some() || p.new_id.as_deref() == Some(new.id.as_str());
     let elapsed = u64::try_from((now - since).num_seconds()).unwrap_or(0);
     let restarted = new
         .up_seconds
+        .filter(|_| start_known)
         .filter(|up| up_below(*up).saturating_add(UP_SLACK_SECONDS) <= elapsed);
     match new.state.as_str() {
         "exited"
@@ -999,6 +1005,28 @@ mod tests {
         // A status line that does not say: judged without it.
         new_mut(&mut o).up_seconds = None;
         assert_eq!(at(&o, 10).actions[0].kind(), ActionKind::RolloutDone);
+        // A probation a crash left before the start was recorded runs from
+        // before the create: its time says nothing of a restart.
+        let (mut d, mut o) = rolled_out();
+        d.starts.clear();
+        new_mut(&mut o).up_seconds = Some(0);
+        if let Some(p) = d.probations.get_mut("app") {
+            p.new_id = None;
+        }
+        assert_eq!(
+            only(&plan_at(&d, &o, &t(10))).clone(),
+            Operation::RolloutDone {
+                old_id: "old".into()
+            }
+        );
+        // Once the probation knows the container, it does.
+        if let Some(p) = d.probations.get_mut("app") {
+            p.new_id = Some("new".into());
+        }
+        assert_eq!(
+            plan_at(&d, &o, &t(10)).actions[0].kind(),
+            ActionKind::Rollback
+        );
     }
 
     /// Settings no config allows still never panic the planner.
