@@ -3,7 +3,8 @@
 //! once, then to one whose HEALTHCHECK never passes; each time the old
 //! container serves again (asked over HTTP, not only by inspect), the
 //! record says `rolled back`, the journal has it, and the bad image is not
-//! tried again. A good image then rolls out and the old container goes.
+//! tried again. The kept container waits under restart `no` and gets its
+//! own policy back. A good image then rolls out and the old container goes.
 
 mod support;
 
@@ -103,6 +104,8 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
         "custom",
         "PortMappingPorts",
         &mapping,
+        "Restart",
+        "always",
     ]);
     let d = s.start_daemon();
     wait_for("v1 serving", Some(&d), || {
@@ -121,6 +124,11 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
         })
     };
     let history = || s.run(&["history", &app]).1;
+    // The restart policy the engine holds for a container, if it exists.
+    let policy = |name: &str| {
+        let (code, out, _) = docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", name]);
+        (code == 0).then(|| out.trim().to_string())
+    };
     let rollbacks = || {
         history()
             .lines()
@@ -144,6 +152,11 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
         "the same container"
     );
     assert!(docker_inspect_opt(&kept).is_none(), "nothing kept after");
+    assert_eq!(
+        policy(&app).as_deref(),
+        Some("always"),
+        "its own policy given back"
+    );
     let told = history();
     assert!(
         told.contains("rolled back: the new container exited with code 3")
@@ -167,9 +180,18 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     // v3 serves but its health check never passes: rolled back too.
     let clock = Instant::now();
     s.setprop("app", "Image", &v3);
+    // While kept, the v1 container is under `no`: a dockerd restart would
+    // not start it beside v3.
+    let mut kept_policies = std::collections::BTreeSet::new();
     wait_for("v3 rolled back", Some(&d), || {
+        kept_policies.extend(policy(&kept));
         rolled_back("unhealthy") && rollbacks() == 2
     });
+    assert_eq!(
+        kept_policies.into_iter().collect::<Vec<_>>(),
+        ["no"],
+        "the kept container's policy while kept"
+    );
     wait_for("v1 serving after v3", Some(&d), || {
         http_get(port).as_deref() == Some("v1")
     });
@@ -178,6 +200,7 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
         clock.elapsed()
     );
     assert_eq!(s.id("app"), Some(v1_container.clone()));
+    assert_eq!(policy(&app).as_deref(), Some("always"));
 
     // v4 is healthy: it stays, and the v1 container goes.
     let clock = Instant::now();

@@ -77,6 +77,7 @@ pub fn run(runs: usize) -> anyhow::Result<Pure> {
                     state: "running".into(),
                     exit_code: None,
                     health: None,
+                    up_seconds: None,
                 })
                 .collect(),
             images: [("app:1".to_string(), "sha256:1".to_string())]

@@ -46,6 +46,12 @@ pub struct ObservedContainer {
     /// (`Up 3 seconds (health: starting)`); None without a health check.
     #[serde(default)]
     pub health: Option<Health>,
+    /// How long a running container has been up, at least, from the
+    /// engine's status line (`Up 3 seconds`, `Up About a minute`: to the
+    /// second below a minute, coarser after); None when it is not up or
+    /// the line does not say. A rollout's judge sees a restart in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_seconds: Option<u64>,
 }
 
 /// What a container's health check says (Docker's `State.Health.Status`).

@@ -34,7 +34,18 @@ pub enum Invalid {
     BuildMemory(crate::declared::property::ValueError),
     #[error("mass_removal_share must be more than 0 and at most 1 (got {0})")]
     Share(f64),
+    #[error("{key} must be at most {max} (got {got})")]
+    TooLarge {
+        key: &'static str,
+        max: u64,
+        got: u64,
+    },
 }
+
+/// The most a rollout key may say: a day. A probation keeps the old
+/// container (and a rollback's chance) that long, and the deadlines made
+/// from these stay far inside what a date can hold.
+pub const MAX_ROLLOUT_SECONDS: u64 = 24 * 60 * 60;
 
 /// The file as written; every field optional, unknown keys rejected so a
 /// typo is an error rather than a silently ignored setting.
@@ -277,6 +288,21 @@ impl Config {
                 return Err(bad(Invalid::Zero(key)));
             }
         }
+        for (key, value) in [
+            ("rollout_probation_seconds", raw.rollout_probation_seconds),
+            (
+                "rollout_health_timeout_seconds",
+                raw.rollout_health_timeout_seconds,
+            ),
+        ] {
+            if let Some(got) = value.filter(|v| *v > MAX_ROLLOUT_SECONDS) {
+                return Err(bad(Invalid::TooLarge {
+                    key,
+                    max: MAX_ROLLOUT_SECONDS,
+                    got,
+                }));
+            }
+        }
         if let Some(share) = raw.mass_removal_share {
             if !(share > 0.0 && share <= 1.0) {
                 return Err(bad(Invalid::Share(share)));
@@ -372,6 +398,29 @@ mod tests {
         assert_eq!((c.pull_concurrency, c.pull_timeout_seconds), (2, 30));
         for zero in ["pull_concurrency = 0", "pull_timeout_seconds = 0"] {
             let err = Config::parse(Path::new("b.toml"), zero).expect_err(zero);
+            assert!(err.to_string().contains("must be at least 1"), "{err}");
+        }
+    }
+
+    #[test]
+    fn rollout_keys_are_bounded_to_a_day() {
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "rollout_probation_seconds = 86400\nrollout_health_timeout_seconds = 86400\n",
+        )
+        .expect("a day is allowed");
+        assert_eq!(c.rollout_probation_seconds, 86400);
+        for key in [
+            "rollout_probation_seconds",
+            "rollout_health_timeout_seconds",
+        ] {
+            for value in ["86401", "9223372036854775807"] {
+                let text = format!("{key} = {value}");
+                let err = Config::parse(Path::new("b.toml"), &text).expect_err(&text);
+                let err = err.to_string();
+                assert!(err.contains(key) && err.contains("at most 86400"), "{err}");
+            }
+            let err = Config::parse(Path::new("b.toml"), &format!("{key} = 0")).expect_err("zero");
             assert!(err.to_string().contains("must be at least 1"), "{err}");
         }
     }

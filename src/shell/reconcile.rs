@@ -615,9 +615,10 @@ pub async fn run_pass_with_pulls<E: Engine>(
     // A rollout started in this pass is judged when its probation ends:
     // the daemon wakes for it (no engine event says "ran long enough").
     if outcomes.iter().any(|o| o.rollout.is_some()) {
-        let seconds = i64::try_from(config.rollout_probation_seconds).unwrap_or(i64::MAX / 1000);
-        let due = chrono::DateTime::<chrono::Utc>::from(SystemTime::now())
-            + chrono::Duration::seconds(seconds);
+        let due = rollout::after(
+            chrono::DateTime::<chrono::Utc>::from(SystemTime::now()),
+            config.rollout_probation_seconds,
+        );
         plan.next_retry = Some(plan.next_retry.map_or(due, |t| t.min(due)));
     }
     if let (Some(state), Some(id)) = (state, pass_id) {

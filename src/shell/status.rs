@@ -213,6 +213,7 @@ mod tests {
             state: "running".into(),
             exit_code: None,
             health,
+            up_seconds: None,
         };
         let observed = ObservedState {
             containers: vec![

@@ -71,6 +71,10 @@ pub enum ValueError {
         "{key:?} ends in {suffix}, the name berth gives a replacement container during a recreate"
     )]
     ReplacementSuffix { key: String, suffix: &'static str },
+    #[error(
+        "{key:?} ends in {suffix}, the name berth gives the container a recreate keeps for a rollback"
+    )]
+    KeptSuffix { key: String, suffix: &'static str },
     #[error("{0:?} is not a duration; expected e.g. 30s, 2m, 1m30s or a number of seconds")]
     NotADuration(String),
     #[error(

@@ -298,8 +298,9 @@ fn health_check(r: &mut Reader) -> Option<HealthCheck> {
 }
 
 /// A record key as a container name: exactly as written (a key with a
-/// space around it would fail only at the engine), and never the name a
-/// replacement gets during a recreate.
+/// space around it would fail only at the engine), and never a name a
+/// recreate gives: the replacement's, or the kept container's (a record
+/// `web_berth-old` would be taken for what a recreate of `web` kept).
 fn container_name(key: &str) -> Parsed<()> {
     if key.trim() != key {
         return Err(ValueError::SpacesAround {
@@ -311,6 +312,12 @@ fn container_name(key: &str) -> Parsed<()> {
         return Err(ValueError::ReplacementSuffix {
             key: key.to_string(),
             suffix: crate::plan::REPLACEMENT_SUFFIX,
+        });
+    }
+    if key.ends_with(crate::plan::OLD_SUFFIX) {
+        return Err(ValueError::KeptSuffix {
+            key: key.to_string(),
+            suffix: crate::plan::OLD_SUFFIX,
         });
     }
     Ok(())

@@ -279,6 +279,11 @@ fn keys_that_the_engine_would_refuse_or_recreate_would_clash_with_fail_here() {
     assert!(e[0].why.contains("spaces around"), "{e:?}");
     let e = errors("web_berth-new=service|Image|a:1");
     assert!(e[0].why.contains("replacement"), "{e:?}");
+    let e = errors("web_berth-old=service|Image|a:1");
+    assert!(
+        e[0].record == "web_berth-old" && e[0].why.contains("keeps for a rollback"),
+        "{e:?}"
+    );
 }
 
 #[test]

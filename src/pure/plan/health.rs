@@ -132,6 +132,7 @@ mod tests {
                     .iter()
                     .find(|(n, _)| *n == s.name)
                     .and_then(|(_, h)| *h),
+                up_seconds: None,
             })
             .collect();
         ObservedState {

@@ -131,6 +131,9 @@ pub enum Operation {
         image: String,
         new_id: Option<String>,
         old_id: String,
+        /// The restart policy the old container is given back before it
+        /// takes the name (it waited under `no`).
+        restore: ContainerUpdate,
         start: bool,
         bad: Option<rollout::RolledBack>,
     },
@@ -450,7 +453,7 @@ pub fn plan_at<Tz: TimeZone>(
         let kept = by_name
             .get(format!("{name}{OLD_SUFFIX}").as_str())
             .copied()
-            .filter(|c| c.is_ours(&declared.instance));
+            .filter(|c| c.is_ours(&declared.instance) && c.record() == Some(name));
         let mut on_probation = false;
         match rollout::step(declared, spec, want.run, current, kept, at_utc) {
             rollout::Step::None => {}

@@ -188,6 +188,7 @@ mod tests {
             state: "running".into(),
             exit_code: None,
             health: None,
+            up_seconds: None,
         }
     }
 

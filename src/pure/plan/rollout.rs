@@ -1,24 +1,30 @@
 //! Updates that roll back by themselves. A recreate keeps the container it
-//! replaces, stopped, as `<name>_berth-old`, and the new one is on
-//! probation (state.db remembers it): it fails by exiting, restarting in a
-//! loop, turning unhealthy, or staying `starting` past the health timeout,
-//! and then the old container is put back (`Rollback`); it passes once it
-//! has run for the probation period (healthy, when it has a check), and
-//! then the old one goes (`RolloutDone`). A rolled-back (spec, image) is
-//! not tried again while it is still what the record would recreate to.
+//! replaces, stopped and under restart policy `no`, as `<name>_berth-old`,
+//! and the new one is on probation (state.db remembers it): it fails by
+//! exiting, restarting (seen as `restarting`, or in an `Up …` shorter than
+//! the time since its start), turning unhealthy, or staying `starting`
+//! past the health timeout, and then the old container gets its own
+//! restart policy back and is put back (`Rollback`); it passes once it has
+//! run for the probation period (healthy, when it has a check), or exited
+//! 0 as a job (`Restart no`/`on-failure`), and then the old one goes
+//! (`RolloutDone`). A rolled-back (spec, image) is not tried again while
+//! it is still what the record would recreate to.
 //!
-//! The names say what a crash left: a `_berth-old` beside no container
-//! of the record's name is put back; one beside a container of the
-//! record's name is judged as a probation (from when it was first seen,
-//! if state.db has no row for it), so a kill -9 anywhere never loses the
-//! old container while the new one is unproven.
+//! The names, with the `org.berth.record` label, say what a crash left: a
+//! `_berth-old` beside no container of the record's name is put back; one
+//! beside a container of the record's name is judged as a probation (from
+//! when it was first seen, if state.db has no row for it), so a kill -9
+//! anywhere never loses the old container while the new one is unproven.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{keep_legacy_volumes, short, Operation};
 use crate::declared::{ContainerSpec, Declared};
-use crate::model::{Health, ObservedContainer, ObservedState, LABEL_SPEC_HASH};
+use crate::model::{
+    ContainerConfig, ContainerUpdate, Health, ObservedContainer, ObservedState, LABEL_SPEC,
+    LABEL_SPEC_HASH,
+};
 use crate::plan::restarts::StartRecord;
 
 /// Suffix of the name the replaced container keeps, stopped, while its
@@ -88,6 +94,75 @@ impl RolledBack {
     }
 }
 
+/// `t` plus `seconds`, at most the latest time chrono holds: config
+/// bounds the rollout keys, and a pass never panics on a large one anyway.
+pub fn after(t: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// What the engine's `Up …` (Docker's `units.HumanDuration`) says at
+/// most, given the lower bound `up` read from it: to the second below a
+/// minute (`3 seconds` is 3 to 4 s), to the minute below an hour
+/// (`About a minute` is 60 to 120 s, `2 minutes` 120 to 180 s); hours
+/// are rounded and days coarser still, so above an hour nothing is said.
+fn up_below(up: u64) -> u64 {
+    match up {
+        0..60 => up + 1,
+        60..3600 => up + 60,
+        _ => u64::MAX,
+    }
+}
+
+/// What a container on probation may lack of the time since its start
+/// (`since`, which berth reads once the engine has answered the start,
+/// so after the engine's own start time): the pass's `now` and the list's
+/// `Up` are read moments apart.
+const UP_SLACK_SECONDS: u64 = 2;
+
+/// The restart policy `c` runs under, as an update of only that: its
+/// `org.berth.spec` label with an update berth applied in place over
+/// those labels, or `fallback`'s (the record's) if the label does not
+/// read. What a rollback gives back to a kept container, and what says
+/// whether an exit is a job's end.
+pub fn restart_policy(
+    declared: &Declared,
+    c: &ObservedContainer,
+    fallback: &ContainerConfig,
+) -> ContainerUpdate {
+    let label = c
+        .labels
+        .get(LABEL_SPEC)
+        .and_then(|l| serde_json::from_str::<ContainerConfig>(l).ok());
+    let mut policy = ContainerUpdate::of(label.as_ref().unwrap_or(fallback));
+    if let Some(applied) = declared
+        .updates
+        .get(&c.id)
+        .filter(|u| Some(&u.label_hash) == c.labels.get(LABEL_SPEC_HASH))
+    {
+        policy = applied.update.clone();
+    }
+    // Only the policy: an update leaves a limit it does not name as it is.
+    policy.memory = None;
+    policy.nano_cpus = None;
+    policy
+}
+
+/// The restart policy a kept container is given while its replacement is
+/// on probation: a dockerd restart must not start it beside the new one
+/// (same volumes, same alias).
+pub fn no_restart() -> ContainerUpdate {
+    ContainerUpdate {
+        memory: None,
+        nano_cpus: None,
+        restart: "no".into(),
+        restart_max_retries: None,
+    }
+}
+
 /// What a probation comes to now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -103,13 +178,28 @@ pub enum Verdict {
     Paused(String),
 }
 
-/// Judges `new`, the container on probation `p`. `started` is berth's
-/// latest start of the record: an exit counts only after berth started
-/// this container (one berth stopped is not a failure), and the probation
-/// runs from that start when it is later than the probation's.
+/// Judges `new`, the container on probation `p`, which runs under the
+/// restart policy `restart`. `started` is berth's latest start of the
+/// record: an exit counts only after berth started this container (one
+/// berth stopped is not a failure), and the probation runs from that
+/// start when it is later than the probation's.
+///
+/// A container that exited 0 under `no` or `on-failure` finished its job:
+/// the engine will not start it again, and that is what it was made for.
+/// A restart is seen when a pass catches `restarting`, or when the
+/// engine's `Up …` is shorter than the time since the start (less a
+/// little slack): a container that crashes after a few seconds shows
+/// `running` most of the time, but never a long uptime. `Up` reads to the
+/// second below a minute and to the minute below an hour, so a restart is
+/// seen to the second in the first minute (what the default 10 s
+/// probation covers) and to the minute up to an hour; past an hour of
+/// uptime none is seen. A dockerd restart during the probation restarts
+/// the new container too, and so fails it: the kept one, not restarted
+/// (see `no_restart`), is put back, which is the side to err on.
 pub fn judge(
     p: &Probation,
     new: &ObservedContainer,
+    restart: &str,
     want_run: bool,
     started: Option<&StartRecord>,
     settings: &RolloutSettings,
@@ -120,9 +210,24 @@ pub fn judge(
     if !want_run {
         return Verdict::Paused("not judged while the record should not run".into());
     }
-    let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000));
-    let probation = seconds(settings.probation_seconds);
+    // `since` is read after the engine started this container when berth
+    // recorded that start, or the probation's own start of it; a row a
+    // crash left before the start (no `new_id`) is older than the start
+    // by the create and the old container's stop, and says nothing here.
+    let start_known = berth_started.is_some() || p.new_id.as_deref() == Some(new.id.as_str());
+    let elapsed = u64::try_from((now - since).num_seconds()).unwrap_or(0);
+    let restarted = new
+        .up_seconds
+        .filter(|_| start_known)
+        .filter(|up| up_below(*up).saturating_add(UP_SLACK_SECONDS) <= elapsed);
     match new.state.as_str() {
+        "exited"
+            if berth_started.is_some()
+                && new.exit_code == Some(0)
+                && matches!(restart, "no" | "" | "on-failure") =>
+        {
+            Verdict::Pass("the new container finished its job (exit code 0)".into())
+        }
         "exited" | "dead" if berth_started.is_some() => {
             let code = new
                 .exit_code
@@ -134,10 +239,14 @@ pub fn judge(
             Verdict::Fail("the new container did not start".into())
         }
         "restarting" => Verdict::Fail("the new container restarts in a loop".into()),
+        "running" if restarted.is_some() => Verdict::Fail(format!(
+            "the new container restarted during its probation (up {}s of {elapsed}s)",
+            restarted.unwrap_or_default()
+        )),
         "running" => match new.health {
             Some(Health::Unhealthy) => Verdict::Fail("the new container is unhealthy".into()),
             Some(Health::Starting) => {
-                let deadline = since + seconds(settings.health_timeout_seconds);
+                let deadline = after(since, settings.health_timeout_seconds);
                 if now >= deadline {
                     return Verdict::Fail(format!(
                         "the new container never became healthy in {}s",
@@ -146,7 +255,9 @@ pub fn judge(
                 }
                 // No engine event says "healthy": looked at again each
                 // probation period until the deadline.
-                let next = (since + probation).max(now + probation).min(deadline);
+                let next = after(since, settings.probation_seconds)
+                    .max(after(now, settings.probation_seconds))
+                    .min(deadline);
                 Verdict::Wait {
                     at: next,
                     why: format!(
@@ -156,7 +267,7 @@ pub fn judge(
                 }
             }
             health => {
-                let end = since + probation;
+                let end = after(since, settings.probation_seconds);
                 if now >= end {
                     let healthy = if health.is_some() { ", healthy" } else { "" };
                     return Verdict::Pass(format!(
@@ -246,6 +357,7 @@ pub(super) fn step(
                 image: spec.config.image.clone(),
                 new_id: None,
                 old_id: old.id.clone(),
+                restore: restart_policy(declared, old, &spec.config),
                 start: want_run,
                 bad: None,
             }),
@@ -255,6 +367,7 @@ pub(super) fn step(
     let verdict = judge(
         &p,
         new,
+        &restart_policy(declared, new, &spec.config).restart,
         want_run,
         declared.starts.get(name),
         &declared.rollout,
@@ -285,6 +398,7 @@ pub(super) fn step(
                     image: spec.config.image.clone(),
                     new_id: Some(new.id.clone()),
                     old_id: old.id.clone(),
+                    restore: restart_policy(declared, old, &spec.config),
                     start: want_run,
                     bad: Some(bad),
                 }),
@@ -310,14 +424,13 @@ pub fn probation_note(
     observed: &ObservedState,
     at: DateTime<Utc>,
 ) -> Option<String> {
-    let ours = |name: &str| {
-        observed
-            .containers
-            .iter()
-            .find(|c| c.name == name && c.is_ours(&declared.instance))
-    };
-    let old = ours(&format!("{record}{OLD_SUFFIX}"))?;
-    let Some(new) = ours(record) else {
+    let spec = declared.specs.get(record)?;
+    let old = kept_of(declared, observed, record)?;
+    let new = observed
+        .containers
+        .iter()
+        .find(|c| c.name == record && c.is_ours(&declared.instance));
+    let Some(new) = new else {
         return Some(format!(
             "{} kept by an update cut off: put back by the next pass",
             old.name
@@ -327,6 +440,7 @@ pub fn probation_note(
     let why = match judge(
         &p,
         new,
+        &restart_policy(declared, new, &spec.config).restart,
         want_run,
         declared.starts.get(record),
         &declared.rollout,
@@ -340,6 +454,23 @@ pub fn probation_note(
         "update on probation: {why}; {} kept for a rollback",
         old.name
     ))
+}
+
+/// The container a recreate of `record` kept: ours, named
+/// `<record>_berth-old` and labelled as `record`'s. The name alone is not
+/// enough: a record may be named like another's kept container (the
+/// declared layer refuses that name, but a container made before it did
+/// still carries it).
+pub(super) fn kept_of<'a>(
+    declared: &Declared,
+    observed: &'a ObservedState,
+    record: &str,
+) -> Option<&'a ObservedContainer> {
+    let name = format!("{record}{OLD_SUFFIX}");
+    observed
+        .containers
+        .iter()
+        .find(|c| c.name == name && c.is_ours(&declared.instance) && c.record() == Some(record))
 }
 
 /// The rollback of the record, if the change it would make now is the
@@ -377,7 +508,7 @@ pub fn settle(declared: &Declared, observed: &ObservedState, now: DateTime<Utc>)
             .filter(ours)
             .find(|c| c.name == name)
     };
-    let kept = |record: &str| named(&format!("{record}{OLD_SUFFIX}"));
+    let kept = |record: &str| kept_of(declared, observed, record);
     let mut out = Settle::default();
     for (record, p) in &declared.probations {
         if kept(record).is_none_or(|old| old.id != p.old_id) {
@@ -466,6 +597,7 @@ mod tests {
             state: state.into(),
             exit_code: None,
             health: None,
+            up_seconds: None,
         }
     }
 
@@ -748,5 +880,170 @@ mod tests {
         let mut o = o;
         o.containers.retain(|c| c.name != "app");
         assert_eq!(removals(&o), ["old"]);
+    }
+
+    /// A container named like `app`'s kept one but labelled as another
+    /// record's (a record `app_berth-old`, refused now, made it earlier)
+    /// is never judged, removed or put back as `app`'s.
+    #[test]
+    fn a_container_named_like_a_kept_one_of_another_record_is_left_alone() {
+        let (rolled, mut o) = rolled_out();
+        let mut d = declared(&format!("{NEW_LINE}app_berth-old=service|Image|app:1\n"));
+        assert!(
+            d.failed.contains_key("app_berth-old"),
+            "the name is refused"
+        );
+        d.probations = rolled.probations;
+        d.starts = rolled.starts;
+        let other = o
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "app_berth-old")
+            .expect("app_berth-old");
+        other
+            .labels
+            .insert(LABEL_RECORD.into(), "app_berth-old".into());
+        other.state = "running".into();
+        let touches_old = |p: &Plan| {
+            p.actions
+                .iter()
+                .any(|a| a.container_id() == Some("old") || a.kind() == ActionKind::Rollback)
+        };
+        let p = plan_at(&d, &o, &t(10));
+        assert!(!touches_old(&p), "{:?}", p.actions);
+        assert!(probation_note(&d, "app", true, &o, t(10)).is_none());
+        let s = settle(&d, &o, t(10));
+        assert_eq!((s.forget, s.adopt.len()), (vec!["app".to_string()], 0));
+        // With no `app` container: nothing of the other record's is renamed.
+        o.containers.retain(|c| c.name != "app");
+        let p = plan_at(&d, &o, &t(10));
+        assert!(!touches_old(&p), "{:?}", p.actions);
+    }
+
+    /// A job that finished (exit 0 under `no` or `on-failure`) passes its
+    /// probation; an exit 0 under a policy that restarts it, or a failure
+    /// under any, does not.
+    #[test]
+    fn a_job_that_exits_0_under_no_or_on_failure_passes_its_probation() {
+        for (restart, code, passes) in [
+            ("no", 0, true),
+            ("on-failure", 0, true),
+            ("on-failure:3", 0, true),
+            ("unless-stopped", 0, false),
+            ("always", 0, false),
+            ("no", 1, false),
+            ("on-failure", 2, false),
+        ] {
+            let line = format!("app=service|Image|app:2|Restart|{restart}\n");
+            let (mut d, mut o) = rolled_out();
+            d.specs = declared(&line).specs;
+            o.containers[0] = container(&line, "app", "new", V2, "exited");
+            o.containers[0].exit_code = Some(code);
+            let p = plan_at(&d, &o, &t(2));
+            if passes {
+                assert_eq!(
+                    only(&p),
+                    &Operation::RolloutDone {
+                        old_id: "old".into()
+                    },
+                    "{restart} {code}"
+                );
+                assert_eq!(
+                    p.actions[0].reason,
+                    "rollout done: the new container finished its job (exit code 0); removing app_berth-old"
+                );
+            } else {
+                let bad = rolled_back_for(&p);
+                assert_eq!(
+                    bad.reason,
+                    format!("the new container exited with code {code}"),
+                    "{restart}"
+                );
+            }
+        }
+    }
+
+    /// A restart the passes did not catch as `restarting` shows in the
+    /// engine's `Up`: shorter than the time since berth started it.
+    #[test]
+    fn a_container_up_for_less_than_its_probation_restarted_and_is_rolled_back() {
+        let (d, mut o) = rolled_out();
+        let at = |o: &ObservedState, s: i64| plan_at(&d, o, &t(s));
+        // `Up 9 seconds` at 10 s: 9 to 10 s, within the slack.
+        new_mut(&mut o).up_seconds = Some(9);
+        assert_eq!(
+            only(&at(&o, 10)).clone(),
+            Operation::RolloutDone {
+                old_id: "old".into()
+            }
+        );
+        new_mut(&mut o).up_seconds = Some(7);
+        let bad = rolled_back_for(&at(&o, 10));
+        assert_eq!(
+            bad.reason,
+            "the new container restarted during its probation (up 7s of 10s)"
+        );
+        // Seen whenever a pass looks, healthy or not.
+        new_mut(&mut o).up_seconds = Some(1);
+        new_mut(&mut o).health = Some(Health::Starting);
+        let bad = rolled_back_for(&at(&o, 5));
+        assert!(
+            bad.reason.starts_with("the new container restarted"),
+            "{bad:?}"
+        );
+        new_mut(&mut o).health = Some(Health::Healthy);
+        new_mut(&mut o).up_seconds = Some(3);
+        assert!(at(&o, 3).actions.is_empty(), "up since berth started it");
+        // Minutes: `About a minute` is 60 to 120 s.
+        new_mut(&mut o).up_seconds = Some(60);
+        assert_eq!(at(&o, 100).actions[0].kind(), ActionKind::RolloutDone);
+        assert_eq!(at(&o, 121).actions[0].kind(), ActionKind::RolloutDone);
+        assert_eq!(at(&o, 122).actions[0].kind(), ActionKind::Rollback);
+        // Hours are rounded: nothing is said past an hour.
+        new_mut(&mut o).up_seconds = Some(3600);
+        assert_eq!(at(&o, 86_400).actions[0].kind(), ActionKind::RolloutDone);
+        // A status line that does not say: judged without it.
+        new_mut(&mut o).up_seconds = None;
+        assert_eq!(at(&o, 10).actions[0].kind(), ActionKind::RolloutDone);
+        // A probation a crash left before the start was recorded runs from
+        // before the create: its time says nothing of a restart.
+        let (mut d, mut o) = rolled_out();
+        d.starts.clear();
+        new_mut(&mut o).up_seconds = Some(0);
+        if let Some(p) = d.probations.get_mut("app") {
+            p.new_id = None;
+        }
+        assert_eq!(
+            only(&plan_at(&d, &o, &t(10))).clone(),
+            Operation::RolloutDone {
+                old_id: "old".into()
+            }
+        );
+        // Once the probation knows the container, it does.
+        if let Some(p) = d.probations.get_mut("app") {
+            p.new_id = Some("new".into());
+        }
+        assert_eq!(
+            plan_at(&d, &o, &t(10)).actions[0].kind(),
+            ActionKind::Rollback
+        );
+    }
+
+    /// Settings no config allows still never panic the planner.
+    #[test]
+    fn huge_rollout_settings_never_overflow() {
+        let (mut d, mut o) = rolled_out();
+        d.rollout = RolloutSettings {
+            probation_seconds: u64::MAX,
+            health_timeout_seconds: u64::MAX,
+        };
+        let p = plan_at(&d, &o, &t(10));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(p.next_retry, Some(DateTime::<Utc>::MAX_UTC));
+        new_mut(&mut o).health = Some(Health::Starting);
+        assert!(plan_at(&d, &o, &t(10)).actions.is_empty());
+        d.rollout.probation_seconds = i64::MAX as u64 / 1000;
+        assert!(plan_at(&d, &o, &t(10)).actions.is_empty());
+        assert_eq!(after(t(0), 10), t(10));
     }
 }

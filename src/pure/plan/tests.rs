@@ -64,6 +64,7 @@ fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
         state: state.into(),
         exit_code: None,
         health: None,
+        up_seconds: None,
     }
 }
 

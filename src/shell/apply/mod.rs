@@ -377,6 +377,7 @@ async fn run<E: Engine>(
             name,
             new_id,
             old_id,
+            restore,
             start,
             ..
         } => {
@@ -386,6 +387,11 @@ async fn run<E: Engine>(
                 engine.stop_container(new_id, grace).await?;
                 engine.remove_container(new_id).await?;
             }
+            // Its own restart policy back while it is still `_berth-old`:
+            // a crash after the rename would leave it under `no` with
+            // nothing in its name to say so; before it, the next pass puts
+            // it back (and restores) again.
+            engine.update_container(old_id, restore).await?;
             engine.rename_container(old_id, name).await?;
             if *start {
                 *started = Some(old_id.clone());
@@ -449,6 +455,17 @@ async fn recreate<E: Engine>(
     if keep_old {
         let kept_name = format!("{}{OLD_SUFFIX}", config.name);
         engine.rename_container(old_id, &kept_name).await?;
+        // Under `no` while kept, so a dockerd restart never starts it
+        // beside the new one (same volumes, same alias). Once renamed and
+        // before the new one takes the name: a crash before this leaves a
+        // `_berth-old` alone, which the next pass puts back with its
+        // policy restored, and a `_berth-old` beside a container of the
+        // name has always been through it. (Before the rename, a crash
+        // would leave the old container under its own name with its policy
+        // lost, which no name and no list shows.)
+        engine
+            .update_container(old_id, &crate::plan::rollout::no_restart())
+            .await?;
     } else {
         engine.remove_container(old_id).await?;
     }

@@ -522,3 +522,65 @@ async fn a_stop_first_recreate_keeps_the_old_container_too() {
     assert_eq!(e.container("a").map(|c| c.state), Some("running".into()));
     assert!(report.outcomes[0].rollout.is_some());
 }
+
+/// The kept container waits under restart `no`, so a dockerd restart
+/// during the probation never starts it beside the new one (same volumes,
+/// same alias), and gets its own policy back before it takes the name
+/// again: after a failed rollout, and after a crash between the renames.
+#[tokio::test]
+async fn the_kept_container_waits_under_no_restart_and_gets_its_policy_back() {
+    let restart = |e: &FakeEngine, id: &str| e.config_of(id).map(|c| c.restart);
+    let s = Sandbox::new("a=service|Image|app:1|MountPath|/data|Restart|always\n");
+    let e = engine();
+    s.pass(&e, 0).await;
+    let old = e.id_of("a").expect("a");
+    assert_eq!(restart(&e, &old).as_deref(), Some("always"));
+
+    s.write("a=service|Image|app:2|MountPath|/data|Restart|always\n");
+    let report = s.pass(&e, 0).await;
+    assert_eq!(kinds(&report), ["recreate"], "{report:?}");
+    let new = e.id_of("a").expect("a");
+    assert_eq!(e.id_of("a_berth-old"), Some(old.clone()));
+    assert_eq!(restart(&e, &old).as_deref(), Some("no"), "kept under no");
+    assert_eq!(restart(&e, &new).as_deref(), Some("always"));
+    let log = e.actions();
+    let pos = |s: &str| log.iter().position(|a| a == s).unwrap_or(usize::MAX);
+    assert!(
+        pos(&format!("rename {old} a_berth-old")) < pos(&format!("update {old}"))
+            && pos(&format!("update {old}")) < pos(&format!("rename {new} a")),
+        "policy taken once kept, before the new one takes the name: {log:?}"
+    );
+
+    e.clear_log();
+    e.set_exited(&new, 1);
+    let report = s.pass(&e, 1).await;
+    assert_eq!(kinds(&report), ["rollback"], "{report:?}");
+    assert_eq!(restart(&e, &old).as_deref(), Some("always"), "given back");
+    let log = e.actions();
+    let pos = |s: &str| log.iter().position(|a| a == s).unwrap_or(usize::MAX);
+    assert!(
+        pos(&format!("update {old}")) < pos(&format!("rename {old} a"))
+            && pos(&format!("rename {old} a")) < pos(&format!("start {old}")),
+        "given back while still kept: {log:?}"
+    );
+
+    // Cut off between the renames: the kept one, alone under `no`, is put
+    // back with its policy.
+    let e = engine();
+    pass(
+        &e,
+        &declared("a=service|Image|app:1|Restart|unless-stopped\n"),
+    )
+    .await;
+    let old = e.id_of("a").expect("a exists");
+    e.fail_rename("a_berth-new");
+    let v2 = declared("a=service|Image|app:2|Restart|unless-stopped\n");
+    assert_eq!(pass(&e, &v2).await.failures().count(), 1);
+    assert_eq!(e.id_of("a_berth-old"), Some(old.clone()));
+    assert_eq!(restart(&e, &old).as_deref(), Some("no"));
+    e.heal();
+    let report = pass(&e, &v2).await;
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert_eq!(e.id_of("a"), Some(old.clone()));
+    assert_eq!(restart(&e, &old).as_deref(), Some("unless-stopped"));
+}

@@ -304,6 +304,41 @@ fn health(status: &str) -> Option<Health> {
     }
 }
 
+/// How long a running container has been up, at least, from the engine's
+/// status line: `Up 3 seconds (healthy)`, `Up About a minute`, `Up Less
+/// than a second`, `Up 2 hours (Paused)`. Docker words it with
+/// `units.HumanDuration`: seconds are cut to the second and minutes to
+/// the minute, but hours (from 2) and what is counted in hours (days,
+/// weeks, months) are rounded, so those read half an hour less.
+fn up_seconds(status: &str) -> Option<u64> {
+    let rest = status.strip_prefix("Up ")?;
+    let words = rest
+        .split_once(" (")
+        .map_or(rest, |(words, _)| words)
+        .trim();
+    match words {
+        "Less than a second" => return Some(0),
+        "About a minute" => return Some(60),
+        // Rounded hours, but only once a full hour of minutes has passed.
+        "About an hour" => return Some(3600),
+        _ => {}
+    }
+    let (count, unit) = words.split_once(' ')?;
+    let count: u64 = count.parse().ok()?;
+    let (unit_seconds, rounded) = match unit.strip_suffix('s').unwrap_or(unit) {
+        "second" => (1, false),
+        "minute" => (60, false),
+        "hour" => (3600, true),
+        "day" => (86_400, true),
+        "week" => (7 * 86_400, true),
+        "month" => (30 * 86_400, true),
+        "year" => (365 * 86_400, false),
+        _ => return None,
+    };
+    let up = count.saturating_mul(unit_seconds);
+    Some(if rounded { up.saturating_sub(1800) } else { up })
+}
+
 /// The container's own name among those listed: Docker also lists legacy
 /// link aliases (`/other/alias`), which hold a second slash.
 fn container_name(names: &[String]) -> String {
@@ -350,6 +385,7 @@ impl Engine for DockerEngine {
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                 exit_code: c.status.as_deref().and_then(exit_code),
                 health: c.status.as_deref().and_then(health),
+                up_seconds: c.status.as_deref().and_then(up_seconds),
             })
             .collect();
         let images = images
@@ -626,6 +662,35 @@ mod tests {
         assert_eq!(exit_code("Exited (0) Less than a second ago"), Some(0));
         assert_eq!(exit_code("Up 3 seconds"), None);
         assert_eq!(exit_code("Exited ("), None);
+    }
+
+    #[test]
+    fn uptime_is_read_from_the_status_line_as_docker_words_it() {
+        for (status, up) in [
+            ("Up Less than a second", Some(0)),
+            ("Up 1 second", Some(1)),
+            ("Up 3 seconds", Some(3)),
+            ("Up 59 seconds (health: starting)", Some(59)),
+            ("Up About a minute", Some(60)),
+            ("Up About a minute (healthy)", Some(60)),
+            ("Up 2 minutes (Paused)", Some(120)),
+            ("Up 59 minutes (unhealthy)", Some(3540)),
+            ("Up About an hour", Some(3600)),
+            ("Up 3 hours", Some(3 * 3600 - 1800)),
+            ("Up 2 days", Some(2 * 86_400 - 1800)),
+            ("Up 3 weeks", Some(21 * 86_400 - 1800)),
+            ("Up 4 months", Some(120 * 86_400 - 1800)),
+            ("Up 2 years", Some(730 * 86_400)),
+            ("Up 99999999999999999 years", Some(u64::MAX)),
+            ("Exited (0) 3 seconds ago", None),
+            ("Restarting (1) 2 seconds ago", None),
+            ("Created", None),
+            ("Up", None),
+            ("Up 3 fortnights", None),
+            ("Up a few seconds", None),
+        ] {
+            assert_eq!(up_seconds(status), up, "{status}");
+        }
     }
 
     #[test]

@@ -25,9 +25,14 @@
 //!   lists `health: starting` until a test sets its verdict with
 //!   [`FakeEngine::set_health`]; a stopped container has none, as the
 //!   engine's status line shows none;
-//! - updates: an in-place update changes the container's config, and is
+//! - updates: an in-place update changes the container's config (a limit
+//!   it leaves out, as unchanged, and the restart policy always), and is
 //!   refused below the memory a test said it uses (`set_memory_usage`), as
 //!   runc refuses it;
+//! - uptime: the fake has no clock that agrees with both berthd's pausable
+//!   one and state.db's, so a container's `up_seconds` is None (a status
+//!   line that does not say) until a test sets it ([`FakeEngine::set_up`]),
+//!   and a start or a stop clears it;
 //! - images: a build, import or load records an image with an ID and tags
 //!   it (a failed build leaves the tag where it was), save writes a tar that
 //!   load reads back, push needs the tag locally, removing a tag a
@@ -468,6 +473,15 @@ impl FakeEngine {
         self.lock().host_folders.clone()
     }
 
+    /// Sets how long the engine's status line says a container has been
+    /// up (`Up 3 seconds`: 3), as a restart by the engine would leave it.
+    pub fn set_up(&self, id_or_name: &str, seconds: Option<u64>) {
+        let mut s = self.lock();
+        if let Some(i) = s.find(id_or_name) {
+            s.containers[i].up_seconds = seconds;
+        }
+    }
+
     /// Sets a container's state word (e.g. `exited` to simulate a crash).
     pub fn set_state(&self, id_or_name: &str, state: &str) {
         let mut s = self.lock();
@@ -476,7 +490,6 @@ impl FakeEngine {
         }
     }
 
-    /// The container exited by itself with `code`.
     /// Makes the container use `bytes` of memory: an update below it is refused.
     pub fn set_memory_usage(&self, id_or_name: &str, bytes: i64) {
         let mut s = self.lock();
@@ -486,12 +499,14 @@ impl FakeEngine {
         }
     }
 
+    /// The container exited by itself with `code`.
     pub fn set_exited(&self, id_or_name: &str, code: i64) {
         let mut s = self.lock();
         if let Some(i) = s.find(id_or_name) {
             s.containers[i].state = "exited".to_string();
             s.containers[i].exit_code = Some(code);
             s.containers[i].health = None;
+            s.containers[i].up_seconds = None;
             let id = s.containers[i].id.clone();
             s.attached.remove(&id);
         }
@@ -679,6 +694,7 @@ impl Engine for FakeEngine {
                 state: "created".to_string(),
                 exit_code: None,
                 health: None,
+                up_seconds: None,
             });
             s.configs.insert(id.clone(), config.clone());
             Ok(id)
@@ -721,6 +737,7 @@ impl Engine for FakeEngine {
                 _ => image_checks,
             };
             s.containers[i].health = checked.then_some(Health::Starting);
+            s.containers[i].up_seconds = None;
             Ok(())
         })
     }
@@ -736,6 +753,7 @@ impl Engine for FakeEngine {
             if let Some(i) = s.find(id) {
                 s.containers[i].state = "exited".to_string();
                 s.containers[i].health = None;
+                s.containers[i].up_seconds = None;
                 let container_id = s.containers[i].id.clone();
                 s.attached.remove(&container_id);
             }
@@ -774,7 +792,11 @@ impl Engine for FakeEngine {
                     "Cannot update container {container_id}: unable to set memory limit to {limit} (current usage: {usage})"
                 )));
             }
+            // Like the engine: a limit left out (0 on the wire) is unchanged.
             if let Some(config) = s.configs.get_mut(&container_id) {
+                let mut update = update.clone();
+                update.memory = update.memory.or(config.memory);
+                update.nano_cpus = update.nano_cpus.or(config.nano_cpus);
                 update.apply_to(config);
             }
             Ok(())
