@@ -41,6 +41,7 @@ fn container(
         state: state.into(),
         exit_code: (state == "exited").then_some(0),
         health: None,
+        up_seconds: None,
     }
 }
 
