@@ -34,7 +34,22 @@ pub enum Invalid {
     BuildMemory(crate::declared::property::ValueError),
     #[error("mass_removal_share must be more than 0 and at most 1 (got {0})")]
     Share(f64),
+    #[error("{key} must be from {min} to {max} (got {got})")]
+    OutOfRange {
+        key: &'static str,
+        min: u64,
+        max: u64,
+        got: u64,
+    },
 }
+
+/// The registry and pull keys' bounds: a poll period from a minute to 30
+/// days (a registry is not asked more often; a longer one would overflow
+/// time arithmetic for nothing), a pull timeout from 1 s to a day.
+const REGISTRY_BOUNDS: [(&str, u64, u64); 2] = [
+    ("registry_poll_seconds", 60, 30 * 86_400),
+    ("pull_timeout_seconds", 1, 86_400),
+];
 
 /// The file as written; every field optional, unknown keys rejected so a
 /// typo is an error rather than a silently ignored setting.
@@ -277,6 +292,14 @@ impl Config {
                 return Err(bad(Invalid::Zero(key)));
             }
         }
+        for ((key, min, max), value) in REGISTRY_BOUNDS
+            .into_iter()
+            .zip([raw.registry_poll_seconds, raw.pull_timeout_seconds])
+        {
+            if let Some(got) = value.filter(|v| !(min..=max).contains(v)) {
+                return Err(bad(Invalid::OutOfRange { key, min, max, got }));
+            }
+        }
         if let Some(share) = raw.mass_removal_share {
             if !(share > 0.0 && share <= 1.0) {
                 return Err(bad(Invalid::Share(share)));
@@ -374,5 +397,27 @@ mod tests {
             let err = Config::parse(Path::new("b.toml"), zero).expect_err(zero);
             assert!(err.to_string().contains("must be at least 1"), "{err}");
         }
+    }
+
+    #[test]
+    fn registry_poll_and_pull_timeout_are_bounded() {
+        for (text, key) in [
+            ("registry_poll_seconds = 59", "registry_poll_seconds"),
+            (
+                "registry_poll_seconds = 18446744073709551615",
+                "registry_poll_seconds",
+            ),
+            ("pull_timeout_seconds = 86401", "pull_timeout_seconds"),
+        ] {
+            let err = Config::parse(Path::new("b.toml"), text).expect_err(text);
+            assert!(err.to_string().contains(key), "{err}");
+            assert!(err.to_string().contains("must be from"), "{err}");
+        }
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "registry_poll_seconds = 2592000\npull_timeout_seconds = 86400\n",
+        )
+        .expect("at the bounds");
+        assert_eq!(c.registry_poll_seconds, 2_592_000);
     }
 }
