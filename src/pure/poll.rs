@@ -41,7 +41,10 @@ pub fn due(last: Option<&LastCheck>, now: SystemTime, poll: Duration, on_demand:
     }
     // A period past what SystemTime can hold means "not again": the
     // furthest time this platform can say, never a panic.
-    match last.checked_at.map(|c| c.checked_add(poll).unwrap_or_else(|| far().max(c))) {
+    match last
+        .checked_at
+        .map(|c| c.checked_add(poll).unwrap_or_else(|| far().max(c)))
+    {
         Some(next) if next > now => Due::At(next),
         _ => Due::Now,
     }

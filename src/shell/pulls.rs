@@ -11,7 +11,8 @@
 //! ([`Puller::run`]) and then applies, as `docker compose up` does.
 //!
 //! The login comes from the credentials file (the record's `Credentials`
-//! entry, else the entry whose `server` is the image's registry) and goes
+//! entry, refused when its `server` is another registry than the image's,
+//! else the entry whose `server` is the image's registry) and goes
 //! to the engine in its X-Registry-Auth header: never argv, never a log
 //! line, and an engine message that quoted the password would have it
 //! masked before it is shown anywhere.

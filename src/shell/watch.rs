@@ -5,9 +5,14 @@
 //! (at most once per `registry_poll_seconds`, never before a `Retry-After`;
 //! on demand skips the first, never the second), compared with the local
 //! image's `RepoDigests`. A moved tag is notified once per new digest
-//! (`notify`) or pulled (`auto`): the next pass then recreates what runs
-//! the old image, and the lineage check queues the rebuild of images built
-//! on it. Checks run a few at a time; results go to state.db.
+//! (`notify`; marked only once the command exited 0) or pulled (`auto`,
+//! through `pulls::pull_within`: timeout and masking as any pull): the
+//! next pass then recreates what runs the old image, and the lineage check
+//! queues the rebuild of images built on it. An image made here (built,
+//! loaded, imported: no `RepoDigests`) is never pulled over, and a base
+//! that is a `docker_images` record's `Tag` is not watched. The login is
+//! `pulls::login_in`'s, so a named entry for another registry is refused
+//! here as in a pull. Checks run a few at a time; results go to state.db.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -307,8 +312,7 @@ pub async fn round<E: Engine>(
     let mut asks = Vec::with_capacity(due.len());
     for w in due {
         let who: Vec<&str> = w.users.iter().map(|u| u.name.as_str()).collect();
-        match crate::pulls::login_in(&creds, &w.image, w.credentials.as_deref(), &who.join(", "))
-        {
+        match crate::pulls::login_in(&creds, &w.image, w.credentials.as_deref(), &who.join(", ")) {
             Ok(login) => asks.push((w, login)),
             Err(e) => {
                 let previous = rows.get(&w.reference);
@@ -783,13 +787,19 @@ mod tests {
     async fn an_image_made_here_is_never_pulled_over() {
         use crate::engine::fake::FakeEngine;
         let (host, _) = crate::registry::test_server::token_registry().await;
-        let (_dir, config) = setup(&host, &format!("web=service|Image|{host}/a/b:1|Update|auto\n"), None);
+        let (_dir, config) = setup(
+            &host,
+            &format!("web=service|Image|{host}/a/b:1|Update|auto\n"),
+            None,
+        );
         let state = State::open(&config.state_dir).expect("state");
         let engine = FakeEngine::new();
         // Built or loaded here: no RepoDigests. The registry has another.
         engine.add_image(&format!("{host}/a/b:1"), "sha256:local");
         engine.publish(&format!("{host}/a/b:1"), "sha256:theirs");
-        let report = round(&config, &engine, &state, &ON_DEMAND()).await.expect("round");
+        let report = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
         assert_eq!(report.checked[0].outcome, Outcome::NotFromRegistry);
         assert!(engine.pulled().is_empty(), "{:?}", engine.pulled());
         assert!(!report.pulled());
@@ -806,7 +816,9 @@ mod tests {
         );
         let state = State::open(&config.state_dir).expect("state");
         let engine = FakeEngine::new();
-        let report = round(&config, &engine, &state, &ON_DEMAND()).await.expect("round");
+        let report = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
         let Outcome::Failed { error } = &report.checked[0].outcome else {
             panic!("{:?}", report.checked[0].outcome);
         };
@@ -837,7 +849,9 @@ mod tests {
         engine.publish(&reference, "sha256:new");
         engine.slow_pull(Duration::from_secs(3600));
         let started = std::time::Instant::now();
-        let report = round(&config, &engine, &state, &ON_DEMAND()).await.expect("round");
+        let report = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
         assert!(started.elapsed() < Duration::from_secs(60));
         let Outcome::PullFailed { error } = &report.checked[0].outcome else {
             panic!("{:?}", report.checked[0].outcome);
@@ -869,12 +883,21 @@ mod tests {
         engine.publish(&reference, "sha256:old");
         engine.pull_image(&reference, None).await.expect("pull");
         let outcome = |r: Report| r.checked[0].outcome.clone();
-        let failed = round(&config, &engine, &state, &ON_DEMAND()).await.expect("round");
-        assert_eq!(outcome(failed), Outcome::UpdateAvailable { notified: false });
+        let failed = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        assert_eq!(
+            outcome(failed),
+            Outcome::UpdateAvailable { notified: false }
+        );
         std::fs::write(&flag, "").expect("flag");
-        let ran = round(&config, &engine, &state, &ON_DEMAND()).await.expect("round");
+        let ran = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
         assert_eq!(outcome(ran), Outcome::UpdateAvailable { notified: true });
-        let again = round(&config, &engine, &state, &ON_DEMAND()).await.expect("round");
+        let again = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
         assert_eq!(outcome(again), Outcome::UpdateAvailable { notified: false });
         assert_eq!(
             std::fs::read_to_string(&out).expect("ran").lines().count(),

@@ -100,7 +100,8 @@ async fn check(config: &Config, names: Vec<String>, json: bool) -> anyhow::Resul
             }
             Outcome::NotHere => "not here yet: nothing to compare".to_string(),
             Outcome::NotFromRegistry => {
-                "not from a registry (built, loaded or imported here): never pulled over".to_string()
+                "not from a registry (built, loaded or imported here): never pulled over"
+                    .to_string()
             }
             Outcome::Failed { error } => {
                 failed = true;

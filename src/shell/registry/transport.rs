@@ -178,10 +178,7 @@ impl Transport {
             .map_err(|e| TransportError::Tls(format!("reading certificates: {e}")))??;
         let mut cache = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
         // Two checks of one registry may both have read it: keep the first.
-        Ok(cache
-            .entry(authority.to_string())
-            .or_insert(config)
-            .clone())
+        Ok(cache.entry(authority.to_string()).or_insert(config).clone())
     }
 
     fn cached(&self, authority: &str) -> Option<Arc<rustls::ClientConfig>> {
@@ -421,8 +418,11 @@ mod tests {
         let other = if me.is_root() { 1000 } else { 0 };
         let owned_by_other =
             nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(other)), None).is_ok();
-        nix::unistd::mkfifo(&dir.join("fifo.crt"), nix::sys::stat::Mode::from_bits_truncate(0o644))
-            .expect("fifo");
+        nix::unistd::mkfifo(
+            &dir.join("fifo.crt"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .expect("fifo");
         let elsewhere = root.path().join("elsewhere.crt");
         std::fs::write(&elsewhere, PEM).expect("write");
         std::os::unix::fs::symlink(&elsewhere, dir.join("link.crt")).expect("link");
