@@ -323,3 +323,47 @@ fn an_image_with_pull_always_builds_on_the_base_the_registry_holds_now() {
     let (_, variant, _) = support::docker(&["run", "--rm", &tag, "cat", "/etc/berth-variant"]);
     assert_eq!(variant.trim(), "variant", "built on the moved base: {out}");
 }
+
+#[test]
+fn an_image_pinned_by_digest_is_pulled_with_or_without_its_tag() {
+    let s = Sandbox::new(None);
+    let registry = Registry::start_tls(None);
+    let reference = published(&s, &registry, &TestImages::busybox().id, "1");
+    let name = format!("{}/app", s.prefix.as_str());
+    let digest = registry.manifest_digest(&name, "1").expect("pushed");
+    let repo = reference.trim_end_matches(":1");
+    let by_digest = format!("{repo}@{digest}");
+    s.db(&[
+        "set",
+        &s.name("pinned"),
+        "service",
+        "Image",
+        &by_digest,
+        "Command",
+        "sleep 3600",
+    ]);
+    let out = s.apply_ok();
+    assert!(
+        out.contains(&format!("{}: {by_digest}", s.name("pinned"))),
+        "pulled: {out}"
+    );
+    assert_eq!(s.state("pinned"), "running", "{out}");
+    assert!(docker_inspect_opt(&by_digest).is_some(), "pulled by digest");
+
+    // Tag and digest: the digest decides (as `docker pull` does).
+    docker_ok(&["rm", "-f", &s.name("pinned")]);
+    docker_ok(&["rmi", &by_digest]);
+    let tagged = format!("{reference}@{digest}");
+    let pulled = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let engine = berth::engine::DockerEngine::connect(&support::docker_host())
+                .await
+                .expect("engine");
+            berth::engine::Engine::pull_image(&engine, &tagged, None).await
+        });
+    assert!(pulled.is_ok(), "{pulled:?}");
+    assert!(docker_inspect_opt(&by_digest).is_some(), "pulled by digest");
+}

@@ -14,6 +14,14 @@ pub struct LastCheck {
     pub not_before: Option<SystemTime>,
 }
 
+/// Far enough to be "never" for a watch, and representable everywhere
+/// (about 270 years past the epoch).
+fn far() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(1 << 33))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 /// Whether a reference is asked now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
@@ -31,7 +39,12 @@ pub fn due(last: Option<&LastCheck>, now: SystemTime, poll: Duration, on_demand:
     if on_demand {
         return Due::Now;
     }
-    match last.checked_at.map(|c| c + poll) {
+    // A period past what SystemTime can hold means "not again": the
+    // furthest time this platform can say, never a panic.
+    match last
+        .checked_at
+        .map(|c| c.checked_add(poll).unwrap_or_else(|| far().max(c)))
+    {
         Some(next) if next > now => Due::At(next),
         _ => Due::Now,
     }
@@ -98,6 +111,19 @@ mod tests {
             due(Some(&long), at(6 * 3600), POLL, false),
             Due::At(at(7 * 3600))
         );
+    }
+
+    #[test]
+    fn a_huge_poll_period_does_not_panic() {
+        let last = LastCheck {
+            checked_at: Some(at(0)),
+            not_before: None,
+        };
+        let Due::At(next) = due(Some(&last), at(60), Duration::MAX, false) else {
+            panic!("not due");
+        };
+        assert!(next > at(60));
+        assert!(next_due([Some(&last)], at(60), Duration::MAX).is_some());
     }
 
     #[test]

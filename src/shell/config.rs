@@ -34,18 +34,27 @@ pub enum Invalid {
     BuildMemory(crate::declared::property::ValueError),
     #[error("mass_removal_share must be more than 0 and at most 1 (got {0})")]
     Share(f64),
-    #[error("{key} must be at most {max} (got {got})")]
-    TooLarge {
+    #[error("{key} must be from {min} to {max} (got {got})")]
+    OutOfRange {
         key: &'static str,
+        min: u64,
         max: u64,
         got: u64,
     },
 }
 
-/// The most a rollout key may say: a day. A probation keeps the old
-/// container (and a rollback's chance) that long, and the deadlines made
-/// from these stay far inside what a date can hold.
-pub const MAX_ROLLOUT_SECONDS: u64 = 24 * 60 * 60;
+/// Bounded keys, from min to max. A poll period from a minute to 30 days
+/// (a registry is not asked more often; a longer one would overflow time
+/// arithmetic for nothing), a pull timeout from 1 s to a day; a rollout
+/// key at most a day: a probation keeps the old container (and a
+/// rollback's chance) that long, and the deadlines made from these stay
+/// far inside what a date can hold.
+const BOUNDS: [(&str, u64, u64); 4] = [
+    ("registry_poll_seconds", 60, 30 * 86_400),
+    ("pull_timeout_seconds", 1, 86_400),
+    ("rollout_probation_seconds", 1, 86_400),
+    ("rollout_health_timeout_seconds", 1, 86_400),
+];
 
 /// The file as written; every field optional, unknown keys rejected so a
 /// typo is an error rather than a silently ignored setting.
@@ -288,19 +297,14 @@ impl Config {
                 return Err(bad(Invalid::Zero(key)));
             }
         }
-        for (key, value) in [
-            ("rollout_probation_seconds", raw.rollout_probation_seconds),
-            (
-                "rollout_health_timeout_seconds",
-                raw.rollout_health_timeout_seconds,
-            ),
-        ] {
-            if let Some(got) = value.filter(|v| *v > MAX_ROLLOUT_SECONDS) {
-                return Err(bad(Invalid::TooLarge {
-                    key,
-                    max: MAX_ROLLOUT_SECONDS,
-                    got,
-                }));
+        for ((key, min, max), value) in BOUNDS.into_iter().zip([
+            raw.registry_poll_seconds,
+            raw.pull_timeout_seconds,
+            raw.rollout_probation_seconds,
+            raw.rollout_health_timeout_seconds,
+        ]) {
+            if let Some(got) = value.filter(|v| !(min..=max).contains(v)) {
+                return Err(bad(Invalid::OutOfRange { key, min, max, got }));
             }
         }
         if let Some(share) = raw.mass_removal_share {
@@ -418,10 +422,35 @@ mod tests {
                 let text = format!("{key} = {value}");
                 let err = Config::parse(Path::new("b.toml"), &text).expect_err(&text);
                 let err = err.to_string();
-                assert!(err.contains(key) && err.contains("at most 86400"), "{err}");
+                assert!(
+                    err.contains(key) && err.contains("from 1 to 86400"),
+                    "{err}"
+                );
             }
             let err = Config::parse(Path::new("b.toml"), &format!("{key} = 0")).expect_err("zero");
             assert!(err.to_string().contains("must be at least 1"), "{err}");
         }
+    }
+
+    #[test]
+    fn registry_poll_and_pull_timeout_are_bounded() {
+        for (text, key) in [
+            ("registry_poll_seconds = 59", "registry_poll_seconds"),
+            (
+                "registry_poll_seconds = 18446744073709551615",
+                "registry_poll_seconds",
+            ),
+            ("pull_timeout_seconds = 86401", "pull_timeout_seconds"),
+        ] {
+            let err = Config::parse(Path::new("b.toml"), text).expect_err(text);
+            assert!(err.to_string().contains(key), "{err}");
+            assert!(err.to_string().contains("must be from"), "{err}");
+        }
+        let c = Config::parse(
+            Path::new("b.toml"),
+            "registry_poll_seconds = 2592000\npull_timeout_seconds = 86400\n",
+        )
+        .expect("at the bounds");
+        assert_eq!(c.registry_poll_seconds, 2_592_000);
     }
 }

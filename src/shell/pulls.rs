@@ -11,7 +11,8 @@
 //! ([`Puller::run`]) and then applies, as `docker compose up` does.
 //!
 //! The login comes from the credentials file (the record's `Credentials`
-//! entry, else the entry whose `server` is the image's registry) and goes
+//! entry, refused when its `server` is another registry than the image's,
+//! else the entry whose `server` is the image's registry) and goes
 //! to the engine in its X-Registry-Auth header: never argv, never a log
 //! line, and an engine message that quoted the password would have it
 //! masked before it is shown anywhere.
@@ -69,6 +70,13 @@ pub enum PullError {
     Engine(String),
     #[error("no answer within pull_timeout_seconds ({seconds} s)")]
     Timeout { seconds: u64 },
+    #[error("{who}: credentials entry {entry:?} is for registry {server}, not {registry} (the image's): refused, so its password goes to no other host")]
+    OtherRegistry {
+        who: String,
+        entry: String,
+        server: String,
+        registry: String,
+    },
 }
 
 /// How one pull ended.
@@ -280,19 +288,30 @@ async fn pull_with_login<E: Engine>(
     let login = login_for(
         &want.reference,
         want.credentials.as_deref(),
+        &want.records.join(", "),
         &settings.credentials_file,
     )?;
+    pull_within(engine, &want.reference, login, settings.timeout).await
+}
+
+/// One pull of `reference` with `login`, cut off after `timeout`, the
+/// engine's words masked: what every pull berth makes goes through (the
+/// planner's here, the watch's `Update auto`).
+pub async fn pull_within<E: Engine>(
+    engine: &E,
+    reference: &str,
+    login: Option<RegistryLogin>,
+    timeout: Duration,
+) -> Result<String, PullError> {
     let password = login.as_ref().map(|l| l.password.clone());
-    let pulled =
-        tokio::time::timeout(settings.timeout, engine.pull_image(&want.reference, login)).await;
-    match pulled {
+    match tokio::time::timeout(timeout, engine.pull_image(reference, login)).await {
         Ok(Ok(id)) => Ok(id),
         Ok(Err(e)) => Err(PullError::Engine(masked(
             &e.to_string(),
             password.as_deref(),
         ))),
         Err(_) => Err(PullError::Timeout {
-            seconds: settings.timeout.as_secs(),
+            seconds: timeout.as_secs(),
         }),
     }
 }
@@ -316,13 +335,35 @@ fn masked(message: &str, password: Option<&str>) -> String {
 }
 
 /// The login a pull of `reference` uses: the entry `name`, else the one
-/// whose `server` is the reference's registry, else none.
+/// whose `server` is the reference's registry, else none. `who` names the
+/// records (or images) asking, for the error.
 pub fn login_for(
     reference: &str,
     name: Option<&str>,
+    who: &str,
     file: &std::path::Path,
 ) -> Result<Option<RegistryLogin>, PullError> {
     let image = ImageRef::parse(reference)?;
+    let all = match (name, credentials::load(file)) {
+        (_, Ok(all)) => all,
+        (Some(_), Err(e)) => return Err(e.into()),
+        // Without a file (or with one berth may not read) a pull naming
+        // no entry is anonymous: a registry that wants a login says so.
+        (None, Err(_)) => return Ok(None),
+    };
+    login_in(&all, &image, name, who)
+}
+
+/// [`login_for`] in credentials already read. A named entry whose
+/// `server` is set must be the image's registry: its password is never
+/// sent to another host. An entry with no `server` goes wherever the
+/// records that name it pull from.
+pub fn login_in(
+    all: &credentials::Credentials,
+    image: &ImageRef,
+    name: Option<&str>,
+    who: &str,
+) -> Result<Option<RegistryLogin>, PullError> {
     let registry = image.registry.as_str();
     let to_login = |login: &credentials::Login| RegistryLogin {
         username: login.username.clone(),
@@ -335,37 +376,48 @@ pub fn login_for(
     };
     match name {
         Some(name) => {
-            let all = credentials::load(file)?;
             let login = all.login(name)?;
+            let server = server_host(&login.server);
+            if !server.is_empty() && server != registry_host(registry) {
+                return Err(PullError::OtherRegistry {
+                    who: who.to_string(),
+                    entry: name.to_string(),
+                    server,
+                    registry: registry.to_string(),
+                });
+            }
             Ok(Some(to_login(login)))
         }
-        None => {
-            // Without a file (or with one berth may not read) the pull is
-            // anonymous: a registry that wants a login says so.
-            let Ok(all) = credentials::load(file) else {
-                return Ok(None);
-            };
-            Ok(all
-                .credentials
-                .values()
-                .find(|l| server_host(&l.server) == registry)
-                .map(to_login))
-        }
+        None => Ok(all
+            .credentials
+            .values()
+            .find(|l| {
+                let server = server_host(&l.server);
+                !server.is_empty() && server == registry_host(registry)
+            })
+            .map(to_login)),
     }
 }
 
 /// A credentials entry's `server` as a registry host: no scheme or path,
-/// Docker Hub's aliases as `docker.io`.
-fn server_host(server: &str) -> &str {
+/// lowercase, Docker Hub's aliases as `docker.io`.
+fn server_host(server: &str) -> String {
     let s = server.trim();
     let s = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))
         .unwrap_or(s);
-    let host = s.split('/').next().unwrap_or(s);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB,
-        other => other,
+    registry_host(s.split('/').next().unwrap_or(s))
+}
+
+/// A registry host as compared: lowercase, Docker Hub's aliases as one.
+fn registry_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            DOCKER_HUB.to_string()
+        }
+        _ => host,
     }
 }
 
@@ -493,25 +545,54 @@ mod tests {
              [credentials.other]\nusername = \"o\"\npassword = \"x\"\n",
         );
         let file = dir.path().join("credentials.toml");
-        let login = login_for("reg.example:5000/app:1", None, &file)
+        let login = login_for("reg.example:5000/app:1", None, "a", &file)
             .expect("ok")
             .expect("found by server");
         assert_eq!(login.username, "berth");
         assert!(matches!(
-            login_for("elsewhere.example/app:1", None, &file),
+            login_for("elsewhere.example/app:1", None, "a", &file),
             Ok(None)
         ));
-        let named = login_for("elsewhere.example/app:1", Some("other"), &file)
+        let named = login_for("elsewhere.example/app:1", Some("other"), "a", &file)
             .expect("ok")
             .expect("named");
         assert_eq!(
             (named.username.as_str(), named.server.as_str()),
             ("o", "elsewhere.example")
         );
-        let Err(missing) = login_for("app:1", Some("nope"), &file) else {
+        let Err(missing) = login_for("app:1", Some("nope"), "a", &file) else {
             panic!("no such entry");
         };
         assert!(missing.to_string().contains("nope"), "{missing}");
+
+        // A named entry for another registry is refused: its password
+        // would go to whatever host the image names.
+        let Err(other) = login_for("evil.example/app:1", Some("reg"), "web, api", &file) else {
+            panic!("another registry's entry");
+        };
+        let text = other.to_string();
+        for part in ["web, api", "\"reg\"", "reg.example:5000", "evil.example"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(!text.contains("s3cret-pw"), "{text}");
+        assert!(
+            login_for("REG.example:5000/app:1", Some("reg"), "a", &file).is_ok(),
+            "host names are compared without case"
+        );
+        // Docker Hub's aliases are one registry.
+        credentials(
+            dir.path(),
+            "[credentials.hub]\nusername = \"h\"\npassword = \"p\"\nserver = \"https://index.docker.io/v1/\"\n",
+        );
+        let hub = login_for("nginx:1", Some("hub"), "a", &file)
+            .expect("hub")
+            .expect("named");
+        assert_eq!(hub.username, "h");
+        assert!(login_for("ghcr.io/x/y:1", Some("hub"), "a", &file).is_err());
+        credentials(
+            dir.path(),
+            "[credentials.reg]\nusername = \"berth\"\npassword = \"s3cret-pw\"\nserver = \"https://reg.example:5000/v2/\"\n",
+        );
 
         // A message quoting the password is masked.
         let engine = FakeEngine::new();

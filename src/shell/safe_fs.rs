@@ -237,9 +237,26 @@ impl Dir {
         Ok(())
     }
 
-    /// The regular file `name` of this folder, at most `limit` bytes; None
-    /// when there is none (a link is not followed: it reads as none).
-    pub fn read_file(&self, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    /// The folder's own owner and mode.
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        File::from(self.fd.try_clone()?).metadata()
+    }
+
+    /// The names in this folder, at most `limit` of them, in no order.
+    pub fn names(&self, limit: usize) -> io::Result<Vec<OsString>> {
+        use std::os::fd::AsRawFd;
+        // The descriptor's own folder, whatever its path says now.
+        std::fs::read_dir(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))?
+            .filter_map(Result::ok)
+            .map(|e| Ok(e.file_name()))
+            .take(limit)
+            .collect()
+    }
+
+    /// The regular file `name` of this folder opened for reading: never
+    /// through a link, never blocking on a FIFO or a device; None when
+    /// there is none, or it is a link or not a regular file.
+    pub fn open_file(&self, name: &OsStr) -> io::Result<Option<File>> {
         self.entry(name)?;
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let file = match openat(&self.fd, name, flags, Mode::empty()) {
@@ -247,9 +264,15 @@ impl Dir {
             Err(Errno::ENOENT | Errno::ELOOP) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if !file.metadata()?.is_file() {
+        Ok(file.metadata()?.is_file().then_some(file))
+    }
+
+    /// The regular file `name` of this folder, at most `limit` bytes; None
+    /// when there is none (a link is not followed: it reads as none).
+    pub fn read_file(&self, name: &OsStr, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        let Some(file) = self.open_file(name)? else {
             return Ok(None);
-        }
+        };
         let mut bytes = Vec::new();
         file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > limit {

@@ -5,9 +5,14 @@
 //! (at most once per `registry_poll_seconds`, never before a `Retry-After`;
 //! on demand skips the first, never the second), compared with the local
 //! image's `RepoDigests`. A moved tag is notified once per new digest
-//! (`notify`) or pulled (`auto`): the next pass then recreates what runs
-//! the old image, and the lineage check queues the rebuild of images built
-//! on it. Checks run a few at a time; results go to state.db.
+//! (`notify`; marked only once the command exited 0) or pulled (`auto`,
+//! through `pulls::pull_within`: timeout and masking as any pull): the
+//! next pass then recreates what runs the old image, and the lineage check
+//! queues the rebuild of images built on it. An image made here (built,
+//! loaded, imported: no `RepoDigests`) is never pulled over, and a base
+//! that is a `docker_images` record's `Tag` is not watched. The login is
+//! `pulls::login_in`'s, so a named entry for another registry is refused
+//! here as in a pull. Checks run a few at a time; results go to state.db.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -19,7 +24,7 @@ use crate::config::Config;
 use crate::declared::property::UpdatePolicy;
 use crate::declared::Declared;
 use crate::engine::{Engine, RegistryLogin};
-use crate::images::credentials::{self, Credentials};
+use crate::images::credentials;
 use crate::images::DeclaredImages;
 use crate::poll::{self, Due};
 use crate::reference::ImageRef;
@@ -104,7 +109,9 @@ pub fn watched(declared: &Declared, images: &DeclaredImages, lineage: &[Lineage]
         let (Some(spec), Some(base)) = (images.specs.get(&l.image), &l.base_ref) else {
             continue;
         };
-        if spec.update != UpdatePolicy::Never {
+        // A base built here (another record's `Tag`) is followed by the
+        // lineage check; a registry's image of that name is someone else's.
+        if spec.update != UpdatePolicy::Never && !built_here(base) {
             add(
                 base,
                 User {
@@ -141,6 +148,10 @@ pub enum Outcome {
     /// No such image here yet: nothing to compare (a pull, not a watch,
     /// brings it).
     NotHere,
+    /// The image here has no `RepoDigests`: it was built, loaded or
+    /// imported here, so nothing says whether the registry's is newer, and
+    /// it is never pulled over (not even with `auto`) nor notified.
+    NotFromRegistry,
     Failed {
         error: String,
     },
@@ -296,14 +307,32 @@ pub async fn round<E: Engine>(
             }
         }
     }
-    let looked: Vec<(Watched, Result<String, RegistryError>, Option<Login>)> =
-        futures_util::stream::iter(due)
-            .map(|w| {
-                let login = login_for(&creds, &w);
+    // The login each reference is checked (and pulled) with; a named
+    // entry for another registry is refused before anything is sent.
+    let mut asks = Vec::with_capacity(due.len());
+    for w in due {
+        let who: Vec<&str> = w.users.iter().map(|u| u.name.as_str()).collect();
+        match crate::pulls::login_in(&creds, &w.image, w.credentials.as_deref(), &who.join(", ")) {
+            Ok(login) => asks.push((w, login)),
+            Err(e) => {
+                let previous = rows.get(&w.reference);
+                let failed = Err(Failed::Login(e));
+                let line = settle(config, engine, state, &w, failed, None, previous).await?;
+                report.checked.push(line);
+            }
+        }
+    }
+    let looked: Vec<(Watched, Result<String, Failed>, Option<RegistryLogin>)> =
+        futures_util::stream::iter(asks)
+            .map(|(w, login)| {
                 let client = &client;
                 async move {
-                    let remote = client.digest(&w.image, login.as_ref()).await;
-                    (w, remote, login)
+                    let registry_login = login.as_ref().map(|l| Login {
+                        username: l.username.clone(),
+                        password: l.password.clone(),
+                    });
+                    let remote = client.digest(&w.image, registry_login.as_ref()).await;
+                    (w, remote.map_err(Failed::Registry), login)
                 }
             })
             .buffer_unordered(CONCURRENCY)
@@ -319,24 +348,22 @@ pub async fn round<E: Engine>(
     Ok(report)
 }
 
-/// The login for a reference: the entry an image record names, else one
-/// whose `server` is the reference's registry.
-fn login_for(creds: &Credentials, w: &Watched) -> Option<Login> {
-    let login = match &w.credentials {
-        Some(name) => creds.credentials.get(name),
-        None => creds.credentials.values().find(|l| {
-            let server = l
-                .server
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/');
-            !server.is_empty() && (server == w.image.registry || server == w.image.api_host())
-        }),
-    }?;
-    Some(Login {
-        username: login.username.clone(),
-        password: login.password.clone(),
-    })
+/// Why a reference's check has no digest.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Registry(RegistryError),
+    #[error(transparent)]
+    Login(crate::pulls::PullError),
+}
+
+impl Failed {
+    fn retry_at(&self) -> Option<SystemTime> {
+        match self {
+            Failed::Registry(e) => e.retry_at(),
+            Failed::Login(_) => None,
+        }
+    }
 }
 
 /// Records a check's answer and acts on a moved tag.
@@ -345,8 +372,8 @@ async fn settle<E: Engine>(
     engine: &E,
     state: &State,
     w: &Watched,
-    remote: Result<String, RegistryError>,
-    login: Option<Login>,
+    remote: Result<String, Failed>,
+    login: Option<RegistryLogin>,
     previous: Option<&RegistryCheck>,
 ) -> Result<Checked, WatchError> {
     let records: Vec<String> = w
@@ -412,16 +439,13 @@ async fn settle<E: Engine>(
     };
     let outcome = match here {
         Here::Missing => Outcome::NotHere,
+        Here::Local => Outcome::NotFromRegistry,
         Here::Same => Outcome::UpToDate,
         Here::Moved => {
             row.update_available = true;
             if w.policy == UpdatePolicy::Auto {
-                let pull_login = login.map(|l| RegistryLogin {
-                    username: l.username,
-                    password: l.password,
-                    server: w.image.registry.clone(),
-                });
-                match engine.pull_image(&w.local, pull_login).await {
+                let timeout = crate::pulls::PullSettings::from_config(config).timeout;
+                match crate::pulls::pull_within(engine, &w.local, login, timeout).await {
                     Ok(image_id) => {
                         row.update_available = false;
                         tracing::info!(reference = %w.reference, "pulled {}: the tag moved", crate::plan::short(&image_id));
@@ -443,17 +467,24 @@ async fn settle<E: Engine>(
     state.record_registry_check(&row)?;
     let outcome = match outcome {
         Outcome::UpdateAvailable { .. } => {
-            let fresh = state.mark_update_notified(&w.reference, &digest)?;
-            if fresh {
+            // Marked only once the command ran to a good end: one that
+            // failed or was killed runs again at the next round.
+            let done = previous.and_then(|p| p.notified_digest.as_deref()) == Some(digest.as_str());
+            let mut notified = false;
+            if !done {
                 tracing::info!(reference = %w.reference, "update available: the tag moved to {digest}");
                 let (config, local) = (config.clone(), w.local.clone());
                 // Awaited: `berth image check` ends only after it ran.
-                let _ = tokio::task::spawn_blocking(move || {
+                let ran = tokio::task::spawn_blocking(move || {
                     crate::images::notify(&config, &local, "update-available")
                 })
-                .await;
+                .await
+                .unwrap_or(false);
+                if ran {
+                    notified = state.mark_update_notified(&w.reference, &digest)?;
+                }
             }
-            Outcome::UpdateAvailable { notified: fresh }
+            Outcome::UpdateAvailable { notified }
         }
         other => other,
     };
@@ -462,6 +493,8 @@ async fn settle<E: Engine>(
 
 enum Here {
     Missing,
+    /// Here, with no `RepoDigests`: built, loaded or imported here.
+    Local,
     Same,
     Moved,
 }
@@ -474,11 +507,12 @@ async fn local_state<E: Engine>(
 ) -> Result<Here, crate::engine::EngineError> {
     let digests = engine.image_digests(&w.local).await?;
     if digests.is_empty() {
-        // Built or loaded here, never pulled: there is nothing to compare,
-        // and a tag with no image is for a pull to bring.
+        // Built, loaded or imported here, never pulled: there is nothing
+        // to compare, and pulling over it would replace what was made
+        // here; a tag with no image is for a pull to bring.
         return Ok(match engine.image_id(&w.local).await? {
             None => Here::Missing,
-            Some(_) => Here::Moved,
+            Some(_) => Here::Local,
         });
     }
     let same = digests.iter().any(|d| {
@@ -510,7 +544,8 @@ mod tests {
         let images = crate::images::record::declare(&Db::parse(
             Path::new("/db/docker_images"),
             "child=image|Source|git|Repository|file:///a.git|Tag|t/child:1|Update|notify|Credentials|reg\n\
-             quiet=image|Source|git|Repository|file:///b.git|Tag|t/quiet:1\n",
+             quiet=image|Source|git|Repository|file:///b.git|Tag|t/quiet:1\n\
+             grand=image|Source|git|Repository|file:///c.git|Tag|t/grand:1|Update|auto\n",
         ));
         let lineage = |image: &str, base: &str| Lineage {
             image: image.into(),
@@ -523,7 +558,13 @@ mod tests {
         let found = watched(
             &declared,
             &images,
-            &[lineage("child", "debian:12"), lineage("quiet", "alpine")],
+            &[
+                lineage("child", "debian:12"),
+                lineage("quiet", "alpine"),
+                // Built FROM child's Tag: followed by the lineage check,
+                // never asked of docker.io.
+                lineage("grand", "t/child:1"),
+            ],
         );
         let refs: Vec<(&str, UpdatePolicy, usize)> = found
             .iter()
@@ -705,5 +746,163 @@ mod tests {
                 .expect("state"),
             Here::Moved
         ));
+    }
+
+    /// A config for a round against the test registry at `host`, with
+    /// `db` as docker_containers and a credentials file with `reg` (the
+    /// registry's login) and `far` (another registry's).
+    fn setup(host: &str, db: &str, notify: Option<String>) -> (tempfile::TempDir, Config) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("db")).expect("db");
+        std::fs::write(dir.path().join("db/docker_containers"), db).expect("db");
+        let creds = dir.path().join("credentials.toml");
+        std::fs::write(
+            &creds,
+            format!(
+                "[credentials.reg]\nusername = \"u\"\npassword = \"right\"\nserver = \"{host}\"\n\
+                 [credentials.far]\nusername = \"u\"\npassword = \"right\"\nserver = \"far.example:5000\"\n"
+            ),
+        )
+        .expect("credentials");
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let config = Config {
+            db_dir: dir.path().join("db"),
+            state_dir: dir.path().join("state"),
+            credentials_file: creds,
+            registry_certs_dir: dir.path().join("certs"),
+            insecure_registries: vec![host.to_string()],
+            image_notify_command: notify,
+            ..Config::default()
+        };
+        (dir, config)
+    }
+
+    const ON_DEMAND: fn() -> Request = || Request {
+        names: Vec::new(),
+        on_demand: true,
+    };
+
+    #[tokio::test]
+    async fn an_image_made_here_is_never_pulled_over() {
+        use crate::engine::fake::FakeEngine;
+        let (host, _) = crate::registry::test_server::token_registry().await;
+        let (_dir, config) = setup(
+            &host,
+            &format!("web=service|Image|{host}/a/b:1|Update|auto\n"),
+            None,
+        );
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        // Built or loaded here: no RepoDigests. The registry has another.
+        engine.add_image(&format!("{host}/a/b:1"), "sha256:local");
+        engine.publish(&format!("{host}/a/b:1"), "sha256:theirs");
+        let report = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        assert_eq!(report.checked[0].outcome, Outcome::NotFromRegistry);
+        assert!(engine.pulled().is_empty(), "{:?}", engine.pulled());
+        assert!(!report.pulled());
+    }
+
+    #[tokio::test]
+    async fn a_named_entry_for_another_registry_is_refused_before_asking() {
+        use crate::engine::fake::FakeEngine;
+        let (host, _) = crate::registry::test_server::token_registry().await;
+        let (_dir, config) = setup(
+            &host,
+            &format!("web=service|Image|{host}/a/b:1|Update|notify|Credentials|far\n"),
+            None,
+        );
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        let report = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        let Outcome::Failed { error } = &report.checked[0].outcome else {
+            panic!("{:?}", report.checked[0].outcome);
+        };
+        for part in ["web", "\"far\"", "far.example:5000", host.as_str()] {
+            assert!(error.contains(part), "{part}: {error}");
+        }
+        assert!(!error.contains("right"), "{error}");
+        assert_eq!(report.requests, 0, "nothing sent to the registry");
+        // Recorded, so the timer does not ask again at once.
+        assert!(state.registry_checks().expect("rows").len() == 1);
+    }
+
+    #[tokio::test]
+    async fn the_auto_pull_is_cut_off_after_pull_timeout_seconds() {
+        use crate::engine::fake::FakeEngine;
+        let (host, _) = crate::registry::test_server::token_registry().await;
+        let (_dir, mut config) = setup(
+            &host,
+            &format!("web=service|Image|{host}/a/b:1|Update|auto|Credentials|reg\n"),
+            None,
+        );
+        config.pull_timeout_seconds = 1;
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        let reference = format!("{host}/a/b:1");
+        engine.publish(&reference, "sha256:old");
+        engine.pull_image(&reference, None).await.expect("pull");
+        engine.publish(&reference, "sha256:new");
+        engine.slow_pull(Duration::from_secs(3600));
+        let started = std::time::Instant::now();
+        let report = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let Outcome::PullFailed { error } = &report.checked[0].outcome else {
+            panic!("{:?}", report.checked[0].outcome);
+        };
+        assert!(error.contains("pull_timeout_seconds (1 s)"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_notification_runs_again_at_the_next_round() {
+        use crate::engine::fake::FakeEngine;
+        let (host, _) = crate::registry::test_server::token_registry().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("notified");
+        let flag = dir.path().join("ok");
+        // Fails until `ok` exists.
+        let command = format!(
+            "test -e {} && echo \"$BERTH_IMAGE\" >> {}",
+            flag.display(),
+            out.display()
+        );
+        let (_dir, config) = setup(
+            &host,
+            &format!("web=service|Image|{host}/a/b:1|Update|notify|Credentials|reg\n"),
+            Some(command),
+        );
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        let reference = format!("{host}/a/b:1");
+        engine.publish(&reference, "sha256:old");
+        engine.pull_image(&reference, None).await.expect("pull");
+        let outcome = |r: Report| r.checked[0].outcome.clone();
+        let failed = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        assert_eq!(
+            outcome(failed),
+            Outcome::UpdateAvailable { notified: false }
+        );
+        std::fs::write(&flag, "").expect("flag");
+        let ran = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        assert_eq!(outcome(ran), Outcome::UpdateAvailable { notified: true });
+        let again = round(&config, &engine, &state, &ON_DEMAND())
+            .await
+            .expect("round");
+        assert_eq!(outcome(again), Outcome::UpdateAvailable { notified: false });
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("ran").lines().count(),
+            1,
+            "notified once the command succeeded, and once only"
+        );
     }
 }

@@ -99,6 +99,10 @@ async fn check(config: &Config, names: Vec<String>, json: bool) -> anyhow::Resul
                 format!("update available, but the pull failed: {error}")
             }
             Outcome::NotHere => "not here yet: nothing to compare".to_string(),
+            Outcome::NotFromRegistry => {
+                "not from a registry (built, loaded or imported here): never pulled over"
+                    .to_string()
+            }
             Outcome::Failed { error } => {
                 failed = true;
                 format!("check failed: {error}")

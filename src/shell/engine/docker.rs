@@ -392,10 +392,12 @@ impl Engine for DockerEngine {
             .into_iter()
             .flat_map(|image| {
                 let id = image.id;
+                // `repo@sha256:…` too: a record pinned by digest names it so.
                 image
                     .repo_tags
                     .into_iter()
-                    .filter(|tag| tag != "<none>:<none>")
+                    .chain(image.repo_digests)
+                    .filter(|tag| tag != "<none>:<none>" && tag != "<none>@<none>")
                     .map(move |tag| (tag, id.clone()))
             })
             .collect();

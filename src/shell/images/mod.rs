@@ -109,10 +109,12 @@ pub fn check_lineage(
 
 /// Runs the configured notification command for an image event, if any;
 /// killed after `action_timeout_seconds`. Blocks: callers on an async
-/// thread run it with `spawn_blocking`.
-pub fn notify(config: &Config, image: &str, event: &str) {
+/// thread run it with `spawn_blocking`. True when it exited 0 (or none is
+/// configured): a caller that remembers what was notified marks it only
+/// then, so a failed or killed command runs again.
+pub fn notify(config: &Config, image: &str, event: &str) -> bool {
     let Some(command) = &config.image_notify_command else {
-        return;
+        return true;
     };
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
@@ -121,14 +123,20 @@ pub fn notify(config: &Config, image: &str, event: &str) {
         .env("BERTH_IMAGE_EVENT", event);
     let timeout = std::time::Duration::from_secs(config.action_timeout_seconds);
     match crate::command::run(cmd, Some(timeout), crate::command::OUTPUT_CAP) {
-        Ok(done) if done.success() => {}
-        Ok(done) => tracing::warn!(
-            image,
-            "image_notify_command exited with {}: {}",
-            done.status,
-            done.output.trim()
-        ),
-        Err(e) => tracing::warn!(image, "image_notify_command: {e}"),
+        Ok(done) if done.success() => true,
+        Ok(done) => {
+            tracing::warn!(
+                image,
+                "image_notify_command exited with {}: {}",
+                done.status,
+                done.output.trim()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(image, "image_notify_command: {e}");
+            false
+        }
     }
 }
 
@@ -226,11 +234,16 @@ mod tests {
             )),
             ..crate::config::Config::default()
         };
-        notify(&config, "app", "outdated");
-        notify(&config, "base", "rebuilt");
+        assert!(notify(&config, "app", "outdated"));
+        assert!(notify(&config, "base", "rebuilt"));
         assert_eq!(
             std::fs::read_to_string(&out).expect("ran"),
             "app outdated\nbase rebuilt\n"
         );
+        let failing = crate::config::Config {
+            image_notify_command: Some("exit 3".into()),
+            ..crate::config::Config::default()
+        };
+        assert!(!notify(&failing, "app", "outdated"), "a failure is said");
     }
 }

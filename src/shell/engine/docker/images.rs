@@ -13,16 +13,40 @@ use futures_util::StreamExt;
 
 use super::DockerEngine;
 use crate::engine::{BuildRequest, ByteStream, EngineError, RegistryLogin};
+use crate::reference::ImageRef;
 
-fn split_reference(reference: &str) -> (&str, &str) {
-    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[last_slash..].rfind(':') {
-        Some(i) => (
-            &reference[..last_slash + i],
-            &reference[last_slash + i + 1..],
-        ),
-        None => (reference, "latest"),
+/// The engine's `fromImage`/`repo` and `tag` for a reference: the name
+/// as written (registry host kept) without tag or digest, and the digest
+/// if pinned (the engine pulls by digest when `tag` is one), else the tag,
+/// else `latest`. The split is `ImageRef`'s, so a registry port or a
+/// digest's `:` is never taken for a tag.
+fn split_reference(reference: &str) -> Result<(String, String), EngineError> {
+    let image = ImageRef::parse(reference).map_err(|e| EngineError::Api(e.to_string()))?;
+    let mut name = reference;
+    if let Some(d) = &image.digest {
+        name = name.strip_suffix(d.as_str()).unwrap_or(name);
+        name = name.strip_suffix('@').unwrap_or(name);
     }
+    if let Some(t) = &image.tag {
+        name = name.strip_suffix(t.as_str()).unwrap_or(name);
+        name = name.strip_suffix(':').unwrap_or(name);
+    }
+    let tag = image
+        .digest
+        .or(image.tag)
+        .unwrap_or_else(|| "latest".to_string());
+    Ok((name.to_string(), tag))
+}
+
+/// Repository and tag for what gives an image a name here (tag, import,
+/// push): a digest is what a registry computes, never a name to give.
+fn split_named(reference: &str) -> Result<(String, String), EngineError> {
+    if reference.contains('@') {
+        return Err(EngineError::Api(format!(
+            "{reference}: an image pinned by digest cannot be tagged, imported or pushed under that name"
+        )));
+    }
+    split_reference(reference)
 }
 
 impl DockerEngine {
@@ -137,11 +161,11 @@ impl DockerEngine {
         log: &mut dyn FnMut(&str),
     ) -> Result<String, EngineError> {
         self.count();
-        let (repo, tag) = split_reference(reference);
+        let (repo, tag) = split_named(reference)?;
         let options = CreateImageOptionsBuilder::new()
             .from_src("-")
-            .repo(repo)
-            .tag(tag)
+            .repo(&repo)
+            .tag(&tag)
             .build();
         let mut stream = self
             .docker
@@ -164,10 +188,10 @@ impl DockerEngine {
         login: Option<RegistryLogin>,
     ) -> Result<String, EngineError> {
         self.count();
-        let (repo, tag) = split_reference(reference);
+        let (repo, tag) = split_reference(reference)?;
         let options = CreateImageOptionsBuilder::new()
-            .from_image(repo)
-            .tag(tag)
+            .from_image(&repo)
+            .tag(&tag)
             .build();
         let credentials = login.map(credentials);
         let mut stream = self.docker.create_image(Some(options), None, credentials);
@@ -216,8 +240,8 @@ impl DockerEngine {
 
     pub(super) async fn tag(&self, source: &str, reference: &str) -> Result<(), EngineError> {
         self.count();
-        let (repo, tag) = split_reference(reference);
-        let options = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        let (repo, tag) = split_named(reference)?;
+        let options = TagImageOptionsBuilder::new().repo(&repo).tag(&tag).build();
         self.docker
             .tag_image(source, Some(options))
             .await
@@ -231,10 +255,10 @@ impl DockerEngine {
         log: &mut dyn FnMut(&str),
     ) -> Result<(), EngineError> {
         self.count();
-        let (repo, tag) = split_reference(reference);
+        let (repo, tag) = split_named(reference)?;
         let credentials = login.map(credentials);
-        let options = PushImageOptionsBuilder::new().tag(tag).build();
-        let mut stream = self.docker.push_image(repo, Some(options), credentials);
+        let options = PushImageOptionsBuilder::new().tag(&tag).build();
+        let mut stream = self.docker.push_image(&repo, Some(options), credentials);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.error(e))?;
             progress(None, info.status, info.error_detail, "push", log)?;
@@ -407,7 +431,7 @@ fn progress(
 
 #[cfg(test)]
 mod tests {
-    use super::{failed_build_layers, split_reference, ImageNode};
+    use super::{failed_build_layers, split_named, split_reference, ImageNode};
 
     fn node(id: &str, parent: &str, tagged: bool, created: i64) -> ImageNode {
         ImageNode {
@@ -439,15 +463,36 @@ mod tests {
     }
 
     #[test]
-    fn references_split_at_the_tag_not_the_registry_port() {
-        assert_eq!(split_reference("berth/app:1"), ("berth/app", "1"));
+    fn references_split_at_the_tag_not_the_registry_port_or_the_digest() {
+        let split = |r: &str| {
+            let (repo, tag) = split_reference(r).expect(r);
+            (repo, tag)
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let hex = "a".repeat(64);
+        let digest = format!("sha256:{hex}");
+        assert_eq!(split("nginx"), pair("nginx", "latest"));
+        assert_eq!(split("berth/app:1"), pair("berth/app", "1"));
         assert_eq!(
-            split_reference("127.0.0.1:5000/app:2"),
-            ("127.0.0.1:5000/app", "2")
+            split("127.0.0.1:5000/app:2"),
+            pair("127.0.0.1:5000/app", "2")
         );
         assert_eq!(
-            split_reference("127.0.0.1:5000/app"),
-            ("127.0.0.1:5000/app", "latest")
+            split("127.0.0.1:5000/app"),
+            pair("127.0.0.1:5000/app", "latest")
+        );
+        assert_eq!(split(&format!("nginx@{digest}")), pair("nginx", &digest));
+        assert_eq!(split(&format!("nginx:1@{digest}")), pair("nginx", &digest));
+        assert_eq!(
+            split(&format!("reg.example:5000/t/app:1@{digest}")),
+            pair("reg.example:5000/t/app", &digest)
+        );
+        assert!(split_reference("Bad Name").is_err());
+        // A digest is never a name to give.
+        assert!(split_named(&format!("nginx@{digest}")).is_err());
+        assert_eq!(
+            split_named("127.0.0.1:5000/app:2").expect("named"),
+            pair("127.0.0.1:5000/app", "2")
         );
     }
 }
