@@ -66,6 +66,8 @@ pub enum RegistryError {
         reference: String,
         why: String,
     },
+    #[error("{reference}: registry {registry} answered in plain http, not TLS; if it is meant to, list it in insecure_registries")]
+    PlainHttp { registry: String, reference: String },
     #[error("{reference}: TLS with registry {registry} failed: {why} (a private CA's certificate goes in {certs_dir}/{registry}/ca.crt)")]
     Tls {
         registry: String,
@@ -133,6 +135,10 @@ impl Ctx<'_> {
                 reference: self.reference.clone(),
                 why,
                 certs_dir: self.certs_dir.to_string(),
+            },
+            TransportError::PlainHttp => RegistryError::PlainHttp {
+                registry: self.registry.to_string(),
+                reference: self.reference.clone(),
             },
             TransportError::Connect(why) => RegistryError::Unreachable {
                 registry: self.registry.to_string(),
@@ -514,13 +520,9 @@ mod tests {
             .digest(&image, Some(&right))
             .await
             .expect_err("no TLS there");
-        assert!(
-            matches!(
-                e,
-                RegistryError::Tls { .. } | RegistryError::Protocol { .. }
-            ),
-            "{e}"
-        );
+        // Said as what it is, with the key that fixes it.
+        assert!(matches!(e, RegistryError::PlainHttp { .. }), "{e}");
+        assert!(e.to_string().contains("insecure_registries"), "{e}");
     }
 
     #[test]

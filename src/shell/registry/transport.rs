@@ -42,6 +42,9 @@ pub enum TransportError {
     Connect(String),
     #[error("{0}")]
     Tls(String),
+    /// The handshake's answer was not TLS at all: a plain-http registry.
+    #[error("it answered in plain http, not TLS")]
+    PlainHttp,
     #[error("no answer within {} s", .0.as_secs())]
     Timeout(Duration),
     #[error("an answer larger than {0} bytes")]
@@ -53,6 +56,18 @@ pub enum TransportError {
         path: PathBuf,
         error: std::io::Error,
     },
+}
+
+/// A handshake that failed, told apart from a server that does not speak
+/// TLS at all: its first bytes (`HTTP/1.1 400`) are no TLS record type.
+fn handshake_error(e: std::io::Error) -> TransportError {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+            TransportError::PlainHttp
+        }
+        _ => TransportError::Tls(e.to_string()),
+    }
 }
 
 /// Connections and TLS settings shared by a round's checks.
@@ -149,7 +164,7 @@ impl Transport {
             let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| TransportError::Tls(e.to_string()))?;
+                .map_err(handshake_error)?;
             over(TokioIo::new(stream), request, body_limit).await
         } else {
             over(TokioIo::new(tcp), request, body_limit).await
