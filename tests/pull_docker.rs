@@ -366,4 +366,16 @@ fn an_image_pinned_by_digest_is_pulled_with_or_without_its_tag() {
         });
     assert!(pulled.is_ok(), "{pulled:?}");
     assert!(docker_inspect_opt(&by_digest).is_some(), "pulled by digest");
+    // And a record naming both finds it (the engine lists only the digest).
+    s.db(&[
+        "set",
+        &s.name("pinned"),
+        "service",
+        "Image",
+        &tagged,
+        "Command",
+        "sleep 3600",
+    ]);
+    let out = s.apply_ok();
+    assert_eq!(s.state("pinned"), "running", "tag and digest: {out}");
 }

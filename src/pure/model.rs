@@ -102,6 +102,32 @@ pub struct ObservedState {
     pub networks: Vec<String>,
 }
 
+impl ObservedState {
+    /// The image ID `reference` names here (see [`image_id_in`]).
+    pub fn image_id(&self, reference: &str) -> Option<&String> {
+        image_id_in(&self.images, reference)
+    }
+}
+
+/// The image ID `reference` names in an engine's tag map. The engine lists
+/// tags (`repo:tag`) and digests (`repo@sha256:…`), never both at once, so
+/// a reference with a tag and a digest (`app:1@sha256:…`) is found by its
+/// digest: that is what the engine runs for it.
+pub fn image_id_in<'a>(
+    images: &'a BTreeMap<String, String>,
+    reference: &str,
+) -> Option<&'a String> {
+    images.get(reference).or_else(|| {
+        let (name, digest) = reference.split_once('@')?;
+        let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+        let repo = match name[last_slash..].rfind(':') {
+            Some(i) => &name[..last_slash + i],
+            None => name,
+        };
+        images.get(&format!("{repo}@{digest}"))
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -314,4 +340,29 @@ pub struct AppliedUpdate {
     pub label_hash: String,
     pub spec_hash: String,
     pub update: ContainerUpdate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_with_a_tag_and_a_digest_is_found_by_its_digest() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let observed = ObservedState {
+            images: [
+                ("reg:5000/app:1".to_string(), "sha256:tagged".to_string()),
+                (format!("reg:5000/app@{d}"), "sha256:pinned".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let id = |r: &str| observed.image_id(r).map(String::as_str);
+        assert_eq!(id("reg:5000/app:1"), Some("sha256:tagged"));
+        assert_eq!(id(&format!("reg:5000/app@{d}")), Some("sha256:pinned"));
+        assert_eq!(id(&format!("reg:5000/app:1@{d}")), Some("sha256:pinned"));
+        assert_eq!(id(&format!("reg:5000/other:1@{d}")), None);
+        assert_eq!(id("reg:5000/app:2"), None);
+    }
 }

@@ -384,7 +384,7 @@ impl<F> Journal<'_, F> {
                     old_spec_hash,
                     new_spec_hash: Some(spec_hash.clone()),
                     old_image_id,
-                    new_image_id: self.images.get(&config.image).cloned(),
+                    new_image_id: crate::model::image_id_in(self.images, &config.image).cloned(),
                     started_at: chrono::Utc::now(),
                 })
             }

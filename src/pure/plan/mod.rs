@@ -424,7 +424,7 @@ pub fn plan_at<Tz: TimeZone>(
             .get(name)
             .cloned()
             .unwrap_or_else(crate::schedule::disabled);
-        let image_id = observed.images.get(&spec.config.image);
+        let image_id = observed.image_id(&spec.config.image);
         // What to run: the spec, with the volume names the container has
         // from an older berth where they differ only in name.
         let kept = current.and_then(|c| keep_legacy_volumes(spec, c));

@@ -533,7 +533,7 @@ pub fn settle(declared: &Declared, observed: &ObservedState, now: DateTime<Utc>)
             continue;
         }
         let holds = declared.specs.get(record).is_some_and(|spec| {
-            let same_image = observed.images.get(&spec.config.image) == Some(&r.image_id);
+            let same_image = observed.image_id(&spec.config.image) == Some(&r.image_id);
             let legacy = named(record).and_then(|c| keep_legacy_volumes(spec, c));
             let same_spec = spec.spec_hash == r.spec_hash
                 || legacy.is_some_and(|(_, hash)| hash == r.spec_hash);
