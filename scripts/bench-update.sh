@@ -25,8 +25,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/berth-upd.XXXXXX")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 reg_port=$(free_port); berth_port=$(free_port); floor_port=$(free_port)
 reg=127.0.0.1:$reg_port
+# berth's and the floor's own repositories: a pull by one must not move
+# the other's local tag (the floor's `docker pull` of berth's reference
+# would start berth's recreate before berth was asked).
 ref=$reg/berth-upd/web:1
-pushed=localhost:$reg_port/berth-upd/web:1
+floor_ref=$reg/berth-upd/floor:1
 floor=berth-upd-floor
 daemon=
 
@@ -61,9 +64,11 @@ for _ in $(seq 1 100); do curl -fs "http://$reg/v2/" >/dev/null 2>&1 && break; s
 # the old version: the registry's tag moved, the host's did not.
 push() {
   scripts/test-image.sh "berth-upd/web:v$1" "v$1" >/dev/null
-  docker tag "berth-upd/web:v$1" "$pushed"
-  docker push "$pushed" >/dev/null
-  docker rmi "$pushed" >/dev/null
+  for repo in web floor; do
+    docker tag "berth-upd/web:v$1" "localhost:$reg_port/berth-upd/$repo:1"
+    docker push "localhost:$reg_port/berth-upd/$repo:1" >/dev/null
+    docker rmi "localhost:$reg_port/berth-upd/$repo:1" >/dev/null
+  done
 }
 serves() { # PORT VERSION: wait until it answers VERSION; seconds since $t0
   for _ in $(seq 1 3000); do
@@ -100,8 +105,8 @@ push 0
 "$berthd" --config "$work/berth.toml" >"$work/berthd.log" 2>&1 &
 daemon=$!
 serves "$berth_port" 0
-docker pull -q "$ref" >/dev/null
-docker run -d --name "$floor" -p "127.0.0.1:$floor_port:80" "$ref" httpd -f -p 80 -h /etc >/dev/null
+docker pull -q "$floor_ref" >/dev/null
+docker run -d --name "$floor" -p "127.0.0.1:$floor_port:80" "$floor_ref" httpd -f -p 80 -h /etc >/dev/null
 serves "$floor_port" 0
 
 berth_round() {
@@ -112,10 +117,10 @@ berth_round() {
 }
 floor_round() {
   t0=$(now)
-  docker pull -q "$ref" >/dev/null
+  docker pull -q "$floor_ref" >/dev/null
   docker stop -t 1 "$floor" >/dev/null
   docker rm "$floor" >/dev/null
-  docker run -d --name "$floor" -p "127.0.0.1:$floor_port:80" "$ref" httpd -f -p 80 -h /etc >/dev/null
+  docker run -d --name "$floor" -p "127.0.0.1:$floor_port:80" "$floor_ref" httpd -f -p 80 -h /etc >/dev/null
   serves "$floor_port" "$1"
   echo "$(now) - $t0" | bc
 }
