@@ -7,7 +7,7 @@
 # image of it can be pulled), so the floor is the peer. Not part of the
 # tests; figures in docs/PERFORMANCE.md.
 #
-#   scripts/bench-update.sh [RUNS]
+#   scripts/bench-update.sh [RUNS]        (BENCH_LOG=FILE keeps berthd's log)
 #
 # Uses Debian's docker-registry on a free 127.0.0.1 port (plain http, which
 # the engine allows for 127.0.0.0/8), images made from the host's busybox,
@@ -42,6 +42,8 @@ cleanup() {
   for img in $(docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^(berth-upd/|$reg/|localhost:$reg_port/)" || true); do
     docker rmi -f "$img" >/dev/null 2>&1 || true
   done
+  # BENCH_LOG=FILE keeps berthd's log (its timestamps show where the time goes).
+  [ -z "${BENCH_LOG:-}" ] || cp "$work/berthd.log" "$BENCH_LOG" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -110,6 +112,7 @@ docker run -d --name "$floor" -p "127.0.0.1:$floor_port:80" "$floor_ref" httpd -
 serves "$floor_port" 0
 
 berth_round() {
+  echo "berth round v$1 starts $(stamp)" >>"$work/berthd.log"
   t0=$(now)
   "$berth" --config "$work/berth.toml" image check web >>"$work/check.log" 2>&1 || true
   serves "$berth_port" "$1"
@@ -126,6 +129,7 @@ floor_round() {
 }
 
 b=(); f=()
+stamp() { date -u +%H:%M:%S.%N | cut -c1-12; }
 for i in $(seq 1 "$runs"); do
   push "$i"
   # Let the previous rollout end, so each run starts from a proven container.
