@@ -558,6 +558,25 @@ pub async fn run_pass_with_pulls<E: Engine>(
         at,
         allow_mass_removal,
     } = input;
+    let planned = plan_now(config, engine, snapshot, remembered, at, allow_mass_removal).await?;
+    apply_planned(config, engine, state, trigger, planned, gate, stop, on_done).await
+}
+
+/// The second half of a pass: what `planned` (one observe, one plan) says
+/// is done and journalled. A caller that planned already, to see what it
+/// must pull first, applies that plan when nothing is to be pulled,
+/// instead of observing and planning again.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_planned<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: Option<&State>,
+    trigger: &str,
+    planned: Planned,
+    gate: HealthGate,
+    stop: &AtomicBool,
+    on_done: impl FnMut(&Outcome),
+) -> Result<PassReport, PassError> {
     let Planned {
         mut plan,
         warnings,
@@ -566,7 +585,7 @@ pub async fn run_pass_with_pulls<E: Engine>(
         stale_updates,
         settle,
         containers,
-    } = plan_now(config, engine, snapshot, remembered, at, allow_mass_removal).await?;
+    } = planned;
     // Updates of containers gone or recreated since: never matched again.
     if let Some(Err(e)) = state.map(|s| s.forget_updates(&stale_updates)) {
         tracing::warn!("journal: {e}");

@@ -188,10 +188,28 @@ async fn pass_after_pulls(
     let puller = crate::pulls::Puller::new(config.pull_concurrency);
     let now = SystemTime::now();
     let remembered = Remembered::read(state.as_ref());
-    let wanted = reconcile::plan_now(config, engine, &snapshot, remembered, now, false)
-        .await?
-        .plan
-        .pulls;
+    let planned = reconcile::plan_now(
+        config,
+        engine,
+        &snapshot,
+        remembered,
+        now,
+        allow_mass_removal,
+    )
+    .await?;
+    let stop = AtomicBool::new(false);
+    // No later pass follows a one-shot command: wait between waves for
+    // dependencies' health checks, as `docker compose up` does.
+    let gate = crate::apply::HealthGate::ONE_SHOT;
+    if planned.plan.pulls.is_empty() {
+        // Nothing to pull: this plan is the pass's (one observe, not two).
+        let state = state.as_ref();
+        return reconcile::apply_planned(
+            config, engine, state, trigger, planned, gate, &stop, on_done,
+        )
+        .await;
+    }
+    let wanted = planned.plan.pulls;
     let settings = crate::pulls::PullSettings::from_config(config);
     for done in puller.run(engine, &wanted, &settings, now).await {
         if let (true, Ok(id)) = (say_pulls, &done.result) {
@@ -210,17 +228,14 @@ async fn pass_after_pulls(
         at: SystemTime::now(),
         allow_mass_removal,
     };
-    let stop = AtomicBool::new(false);
     let pulls = puller.states();
-    // No later pass follows a one-shot command: wait between waves for
-    // dependencies' health checks, as `docker compose up` does.
     reconcile::run_pass_with_pulls(
         config,
         engine,
         state.as_ref(),
         input,
         &pulls,
-        crate::apply::HealthGate::ONE_SHOT,
+        gate,
         &stop,
         on_done,
     )
