@@ -3,13 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::registry::Registry;
 use support::sandbox::{wait_for, Sandbox};
-use support::{docker, docker_ok};
+use support::{docker, docker_ok, git};
 
 /// A bare repository with a working clone to commit from.
 struct Repo {
@@ -18,24 +18,6 @@ struct Repo {
     /// The test's prefix, put in every image built from this repo as
     /// `support::TEST_LABEL` so cleanup finds the images a rebuild untagged.
     prefix: String,
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Repo {

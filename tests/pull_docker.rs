@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use support::registry::Registry;
 use support::sandbox::{wait_for, Sandbox};
-use support::{docker_inspect_opt, docker_ok, Prefix, TestImages};
+use support::{docker_inspect_opt, docker_ok, git, Prefix, TestImages};
 
 #[test]
 fn the_test_registry_serves_what_is_pushed_to_it_over_tls_with_auth() {
@@ -253,24 +253,6 @@ fn berthd_shows_a_failed_pull_in_status_and_retries_it_after_its_back_off() {
     assert!(
         !log.contains("pw-wrong-3") && !log.contains("pw-right-3"),
         "{log}"
-    );
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

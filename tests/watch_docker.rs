@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use berth::reference::ImageRef;
 use berth::registry::{Login, RegistryClient, RegistryError};
@@ -318,23 +317,7 @@ fn a_moved_base_of_an_image_record_queues_its_rebuild() {
     // A git repository with a Dockerfile FROM the watched base.
     let bare = s.dir.path().join("app.git");
     let work = s.dir.path().join("app-work");
-    let git = |dir: &Path, args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = support::git;
     std::fs::create_dir_all(&bare).expect("bare");
     std::fs::create_dir_all(&work).expect("work");
     git(

@@ -146,10 +146,7 @@ mod tests {
 
     use super::*;
     use crate::declared::{from_text, Declared};
-    use crate::model::{
-        ObservedContainer, ObservedState, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
-        LABEL_SPEC_HASH,
-    };
+    use crate::model::{ObservedContainer, ObservedState};
     use crate::plan::{plan, ActionKind, Plan};
 
     fn engine(images: &[(&str, &str)]) -> ObservedState {
@@ -166,30 +163,8 @@ mod tests {
     /// `record`'s container as berth made it from `spec_of`'s spec, on `image_id`.
     fn running(declared: &Declared, spec_of: &str, image_id: &str) -> ObservedContainer {
         let spec = &declared.specs[spec_of];
-        let labels = [
-            (LABEL_MANAGED, "true".to_string()),
-            (LABEL_INSTANCE, "test".to_string()),
-            (LABEL_RECORD, spec.name.clone()),
-            (LABEL_SPEC_HASH, spec.spec_hash.clone()),
-            (
-                LABEL_SPEC,
-                serde_json::to_string(&spec.config).expect("json"),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        ObservedContainer {
-            id: format!("id-{}", spec.name),
-            name: spec.name.clone(),
-            labels,
-            image: spec.config.image.clone(),
-            image_id: image_id.into(),
-            state: "running".into(),
-            exit_code: None,
-            health: None,
-            up_seconds: None,
-        }
+        let id = format!("id-{}", spec.name);
+        crate::plan::tests::made_from(spec, &spec.name, &id, image_id, "running")
     }
 
     fn at(secs: u64) -> SystemTime {

@@ -548,13 +548,12 @@ pub fn settle(declared: &Declared, observed: &ObservedState, now: DateTime<Utc>)
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use chrono::TimeZone;
 
     use super::*;
     use crate::declared::from_text as declared;
-    use crate::model::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC};
+    use crate::model::LABEL_RECORD;
     use crate::plan::{plan_at, ActionKind, Plan};
 
     const V1: &str = "sha256:1111111111111111";
@@ -574,31 +573,7 @@ mod tests {
         state: &str,
     ) -> ObservedContainer {
         let d = declared(line);
-        let spec = &d.specs["app"];
-        let labels: BTreeMap<String, String> = [
-            (LABEL_MANAGED, "true".to_string()),
-            (LABEL_INSTANCE, "test".to_string()),
-            (LABEL_RECORD, "app".to_string()),
-            (LABEL_SPEC_HASH, spec.spec_hash.clone()),
-            (
-                LABEL_SPEC,
-                serde_json::to_string(&spec.config).expect("json"),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        ObservedContainer {
-            id: id.into(),
-            name: name.into(),
-            labels,
-            image: spec.config.image.clone(),
-            image_id: image_id.into(),
-            state: state.into(),
-            exit_code: None,
-            health: None,
-            up_seconds: None,
-        }
+        crate::plan::tests::made_from(&d.specs["app"], name, id, image_id, state)
     }
 
     const OLD_LINE: &str = "app=service|Image|app:1\n";

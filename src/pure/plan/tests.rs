@@ -42,6 +42,19 @@ fn converged(declared: &Declared) -> ObservedState {
 }
 
 fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
+    let id = format!("id-{}", spec.name);
+    made_from(spec, &spec.name, &id, IMAGE_ID, state)
+}
+
+/// A container berth made from `spec` (its labels: ours, the record, the
+/// spec and its hash), named `name`, as the engine lists it.
+pub(super) fn made_from(
+    spec: &ContainerSpec,
+    name: &str,
+    id: &str,
+    image_id: &str,
+    state: &str,
+) -> ObservedContainer {
     let labels = [
         (LABEL_MANAGED, "true".to_string()),
         (crate::model::LABEL_INSTANCE, "test".to_string()),
@@ -56,11 +69,11 @@ fn managed(spec: &ContainerSpec, state: &str) -> ObservedContainer {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     ObservedContainer {
-        id: format!("id-{}", spec.name),
-        name: spec.name.clone(),
+        id: id.into(),
+        name: name.into(),
         labels,
         image: spec.config.image.clone(),
-        image_id: IMAGE_ID.into(),
+        image_id: image_id.into(),
         state: state.into(),
         exit_code: None,
         health: None,
