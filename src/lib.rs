@@ -12,6 +12,7 @@ pub mod pure {
     pub mod declared;
     pub mod model;
     pub mod plan;
+    pub mod policy;
     pub mod poll;
     pub mod reference;
     pub mod render;
@@ -40,7 +41,7 @@ pub mod shell {
     pub mod watch;
 }
 
-pub use pure::{db, declared, model, plan, poll, reference, render, schedule};
+pub use pure::{db, declared, model, plan, policy, poll, reference, render, schedule};
 pub use shell::{
     api, apply, cli, command, config, daemon, engine, events, images, pulls, reconcile, registry,
     safe_fs, state, status, templates, watch,

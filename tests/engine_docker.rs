@@ -39,6 +39,7 @@ fn sleeper(name: &str, image: &str, network: NetworkAttachment) -> ContainerConf
         restart: "no".to_string(),
         restart_max_retries: None,
         health: None,
+        security: Default::default(),
         mounts: vec![],
     }
 }
@@ -180,6 +181,7 @@ async fn create_sets_every_field() {
         restart: "unless-stopped".into(),
         restart_max_retries: None,
         health: None,
+        security: Default::default(),
         mounts: vec![
             Mount {
                 kind: MountKind::Volume,

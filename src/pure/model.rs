@@ -210,6 +210,59 @@ pub struct ContainerConfig {
     /// existed (and no container is recreated on upgrade).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// What the record's profile and the policy's grants set beyond
+    /// today's defaults. Left out of the JSON when plain (the `default`
+    /// profile, nothing granted), so specs from before profiles hash as
+    /// they did. `no-new-privileges` is not here: every container berth
+    /// creates gets it.
+    #[serde(default, skip_serializing_if = "Security::is_plain")]
+    pub security: Security,
+}
+
+/// A container's confinement and privileges, as its profile and the host
+/// policy decide them (`policy::enforce`); the engine turns them into the
+/// create call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// The profile's name, when it is not `default` (shown, and hashed: a
+    /// record moved to another profile is recreated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Root filesystem mounted read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root: bool,
+    /// A tmpfs `/tmp` of this many bytes (mode 1777, `noexec,nosuid,nodev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_size: Option<i64>,
+    /// Every capability dropped (`CapDrop ALL`) before `cap_add`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_all_caps: bool,
+    /// Capabilities added (upper case, no `CAP_`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Run as the image's user when it is not root, else `65534:65534`
+    /// (the engine looks at the image when it creates the container).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_root: bool,
+    /// Most processes the container may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// The host's PID namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_pid: bool,
+    /// The host's IPC namespace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_ipc: bool,
+}
+
+impl Security {
+    /// Nothing beyond the defaults: the JSON (and hash) of a spec from
+    /// before profiles.
+    pub fn is_plain(&self) -> bool {
+        *self == Security::default()
+    }
 }
 
 /// A container's health check as a record sets it. A part not set is the

@@ -8,14 +8,25 @@ use super::{error, ContainerSpec, Declared};
 
 /// Moves a record from `specs` to `failed` (or adds to its errors).
 pub fn fail_record(declared: &mut Declared, name: &str, property: Option<&str>, why: String) {
-    let (file, line, value) = match declared.specs.get(name) {
-        Some(s) => (
-            s.file.clone(),
-            s.line,
-            property.and_then(|_| (!s.links.is_empty()).then(|| s.links.join(","))),
-        ),
+    let value = declared
+        .specs
+        .get(name)
+        .and_then(|s| property.and_then(|_| (!s.links.is_empty()).then(|| s.links.join(","))));
+    fail_record_with(declared, name, property, value.as_deref(), why);
+}
+
+/// [`fail_record`] quoting `value` (never a secret property's).
+pub fn fail_record_with(
+    declared: &mut Declared,
+    name: &str,
+    property: Option<&str>,
+    value: Option<&str>,
+    why: String,
+) {
+    let (file, line) = match declared.specs.get(name) {
+        Some(s) => (s.file.clone(), s.line),
         None => match declared.failed.get(name).and_then(|e| e.first()) {
-            Some(e) => (e.file.clone(), e.line, None),
+            Some(e) => (e.file.clone(), e.line),
             None => return,
         },
     };
@@ -33,7 +44,7 @@ pub fn fail_record(declared: &mut Declared, name: &str, property: Option<&str>, 
                 .insert(name.to_string(), folders);
         }
     }
-    let e = error(&file, line, name, property, value.as_deref(), why);
+    let e = error(&file, line, name, property, value, why);
     declared.failed.entry(name.to_string()).or_default().push(e);
 }
 

@@ -83,6 +83,25 @@ pub struct ContainerSpec {
     /// The `[credentials.NAME]` a pull logs in with (`Credentials`): a
     /// name, never a secret.
     pub credentials: Option<String>,
+    /// What the record asks that only the host policy can allow;
+    /// `policy::enforce` checks it and fills `config.security`.
+    pub requested: Requested,
+}
+
+/// A record's `Profile`, `Privileged`, `HostPid`, `HostIpc` and `CapAdd`,
+/// as written (checked against the policy by `policy::enforce`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Requested {
+    /// None: the policy's `default_profile`.
+    pub profile: Option<String>,
+    pub privileged: bool,
+    pub host_pid: bool,
+    pub host_ipc: bool,
+    /// Upper case, without `CAP_`, sorted, no duplicates.
+    pub cap_add: Vec<String>,
+    /// Whether the record set `network` itself (a confined profile's
+    /// "no network" is then a conflict, not a default).
+    pub network_set: bool,
 }
 
 /// `Pull`: when berth pulls a record's image from its registry.
@@ -171,6 +190,13 @@ pub struct Declared {
     /// The pulls running or failed, and those done (filled in by the
     /// shell's puller; empty when nothing was pulled).
     pub pulls: crate::plan::pulls::PullStates,
+    /// Why no container may be created, recreated or updated this pass:
+    /// the host policy file cannot be used (fail closed). Stops, starts of
+    /// existing containers, removals and rollbacks still happen.
+    pub policy_refusal: Option<String>,
+    /// The sums of limits against the host, when the shell knows the host
+    /// (`policy::enforce`).
+    pub capacity: Option<crate::policy::enforce::Capacity>,
 }
 
 /// No removal on doubt: a pass that would remove every container of this

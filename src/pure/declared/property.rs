@@ -16,6 +16,8 @@ const RESTART_HINT: &str = "expected no, on-failure, unless-stopped or always";
 pub enum ValueError {
     #[error("expected one of {0}")]
     NotOneOf(String),
+    #[error("{0:?} is not a capability name (like NET_ADMIN)")]
+    NotACapability(String),
     #[error("expected yes or no")]
     NotYesNo,
     #[error("{0:?} is not a port number (1 to 65535)")]

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::property::{self, Parsed, ValueError};
 use super::{
-    error, spec_hash, ContainerSpec, Declared, PullPolicy, SpecError, SpecSettings, SERVICE_TYPE,
+    error, spec_hash, ContainerSpec, Declared, PullPolicy, Requested, SpecError, SpecSettings,
+    SERVICE_TYPE,
 };
 use crate::db::{Db, Record};
 use crate::model::{
@@ -50,6 +51,11 @@ pub const KNOWN_PROPERTIES: &[&str] = &[
     "Pull",
     "Credentials",
     "Update",
+    "Profile",
+    "Privileged",
+    "HostPid",
+    "HostIpc",
+    "CapAdd",
 ];
 
 /// Properties whose values may hold passwords or tokens: never quoted in
@@ -200,6 +206,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         .unwrap_or_else(|| default_pull(image.as_deref(), images));
     let credentials = r.get("Credentials", property::name);
     let update = r.get("Update", property::update_policy).unwrap_or_default();
+    let requested = requested(&mut r);
 
     let host_folders = mounts
         .iter()
@@ -226,6 +233,7 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         restart_max_retries,
         mounts,
         health,
+        security: Default::default(),
     };
     let spec = ContainerSpec {
         name: name.to_string(),
@@ -245,11 +253,37 @@ pub fn build(file: &Path, record: &Record, images: &Db, settings: &SpecSettings)
         pull,
         credentials,
         update,
+        requested,
     };
     Built {
         spec: Ok(spec),
         warnings,
         host_folders,
+    }
+}
+
+/// What the record asks that the host policy decides on.
+fn requested(r: &mut Reader) -> Requested {
+    let mut cap_add = r
+        .get("CapAdd", |v| {
+            property::list(v)
+                .iter()
+                .map(|c| {
+                    crate::policy::capability(c)
+                        .map_err(|_| ValueError::NotACapability(c.trim().to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default();
+    cap_add.sort();
+    cap_add.dedup();
+    Requested {
+        profile: r.get("Profile", property::name),
+        privileged: r.get("Privileged", property::yes_no).unwrap_or(false),
+        host_pid: r.get("HostPid", property::yes_no).unwrap_or(false),
+        host_ipc: r.get("HostIpc", property::yes_no).unwrap_or(false),
+        cap_add,
+        network_set: r.raw("network").is_some(),
     }
 }
 

@@ -205,6 +205,7 @@ mod tests {
             restart: "no".into(),
             restart_max_retries: None,
             health: None,
+            security: Default::default(),
             mounts: vec![],
         }
     }

@@ -195,6 +195,7 @@ mod tests {
             restart: "on-failure".into(),
             restart_max_retries: Some(3),
             health: None,
+            security: Default::default(),
             mounts: vec![Mount {
                 kind: MountKind::Bind,
                 source: "/srv/app".into(),

@@ -17,6 +17,7 @@ fn config(name: &str, image: &str) -> ContainerConfig {
         restart: "unless-stopped".to_string(),
         restart_max_retries: None,
         health: None,
+        security: Default::default(),
         mounts: vec![Mount {
             kind: MountKind::Volume,
             source: format!("{name}-data"),

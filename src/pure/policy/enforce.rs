@@ -1,0 +1,605 @@
+//! The host policy applied to one pass's records: each record that breaks
+//! a rule fails validation (file, line, record, property and the rule
+//! named), its container left as it is; every record left gets its
+//! profile's `Security` and a spec hash that includes it. Then the
+//! capacity check: the sums of limits against the host.
+//!
+//! Pure: the shell hands in the policy (or why it cannot be used), the
+//! paths no mount may touch, and `resolve`, which follows links the way the
+//! kernel would when the engine mounts a folder.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Policy, PolicyError, Profile, CONFINED_PROFILE, DEFAULT_PROFILE};
+use crate::declared::links::{depths, fail_record_with};
+use crate::declared::{spec_hash, ContainerSpec, Declared};
+use crate::model::{MountKind, NetworkAttachment, Security};
+
+/// Host paths no bind mount may equal, lie inside or hold, whatever the
+/// policy says: the root, the system's configuration and kernel
+/// interfaces, and every container engine's socket and storage (a
+/// container with the engine's socket is root on the host).
+pub const ALWAYS_DENIED: &[&str] = &[
+    "/",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/root",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/docker",
+    "/var/lib/docker",
+    "/run/containerd",
+    "/var/lib/containerd",
+    "/run/podman",
+    "/var/run/podman",
+    "/var/lib/containers",
+    "/run/crio",
+];
+
+/// What the shell tells the check about the host's paths.
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    /// berth's own data folder (`state_dir/data`): always a bind root.
+    pub data_root: PathBuf,
+    /// Paths no mount may touch, with what each is (`ALWAYS_DENIED`, the
+    /// engine's socket, `db_dir`, `state_dir`, the API socket, the policy
+    /// and credentials files, …), as configured.
+    pub denied: Vec<(PathBuf, String)>,
+}
+
+/// How big the host is, as the shell reads it (`/proc/meminfo`, CPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    pub memory: i64,
+    pub nano_cpus: i64,
+}
+
+/// The sums of the limits of enabled records against the host: what
+/// `plan` and `status` show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub host_memory: i64,
+    pub host_nano_cpus: i64,
+    /// Sum of `MaxMemory` of enabled records (refused ones not counted).
+    pub memory: i64,
+    pub nano_cpus: i64,
+    /// Enabled records without `MaxMemory` / `MaxCpu`: not in the sums.
+    pub no_memory_limit: Vec<String>,
+    pub no_cpu_limit: Vec<String>,
+    /// `warn` or `refuse` (the policy's `[capacity] over_commit`).
+    pub over_commit: String,
+    /// Records refused because they pushed a sum over the host.
+    pub refused: Vec<String>,
+}
+
+impl Capacity {
+    pub fn memory_over(&self) -> bool {
+        self.memory > self.host_memory
+    }
+    pub fn cpu_over(&self) -> bool {
+        self.nano_cpus > self.host_nano_cpus
+    }
+}
+
+/// Applies `policy` to `declared`. `images` maps the `Tag` of each
+/// `docker_images` record to its `Source` kind (images berth builds).
+/// With no usable policy, nothing is refused by rule but every create,
+/// recreate and update of the pass is (`Declared::policy_refusal`).
+pub fn enforce(
+    declared: &mut Declared,
+    policy: &Result<Policy, PolicyError>,
+    images: &BTreeMap<String, String>,
+    paths: &HostPaths,
+    host: Option<Host>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) {
+    let policy = match policy {
+        Ok(p) => p,
+        Err(e) => {
+            declared.policy_refusal = Some(format!(
+                "{e}; no container is created, recreated or changed until the policy file is fixed (nothing running is stopped for it)"
+            ));
+            // The built-in profiles, so a record's hash stays what it was.
+            let fallback = Policy::default();
+            let names: Vec<String> = declared.specs.keys().cloned().collect();
+            for name in names {
+                if let Some(spec) = declared.specs.get_mut(&name) {
+                    let profile = spec
+                        .requested
+                        .profile
+                        .clone()
+                        .unwrap_or_else(|| fallback.default_profile.clone());
+                    if let Some(p) = fallback.profile(&profile) {
+                        secure(spec, &profile, p);
+                    }
+                }
+            }
+            return;
+        }
+    };
+    let check = Checker {
+        policy,
+        images,
+        paths,
+        resolve,
+        denied: paths
+            .denied
+            .iter()
+            .map(|(p, what)| (p.clone(), resolve(p), what.clone()))
+            .collect(),
+    };
+    let mut failures: Vec<Failure> = Vec::new();
+    let names: Vec<String> = declared.specs.keys().cloned().collect();
+    for name in &names {
+        let Some(spec) = declared.specs.get(name) else {
+            continue;
+        };
+        let before = failures.len();
+        let profile_name = spec
+            .requested
+            .profile
+            .clone()
+            .unwrap_or_else(|| policy.default_profile.clone());
+        match policy.profile(&profile_name) {
+            None => failures.push(Failure::new(
+                name,
+                "Profile",
+                Some(&profile_name),
+                format!(
+                    "no profile {profile_name:?} in the policy (profiles: {}; {})",
+                    policy
+                        .profiles
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    check.named()
+                ),
+            )),
+            Some(profile) => check.record(spec, &profile_name, profile, &mut failures),
+        }
+        if failures.len() == before {
+            if let Some(profile) = policy.profile(&profile_name) {
+                if let Some(spec) = declared.specs.get_mut(name) {
+                    secure(spec, &profile_name, profile);
+                }
+            }
+        }
+    }
+    // A confined container has no network: nothing can reach it by name.
+    let confined: Vec<String> = declared
+        .specs
+        .values()
+        .filter(|s| s.config.security.drop_all_caps && s.config.network == NetworkAttachment::None)
+        .map(|s| s.name.clone())
+        .collect();
+    for spec in declared.specs.values() {
+        for link in spec.links.iter().filter(|l| confined.contains(l)) {
+            failures.push(Failure::new(
+                &spec.name,
+                "Interlinked",
+                Some(&spec.links.join(",")),
+                format!(
+                    "{link} is confined: it has no network device, so nothing can reach it by name"
+                ),
+            ));
+        }
+    }
+    for f in failures {
+        fail_record_with(
+            declared,
+            &f.record,
+            Some(f.property),
+            f.value.as_deref(),
+            f.why,
+        );
+    }
+    if let Some(host) = host {
+        declared.capacity = Some(capacity(declared, policy, host));
+    }
+}
+
+/// One rule broken by one record.
+struct Failure {
+    record: String,
+    property: &'static str,
+    value: Option<String>,
+    why: String,
+}
+
+impl Failure {
+    fn new(record: &str, property: &'static str, value: Option<&str>, why: String) -> Failure {
+        Failure {
+            record: record.to_string(),
+            property,
+            value: value.map(str::to_string),
+            why,
+        }
+    }
+}
+
+struct Checker<'a> {
+    policy: &'a Policy,
+    images: &'a BTreeMap<String, String>,
+    paths: &'a HostPaths,
+    resolve: &'a dyn Fn(&Path) -> PathBuf,
+    /// (as configured, resolved, what it is)
+    denied: Vec<(PathBuf, PathBuf, String)>,
+}
+
+impl Checker<'_> {
+    /// "policy /etc/berth/policy.toml", or the built-in one.
+    fn named(&self) -> String {
+        match &self.policy.source {
+            Some(p) => format!("policy {}", p.display()),
+            None => "built-in policy (no policy file)".to_string(),
+        }
+    }
+
+    fn record(
+        &self,
+        spec: &ContainerSpec,
+        profile_name: &str,
+        profile: &Profile,
+        out: &mut Vec<Failure>,
+    ) {
+        let name = spec.name.as_str();
+        let grant = self.policy.grant(name);
+        let policy = self.named();
+        let req = &spec.requested;
+        let mut fail = |property: &'static str, value: Option<&str>, why: String| {
+            out.push(Failure::new(name, property, value, why));
+        };
+        let by_name = |what: &str| {
+            format!("{what} is refused by the {policy}: allow it for this record with [records.{name}] {}", what.replace(' ', "_"))
+        };
+        if spec.config.network == NetworkAttachment::Host
+            && !(self.policy.network_host || grant.network_host)
+        {
+            fail(
+                "network",
+                Some("host"),
+                format!("network host is refused by the {policy} (network_host = false): the container would share the host's network and reach every service bound to localhost; allow it with network_host = true or [records.{name}] network_host = true"),
+            );
+        }
+        if req.privileged && !grant.privileged {
+            fail("Privileged", Some("yes"), by_name("privileged = true"));
+        }
+        if req.host_pid && !grant.host_pid {
+            fail("HostPid", Some("yes"), by_name("host_pid = true"));
+        }
+        if req.host_ipc && !grant.host_ipc {
+            fail("HostIpc", Some("yes"), by_name("host_ipc = true"));
+        }
+        let refused: Vec<&str> = req
+            .cap_add
+            .iter()
+            .filter(|c| !self.policy.cap_add.contains(c) && !grant.cap_add.contains(c))
+            .map(String::as_str)
+            .collect();
+        if !refused.is_empty() {
+            fail(
+                "CapAdd",
+                Some(&req.cap_add.join(",")),
+                format!(
+                    "capability {} is refused by the {policy}: allow it in cap_add, or for this record in [records.{name}] cap_add",
+                    refused.join(", ")
+                ),
+            );
+        }
+        if profile.confined {
+            let what = format!("profile {profile_name} confines the container");
+            for (on, prop, word) in [
+                (req.privileged, "Privileged", "privileges"),
+                (req.host_pid, "HostPid", "the host's PID namespace"),
+                (req.host_ipc, "HostIpc", "the host's IPC namespace"),
+                (!req.cap_add.is_empty(), "CapAdd", "added capabilities"),
+            ] {
+                if on {
+                    fail(prop, None, format!("{what}: it cannot have {word}"));
+                }
+            }
+            if req.network_set && spec.config.network != NetworkAttachment::None {
+                fail(
+                    "network",
+                    None,
+                    format!("{what}: it has no network device; remove network or set it to none"),
+                );
+            }
+            if !spec.config.ports.is_empty() {
+                fail(
+                    "TCPPort",
+                    None,
+                    format!("{what}: it has no network device to publish ports on"),
+                );
+            }
+            if !spec.links.is_empty() {
+                fail(
+                    "Interlinked",
+                    Some(&spec.links.join(",")),
+                    format!("{what}: it has no network device to reach linked containers"),
+                );
+            }
+            if spec.config.memory.is_none() {
+                fail(
+                    "MaxMemory",
+                    None,
+                    format!("{what}: a confined record needs MaxMemory"),
+                );
+            }
+            if spec.config.nano_cpus.is_none() {
+                fail(
+                    "MaxCpu",
+                    None,
+                    format!("{what}: a confined record needs MaxCpu"),
+                );
+            }
+        }
+        if let Some(cap) = profile.max_memory {
+            match spec.config.memory {
+                Some(m) if m > cap => fail(
+                    "MaxMemory",
+                    None,
+                    format!(
+                        "{} is over profile {profile_name}'s max_memory {} ({policy})",
+                        mib(m),
+                        mib(cap)
+                    ),
+                ),
+                None if !profile.confined => fail(
+                    "MaxMemory",
+                    None,
+                    format!(
+                        "profile {profile_name} has max_memory {}: set MaxMemory ({policy})",
+                        mib(cap)
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(cap) = profile.max_nano_cpus {
+            match spec.config.nano_cpus {
+                Some(c) if c > cap => fail(
+                    "MaxCpu",
+                    None,
+                    format!(
+                        "{} cores is over profile {profile_name}'s max_cpu {} ({policy})",
+                        cores(c),
+                        cores(cap)
+                    ),
+                ),
+                None if !profile.confined => fail(
+                    "MaxCpu",
+                    None,
+                    format!(
+                        "profile {profile_name} has max_cpu {}: set MaxCpu ({policy})",
+                        cores(cap)
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        let image = spec.config.image.as_str();
+        match self.images.get(image) {
+            Some(kind) if !self.policy.allows_build(kind) => fail(
+                "Image",
+                Some(image),
+                format!("built here from Source {kind}, which the {policy} does not allow ([images] sources = {})", self.policy.sources_text()),
+            ),
+            None if !self.policy.allows_reference(image) => fail(
+                "Image",
+                Some(image),
+                format!("not a source the {policy} allows ([images] sources = {})", self.policy.sources_text()),
+            ),
+            _ => {}
+        }
+        for m in spec
+            .config
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Bind)
+        {
+            if let Err(why) = self.bind(Path::new(&m.source), &grant.bind_roots) {
+                let property = if Path::new(&m.source).starts_with(&self.paths.data_root) {
+                    "MountPath"
+                } else {
+                    "DataMountPath"
+                };
+                fail(property, None, format!("host folder {}: {why}", m.source));
+            }
+        }
+    }
+
+    /// Whether host folder `source` may be bind-mounted: nowhere near a
+    /// denied path, as written or as links resolve it, and inside a bind
+    /// root once resolved.
+    fn bind(&self, source: &Path, granted: &[PathBuf]) -> Result<(), String> {
+        let resolved = (self.resolve)(source);
+        let via = |s: &Path| {
+            if s == source {
+                String::new()
+            } else {
+                format!(" (it resolves to {}: a link on the way)", s.display())
+            }
+        };
+        for s in [source, resolved.as_path()] {
+            for (lexical, real, what) in &self.denied {
+                for d in [lexical.as_path(), real.as_path()] {
+                    let root = d == Path::new("/");
+                    if s == d || (!root && s.starts_with(d)) {
+                        return Err(format!("{what} is never mounted{}", via(s)));
+                    }
+                    if d.starts_with(s) {
+                        return Err(format!(
+                            "it holds {} ({what}), which is never mounted{}",
+                            d.display(),
+                            via(s)
+                        ));
+                    }
+                }
+            }
+        }
+        let roots: Vec<&PathBuf> = std::iter::once(&self.paths.data_root)
+            .chain(&self.policy.bind_roots)
+            .chain(granted)
+            .collect();
+        if !roots
+            .iter()
+            .any(|r| resolved.starts_with((self.resolve)(r)))
+        {
+            let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+            return Err(format!(
+                "outside every folder the {} lets records mount ({}; add one to bind_roots){}",
+                self.named(),
+                listed.join(", "),
+                via(&resolved)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The record's `Security` from its profile and grants, and its hash anew.
+fn secure(spec: &mut ContainerSpec, profile_name: &str, profile: &Profile) {
+    let req = &spec.requested;
+    let mut s = Security {
+        profile: (profile_name != DEFAULT_PROFILE).then(|| profile_name.to_string()),
+        pids_limit: profile.pids_limit,
+        ..Security::default()
+    };
+    if profile.confined {
+        s.read_only_root = true;
+        s.tmp_size = Some(profile.tmp_size);
+        s.drop_all_caps = true;
+        s.non_root = true;
+        spec.config.network = NetworkAttachment::None;
+    } else {
+        s.privileged = req.privileged;
+        s.host_pid = req.host_pid;
+        s.host_ipc = req.host_ipc;
+        s.cap_add = req.cap_add.clone();
+    }
+    spec.config.security = s;
+    spec.spec_hash = spec_hash(&spec.config);
+}
+
+/// The sums of limits of enabled records against `host`; with
+/// `over_commit = refuse`, the records that push a sum over it fail, the
+/// last in start order first.
+fn capacity(declared: &mut Declared, policy: &Policy, host: Host) -> Capacity {
+    let depth = depths(&declared.specs);
+    let mut order: Vec<(usize, i64, String)> = declared
+        .specs
+        .values()
+        .filter(|s| s.enabled)
+        .map(|s| {
+            (
+                depth.get(&s.name).copied().unwrap_or(0),
+                s.link_priority,
+                s.name.clone(),
+            )
+        })
+        .collect();
+    order.sort();
+    let limits = |s: &ContainerSpec| (s.config.memory, s.config.nano_cpus);
+    let mut memory: i64 = 0;
+    let mut nano_cpus: i64 = 0;
+    let mut no_memory_limit = Vec::new();
+    let mut no_cpu_limit = Vec::new();
+    for (_, _, name) in &order {
+        let (m, c) = declared.specs.get(name).map(limits).unwrap_or_default();
+        match m {
+            Some(m) => memory = memory.saturating_add(m),
+            None => no_memory_limit.push(name.clone()),
+        }
+        match c {
+            Some(c) => nano_cpus = nano_cpus.saturating_add(c),
+            None => no_cpu_limit.push(name.clone()),
+        }
+    }
+    let refuse = policy.capacity.over_commit == super::OverCommit::Refuse;
+    let mut refused = Vec::new();
+    if refuse {
+        let named = match &policy.source {
+            Some(p) => format!("policy {}", p.display()),
+            None => "built-in policy".to_string(),
+        };
+        for (_, _, name) in order.iter().rev() {
+            if memory <= host.memory && nano_cpus <= host.nano_cpus {
+                break;
+            }
+            let Some((m, c)) = declared.specs.get(name).map(limits) else {
+                continue;
+            };
+            let over_m = memory > host.memory && m.is_some();
+            let over_c = nano_cpus > host.nano_cpus && c.is_some();
+            if !over_m && !over_c {
+                continue;
+            }
+            let (property, why) = if over_m {
+                (
+                    "MaxMemory",
+                    format!(
+                        "the memory limits of enabled records add up to {} with this one, over the host's {} ({named}: [capacity] over_commit = refuse; the last records in start order are refused first)",
+                        mib(memory),
+                        mib(host.memory)
+                    ),
+                )
+            } else {
+                (
+                    "MaxCpu",
+                    format!(
+                        "the CPU limits of enabled records add up to {} cores with this one, over the host's {} ({named}: [capacity] over_commit = refuse; the last records in start order are refused first)",
+                        cores(nano_cpus),
+                        cores(host.nano_cpus)
+                    ),
+                )
+            };
+            memory -= m.unwrap_or(0);
+            nano_cpus -= c.unwrap_or(0);
+            no_memory_limit.retain(|n| n != name);
+            no_cpu_limit.retain(|n| n != name);
+            fail_record_with(declared, name, Some(property), None, why);
+            refused.push(name.clone());
+        }
+    }
+    Capacity {
+        host_memory: host.memory,
+        host_nano_cpus: host.nano_cpus,
+        memory,
+        nano_cpus,
+        no_memory_limit,
+        no_cpu_limit,
+        over_commit: if refuse { "refuse" } else { "warn" }.to_string(),
+        refused,
+    }
+}
+
+/// Bytes as MiB or GiB, as an admin writes them.
+pub fn mib(bytes: i64) -> String {
+    if bytes >= 1 << 30 && bytes % (1 << 20) == 0 {
+        format!("{:.1}G", bytes as f64 / f64::from(1u32 << 30))
+    } else {
+        format!("{}M", bytes >> 20)
+    }
+}
+
+/// Nano CPUs as cores.
+pub fn cores(nano: i64) -> String {
+    let c = nano as f64 / 1e9;
+    format!("{}", (c * 100.0).round() / 100.0)
+}
+
+/// The profile names that confine, for a `docker_images` record's check.
+pub fn is_confined(policy: &Policy, profile: &str) -> bool {
+    policy.profile(profile).is_some_and(|p| p.confined) || profile == CONFINED_PROFILE
+}
+
+#[cfg(test)]
+mod tests;
