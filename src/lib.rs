@@ -31,6 +31,7 @@ pub mod shell {
     pub mod engine;
     pub mod events;
     pub mod images;
+    pub mod policy_file;
     pub mod pulls;
     pub mod reconcile;
     pub mod registry;
@@ -43,6 +44,6 @@ pub mod shell {
 
 pub use pure::{db, declared, model, plan, policy, poll, reference, render, schedule};
 pub use shell::{
-    api, apply, cli, command, config, daemon, engine, events, images, pulls, reconcile, registry,
+    api, apply, cli, command, config, daemon, engine, events, images, policy_file, pulls, reconcile, registry,
     safe_fs, state, status, templates, watch,
 };

@@ -79,6 +79,7 @@ struct RawConfig {
     build_memory: Option<String>,
     build_cpus: Option<f64>,
     credentials_file: Option<PathBuf>,
+    policy_file: Option<PathBuf>,
     image_notify_command: Option<String>,
     git_timeout_seconds: Option<u64>,
     action_timeout_seconds: Option<u64>,
@@ -128,6 +129,10 @@ pub struct Config {
     pub build_cpus: f64,
     /// Root-only TOML file with registry/git credentials and webhook tokens.
     pub credentials_file: PathBuf,
+    /// The host policy (TOML, root-owned, writable by root only): what no
+    /// db edit can get around. Missing: the built-in policy; unusable: no
+    /// container is created or recreated until it is fixed.
+    pub policy_file: PathBuf,
     /// Run (with `sh -c`) when an image is rebuilt, fails to build, or is
     /// outdated; gets BERTH_IMAGE and BERTH_IMAGE_EVENT.
     pub image_notify_command: Option<String>,
@@ -189,6 +194,7 @@ impl Default for Config {
             build_memory: 0,
             build_cpus: 0.0,
             credentials_file: "/etc/berth/credentials.toml".into(),
+            policy_file: "/etc/berth/policy.toml".into(),
             image_notify_command: None,
             git_timeout_seconds: 600,
             action_timeout_seconds: 3600,
@@ -332,6 +338,7 @@ impl Config {
             build_memory,
             build_cpus: raw.build_cpus.unwrap_or(0.0).max(0.0),
             credentials_file: at(raw.credentials_file, base.join("credentials.toml")),
+            policy_file: at(raw.policy_file, base.join("policy.toml")),
             image_notify_command: raw.image_notify_command,
             git_timeout_seconds: raw.git_timeout_seconds.unwrap_or(d.git_timeout_seconds),
             action_timeout_seconds: raw

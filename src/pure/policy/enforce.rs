@@ -47,10 +47,21 @@ pub const ALWAYS_DENIED: &[&str] = &[
 pub struct HostPaths {
     /// berth's own data folder (`state_dir/data`): always a bind root.
     pub data_root: PathBuf,
-    /// Paths no mount may touch, with what each is (`ALWAYS_DENIED`, the
-    /// engine's socket, `db_dir`, `state_dir`, the API socket, the policy
-    /// and credentials files, …), as configured.
-    pub denied: Vec<(PathBuf, String)>,
+    /// Paths no mount may touch (`ALWAYS_DENIED`, the engine's socket,
+    /// `db_dir`, `state_dir`, the API socket, the policy and credentials
+    /// files, …), as configured.
+    pub denied: Vec<Denied>,
+}
+
+/// A path no bind mount may be, or hold.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub path: PathBuf,
+    /// What it is, as an error names it.
+    pub what: String,
+    /// Whether what lies inside it is denied too (not for `/`, nor for
+    /// berth's state folder, whose data folder is a bind root).
+    pub contents: bool,
 }
 
 /// How big the host is, as the shell reads it (`/proc/meminfo`, CPUs).
@@ -131,7 +142,7 @@ pub fn enforce(
         denied: paths
             .denied
             .iter()
-            .map(|(p, what)| (p.clone(), resolve(p), what.clone()))
+            .map(|d| (d.clone(), resolve(&d.path)))
             .collect(),
     };
     let mut failures: Vec<Failure> = Vec::new();
@@ -229,8 +240,8 @@ struct Checker<'a> {
     images: &'a BTreeMap<String, String>,
     paths: &'a HostPaths,
     resolve: &'a dyn Fn(&Path) -> PathBuf,
-    /// (as configured, resolved, what it is)
-    denied: Vec<(PathBuf, PathBuf, String)>,
+    /// Each denied path with where it resolves to.
+    denied: Vec<(Denied, PathBuf)>,
 }
 
 impl Checker<'_> {
@@ -429,16 +440,16 @@ impl Checker<'_> {
             }
         };
         for s in [source, resolved.as_path()] {
-            for (lexical, real, what) in &self.denied {
-                for d in [lexical.as_path(), real.as_path()] {
-                    let root = d == Path::new("/");
-                    if s == d || (!root && s.starts_with(d)) {
+            for (d, real) in &self.denied {
+                let what = &d.what;
+                for d_path in [d.path.as_path(), real.as_path()] {
+                    if s == d_path || (d.contents && s.starts_with(d_path)) {
                         return Err(format!("{what} is never mounted{}", via(s)));
                     }
-                    if d.starts_with(s) {
+                    if d_path.starts_with(s) {
                         return Err(format!(
                             "it holds {} ({what}), which is never mounted{}",
-                            d.display(),
+                            d_path.display(),
                             via(s)
                         ));
                     }

@@ -1,0 +1,182 @@
+//! The host policy as a pass uses it: the file read root-only (no link,
+//! owned by root, writable by no one else, bounded), the paths no mount may
+//! touch from the config, links resolved as the kernel will resolve them
+//! when the engine mounts a folder, the host's size from /proc, and
+//! `policy::enforce` run on the pass's records.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::declared::Declared;
+use crate::policy::enforce::{self, Denied, Host, HostPaths};
+use crate::policy::{Policy, PolicyError, MAX_SIZE};
+
+/// Reads `config.policy_file`. A missing file is the built-in policy (the
+/// same as the commented file shipped in `conf/`); anything else that
+/// stops berth from trusting or reading it is an error, and a pass then
+/// creates nothing (fail closed).
+pub fn load(config: &Config) -> Result<Policy, PolicyError> {
+    let path = config.policy_file.as_path();
+    let unusable = |why: String| PolicyError::Unusable {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(unusable(
+                "is a symbolic link; berth reads its policy only from a real file".into(),
+            ))
+        }
+        Err(e) => return Err(unusable(e.to_string())),
+    };
+    let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(unusable("is not a regular file".into()));
+    }
+    let me = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(unusable(format!(
+            "is owned by uid {}; it must belong to root (chown root:root)",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unusable(
+            "may be written by its group or others; only root may (chmod 644)".into(),
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_SIZE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| unusable(e.to_string()))?;
+    if text.len() as u64 > MAX_SIZE {
+        return Err(unusable(format!("larger than {MAX_SIZE} bytes")));
+    }
+    Policy::parse(path, &text)
+}
+
+/// The paths of this berth that no container may mount, with the ones
+/// every host has (`enforce::ALWAYS_DENIED`).
+pub fn host_paths(config: &Config) -> HostPaths {
+    let mut denied: Vec<Denied> = enforce::ALWAYS_DENIED
+        .iter()
+        .map(|p| Denied {
+            path: PathBuf::from(p),
+            what: (*p).to_string(),
+            contents: *p != "/",
+        })
+        .collect();
+    let mut add = |path: &Path, what: &str, contents: bool| {
+        denied.push(Denied {
+            path: path.to_path_buf(),
+            what: format!("{what} {}", path.display()),
+            contents,
+        });
+    };
+    if let Some(socket) = config.docker_host.strip_prefix("unix://") {
+        add(Path::new(socket), "the engine's socket", true);
+    }
+    add(&config.db_dir, "the db folder", true);
+    // Only its data folder may be mounted, and only through the bind-root
+    // rule: state.db and the API socket live beside it.
+    add(&config.state_dir, "berth's state folder", false);
+    add(&config.state_dir.join("state.db"), "state.db", true);
+    add(&config.api_socket, "berth's API socket", true);
+    add(&config.policy_file, "the policy file", true);
+    add(&config.credentials_file, "the credentials file", true);
+    add(&config.registry_certs_dir, "the registry CA folder", true);
+    // Event actions and templates run or render as root.
+    add(&config.events_dir, "the event actions folder", true);
+    add(&config.templates_dir, "the templates folder", true);
+    add(&config.templates_custom_dir, "the custom templates folder", true);
+    if let Some(source) = &config.source {
+        add(source, "berth's config file", true);
+    }
+    HostPaths {
+        data_root: crate::declared::SpecSettings::from_config(config).data_root,
+        denied,
+    }
+}
+
+/// `path` as the kernel will find it: every link of the part that exists
+/// followed (`realpath`), the rest (not made yet; berth makes it with no
+/// link) appended as written.
+pub fn resolve(path: &Path) -> PathBuf {
+    let mut missing: Vec<&std::ffi::OsStr> = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            let mut out = real;
+            for part in missing.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// The host's memory (`MemTotal`) and online CPUs; None when /proc does not
+/// say (the capacity check is then skipped, not guessed).
+pub fn host() -> Option<Host> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: i64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let cpus = std::thread::available_parallelism().ok()?.get();
+    Some(Host {
+        memory: kib.saturating_mul(1024),
+        nano_cpus: i64::try_from(cpus).ok()?.saturating_mul(1_000_000_000),
+    })
+}
+
+/// The `Tag` of each `docker_images` record and its `Source` word: the
+/// images berth builds, which the policy's `[images] sources` judges by
+/// how they are built.
+pub fn built_images(images: &Db) -> BTreeMap<String, String> {
+    images
+        .records()
+        .filter_map(|r| {
+            let tag = crate::declared::parse_image_reference(r.prop("Tag")?).ok()?;
+            let kind = r.prop("Source").unwrap_or("").trim().to_string();
+            Some((tag, kind))
+        })
+        .collect()
+}
+
+/// The policy applied to a pass's records: read, checked, enforced.
+pub fn apply(config: &Config, images: &Db, declared: &mut Declared) {
+    let policy = load(config);
+    if let Err(e) = &policy {
+        tracing::error!("{e}: no container is created, recreated or changed until it is fixed");
+    }
+    enforce::enforce(
+        declared,
+        &policy,
+        &built_images(images),
+        &host_paths(config),
+        host(),
+        &resolve,
+    );
+}
