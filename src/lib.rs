@@ -44,6 +44,6 @@ pub mod shell {
 
 pub use pure::{db, declared, model, plan, policy, poll, reference, render, schedule};
 pub use shell::{
-    api, apply, cli, command, config, daemon, engine, events, images, policy_file, pulls, reconcile, registry,
-    safe_fs, state, status, templates, watch,
+    api, apply, cli, command, config, daemon, engine, events, images, policy_file, pulls,
+    reconcile, registry, safe_fs, state, status, templates, watch,
 };

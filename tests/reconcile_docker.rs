@@ -21,6 +21,7 @@ fn text(v: &Value) -> &str {
 #[test]
 fn every_property_lands_on_the_engine() {
     let s = Sandbox::new(None);
+    s.allow_sandbox_binds_and_host_network();
     let (p1, p2, p3) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
     let host_data = s.dir.path().join("hostdata");
     let mapping = format!("{p1}:80,{p2}:81");
@@ -442,6 +443,7 @@ fn status_shows_declared_actual_and_errors() {
 #[test]
 fn a_container_cannot_get_a_host_folder_mounted_through_a_link() {
     let s = Sandbox::new(None);
+    s.allow_sandbox_binds_and_host_network();
     let data = s.dir.path().join("data");
     let secret = s.dir.path().join("secret");
     std::fs::create_dir_all(&secret).expect("mkdir");

@@ -87,10 +87,9 @@ pub fn host_paths(config: &Config) -> HostPaths {
         add(Path::new(socket), "the engine's socket", true);
     }
     add(&config.db_dir, "the db folder", true);
-    // Only its data folder may be mounted, and only through the bind-root
-    // rule: state.db and the API socket live beside it.
-    add(&config.state_dir, "berth's state folder", false);
-    add(&config.state_dir.join("state.db"), "state.db", true);
+    // Only what lies in its data folder may be mounted: state.db, its
+    // journal files and the API socket live beside it.
+    add(&config.state_dir, "berth's state folder", true);
     add(&config.api_socket, "berth's API socket", true);
     add(&config.policy_file, "the policy file", true);
     add(&config.credentials_file, "the credentials file", true);
@@ -98,7 +97,11 @@ pub fn host_paths(config: &Config) -> HostPaths {
     // Event actions and templates run or render as root.
     add(&config.events_dir, "the event actions folder", true);
     add(&config.templates_dir, "the templates folder", true);
-    add(&config.templates_custom_dir, "the custom templates folder", true);
+    add(
+        &config.templates_custom_dir,
+        "the custom templates folder",
+        true,
+    );
     if let Some(source) = &config.source {
         add(source, "berth's config file", true);
     }
@@ -179,4 +182,12 @@ pub fn apply(config: &Config, images: &Db, declared: &mut Declared) {
         host(),
         &resolve,
     );
+}
+
+/// [`apply`] reading `docker_images` itself (unreadable: no image counts
+/// as built here, so only the reference rules judge images).
+pub fn apply_reading_images(config: &Config, declared: &mut Declared) {
+    let images = Db::load_or_empty(&config.db_path("docker_images"))
+        .unwrap_or_else(|_| Db::parse(&config.db_path("docker_images"), ""));
+    apply(config, &images, declared);
 }

@@ -211,6 +211,7 @@ pub async fn plan_now<E: Engine>(
         snapshot.images()?,
         &declared::SpecSettings::from_config(config),
     );
+    crate::policy_file::apply(config, snapshot.images()?, &mut declared);
     declared.removal = declared::RemovalGuard {
         share: config.mass_removal_share,
         allow: allow_mass_removal,

@@ -143,6 +143,7 @@ pub async fn current<E: crate::engine::Engine>(
     remembered: crate::reconcile::Remembered,
 ) -> Result<Vec<RecordStatus>, crate::reconcile::PassError> {
     let mut declared = crate::declared::load(config)?;
+    crate::policy_file::apply_reading_images(config, &mut declared);
     declared.overrides = remembered.overrides;
     declared.starts = remembered.starts;
     declared.updates = remembered.updates;

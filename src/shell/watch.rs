@@ -219,7 +219,10 @@ pub struct Request {
 
 /// The references watched now, read from the dbs and state.db.
 pub fn load_watched(config: &Config, state: &State) -> Result<Vec<Watched>, WatchError> {
-    let declared = crate::declared::load(config)?;
+    let mut declared = crate::declared::load(config)?;
+    // A record the host policy refuses is not watched: its image's source
+    // may be one the policy does not allow.
+    crate::policy_file::apply_reading_images(config, &mut declared);
     let images = crate::images::load(config).map_err(WatchError::ImagesDb)?;
     Ok(watched(&declared, &images, &state.lineage()?))
 }

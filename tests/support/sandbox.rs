@@ -41,6 +41,24 @@ impl Sandbox {
         std::fs::write(self.dir.path().join("berth.toml"), toml).expect("config");
     }
 
+    /// Writes the sandbox's host policy (`policy.toml` beside its config,
+    /// mode 0644 as root would keep it).
+    pub fn write_policy(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("policy.toml");
+        std::fs::write(&path, text).expect("policy");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+
+    /// A policy that lets records mount host folders anywhere in the
+    /// sandbox and use `network host`: for tests about something else.
+    pub fn allow_sandbox_binds_and_host_network(&self) {
+        self.write_policy(&format!(
+            "bind_roots = [{:?}]\nnetwork_host = true\n",
+            self.dir.path().display().to_string()
+        ));
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("berth.toml")
     }

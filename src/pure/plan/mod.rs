@@ -303,6 +303,9 @@ pub struct Plan<A = Action> {
     /// waiting for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pulls: Vec<pulls::PullWant>,
+    /// The sums of the limits of enabled records against the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::policy::enforce::Capacity>,
 }
 
 /// A plan as JSON shows it: actions without their configs.
@@ -316,6 +319,7 @@ impl<A> Default for Plan<A> {
             held: Vec::new(),
             next_retry: None,
             pulls: Vec::new(),
+            capacity: None,
         }
     }
 }
@@ -334,6 +338,7 @@ impl Plan {
             held: self.held.clone(),
             next_retry: self.next_retry,
             pulls: self.pulls.clone(),
+            capacity: self.capacity.clone(),
         }
     }
 }
@@ -715,10 +720,40 @@ pub fn plan_at<Tz: TimeZone>(
     }
     guard_mass_removal(declared, observed, &mut out);
     guard_host_folders(declared, observed, &mut out);
+    guard_policy(declared, &mut out);
+    out.capacity = declared.capacity.clone();
     out.actions
         .sort_by(|a, b| (a.wave, &a.record).cmp(&(b.wave, &b.record)));
     health::hold_for_health(declared, observed, &mut out);
     out
+}
+
+/// Fail closed: while the host policy cannot be used, nothing is created,
+/// recreated or changed in place (what the policy would refuse cannot be
+/// told apart). Stops, starts of existing containers, removals and
+/// rollbacks go on: nothing running is stopped because of the policy, and
+/// cron's stops for a backup still happen.
+fn guard_policy(declared: &Declared, out: &mut Plan) {
+    let Some(why) = &declared.policy_refusal else {
+        return;
+    };
+    let changes = |a: &Action| {
+        matches!(
+            a.kind(),
+            ActionKind::Create | ActionKind::Recreate | ActionKind::Update
+        )
+    };
+    let (held, kept): (Vec<Action>, Vec<Action>) = std::mem::take(&mut out.actions)
+        .into_iter()
+        .partition(changes);
+    out.actions = kept;
+    for action in held {
+        let kind = action.kind().as_str();
+        out.problems.push(Problem {
+            record: action.record,
+            message: format!("not done ({kind}: {}): {why}", action.reason),
+        });
+    }
 }
 
 /// An emptied or truncated `docker_containers` reads as "every record

@@ -59,8 +59,9 @@ pub struct Denied {
     pub path: PathBuf,
     /// What it is, as an error names it.
     pub what: String,
-    /// Whether what lies inside it is denied too (not for `/`, nor for
-    /// berth's state folder, whose data folder is a bind root).
+    /// Whether what lies inside it is denied too (not for `/`). Inside
+    /// berth's data folder is never denied by a folder that holds it (the
+    /// state folder).
     pub contents: bool,
 }
 
@@ -267,8 +268,8 @@ impl Checker<'_> {
         let mut fail = |property: &'static str, value: Option<&str>, why: String| {
             out.push(Failure::new(name, property, value, why));
         };
-        let by_name = |what: &str| {
-            format!("{what} is refused by the {policy}: allow it for this record with [records.{name}] {}", what.replace(' ', "_"))
+        let by_name = |key: &str| {
+            format!("{key} is refused by the {policy}: allow it for this record with [records.{name}] {key} = true")
         };
         if spec.config.network == NetworkAttachment::Host
             && !(self.policy.network_host || grant.network_host)
@@ -280,13 +281,13 @@ impl Checker<'_> {
             );
         }
         if req.privileged && !grant.privileged {
-            fail("Privileged", Some("yes"), by_name("privileged = true"));
+            fail("Privileged", Some("yes"), by_name("privileged"));
         }
         if req.host_pid && !grant.host_pid {
-            fail("HostPid", Some("yes"), by_name("host_pid = true"));
+            fail("HostPid", Some("yes"), by_name("host_pid"));
         }
         if req.host_ipc && !grant.host_ipc {
-            fail("HostIpc", Some("yes"), by_name("host_ipc = true"));
+            fail("HostIpc", Some("yes"), by_name("host_ipc"));
         }
         let refused: Vec<&str> = req
             .cap_add
@@ -439,11 +440,19 @@ impl Checker<'_> {
                 format!(" (it resolves to {}: a link on the way)", s.display())
             }
         };
+        let data_roots = [
+            self.paths.data_root.clone(),
+            (self.resolve)(&self.paths.data_root),
+        ];
         for s in [source, resolved.as_path()] {
             for (d, real) in &self.denied {
                 let what = &d.what;
                 for d_path in [d.path.as_path(), real.as_path()] {
-                    if s == d_path || (d.contents && s.starts_with(d_path)) {
+                    // berth's data folder lies in its state folder.
+                    let in_data = data_roots
+                        .iter()
+                        .any(|r| r.starts_with(d_path) && s.starts_with(r) && s != r.as_path());
+                    if s == d_path || (d.contents && s.starts_with(d_path) && !in_data) {
                         return Err(format!("{what} is never mounted{}", via(s)));
                     }
                     if d_path.starts_with(s) {

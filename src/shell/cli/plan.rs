@@ -7,6 +7,7 @@ use super::backend::{backend, LocalBackend};
 use crate::api::Backend;
 use crate::config::Config;
 use crate::plan::PlanView;
+use crate::policy::enforce::{cores, mib, Capacity};
 use crate::reconcile::Planned;
 
 /// `at`: evaluate schedules and stored events at that time instead of now
@@ -56,5 +57,53 @@ pub fn render(plan: &PlanView) -> String {
     for p in &plan.held {
         out.push_str(&format!("{:<14} {}: {}\n", "held", p.record, p.message));
     }
+    if let Some(c) = &plan.capacity {
+        out.push_str(&render_capacity(c));
+    }
     out
+}
+
+/// Two lines: the sums of `MaxMemory` and `MaxCpu` of enabled records
+/// against the host, the records with no limit, and whether the policy
+/// only warns of over-commit or refuses it.
+pub fn render_capacity(c: &Capacity) -> String {
+    let unlimited = |names: &[String], prop: &str| match names.len() {
+        0 => String::new(),
+        n => {
+            let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+            let more = if n > 5 { ", …" } else { "" };
+            format!("; {n} without {prop} ({}{more})", shown.join(", "))
+        }
+    };
+    let verdict = |over: bool| {
+        if !over {
+            String::new()
+        } else if c.over_commit == "refuse" {
+            ": over the host (refused by the policy)".to_string()
+        } else {
+            ": OVER-COMMITTED (the policy warns only)".to_string()
+        }
+    };
+    let refused = if c.refused.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{:<14} refused to fit the host: {}\n",
+            "capacity",
+            c.refused.join(", ")
+        )
+    };
+    format!(
+        "{:<14} memory {} of the host's {}{}{}\n{:<14} cpu {} of the host's {} cores{}{}\n{refused}",
+        "capacity",
+        mib(c.memory),
+        mib(c.host_memory),
+        verdict(c.memory_over()),
+        unlimited(&c.no_memory_limit, "MaxMemory"),
+        "capacity",
+        cores(c.nano_cpus),
+        cores(c.host_nano_cpus),
+        verdict(c.cpu_over()),
+        unlimited(&c.no_cpu_limit, "MaxCpu"),
+    )
 }

@@ -6,7 +6,8 @@ use crate::config::Config;
 use crate::status::RecordStatus;
 
 pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Result<i32> {
-    let mut rows: Vec<RecordStatus> = super::backend::backend(config).await.status().await?;
+    let backend = super::backend::backend(config).await;
+    let mut rows: Vec<RecordStatus> = backend.status().await?;
     if let Some(name) = name {
         rows.retain(|r| r.name == name);
         if rows.is_empty() {
@@ -42,6 +43,15 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> anyhow::Res
         }
         if let Some(update) = &r.update {
             println!("    {update}");
+        }
+    }
+    // The sums against the host are the plan's (`berth plan --json` has
+    // them as JSON; `status --json` stays a list of records).
+    if name.is_none() {
+        if let Ok(plan) = backend.plan().await {
+            if let Some(c) = &plan.capacity {
+                print!("{}", super::plan::render_capacity(c));
+            }
         }
     }
     Ok(0)

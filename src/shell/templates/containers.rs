@@ -17,12 +17,16 @@ pub const LAST_VALID: &str = "templates.containers.json";
 
 /// The records `snapshot` declares, or why there are none to show (a
 /// `docker_containers` that cannot be read fails the templates using them).
+/// Records the host policy refuses are invalid here too: a proxy keeps the
+/// view of what runs.
 pub fn declared(config: &Config, snapshot: &Snapshot) -> Result<Declared, ReadError> {
-    Ok(declare(
+    let mut declared = declare(
         snapshot.containers()?,
         snapshot.images()?,
         &SpecSettings::from_config(config),
-    ))
+    );
+    crate::policy_file::apply(config, snapshot.images()?, &mut declared);
+    Ok(declared)
 }
 
 /// Pure: the views of the valid records, plus the last valid view of each
