@@ -190,7 +190,8 @@ fn plan_at_evaluates_schedules_at_that_time() {
     );
     let (_, plan_stopped, _) = s.run(&["plan", "--at", &stopped_time]);
     assert_eq!(
-        plan_stopped, "no changes\n",
+        support::plan_actions(&plan_stopped),
+        "no changes\n",
         "after the stop it should be stopped, and it does not exist: nothing to do"
     );
     let (_, plan_running, _) = s.run(&["plan", "--at", &running_time]);

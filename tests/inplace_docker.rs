@@ -23,7 +23,7 @@ fn started_at(s: &Sandbox, name: &str) -> String {
 }
 
 fn plan(s: &Sandbox) -> String {
-    String::from_utf8_lossy(&s.berth(&["plan"]).stdout).into_owned()
+    support::plan_actions(&String::from_utf8_lossy(&s.berth(&["plan"]).stdout))
 }
 
 #[test]

@@ -31,7 +31,12 @@ pub fn load(config: &Config) -> Result<Policy, PolicyError> {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Policy {
+                absent_file: Some(path.to_path_buf()),
+                ..Policy::default()
+            })
+        }
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
             return Err(unusable(
                 "is a symbolic link; berth reads its policy only from a real file".into(),

@@ -20,6 +20,15 @@ use std::sync::{Mutex, OnceLock};
 use berth::engine::DockerEngine;
 use sha2::{Digest, Sha256};
 
+/// `berth plan`'s text without its capacity lines (the sums against the
+/// host, which depend on the machine): the actions and problems only.
+pub fn plan_actions(plan: &str) -> String {
+    plan.lines()
+        .filter(|l| !l.starts_with("capacity "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Runs `docker ARGS…`; returns (exit status, stdout, stderr). Never panics:
 /// a missing CLI is status -1 with the reason in stderr.
 pub fn docker(args: &[&str]) -> (i32, String, String) {

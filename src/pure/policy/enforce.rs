@@ -246,12 +246,8 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    /// "policy /etc/berth/policy.toml", or the built-in one.
     fn named(&self) -> String {
-        match &self.policy.source {
-            Some(p) => format!("policy {}", p.display()),
-            None => "built-in policy (no policy file)".to_string(),
-        }
+        self.policy.named()
     }
 
     fn record(
@@ -546,10 +542,7 @@ fn capacity(declared: &mut Declared, policy: &Policy, host: Host) -> Capacity {
     let refuse = policy.capacity.over_commit == super::OverCommit::Refuse;
     let mut refused = Vec::new();
     if refuse {
-        let named = match &policy.source {
-            Some(p) => format!("policy {}", p.display()),
-            None => "built-in policy".to_string(),
-        };
+        let named = policy.named();
         for (_, _, name) in order.iter().rev() {
             if memory <= host.memory && nano_cpus <= host.nano_cpus {
                 break;
@@ -603,7 +596,7 @@ fn capacity(declared: &mut Declared, policy: &Policy, host: Host) -> Capacity {
 
 /// Bytes as MiB or GiB, as an admin writes them.
 pub fn mib(bytes: i64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 30 {
         format!("{:.1}G", bytes as f64 / f64::from(1u32 << 30))
     } else {
         format!("{}M", bytes >> 20)

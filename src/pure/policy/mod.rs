@@ -30,6 +30,9 @@ pub const NOBODY: &str = "65534:65534";
 pub struct Policy {
     /// The file it came from (None: built-in defaults, no file).
     pub source: Option<PathBuf>,
+    /// Where the file would be, when there is none (errors say where to
+    /// write one).
+    pub absent_file: Option<PathBuf>,
     /// Host folders `DataMountPath` may point into, besides berth's own
     /// data folder (`state_dir/data`). Never `/`, `/etc` and the rest of
     /// [`enforce::ALWAYS_DENIED`], whatever this says.
@@ -140,6 +143,7 @@ impl Default for Policy {
         profiles.insert(CONFINED_PROFILE.to_string(), Profile::confined_profile());
         Policy {
             source: None,
+            absent_file: None,
             bind_roots: Vec::new(),
             network_host: false,
             cap_add: Vec::new(),
@@ -329,6 +333,16 @@ impl Policy {
             };
         }
         Ok(p)
+    }
+
+    /// How an error names this policy: "policy /etc/berth/policy.toml",
+    /// or the built-in one and where its file would be.
+    pub fn named(&self) -> String {
+        match (&self.source, &self.absent_file) {
+            (Some(p), _) => format!("policy {}", p.display()),
+            (None, Some(p)) => format!("built-in policy (there is no {})", p.display()),
+            (None, None) => "built-in policy".to_string(),
+        }
     }
 
     /// The profile named `name`, if the policy has it.
