@@ -233,7 +233,8 @@ fn an_unusable_policy_file_refuses_creates_and_stops_nothing() {
     let id = running_victim(&s);
     s.declare("other", &["Command", "sleep 3600"]);
     let policy = s.dir.path().join("policy.toml");
-    let cases: Vec<(Box<dyn Fn()>, &str)> = vec![
+    type Break<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(Break, &str)> = vec![
         (
             Box::new(|| s.write_policy("bogus = 1\n")),
             "unknown field `bogus`",

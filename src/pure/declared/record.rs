@@ -268,10 +268,7 @@ fn requested(r: &mut Reader) -> Requested {
         .get("CapAdd", |v| {
             property::list(v)
                 .iter()
-                .map(|c| {
-                    crate::policy::capability(c)
-                        .map_err(|_| ValueError::NotACapability(c.trim().to_string()))
-                })
+                .map(|c| crate::policy::capability(c))
                 .collect::<Result<Vec<_>, _>>()
         })
         .unwrap_or_default();

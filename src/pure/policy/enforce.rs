@@ -413,7 +413,7 @@ impl Checker<'_> {
             .iter()
             .filter(|m| m.kind == MountKind::Bind)
         {
-            if let Err(why) = self.bind(Path::new(&m.source), &grant.bind_roots) {
+            if let Some(why) = self.bind_refusal(Path::new(&m.source), &grant.bind_roots) {
                 let property = if Path::new(&m.source).starts_with(&self.paths.data_root) {
                     "MountPath"
                 } else {
@@ -424,10 +424,10 @@ impl Checker<'_> {
         }
     }
 
-    /// Whether host folder `source` may be bind-mounted: nowhere near a
-    /// denied path, as written or as links resolve it, and inside a bind
-    /// root once resolved.
-    fn bind(&self, source: &Path, granted: &[PathBuf]) -> Result<(), String> {
+    /// Why host folder `source` may not be bind-mounted, if it may not:
+    /// it must be nowhere near a denied path, as written or as links
+    /// resolve it, and inside a bind root once resolved.
+    fn bind_refusal(&self, source: &Path, granted: &[PathBuf]) -> Option<String> {
         let resolved = (self.resolve)(source);
         let via = |s: &Path| {
             if s == source {
@@ -449,10 +449,10 @@ impl Checker<'_> {
                         .iter()
                         .any(|r| r.starts_with(d_path) && s.starts_with(r) && s != r.as_path());
                     if s == d_path || (d.contents && s.starts_with(d_path) && !in_data) {
-                        return Err(format!("{what} is never mounted{}", via(s)));
+                        return Some(format!("{what} is never mounted{}", via(s)));
                     }
                     if d_path.starts_with(s) {
-                        return Err(format!(
+                        return Some(format!(
                             "it holds {} ({what}), which is never mounted{}",
                             d_path.display(),
                             via(s)
@@ -470,14 +470,14 @@ impl Checker<'_> {
             .any(|r| resolved.starts_with((self.resolve)(r)))
         {
             let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
-            return Err(format!(
+            return Some(format!(
                 "outside every folder the {} lets records mount ({}; add one to bind_roots){}",
                 self.named(),
                 listed.join(", "),
                 via(&resolved)
             ));
         }
-        Ok(())
+        None
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::declared::property;
+use crate::declared::property::{self, ValueError};
 
 /// The profile a record gets without `Profile`, unless the policy says.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -128,12 +128,32 @@ pub struct CapacityRules {
 
 /// Why a policy file cannot be used: berth then creates and recreates
 /// nothing (fail closed) and says this.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{}: cannot be used: {why}", .path.display())]
     Unusable { path: PathBuf, why: String },
     #[error("{}: {why}", .path.display())]
-    Invalid { path: PathBuf, why: String },
+    Invalid { path: PathBuf, why: RuleError },
+}
+
+/// What is wrong with one key of the policy file.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// toml's own message (unknown keys, types), on one line.
+    #[error("{0}")]
+    Toml(String),
+    #[error("{key}: {error}")]
+    Value { key: String, error: ValueError },
+    #[error("{key}: more than {MAX_ENTRIES} entries")]
+    TooMany { key: String },
+    #[error("{key}: {value:?} is not a source; expected \"*\", \"local\", git, rootfs, tar, recipe, a registry host[:port] or a name prefix host/name/")]
+    Source { key: &'static str, value: String },
+    #[error("{key}: {got}; expected 8 to 1000000")]
+    PidsLimit { key: String, got: i64 },
+    #[error("default_profile: no profile {name:?} (profiles: {known})")]
+    NoProfile { name: String, known: String },
+    #[error("[capacity] over_commit: {0:?}; expected \"warn\" or \"refuse\"")]
+    OverCommit(String),
 }
 
 impl Default for Policy {
@@ -245,50 +265,56 @@ pub const MAX_ENTRIES: usize = 1000;
 impl Policy {
     /// The policy `text` (read from `path`) says. Any error names the key.
     pub fn parse(path: &Path, text: &str) -> Result<Policy, PolicyError> {
-        let invalid = |why: String| PolicyError::Invalid {
+        Policy::parse_rules(path, text).map_err(|why| PolicyError::Invalid {
             path: path.to_path_buf(),
             why,
-        };
+        })
+    }
+
+    fn parse_rules(path: &Path, text: &str) -> Result<Policy, RuleError> {
         let raw: RawPolicy = toml::from_str(text)
-            .map_err(|e| invalid(e.to_string().trim_end().replace('\n', " ")))?;
+            .map_err(|e| RuleError::Toml(e.to_string().trim_end().replace('\n', " ")))?;
         let mut p = Policy {
             source: Some(path.to_path_buf()),
             ..Policy::default()
         };
         let count = |key: &str, n: usize| {
             if n > MAX_ENTRIES {
-                Err(invalid(format!("{key}: more than {MAX_ENTRIES} entries")))
+                Err(RuleError::TooMany {
+                    key: key.to_string(),
+                })
             } else {
                 Ok(())
             }
         };
         if let Some(roots) = raw.bind_roots {
             count("bind_roots", roots.len())?;
-            p.bind_roots = roots_of("bind_roots", &roots).map_err(invalid)?;
+            p.bind_roots = roots_of("bind_roots", &roots)?;
         }
         if let Some(v) = raw.network_host {
             p.network_host = v;
         }
         if let Some(caps) = raw.cap_add {
             count("cap_add", caps.len())?;
-            p.cap_add = capabilities("cap_add", &caps).map_err(invalid)?;
+            p.cap_add = capabilities("cap_add", &caps)?;
         }
         count("profiles", raw.profiles.len())?;
         for (name, rp) in raw.profiles {
-            property::name(&name).map_err(|e| invalid(format!("[profiles.{name}]: {e}")))?;
+            property::name(&name).map_err(|error| RuleError::Value {
+                key: format!("[profiles.{name}]"),
+                error,
+            })?;
             let base = p.profiles.get(&name).cloned().unwrap_or(Profile {
                 confined: false,
                 ..Profile::default_profile()
             });
-            let profile = profile_of(&name, base, rp).map_err(invalid)?;
+            let profile = profile_of(&name, base, rp)?;
             p.profiles.insert(name, profile);
         }
         if let Some(name) = raw.default_profile {
             if !p.profiles.contains_key(&name) {
-                return Err(invalid(format!(
-                    "default_profile: no profile {name:?} (profiles: {})",
-                    p.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
-                )));
+                let known = p.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(RuleError::NoProfile { name, known });
             }
             p.default_profile = name;
         }
@@ -302,9 +328,8 @@ impl Policy {
                 host_pid: g.host_pid,
                 host_ipc: g.host_ipc,
                 network_host: g.network_host,
-                cap_add: capabilities(&format!("{at} cap_add"), &g.cap_add).map_err(invalid)?,
-                bind_roots: roots_of(&format!("{at} bind_roots"), &g.bind_roots)
-                    .map_err(invalid)?,
+                cap_add: capabilities(&format!("{at} cap_add"), &g.cap_add)?,
+                bind_roots: roots_of(&format!("{at} bind_roots"), &g.bind_roots)?,
             };
             p.records.insert(name, grant);
         }
@@ -314,8 +339,7 @@ impl Policy {
                 p.images.sources = sources
                     .iter()
                     .map(|s| SourceRule::parse(s))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| invalid(format!("[images] sources: {e}")))?;
+                    .collect::<Result<_, _>>()?;
             }
             if let Some(v) = images.refuse_entrypoint {
                 p.images.refuse_entrypoint = v;
@@ -325,11 +349,7 @@ impl Policy {
             p.capacity.over_commit = match c.as_str() {
                 "warn" => OverCommit::Warn,
                 "refuse" => OverCommit::Refuse,
-                other => {
-                    return Err(invalid(format!(
-                        "[capacity] over_commit: {other:?}; expected \"warn\" or \"refuse\""
-                    )))
-                }
+                _ => return Err(RuleError::OverCommit(c)),
             };
         }
         Ok(p)
@@ -397,14 +417,17 @@ impl Policy {
 }
 
 impl SourceRule {
-    fn parse(word: &str) -> Result<SourceRule, String> {
+    fn parse(word: &str) -> Result<SourceRule, RuleError> {
         let w = word.trim();
         Ok(match w {
             "*" => SourceRule::Any,
             "local" => SourceRule::Local,
             "git" | "rootfs" | "tar" | "recipe" => SourceRule::Build(w.to_string()),
             _ if w.is_empty() || w.contains(char::is_whitespace) || w.contains('@') => {
-                return Err(format!("{word:?} is not a source; expected \"*\", \"local\", git, rootfs, tar, recipe, a registry host[:port] or a name prefix host/name/"))
+                return Err(RuleError::Source {
+                    key: "[images] sources",
+                    value: word.to_string(),
+                })
             }
             _ if !w.contains('/') => SourceRule::Registry(w.to_string()),
             _ => SourceRule::Prefix(w.to_string()),
@@ -424,27 +447,33 @@ impl std::fmt::Display for SourceRule {
     }
 }
 
-fn profile_of(name: &str, base: Profile, rp: RawProfile) -> Result<Profile, String> {
-    let at = format!("[profiles.{name}]");
+fn profile_of(name: &str, base: Profile, rp: RawProfile) -> Result<Profile, RuleError> {
+    let at = |key: &str| format!("[profiles.{name}] {key}");
+    let value = |key: &str| {
+        let key = at(key);
+        move |error| RuleError::Value { key, error }
+    };
     let mut p = base;
     if let Some(c) = rp.confined {
         p.confined = c;
     }
     if let Some(n) = rp.pids_limit {
         if !(8..=1_000_000).contains(&n) {
-            return Err(format!("{at} pids_limit: {n}; expected 8 to 1000000"));
+            return Err(RuleError::PidsLimit {
+                key: at("pids_limit"),
+                got: n,
+            });
         }
         p.pids_limit = Some(n);
     }
     if let Some(s) = rp.tmp_size {
-        p.tmp_size = property::memory(&s).map_err(|e| format!("{at} tmp_size: {e}"))?;
+        p.tmp_size = property::memory(&s).map_err(value("tmp_size"))?;
     }
     if let Some(s) = rp.max_memory {
-        p.max_memory = Some(property::memory(&s).map_err(|e| format!("{at} max_memory: {e}"))?);
+        p.max_memory = Some(property::memory(&s).map_err(value("max_memory"))?);
     }
     if let Some(c) = rp.max_cpu {
-        p.max_nano_cpus =
-            Some(property::cpus(&c.to_string()).map_err(|e| format!("{at} max_cpu: {e}"))?);
+        p.max_nano_cpus = Some(property::cpus(&c.to_string()).map_err(value("max_cpu"))?);
     }
     if p.confined && p.pids_limit.is_none() {
         p.pids_limit = Profile::confined_profile().pids_limit;
@@ -453,33 +482,39 @@ fn profile_of(name: &str, base: Profile, rp: RawProfile) -> Result<Profile, Stri
 }
 
 /// Absolute, `..`-free folders.
-fn roots_of(key: &str, roots: &[String]) -> Result<Vec<PathBuf>, String> {
+fn roots_of(key: &str, roots: &[String]) -> Result<Vec<PathBuf>, RuleError> {
     roots
         .iter()
         .map(|r| {
             property::absolute_path(r)
                 .map(PathBuf::from)
-                .map_err(|e| format!("{key}: {e}"))
+                .map_err(|error| RuleError::Value {
+                    key: key.to_string(),
+                    error,
+                })
         })
         .collect()
 }
 
 /// Capability names as the engine takes them: upper case, without `CAP_`.
-pub fn capabilities(key: &str, caps: &[String]) -> Result<Vec<String>, String> {
+fn capabilities(key: &str, caps: &[String]) -> Result<Vec<String>, RuleError> {
     caps.iter()
-        .map(|c| capability(c).map_err(|e| format!("{key}: {e}")))
+        .map(|c| {
+            capability(c).map_err(|error| RuleError::Value {
+                key: key.to_string(),
+                error,
+            })
+        })
         .collect()
 }
 
 /// One capability name, normalised (`net_admin`, `CAP_NET_ADMIN` →
 /// `NET_ADMIN`).
-pub fn capability(word: &str) -> Result<String, String> {
+pub fn capability(word: &str) -> Result<String, ValueError> {
     let w = word.trim().to_ascii_uppercase();
     let w = w.strip_prefix("CAP_").unwrap_or(&w).to_string();
     if w.is_empty() || w.len() > 32 || !w.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-        return Err(format!(
-            "{word:?} is not a capability name (like NET_ADMIN)"
-        ));
+        return Err(ValueError::NotACapability(word.trim().to_string()));
     }
     Ok(w)
 }

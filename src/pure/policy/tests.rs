@@ -1,3 +1,5 @@
+//! Parsing the policy file: every rule read, every mistake named by its key.
+
 use std::path::{Path, PathBuf};
 
 use super::*;

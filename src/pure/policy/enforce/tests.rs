@@ -1,3 +1,5 @@
+//! Enforcing the policy on declared records: each rule refuses with its reason, profiles fill `Security`, capacity sums and refuses.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -300,7 +302,7 @@ fn an_unusable_policy_refuses_every_change_but_stops_still_happen() {
     };
     let broken: Result<Policy, PolicyError> = Err(PolicyError::Invalid {
         path: "/etc/berth/policy.toml".into(),
-        why: "unknown field `bogus`".into(),
+        why: crate::policy::RuleError::Toml("unknown field `bogus`".into()),
     });
     let d = enforced_with(
         "new=service|Image|a:1\nold=service|Image|a:1|status|disabled\nnet=service|Image|a:1|network|host\n",
