@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 install -D -m 0755 target/release/berth /usr/bin/berth
 install -D -m 0755 target/release/berthd /usr/sbin/berthd
 [ -e /etc/berth/berth.toml ] || install -D -m 0644 conf/berth.toml /etc/berth/berth.toml
+# The host policy: root's, writable by root only (berth refuses it otherwise).
+[ -e /etc/berth/policy.toml ] || install -D -o root -g root -m 0644 conf/policy.toml /etc/berth/policy.toml
 install -D -m 0644 systemd/berthd.service /lib/systemd/system/berthd.service
 install -D -m 0644 README.md /usr/share/doc/berth/README.md
 install -d -m 0755 /etc/berth/templates /etc/berth/templates-custom /etc/berth/events

@@ -152,3 +152,26 @@ fn lists_are_bounded() {
         .to_string();
     assert!(e.contains("more than 1000 entries"), "{e}");
 }
+
+#[test]
+fn the_shipped_policy_file_is_the_built_in_policy_and_its_examples_parse() {
+    let text = include_str!("../../../conf/policy.toml");
+    let shipped = parse(text).expect("shipped");
+    assert_eq!(
+        Policy {
+            source: None,
+            ..shipped
+        },
+        Policy::default()
+    );
+    // Every commented line, uncommented, is a valid policy too.
+    let uncommented: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .map(|l| format!("{}\n", l.split("  #").next().unwrap_or(l)))
+        .collect();
+    let all = parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert!(all.profiles["tenant"].confined);
+    assert_eq!(all.grant("monitor").cap_add, vec!["SYS_PTRACE"]);
+}
