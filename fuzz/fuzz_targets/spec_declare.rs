@@ -1,10 +1,12 @@
-//! Spec validation and the planner: any text as `docker_containers` (and,
-//! after a NUL byte, as `docker_images`) declares specs without a panic,
+//! Spec validation, the host policy and the planner: any text as
+//! `docker_containers` (and, after a NUL byte, as `docker_images`, and
+//! after another, as the policy file) declares specs without a panic,
 //! every error and warning displays, and planning against an empty engine
 //! and against one holding containers shaped by the input never panics and
 //! keeps the invariants: only berth's own containers are acted on, a failed
 //! record's containers are left alone, no removal while a line does not
-//! parse.
+//! parse, nothing created, recreated or updated while the policy cannot
+//! be used.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -18,6 +20,8 @@ use berth::engine::{
 };
 use berth::plan::{plan, plan_at, ActionKind, Plan, REPLACEMENT_SUFFIX};
 use berth::declared::{declare, Declared, SpecSettings};
+use berth::policy::enforce::{enforce, Denied, Host, HostPaths, ALWAYS_DENIED};
+use berth::policy::Policy;
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 
@@ -158,6 +162,15 @@ fn check(declared: &Declared, observed: &ObservedState, plan: &Plan) {
                 .expect("acts on an observed container");
             assert!(c.is_ours(INSTANCE), "acted on {:?}, not ours", c.name);
         }
+        if declared.policy_refusal.is_some() {
+            assert!(
+                !matches!(
+                    a.kind(),
+                    ActionKind::Create | ActionKind::Recreate | ActionKind::Update
+                ),
+                "changed a container without a usable policy"
+            );
+        }
         if a.kind() == ActionKind::Remove && a.reason == "record deleted" {
             assert!(declared.unparsed.is_empty(), "removal on doubt");
             assert!(
@@ -169,10 +182,10 @@ fn check(declared: &Declared, observed: &ObservedState, plan: &Plan) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (containers, images) = match data.iter().position(|b| *b == 0) {
-        Some(i) => (&data[..i], &data[i + 1..]),
-        None => (data, &[][..]),
-    };
+    let mut parts = data.splitn(3, |b| *b == 0);
+    let containers = parts.next().unwrap_or_default();
+    let images = parts.next().unwrap_or_default();
+    let policy_text = parts.next().map(String::from_utf8_lossy);
     let containers = Db::parse_bytes(Path::new("/db/docker_containers"), containers);
     let images = Db::parse_bytes(Path::new("/db/docker_images"), images);
     let settings = SpecSettings {
@@ -180,7 +193,38 @@ fuzz_target!(|data: &[u8]| {
         bridge_network: "berth".into(),
         data_root: PathBuf::from("/var/lib/berth/data"),
     };
-    let declared = declare(&containers, &images, &settings);
+    let mut declared = declare(&containers, &images, &settings);
+    if let Some(text) = policy_text {
+        let policy = Policy::parse(Path::new("/etc/berth/policy.toml"), &text);
+        let paths = HostPaths {
+            data_root: settings.data_root.clone(),
+            denied: ALWAYS_DENIED
+                .iter()
+                .map(|p| Denied {
+                    path: PathBuf::from(p),
+                    what: (*p).to_string(),
+                    contents: *p != "/",
+                })
+                .collect(),
+        };
+        let host = Host {
+            memory: 1 << 32,
+            nano_cpus: 2_000_000_000,
+        };
+        // A pretend link: /srv/l → /etc.
+        let resolve = |p: &Path| match p.strip_prefix("/srv/l") {
+            Ok(rest) => Path::new("/etc").join(rest),
+            Err(_) => p.to_path_buf(),
+        };
+        enforce(
+            &mut declared,
+            &policy,
+            &BTreeMap::new(),
+            &paths,
+            Some(host),
+            &resolve,
+        );
+    }
     for e in declared.errors().chain(declared.warnings.iter()) {
         let _ = e.to_string();
     }
