@@ -175,10 +175,9 @@ pub fn built_images(images: &Db) -> BTreeMap<String, String> {
 
 /// The policy applied to a pass's records: read, checked, enforced.
 pub fn apply(config: &Config, images: &Db, declared: &mut Declared) {
+    // An unusable policy is said by the pass (`Declared::policy_refusal`
+    // among its warnings), once, not by every reader here.
     let policy = load(config);
-    if let Err(e) = &policy {
-        tracing::error!("{e}: no container is created, recreated or changed until it is fixed");
-    }
     enforce::enforce(
         declared,
         &policy,

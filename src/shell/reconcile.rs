@@ -229,9 +229,10 @@ pub async fn plan_now<E: Engine>(
     );
     let next = next_scheduled(&declared, at);
     let warnings = declared
-        .unparsed
+        .policy_refusal
         .iter()
-        .map(ToString::to_string)
+        .cloned()
+        .chain(declared.unparsed.iter().map(ToString::to_string))
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;

@@ -728,8 +728,8 @@ pub fn plan_at<Tz: TimeZone>(
     out
 }
 
-/// Fail closed: while the host policy cannot be used, nothing is created,
-/// recreated or changed in place (what the policy would refuse cannot be
+/// Fail closed: while the host policy cannot be used, nothing is pulled,
+/// created, recreated or changed in place (what the policy would refuse cannot be
 /// told apart). Stops, starts of existing containers, removals and
 /// rollbacks go on: nothing running is stopped because of the policy, and
 /// cron's stops for a backup still happen.
@@ -737,6 +737,8 @@ fn guard_policy(declared: &Declared, out: &mut Plan) {
     let Some(why) = &declared.policy_refusal else {
         return;
     };
+    // Nor is anything fetched: the policy may not allow its source.
+    out.pulls.clear();
     let changes = |a: &Action| {
         matches!(
             a.kind(),
