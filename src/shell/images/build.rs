@@ -42,13 +42,27 @@ pub async fn run<E: Engine>(
             .map(|n| creds.login(n).cloned())
             .transpose()?)
     };
-    let image_id = match &spec.source {
-        Source::Git {
-            repository,
-            reference,
-            dockerfile,
-            context,
-        } => {
+    // The policy decides what a tenant image is; read once per build.
+    let tenant = if super::tenant::needs_policy(spec) {
+        let policy = crate::policy_file::load(config);
+        super::tenant::tenant_profile(spec, &policy)?
+            .and_then(|profile| policy.ok().map(|p| (profile, p)))
+    } else {
+        None
+    };
+    let image_id = match (&spec.source, &tenant) {
+        (Source::Tar { path }, Some((profile, policy))) => {
+            super::tenant::load(engine, spec, path, profile, policy, &mut log).await?
+        }
+        (
+            Source::Git {
+                repository,
+                reference,
+                dockerfile,
+                context,
+            },
+            _,
+        ) => {
             let workspace = Workspace(config.state_dir.join("builds").join(build_id.to_string()));
             let _ = std::fs::remove_dir_all(&workspace.0);
             std::fs::create_dir_all(&workspace.0).map_err(|error| ImageError::Io {
@@ -117,7 +131,7 @@ pub async fn run<E: Engine>(
             };
             engine.build_image(request, &mut log).await?
         }
-        Source::Rootfs { path } => {
+        (Source::Rootfs { path }, _) => {
             let tar = if path.is_dir() {
                 log(&format!(
                     "berth: importing folder {} as {}",
@@ -135,7 +149,7 @@ pub async fn run<E: Engine>(
             };
             engine.import_rootfs(tar, &spec.tag, &mut log).await?
         }
-        Source::Tar { path } => {
+        (Source::Tar { path }, None) => {
             log(&format!("berth: loading {}", path.display()));
             let tar = stream::file(path)?;
             engine.load_images(tar, &mut log).await?;
