@@ -43,12 +43,10 @@ pub async fn run<E: Engine>(
             .transpose()?)
     };
     // The policy decides what a tenant image is; read once per build.
-    let tenant = if super::tenant::needs_policy(spec) {
-        let policy = crate::policy_file::load(config);
-        super::tenant::tenant_profile(spec, &policy)?
-            .and_then(|profile| policy.ok().map(|p| (profile, p)))
-    } else {
-        None
+    let policy = super::tenant::needs_policy(spec).then(|| crate::policy_file::load(config));
+    let tenant = match &policy {
+        Some(policy) => super::tenant::tenant_profile(spec, policy)?,
+        None => None,
     };
     let image_id = match (&spec.source, &tenant) {
         (Source::Tar { path }, Some((profile, policy))) => {

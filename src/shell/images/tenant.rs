@@ -85,13 +85,14 @@ pub fn needs_policy(spec: &ImageSpec) -> bool {
 }
 
 /// The profile `spec` is checked under when it is a tenant image (a tar
-/// whose profile confines), None when it is not one. A missing profile
-/// or an unusable policy refuses the build: the policy decides what is a
-/// tenant image, so without it every tar is one.
-pub fn tenant_profile(
+/// whose profile confines), with the policy that judges it; None when it
+/// is not one. An unknown profile or an unusable policy refuses the
+/// build: the policy decides what is a tenant image, so without it every
+/// tar is one.
+pub fn tenant_profile<'p>(
     spec: &ImageSpec,
-    policy: &Result<Policy, PolicyError>,
-) -> Result<Option<String>, Refusal> {
+    policy: &'p Result<Policy, PolicyError>,
+) -> Result<Option<(String, &'p Policy)>, Refusal> {
     let policy = policy.as_ref().map_err(|e| Refusal::Policy(e.clone()))?;
     let name = spec
         .profile
@@ -114,7 +115,7 @@ pub fn tenant_profile(
             sources: policy.sources_text(),
         });
     }
-    Ok(Some(name))
+    Ok(Some((name, policy)))
 }
 
 /// The verdict on an image config (the JSON `docker save` stores, whose

@@ -98,9 +98,12 @@ fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
     let plain_tar = spec("t=image|Source|tar|Path|/x.tar|Tag|t:1\n");
     let git = spec("g=image|Source|git|Repository|file:///r|Tag|g:1|Profile|confined\n");
     let ok = Ok(Policy::default());
-    assert_eq!(tenant_profile(&tar, &ok), Ok(Some("confined".into())));
-    assert_eq!(tenant_profile(&plain_tar, &ok), Ok(None));
-    assert_eq!(tenant_profile(&git, &ok), Ok(None));
+    let named = |s: &ImageSpec, p: &Result<Policy, PolicyError>| {
+        tenant_profile(s, p).map(|t| t.map(|(name, _)| name))
+    };
+    assert_eq!(named(&tar, &ok), Ok(Some("confined".into())));
+    assert_eq!(named(&plain_tar, &ok), Ok(None));
+    assert_eq!(named(&git, &ok), Ok(None));
     assert!(!needs_policy(&spec(
         "g=image|Source|git|Repository|file:///r|Tag|g:1\n"
     )));
@@ -110,7 +113,7 @@ fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
         "default_profile = \"tenant\"\n[profiles.tenant]\nconfined = true\n",
     ));
     assert_eq!(
-        tenant_profile(&plain_tar, &confined_default),
+        named(&plain_tar, &confined_default),
         Ok(Some("tenant".into()))
     );
 
@@ -133,7 +136,7 @@ fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
                 && e.contains("sources = git")),
         "{said:?}"
     );
-    assert_eq!(tenant_profile(&plain_tar, &git_only), Ok(None));
+    assert_eq!(named(&plain_tar, &git_only), Ok(None));
 
     let broken: Result<Policy, PolicyError> = Err(PolicyError::Invalid {
         path: "/etc/berth/policy.toml".into(),
