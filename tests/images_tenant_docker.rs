@@ -15,7 +15,10 @@ use support::{docker, docker_ok};
 /// Builds `FROM <sandbox busybox>` plus `lines` as `reference`, labelled
 /// for cleanup; its image ID.
 fn build(s: &Sandbox, reference: &str, lines: &str) -> String {
-    let dir = s.dir.path().join(format!("ctx-{}", reference.replace(['/', ':'], "-")));
+    let dir = s
+        .dir
+        .path()
+        .join(format!("ctx-{}", reference.replace(['/', ':'], "-")));
     std::fs::create_dir_all(&dir).expect("context");
     std::fs::write(
         dir.join("Dockerfile"),
@@ -115,7 +118,11 @@ fn a_tenant_tar_is_checked_before_it_is_loaded_and_a_refused_one_moves_no_tag() 
     let cmd = build(&s, &format!("berth-test/{p}-cmd:1"), "CMD [\"sh\"]");
     let root = build(&s, &format!("berth-test/{p}-root:1"), "USER 0");
     let dir = s.dir.path();
-    let (good_tar, cmd_tar, root_tar) = (dir.join("good.tar"), dir.join("cmd.tar"), dir.join("root.tar"));
+    let (good_tar, cmd_tar, root_tar) = (
+        dir.join("good.tar"),
+        dir.join("cmd.tar"),
+        dir.join("root.tar"),
+    );
     // Each tar names the record's Tag: a plain `docker load` would move it;
     // the good one names another image too, which no tenant may move.
     let victim = format!("berth-test/{p}-victim:1");
@@ -148,13 +155,19 @@ fn a_tenant_tar_is_checked_before_it_is_loaded_and_a_refused_one_moves_no_tag() 
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("tenant image (profile confined)"), "{out}");
     assert_eq!(id_of(&tag).as_deref(), Some(good.as_str()));
-    assert_eq!(id_of(&victim), Some(support::TestImages::busybox().id.clone()));
+    assert_eq!(
+        id_of(&victim),
+        Some(support::TestImages::busybox().id.clone())
+    );
 
     let refused = |file: &Path, why: &str| {
         set_path(&s, "tenant", file);
         let (code, out) = image_build(&s, "tenant");
         assert_eq!(code, 1, "{out}");
-        assert!(out.contains("refused: ") && out.contains(why), "{why}: {out}");
+        assert!(
+            out.contains("refused: ") && out.contains(why),
+            "{why}: {out}"
+        );
         assert_eq!(
             id_of(&tag).as_deref(),
             Some(good.as_str()),
@@ -177,14 +190,31 @@ fn a_tenant_tar_is_checked_before_it_is_loaded_and_a_refused_one_moves_no_tag() 
 
     // The policy decides.
     write_policy(&s, "[images]\nsources = [\"git\"]\n");
-    refused(&good_tar, "does not allow images built from tar ([images] sources = git)");
+    refused(
+        &good_tar,
+        "does not allow images built from tar ([images] sources = git)",
+    );
     write_policy(&s, "[images\nsources = [");
     refused(&good_tar, "policy.toml");
     write_policy(&s, "[profiles.jail]\nconfined = true\n");
-    let out = s.berth(&["db", "docker_images", "setprop", "tenant", "Profile", "cell"]);
+    let out = s.berth(&[
+        "db",
+        "docker_images",
+        "setprop",
+        "tenant",
+        "Profile",
+        "cell",
+    ]);
     assert!(out.status.success(), "{out:?}");
     refused(&good_tar, "Profile \"cell\": the policy");
-    let out = s.berth(&["db", "docker_images", "setprop", "tenant", "Profile", "jail"]);
+    let out = s.berth(&[
+        "db",
+        "docker_images",
+        "setprop",
+        "tenant",
+        "Profile",
+        "jail",
+    ]);
     assert!(out.status.success(), "{out:?}");
     refused(&cmd_tar, "(profile jail)");
 
@@ -205,7 +235,14 @@ fn a_tenant_tar_is_checked_before_it_is_loaded_and_a_refused_one_moves_no_tag() 
     // With refuse_entrypoint off, the CMD one loads.
     write_policy(&s, "[images]\nrefuse_entrypoint = false\n");
     set_path(&s, "tenant", &cmd_tar);
-    let out = s.berth(&["db", "docker_images", "setprop", "tenant", "Profile", "confined"]);
+    let out = s.berth(&[
+        "db",
+        "docker_images",
+        "setprop",
+        "tenant",
+        "Profile",
+        "confined",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let (code, out) = image_build(&s, "tenant");
     assert_eq!(code, 0, "{out}");

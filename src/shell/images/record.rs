@@ -172,7 +172,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     };
     let profile = get("Profile").map(str::to_string);
     if let Some(Err(why)) = profile.as_deref().map(property::name) {
-        fail(Some("Profile"), profile.as_deref(), format!("not a profile name: {why}"));
+        fail(
+            Some("Profile"),
+            profile.as_deref(),
+            format!("not a profile name: {why}"),
+        );
     }
     let mut build_args = BTreeMap::new();
     if let Some(raw) = get("BuildArgs") {

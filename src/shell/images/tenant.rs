@@ -58,7 +58,9 @@ pub enum Refusal {
         profile: String,
         policy: String,
     },
-    #[error("the image declares USER {user}: a tenant image (profile {profile}) may not run as root")]
+    #[error(
+        "the image declares USER {user}: a tenant image (profile {profile}) may not run as root"
+    )]
     Root { user: String, profile: String },
     /// The tar is not a `docker save` archive berth can check.
     #[error("{}: not a docker save archive berth can check: {why}", .path.display())]
@@ -102,7 +104,12 @@ pub fn tenant_profile<'p>(
         return Err(Refusal::UnknownProfile {
             name,
             policy: policy_name(policy),
-            known: policy.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+            known: policy
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     if !matches!(spec.source, Source::Tar { .. }) || !is_confined(policy, &name) {
@@ -123,7 +130,8 @@ pub fn tenant_profile<'p>(
 /// a confined container with no user runs as `policy::NOBODY`. A root
 /// group (`1000:0`) passes too: the rule is about the user.
 pub fn judge(config: &[u8], profile: &str, policy: &Policy) -> Result<(), Refusal> {
-    let doc: Value = serde_json::from_slice(config).map_err(|e| Refusal::BadConfig(e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(config).map_err(|e| Refusal::BadConfig(e.to_string()))?;
     let run = doc.get("config").cloned().unwrap_or(Value::Null);
     if policy.images.refuse_entrypoint {
         for what in ["Entrypoint", "Cmd"] {
@@ -270,7 +278,8 @@ pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError
     let (config_path, config) = (checked.config_path.clone(), checked.config.clone());
     let path = path.to_path_buf();
     Ok(stream::produced(move |w| {
-        let at = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let at =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         let skipped = ["manifest.json", "index.json", "repositories", &config_path];
         let mut out = tar::Builder::new(w);
         let mut archive = tar::Archive::new(file);
@@ -293,7 +302,10 @@ pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError
                 out.append_data(&mut header, &name, &mut entry)?;
             }
         }
-        for (name, bytes) in [(config_path.as_str(), &config), ("manifest.json", &manifest)] {
+        for (name, bytes) in [
+            (config_path.as_str(), &config),
+            ("manifest.json", &manifest),
+        ] {
             let mut header = tar::Header::new_gnu();
             header.set_size(bytes.len() as u64);
             header.set_mode(0o644);

@@ -1,3 +1,6 @@
+//! Tenant images: the verdict on a config, what a tenant is, the tar read
+//! and rewritten as the engine gets it, and builds on the fake engine.
+
 use std::path::Path;
 
 use futures_util::StreamExt;
@@ -182,7 +185,7 @@ fn saved_tar(run: Value, tags: &[&str]) -> (Vec<u8>, String) {
     add("repositories", br#"{"victim":{"1":"abc"}}"#);
     add("index.json", br#"{"manifests":[]}"#);
     add("manifest.json", manifest(&format!("{hex}.json")).as_bytes());
-    drop(add);
+
     (b.into_inner().expect("tar"), format!("sha256:{hex}"))
 }
 
