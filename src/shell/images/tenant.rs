@@ -299,6 +299,8 @@ pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError
                     .unwrap_or_default();
                 out.append_link(&mut header, &name, &target)?;
             } else {
+                // The size a PAX record gave, if any: the copy has none.
+                header.set_size(entry.size());
                 out.append_data(&mut header, &name, &mut entry)?;
             }
         }
