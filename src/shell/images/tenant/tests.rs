@@ -320,3 +320,46 @@ async fn a_policy_that_cannot_be_read_refuses_every_tar() {
     );
     assert!(b.engine.actions().is_empty());
 }
+
+#[tokio::test]
+async fn a_tar_changed_after_the_check_still_loads_only_what_was_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.tar");
+    let (bytes, _) = saved_tar(json!({}), &["t:1"]);
+    std::fs::write(&path, bytes).expect("tar");
+    let checked = read(&path).expect("read");
+    // Rewritten between the check and the load: another config (with a
+    // CMD), and a manifest naming it and another image.
+    let mut changed = tar::Builder::new(Vec::new());
+    for (name, body) in [
+        ("0123456789ab.json", config(json!({"Cmd": ["sh"]}))),
+        (
+            "manifest.json",
+            json!([{"Config": "0123456789ab.json", "RepoTags": ["t:1", "victim:1"]}])
+                .to_string()
+                .into_bytes(),
+        ),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        changed
+            .append_data(&mut h, name, body.as_slice())
+            .expect("append");
+    }
+    std::fs::write(&path, changed.into_inner().expect("tar")).expect("tar");
+    let engine = FakeEngine::new();
+    engine.add_image("victim:1", "sha256:victim");
+    engine
+        .load_images(untagged(&path, &checked).expect("stream"), &mut |_| {})
+        .await
+        .expect("loaded");
+    assert_eq!(engine.images().get("t:1"), None);
+    assert_eq!(engine.images()["victim:1"], "sha256:victim");
+    engine.tag_image(&checked.id, "t:1").await.expect("tagged");
+    assert_eq!(
+        engine.image_id("sha256:0123456789ab").await.expect("asked"),
+        None
+    );
+}
