@@ -42,13 +42,25 @@ pub async fn run<E: Engine>(
             .map(|n| creds.login(n).cloned())
             .transpose()?)
     };
-    let image_id = match &spec.source {
-        Source::Git {
-            repository,
-            reference,
-            dockerfile,
-            context,
-        } => {
+    // The policy decides what a tenant image is; read once per build.
+    let policy = super::tenant::needs_policy(spec).then(|| crate::policy_file::load(config));
+    let tenant = match &policy {
+        Some(policy) => super::tenant::tenant_profile(spec, policy)?,
+        None => None,
+    };
+    let image_id = match (&spec.source, &tenant) {
+        (Source::Tar { path }, Some((profile, policy))) => {
+            super::tenant::load(engine, spec, path, profile, policy, &mut log).await?
+        }
+        (
+            Source::Git {
+                repository,
+                reference,
+                dockerfile,
+                context,
+            },
+            _,
+        ) => {
             let workspace = Workspace(config.state_dir.join("builds").join(build_id.to_string()));
             let _ = std::fs::remove_dir_all(&workspace.0);
             std::fs::create_dir_all(&workspace.0).map_err(|error| ImageError::Io {
@@ -117,7 +129,7 @@ pub async fn run<E: Engine>(
             };
             engine.build_image(request, &mut log).await?
         }
-        Source::Rootfs { path } => {
+        (Source::Rootfs { path }, _) => {
             let tar = if path.is_dir() {
                 log(&format!(
                     "berth: importing folder {} as {}",
@@ -135,7 +147,7 @@ pub async fn run<E: Engine>(
             };
             engine.import_rootfs(tar, &spec.tag, &mut log).await?
         }
-        Source::Tar { path } => {
+        (Source::Tar { path }, None) => {
             log(&format!("berth: loading {}", path.display()));
             let tar = stream::file(path)?;
             engine.load_images(tar, &mut log).await?;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::credentials::CredentialsError;
+use super::tenant::Refusal;
 use crate::command::CommandError;
 use crate::db::DbError;
 use crate::declared::SpecError;
@@ -38,6 +39,9 @@ pub enum ImageError {
     /// A path a record names (Context, Dockerfile) that berth refuses.
     #[error("{what}: {problem}")]
     BadPath { what: String, problem: PathProblem },
+    /// A tenant image the policy refuses (or cannot judge): never loaded.
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
     #[error("{} holds no image tagged {tag}", path.display())]
     NotInTar { path: PathBuf, tag: String },
     #[error("no docker_images record {0}")]

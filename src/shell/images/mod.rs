@@ -9,6 +9,7 @@ pub mod credentials;
 mod error;
 pub mod record;
 pub mod stream;
+pub mod tenant;
 pub mod worker;
 
 use std::collections::BTreeMap;

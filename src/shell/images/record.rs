@@ -49,6 +49,12 @@ pub struct ImageSpec {
     /// image's base (its `FROM`, as its last build recorded it).
     #[serde(default)]
     pub update: property::UpdatePolicy,
+    /// `Profile`: the policy profile the image is made for. A `Source tar`
+    /// image whose profile (this, else the policy's `default_profile`)
+    /// confines is a tenant image, checked before it is loaded. Checked
+    /// against the policy at build time: the policy is not known here.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 fn pull_never() -> PullPolicy {
@@ -75,6 +81,7 @@ const KNOWN: &[&str] = &[
     "Credentials",
     "Pull",
     "Update",
+    "Profile",
 ];
 
 /// Reads every record of `docker_images`; relative `Path`s are taken from
@@ -163,6 +170,14 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
         }
         None => property::UpdatePolicy::Never,
     };
+    let profile = get("Profile").map(str::to_string);
+    if let Some(Err(why)) = profile.as_deref().map(property::name) {
+        fail(
+            Some("Profile"),
+            profile.as_deref(),
+            format!("not a profile name: {why}"),
+        );
+    }
     let mut build_args = BTreeMap::new();
     if let Some(raw) = get("BuildArgs") {
         for item in property::list(raw) {
@@ -255,6 +270,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             credentials: get("Credentials").map(str::to_string),
             pull,
             update,
+            profile,
         }),
         _ => Err(errors),
     }

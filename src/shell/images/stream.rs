@@ -17,7 +17,7 @@ const IN_FLIGHT: usize = 4;
 
 /// A `Write` that sends full chunks down the channel (blocking when the
 /// engine is slower than the disk). Fails once the receiver is gone.
-struct ChunkWriter {
+pub struct ChunkWriter {
     tx: mpsc::Sender<std::io::Result<Bytes>>,
     buf: Vec<u8>,
 }
@@ -52,7 +52,7 @@ impl Write for ChunkWriter {
 
 /// Runs `produce` on a thread, writing into the stream it returns; an
 /// error of `produce` ends the stream with that error.
-fn produced(
+pub(super) fn produced(
     produce: impl FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send + 'static,
 ) -> ByteStream {
     let (tx, rx) = mpsc::channel(IN_FLIGHT);

@@ -212,6 +212,8 @@ mod tests {
                 db_dir: dir.path().join("db"),
                 state_dir: dir.path().join("state"),
                 credentials_file: dir.path().join("credentials.toml"),
+                // A tar build reads the policy: none here, not the host's.
+                policy_file: dir.path().join("policy.toml"),
                 ..Config::default()
             };
             std::fs::create_dir_all(&config.db_dir).expect("db dir");
