@@ -36,9 +36,10 @@ const CONFIG_LIMIT: u64 = 8 << 20;
 /// Why a tenant image is refused; each names the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// No usable policy: nothing tenant-made is loaded (fail closed).
+    /// No usable policy (its error, said): nothing tenant-made is loaded
+    /// (fail closed).
     #[error("{0}; no tenant image is loaded until the policy file is fixed")]
-    Policy(PolicyError),
+    Policy(String),
     #[error("Profile {name:?}: the {policy} has no such profile (profiles: {known})")]
     UnknownProfile {
         name: String,
@@ -95,7 +96,9 @@ pub fn tenant_profile<'p>(
     spec: &ImageSpec,
     policy: &'p Result<Policy, PolicyError>,
 ) -> Result<Option<(String, &'p Policy)>, Refusal> {
-    let policy = policy.as_ref().map_err(|e| Refusal::Policy(e.clone()))?;
+    let policy = policy
+        .as_ref()
+        .map_err(|e| Refusal::Policy(e.to_string()))?;
     let name = spec
         .profile
         .clone()
@@ -195,31 +198,41 @@ fn normalised(path: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// Why an entry of a tenant tar cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0} is not a regular file")]
+    NotAFile(String),
+    #[error("{wanted} is larger than {limit} bytes")]
+    TooLarge { wanted: String, limit: u64 },
+}
+
 /// The last regular file at `wanted` (the engine extracts in order, so
 /// the last one wins), read up to `limit` bytes.
-fn last_entry(file: &File, wanted: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+fn last_entry(file: &File, wanted: &str, limit: u64) -> Result<Option<Vec<u8>>, EntryError> {
     let mut f = file;
-    f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    f.seek(SeekFrom::Start(0))?;
     let mut archive = tar::Archive::new(f);
     let mut found = None;
-    for entry in archive.entries_with_seek().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+    for entry in archive.entries_with_seek()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
         if normalised(&path).as_deref() != Some(wanted) {
             continue;
         }
         if !entry.header().entry_type().is_file() {
-            return Err(format!("{wanted} is not a regular file"));
+            return Err(EntryError::NotAFile(wanted.to_string()));
         }
         if entry.size() > limit {
-            return Err(format!("{wanted} is larger than {limit} bytes"));
+            return Err(EntryError::TooLarge {
+                wanted: wanted.to_string(),
+                limit,
+            });
         }
         let mut bytes = Vec::new();
-        entry
-            .by_ref()
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
+        entry.by_ref().take(limit).read_to_end(&mut bytes)?;
         found = Some(bytes);
     }
     Ok(found)
@@ -233,7 +246,7 @@ pub fn read(path: &Path) -> Result<Checked, Refusal> {
     };
     let file = File::open(path).map_err(|e| bad(e.to_string()))?;
     let manifest = last_entry(&file, "manifest.json", MANIFEST_LIMIT)
-        .map_err(bad)?
+        .map_err(|e| bad(e.to_string()))?
         .ok_or_else(|| bad("no manifest.json".into()))?;
     let entries: Vec<Value> =
         serde_json::from_slice(&manifest).map_err(|e| bad(format!("manifest.json: {e}")))?;
@@ -250,7 +263,7 @@ pub fn read(path: &Path) -> Result<Checked, Refusal> {
         .filter(|p| !p.is_empty())
         .ok_or_else(|| bad("manifest.json names no Config".into()))?;
     let config = last_entry(&file, &config_path, CONFIG_LIMIT)
-        .map_err(bad)?
+        .map_err(|e| bad(e.to_string()))?
         .ok_or_else(|| bad(format!("no {config_path}, the config manifest.json names")))?;
     let id = format!("sha256:{:x}", Sha256::digest(&config));
     Ok(Checked {

@@ -143,7 +143,7 @@ fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
 
     let broken: Result<Policy, PolicyError> = Err(PolicyError::Invalid {
         path: "/etc/berth/policy.toml".into(),
-        why: "expected a table".into(),
+        why: crate::policy::RuleError::Toml("expected a table".into()),
     });
     for s in [&tar, &plain_tar, &git] {
         assert!(
