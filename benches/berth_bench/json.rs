@@ -157,6 +157,7 @@ struct PureJson<'a> {
     db_bytes: usize,
     parse: &'a Figure,
     declare: &'a Figure,
+    enforce: &'a Figure,
     plan: &'a Figure,
 }
 
@@ -298,6 +299,7 @@ pub fn of(r: &Results) -> Json<'_> {
             db_bytes: r.pure.bytes,
             parse: &r.pure.parse,
             declare: &r.pure.declare,
+            enforce: &r.pure.enforce,
             plan: &r.pure.plan,
         },
         targets: report::targets(r),

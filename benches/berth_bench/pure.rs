@@ -1,6 +1,8 @@
 //! The functional core at scale, no engine: parse a 10,000-record db, turn
-//! it into specs, plan 10,000 specs against 10,000 observed containers.
+//! it into specs, check them against a host policy, plan 10,000 specs
+//! against 10,000 observed containers.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -8,6 +10,7 @@ use berth::db::Db;
 use berth::declared::{declare, SpecSettings};
 use berth::engine::{ObservedContainer, ObservedState};
 use berth::plan::plan;
+use berth::policy::enforce::{enforce, Denied, Host, HostPaths, ALWAYS_DENIED};
 
 use crate::stats::Figure;
 
@@ -16,6 +19,7 @@ pub const RECORDS: usize = 10_000;
 pub struct Pure {
     pub parse: Figure,
     pub declare: Figure,
+    pub enforce: Figure,
     pub plan: Figure,
     pub bytes: usize,
 }
@@ -44,6 +48,7 @@ pub fn run(runs: usize) -> anyhow::Result<Pure> {
     let mut out = Pure {
         parse: Figure::default(),
         declare: Figure::default(),
+        enforce: Figure::default(),
         plan: Figure::default(),
         bytes: text.len(),
     };
@@ -57,6 +62,44 @@ pub fn run(runs: usize) -> anyhow::Result<Pure> {
         let declared = declare(&db, &images, &settings);
         out.declare.push(t.elapsed().as_secs_f64());
         anyhow::ensure!(declared.specs.len() == RECORDS, "declare lost specs");
+
+        // The policy a careful admin writes: sources, a confined default
+        // tuned, over-commit refused (with a host big enough for all).
+        let mut declared = declared;
+        let policy = berth::policy::Policy::parse(
+            Path::new("/bench/policy.toml"),
+            "bind_roots = [\"/srv\"]\n[images]\nsources = [\"local\", \"docker.io/library/\"]\n[capacity]\nover_commit = \"refuse\"\n",
+        );
+        let paths = HostPaths {
+            data_root: "/data".into(),
+            denied: ALWAYS_DENIED
+                .iter()
+                .map(|p| Denied {
+                    path: p.into(),
+                    what: (*p).to_string(),
+                    contents: *p != "/",
+                })
+                .collect(),
+        };
+        let host = Host {
+            memory: 1 << 42,
+            nano_cpus: 64_000_000_000,
+        };
+        let t = Instant::now();
+        enforce(
+            &mut declared,
+            &policy,
+            &BTreeMap::new(),
+            &paths,
+            Some(host),
+            &|p: &Path| p.to_path_buf(),
+        );
+        out.enforce.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            declared.specs.len() == RECORDS,
+            "the policy refused {} records",
+            declared.failed.len()
+        );
 
         // Every container as berth made it, running: a converged server.
         let observed = ObservedState {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Policy, PolicyError, Profile, CONFINED_PROFILE, DEFAULT_PROFILE};
+use super::{Grant, Policy, PolicyError, Profile, CONFINED_PROFILE, DEFAULT_PROFILE};
 use crate::declared::links::{depths, fail_record_with};
 use crate::declared::{spec_hash, ContainerSpec, Declared};
 use crate::model::{MountKind, NetworkAttachment, Security};
@@ -145,6 +145,7 @@ pub fn enforce(
             .iter()
             .map(|d| (d.clone(), resolve(&d.path)))
             .collect(),
+        named: policy.named(),
     };
     let mut failures: Vec<Failure> = Vec::new();
     let names: Vec<String> = declared.specs.keys().cloned().collect();
@@ -171,7 +172,7 @@ pub fn enforce(
                         .cloned()
                         .collect::<Vec<_>>()
                         .join(", "),
-                    check.named()
+                    check.named
                 ),
             )),
             Some(profile) => check.record(spec, &profile_name, profile, &mut failures),
@@ -243,13 +244,11 @@ struct Checker<'a> {
     resolve: &'a dyn Fn(&Path) -> PathBuf,
     /// Each denied path with where it resolves to.
     denied: Vec<(Denied, PathBuf)>,
+    /// How errors name the policy (made once, not per record).
+    named: String,
 }
 
 impl Checker<'_> {
-    fn named(&self) -> String {
-        self.policy.named()
-    }
-
     fn record(
         &self,
         spec: &ContainerSpec,
@@ -258,8 +257,9 @@ impl Checker<'_> {
         out: &mut Vec<Failure>,
     ) {
         let name = spec.name.as_str();
-        let grant = self.policy.grant(name);
-        let policy = self.named();
+        let none = Grant::default();
+        let grant = self.policy.records.get(name).unwrap_or(&none);
+        let policy = &self.named;
         let req = &spec.requested;
         let mut fail = |property: &'static str, value: Option<&str>, why: String| {
             out.push(Failure::new(name, property, value, why));
@@ -472,7 +472,7 @@ impl Checker<'_> {
             let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
             return Some(format!(
                 "outside every folder the {} lets records mount ({}; add one to bind_roots){}",
-                self.named(),
+                self.named.clone(),
                 listed.join(", "),
                 via(&resolved)
             ));
@@ -501,8 +501,12 @@ fn secure(spec: &mut ContainerSpec, profile_name: &str, profile: &Profile) {
         s.host_ipc = req.host_ipc;
         s.cap_add = req.cap_add.clone();
     }
-    spec.config.security = s;
-    spec.spec_hash = spec_hash(&spec.config);
+    // The default profile with nothing granted changes nothing hashed: no
+    // second hash of the spec (a pass over 10,000 records would pay it).
+    if s != spec.config.security || profile.confined {
+        spec.config.security = s;
+        spec.spec_hash = spec_hash(&spec.config);
+    }
 }
 
 /// The sums of limits of enabled records against `host`; with

@@ -388,6 +388,9 @@ impl Policy {
     /// Whether an image pulled (or taken from the engine) as `reference`
     /// may be used.
     pub fn allows_reference(&self, reference: &str) -> bool {
+        if self.images.sources.contains(&SourceRule::Any) {
+            return true;
+        }
         let Ok(r) = crate::reference::ImageRef::parse(reference) else {
             return false;
         };
