@@ -68,7 +68,10 @@ fn assert_confined_inside(name: &str, uid: &str) {
     }
     exec_ok(name, "touch /tmp/x && rm /tmp/x");
     assert_eq!(exec_ok(name, "id -u"), uid);
-    assert_eq!(status_field(name, "Uid").split_whitespace().next(), Some(uid));
+    assert_eq!(
+        status_field(name, "Uid").split_whitespace().next(),
+        Some(uid)
+    );
     for caps in ["CapEff", "CapPrm", "CapBnd"] {
         assert_eq!(status_field(name, caps), "0000000000000000", "{caps}");
     }
@@ -125,7 +128,10 @@ fn assert_fork_bomb_stops_at(name: &str, limit: i64) {
         std::thread::sleep(Duration::from_millis(200));
         seen = count();
     }
-    assert!(seen >= limit - 2, "the bomb never reached the limit: {seen}");
+    assert!(
+        seen >= limit - 2,
+        "the bomb never reached the limit: {seen}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     let seen = count();
     assert!(seen <= limit, "{seen} processes, limit {limit}");
@@ -168,7 +174,11 @@ fn state_of(name: &str) -> String {
 /// The busybox test image `base` with `USER user`, tagged under the
 /// prefix (removed with it).
 fn image_with_user(p: &Prefix, base: &str, user: &str) -> String {
-    let reference = format!("berth-test/busybox:{}-u{}", p.as_str(), user.replace(':', "-"));
+    let reference = format!(
+        "berth-test/busybox:{}-u{}",
+        p.as_str(),
+        user.replace(':', "-")
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("Dockerfile"),
@@ -373,6 +383,9 @@ fn apply_confined(s: &Sandbox, key: &str, extra: &[&str]) -> String {
     s.apply_ok();
     let name = s.name(key);
     assert_eq!(state_of(&name), "running");
+    // What the engine was asked for is what the spec says: nothing to redo.
+    let (_, plan, _) = s.run(&["plan"]);
+    assert!(plan.contains("no changes"), "{plan}");
     name
 }
 
