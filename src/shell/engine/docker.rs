@@ -1,6 +1,9 @@
 //! [`DockerEngine`]: the [`Engine`] trait over the Docker API, through bollard.
 
 mod create;
+
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) use create::non_root_user;
 pub mod images;
 mod network;
 
@@ -415,7 +418,14 @@ impl Engine for DockerEngine {
         config: &ContainerConfig,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, EngineError> {
-        let body = create::create_body(config, labels)?;
+        // Only a container that may not run as root needs its image's user:
+        // one call more for those, none for the rest.
+        let image_user = if config.security.non_root {
+            Some(self.inspect_image_user(&config.image).await?)
+        } else {
+            None
+        };
+        let body = create::create_body(config, labels, image_user.as_deref())?;
         // The engine refuses a bind mount whose source is missing; SME's
         // DataMount=host expects the folder to be made on first use. It is
         // reached (and made) with no link followed at all: a container's

@@ -9,9 +9,30 @@ use bollard::models::{
 };
 
 use crate::engine::{ContainerConfig, ContainerUpdate, EngineError, MountKind, NetworkAttachment};
-use crate::model::{HealthCheck, HealthTest};
+use crate::model::{HealthCheck, HealthTest, Security};
+use crate::policy::NOBODY;
 
-/// The create body for `config`, labelled with `labels`.
+/// Sent on every create, whatever the profile: a setuid binary in an image
+/// never gains privileges its caller did not have. Not in the spec (so not
+/// hashed): adding it recreated nothing.
+const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+
+/// The user a container with `non_root` runs as, given the user its image
+/// names (`Config.User`): that one when it is not root, else nobody. A
+/// user is root by name or by UID 0, with or without a group.
+pub(crate) fn non_root_user(image_user: &str) -> String {
+    let user = image_user.trim();
+    let name = user.split(':').next().unwrap_or("");
+    if name.is_empty() || name == "root" || name.parse::<u64>() == Ok(0) {
+        NOBODY.to_string()
+    } else {
+        user.to_string()
+    }
+}
+
+/// The create body for `config`, labelled with `labels`. `image_user` is
+/// the user the image names, looked up only for a `non_root` container:
+/// such a container without it is refused rather than made as root.
 ///
 /// Ports are only published on a bridge network: the engine ignores them in
 /// host mode and refuses them in none mode, and the spec says none means no
@@ -19,7 +40,18 @@ use crate::model::{HealthCheck, HealthTest};
 pub(super) fn create_body(
     config: &ContainerConfig,
     labels: &BTreeMap<String, String>,
+    image_user: Option<&str>,
 ) -> Result<ContainerCreateBody, EngineError> {
+    let user = match (config.security.non_root, image_user) {
+        (false, _) => None,
+        (true, Some(image_user)) => Some(non_root_user(image_user)),
+        (true, None) => {
+            return Err(EngineError::Api(format!(
+                "{}: the user of image {} is unknown, and the container may not run as root",
+                config.name, config.image
+            )))
+        }
+    };
     let (network_mode, networking_config) = match &config.network {
         NetworkAttachment::Bridge(net) => {
             let endpoint = EndpointSettings {
@@ -83,11 +115,12 @@ pub(super) fn create_body(
             maximum_retry_count: config.restart_max_retries,
         }),
         mounts: Some(mounts),
-        ..Default::default()
+        ..security_host_config(&config.security)
     };
 
     Ok(ContainerCreateBody {
         image: Some(config.image.clone()),
+        user,
         cmd: config.command.clone(),
         env: Some(config.env.clone()),
         labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
@@ -97,6 +130,30 @@ pub(super) fn create_body(
         networking_config,
         ..Default::default()
     })
+}
+
+/// The host config's confinement and privileges: fields left unset are the
+/// engine's defaults (root filesystem writable, its default capabilities,
+/// no pids limit, private PID and IPC namespaces).
+fn security_host_config(security: &Security) -> HostConfig {
+    let set = |on: bool| on.then_some(true);
+    HostConfig {
+        security_opt: Some(vec![NO_NEW_PRIVILEGES.to_string()]),
+        readonly_rootfs: set(security.read_only_root),
+        tmpfs: security.tmp_size.map(|size| {
+            HashMap::from([(
+                "/tmp".to_string(),
+                format!("rw,noexec,nosuid,nodev,size={size},mode=1777"),
+            )])
+        }),
+        cap_drop: security.drop_all_caps.then(|| vec!["ALL".to_string()]),
+        cap_add: (!security.cap_add.is_empty()).then(|| security.cap_add.clone()),
+        pids_limit: security.pids_limit,
+        privileged: set(security.privileged),
+        pid_mode: security.host_pid.then(|| "host".to_string()),
+        ipc_mode: security.host_ipc.then(|| "host".to_string()),
+        ..Default::default()
+    }
 }
 
 /// The engine's healthcheck for a record's. An empty test and zero
@@ -210,6 +267,7 @@ mod tests {
         let body = create_body(
             &config(NetworkAttachment::Bridge("net".into())),
             &BTreeMap::new(),
+            None,
         )
         .expect("valid config");
         let host = body.host_config.expect("host config");
@@ -243,7 +301,7 @@ mod tests {
             (NetworkAttachment::Host, "host"),
             (NetworkAttachment::None, "none"),
         ] {
-            let body = create_body(&config(network), &BTreeMap::new()).expect("valid config");
+            let body = create_body(&config(network), &BTreeMap::new(), None).expect("valid config");
             let host = body.host_config.expect("host config");
             assert_eq!(host.network_mode.as_deref(), Some(mode));
             assert!(host.port_bindings.is_none());
@@ -255,7 +313,7 @@ mod tests {
     #[test]
     fn a_health_check_is_sent_only_when_the_record_sets_one() {
         let mut c = config(NetworkAttachment::None);
-        let body = create_body(&c, &BTreeMap::new()).expect("valid config");
+        let body = create_body(&c, &BTreeMap::new(), None).expect("valid config");
         assert!(body.healthcheck.is_none(), "the image's own applies");
         c.health = Some(HealthCheck {
             test: HealthTest::Shell("test -f /tmp/ready".into()),
@@ -264,7 +322,7 @@ mod tests {
             start_period_seconds: Some(90),
             retries: Some(5),
         });
-        let hc = create_body(&c, &BTreeMap::new())
+        let hc = create_body(&c, &BTreeMap::new(), None)
             .expect("valid config")
             .healthcheck
             .expect("a healthcheck");
@@ -290,7 +348,7 @@ mod tests {
                 start_period_seconds: None,
                 retries: None,
             });
-            let hc = create_body(&c, &BTreeMap::new())
+            let hc = create_body(&c, &BTreeMap::new(), None)
                 .expect("valid config")
                 .healthcheck
                 .expect("a healthcheck");
@@ -303,7 +361,136 @@ mod tests {
         let mut c = config(NetworkAttachment::None);
         c.restart = "sometimes".into();
         assert!(matches!(
-            create_body(&c, &BTreeMap::new()),
+            create_body(&c, &BTreeMap::new(), None),
+            Err(EngineError::Api(_))
+        ));
+    }
+
+    fn host(c: &ContainerConfig, image_user: Option<&str>) -> (ContainerCreateBody, HostConfig) {
+        let mut body = create_body(c, &BTreeMap::new(), image_user).expect("valid config");
+        let host = body.host_config.take().expect("host config");
+        (body, host)
+    }
+
+    #[test]
+    fn every_container_gets_no_new_privileges_and_a_plain_one_nothing_else() {
+        let (body, host) = host(&config(NetworkAttachment::None), None);
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
+        assert_eq!(body.user, None, "the image's user");
+        assert_eq!(host.readonly_rootfs, None);
+        assert_eq!(host.tmpfs, None);
+        assert_eq!(host.cap_drop, None);
+        assert_eq!(host.cap_add, None);
+        assert_eq!(host.pids_limit, None);
+        assert_eq!(host.privileged, None);
+        assert_eq!(host.pid_mode, None);
+        assert_eq!(host.ipc_mode, None);
+        assert_eq!(
+            host.memory_swap, None,
+            "the engine's default swap, as today"
+        );
+    }
+
+    #[test]
+    fn a_confined_container_is_locked_down() {
+        let mut c = config(NetworkAttachment::None);
+        c.security = Security {
+            profile: Some("confined".into()),
+            read_only_root: true,
+            tmp_size: Some(16 << 20),
+            drop_all_caps: true,
+            cap_add: vec![],
+            non_root: true,
+            pids_limit: Some(64),
+            ..Default::default()
+        };
+        let (body, host) = host(&c, Some(""));
+        assert_eq!(body.user.as_deref(), Some("65534:65534"));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(
+            host.tmpfs,
+            Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,noexec,nosuid,nodev,size=16777216,mode=1777".to_string()
+            )]))
+        );
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.cap_add, None);
+        assert_eq!(host.pids_limit, Some(64));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+    }
+
+    #[test]
+    fn granted_privileges_reach_the_engine() {
+        let mut c = config(NetworkAttachment::None);
+        c.security = Security {
+            drop_all_caps: true,
+            cap_add: vec!["NET_ADMIN".into(), "SYS_TIME".into()],
+            privileged: true,
+            host_pid: true,
+            host_ipc: true,
+            ..Default::default()
+        };
+        let (_, host) = host(&c, None);
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            host.cap_add,
+            Some(vec!["NET_ADMIN".to_string(), "SYS_TIME".to_string()])
+        );
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(host.pid_mode.as_deref(), Some("host"));
+        assert_eq!(host.ipc_mode.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn non_root_keeps_the_images_user_unless_it_is_root() {
+        for root in [
+            "",
+            " ",
+            "root",
+            "0",
+            "00",
+            "root:root",
+            "0:0",
+            "root:1000",
+            "0:wheel",
+            ":1000",
+        ] {
+            assert_eq!(non_root_user(root), NOBODY, "{root:?} is root");
+        }
+        for user in [
+            "1000",
+            "1000:1000",
+            "app",
+            "app:app",
+            "nobody",
+            "65534:65534",
+            "10:0",
+        ] {
+            assert_eq!(non_root_user(user), user, "{user:?} is not root");
+        }
+        let mut c = config(NetworkAttachment::None);
+        c.security.non_root = true;
+        let (body, _) = host(&c, Some("1000"));
+        assert_eq!(body.user.as_deref(), Some("1000"));
+        let (body, _) = host(&c, Some("root"));
+        assert_eq!(body.user.as_deref(), Some(NOBODY));
+    }
+
+    #[test]
+    fn non_root_without_the_images_user_is_refused() {
+        let mut c = config(NetworkAttachment::None);
+        c.security.non_root = true;
+        assert!(matches!(
+            create_body(&c, &BTreeMap::new(), None),
             Err(EngineError::Api(_))
         ));
     }

@@ -65,6 +65,21 @@ impl DockerEngine {
         }
     }
 
+    /// The user the image `reference` names (`Config.User`, "" for none).
+    /// A missing image is NotFound, as the create would have said.
+    pub(super) async fn inspect_image_user(&self, reference: &str) -> Result<String, EngineError> {
+        self.count();
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.config.and_then(|c| c.user).unwrap_or_default()),
+            Err(e) => match self.error(e) {
+                EngineError::NotFound(_) => {
+                    Err(EngineError::NotFound(format!("image {reference}")))
+                }
+                other => Err(other),
+            },
+        }
+    }
+
     /// `RepoDigests` of the image `reference` names; a missing image has none.
     pub(super) async fn inspect_image_digests(
         &self,

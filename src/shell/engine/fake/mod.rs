@@ -25,6 +25,10 @@
 //!   lists `health: starting` until a test sets its verdict with
 //!   [`FakeEngine::set_health`]; a stopped container has none, as the
 //!   engine's status line shows none;
+//! - users: a `non_root` container runs as its image's user (set with
+//!   [`FakeEngine::set_image_user`]) unless that is root, else as nobody,
+//!   as `DockerEngine` decides it; its create costs one call more (the
+//!   image inspect), and [`FakeEngine::user_of`] tells the user;
 //! - updates: an in-place update changes the container's config (a limit
 //!   it leaves out, as unchanged, and the restart policy always), and is
 //!   refused below the memory a test said it uses (`set_memory_usage`), as
@@ -128,6 +132,11 @@ struct State {
     failures: BTreeSet<(Op, String)>,
     /// Image IDs whose image has its own HEALTHCHECK.
     image_healthchecks: BTreeSet<String>,
+    /// Image ID → the user its config names (none: root).
+    image_users: BTreeMap<String, String>,
+    /// The user each container was created to run as, by ID, when berth
+    /// set one (None: the image's).
+    users: BTreeMap<String, String>,
     /// Memory each container uses now, by ID: an update to a lower limit
     /// is refused, as runc refuses it on the real engine.
     memory_usage: BTreeMap<String, i64>,
@@ -393,6 +402,22 @@ impl FakeEngine {
         if let Some(id) = s.resolve(reference) {
             s.image_healthchecks.insert(id);
         }
+    }
+
+    /// Gives the image `reference` names a `USER`.
+    pub fn set_image_user(&self, reference: &str, user: &str) {
+        let mut s = self.lock();
+        if let Some(id) = s.resolve(reference) {
+            s.image_users.insert(id, user.to_string());
+        }
+    }
+
+    /// The user berth told the engine to run the container as (None: the
+    /// image's own).
+    pub fn user_of(&self, id_or_name: &str) -> Option<String> {
+        let s = self.lock();
+        let i = s.find(id_or_name)?;
+        s.users.get(&s.containers[i].id).cloned()
     }
 
     /// Sets a container's health verdict, as its check would.
@@ -664,7 +689,7 @@ impl Engine for FakeEngine {
         config: &ContainerConfig,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, EngineError> {
-        self.count(1);
+        self.count(if config.security.non_root { 2 } else { 1 });
         self.act(format!("create {name}"), |s| {
             s.check(Op::Create, name)?;
             s.make_host_folders(config)?;
@@ -685,6 +710,11 @@ impl Engine for FakeEngine {
             }
             let n = s.next();
             let id = format!("fake{n:04}-{name}");
+            if config.security.non_root {
+                let image_user = s.image_users.get(&image_id).map_or("", String::as_str);
+                let user = super::docker::non_root_user(image_user);
+                s.users.insert(id.clone(), user);
+            }
             s.containers.push(ObservedContainer {
                 id: id.clone(),
                 name: name.to_string(),
@@ -768,6 +798,7 @@ impl Engine for FakeEngine {
             if let Some(i) = s.find(id) {
                 let removed = s.containers.remove(i);
                 s.configs.remove(&removed.id);
+                s.users.remove(&removed.id);
                 s.attached.remove(&removed.id);
             }
             Ok(())

@@ -477,3 +477,37 @@ fn save_load_tag_push_and_remove_behave_like_the_engine() {
         engine.remove_image("gone:1").await.expect("missing is Ok");
     });
 }
+
+#[test]
+fn a_non_root_container_runs_as_its_images_user_unless_root_and_costs_an_inspect() {
+    block_on(async {
+        let engine = FakeEngine::new();
+        engine.add_image("app:1", "sha256:aaa");
+        engine.add_image("svc:1", "sha256:bbb");
+        engine.set_image_user("svc:1", "1000");
+        let mut plain = config("plain", "app:1");
+        plain.network = NetworkAttachment::None;
+        plain.mounts.clear();
+        engine
+            .create_container("plain", &plain, &labels())
+            .await
+            .expect("create");
+        assert_eq!(engine.api_calls(), 1);
+        assert_eq!(engine.user_of("plain"), None, "the image's own");
+        let mut confined = plain.clone();
+        confined.security.non_root = true;
+        engine
+            .create_container("nobody", &confined, &labels())
+            .await
+            .expect("create");
+        assert_eq!(engine.api_calls(), 3, "the image inspect, then the create");
+        assert_eq!(engine.user_of("nobody").as_deref(), Some("65534:65534"));
+        confined.image = "svc:1".to_string();
+        engine
+            .create_container("svc", &confined, &labels())
+            .await
+            .expect("create");
+        assert_eq!(engine.user_of("svc").as_deref(), Some("1000"));
+        assert!(engine.config_of("svc").is_some_and(|c| c.security.non_root));
+    });
+}
