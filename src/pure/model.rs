@@ -263,6 +263,12 @@ impl Security {
     pub fn is_plain(&self) -> bool {
         *self == Security::default()
     }
+
+    /// A confined profile's container (read-only root, every capability
+    /// dropped): its memory limit is hard, with no swap on top.
+    pub fn is_confined(&self) -> bool {
+        self.read_only_root && self.drop_all_caps
+    }
 }
 
 /// A container's health check as a record sets it. A part not set is the
@@ -356,8 +362,12 @@ impl ContainerUpdate {
         let mut same_otherwise = old.clone();
         update.apply_to(&mut same_otherwise);
         let lifts = |a: Option<i64>, b: Option<i64>| a.is_some() && b.is_none();
+        // An update sets swap to twice the memory; a confined container's
+        // has none, so its memory changes by a recreate.
+        let hard_memory = new.security.is_confined() && old.memory != new.memory;
         if same_otherwise != *new
             || old == new
+            || hard_memory
             || lifts(old.memory, new.memory)
             || lifts(old.nano_cpus, new.nano_cpus)
         {
@@ -398,6 +408,43 @@ pub struct AppliedUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confined_containers_memory_changes_by_a_recreate() {
+        let old = ContainerConfig {
+            name: "job".into(),
+            image: "job:1".into(),
+            command: None,
+            env: vec![],
+            ports: vec![],
+            network: NetworkAttachment::None,
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            restart: "unless-stopped".into(),
+            restart_max_retries: None,
+            mounts: vec![],
+            health: None,
+            security: Security::default(),
+        };
+        let mut new = old.clone();
+        new.memory = Some(128 << 20);
+        assert!(ContainerUpdate::between(&old, &new).is_some(), "in place");
+        let confined = Security {
+            read_only_root: true,
+            drop_all_caps: true,
+            ..Security::default()
+        };
+        let (mut old, mut new) = (old, new);
+        old.security = confined.clone();
+        new.security = confined;
+        assert!(ContainerUpdate::between(&old, &new).is_none(), "recreate");
+        new.memory = old.memory;
+        new.nano_cpus = Some(1_000_000_000);
+        assert!(
+            ContainerUpdate::between(&old, &new).is_some(),
+            "CPUs in place"
+        );
+    }
 
     #[test]
     fn a_reference_with_a_tag_and_a_digest_is_found_by_its_digest() {

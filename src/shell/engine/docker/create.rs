@@ -109,6 +109,9 @@ pub(super) fn create_body(
         network_mode: Some(network_mode),
         port_bindings: publish.then_some(port_bindings),
         memory: config.memory,
+        // A confined container's limit is hard: no swap on top of it (the
+        // engine's default would double it on a host with swap).
+        memory_swap: config.memory.filter(|_| config.security.is_confined()),
         nano_cpus: config.nano_cpus,
         restart_policy: Some(RestartPolicy {
             name: Some(restart_policy_name(&config.restart)?),
@@ -425,6 +428,7 @@ mod tests {
             Some(vec!["no-new-privileges".to_string()])
         );
         assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.memory_swap, Some(64 << 20), "no swap on top");
         assert_eq!(host.nano_cpus, Some(500_000_000));
     }
 
