@@ -195,3 +195,10 @@ pub fn apply_reading_images(config: &Config, declared: &mut Declared) {
         .unwrap_or_else(|_| Db::parse(&config.db_path("docker_images"), ""));
     apply(config, &images, declared);
 }
+
+/// Why a `docker_images` record may not read `path` (its rootfs or tar)
+/// into an image under `policy`, if it may not (see
+/// `enforce::image_path_refusal`); links resolved as the kernel will.
+pub fn image_path_refusal(config: &Config, policy: &Policy, path: &Path) -> Option<String> {
+    enforce::image_path_refusal(policy, &host_paths(config), path, &resolve)
+}

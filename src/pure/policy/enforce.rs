@@ -429,38 +429,10 @@ impl Checker<'_> {
     /// resolve it, and inside a bind root once resolved.
     fn bind_refusal(&self, source: &Path, granted: &[PathBuf]) -> Option<String> {
         let resolved = (self.resolve)(source);
-        let via = |s: &Path| {
-            if s == source {
-                String::new()
-            } else {
-                format!(" (it resolves to {}: a link on the way)", s.display())
-            }
-        };
-        let data_roots = [
-            self.paths.data_root.clone(),
-            (self.resolve)(&self.paths.data_root),
-        ];
-        for s in [source, resolved.as_path()] {
-            for (d, real) in &self.denied {
-                let what = &d.what;
-                for d_path in [d.path.as_path(), real.as_path()] {
-                    // berth's data folder lies in its state folder.
-                    let in_data = data_roots
-                        .iter()
-                        .any(|r| r.starts_with(d_path) && s.starts_with(r) && s != r.as_path());
-                    if s == d_path || (d.contents && s.starts_with(d_path) && !in_data) {
-                        return Some(format!("{what} is never mounted{}", via(s)));
-                    }
-                    if d_path.starts_with(s) {
-                        return Some(format!(
-                            "it holds {} ({what}), which is never mounted{}",
-                            d_path.display(),
-                            via(s)
-                        ));
-                    }
-                }
-            }
+        if let Some(why) = self.denied_near(source, &resolved, "mounted") {
+            return Some(why);
         }
+        let via = |s: &Path| via(source, s);
         let roots: Vec<&PathBuf> = std::iter::once(&self.paths.data_root)
             .chain(&self.policy.bind_roots)
             .chain(granted)
@@ -479,6 +451,88 @@ impl Checker<'_> {
         }
         None
     }
+
+    /// Why `source` (resolved: `resolved`) is a denied path, lies in one or
+    /// holds one; `used` says what is never done with it.
+    fn denied_near(&self, source: &Path, resolved: &Path, used: &str) -> Option<String> {
+        let data_roots = [
+            self.paths.data_root.clone(),
+            (self.resolve)(&self.paths.data_root),
+        ];
+        for s in [source, resolved] {
+            for (d, real) in &self.denied {
+                let what = &d.what;
+                for d_path in [d.path.as_path(), real.as_path()] {
+                    // berth's data folder lies in its state folder.
+                    let in_data = data_roots
+                        .iter()
+                        .any(|r| r.starts_with(d_path) && s.starts_with(r) && s != r.as_path());
+                    if s == d_path || (d.contents && s.starts_with(d_path) && !in_data) {
+                        return Some(format!("{what} is never {used}{}", via(source, s)));
+                    }
+                    if d_path.starts_with(s) {
+                        return Some(format!(
+                            "it holds {} ({what}), which is never {used}{}",
+                            d_path.display(),
+                            via(source, s)
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// " (it resolves to …: a link on the way)" when `s` is not `source`.
+fn via(source: &Path, s: &Path) -> String {
+    if s == source {
+        String::new()
+    } else {
+        format!(" (it resolves to {}: a link on the way)", s.display())
+    }
+}
+
+/// Why the file or folder at `path` may not be read into an image (a
+/// `docker_images` record's rootfs or tar `Path`), if it may not: berthd
+/// reads it as root, so it is judged like a host folder a container would
+/// mount: never near a denied path (as written and as links resolve it),
+/// and inside `[images] path_roots` when the policy lists any.
+pub fn image_path_refusal(
+    policy: &Policy,
+    paths: &HostPaths,
+    path: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Option<String> {
+    let images = BTreeMap::new();
+    let check = Checker {
+        policy,
+        images: &images,
+        paths,
+        resolve,
+        denied: paths
+            .denied
+            .iter()
+            .map(|d| (d.clone(), resolve(&d.path)))
+            .collect(),
+        named: policy.named(),
+    };
+    let resolved = resolve(path);
+    if let Some(why) = check.denied_near(path, &resolved, "read into an image") {
+        return Some(format!("{}: {why}", path.display()));
+    }
+    let roots = &policy.images.path_roots;
+    if !roots.is_empty() && !roots.iter().any(|r| resolved.starts_with(resolve(r))) {
+        let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        return Some(format!(
+            "{}: outside every folder the {} lets images be read from ([images] path_roots = {}){}",
+            path.display(),
+            check.named,
+            listed.join(", "),
+            via(path, &resolved)
+        ));
+    }
+    None
 }
 
 /// The record's `Security` from its profile and grants, and its hash anew.

@@ -91,6 +91,9 @@ pub struct ImageRules {
     /// A tenant image (`Source tar` with a confined profile) that sets
     /// ENTRYPOINT or CMD is refused.
     pub refuse_entrypoint: bool,
+    /// Folders a `docker_images` rootfs or tar `Path` may lie in (empty:
+    /// anywhere but near a denied path).
+    pub path_roots: Vec<PathBuf>,
 }
 
 /// One allowed image source.
@@ -173,6 +176,7 @@ impl Default for Policy {
             images: ImageRules {
                 sources: vec![SourceRule::Any],
                 refuse_entrypoint: true,
+                path_roots: Vec::new(),
             },
             capacity: CapacityRules {
                 over_commit: OverCommit::Warn,
@@ -248,6 +252,7 @@ struct RawGrant {
 struct RawImages {
     sources: Option<Vec<String>>,
     refuse_entrypoint: Option<bool>,
+    path_roots: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,6 +348,10 @@ impl Policy {
             }
             if let Some(v) = images.refuse_entrypoint {
                 p.images.refuse_entrypoint = v;
+            }
+            if let Some(roots) = images.path_roots {
+                count("[images] path_roots", roots.len())?;
+                p.images.path_roots = roots_of("[images] path_roots", &roots)?;
             }
         }
         if let Some(c) = raw.capacity.and_then(|c| c.over_commit) {
