@@ -214,8 +214,17 @@ fn over_commit_is_shown_and_refused_when_the_policy_says() {
     s.setprop("victim", "MaxMemory", "64M");
     s.apply_ok();
     let id = s.id("victim").unwrap_or(id);
-    // Refuse: the record that pushes the sum over is refused, untouched.
+    // Refuse: every record must declare its limits to be counted...
     s.write_policy("[capacity]\nover_commit = \"refuse\"\n");
+    refused_untouched(
+        &s,
+        &id,
+        &["property MaxCpu: the policy", "refuses over-commit ([capacity] over_commit = refuse), so every enabled record needs MaxMemory and MaxCpu to be counted"],
+    );
+    s.setprop("victim", "MaxCpu", "0.5");
+    s.apply_ok();
+    let id = s.id("victim").unwrap_or(id);
+    // ...and the record that pushes the sum over is refused, untouched.
     s.setprop("victim", "MaxMemory", "4096G");
     let all = refused_untouched(
         &s,
@@ -287,4 +296,47 @@ fn an_unusable_policy_file_refuses_creates_and_stops_nothing() {
     std::fs::remove_file(&policy).expect("rm");
     s.apply_ok();
     assert_eq!(s.state("other"), "running");
+}
+
+#[test]
+fn a_named_policy_file_that_is_missing_or_in_an_open_folder_is_unusable() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new(None);
+    let id = running_victim(&s);
+    s.declare("other", &["Command", "sleep 3600"]);
+    // A typo in berth.toml must not lift the policy.
+    let config = s.config();
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{text}policy_file = \"polcy.toml\"\n")).expect("config");
+    let (code, out, err) = s.apply();
+    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
+    assert!(
+        all.contains("polcy.toml: cannot be used: does not exist, and berth.toml names it"),
+        "{all}"
+    );
+    assert_eq!(s.state("other"), "missing");
+    assert_eq!(s.id("victim").as_deref(), Some(id.as_str()));
+    // A folder others may write: they could remove or replace the file.
+    let open = s.dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::write(&open.join("policy.toml"), "").expect("policy");
+    std::fs::write(
+        &config,
+        format!("{text}policy_file = \"open/policy.toml\"\n"),
+    )
+    .expect("config");
+    let (code, out, err) = s.apply();
+    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
+    assert!(
+        all.contains("may be written by someone other than root"),
+        "{all}"
+    );
+    assert_eq!(s.state("other"), "missing");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    s.apply_ok();
+    assert_eq!(s.state("other"), "running");
+    assert_eq!(s.state("victim"), "running");
 }

@@ -133,6 +133,9 @@ pub struct Config {
     /// db edit can get around. Missing: the built-in policy; unusable: no
     /// container is created or recreated until it is fixed.
     pub policy_file: PathBuf,
+    /// Whether `policy_file` was named in the config file: a named policy
+    /// file that is missing is unusable (a typo must not lift the policy).
+    pub policy_file_named: bool,
     /// Run (with `sh -c`) when an image is rebuilt, fails to build, or is
     /// outdated; gets BERTH_IMAGE and BERTH_IMAGE_EVENT.
     pub image_notify_command: Option<String>,
@@ -195,6 +198,7 @@ impl Default for Config {
             build_cpus: 0.0,
             credentials_file: "/etc/berth/credentials.toml".into(),
             policy_file: "/etc/berth/policy.toml".into(),
+            policy_file_named: false,
             image_notify_command: None,
             git_timeout_seconds: 600,
             action_timeout_seconds: 3600,
@@ -338,6 +342,7 @@ impl Config {
             build_memory,
             build_cpus: raw.build_cpus.unwrap_or(0.0).max(0.0),
             credentials_file: at(raw.credentials_file, base.join("credentials.toml")),
+            policy_file_named: raw.policy_file.is_some(),
             policy_file: at(raw.policy_file, base.join("policy.toml")),
             image_notify_command: raw.image_notify_command,
             git_timeout_seconds: raw.git_timeout_seconds.unwrap_or(d.git_timeout_seconds),

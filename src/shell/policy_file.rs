@@ -25,12 +25,32 @@ pub fn load(config: &Config) -> Result<Policy, PolicyError> {
         path: path.to_path_buf(),
         why,
     };
+    // Whoever may write its folder may take the file away (and the
+    // built-in policy with it) or put another in its place.
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(meta) = std::fs::metadata(folder) {
+            let me = nix::unistd::Uid::effective().as_raw();
+            if (meta.uid() != 0 && meta.uid() != me) || meta.mode() & 0o022 != 0 {
+                return Err(unusable(format!(
+                    "its folder {} may be written by someone other than root (owner uid {}, mode {:o}): anyone who can write there can remove or replace the policy",
+                    folder.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                )));
+            }
+        }
+    }
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
         .open(path)
     {
         Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.policy_file_named => {
+            return Err(unusable(
+                "does not exist, and berth.toml names it (policy_file): a missing named policy is not the built-in one".into(),
+            ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Policy {
                 absent_file: Some(path.to_path_buf()),
@@ -159,16 +179,21 @@ pub fn host() -> Option<Host> {
     })
 }
 
-/// The `Tag` of each `docker_images` record and its `Source` word: the
-/// images berth builds, which the policy's `[images] sources` judges by
-/// how they are built.
+/// The `Tag` of each valid `docker_images` record and its `Source` word:
+/// the images berth builds, which the policy's `[images] sources` judges
+/// by how they are built. An invalid record builds nothing, so its `Tag`
+/// is judged as any other reference.
 pub fn built_images(images: &Db) -> BTreeMap<String, String> {
-    images
-        .records()
-        .filter_map(|r| {
-            let tag = crate::declared::parse_image_reference(r.prop("Tag")?).ok()?;
-            let kind = r.prop("Source").unwrap_or("").trim().to_string();
-            Some((tag, kind))
+    crate::images::record::declare(images)
+        .specs
+        .into_values()
+        .map(|spec| {
+            let kind = match spec.source {
+                crate::images::Source::Git { .. } => "git",
+                crate::images::Source::Rootfs { .. } => "rootfs",
+                crate::images::Source::Tar { .. } => "tar",
+            };
+            (spec.tag, kind.to_string())
         })
         .collect()
 }

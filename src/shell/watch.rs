@@ -223,6 +223,10 @@ pub fn load_watched(config: &Config, state: &State) -> Result<Vec<Watched>, Watc
     // A record the host policy refuses is not watched: its image's source
     // may be one the policy does not allow.
     crate::policy_file::apply_reading_images(config, &mut declared);
+    if declared.policy_refusal.is_some() {
+        // Fail closed: no registry is asked and nothing pulled for `auto`.
+        return Ok(Vec::new());
+    }
     let images = crate::images::load(config).map_err(WatchError::ImagesDb)?;
     Ok(watched(&declared, &images, &state.lineage()?))
 }

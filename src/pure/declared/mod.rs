@@ -102,6 +102,9 @@ pub struct Requested {
     /// Whether the record set `network` itself (a confined profile's
     /// "no network" is then a conflict, not a default).
     pub network_set: bool,
+    /// Whether the record set `DataMountPath` (a refused host folder is
+    /// then its fault, else `MountPath`'s).
+    pub data_mount_path_set: bool,
 }
 
 /// `Pull`: when berth pulls a record's image from its registry.

@@ -281,6 +281,7 @@ fn requested(r: &mut Reader) -> Requested {
         host_ipc: r.get("HostIpc", property::yes_no).unwrap_or(false),
         cap_add,
         network_set: r.raw("network").is_some(),
+        data_mount_path_set: r.raw("DataMountPath").is_some(),
     }
 }
 

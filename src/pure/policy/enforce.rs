@@ -40,6 +40,20 @@ pub const ALWAYS_DENIED: &[&str] = &[
     "/var/run/podman",
     "/var/lib/containers",
     "/run/crio",
+    // The system's programs and what root runs on its own.
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/var/spool/cron",
+    "/var/lib/dpkg",
+    "/var/lib/rpm",
+    "/run/systemd",
+    "/run/dbus",
+    "/var/run/dbus",
 ];
 
 /// What the shell tells the check about the host's paths.
@@ -175,12 +189,29 @@ pub fn enforce(
                     check.named
                 ),
             )),
+            Some(_) if !policy.may_choose(name, &profile_name) => failures.push(Failure::new(
+                name,
+                "Profile",
+                Some(&profile_name),
+                format!(
+                    "a record may name only the default profile {:?} or a confining one (the {}); allow {profile_name:?} for this record with [records.{name}] profiles = [{profile_name:?}]",
+                    policy.default_profile, check.named
+                ),
+            )),
             Some(profile) => check.record(spec, &profile_name, profile, &mut failures),
         }
         if failures.len() == before {
             if let Some(profile) = policy.profile(&profile_name) {
                 if let Some(spec) = declared.specs.get_mut(name) {
                     secure(spec, &profile_name, profile);
+                    // An image built here is never pulled under its name
+                    // unless the reference rules allow that registry: a
+                    // `docker_images` Tag must not launder a pull.
+                    if images.contains_key(&spec.config.image)
+                        && !policy.allows_reference(&spec.config.image)
+                    {
+                        spec.pull = crate::declared::PullPolicy::Never;
+                    }
                 }
             }
         }
@@ -258,11 +289,34 @@ impl Checker<'_> {
     ) {
         let name = spec.name.as_str();
         let none = Grant::default();
-        let grant = self.policy.records.get(name).unwrap_or(&none);
+        let granted = self.policy.records.get(name).unwrap_or(&none);
+        // A grant pinned to an image holds only while the record runs it.
+        let pinned_away = granted
+            .image
+            .as_ref()
+            .filter(|pin| **pin != spec.config.image);
+        let grant = if pinned_away.is_some() {
+            &none
+        } else {
+            granted
+        };
+        let pin_note = pinned_away
+            .map(|pin| {
+                format!(
+                    " ([records.{name}] holds only for image {pin}, and this record's Image is {})",
+                    spec.config.image
+                )
+            })
+            .unwrap_or_default();
         let policy = &self.named;
         let req = &spec.requested;
         let mut fail = |property: &'static str, value: Option<&str>, why: String| {
-            out.push(Failure::new(name, property, value, why));
+            out.push(Failure::new(
+                name,
+                property,
+                value,
+                format!("{why}{pin_note}"),
+            ));
         };
         let by_name = |key: &str| {
             format!("{key} is refused by the {policy}: allow it for this record with [records.{name}] {key} = true")
@@ -414,10 +468,10 @@ impl Checker<'_> {
             .filter(|m| m.kind == MountKind::Bind)
         {
             if let Some(why) = self.bind_refusal(Path::new(&m.source), &grant.bind_roots) {
-                let property = if Path::new(&m.source).starts_with(&self.paths.data_root) {
-                    "MountPath"
-                } else {
+                let property = if req.data_mount_path_set {
                     "DataMountPath"
+                } else {
+                    "MountPath"
                 };
                 fail(property, None, format!("host folder {}: {why}", m.source));
             }
@@ -601,6 +655,30 @@ fn capacity(declared: &mut Declared, policy: &Policy, host: Host) -> Capacity {
     let mut refused = Vec::new();
     if refuse {
         let named = policy.named();
+        // A record without a limit would escape the sums: under `refuse`
+        // every enabled record declares both.
+        for (_, _, name) in &order {
+            let Some((m, c)) = declared.specs.get(name).map(limits) else {
+                continue;
+            };
+            let missing = match (m, c) {
+                (None, _) => "MaxMemory",
+                (_, None) => "MaxCpu",
+                _ => continue,
+            };
+            memory -= m.unwrap_or(0);
+            nano_cpus -= c.unwrap_or(0);
+            no_memory_limit.retain(|n| n != name);
+            no_cpu_limit.retain(|n| n != name);
+            fail_record_with(
+                declared,
+                name,
+                Some(missing),
+                None,
+                format!("the {named} refuses over-commit ([capacity] over_commit = refuse), so every enabled record needs MaxMemory and MaxCpu to be counted"),
+            );
+            refused.push(name.clone());
+        }
         for (_, _, name) in order.iter().rev() {
             if memory <= host.memory && nano_cpus <= host.nano_cpus {
                 break;

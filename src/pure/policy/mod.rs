@@ -82,6 +82,13 @@ pub struct Grant {
     pub cap_add: Vec<String>,
     /// Host folders this record's `DataMountPath` may point into.
     pub bind_roots: Vec<PathBuf>,
+    /// Profiles this record may name besides `default_profile` and the
+    /// confining ones (a record may always confine itself more).
+    pub profiles: Vec<String>,
+    /// The grants hold only while the record's `Image` is this reference
+    /// (a digest pins the content): an edit of `Image` loses them. None:
+    /// whoever edits the record has them.
+    pub image: Option<String>,
 }
 
 /// Where images may come from.
@@ -245,6 +252,9 @@ struct RawGrant {
     cap_add: Vec<String>,
     #[serde(default)]
     bind_roots: Vec<String>,
+    #[serde(default)]
+    profiles: Vec<String>,
+    image: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,6 +345,18 @@ impl Policy {
                 network_host: g.network_host,
                 cap_add: capabilities(&format!("{at} cap_add"), &g.cap_add)?,
                 bind_roots: roots_of(&format!("{at} bind_roots"), &g.bind_roots)?,
+                profiles: g.profiles,
+                image: match g.image {
+                    Some(r) => {
+                        Some(crate::declared::parse_image_reference(&r).map_err(|error| {
+                            RuleError::Value {
+                                key: format!("{at} image"),
+                                error,
+                            }
+                        })?)
+                    }
+                    None => None,
+                },
             };
             p.records.insert(name, grant);
         }
@@ -382,6 +404,17 @@ impl Policy {
     /// What record `name` may have (nothing, unless the policy names it).
     pub fn grant(&self, name: &str) -> Grant {
         self.records.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Whether record `name` may name profile `profile`: the policy's
+    /// `default_profile`, any confining profile, or one its grant lists.
+    pub fn may_choose(&self, name: &str, profile: &str) -> bool {
+        profile == self.default_profile
+            || self.profile(profile).is_some_and(|p| p.confined)
+            || self
+                .records
+                .get(name)
+                .is_some_and(|g| g.profiles.iter().any(|p| p == profile))
     }
 
     /// Whether an image berth builds from a `docker_images` record with

@@ -150,14 +150,19 @@ fn a_unknown_profile_is_refused_naming_the_profiles() {
 
 #[test]
 fn the_policy_can_make_confined_the_default_and_cap_a_profile() {
-    let text = "default_profile = \"confined\"\n[profiles.default]\nmax_memory = \"1G\"\n";
+    let text = "default_profile = \"confined\"\n[profiles.default]\nmax_memory = \"1G\"\n\
+                [records.b]\nprofiles = [\"default\"]\n[records.c]\nprofiles = [\"default\"]\n";
     let d = enforced(
         "a=service|Image|a:1|MaxMemory|64M|MaxCpu|1\n\
          b=service|Image|a:1|Profile|default|MaxMemory|2G\n\
-         c=service|Image|a:1|Profile|default\n",
+         c=service|Image|a:1|Profile|default\n\
+         escape=service|Image|a:1|Profile|default|MaxMemory|64M\n",
         text,
     );
     assert!(d.specs["a"].config.security.drop_all_caps);
+    // The db cannot lift the default: only a grant lets a record out.
+    let e = errors(&d, "escape");
+    assert!(e.contains("property Profile = \"default\": a record may name only the default profile \"confined\" or a confining one (the policy /etc/berth/policy.toml); allow \"default\" for this record with [records.escape] profiles = [\"default\"]"), "{e}");
     assert!(errors(&d, "b").contains("2.0G is over profile default's max_memory 1.0G"));
     assert!(errors(&d, "c").contains("profile default has max_memory 1.0G: set MaxMemory"));
 }
@@ -376,17 +381,105 @@ fn capacity_sums_enabled_limits_and_refuses_the_last_in_start_order() {
         "warn refuses nothing"
     );
 
-    let d = enforced_with(
-        db,
-        &policy("[capacity]\nover_commit = \"refuse\"\n"),
-        Some(host),
-        &[],
-    );
+    let refuse = policy("[capacity]\nover_commit = \"refuse\"\n");
+    // Under refuse, a record without limits would escape the sums.
+    let d = enforced_with(db, &refuse, Some(host), &[]);
     let c = d.capacity.clone().expect("capacity");
-    // Start order: a, c, z (depth 0), then b (links to a): b goes first.
+    assert_eq!(c.refused, vec!["c", "z"]);
+    let e = errors(&d, "z");
+    assert!(e.contains("property MaxMemory: the policy /etc/berth/policy.toml refuses over-commit ([capacity] over_commit = refuse), so every enabled record needs MaxMemory and MaxCpu to be counted"), "{e}");
+    assert!(errors(&d, "c").contains("property MaxCpu"));
+
+    let db = "a=service|Image|a:1|MaxMemory|1G|MaxCpu|1\n\
+              b=service|Image|a:1|MaxMemory|1G|MaxCpu|1|Interlinked|a\n\
+              c=service|Image|a:1|MaxMemory|1G|MaxCpu|1\n\
+              off=service|Image|a:1|MaxMemory|8G|status|disabled\n";
+    let d = enforced_with(db, &refuse, Some(host), &[]);
+    let c = d.capacity.clone().expect("capacity");
+    // Start order: a, c (depth 0), then b (links to a): b goes first.
     assert_eq!(c.refused, vec!["b"]);
     assert_eq!(c.memory, 2 << 30);
     let e = errors(&d, "b");
     assert!(e.contains("property MaxMemory: the memory limits of enabled records add up to 3.0G with this one, over the host's 2.0G (policy /etc/berth/policy.toml: [capacity] over_commit = refuse"), "{e}");
     assert!(d.specs.contains_key("a") && d.specs.contains_key("c"));
+}
+
+#[test]
+fn a_grant_pinned_to_an_image_is_lost_when_the_image_changes() {
+    let text = "[records.mon]\nhost_pid = true\nimage = \"mon:1\"\n";
+    let d = enforced("mon=service|Image|mon:1|HostPid|yes\n", text);
+    assert!(d.specs["mon"].config.security.host_pid);
+    let d = enforced("mon=service|Image|evil:1|HostPid|yes\n", text);
+    let e = errors(&d, "mon");
+    assert!(
+        e.contains("property HostPid = \"yes\": host_pid is refused"),
+        "{e}"
+    );
+    assert!(
+        e.contains("([records.mon] holds only for image mon:1, and this record's Image is evil:1)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_image_built_here_is_never_pulled_from_a_registry_the_policy_does_not_allow() {
+    let db = "app=service|Image|docker.io/evil/miner:1|Pull|missing\n";
+    let built = [("docker.io/evil/miner:1", "git")];
+    let d = enforced_with(
+        db,
+        &policy("[images]\nsources = [\"local\"]\n"),
+        None,
+        &built,
+    );
+    assert_eq!(d.specs["app"].pull, crate::declared::PullPolicy::Never);
+    let d = enforced_with(db, &policy(""), None, &built);
+    assert_eq!(
+        d.specs["app"].pull,
+        crate::declared::PullPolicy::Missing,
+        "any source: as written"
+    );
+}
+
+#[test]
+fn without_a_usable_policy_a_stopped_container_is_started_as_it_is() {
+    use crate::model::{
+        ObservedContainer, ObservedState, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD,
+        LABEL_SPEC_HASH,
+    };
+    let broken: Result<Policy, PolicyError> = Err(PolicyError::Unusable {
+        path: "/etc/berth/policy.toml".into(),
+        why: "is a symbolic link".into(),
+    });
+    let d = enforced_with("web=service|Image|a:1\n", &broken, None, &[]);
+    let web = ObservedContainer {
+        id: "id-web".into(),
+        name: "web".into(),
+        labels: [
+            (LABEL_MANAGED, "true"),
+            (LABEL_INSTANCE, "test"),
+            (LABEL_RECORD, "web"),
+            // Made under a policy whose profiles hashed it otherwise.
+            (LABEL_SPEC_HASH, "made-under-the-last-policy"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        image: "a:1".into(),
+        image_id: "sha256:a".into(),
+        state: "exited".into(),
+        exit_code: Some(0),
+        health: None,
+        up_seconds: None,
+    };
+    let observed = ObservedState {
+        containers: vec![web],
+        images: [("a:1".to_string(), "sha256:a".to_string())]
+            .into_iter()
+            .collect(),
+        networks: vec!["berth".into()],
+    };
+    let plan = crate::plan::plan(&d, &observed, std::time::SystemTime::UNIX_EPOCH);
+    let kinds: Vec<&str> = plan.actions.iter().map(|a| a.kind().as_str()).collect();
+    assert_eq!(kinds, vec!["start"], "{plan:?}");
+    assert!(plan.actions[0].reason.contains("started as it is, not recreated: /etc/berth/policy.toml: cannot be used: is a symbolic link"), "{}", plan.actions[0].reason);
 }
