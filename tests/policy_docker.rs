@@ -321,7 +321,7 @@ fn a_named_policy_file_that_is_missing_or_in_an_open_folder_is_unusable() {
     let open = s.dir.path().join("open");
     std::fs::create_dir(&open).expect("mkdir");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    std::fs::write(&open.join("policy.toml"), "").expect("policy");
+    std::fs::write(open.join("policy.toml"), "").expect("policy");
     std::fs::write(
         &config,
         format!("{text}policy_file = \"open/policy.toml\"\n"),
