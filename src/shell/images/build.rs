@@ -42,15 +42,14 @@ pub async fn run<E: Engine>(
             .map(|n| creds.login(n).cloned())
             .transpose()?)
     };
-    // The policy decides what a tenant image is; read once per build.
-    let policy = super::tenant::needs_policy(spec).then(|| crate::policy_file::load(config));
-    let tenant = match &policy {
-        Some(policy) => super::tenant::tenant_profile(spec, policy)?,
-        None => None,
-    };
+    // The policy decides whether anything is built, and what a tenant
+    // image is: read once per build, before any input is.
+    let policy = crate::policy_file::load(config);
+    let tenant = super::admit::admit(config, spec, &policy)?;
     let image_id = match (&spec.source, &tenant) {
-        (Source::Tar { path }, Some((profile, policy))) => {
-            super::tenant::load(engine, spec, path, profile, policy, &mut log).await?
+        (Source::Tar { path }, tenant) => {
+            let tenant = tenant.as_ref().map(|(p, policy)| (p.as_str(), *policy));
+            super::tenant::load(engine, spec, path, tenant, &mut log).await?
         }
         (
             Source::Git {
@@ -146,18 +145,6 @@ pub async fn run<E: Engine>(
                 stream::file(path)?
             };
             engine.import_rootfs(tar, &spec.tag, &mut log).await?
-        }
-        (Source::Tar { path }, None) => {
-            log(&format!("berth: loading {}", path.display()));
-            let tar = stream::file(path)?;
-            engine.load_images(tar, &mut log).await?;
-            engine
-                .image_id(&spec.tag)
-                .await?
-                .ok_or_else(|| ImageError::NotInTar {
-                    path: path.clone(),
-                    tag: spec.tag.clone(),
-                })?
         }
     };
     log(&format!(

@@ -39,11 +39,10 @@ pub enum ImageError {
     /// A path a record names (Context, Dockerfile) that berth refuses.
     #[error("{what}: {problem}")]
     BadPath { what: String, problem: PathProblem },
-    /// A tenant image the policy refuses (or cannot judge): never loaded.
+    /// A build the policy refuses (or cannot judge): nothing read, built
+    /// or loaded.
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
-    #[error("{} holds no image tagged {tag}", path.display())]
-    NotInTar { path: PathBuf, tag: String },
     #[error("no docker_images record {0}")]
     NoRecord(String),
     /// The record does not validate (its first error).

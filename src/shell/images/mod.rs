@@ -4,6 +4,7 @@
 //! Everything here reaches the engine through the [`crate::engine::Engine`]
 //! trait; failures are [`ImageError`]s.
 
+pub mod admit;
 pub mod build;
 pub mod credentials;
 mod error;

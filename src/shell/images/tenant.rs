@@ -1,6 +1,6 @@
-//! Tenant images: a `Source tar` image whose profile confines is checked
-//! before the engine sees it, and loaded so that it can move no tag but
-//! its record's.
+//! Saved-image tars: every `Source tar` image is loaded so that it can
+//! move no tag but its record's, and a tenant image (one whose profile
+//! confines) is checked before the engine sees it.
 //!
 //! The manifest and the image config are read straight from the tar (both
 //! small, read bounded), the config judged by the policy, and only then is
@@ -21,11 +21,10 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::record::{ImageSpec, Source};
+use super::record::ImageSpec;
 use super::{stream, ImageError};
 use crate::engine::{ByteStream, Engine, EngineError};
-use crate::policy::enforce::is_confined;
-use crate::policy::{Policy, PolicyError, CONFINED_PROFILE};
+use crate::policy::Policy;
 
 /// A `manifest.json` larger than this is refused: it lists a few files.
 const MANIFEST_LIMIT: u64 = 1 << 20;
@@ -38,7 +37,7 @@ const CONFIG_LIMIT: u64 = 8 << 20;
 pub enum Refusal {
     /// No usable policy (its error, said): nothing tenant-made is loaded
     /// (fail closed).
-    #[error("{0}; no tenant image is loaded until the policy file is fixed")]
+    #[error("{0}; no image is built or loaded until the policy file is fixed")]
     Policy(String),
     #[error("Profile {name:?}: the {policy} has no such profile (profiles: {known})")]
     UnknownProfile {
@@ -46,12 +45,25 @@ pub enum Refusal {
         policy: String,
         known: String,
     },
-    #[error("Source tar with profile {profile}: the {policy} does not allow images built from tar ([images] sources = {sources})")]
+    #[error("Source {kind}: the {policy} does not allow images built from {kind} ([images] sources = {sources})")]
     Source {
-        profile: String,
+        kind: &'static str,
         policy: String,
         sources: String,
     },
+    /// A profile the db may not choose for this record (the rule the
+    /// policy applies to containers).
+    #[error("Profile {name:?}: an image record may name only the default profile {default:?} or a confining one (the {policy}); allow {name:?} for this record with [records.{record}] profiles = [{name:?}]")]
+    ProfileNotAllowed {
+        name: String,
+        default: String,
+        policy: String,
+        record: String,
+    },
+    /// A host path berthd (root) would read: `Path`, or a local
+    /// `Repository`.
+    #[error("{what} {why}")]
+    HostPath { what: &'static str, why: String },
     #[error("the image sets {what} {value}; a tenant image (profile {profile}) may not ([images] refuse_entrypoint of the {policy})")]
     Entrypoint {
         what: &'static str,
@@ -63,6 +75,10 @@ pub enum Refusal {
         "the image declares USER {user}: a tenant image (profile {profile}) may not run as root"
     )]
     Root { user: String, profile: String },
+    /// A name is looked up in the image's own /etc/passwd, which the
+    /// tenant wrote: `toor:x:0:0` would make it root.
+    #[error("the image declares USER {user}: a tenant image (profile {profile}) names its user by a numeric uid other than 0, or none (USER 1000 or USER 1000:1000); a name is looked up in the image's own /etc/passwd")]
+    UserName { user: String, profile: String },
     /// The tar is not a `docker save` archive berth can check.
     #[error("{}: not a docker save archive berth can check: {why}", .path.display())]
     Unreadable { path: PathBuf, why: String },
@@ -74,96 +90,95 @@ pub enum Refusal {
 }
 
 /// "policy /etc/berth/policy.toml", or the built-in one.
-fn policy_name(policy: &Policy) -> String {
+pub(super) fn policy_name(policy: &Policy) -> String {
     match &policy.source {
         Some(p) => format!("policy {}", p.display()),
         None => "built-in policy (no policy file)".to_string(),
     }
 }
 
-/// Whether `spec` needs the policy at all: a tar may be a tenant image,
-/// and a named profile must exist. Anything else builds as before.
-pub fn needs_policy(spec: &ImageSpec) -> bool {
-    spec.profile.is_some() || matches!(spec.source, Source::Tar { .. })
+/// Most characters of a value a refusal quotes: an image config may hold
+/// huge values, or secrets, and refusals land in logs and notifications.
+const QUOTE_LIMIT: usize = 200;
+
+/// `value` cut to [`QUOTE_LIMIT`] characters, saying how long it was.
+fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_LIMIT) {
+        None => value.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &value[..cut], value.len()),
+    }
 }
 
-/// The profile `spec` is checked under when it is a tenant image (a tar
-/// whose profile confines), with the policy that judges it; None when it
-/// is not one. An unknown profile or an unusable policy refuses the
-/// build: the policy decides what is a tenant image, so without it every
-/// tar is one.
-pub fn tenant_profile<'p>(
-    spec: &ImageSpec,
-    policy: &'p Result<Policy, PolicyError>,
-) -> Result<Option<(String, &'p Policy)>, Refusal> {
-    let policy = policy
-        .as_ref()
-        .map_err(|e| Refusal::Policy(e.to_string()))?;
-    let name = spec
-        .profile
-        .clone()
-        .unwrap_or_else(|| policy.default_profile.clone());
-    if policy.profile(&name).is_none() && name != CONFINED_PROFILE {
-        return Err(Refusal::UnknownProfile {
-            name,
-            policy: policy_name(policy),
-            known: policy
-                .profiles
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        });
+/// Whether a config value sets something: a non-empty string or list.
+fn is_set(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(items)) => !items.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
     }
-    if !matches!(spec.source, Source::Tar { .. }) || !is_confined(policy, &name) {
-        return Ok(None);
-    }
-    if !policy.allows_build("tar") {
-        return Err(Refusal::Source {
-            profile: name,
-            policy: policy_name(policy),
-            sources: policy.sources_text(),
-        });
-    }
-    Ok(Some((name, policy)))
 }
 
 /// The verdict on an image config (the JSON `docker save` stores, whose
-/// `config` holds `Entrypoint`, `Cmd`, `User`). An empty `USER` passes:
-/// a confined container with no user runs as `policy::NOBODY`. A root
-/// group (`1000:0`) passes too: the rule is about the user.
+/// `config` holds `Entrypoint`, `Cmd`, `Healthcheck`, `User`). An empty
+/// `USER` passes: a confined container with no user runs as
+/// `policy::NOBODY`. A numeric uid other than 0 passes, with a numeric
+/// group, root's included (the rule is about the user); a name does not.
 pub fn judge(config: &[u8], profile: &str, policy: &Policy) -> Result<(), Refusal> {
     let doc: Value =
         serde_json::from_slice(config).map_err(|e| Refusal::BadConfig(e.to_string()))?;
     let run = doc.get("config").cloned().unwrap_or(Value::Null);
     if policy.images.refuse_entrypoint {
+        let refused = |what: &'static str, value: &Value| Refusal::Entrypoint {
+            what,
+            value: quoted(&value.to_string()),
+            profile: profile.to_string(),
+            policy: policy_name(policy),
+        };
         for what in ["Entrypoint", "Cmd"] {
-            let set = match run.get(what) {
-                None | Some(Value::Null) => false,
-                Some(Value::Array(items)) => !items.is_empty(),
-                Some(Value::String(s)) => !s.is_empty(),
-                Some(_) => true,
-            };
-            if set {
-                let value = run.get(what).map(Value::to_string).unwrap_or_default();
-                return Err(Refusal::Entrypoint {
-                    what,
-                    value,
-                    profile: profile.to_string(),
-                    policy: policy_name(policy),
-                });
+            if let Some(value) = run.get(what).filter(|v| is_set(Some(v))) {
+                return Err(refused(what, value));
+            }
+        }
+        // A health check runs its Test in the container: tenant code as
+        // surely as an entrypoint. `["NONE"]` turns it off.
+        if let Some(check) = run.get("Healthcheck").filter(|v| !v.is_null()) {
+            let test = check.get("Test");
+            let off = test
+                .and_then(Value::as_array)
+                .is_some_and(|t| t.first().and_then(Value::as_str) == Some("NONE"));
+            if is_set(test) && !off {
+                return Err(refused("Healthcheck", check));
             }
         }
     }
     let user = match run.get("User") {
         None | Some(Value::Null) => "",
         Some(Value::String(s)) => s.as_str(),
-        Some(other) => return Err(Refusal::BadConfig(format!("User is {other}, not a string"))),
+        Some(other) => {
+            return Err(Refusal::BadConfig(format!(
+                "User is {}, not a string",
+                quoted(&other.to_string())
+            )))
+        }
     };
-    let name = user.split(':').next().unwrap_or("").trim();
-    if name == "root" || name.parse::<u64>() == Ok(0) {
+    if user.is_empty() {
+        return Ok(());
+    }
+    let (uid, gid) = match user.split_once(':') {
+        Some((uid, gid)) => (uid, Some(gid)),
+        None => (user, None),
+    };
+    let numeric = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+    if (numeric(uid) && uid.parse::<u64>() == Ok(0)) || uid.trim() == "root" {
         return Err(Refusal::Root {
-            user: user.to_string(),
+            user: quoted(user),
+            profile: profile.to_string(),
+        });
+    }
+    if !numeric(uid) || !gid.is_none_or(numeric) {
+        return Err(Refusal::UserName {
+            user: quoted(user),
             profile: profile.to_string(),
         });
     }
@@ -238,8 +253,10 @@ fn last_entry(file: &File, wanted: &str, limit: u64) -> Result<Option<Vec<u8>>, 
     Ok(found)
 }
 
-/// Reads the manifest and the one image's config from the tar at `path`.
-pub fn read(path: &Path) -> Result<Checked, Refusal> {
+/// Reads the manifest and one image's config from the tar at `path`: its
+/// only image, or, when it holds several, the one whose `RepoTags` name
+/// `tag` (the record's): only that one is loaded, and tagged `tag`.
+pub fn read(path: &Path, tag: &str) -> Result<Checked, Refusal> {
     let bad = |why: String| Refusal::Unreadable {
         path: path.to_path_buf(),
         why,
@@ -250,12 +267,26 @@ pub fn read(path: &Path) -> Result<Checked, Refusal> {
         .ok_or_else(|| bad("no manifest.json".into()))?;
     let entries: Vec<Value> =
         serde_json::from_slice(&manifest).map_err(|e| bad(format!("manifest.json: {e}")))?;
-    let [entry] = <[Value; 1]>::try_from(entries).map_err(|all| {
-        bad(format!(
-            "a tenant tar holds exactly one image; this one holds {}",
-            all.len()
-        ))
-    })?;
+    let entry = match <[Value; 1]>::try_from(entries) {
+        Ok([entry]) => entry,
+        Err(all) => {
+            let count = all.len();
+            let mut named = all.into_iter().filter(|e| {
+                e.get("RepoTags")
+                    .and_then(Value::as_array)
+                    .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
+            });
+            match (named.next(), named.next()) {
+                (Some(entry), None) => entry,
+                (first, _) => {
+                    return Err(bad(format!(
+                        "it holds {count} images and {} of them is named {tag}; berth loads one image per record: the tar's only one, or the one named by the record's Tag",
+                        if first.is_some() { "more than one" } else { "none" }
+                    )))
+                }
+            }
+        }
+    };
     let config_path = entry
         .get("Config")
         .and_then(Value::as_str)
@@ -331,27 +362,37 @@ pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError
     }))
 }
 
-/// Checks and loads tenant image `spec` (profile `profile`) from `path`,
-/// then tags it: its image ID. A refused image never reaches the engine,
-/// so the tag stays where it was.
+/// Loads the image of the tar at `path` with no name and tags it with
+/// `spec`'s `Tag` only: its image ID. A tenant image (`tenant`: its profile
+/// and the policy) is judged first, and a refused one never reaches the
+/// engine, so the tag stays where it was.
 pub async fn load<E: Engine>(
     engine: &E,
     spec: &ImageSpec,
     path: &Path,
-    profile: &str,
-    policy: &Policy,
+    tenant: Option<(&str, &Policy)>,
     log: &mut dyn FnMut(&str),
 ) -> Result<String, ImageError> {
+    match tenant {
+        Some((profile, _)) => log(&format!(
+            "berth: tenant image (profile {profile}): checking {} before it is loaded",
+            path.display()
+        )),
+        None => log(&format!("berth: loading {}", path.display())),
+    }
+    let checked = read(path, &spec.tag)?;
+    if let Some((profile, policy)) = tenant {
+        judge(&checked.config, profile, policy)?;
+        log(&format!(
+            "berth: {} passes the {}",
+            crate::plan::short(&checked.id),
+            policy_name(policy)
+        ));
+    }
     log(&format!(
-        "berth: tenant image (profile {profile}): checking {} before it is loaded",
-        path.display()
-    ));
-    let checked = read(path)?;
-    judge(&checked.config, profile, policy)?;
-    log(&format!(
-        "berth: {} passes the {}; loading it with no name",
+        "berth: loading {} with no name; only {} is tagged",
         crate::plan::short(&checked.id),
-        policy_name(policy)
+        spec.tag
     ));
     engine.load_images(untagged(path, &checked)?, log).await?;
     match engine.tag_image(&checked.id, &spec.tag).await {

@@ -264,25 +264,34 @@ mod tests {
         let setup = Setup::new(
             "app=image|Source|tar|Path|DIR/app.tar|Tag|berth/app:1|PushTo|127.0.0.1:5000/app:1\n",
         );
-        // The tar a `docker save` of berth/app:1 makes.
-        let elsewhere = FakeEngine::new();
-        elsewhere.add_image("berth/app:1", "sha256:0123456789ab");
-        let mut tar = Vec::new();
-        setup
-            .runtime
-            .block_on(elsewhere.save_image("berth/app:1", &mut tar))
-            .expect("save");
-        std::fs::write(setup.dir().join("app.tar"), tar).expect("tar");
+        // The tar a `docker save` of berth/app:1 makes: its config's
+        // digest is the image ID.
+        let config = br#"{"config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let hex = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(config));
+        let manifest = format!(r#"[{{"Config":"{hex}.json","RepoTags":["berth/app:1"]}}]"#);
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, body) in [
+            (format!("{hex}.json"), config.as_slice()),
+            ("manifest.json".to_string(), manifest.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, body).expect("append");
+        }
+        std::fs::write(setup.dir().join("app.tar"), tar.into_inner().expect("tar")).expect("tar");
+        let image = format!("sha256:{hex}");
 
         let engine = FakeEngine::new();
         let id = setup.request("app");
         assert!(setup.run_one(&engine).expect("worked"));
-        assert_eq!(engine.images()["berth/app:1"], "sha256:0123456789ab");
+        assert_eq!(engine.images()["berth/app:1"], image);
         assert_eq!(
             engine.pushed(),
             [Pushed {
                 reference: "127.0.0.1:5000/app:1".into(),
-                image_id: "sha256:0123456789ab".into(),
+                image_id: image.clone(),
                 login: None,
             }]
         );
@@ -290,13 +299,14 @@ mod tests {
             engine.actions(),
             [
                 "load",
-                "tag sha256:0123456789ab 127.0.0.1:5000/app:1",
+                &format!("tag {image} berth/app:1")[..],
+                &format!("tag {image} 127.0.0.1:5000/app:1")[..],
                 "push 127.0.0.1:5000/app:1"
             ]
         );
         let build = setup.build(id);
         assert_eq!(build.state, "succeeded");
-        assert_eq!(build.result_id.as_deref(), Some("sha256:0123456789ab"));
+        assert_eq!(build.result_id.as_deref(), Some(image.as_str()));
         assert_eq!(
             *setup.built.lock().expect("built"),
             [("app".to_string(), true)]

@@ -10,6 +10,7 @@ use super::*;
 use crate::config::Config;
 use crate::engine::fake::FakeEngine;
 use crate::images::record::declare;
+use crate::policy::PolicyError;
 use crate::state::State;
 
 fn policy(text: &str) -> Policy {
@@ -66,13 +67,37 @@ fn an_entrypoint_or_a_cmd_is_refused_unless_the_policy_allows_it() {
 #[test]
 fn a_root_user_is_refused_and_an_empty_one_is_not() {
     let p = Policy::default();
-    for user in ["0", "root", "0:0", "root:root", "00", " 0 :1000"] {
+    for user in ["0", "root", "0:0", "root:root", "00", "0:1000"] {
         let v = verdict(json!({ "User": user }), &p);
         assert!(matches!(&v, Err(Refusal::Root { .. })), "{user}: {v:?}");
     }
-    for user in ["", "1000", "1000:0", "nobody", "65534:65534", "rooter"] {
+    for user in ["", "1000", "1000:0", "65534:65534"] {
         assert_eq!(verdict(json!({ "User": user }), &p), Ok(()), "{user}");
     }
+    // A name is whatever the image's own /etc/passwd says: `toor` may be
+    // uid 0. Only numbers are judged.
+    for user in [
+        "toor",
+        "nobody",
+        "rooter",
+        " 0 :1000",
+        "1000:wheel",
+        "1000:",
+        ":1000",
+        "-1",
+        "+5",
+    ] {
+        let v = verdict(json!({ "User": user }), &p);
+        assert!(matches!(&v, Err(Refusal::UserName { .. })), "{user}: {v:?}");
+    }
+    let said = verdict(json!({"User": "toor"}), &p)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        said.contains("USER toor") && said.contains("numeric uid other than 0"),
+        "{said}"
+    );
     // USER is judged even when the entrypoint rule is off.
     let lax = policy("[images]\nrefuse_entrypoint = false\n");
     assert!(verdict(json!({"User": "0", "Cmd": ["x"]}), &lax).is_err());
@@ -99,18 +124,14 @@ fn spec(record: &str) -> ImageSpec {
 fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
     let tar = spec("t=image|Source|tar|Path|/x.tar|Tag|t:1|Profile|confined\n");
     let plain_tar = spec("t=image|Source|tar|Path|/x.tar|Tag|t:1\n");
-    let git = spec("g=image|Source|git|Repository|file:///r|Tag|g:1|Profile|confined\n");
+    let git = spec("g=image|Source|git|Repository|https://e.com/r|Tag|g:1|Profile|confined\n");
     let ok = Ok(Policy::default());
     let named = |s: &ImageSpec, p: &Result<Policy, PolicyError>| {
-        tenant_profile(s, p).map(|t| t.map(|(name, _)| name))
+        crate::images::admit::admit(&Config::default(), s, p).map(|t| t.map(|(name, _)| name))
     };
     assert_eq!(named(&tar, &ok), Ok(Some("confined".into())));
     assert_eq!(named(&plain_tar, &ok), Ok(None));
     assert_eq!(named(&git, &ok), Ok(None));
-    assert!(!needs_policy(&spec(
-        "g=image|Source|git|Repository|file:///r|Tag|g:1\n"
-    )));
-    assert!(needs_policy(&git) && needs_policy(&plain_tar));
 
     let confined_default = Ok(policy(
         "default_profile = \"tenant\"\n[profiles.tenant]\nconfined = true\n",
@@ -121,25 +142,15 @@ fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
     );
 
     let unknown = spec("t=image|Source|tar|Path|/x.tar|Tag|t:1|Profile|jail\n");
-    let said = tenant_profile(&unknown, &ok).map_err(|e| e.to_string());
+    let said = named(&unknown, &ok).map_err(|e| e.to_string());
     assert!(
         said.as_ref()
             .is_err_and(|e| e.contains("Profile \"jail\"") && e.contains("confined, default")),
         "{said:?}"
     );
     // Checked whatever the source: the name must mean something.
-    let unknown_git = spec("g=image|Source|git|Repository|file:///r|Tag|g:1|Profile|jail\n");
-    assert!(tenant_profile(&unknown_git, &ok).is_err());
-
-    let git_only = Ok(policy("[images]\nsources = [\"git\"]\n"));
-    let said = tenant_profile(&tar, &git_only).map_err(|e| e.to_string());
-    assert!(
-        said.as_ref()
-            .is_err_and(|e| e.contains("does not allow images built from tar")
-                && e.contains("sources = git")),
-        "{said:?}"
-    );
-    assert_eq!(named(&plain_tar, &git_only), Ok(None));
+    let unknown_git = spec("g=image|Source|git|Repository|https://e.com/r|Tag|g:1|Profile|jail\n");
+    assert!(named(&unknown_git, &ok).is_err());
 
     let broken: Result<Policy, PolicyError> = Err(PolicyError::Invalid {
         path: "/etc/berth/policy.toml".into(),
@@ -147,7 +158,7 @@ fn the_profile_and_the_policy_say_what_a_tenant_image_is() {
     });
     for s in [&tar, &plain_tar, &git] {
         assert!(
-            matches!(tenant_profile(s, &broken), Err(Refusal::Policy(_))),
+            matches!(named(s, &broken), Err(Refusal::Policy(_))),
             "{s:?}"
         );
     }
@@ -203,7 +214,7 @@ async fn the_tar_is_read_as_the_engine_reads_it_and_loaded_with_no_name() {
     let path = dir.path().join("t.tar");
     let (bytes, id) = saved_tar(json!({"User": "1000"}), &["victim:1", "t:1"]);
     std::fs::write(&path, bytes).expect("tar");
-    let checked = read(&path).expect("read");
+    let checked = read(&path, "t:1").expect("read");
     assert_eq!(checked.id, id);
     assert_eq!(checked.config_path, format!("{}.json", &id[7..]));
 
@@ -237,10 +248,10 @@ async fn the_tar_is_read_as_the_engine_reads_it_and_loaded_with_no_name() {
     b.append_data(&mut h, "manifest.json", two.as_bytes())
         .expect("append");
     std::fs::write(&path, b.into_inner().expect("tar")).expect("tar");
-    let said = read(&path).map_err(|e| e.to_string());
+    let said = read(&path, "t:1").map_err(|e| e.to_string());
     assert!(
         said.as_ref()
-            .is_err_and(|e| e.contains("exactly one image; this one holds 2")),
+            .is_err_and(|e| e.contains("it holds 2 images and none of them is named t:1")),
         "{said:?}"
     );
 }
@@ -304,9 +315,11 @@ async fn a_refused_tenant_image_never_reaches_the_engine_and_a_good_one_moves_on
     assert_eq!(b.engine.images()["t:1"], id);
     assert_eq!(b.engine.images()["victim:1"], "sha256:victim");
 
-    // Not a tenant image: loaded as before, names and all.
-    b.run(json!({"Cmd": ["sh"]}), "").await.expect("loaded");
-    assert_ne!(b.engine.images()["victim:1"], "sha256:victim");
+    // Not a tenant image: not judged, and loaded with no name all the
+    // same: only its record's Tag moves.
+    let id = b.run(json!({"Cmd": ["sh"]}), "").await.expect("loaded");
+    assert_eq!(b.engine.images()["t:1"], id);
+    assert_eq!(b.engine.images()["victim:1"], "sha256:victim");
 }
 
 #[tokio::test]
@@ -327,7 +340,7 @@ async fn a_tar_changed_after_the_check_still_loads_only_what_was_checked() {
     let path = dir.path().join("t.tar");
     let (bytes, _) = saved_tar(json!({}), &["t:1"]);
     std::fs::write(&path, bytes).expect("tar");
-    let checked = read(&path).expect("read");
+    let checked = read(&path, "t:1").expect("read");
     // Rewritten between the check and the load: another config (with a
     // CMD), and a manifest naming it and another image.
     let mut changed = tar::Builder::new(Vec::new());
@@ -362,4 +375,132 @@ async fn a_tar_changed_after_the_check_still_loads_only_what_was_checked() {
         engine.image_id("sha256:0123456789ab").await.expect("asked"),
         None
     );
+}
+
+#[test]
+fn a_health_check_is_tenant_code_and_a_refusal_quotes_little() {
+    let strict = Policy::default();
+    let check = verdict(
+        json!({"Healthcheck": {"Test": ["CMD-SHELL", "wget -q localhost"]}}),
+        &strict,
+    );
+    assert!(
+        matches!(
+            &check,
+            Err(Refusal::Entrypoint {
+                what: "Healthcheck",
+                ..
+            })
+        ),
+        "{check:?}"
+    );
+    for off in [
+        json!({"Healthcheck": {"Test": ["NONE"]}}),
+        json!({"Healthcheck": {"Test": []}}),
+        json!({"Healthcheck": {"Interval": 5}}),
+        json!({"Healthcheck": null}),
+    ] {
+        assert_eq!(verdict(off.clone(), &strict), Ok(()), "{off}");
+    }
+    let lax = policy("[images]\nrefuse_entrypoint = false\n");
+    assert_eq!(
+        verdict(json!({"Healthcheck": {"Test": ["CMD", "x"]}}), &lax),
+        Ok(())
+    );
+
+    let secret = format!("TOKEN={}", "s".repeat(10_000));
+    for run in [
+        json!({"Cmd": ["sh", "-c", secret]}),
+        json!({"Entrypoint": secret}),
+        json!({"Healthcheck": {"Test": ["CMD-SHELL", secret]}}),
+        json!({"User": secret}),
+        json!({"User": format!("0:{secret}")}),
+    ] {
+        let said = verdict(run.clone(), &strict)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            !said.is_empty() && said.len() < 600,
+            "{}: {said}",
+            said.len()
+        );
+        assert!(said.contains("bytes in all"), "{said}");
+    }
+}
+
+/// A tar holding several images, each `(tags, run)`, in that order.
+fn several(images: &[(&[&str], Value)]) -> Vec<u8> {
+    let mut manifest = Vec::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, body: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, body).expect("append");
+    };
+    for (tags, run) in images {
+        let config = config(run.clone());
+        let name = format!("{:x}.json", Sha256::digest(&config));
+        add(&name, &config);
+        manifest.push(json!({"Config": name, "RepoTags": tags, "Layers": []}));
+    }
+    add(
+        "manifest.json",
+        Value::Array(manifest).to_string().as_bytes(),
+    );
+    b.into_inner().expect("tar")
+}
+
+#[tokio::test]
+async fn of_several_images_only_the_one_named_by_the_tag_is_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.tar");
+    std::fs::write(
+        &path,
+        several(&[
+            (&["victim:1"], json!({"Cmd": ["evil"]})),
+            (&["t:1", "other:1"], json!({"User": "1000"})),
+        ]),
+    )
+    .expect("tar");
+    let checked = read(&path, "t:1").expect("read");
+    assert_eq!(checked.manifest["RepoTags"], json!(["t:1", "other:1"]));
+    let sent = collect(untagged(&path, &checked).expect("stream")).await;
+    let mut archive = tar::Archive::new(sent.as_slice());
+    let mut manifest = Value::Null;
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        if entry.path().expect("path").as_os_str() == "manifest.json" {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("manifest");
+            manifest = serde_json::from_str(&text).expect("json");
+        }
+    }
+    assert_eq!(
+        manifest,
+        json!([{"Config": checked.config_path, "RepoTags": [], "Layers": []}])
+    );
+
+    for (tag, why) in [
+        (
+            "none:1",
+            "it holds 2 images and none of them is named none:1",
+        ),
+        (
+            "t:1",
+            "it holds 3 images and more than one of them is named t:1",
+        ),
+    ] {
+        let three = several(&[
+            (&["victim:1"], json!({})),
+            (&["t:1"], json!({"User": "1"})),
+            (&["t:1"], json!({"User": "2"})),
+        ]);
+        let two = several(&[(&["a:1"], json!({})), (&["b:1"], json!({}))]);
+        std::fs::write(&path, if tag == "t:1" { three } else { two }).expect("tar");
+        let said = read(&path, tag).map_err(|e| e.to_string());
+        assert!(said.as_ref().is_err_and(|e| e.contains(why)), "{said:?}");
+    }
 }

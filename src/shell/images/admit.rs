@@ -1,0 +1,178 @@
+//! Whether the policy lets a build run at all, decided before it reads
+//! anything: a usable policy (fail closed), a `Source` its `[images]
+//! sources` allow, a profile the record may name, and no host path berthd
+//! (root) would read into an image that the policy keeps from images: a
+//! rootfs or tar `Path`, or a `Repository` that is a folder here. What
+//! `git` clones lands in the clone, so `Context` and `Dockerfile` are
+//! judged there (`build::inside`), not here.
+
+use std::path::{Path, PathBuf};
+
+use super::record::{ImageSpec, Source};
+use super::tenant::Refusal;
+use crate::config::Config;
+use crate::policy::enforce::is_confined;
+use crate::policy::{Policy, PolicyError, CONFINED_PROFILE};
+
+/// The word `[images] sources` knows a `Source` by.
+pub fn kind(source: &Source) -> &'static str {
+    match source {
+        Source::Git { .. } => "git",
+        Source::Rootfs { .. } => "rootfs",
+        Source::Tar { .. } => "tar",
+    }
+}
+
+/// Lets `spec` be built under `policy`, or says why not. Returns the
+/// profile it is checked under when it is a tenant image (a tar whose
+/// profile confines), with the policy that judges it.
+pub fn admit<'p>(
+    config: &Config,
+    spec: &ImageSpec,
+    policy: &'p Result<Policy, PolicyError>,
+) -> Result<Option<(String, &'p Policy)>, Refusal> {
+    let (profile, policy) = judge_record(spec, policy)?;
+    let host_path = |what: &'static str, path: &Path| match crate::policy_file::image_path_refusal(
+        config, policy, path,
+    ) {
+        Some(why) => Err(Refusal::HostPath { what, why }),
+        None => Ok(()),
+    };
+    match &spec.source {
+        Source::Rootfs { path } | Source::Tar { path } => host_path("Path", path)?,
+        Source::Git { repository, .. } => {
+            for path in local_repository(repository) {
+                host_path("Repository", &path)?;
+            }
+        }
+    }
+    let tenant = matches!(spec.source, Source::Tar { .. }) && is_confined(policy, &profile);
+    Ok(tenant.then_some((profile, policy)))
+}
+
+/// The rules that need no file: the policy usable, the source allowed,
+/// the profile known and one the record may name. Returns the profile.
+pub fn judge_record<'p>(
+    spec: &ImageSpec,
+    policy: &'p Result<Policy, PolicyError>,
+) -> Result<(String, &'p Policy), Refusal> {
+    let policy = policy
+        .as_ref()
+        .map_err(|e| Refusal::Policy(e.to_string()))?;
+    let kind = kind(&spec.source);
+    if !policy.allows_build(kind) {
+        return Err(Refusal::Source {
+            kind,
+            policy: policy.named(),
+            sources: policy.sources_text(),
+        });
+    }
+    let name = spec
+        .profile
+        .clone()
+        .unwrap_or_else(|| policy.default_profile.clone());
+    if policy.profile(&name).is_none() && name != CONFINED_PROFILE {
+        return Err(Refusal::UnknownProfile {
+            name,
+            policy: policy.named(),
+            known: policy
+                .profiles
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    if !may_name(policy, spec, &name) {
+        return Err(Refusal::ProfileNotAllowed {
+            name,
+            default: policy.default_profile.clone(),
+            policy: policy.named(),
+            record: spec.name.clone(),
+        });
+    }
+    Ok((name, policy))
+}
+
+/// The containers' rule (`Policy::may_choose`) for an image record: the
+/// default profile, a confining one, or one the record's grant lists. A
+/// grant pinned to an image holds only for a record producing that image.
+fn may_name(policy: &Policy, spec: &ImageSpec, profile: &str) -> bool {
+    profile == policy.default_profile
+        || is_confined(policy, profile)
+        || policy.records.get(&spec.name).is_some_and(|g| {
+            g.profiles.iter().any(|p| p == profile)
+                && g.image.as_ref().is_none_or(|pin| *pin == spec.tag)
+        })
+}
+
+/// The folders here a git `Repository` makes `git clone` read (as git
+/// tells a path from a URL: `file://`, or no `scheme://`, no
+/// `helper::`, and no `host:` before the first `/`); relative ones from
+/// berthd's working folder. A `file://` path is checked as written and
+/// percent-decoded, as git reads it. None for a remote.
+pub fn local_repository(url: &str) -> Vec<PathBuf> {
+    let scheme = url.split_once("://").map(|(s, _)| s).filter(|s| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    let written = match scheme {
+        Some(s) if s.eq_ignore_ascii_case("file") => {
+            let rest = &url[s.len() + 3..];
+            // `file://host/path` names `/path` here.
+            let path = rest.find('/').map_or("", |i| &rest[i..]);
+            let decoded = percent_decoded(path);
+            return if decoded == path {
+                vec![PathBuf::from(path)]
+            } else {
+                vec![PathBuf::from(path), PathBuf::from(decoded)]
+            };
+        }
+        Some(_) => return Vec::new(),
+        None => url,
+    };
+    // `host:path` (ssh) and `helper::address`: a colon before any `/`.
+    if written
+        .find(':')
+        .is_some_and(|colon| !written[..colon].contains('/'))
+    {
+        return Vec::new();
+    }
+    let path = Path::new(written);
+    if path.is_absolute() {
+        return vec![path.to_path_buf()];
+    }
+    match std::env::current_dir() {
+        Ok(here) => vec![here.join(path)],
+        // No working folder to resolve it from: judged as `/` is.
+        Err(_) => vec![PathBuf::from("/")],
+    }
+}
+
+/// `%xx` decoded (invalid escapes kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests;
