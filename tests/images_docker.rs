@@ -545,3 +545,185 @@ fn a_build_context_never_leaves_the_repository() {
         "nothing was built from the host folder"
     );
 }
+
+/// `berth image build NAME` that the policy refuses: exit 1, the reason
+/// said, and `tag` still on `kept`.
+fn refused(s: &Sandbox, name: &str, why: &str, tag: &str, kept: &str) -> String {
+    let (code, out, err) = s.run(&["image", "build", name]);
+    let out = format!("{out}{err}");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("refused: ") && out.contains(why),
+        "{why}: {out}"
+    );
+    let (_, id, _) = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    assert_eq!(id.trim(), kept, "{why}: the previous image keeps {tag}");
+    out
+}
+
+#[test]
+fn a_build_never_reads_a_host_path_the_policy_keeps_from_images() {
+    let s = Sandbox::new(None);
+    let p = s.prefix.as_str();
+    let busybox = support::TestImages::busybox().id.clone();
+    let tag = format!("berth-test/{p}-host:1");
+    // The previous image, which a refused build leaves tagged (and which
+    // cleanup untags, whatever a broken build might have moved here).
+    s.prefix.tag(&busybox, &tag);
+    image_db(
+        &s,
+        &[
+            "etc", "image", "Source", "rootfs", "Path", "/etc", "Tag", &tag,
+        ],
+    );
+    refused(
+        &s,
+        "etc",
+        "Path /etc: /etc is never read into an image",
+        &tag,
+        &busybox,
+    );
+    let mut text = std::fs::read_to_string(s.dir.path().join("db/docker_images")).expect("db");
+    text = text.replace("|Path|/etc|", "|Path|/root/secrets.tar|");
+    text = text.replace("|Source|rootfs|", "|Source|tar|");
+    std::fs::write(s.dir.path().join("db/docker_images"), text).expect("db");
+    refused(
+        &s,
+        "etc",
+        "Path /root/secrets.tar: /root is never read into an image",
+        &tag,
+        &busybox,
+    );
+    // A link on the way is followed as the kernel would.
+    let link = s.dir.path().join("innocent");
+    std::os::unix::fs::symlink("/etc", &link).expect("link");
+    image_db(
+        &s,
+        &[
+            "linked",
+            "image",
+            "Source",
+            "rootfs",
+            "Path",
+            &link.display().to_string(),
+            "Tag",
+            &tag,
+        ],
+    );
+    refused(&s, "linked", "resolves to /etc", &tag, &busybox);
+
+    // A repository here is a host folder too: judged by path_roots.
+    let repo = Repo::new(&s, "local");
+    repo.commit(
+        &format!("FROM {}\nRUN echo built > /built\n", s.image),
+        "one",
+    );
+    image_db(
+        &s,
+        &[
+            "git",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &repo.url(),
+            "Tag",
+            &tag,
+        ],
+    );
+    let allowed = s.dir.path().join("images");
+    s.write_policy(&format!(
+        "[images]\npath_roots = [{:?}]\n",
+        allowed.display().to_string()
+    ));
+    let out = refused(
+        &s,
+        "git",
+        &format!("Repository {}: outside every folder", repo.bare.display()),
+        &tag,
+        &busybox,
+    );
+    assert!(!out.contains("git clone"), "nothing was cloned: {out}");
+    s.write_policy(&format!(
+        "[images]\npath_roots = [{:?}]\n",
+        s.dir.path().display().to_string()
+    ));
+    let (code, out, err) = s.run(&["image", "build", "git"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(run_in(&tag, &["cat", "/built"]), "built");
+
+    // What `berth image builds` and `log` say of a refused build.
+    let (_, builds, _) = s.run(&["image", "builds"]);
+    assert_eq!(builds.matches(" failed ").count(), 4, "{builds}");
+    let (_, log, _) = s.run(&["image", "log", "1"]);
+    assert!(log.contains("/etc is never read into an image"), "{log}");
+}
+
+#[test]
+fn no_build_runs_while_the_policy_is_unusable_or_does_not_allow_its_source() {
+    let s = Sandbox::new(None);
+    let p = s.prefix.as_str();
+    let busybox = support::TestImages::busybox().id.clone();
+    let tag = format!("berth-test/{p}-fs:1");
+    s.prefix.tag(&busybox, &tag);
+    let rootfs = s.dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("rootfs");
+    std::fs::write(rootfs.join("etc/hello"), "from a rootfs\n").expect("file");
+    image_db(
+        &s,
+        &[
+            "fs",
+            "image",
+            "Source",
+            "rootfs",
+            "Path",
+            &rootfs.display().to_string(),
+            "Tag",
+            &tag,
+        ],
+    );
+    let repo = Repo::new(&s, "app");
+    repo.commit(&format!("FROM {}\n", s.image), "one");
+    image_db(
+        &s,
+        &[
+            "app",
+            "image",
+            "Source",
+            "git",
+            "Repository",
+            &repo.url(),
+            "Tag",
+            &tag,
+        ],
+    );
+
+    s.write_policy("[images\nsources = [");
+    for name in ["fs", "app"] {
+        let out = refused(
+            &s,
+            name,
+            "no image is built or loaded until the policy file is fixed",
+            &tag,
+            &busybox,
+        );
+        assert!(out.contains("policy.toml"), "{out}");
+        assert!(!out.contains("git clone"), "{out}");
+    }
+    s.write_policy("[images]\nsources = [\"git\"]\n");
+    refused(&s, "fs", "Source rootfs: the policy", &tag, &busybox);
+    s.write_policy("[images]\nsources = [\"rootfs\"]\n");
+    let out = refused(
+        &s,
+        "app",
+        "does not allow images built from git ([images] sources = rootfs)",
+        &tag,
+        &busybox,
+    );
+    assert!(!out.contains("git clone"), "{out}");
+    // Allowed: it builds.
+    let (code, out, err) = s.run(&["image", "build", "fs"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, id, _) = docker(&["image", "inspect", "--format", "{{.Id}}", &tag]);
+    assert_ne!(id.trim(), busybox);
+}

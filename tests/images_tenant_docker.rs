@@ -287,3 +287,161 @@ fn a_tar_with_no_profile_loads_as_before_under_the_default_policy() {
     assert!(!out.contains("tenant image"), "{out}");
     assert_eq!(id_of(&tag).as_deref(), Some(cmd.as_str()));
 }
+
+fn set_record(s: &Sandbox, name: &str, props: &[&str]) {
+    let mut args = vec!["db", "docker_images", "set", name, "image"];
+    args.extend_from_slice(props);
+    let out = s.berth(&args);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn any_tar_moves_no_tag_but_its_records() {
+    let s = Sandbox::new(None);
+    let p = s.prefix.as_str();
+    let busybox = support::TestImages::busybox().id.clone();
+    let tag = format!("berth-test/{p}-plain:1");
+    let victim = format!("berth-test/{p}-victim:1");
+    let one = build(&s, &format!("berth-test/{p}-one:1"), "CMD [\"one\"]");
+    let two = build(&s, &format!("berth-test/{p}-two:1"), "CMD [\"two\"]");
+    let dir = s.dir.path();
+    // One image named the record's Tag and another image's tag, which
+    // other records run: a plain `docker load` would move both.
+    let single = dir.join("single.tar");
+    save_as(&one, &[&tag, &victim], &single);
+    s.prefix.tag(&busybox, &victim);
+    set_record(
+        &s,
+        "plain",
+        &[
+            "Source",
+            "tar",
+            "Path",
+            &single.display().to_string(),
+            "Tag",
+            &tag,
+        ],
+    );
+    let (code, out) = image_build(&s, "plain");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("with no name; only"), "{out}");
+    assert_eq!(id_of(&tag).as_deref(), Some(one.as_str()));
+    assert_eq!(id_of(&victim).as_deref(), Some(busybox.as_str()));
+
+    // Two images: the one its Tag names is loaded and tagged, the other
+    // moves nothing.
+    let both = dir.join("both.tar");
+    let file = both.display().to_string();
+    docker_ok(&["tag", &one, &victim]);
+    docker_ok(&["tag", &two, &tag]);
+    docker_ok(&["save", "-o", &file, &victim, &tag]);
+    s.prefix.tag(&busybox, &victim);
+    s.prefix.tag(&busybox, &tag);
+    set_path(&s, "plain", &both);
+    let (code, out) = image_build(&s, "plain");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(id_of(&tag).as_deref(), Some(two.as_str()));
+    assert_eq!(id_of(&victim).as_deref(), Some(busybox.as_str()));
+
+    // Two images, neither named by the Tag: refused, nothing moved.
+    let other = format!("berth-test/{p}-other:1");
+    set_record(
+        &s,
+        "other",
+        &["Source", "tar", "Path", &file, "Tag", &other],
+    );
+    s.prefix.tag(&busybox, &other);
+    let (code, out) = image_build(&s, "other");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("it holds 2 images and none of them is named"),
+        "{out}"
+    );
+    assert_eq!(id_of(&other).as_deref(), Some(busybox.as_str()));
+    assert_eq!(id_of(&victim).as_deref(), Some(busybox.as_str()));
+    assert_eq!(id_of(&tag).as_deref(), Some(two.as_str()));
+}
+
+#[test]
+fn a_db_chosen_profile_or_a_user_name_lets_no_tenant_image_escape() {
+    let s = Sandbox::new(None);
+    let p = s.prefix.as_str();
+    let busybox = support::TestImages::busybox().id.clone();
+    let tag = format!("berth-test/{p}-tenant:1");
+    s.prefix.tag(&busybox, &tag);
+    let cmd = build(&s, &format!("berth-test/{p}-cmd:1"), "CMD [\"sh\"]");
+    let toor = build(
+        &s,
+        &format!("berth-test/{p}-toor:1"),
+        "RUN echo toor:x:0:0::/:/bin/sh >> /etc/passwd\nUSER toor",
+    );
+    let health = build(
+        &s,
+        &format!("berth-test/{p}-health:1"),
+        "HEALTHCHECK CMD [\"sh\", \"-c\", \"true\"]",
+    );
+    let dir = s.dir.path();
+    let (cmd_tar, toor_tar, health_tar) = (
+        dir.join("cmd.tar"),
+        dir.join("toor.tar"),
+        dir.join("health.tar"),
+    );
+    save_as(&cmd, &[&tag], &cmd_tar);
+    save_as(&toor, &[&tag], &toor_tar);
+    save_as(&health, &[&tag], &health_tar);
+    s.prefix.tag(&busybox, &tag);
+
+    // Every record is a tenant's unless the policy says otherwise.
+    write_policy(&s, "default_profile = \"confined\"\n");
+    set_record(
+        &s,
+        "tenant",
+        &[
+            "Source",
+            "tar",
+            "Path",
+            &cmd_tar.display().to_string(),
+            "Tag",
+            &tag,
+            "Profile",
+            "default",
+        ],
+    );
+    let refused = |why: &str| {
+        let (code, out) = image_build(&s, "tenant");
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("refused: ") && out.contains(why),
+            "{why}: {out}"
+        );
+        assert_eq!(id_of(&tag).as_deref(), Some(busybox.as_str()), "{why}");
+    };
+    refused("Profile \"default\": an image record may name only the default profile \"confined\"");
+    let out = s.berth(&["db", "docker_images", "delprop", "tenant", "Profile"]);
+    assert!(out.status.success(), "{out:?}");
+    refused("the image sets Cmd [\"sh\"]");
+    set_path(&s, "tenant", &toor_tar);
+    refused("the image declares USER toor");
+    set_path(&s, "tenant", &health_tar);
+    refused("the image sets Healthcheck");
+
+    // The policy may grant the record the default profile by name: then
+    // it is not a tenant image.
+    write_policy(
+        &s,
+        "default_profile = \"confined\"\n[records.tenant]\nprofiles = [\"default\"]\n",
+    );
+    let out = s.berth(&[
+        "db",
+        "docker_images",
+        "setprop",
+        "tenant",
+        "Profile",
+        "default",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    set_path(&s, "tenant", &cmd_tar);
+    let (code, out) = image_build(&s, "tenant");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(id_of(&tag).as_deref(), Some(cmd.as_str()));
+}
