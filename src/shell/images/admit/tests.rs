@@ -19,10 +19,21 @@ fn spec(record: &str) -> ImageSpec {
     d.specs.into_values().next().expect("one spec")
 }
 
-fn said(spec: &ImageSpec, policy: &Result<Policy, PolicyError>) -> Result<Option<String>, String> {
+/// A refusal as said.
+#[derive(Debug, PartialEq)]
+struct Why(String);
+
+impl std::ops::Deref for Why {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+fn said(spec: &ImageSpec, policy: &Result<Policy, PolicyError>) -> Result<Option<String>, Why> {
     admit(&Config::default(), spec, policy)
         .map(|t| t.map(|(name, _)| name))
-        .map_err(|e| e.to_string())
+        .map_err(|e| Why(e.to_string()))
 }
 
 #[test]
@@ -80,9 +91,9 @@ fn an_unusable_policy_or_a_source_it_does_not_list_refuses_every_build() {
         let refused = said(&spec(record), &git_only);
         assert_eq!(
             refused,
-            Err(format!(
+            Err(Why(format!(
                 "Source {kind}: the policy /etc/berth/policy.toml does not allow images built from {kind} ([images] sources = git)"
-            ))
+            )))
         );
     }
     // `local` is every image built here.
