@@ -52,7 +52,7 @@ pub fn admit<'p>(
 
 /// The rules that need no file: the policy usable, the source allowed,
 /// the profile known and one the record may name. Returns the profile.
-pub fn judge_record<'p>(
+fn judge_record<'p>(
     spec: &ImageSpec,
     policy: &'p Result<Policy, PolicyError>,
 ) -> Result<(String, &'p Policy), Refusal> {
