@@ -6,10 +6,14 @@
 //! `git` clones lands in the clone, so `Context` and `Dockerfile` are
 //! judged there (`build::inside`), not here.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{ImageSpec, Source};
 use super::tenant::Refusal;
+use super::ImageError;
 use crate::config::Config;
 use crate::policy::enforce::is_confined;
 use crate::policy::{Policy, PolicyError, CONFINED_PROFILE};
@@ -92,6 +96,35 @@ fn judge_record<'p>(
         });
     }
     Ok((name, policy))
+}
+
+/// The file or folder at `path` (a rootfs or tar `Path`), opened with
+/// links followed as the kernel follows them, then judged again where it
+/// really is: a link swapped in after [`admit`] cannot lead the read to a
+/// path the policy keeps from images. Opened non-blocking, so a FIFO
+/// fails rather than holding the build.
+pub fn open_judged(
+    config: &Config,
+    policy: &Result<Policy, PolicyError>,
+    path: &Path,
+) -> Result<File, ImageError> {
+    let policy = policy
+        .as_ref()
+        .map_err(|e| Refusal::Policy(e.to_string()))?;
+    let io = |error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io)?;
+    if let Some(why) = crate::policy_file::image_path_refusal(config, policy, &real) {
+        return Err(Refusal::HostPath { what: "Path", why }.into());
+    }
+    Ok(file)
 }
 
 /// The containers' rule (`Policy::may_choose`) for an image record: the

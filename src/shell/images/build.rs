@@ -48,8 +48,9 @@ pub async fn run<E: Engine>(
     let tenant = super::admit::admit(config, spec, &policy)?;
     let image_id = match (&spec.source, &tenant) {
         (Source::Tar { path }, tenant) => {
+            let file = super::admit::open_judged(config, &policy, path)?;
             let tenant = tenant.as_ref().map(|(p, policy)| (p.as_str(), *policy));
-            super::tenant::load(engine, spec, path, tenant, &mut log).await?
+            super::tenant::load(engine, spec, &file, path, tenant, &mut log).await?
         }
         (
             Source::Git {
@@ -129,20 +130,28 @@ pub async fn run<E: Engine>(
             engine.build_image(request, &mut log).await?
         }
         (Source::Rootfs { path }, _) => {
-            let tar = if path.is_dir() {
+            let opened = super::admit::open_judged(config, &policy, path)?;
+            let is_dir = opened
+                .metadata()
+                .map_err(|error| ImageError::Io {
+                    path: path.clone(),
+                    error,
+                })?
+                .is_dir();
+            let tar = if is_dir {
                 log(&format!(
                     "berth: importing folder {} as {}",
                     path.display(),
                     spec.tag
                 ));
-                stream::folder_as_tar(path)
+                stream::opened_folder_as_tar(opened)
             } else {
                 log(&format!(
                     "berth: importing tarball {} as {}",
                     path.display(),
                     spec.tag
                 ));
-                stream::file(path)?
+                stream::opened_file(opened, path)
             };
             engine.import_rootfs(tar, &spec.tag, &mut log).await?
         }

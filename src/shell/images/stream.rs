@@ -87,12 +87,17 @@ pub fn folder_as_tar(folder: &Path) -> ByteStream {
 
 /// The file at `path`, opened now (so a missing file is said at once).
 pub fn file(path: &Path) -> Result<ByteStream, ImageError> {
-    let mut f = std::fs::File::open(path).map_err(|error| ImageError::Io {
+    let f = std::fs::File::open(path).map_err(|error| ImageError::Io {
         path: path.to_path_buf(),
         error,
     })?;
+    Ok(opened_file(f, path))
+}
+
+/// The file `f`, opened at `path` (which errors name), from where it is.
+pub fn opened_file(mut f: std::fs::File, path: &Path) -> ByteStream {
     let path: PathBuf = path.to_path_buf();
-    Ok(produced(move |w| {
+    produced(move |w| {
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = f
@@ -103,7 +108,28 @@ pub fn file(path: &Path) -> Result<ByteStream, ImageError> {
             }
             w.write_all(&buf[..n])?;
         }
-    }))
+    })
+}
+
+/// The folder `dir` (opened, and judged where it really is) as a tar, as
+/// [`folder_as_tar`]: walked from the open folder itself
+/// (`/proc/self/fd/N`), so the folder read is the one judged even if its
+/// path is swapped for a link meanwhile. The descriptor lives as long as
+/// the stream.
+pub fn opened_folder_as_tar(dir: std::fs::File) -> ByteStream {
+    use std::os::fd::AsRawFd;
+    let at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    produced(move |w| {
+        let mut builder = tar::Builder::new(w);
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Complete);
+        builder
+            .append_dir_all(".", &at)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot pack the folder: {e}")))?;
+        builder.finish()?;
+        drop(dir);
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -143,6 +169,37 @@ mod tests {
         assert!(
             seen.iter().any(|(p, link, _)| p == "link" && *link),
             "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_opened_folder_streams_what_it_held_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).expect("rootfs");
+        std::fs::write(root.join("etc/hello"), "hi\n").expect("write");
+        std::os::unix::fs::symlink("/etc/shadow", root.join("link")).expect("link");
+        let opened = std::fs::File::open(&root).expect("open");
+        // Swapped for a link once opened: the opened folder is read.
+        std::fs::rename(&root, dir.path().join("moved")).expect("move");
+        std::os::unix::fs::symlink("/etc", &root).expect("swap");
+        let bytes = collect(opened_folder_as_tar(opened)).await.expect("tar");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            seen.push((name, entry.header().entry_type().is_symlink()));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("./".to_string(), false),
+                ("etc".to_string(), false),
+                ("etc/hello".to_string(), false),
+                ("link".to_string(), true)
+            ]
         );
     }
 

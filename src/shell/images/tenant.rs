@@ -257,12 +257,20 @@ fn last_entry(file: &File, wanted: &str, limit: u64) -> Result<Option<Vec<u8>>, 
 /// only image, or, when it holds several, the one whose `RepoTags` name
 /// `tag` (the record's): only that one is loaded, and tagged `tag`.
 pub fn read(path: &Path, tag: &str) -> Result<Checked, Refusal> {
+    let file = File::open(path).map_err(|e| Refusal::Unreadable {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    read_from(&file, path, tag)
+}
+
+/// [`read`] from `file`, opened at `path`.
+pub fn read_from(file: &File, path: &Path, tag: &str) -> Result<Checked, Refusal> {
     let bad = |why: String| Refusal::Unreadable {
         path: path.to_path_buf(),
         why,
     };
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let manifest = last_entry(&file, "manifest.json", MANIFEST_LIMIT)
+    let manifest = last_entry(file, "manifest.json", MANIFEST_LIMIT)
         .map_err(|e| bad(e.to_string()))?
         .ok_or_else(|| bad("no manifest.json".into()))?;
     let entries: Vec<Value> =
@@ -293,7 +301,7 @@ pub fn read(path: &Path, tag: &str) -> Result<Checked, Refusal> {
         .and_then(|p| normalised(Path::new(p)))
         .filter(|p| !p.is_empty())
         .ok_or_else(|| bad("manifest.json names no Config".into()))?;
-    let config = last_entry(&file, &config_path, CONFIG_LIMIT)
+    let config = last_entry(file, &config_path, CONFIG_LIMIT)
         .map_err(|e| bad(e.to_string()))?
         .ok_or_else(|| bad(format!("no {config_path}, the config manifest.json names")))?;
     let id = format!("sha256:{:x}", Sha256::digest(&config));
@@ -314,6 +322,20 @@ pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError
         path: path.to_path_buf(),
         error,
     })?;
+    untagged_from(file, path, checked)
+}
+
+/// [`untagged`] from `file` (read from its start), opened at `path`.
+pub fn untagged_from(
+    mut file: File,
+    path: &Path,
+    checked: &Checked,
+) -> Result<ByteStream, ImageError> {
+    let io = |error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut manifest = checked.manifest.clone();
     if let Some(m) = manifest.as_object_mut() {
         m.insert("RepoTags".into(), Value::Array(Vec::new()));
@@ -362,13 +384,14 @@ pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError
     }))
 }
 
-/// Loads the image of the tar at `path` with no name and tags it with
+/// Loads the image of the tar `file` (opened at `path`) with no name and tags it with
 /// `spec`'s `Tag` only: its image ID. A tenant image (`tenant`: its profile
 /// and the policy) is judged first, and a refused one never reaches the
 /// engine, so the tag stays where it was.
 pub async fn load<E: Engine>(
     engine: &E,
     spec: &ImageSpec,
+    file: &File,
     path: &Path,
     tenant: Option<(&str, &Policy)>,
     log: &mut dyn FnMut(&str),
@@ -380,7 +403,7 @@ pub async fn load<E: Engine>(
         )),
         None => log(&format!("berth: loading {}", path.display())),
     }
-    let checked = read(path, &spec.tag)?;
+    let checked = read_from(file, path, &spec.tag)?;
     if let Some((profile, policy)) = tenant {
         judge(&checked.config, profile, policy)?;
         log(&format!(
@@ -394,7 +417,13 @@ pub async fn load<E: Engine>(
         crate::plan::short(&checked.id),
         spec.tag
     ));
-    engine.load_images(untagged(path, &checked)?, log).await?;
+    let again = file.try_clone().map_err(|error| ImageError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    engine
+        .load_images(untagged_from(again, path, &checked)?, log)
+        .await?;
     match engine.tag_image(&checked.id, &spec.tag).await {
         Ok(()) => Ok(checked.id),
         Err(EngineError::NotFound(_)) => Err(Refusal::Changed {

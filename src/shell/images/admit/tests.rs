@@ -190,3 +190,26 @@ fn a_host_path_the_policy_keeps_from_images_is_never_read() {
     }
     assert_eq!(said(&remote, &roots), Ok(None));
 }
+
+#[test]
+fn what_is_opened_is_judged_where_it_really_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = Ok(Policy::default());
+    let config = Config::default();
+    let folder = dir.path().join("rootfs");
+    std::fs::create_dir(&folder).expect("folder");
+    assert!(open_judged(&config, &ok, &folder).is_ok());
+    // What a swap after the first check would leave: a link to /etc.
+    let link = dir.path().join("swapped");
+    std::os::unix::fs::symlink("/etc", &link).expect("link");
+    let said = open_judged(&config, &ok, &link).map_err(|e| e.to_string());
+    assert!(
+        said.as_ref()
+            .is_err_and(|e| e == "refused: Path /etc: /etc is never read into an image"),
+        "{said:?}"
+    );
+    let file_link = dir.path().join("passwd");
+    std::os::unix::fs::symlink("/etc/passwd", &file_link).expect("link");
+    assert!(open_judged(&config, &ok, &file_link).is_err());
+    assert!(open_judged(&config, &policy("[images\n"), &folder).is_err());
+}
