@@ -60,6 +60,12 @@ pub fn describe_configs(old: Option<&ContainerConfig>, new: &ContainerConfig) ->
     field(&mut out, "Restart", restart(old), restart(new));
     field(&mut out, "mounts", mounts(old), mounts(new));
     health(&mut out, old.health.as_ref(), new.health.as_ref());
+    field(
+        &mut out,
+        "Profile",
+        security(&old.security),
+        security(&new.security),
+    );
     if out.is_empty() {
         out.push("spec changed".into());
     }
@@ -105,6 +111,32 @@ fn list(items: &[String]) -> String {
 }
 
 /// The keys whose value differs, was added or was removed, sorted.
+/// The profile and what the policy granted, as a plan reason says them:
+/// `default`, `confined`, `default + CapAdd NET_ADMIN, HostPid`.
+fn security(s: &crate::model::Security) -> String {
+    let mut out = s.profile.clone().unwrap_or_else(|| "default".into());
+    let mut granted: Vec<String> = Vec::new();
+    if !s.cap_add.is_empty() {
+        granted.push(format!("CapAdd {}", s.cap_add.join(",")));
+    }
+    for (on, word) in [
+        (s.privileged, "Privileged"),
+        (s.host_pid, "HostPid"),
+        (s.host_ipc, "HostIpc"),
+    ] {
+        if on {
+            granted.push(word.to_string());
+        }
+    }
+    if !granted.is_empty() {
+        out.push_str(&format!(" + {}", granted.join(", ")));
+    }
+    if let Some(n) = s.pids_limit.filter(|_| s.profile.is_some()) {
+        out.push_str(&format!(" (pids {n})"));
+    }
+    out
+}
+
 fn env_keys_changed(old: &[String], new: &[String]) -> Vec<String> {
     let split = |vars: &[String]| -> std::collections::BTreeMap<String, String> {
         vars.iter()
@@ -229,6 +261,29 @@ mod tests {
         for secret in ["hunter2", "correct-horse", "s3cret"] {
             assert!(!reasons.contains(secret), "{reasons}");
         }
+    }
+
+    #[test]
+    fn a_profile_or_a_grant_is_said_to_change() {
+        let old = config(&[], None);
+        let mut new = config(&[], None);
+        new.security = crate::model::Security {
+            profile: Some("confined".into()),
+            pids_limit: Some(128),
+            read_only_root: true,
+            drop_all_caps: true,
+            ..Default::default()
+        };
+        let reasons = describe_configs(Some(&old), &new).join("; ");
+        assert_eq!(reasons, "Profile default → confined (pids 128)");
+        let mut granted = config(&[], None);
+        granted.security.cap_add = vec!["NET_ADMIN".into()];
+        granted.security.host_pid = true;
+        let reasons = describe_configs(Some(&old), &granted).join("; ");
+        assert_eq!(
+            reasons,
+            "Profile default → default + CapAdd NET_ADMIN, HostPid"
+        );
     }
 
     #[test]
