@@ -40,7 +40,7 @@ demo:   ${berth[*]} db docker_containers setprop example-web MaxMemory 128M
 demo:   ${berth[*]} history example-web
 demo:   docker rm -f example-probe          (berthd brings it back)
 demo: Ctrl-C stops berthd. To remove the example afterwards:
-demo:   docker rm -f example-web example-probe; docker network rm berth-example; docker volume rm example-web_www  (berth never deletes data itself)
+demo:   docker rm -f example-web example-probe example-batch; docker network rm berth-example; docker volume rm example-web_www  (berth never deletes data itself)
 TXT
 if [ -n "${DEMO_SECONDS:-}" ]; then
   sleep "$DEMO_SECONDS"
