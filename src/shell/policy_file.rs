@@ -25,21 +25,6 @@ pub fn load(config: &Config) -> Result<Policy, PolicyError> {
         path: path.to_path_buf(),
         why,
     };
-    // Whoever may write its folder may take the file away (and the
-    // built-in policy with it) or put another in its place.
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(meta) = std::fs::metadata(folder) {
-            let me = nix::unistd::Uid::effective().as_raw();
-            if (meta.uid() != 0 && meta.uid() != me) || meta.mode() & 0o022 != 0 {
-                return Err(unusable(format!(
-                    "its folder {} may be written by someone other than root (owner uid {}, mode {:o}): anyone who can write there can remove or replace the policy",
-                    folder.display(),
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                )));
-            }
-        }
-    }
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
@@ -64,6 +49,22 @@ pub fn load(config: &Config) -> Result<Policy, PolicyError> {
         }
         Err(e) => return Err(unusable(e.to_string())),
     };
+    // Whoever may write its folder may take the file away (and the
+    // built-in policy with it) or put another in its place. Without a
+    // file there is nothing to take: the built-in policy stands.
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(meta) = std::fs::metadata(folder) {
+            let me = nix::unistd::Uid::effective().as_raw();
+            if (meta.uid() != 0 && meta.uid() != me) || meta.mode() & 0o022 != 0 {
+                return Err(unusable(format!(
+                    "its folder {} may be written by someone other than root (owner uid {}, mode {:o}): anyone who can write there can remove or replace the policy",
+                    folder.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                )));
+            }
+        }
+    }
     let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
     if !meta.is_file() {
         return Err(unusable("is not a regular file".into()));

@@ -236,6 +236,7 @@ pub async fn plan_now<E: Engine>(
         .chain(declared.warnings.iter().map(ToString::to_string))
         .collect();
     let observed = engine.observe().await?;
+    crate::policy::enforce::keep_running_security(&mut declared, &observed);
     let labels: BTreeMap<&str, &str> = observed
         .containers
         .iter()

@@ -156,6 +156,7 @@ pub async fn current<E: crate::engine::Engine>(
         remembered.rollbacks,
     );
     let observed = engine.observe().await?;
+    crate::policy::enforce::keep_running_security(&mut declared, &observed);
     Ok(statuses(&declared, &observed, SystemTime::now()))
 }
 

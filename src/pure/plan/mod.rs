@@ -720,7 +720,7 @@ pub fn plan_at<Tz: TimeZone>(
     }
     guard_mass_removal(declared, observed, &mut out);
     guard_host_folders(declared, observed, &mut out);
-    guard_policy(declared, observed, &mut out);
+    guard_policy(declared, &mut out);
     out.capacity = declared.capacity.clone();
     out.actions
         .sort_by(|a, b| (a.wave, &a.record).cmp(&(b.wave, &b.record)));
@@ -732,8 +732,10 @@ pub fn plan_at<Tz: TimeZone>(
 /// created, recreated or changed in place (what the policy would refuse cannot be
 /// told apart). Stops, starts of existing containers, removals and
 /// rollbacks go on: nothing running is stopped because of the policy, and
-/// cron's stops for a backup still happen.
-fn guard_policy(declared: &Declared, observed: &ObservedState, out: &mut Plan) {
+/// cron's stops for a backup still happen (and the starts after them:
+/// `policy::enforce::keep_running_security` keeps what a container runs
+/// from looking changed).
+fn guard_policy(declared: &Declared, out: &mut Plan) {
     let Some(why) = &declared.policy_refusal else {
         return;
     };
@@ -751,29 +753,6 @@ fn guard_policy(declared: &Declared, observed: &ObservedState, out: &mut Plan) {
     out.actions = kept;
     for action in held {
         let kind = action.kind().as_str();
-        // A stopped container the record wants running is started as it
-        // is: after cron's stop for a backup, the start must still come.
-        if let Operation::Recreate {
-            container_id,
-            start: true,
-            ..
-        } = &action.operation
-        {
-            let stopped = observed
-                .containers
-                .iter()
-                .any(|c| c.id == *container_id && !c.is_running());
-            if stopped {
-                out.actions.push(Action {
-                    operation: Operation::Start {
-                        container_id: container_id.clone(),
-                    },
-                    reason: format!("{}; started as it is, not recreated: {why}", action.reason),
-                    ..action
-                });
-                continue;
-            }
-        }
         out.problems.push(Problem {
             record: action.record,
             message: format!("not done ({kind}: {}): {why}", action.reason),

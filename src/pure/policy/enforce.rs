@@ -249,6 +249,47 @@ pub fn enforce(
     }
 }
 
+/// While the policy cannot be used, each record keeps the profile its
+/// container runs with (its `org.berth.spec` label), so nothing looks
+/// changed because the file broke: the planner's own rules (restart
+/// policy, back-off) decide its starts as always, and a real change is a
+/// recreate the guard holds.
+pub fn keep_running_security(declared: &mut Declared, observed: &crate::model::ObservedState) {
+    if declared.policy_refusal.is_none() {
+        return;
+    }
+    for c in &observed.containers {
+        if !c.is_ours(&declared.instance) || c.record() != Some(c.name.as_str()) {
+            continue;
+        }
+        let Some(spec) = declared.specs.get_mut(&c.name) else {
+            continue;
+        };
+        let Some(running) = c
+            .labels
+            .get(crate::model::LABEL_SPEC)
+            .and_then(|l| serde_json::from_str::<crate::model::ContainerConfig>(l).ok())
+        else {
+            continue;
+        };
+        if running.security == spec.config.security {
+            continue;
+        }
+        if running.security.is_confined() || spec.config.security.is_confined() {
+            // The network a profile decided goes with it.
+            spec.config.network = if running.security.is_confined() {
+                running.network.clone()
+            } else if spec.requested.network_set {
+                spec.config.network.clone()
+            } else {
+                running.network.clone()
+            };
+        }
+        spec.config.security = running.security;
+        spec.spec_hash = spec_hash(&spec.config);
+    }
+}
+
 /// One rule broken by one record.
 struct Failure {
     record: String,
@@ -290,24 +331,20 @@ impl Checker<'_> {
         let name = spec.name.as_str();
         let none = Grant::default();
         let granted = self.policy.records.get(name).unwrap_or(&none);
-        // A grant pinned to an image holds only while the record runs it.
-        let pinned_away = granted
-            .image
-            .as_ref()
-            .filter(|pin| **pin != spec.config.image);
-        let grant = if pinned_away.is_some() {
-            &none
-        } else {
-            granted
-        };
-        let pin_note = pinned_away
-            .map(|pin| {
-                format!(
-                    " ([records.{name}] holds only for image {pin}, and this record's Image is {})",
-                    spec.config.image
-                )
-            })
-            .unwrap_or_default();
+        // A grant pinned to an image holds only while the record runs it,
+        // and never when the db itself makes that image (a docker_images
+        // Tag): an edit there would change what the pin names.
+        let pin_note = granted.image.as_ref().and_then(|pin| {
+            if *pin != spec.config.image {
+                Some(format!(" ([records.{name}] holds only for image {pin}, and this record's Image is {})", spec.config.image))
+            } else if self.images.contains_key(pin) {
+                Some(format!(" ([records.{name}] is pinned to {pin}, which a docker_images record builds here, so a db edit could change what it is; pin a registry digest)"))
+            } else {
+                None
+            }
+        });
+        let grant = if pin_note.is_some() { &none } else { granted };
+        let pin_note = pin_note.unwrap_or_default();
         let policy = &self.named;
         let req = &spec.requested;
         let mut fail = |property: &'static str, value: Option<&str>, why: String| {

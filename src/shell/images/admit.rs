@@ -101,8 +101,8 @@ fn judge_record<'p>(
 /// The file or folder at `path` (a rootfs or tar `Path`), opened with
 /// links followed as the kernel follows them, then judged again where it
 /// really is: a link swapped in after [`admit`] cannot lead the read to a
-/// path the policy keeps from images. Opened non-blocking, so a FIFO
-/// fails rather than holding the build.
+/// path the policy keeps from images, and a device or FIFO is never
+/// opened.
 pub fn open_judged(
     config: &Config,
     policy: &Result<Policy, PolicyError>,
@@ -115,16 +115,29 @@ pub fn open_judged(
         path: path.to_path_buf(),
         error,
     };
-    let file = std::fs::OpenOptions::new()
+    // First a handle that opens nothing (`O_PATH`: a device is not
+    // opened, so no driver acts on it), judged where it really is and by
+    // its type; only then the file itself, through that handle.
+    let handle = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
+        .custom_flags(nix::libc::O_PATH)
         .open(path)
         .map_err(io)?;
-    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(io)?;
+    let at = format!("/proc/self/fd/{}", handle.as_raw_fd());
+    let real = std::fs::read_link(&at).map_err(io)?;
     if let Some(why) = crate::policy_file::image_path_refusal(config, policy, &real) {
         return Err(Refusal::HostPath { what: "Path", why }.into());
     }
-    Ok(file)
+    let kind = handle.metadata().map_err(io)?.file_type();
+    if !(kind.is_file() || kind.is_dir()) {
+        let why = format!("{} is neither a regular file nor a folder", real.display());
+        return Err(Refusal::HostPath { what: "Path", why }.into());
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&at)
+        .map_err(io)
 }
 
 /// The containers' rule (`Policy::may_choose`) for an image record: the

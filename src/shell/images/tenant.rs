@@ -264,15 +264,45 @@ pub fn read(path: &Path, tag: &str) -> Result<Checked, Refusal> {
     read_from(&file, path, tag)
 }
 
+/// The compression `file` starts with, if any (the engine's `load`
+/// takes these; berth's check reads plain tars).
+fn compressed(file: &File) -> Option<&'static str> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 6];
+    let n = file.read_at(&mut magic, 0).ok()?;
+    let m = &magic[..n];
+    if m.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if m.starts_with(b"BZh") {
+        Some("bzip2")
+    } else if m.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if m.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else {
+        None
+    }
+}
+
 /// [`read`] from `file`, opened at `path`.
 pub fn read_from(file: &File, path: &Path, tag: &str) -> Result<Checked, Refusal> {
     let bad = |why: String| Refusal::Unreadable {
         path: path.to_path_buf(),
         why,
     };
+    if let Some(kind) = compressed(file) {
+        return Err(bad(format!(
+            "it is {kind}-compressed; berth reads the names and config of a plain `docker save` tar before loading it: decompress it first (the engine would load it, with whatever tags it names)"
+        )));
+    }
     let manifest = last_entry(file, "manifest.json", MANIFEST_LIMIT)
         .map_err(|e| bad(e.to_string()))?
-        .ok_or_else(|| bad("no manifest.json".into()))?;
+        .ok_or_else(|| {
+            bad(
+                "no manifest.json (an OCI layout alone is not read: save it with `docker save`)"
+                    .into(),
+            )
+        })?;
     let entries: Vec<Value> =
         serde_json::from_slice(&manifest).map_err(|e| bad(format!("manifest.json: {e}")))?;
     let entry = match <[Value; 1]>::try_from(entries) {

@@ -419,6 +419,18 @@ fn a_grant_pinned_to_an_image_is_lost_when_the_image_changes() {
         e.contains("([records.mon] holds only for image mon:1, and this record's Image is evil:1)"),
         "{e}"
     );
+    // A pin on an image the db builds holds nothing: the build could be anything.
+    let d = enforced_with(
+        "mon=service|Image|mon:1|HostPid|yes\n",
+        &policy(text),
+        None,
+        &[("mon:1", "git")],
+    );
+    let e = errors(&d, "mon");
+    assert!(
+        e.contains("which a docker_images record builds here"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -441,45 +453,59 @@ fn an_image_built_here_is_never_pulled_from_a_registry_the_policy_does_not_allow
 }
 
 #[test]
-fn without_a_usable_policy_a_stopped_container_is_started_as_it_is() {
+fn without_a_usable_policy_a_container_keeps_the_profile_it_runs_with() {
     use crate::model::{
-        ObservedContainer, ObservedState, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD,
+        ObservedContainer, ObservedState, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RECORD, LABEL_SPEC,
         LABEL_SPEC_HASH,
+    };
+    let db = "web=service|Image|a:1|MaxMemory|64M|MaxCpu|1\n";
+    // Made under a policy whose confined default had another pids limit.
+    let good = policy("default_profile = \"confined\"\n[profiles.confined]\npids_limit = 200\n");
+    let made = enforced_with(db, &good, None, &[]).specs["web"].clone();
+    assert_eq!(made.config.security.pids_limit, Some(200));
+    let container = |state: &str| ObservedContainer {
+        id: "id-web".into(),
+        name: "web".into(),
+        labels: [
+            (LABEL_MANAGED, "true".to_string()),
+            (LABEL_INSTANCE, "test".to_string()),
+            (LABEL_RECORD, "web".to_string()),
+            (LABEL_SPEC_HASH, made.spec_hash.clone()),
+            (
+                LABEL_SPEC,
+                serde_json::to_string(&made.config).expect("json"),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        image: "a:1".into(),
+        image_id: "sha256:a".into(),
+        state: state.into(),
+        exit_code: (state == "exited").then_some(0),
+        health: None,
+        up_seconds: None,
     };
     let broken: Result<Policy, PolicyError> = Err(PolicyError::Unusable {
         path: "/etc/berth/policy.toml".into(),
         why: "is a symbolic link".into(),
     });
-    let d = enforced_with("web=service|Image|a:1\n", &broken, None, &[]);
-    let web = ObservedContainer {
-        id: "id-web".into(),
-        name: "web".into(),
-        labels: [
-            (LABEL_MANAGED, "true"),
-            (LABEL_INSTANCE, "test"),
-            (LABEL_RECORD, "web"),
-            // Made under a policy whose profiles hashed it otherwise.
-            (LABEL_SPEC_HASH, "made-under-the-last-policy"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        image: "a:1".into(),
-        image_id: "sha256:a".into(),
-        state: "exited".into(),
-        exit_code: Some(0),
-        health: None,
-        up_seconds: None,
-    };
-    let observed = ObservedState {
-        containers: vec![web],
-        images: [("a:1".to_string(), "sha256:a".to_string())]
-            .into_iter()
-            .collect(),
-        networks: vec!["berth".into()],
-    };
-    let plan = crate::plan::plan(&d, &observed, std::time::SystemTime::UNIX_EPOCH);
-    let kinds: Vec<&str> = plan.actions.iter().map(|a| a.kind().as_str()).collect();
-    assert_eq!(kinds, vec!["start"], "{plan:?}");
-    assert!(plan.actions[0].reason.contains("started as it is, not recreated: /etc/berth/policy.toml: cannot be used: is a symbolic link"), "{}", plan.actions[0].reason);
+    for (state, wanted) in [("running", vec![]), ("exited", vec!["start"])] {
+        let mut d = enforced_with(db, &broken, None, &[]);
+        let observed = ObservedState {
+            containers: vec![container(state)],
+            images: [("a:1".to_string(), "sha256:a".to_string())]
+                .into_iter()
+                .collect(),
+            networks: vec!["berth".into()],
+        };
+        // Without it, the built-in profiles would make the record look
+        // changed: a recreate held, and no start after cron's stop.
+        keep_running_security(&mut d, &observed);
+        assert_eq!(d.specs["web"].spec_hash, made.spec_hash);
+        let plan = crate::plan::plan(&d, &observed, std::time::SystemTime::UNIX_EPOCH);
+        let kinds: Vec<&str> = plan.actions.iter().map(|a| a.kind().as_str()).collect();
+        assert_eq!(kinds, wanted, "{state}: {plan:?}");
+        assert!(plan.problems.is_empty(), "{plan:?}");
+    }
 }

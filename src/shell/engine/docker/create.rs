@@ -18,15 +18,17 @@ use crate::policy::NOBODY;
 const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
 
 /// The user a container with `non_root` runs as, given the user its image
-/// names (`Config.User`): that one when it is not root, else nobody. A
-/// user is root by name or by UID 0, with or without a group.
+/// names (`Config.User`): that one when it is a numeric UID other than 0
+/// (with a numeric group, if any), else nobody. A name is the image's own
+/// `/etc/passwd` to resolve, which may map it to 0: never trusted.
 pub(crate) fn non_root_user(image_user: &str) -> String {
     let user = image_user.trim();
-    let name = user.split(':').next().unwrap_or("");
-    if name.is_empty() || name == "root" || name.parse::<u64>() == Ok(0) {
-        NOBODY.to_string()
-    } else {
-        user.to_string()
+    let mut parts = user.splitn(2, ':');
+    let uid = parts.next().unwrap_or("").parse::<u32>();
+    let gid_ok = parts.next().is_none_or(|g| g.parse::<u32>().is_ok());
+    match uid {
+        Ok(uid) if uid != 0 && gid_ok => user.to_string(),
+        _ => NOBODY.to_string(),
     }
 }
 
@@ -455,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn non_root_keeps_the_images_user_unless_it_is_root() {
+    fn non_root_keeps_the_images_numeric_user_unless_it_is_root() {
         for root in [
             "",
             " ",
@@ -467,18 +469,17 @@ mod tests {
             "root:1000",
             "0:wheel",
             ":1000",
-        ] {
-            assert_eq!(non_root_user(root), NOBODY, "{root:?} is root");
-        }
-        for user in [
-            "1000",
-            "1000:1000",
+            // A name may be 0 in the image's own /etc/passwd.
             "app",
             "app:app",
             "nobody",
-            "65534:65534",
-            "10:0",
+            "toor",
+            "1000:staff",
+            "0x0",
         ] {
+            assert_eq!(non_root_user(root), NOBODY, "{root:?} may be root");
+        }
+        for user in ["1000", "1000:1000", "65534:65534", "10:0"] {
             assert_eq!(non_root_user(user), user, "{user:?} is not root");
         }
         let mut c = config(NetworkAttachment::None);

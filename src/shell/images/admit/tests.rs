@@ -212,4 +212,21 @@ fn what_is_opened_is_judged_where_it_really_is() {
     std::os::unix::fs::symlink("/etc/passwd", &file_link).expect("link");
     assert!(open_judged(&config, &ok, &file_link).is_err());
     assert!(open_judged(&config, &policy("[images\n"), &folder).is_err());
+    // A FIFO (or a device a container made) is never opened: a read of
+    // one could block the build, an open of one act on the host.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("fifo");
+    let said = open_judged(&config, &ok, &fifo).map_err(|e| e.to_string());
+    assert!(
+        said.as_ref()
+            .is_err_and(|e| e.contains("is neither a regular file nor a folder")),
+        "{said:?}"
+    );
+    // A regular file opens, and reads.
+    let tar = dir.path().join("app.tar");
+    std::fs::write(&tar, b"data").expect("write");
+    let mut opened = open_judged(&config, &ok, &tar).expect("opens");
+    let mut read = String::new();
+    std::io::Read::read_to_string(&mut opened, &mut read).expect("reads");
+    assert_eq!(read, "data");
 }

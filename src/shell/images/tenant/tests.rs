@@ -504,3 +504,15 @@ async fn of_several_images_only_the_one_named_by_the_tag_is_loaded() {
         assert!(said.as_ref().is_err_and(|e| e.contains(why)), "{said:?}");
     }
 }
+
+#[test]
+fn a_compressed_tar_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.tar.gz");
+    std::fs::write(&path, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).expect("write");
+    let e = read(&path, "app:1").err().expect("refused").to_string();
+    assert!(
+        e.contains("it is gzip-compressed") && e.contains("decompress it first"),
+        "{e}"
+    );
+}
