@@ -340,3 +340,22 @@ fn a_named_policy_file_that_is_missing_or_in_an_open_folder_is_unusable() {
     assert_eq!(s.state("other"), "running");
     assert_eq!(s.state("victim"), "running");
 }
+
+#[test]
+fn a_registry_check_says_the_policy_is_unusable() {
+    let s = Sandbox::new(None);
+    s.declare("watched", &["Command", "sleep 3600", "Update", "notify"]);
+    s.write_policy("bogus = 1\n");
+    let (code, out, err) = s.run(&["image", "check"]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("unknown field `bogus`"), "{all}");
+    assert!(
+        all.contains("; no registry is asked while it cannot be used"),
+        "{all}"
+    );
+    let (code, out, err) = s.run(&["image", "check", &s.name("watched")]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0, "{all}");
+    assert!(all.contains("no registry is asked"), "{all}");
+}

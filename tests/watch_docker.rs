@@ -11,7 +11,7 @@ use berth::reference::ImageRef;
 use berth::registry::{Login, RegistryClient, RegistryError};
 use support::registry::Registry;
 use support::sandbox::{wait_for, Sandbox};
-use support::{docker_ok, TestImages};
+use support::{docker, docker_ok, TestImages};
 
 const USER: &str = "berth";
 const PASSWORD: &str = "pw-Zq8-s3cret";
@@ -365,6 +365,13 @@ fn a_moved_base_of_an_image_record_queues_its_rebuild() {
     let d = s.start_daemon();
     let builds = || s.run(&["image", "builds"]).1.lines().skip(1).count();
     assert_eq!(builds(), 1);
+    // berthd checks by itself at start; rounds take turns, so this one
+    // waits for that one. Else that round could see the registry's tag
+    // move before the engine's tag is put back below, pull it, and queue a
+    // rebuild that then runs on the old base.
+    wait_for("a check once berthd is connected", Some(&d), || {
+        s.run(&["image", "check", "app"]).0 == 0
+    });
 
     move_tag(&s, &registry, &base_name);
     let (code, out, err) = s.run(&["image", "check", "app"]);
@@ -378,11 +385,15 @@ fn a_moved_base_of_an_image_record_queues_its_rebuild() {
             .skip(1)
             .any(|l| l.starts_with("2 ") && l.contains("succeeded"))
     });
-    assert_eq!(
-        docker_ok(&["run", "--rm", &app_tag, "cat", "/etc/berth-variant"]).trim(),
-        "variant",
-        "rebuilt on the new base"
-    );
+    // Rebuilt on the new base (a rebuild queued by berthd's own check
+    // while the base was moving may come first; the one after the pull
+    // must follow).
+    wait_for("app rebuilt on the new base", Some(&d), || {
+        docker(&["run", "--rm", &app_tag, "cat", "/etc/berth-variant"])
+            .1
+            .trim()
+            == "variant"
+    });
     drop(d);
 }
 

@@ -206,6 +206,9 @@ pub enum WatchError {
     Credentials(#[from] credentials::CredentialsError),
     #[error("{0}: no record, image record or image reference of that name is watched (Update notify or auto)")]
     NotWatched(String),
+    /// Fail closed: no registry is asked while the policy cannot be used.
+    #[error("{0}; no registry is asked while it cannot be used")]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// What a round is asked for.
@@ -258,6 +261,9 @@ pub async fn round<E: Engine>(
     state: &State,
     request: &Request,
 ) -> Result<Report, WatchError> {
+    // Said, not an empty round: an empty round would also forget every
+    // reference's last check (and the digests already notified).
+    crate::policy_file::load(config)?;
     let all = load_watched(config, state)?;
     let chosen: Vec<Watched> = if request.names.is_empty() {
         let keys: Vec<String> = all.iter().map(|w| w.reference.clone()).collect();
