@@ -11,7 +11,7 @@ use berth::reference::ImageRef;
 use berth::registry::{Login, RegistryClient, RegistryError};
 use support::registry::Registry;
 use support::sandbox::{wait_for, Sandbox};
-use support::{docker, docker_ok, TestImages};
+use support::{docker, TestImages};
 
 const USER: &str = "berth";
 const PASSWORD: &str = "pw-Zq8-s3cret";
