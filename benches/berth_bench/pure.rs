@@ -10,7 +10,7 @@ use berth::db::Db;
 use berth::declared::{declare, SpecSettings};
 use berth::engine::{ObservedContainer, ObservedState};
 use berth::plan::plan;
-use berth::policy::enforce::{enforce, Denied, Host, HostPaths, ALWAYS_DENIED};
+use berth::policy::enforce::{always_denied, enforce, Host, HostPaths};
 
 use crate::stats::Figure;
 
@@ -72,14 +72,7 @@ pub fn run(runs: usize) -> anyhow::Result<Pure> {
         );
         let paths = HostPaths {
             data_root: "/data".into(),
-            denied: ALWAYS_DENIED
-                .iter()
-                .map(|p| Denied {
-                    path: p.into(),
-                    what: (*p).to_string(),
-                    contents: *p != "/",
-                })
-                .collect(),
+            denied: always_denied(),
         };
         let host = Host {
             memory: 1 << 42,

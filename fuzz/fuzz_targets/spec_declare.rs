@@ -20,7 +20,7 @@ use berth::engine::{
 };
 use berth::plan::{plan, plan_at, ActionKind, Plan, REPLACEMENT_SUFFIX};
 use berth::declared::{declare, Declared, SpecSettings};
-use berth::policy::enforce::{enforce, Denied, Host, HostPaths, ALWAYS_DENIED};
+use berth::policy::enforce::{always_denied, enforce, Host, HostPaths};
 use berth::policy::Policy;
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
@@ -198,14 +198,7 @@ fuzz_target!(|data: &[u8]| {
         let policy = Policy::parse(Path::new("/etc/berth/policy.toml"), &text);
         let paths = HostPaths {
             data_root: settings.data_root.clone(),
-            denied: ALWAYS_DENIED
-                .iter()
-                .map(|p| Denied {
-                    path: PathBuf::from(p),
-                    what: (*p).to_string(),
-                    contents: *p != "/",
-                })
-                .collect(),
+            denied: always_denied(),
         };
         let host = Host {
             memory: 1 << 32,

@@ -5,8 +5,7 @@
 //! `policy::enforce` run on the pass's records.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -14,6 +13,7 @@ use crate::db::Db;
 use crate::declared::Declared;
 use crate::policy::enforce::{self, Denied, Host, HostPaths};
 use crate::policy::{Policy, PolicyError, MAX_SIZE};
+use crate::safe_fs::{read_trusted, TrustError};
 
 /// Reads `config.policy_file`. A missing file is the built-in policy (the
 /// same as the commented file shipped in `conf/`); anything else that
@@ -25,29 +25,38 @@ pub fn load(config: &Config) -> Result<Policy, PolicyError> {
         path: path.to_path_buf(),
         why,
     };
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && config.policy_file_named => {
+    let text = match read_trusted(path, 0o022, MAX_SIZE) {
+        Ok(Some(text)) => text,
+        Ok(None) if config.policy_file_named => {
             return Err(unusable(
                 "does not exist, and berth.toml names it (policy_file): a missing named policy is not the built-in one".into(),
             ))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Ok(None) => {
             return Ok(Policy {
                 absent_file: Some(path.to_path_buf()),
                 ..Policy::default()
             })
         }
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+        Err(TrustError::Link) => {
             return Err(unusable(
                 "is a symbolic link; berth reads its policy only from a real file".into(),
             ))
         }
-        Err(e) => return Err(unusable(e.to_string())),
+        Err(TrustError::Owner(uid)) => {
+            return Err(unusable(format!(
+                "is owned by uid {uid}; it must belong to root (chown root:root)"
+            )))
+        }
+        Err(TrustError::Mode(_)) => {
+            return Err(unusable(
+                "may be written by its group or others; only root may (chmod 644)".into(),
+            ))
+        }
+        Err(TrustError::TooLarge(limit)) => {
+            return Err(unusable(format!("larger than {limit} bytes")))
+        }
+        Err(e @ (TrustError::NotAFile | TrustError::Io(_))) => return Err(unusable(e.to_string())),
     };
     // Whoever may write its folder may take the file away (and the
     // built-in policy with it) or put another in its place. Without a
@@ -65,43 +74,13 @@ pub fn load(config: &Config) -> Result<Policy, PolicyError> {
             }
         }
     }
-    let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(unusable("is not a regular file".into()));
-    }
-    let me = nix::unistd::Uid::effective().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(unusable(format!(
-            "is owned by uid {}; it must belong to root (chown root:root)",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unusable(
-            "may be written by its group or others; only root may (chmod 644)".into(),
-        ));
-    }
-    let mut text = String::new();
-    file.take(MAX_SIZE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| unusable(e.to_string()))?;
-    if text.len() as u64 > MAX_SIZE {
-        return Err(unusable(format!("larger than {MAX_SIZE} bytes")));
-    }
     Policy::parse(path, &text)
 }
 
 /// The paths of this berth that no container may mount, with the ones
 /// every host has (`enforce::ALWAYS_DENIED`).
 pub fn host_paths(config: &Config) -> HostPaths {
-    let mut denied: Vec<Denied> = enforce::ALWAYS_DENIED
-        .iter()
-        .map(|p| Denied {
-            path: PathBuf::from(p),
-            what: (*p).to_string(),
-            contents: *p != "/",
-        })
-        .collect();
+    let mut denied = enforce::always_denied();
     let mut add = |path: &Path, what: &str, contents: bool| {
         denied.push(Denied {
             path: path.to_path_buf(),
@@ -188,14 +167,7 @@ pub fn built_images(images: &Db) -> BTreeMap<String, String> {
     crate::images::record::declare(images)
         .specs
         .into_values()
-        .map(|spec| {
-            let kind = match spec.source {
-                crate::images::Source::Git { .. } => "git",
-                crate::images::Source::Rootfs { .. } => "rootfs",
-                crate::images::Source::Tar { .. } => "tar",
-            };
-            (spec.tag, kind.to_string())
-        })
+        .map(|spec| (spec.tag, spec.source.kind().to_string()))
         .collect()
 }
 

@@ -55,6 +55,66 @@ pub enum SafeFsError {
     Relative { path: PathBuf },
 }
 
+/// Why a file only root may control cannot be trusted (see
+/// [`read_trusted`]); the caller names the file and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("is a symbolic link")]
+    Link,
+    #[error("is not a regular file")]
+    NotAFile,
+    #[error("is owned by uid {0}")]
+    Owner(u32),
+    /// It has one of the mode bits the caller refuses.
+    #[error("has mode {0:o}")]
+    Mode(u32),
+    #[error("is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+/// The text of a file that only root (or this process's user) controls,
+/// as berthd reads its credentials and its policy: opened without
+/// following a link (and without blocking on a FIFO), a regular file,
+/// owned by root or by this user, with none of the `refused_mode` bits,
+/// at most `limit` bytes. None: there is no such file.
+pub fn read_trusted(
+    path: &Path,
+    refused_mode: u32,
+    limit: u64,
+) -> Result<Option<String>, TrustError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Err(TrustError::Link),
+        Err(e) => return Err(TrustError::Io(e)),
+    };
+    let meta = file.metadata().map_err(TrustError::Io)?;
+    if !meta.is_file() {
+        return Err(TrustError::NotAFile);
+    }
+    if meta.uid() != 0 && meta.uid() != Uid::effective().as_raw() {
+        return Err(TrustError::Owner(meta.uid()));
+    }
+    if meta.mode() & refused_mode != 0 {
+        return Err(TrustError::Mode(meta.mode() & 0o7777));
+    }
+    let mut text = String::new();
+    file.take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(TrustError::Io)?;
+    if text.len() as u64 > limit {
+        return Err(TrustError::TooLarge(limit));
+    }
+    Ok(Some(text))
+}
+
 impl SafeFsError {
     fn io(path: &Path, source: impl Into<io::Error>) -> Self {
         SafeFsError::Io {

@@ -8,12 +8,13 @@
 //! paths no mount may touch, and `resolve`, which follows links the way the
 //! kernel would when the engine mounts a folder.
 
-use std::collections::BTreeMap;
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Grant, Policy, PolicyError, Profile, CONFINED_PROFILE, DEFAULT_PROFILE};
+use super::{Grant, Policy, PolicyError, Profile, DEFAULT_PROFILE};
 use crate::declared::links::{depths, fail_record_with};
 use crate::declared::{spec_hash, ContainerSpec, Declared};
 use crate::model::{MountKind, NetworkAttachment, Security};
@@ -55,6 +56,19 @@ pub const ALWAYS_DENIED: &[&str] = &[
     "/run/dbus",
     "/var/run/dbus",
 ];
+
+/// [`ALWAYS_DENIED`] as entries: what lies inside each is denied too, but
+/// inside `/`.
+pub fn always_denied() -> Vec<Denied> {
+    ALWAYS_DENIED
+        .iter()
+        .map(|p| Denied {
+            path: PathBuf::from(p),
+            what: (*p).to_string(),
+            contents: *p != "/",
+        })
+        .collect()
+}
 
 /// What the shell tells the check about the host's paths.
 #[derive(Debug, Clone)]
@@ -128,39 +142,16 @@ pub fn enforce(
     let policy = match policy {
         Ok(p) => p,
         Err(e) => {
+            // No rule is judged: each record keeps what its container runs
+            // with (`keep_running_security`) and the planner holds every
+            // change.
             declared.policy_refusal = Some(format!(
                 "{e}; no container is created, recreated or changed until the policy file is fixed (nothing running is stopped for it)"
             ));
-            // The built-in profiles, so a record's hash stays what it was.
-            let fallback = Policy::default();
-            let names: Vec<String> = declared.specs.keys().cloned().collect();
-            for name in names {
-                if let Some(spec) = declared.specs.get_mut(&name) {
-                    let profile = spec
-                        .requested
-                        .profile
-                        .clone()
-                        .unwrap_or_else(|| fallback.default_profile.clone());
-                    if let Some(p) = fallback.profile(&profile) {
-                        secure(spec, &profile, p);
-                    }
-                }
-            }
             return;
         }
     };
-    let check = Checker {
-        policy,
-        images,
-        paths,
-        resolve,
-        denied: paths
-            .denied
-            .iter()
-            .map(|d| (d.clone(), resolve(&d.path)))
-            .collect(),
-        named: policy.named(),
-    };
+    let check = Checker::new(policy, images, paths, resolve);
     let mut failures: Vec<Failure> = Vec::new();
     let names: Vec<String> = declared.specs.keys().cloned().collect();
     for name in &names {
@@ -189,7 +180,7 @@ pub fn enforce(
                     check.named
                 ),
             )),
-            Some(_) if !policy.may_choose(name, &profile_name) => failures.push(Failure::new(
+            Some(_) if !policy.may_choose(check.grant(spec).0, &profile_name) => failures.push(Failure::new(
                 name,
                 "Profile",
                 Some(&profile_name),
@@ -217,14 +208,14 @@ pub fn enforce(
         }
     }
     // A confined container has no network: nothing can reach it by name.
-    let confined: Vec<String> = declared
+    let confined: BTreeSet<&str> = declared
         .specs
         .values()
-        .filter(|s| s.config.security.drop_all_caps && s.config.network == NetworkAttachment::None)
-        .map(|s| s.name.clone())
+        .filter(|s| s.config.security.is_confined())
+        .map(|s| s.name.as_str())
         .collect();
     for spec in declared.specs.values() {
-        for link in spec.links.iter().filter(|l| confined.contains(l)) {
+        for link in spec.links.iter().filter(|l| confined.contains(l.as_str())) {
             failures.push(Failure::new(
                 &spec.name,
                 "Interlinked",
@@ -275,15 +266,9 @@ pub fn keep_running_security(declared: &mut Declared, observed: &crate::model::O
         if running.security == spec.config.security {
             continue;
         }
-        if running.security.is_confined() || spec.config.security.is_confined() {
-            // The network a profile decided goes with it.
-            spec.config.network = if running.security.is_confined() {
-                running.network.clone()
-            } else if spec.requested.network_set {
-                spec.config.network.clone()
-            } else {
-                running.network.clone()
-            };
+        if running.security.is_confined() {
+            // The network its profile decided goes with it.
+            spec.config.network = running.network;
         }
         spec.config.security = running.security;
         spec.spec_hash = spec_hash(&spec.config);
@@ -314,13 +299,75 @@ struct Checker<'a> {
     images: &'a BTreeMap<String, String>,
     paths: &'a HostPaths,
     resolve: &'a dyn Fn(&Path) -> PathBuf,
-    /// Each denied path with where it resolves to.
-    denied: Vec<(Denied, PathBuf)>,
+    /// Each denied path with where it resolves to: resolved once, and
+    /// only when a host path is judged (most records mount none).
+    denied: OnceCell<Vec<(Denied, PathBuf)>>,
+    /// berth's data folder as written and resolved, then the policy's
+    /// bind roots resolved: the same.
+    roots: OnceCell<(Vec<PathBuf>, Vec<PathBuf>)>,
     /// How errors name the policy (made once, not per record).
     named: String,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(
+        policy: &'a Policy,
+        images: &'a BTreeMap<String, String>,
+        paths: &'a HostPaths,
+        resolve: &'a dyn Fn(&Path) -> PathBuf,
+    ) -> Checker<'a> {
+        Checker {
+            policy,
+            images,
+            paths,
+            resolve,
+            denied: OnceCell::new(),
+            roots: OnceCell::new(),
+            named: policy.named(),
+        }
+    }
+
+    /// What the policy grants `spec` by its name, and, when a grant is
+    /// there but does not hold, why (to append to a refusal). A grant
+    /// pinned to an image holds only while the record runs it, and never
+    /// when the db itself makes that image (a docker_images Tag): an edit
+    /// there would change what the pin names.
+    fn grant(&self, spec: &ContainerSpec) -> (Option<&'a Grant>, String) {
+        let (name, image) = (spec.name.as_str(), spec.config.image.as_str());
+        let Some(granted) = self.policy.records.get(name) else {
+            return (None, String::new());
+        };
+        let note = match &granted.image {
+            Some(pin) if pin != image => format!(" ([records.{name}] holds only for image {pin}, and this record's Image is {image})"),
+            Some(pin) if self.images.contains_key(pin) => format!(" ([records.{name}] is pinned to {pin}, which a docker_images record builds here, so a db edit could change what it is; pin a registry digest)"),
+            _ => return (Some(granted), String::new()),
+        };
+        (None, note)
+    }
+
+    fn denied(&self) -> &[(Denied, PathBuf)] {
+        self.denied.get_or_init(|| {
+            self.paths
+                .denied
+                .iter()
+                .map(|d| (d.clone(), (self.resolve)(&d.path)))
+                .collect()
+        })
+    }
+
+    /// (berth's data folder as written and resolved, every bind root the
+    /// policy lists resolved, the data folder first).
+    fn roots(&self) -> &(Vec<PathBuf>, Vec<PathBuf>) {
+        self.roots.get_or_init(|| {
+            let data = &self.paths.data_root;
+            let resolved_data = (self.resolve)(data);
+            let binds = std::iter::once(resolved_data.clone())
+                .chain(self.policy.bind_roots.iter().map(|r| (self.resolve)(r)))
+                .collect();
+            (vec![data.clone(), resolved_data], binds)
+        })
+    }
+
     fn record(
         &self,
         spec: &ContainerSpec,
@@ -330,21 +377,8 @@ impl Checker<'_> {
     ) {
         let name = spec.name.as_str();
         let none = Grant::default();
-        let granted = self.policy.records.get(name).unwrap_or(&none);
-        // A grant pinned to an image holds only while the record runs it,
-        // and never when the db itself makes that image (a docker_images
-        // Tag): an edit there would change what the pin names.
-        let pin_note = granted.image.as_ref().and_then(|pin| {
-            if *pin != spec.config.image {
-                Some(format!(" ([records.{name}] holds only for image {pin}, and this record's Image is {})", spec.config.image))
-            } else if self.images.contains_key(pin) {
-                Some(format!(" ([records.{name}] is pinned to {pin}, which a docker_images record builds here, so a db edit could change what it is; pin a registry digest)"))
-            } else {
-                None
-            }
-        });
-        let grant = if pin_note.is_some() { &none } else { granted };
-        let pin_note = pin_note.unwrap_or_default();
+        let (grant, pin_note) = self.grant(spec);
+        let grant = grant.unwrap_or(&none);
         let policy = &self.named;
         let req = &spec.requested;
         let mut fail = |property: &'static str, value: Option<&str>, why: String| {
@@ -524,15 +558,16 @@ impl Checker<'_> {
             return Some(why);
         }
         let via = |s: &Path| via(source, s);
-        let roots: Vec<&PathBuf> = std::iter::once(&self.paths.data_root)
-            .chain(&self.policy.bind_roots)
-            .chain(granted)
-            .collect();
-        if !roots
-            .iter()
-            .any(|r| resolved.starts_with((self.resolve)(r)))
-        {
-            let listed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        let inside = self.roots().1.iter().any(|r| resolved.starts_with(r))
+            || granted
+                .iter()
+                .any(|r| resolved.starts_with((self.resolve)(r)));
+        if !inside {
+            let listed: Vec<String> = std::iter::once(&self.paths.data_root)
+                .chain(&self.policy.bind_roots)
+                .chain(granted)
+                .map(|r| r.display().to_string())
+                .collect();
             return Some(format!(
                 "outside every folder the {} lets records mount ({}; add one to bind_roots){}",
                 self.named.clone(),
@@ -546,12 +581,9 @@ impl Checker<'_> {
     /// Why `source` (resolved: `resolved`) is a denied path, lies in one or
     /// holds one; `used` says what is never done with it.
     fn denied_near(&self, source: &Path, resolved: &Path, used: &str) -> Option<String> {
-        let data_roots = [
-            self.paths.data_root.clone(),
-            (self.resolve)(&self.paths.data_root),
-        ];
+        let data_roots = &self.roots().0;
         for s in [source, resolved] {
-            for (d, real) in &self.denied {
+            for (d, real) in self.denied() {
                 let what = &d.what;
                 for d_path in [d.path.as_path(), real.as_path()] {
                     // berth's data folder lies in its state folder.
@@ -596,18 +628,7 @@ pub fn image_path_refusal(
     resolve: &dyn Fn(&Path) -> PathBuf,
 ) -> Option<String> {
     let images = BTreeMap::new();
-    let check = Checker {
-        policy,
-        images: &images,
-        paths,
-        resolve,
-        denied: paths
-            .denied
-            .iter()
-            .map(|d| (d.clone(), resolve(&d.path)))
-            .collect(),
-        named: policy.named(),
-    };
+    let check = Checker::new(policy, &images, paths, resolve);
     let resolved = resolve(path);
     if let Some(why) = check.denied_near(path, &resolved, "read into an image") {
         return Some(format!("{}: {why}", path.display()));
@@ -692,67 +713,53 @@ fn capacity(declared: &mut Declared, policy: &Policy, host: Host) -> Capacity {
     let mut refused = Vec::new();
     if refuse {
         let named = policy.named();
+        let mut refuse_record = |declared: &mut Declared, name: &str, property, why| {
+            fail_record_with(declared, name, Some(property), None, why);
+            refused.push(name.to_string());
+        };
         // A record without a limit would escape the sums: under `refuse`
-        // every enabled record declares both.
+        // every enabled record declares both (so none is left unlimited).
         for (_, _, name) in &order {
-            let Some((m, c)) = declared.specs.get(name).map(limits) else {
-                continue;
-            };
-            let missing = match (m, c) {
-                (None, _) => "MaxMemory",
-                (_, None) => "MaxCpu",
-                _ => continue,
+            let (m, c) = match declared.specs.get(name).map(limits) {
+                Some((Some(_), Some(_))) | None => continue,
+                Some(both) => both,
             };
             memory -= m.unwrap_or(0);
             nano_cpus -= c.unwrap_or(0);
-            no_memory_limit.retain(|n| n != name);
-            no_cpu_limit.retain(|n| n != name);
-            fail_record_with(
+            refuse_record(
                 declared,
                 name,
-                Some(missing),
-                None,
+                if m.is_none() { "MaxMemory" } else { "MaxCpu" },
                 format!("the {named} refuses over-commit ([capacity] over_commit = refuse), so every enabled record needs MaxMemory and MaxCpu to be counted"),
             );
-            refused.push(name.clone());
         }
+        no_memory_limit.clear();
+        no_cpu_limit.clear();
         for (_, _, name) in order.iter().rev() {
             if memory <= host.memory && nano_cpus <= host.nano_cpus {
                 break;
             }
-            let Some((m, c)) = declared.specs.get(name).map(limits) else {
+            let Some((Some(m), Some(c))) = declared.specs.get(name).map(limits) else {
                 continue;
             };
-            let over_m = memory > host.memory && m.is_some();
-            let over_c = nano_cpus > host.nano_cpus && c.is_some();
-            if !over_m && !over_c {
-                continue;
-            }
-            let (property, why) = if over_m {
-                (
-                    "MaxMemory",
-                    format!(
-                        "the memory limits of enabled records add up to {} with this one, over the host's {} ({named}: [capacity] over_commit = refuse; the last records in start order are refused first)",
-                        mib(memory),
-                        mib(host.memory)
-                    ),
-                )
+            let why = |what: &str, sum: String, of_host: String| {
+                format!("the {what} limits of enabled records add up to {sum} with this one, over the host's {of_host} ({named}: [capacity] over_commit = refuse; the last records in start order are refused first)")
+            };
+            let (property, why) = if memory > host.memory {
+                ("MaxMemory", why("memory", mib(memory), mib(host.memory)))
             } else {
                 (
                     "MaxCpu",
-                    format!(
-                        "the CPU limits of enabled records add up to {} cores with this one, over the host's {} ({named}: [capacity] over_commit = refuse; the last records in start order are refused first)",
-                        cores(nano_cpus),
-                        cores(host.nano_cpus)
+                    why(
+                        "CPU",
+                        format!("{} cores", cores(nano_cpus)),
+                        cores(host.nano_cpus),
                     ),
                 )
             };
-            memory -= m.unwrap_or(0);
-            nano_cpus -= c.unwrap_or(0);
-            no_memory_limit.retain(|n| n != name);
-            no_cpu_limit.retain(|n| n != name);
-            fail_record_with(declared, name, Some(property), None, why);
-            refused.push(name.clone());
+            memory -= m;
+            nano_cpus -= c;
+            refuse_record(declared, name, property, why);
         }
     }
     Capacity {
@@ -780,11 +787,6 @@ pub fn mib(bytes: i64) -> String {
 pub fn cores(nano: i64) -> String {
     let c = nano as f64 / 1e9;
     format!("{}", (c * 100.0).round() / 100.0)
-}
-
-/// The profile names that confine, for a `docker_images` record's check.
-pub fn is_confined(policy: &Policy, profile: &str) -> bool {
-    policy.profile(profile).is_some_and(|p| p.confined) || profile == CONFINED_PROFILE
 }
 
 #[cfg(test)]

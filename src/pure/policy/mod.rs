@@ -25,6 +25,20 @@ pub const CONFINED_PROFILE: &str = "confined";
 /// The user a confined container runs as when its image names root or none.
 pub const NOBODY: &str = "65534:65534";
 
+/// Whether an image's `USER` surely runs as someone other than root: a
+/// numeric uid other than 0, with a numeric group if any. A name is the
+/// image's own `/etc/passwd` to resolve, and may map to 0.
+pub fn is_numeric_non_root(user: &str) -> bool {
+    let numeric = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok()
+    };
+    let (uid, gid) = match user.trim().split_once(':') {
+        Some((uid, gid)) => (uid, Some(gid)),
+        None => (user.trim(), None),
+    };
+    numeric(uid) && uid.parse::<u32>() != Ok(0) && gid.is_none_or(numeric)
+}
+
 /// The effective policy: the file's settings over the built-in defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -406,15 +420,26 @@ impl Policy {
         self.records.get(name).cloned().unwrap_or_default()
     }
 
-    /// Whether record `name` may name profile `profile`: the policy's
-    /// `default_profile`, any confining profile, or one its grant lists.
-    pub fn may_choose(&self, name: &str, profile: &str) -> bool {
+    /// The grant of record `name` while it runs (an image record: makes)
+    /// `image`: one pinned to another image holds nothing.
+    pub fn grant_for(&self, name: &str, image: &str) -> Option<&Grant> {
+        self.records
+            .get(name)
+            .filter(|g| g.image.as_ref().is_none_or(|pin| pin == image))
+    }
+
+    /// Whether profile `name` exists and confines.
+    pub fn confines(&self, name: &str) -> bool {
+        self.profile(name).is_some_and(|p| p.confined)
+    }
+
+    /// Whether a record with `grant` may name profile `profile`: the
+    /// policy's `default_profile`, any confining profile, or one its grant
+    /// lists (a record can always confine itself more, never less).
+    pub fn may_choose(&self, grant: Option<&Grant>, profile: &str) -> bool {
         profile == self.default_profile
-            || self.profile(profile).is_some_and(|p| p.confined)
-            || self
-                .records
-                .get(name)
-                .is_some_and(|g| g.profiles.iter().any(|p| p == profile))
+            || self.confines(profile)
+            || grant.is_some_and(|g| g.profiles.iter().any(|p| p == profile))
     }
 
     /// Whether an image berth builds from a `docker_images` record with

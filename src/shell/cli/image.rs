@@ -254,11 +254,7 @@ async fn list(config: &Config) -> anyhow::Result<i32> {
     );
     for spec in declared.specs.values() {
         let id = engine.image_id(&spec.tag).await?;
-        let source = match spec.source {
-            images::Source::Git { .. } => "git",
-            images::Source::Rootfs { .. } => "rootfs",
-            images::Source::Tar { .. } => "tar",
-        };
+        let source = spec.source.kind();
         let status = match lineage.iter().find(|l| l.image == spec.name) {
             Some(l) if l.outdated => format!(
                 "outdated: base {} moved",

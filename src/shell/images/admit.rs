@@ -15,17 +15,7 @@ use super::record::{ImageSpec, Source};
 use super::tenant::Refusal;
 use super::ImageError;
 use crate::config::Config;
-use crate::policy::enforce::is_confined;
-use crate::policy::{Policy, PolicyError, CONFINED_PROFILE};
-
-/// The word `[images] sources` knows a `Source` by.
-pub fn kind(source: &Source) -> &'static str {
-    match source {
-        Source::Git { .. } => "git",
-        Source::Rootfs { .. } => "rootfs",
-        Source::Tar { .. } => "tar",
-    }
-}
+use crate::policy::{Policy, PolicyError};
 
 /// Lets `spec` be built under `policy`, or says why not. Returns the
 /// profile it is checked under when it is a tenant image (a tar whose
@@ -50,7 +40,7 @@ pub fn admit<'p>(
             }
         }
     }
-    let tenant = matches!(spec.source, Source::Tar { .. }) && is_confined(policy, &profile);
+    let tenant = matches!(spec.source, Source::Tar { .. }) && policy.confines(&profile);
     Ok(tenant.then_some((profile, policy)))
 }
 
@@ -63,7 +53,7 @@ fn judge_record<'p>(
     let policy = policy
         .as_ref()
         .map_err(|e| Refusal::Policy(e.to_string()))?;
-    let kind = kind(&spec.source);
+    let kind = spec.source.kind();
     if !policy.allows_build(kind) {
         return Err(Refusal::Source {
             kind,
@@ -75,7 +65,7 @@ fn judge_record<'p>(
         .profile
         .clone()
         .unwrap_or_else(|| policy.default_profile.clone());
-    if policy.profile(&name).is_none() && name != CONFINED_PROFILE {
+    if policy.profile(&name).is_none() {
         return Err(Refusal::UnknownProfile {
             name,
             policy: policy.named(),
@@ -87,7 +77,8 @@ fn judge_record<'p>(
                 .join(", "),
         });
     }
-    if !may_name(policy, spec, &name) {
+    // An image record's grant holds while it makes the pinned image.
+    if !policy.may_choose(policy.grant_for(&spec.name, &spec.tag), &name) {
         return Err(Refusal::ProfileNotAllowed {
             name,
             default: policy.default_profile.clone(),
@@ -138,18 +129,6 @@ pub fn open_judged(
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&at)
         .map_err(io)
-}
-
-/// The containers' rule (`Policy::may_choose`) for an image record: the
-/// default profile, a confining one, or one the record's grant lists. A
-/// grant pinned to an image holds only for a record producing that image.
-fn may_name(policy: &Policy, spec: &ImageSpec, profile: &str) -> bool {
-    profile == policy.default_profile
-        || is_confined(policy, profile)
-        || policy.records.get(&spec.name).is_some_and(|g| {
-            g.profiles.iter().any(|p| p == profile)
-                && g.image.as_ref().is_none_or(|pin| *pin == spec.tag)
-        })
 }
 
 /// The folders here a git `Repository` makes `git clone` read (as git

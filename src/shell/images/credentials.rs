@@ -83,46 +83,30 @@ pub enum CredentialsError {
 /// regular file (a link is not followed), owned by root or by berth's own
 /// user, readable by its owner only.
 pub fn load(path: &Path) -> Result<Credentials, CredentialsError> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use crate::safe_fs::{read_trusted, TrustError};
     let path_buf = || path.to_path_buf();
-    let io = |error: std::io::Error| CredentialsError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::default()),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(CredentialsError::Link { path: path_buf() })
+    let text = match read_trusted(path, 0o077, MAX_SIZE) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(Credentials::default()),
+        Err(TrustError::Link) => return Err(CredentialsError::Link { path: path_buf() }),
+        Err(TrustError::NotAFile) => return Err(CredentialsError::NotAFile { path: path_buf() }),
+        Err(TrustError::Owner(uid)) => {
+            return Err(CredentialsError::Owner {
+                path: path_buf(),
+                uid,
+            })
         }
-        Err(e) => return Err(io(e)),
+        Err(TrustError::Mode(_)) => return Err(CredentialsError::Readable { path: path_buf() }),
+        Err(TrustError::TooLarge(_)) => {
+            return Err(CredentialsError::TooLarge { path: path_buf() })
+        }
+        Err(TrustError::Io(error)) => {
+            return Err(CredentialsError::Io {
+                path: path_buf(),
+                error,
+            })
+        }
     };
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(CredentialsError::NotAFile { path: path_buf() });
-    }
-    let me = nix::unistd::Uid::effective().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(CredentialsError::Owner {
-            path: path_buf(),
-            uid: meta.uid(),
-        });
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(CredentialsError::Readable { path: path_buf() });
-    }
-    let mut text = String::new();
-    file.take(MAX_SIZE + 1)
-        .read_to_string(&mut text)
-        .map_err(io)?;
-    if text.len() as u64 > MAX_SIZE {
-        return Err(CredentialsError::TooLarge { path: path_buf() });
-    }
     toml::from_str(&text).map_err(|e| CredentialsError::Parse {
         path: path_buf(),
         line: e.span().map_or(0, |span| {

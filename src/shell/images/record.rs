@@ -27,6 +27,18 @@ pub enum Source {
     Tar { path: PathBuf },
 }
 
+impl Source {
+    /// The word the `Source` property (and the policy's `[images]
+    /// sources`) knows it by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Git { .. } => "git",
+            Source::Rootfs { .. } => "rootfs",
+            Source::Tar { .. } => "tar",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSpec {
     pub name: String,
@@ -310,6 +322,14 @@ pub fn dockerfile_bases(text: &str) -> Vec<String> {
         }
     }
     bases
+}
+
+/// The one valid record `text` declares (tests of what judges records).
+#[cfg(test)]
+pub fn one_spec(text: &str) -> ImageSpec {
+    let d = declare(&Db::parse(Path::new("/srv/db/docker_images"), text));
+    assert!(d.failed.is_empty(), "{:?}", d.failed);
+    d.specs.into_values().next().expect("one spec")
 }
 
 #[cfg(test)]

@@ -74,15 +74,18 @@ pub(super) fn produced(
 /// owners numeric, paths relative to the folder.
 pub fn folder_as_tar(folder: &Path) -> ByteStream {
     let folder = folder.to_path_buf();
-    produced(move |w| {
-        let mut builder = tar::Builder::new(w);
-        builder.follow_symlinks(false);
-        builder.mode(tar::HeaderMode::Complete);
-        builder.append_dir_all(".", &folder).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot pack {}: {e}", folder.display()))
-        })?;
-        builder.finish()
-    })
+    produced(move |w| pack(w, &folder, &folder.display().to_string()))
+}
+
+/// The folder at `at` into `w` as a tar (`shown` names it in an error).
+fn pack(w: &mut ChunkWriter, at: &Path, shown: &str) -> std::io::Result<()> {
+    let mut builder = tar::Builder::new(w);
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Complete);
+    builder
+        .append_dir_all(".", at)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot pack {shown}: {e}")))?;
+    builder.finish()
 }
 
 /// The file at `path`, opened now (so a missing file is said at once).
@@ -120,13 +123,7 @@ pub fn opened_folder_as_tar(dir: std::fs::File) -> ByteStream {
     use std::os::fd::AsRawFd;
     let at = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     produced(move |w| {
-        let mut builder = tar::Builder::new(w);
-        builder.follow_symlinks(false);
-        builder.mode(tar::HeaderMode::Complete);
-        builder
-            .append_dir_all(".", &at)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot pack the folder: {e}")))?;
-        builder.finish()?;
+        pack(w, &at, "the folder")?;
         drop(dir);
         Ok(())
     })

@@ -89,14 +89,6 @@ pub enum Refusal {
     Changed { id: String, path: PathBuf },
 }
 
-/// "policy /etc/berth/policy.toml", or the built-in one.
-pub(super) fn policy_name(policy: &Policy) -> String {
-    match &policy.source {
-        Some(p) => format!("policy {}", p.display()),
-        None => "built-in policy (no policy file)".to_string(),
-    }
-}
-
 /// Most characters of a value a refusal quotes: an image config may hold
 /// huge values, or secrets, and refusals land in logs and notifications.
 const QUOTE_LIMIT: usize = 200;
@@ -133,7 +125,7 @@ pub fn judge(config: &[u8], profile: &str, policy: &Policy) -> Result<(), Refusa
             what,
             value: quoted(&value.to_string()),
             profile: profile.to_string(),
-            policy: policy_name(policy),
+            policy: policy.named(),
         };
         for what in ["Entrypoint", "Cmd"] {
             if let Some(value) = run.get(what).filter(|v| is_set(Some(v))) {
@@ -165,24 +157,20 @@ pub fn judge(config: &[u8], profile: &str, policy: &Policy) -> Result<(), Refusa
     if user.is_empty() {
         return Ok(());
     }
-    let (uid, gid) = match user.split_once(':') {
-        Some((uid, gid)) => (uid, Some(gid)),
-        None => (user, None),
-    };
-    let numeric = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
-    if (numeric(uid) && uid.parse::<u64>() == Ok(0)) || uid.trim() == "root" {
-        return Err(Refusal::Root {
-            user: quoted(user),
-            profile: profile.to_string(),
-        });
+    if crate::policy::is_numeric_non_root(user) {
+        return Ok(());
     }
-    if !numeric(uid) || !gid.is_none_or(numeric) {
-        return Err(Refusal::UserName {
-            user: quoted(user),
-            profile: profile.to_string(),
-        });
-    }
-    Ok(())
+    let uid = user.split(':').next().unwrap_or(user);
+    let root = uid == "root"
+        || (!uid.is_empty()
+            && uid.bytes().all(|b| b.is_ascii_digit())
+            && uid.parse::<u64>() == Ok(0));
+    let (user, profile) = (quoted(user), profile.to_string());
+    Err(if root {
+        Refusal::Root { user, profile }
+    } else {
+        Refusal::UserName { user, profile }
+    })
 }
 
 /// What the check read from the tar.
@@ -256,6 +244,9 @@ fn last_entry(file: &File, wanted: &str, limit: u64) -> Result<Option<Vec<u8>>, 
 /// Reads the manifest and one image's config from the tar at `path`: its
 /// only image, or, when it holds several, the one whose `RepoTags` name
 /// `tag` (the record's): only that one is loaded, and tagged `tag`.
+/// Tests only: it opens by path, following links; berthd reads the file
+/// `admit::open_judged` opened, with [`read_from`].
+#[cfg(test)]
 pub fn read(path: &Path, tag: &str) -> Result<Checked, Refusal> {
     let file = File::open(path).map_err(|e| Refusal::Unreadable {
         path: path.to_path_buf(),
@@ -346,7 +337,9 @@ pub fn read_from(file: &File, path: &Path, tag: &str) -> Result<Checked, Refusal
 /// The tar at `path` as the engine gets it: every entry but the names
 /// (`manifest.json`, `index.json`, `repositories`) and the config, then
 /// the checked config and a manifest of the checked image with no
-/// `RepoTags`. Opened now, so a missing file is said at once.
+/// `RepoTags`. Tests only, as [`read`]: berthd streams the file it judged
+/// with [`untagged_from`].
+#[cfg(test)]
 pub fn untagged(path: &Path, checked: &Checked) -> Result<ByteStream, ImageError> {
     let file = File::open(path).map_err(|error| ImageError::Io {
         path: path.to_path_buf(),
@@ -439,7 +432,7 @@ pub async fn load<E: Engine>(
         log(&format!(
             "berth: {} passes the {}",
             crate::plan::short(&checked.id),
-            policy_name(policy)
+            policy.named()
         ));
     }
     log(&format!(

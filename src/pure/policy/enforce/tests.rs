@@ -8,14 +8,7 @@ use crate::declared::{from_text, Declared};
 use crate::policy::{Policy, PolicyError};
 
 fn paths() -> HostPaths {
-    let mut denied: Vec<Denied> = ALWAYS_DENIED
-        .iter()
-        .map(|p| Denied {
-            path: PathBuf::from(p),
-            what: (*p).to_string(),
-            contents: *p != "/",
-        })
-        .collect();
+    let mut denied = always_denied();
     denied.push(Denied {
         path: PathBuf::from("/var/lib/berth"),
         what: "berth's state folder /var/lib/berth".into(),

@@ -22,13 +22,10 @@ const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
 /// (with a numeric group, if any), else nobody. A name is the image's own
 /// `/etc/passwd` to resolve, which may map it to 0: never trusted.
 pub(crate) fn non_root_user(image_user: &str) -> String {
-    let user = image_user.trim();
-    let mut parts = user.splitn(2, ':');
-    let uid = parts.next().unwrap_or("").parse::<u32>();
-    let gid_ok = parts.next().is_none_or(|g| g.parse::<u32>().is_ok());
-    match uid {
-        Ok(uid) if uid != 0 && gid_ok => user.to_string(),
-        _ => NOBODY.to_string(),
+    if crate::policy::is_numeric_non_root(image_user) {
+        image_user.trim().to_string()
+    } else {
+        NOBODY.to_string()
     }
 }
 

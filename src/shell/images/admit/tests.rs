@@ -4,19 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::images::record::declare;
 
 fn policy(text: &str) -> Result<Policy, PolicyError> {
     Policy::parse(Path::new("/etc/berth/policy.toml"), text)
 }
 
 fn spec(record: &str) -> ImageSpec {
-    let d = declare(&crate::db::Db::parse(
-        Path::new("/srv/db/docker_images"),
-        record,
-    ));
-    assert!(d.failed.is_empty(), "{:?}", d.failed);
-    d.specs.into_values().next().expect("one spec")
+    crate::images::record::one_spec(record)
 }
 
 /// A refusal as said.

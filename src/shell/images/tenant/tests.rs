@@ -112,12 +112,7 @@ fn a_root_user_is_refused_and_an_empty_one_is_not() {
 }
 
 fn spec(record: &str) -> ImageSpec {
-    let d = declare(&crate::db::Db::parse(
-        Path::new("/srv/db/docker_images"),
-        record,
-    ));
-    assert!(d.failed.is_empty(), "{:?}", d.failed);
-    d.specs.into_values().next().expect("one spec")
+    crate::images::record::one_spec(record)
 }
 
 #[test]
@@ -183,13 +178,7 @@ fn saved_tar(run: Value, tags: &[&str]) -> (Vec<u8>, String) {
         json!([{"Config": config, "RepoTags": tags, "Layers": ["layer/layer.tar"]}]).to_string()
     };
     let mut b = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, body: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, body).expect("append");
-    };
+    let mut add = |name: &str, body: &[u8]| append(&mut b, name, body);
     add("manifest.json", manifest("other.json").as_bytes());
     add("layer/layer.tar", &[0u8; 1024]);
     add(&format!("./{hex}.json"), &config);
@@ -429,17 +418,20 @@ fn a_health_check_is_tenant_code_and_a_refusal_quotes_little() {
     }
 }
 
+/// A regular file `name` holding `body`, into the tar `b`.
+fn append(b: &mut tar::Builder<Vec<u8>>, name: &str, body: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(body.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, name, body).expect("append");
+}
+
 /// A tar holding several images, each `(tags, run)`, in that order.
 fn several(images: &[(&[&str], Value)]) -> Vec<u8> {
     let mut manifest = Vec::new();
     let mut b = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, body: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, body).expect("append");
-    };
+    let mut add = |name: &str, body: &[u8]| append(&mut b, name, body);
     for (tags, run) in images {
         let config = config(run.clone());
         let name = format!("{:x}.json", Sha256::digest(&config));
