@@ -1,27 +1,14 @@
 //! `berthd`: the daemon systemd starts at boot. Runs until SIGTERM/SIGINT.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "berthd",
-    version,
-    about = "The berth daemon: watches, reconciles, serves the API"
-)]
-struct Args {
-    /// Config file (default: $BERTH_CONFIG, else /etc/berth/berth.toml).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     if let Some(code) = berth::templates::isolated::serve_if_asked() {
         return code;
     }
-    let args = Args::parse();
+    let args = berth::daemon::args::Args::parse();
     berth::daemon::systemd::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

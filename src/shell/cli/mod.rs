@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod backend;
 pub mod db;
+pub mod docs;
 pub mod history;
 pub mod image;
 pub mod outcome;
@@ -98,6 +99,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes the man pages and completions into DIR (for the packages).
+    #[command(name = "generate-docs", hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 /// Parses the command line, runs the verb, maps the result to an exit code:
@@ -111,6 +115,15 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Command::GenerateDocs { dir } = &cli.command {
+        return match docs::write(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::locate(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -153,6 +166,7 @@ pub fn main() -> ExitCode {
             with_runtime(signal_event::run(&config, &event, &args))
         }
         Command::Status { name, json } => with_runtime(status::run(&config, name.as_deref(), json)),
+        Command::GenerateDocs { .. } => 0,
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -17,6 +17,7 @@
 //! so its tests (`tests.rs`) drive it in-process on a fake engine and
 //! tokio's paused time.
 
+pub mod args;
 mod backend;
 pub mod connect;
 mod engine_link;
