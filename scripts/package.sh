@@ -51,5 +51,6 @@ if [ -n "$version" ]; then
   rpm_args+=(--set-metadata "version = \"$version\"")
 fi
 cargo deb --locked --no-build --profile dist --output "$out" "${deb_args[@]}"
-cargo generate-rpm --profile dist --output "$out" "${rpm_args[@]}"
+# gzip, not zstd: EL7's rpm (SME Server 10) reads no zstd payload.
+cargo generate-rpm --profile dist --payload-compress gzip --output "$out" "${rpm_args[@]}"
 ls -1 "$out"
