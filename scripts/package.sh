@@ -32,6 +32,10 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 1700000000)
 fi
 export SOURCE_DATE_EPOCH
+# The packers keep a file's own time when it is older: the files they take
+# from the tree get the commit's, so a checkout's age changes nothing.
+find conf templates systemd packaging README.md CHANGELOG.md -type f \
+  -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 # No build path in the binaries: a clone elsewhere builds the same bytes.
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 export RUSTFLAGS="--remap-path-prefix=$PWD=/usr/src/berth --remap-path-prefix=$cargo_home=/cargo"

@@ -303,6 +303,10 @@ pub fn is_leftover(name: &str) -> bool {
             ".dpkg-old",
             ".dpkg-new",
             ".dpkg-dist",
+            // dpkg's file while it unpacks an upgrade, and its backup.
+            ".dpkg-tmp",
+            ".dpkg-bak",
+            ".rpmorig",
         ]
         .iter()
         .any(|s| name.ends_with(s))

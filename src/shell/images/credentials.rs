@@ -162,6 +162,36 @@ mod tests {
             .is_empty());
     }
 
+    /// conf/credentials.toml, as the packages install it (0600): it loads
+    /// and allows nothing; with its examples uncommented, each key lands
+    /// where its comment says (api_token above the tables).
+    #[test]
+    fn the_shipped_example_loads_as_is_and_uncommented() {
+        let shipped = include_str!("../../../conf/credentials.toml");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("credentials.toml");
+        let write = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        };
+        write(shipped);
+        let c = load(&path).expect("the shipped file loads");
+        assert!(c.credentials.is_empty() && c.webhooks.is_empty() && c.api_token.is_none());
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write(&uncommented);
+        let c = load(&path).expect("the examples load");
+        assert_eq!(c.api_token.as_deref(), Some("a-long-random-token"));
+        assert!(c.login("myregistry").is_ok());
+        assert!(c.webhook_allows("app", "a-long-random-token"));
+    }
+
     #[test]
     fn a_line_that_does_not_parse_is_named_never_quoted() {
         let dir = tempfile::tempdir().expect("tempdir");

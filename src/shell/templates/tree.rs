@@ -232,6 +232,9 @@ mod tests {
             "10a~",
             "x.swp",
             "y.rpmnew",
+            // A package upgrade's files, mid-unpack and kept.
+            "20b.dpkg-tmp",
+            "20b.dpkg-dist",
             ".meta.toml",
         ] {
             write(&std_tree.join("etc/app.conf").join(name), name);
