@@ -32,20 +32,22 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 1700000000)
 fi
 export SOURCE_DATE_EPOCH
-# The packers keep a file's own time when it is older: the files they take
-# from the tree get the commit's, so a checkout's age changes nothing.
-find conf templates systemd packaging README.md CHANGELOG.md -type f \
-  -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 # No build path in the binaries: a clone elsewhere builds the same bytes.
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 export RUSTFLAGS="--remap-path-prefix=$PWD=/usr/src/berth --remap-path-prefix=$cargo_home=/cargo"
 
 cargo build --locked --profile dist --bins
-docs=target/dist-docs
-rm -rf "$docs"
-target/dist/berth generate-docs "$docs"
-gzip -9n "$docs"/man/*
-touch -d "@$SOURCE_DATE_EPOCH" "$docs"/man/* "$docs"/completions/*
+
+# What the packages take from the tree, staged with the commit's time (the
+# packers keep a file's own time when it is older, so a checkout's age
+# would show), and the docs generated beside it.
+stage=target/dist-stage
+rm -rf "$stage"
+mkdir -p "$stage"
+cp -a --parents conf templates systemd packaging README.md CHANGELOG.md "$stage"/
+target/dist/berth generate-docs "$stage/docs"
+gzip -9n "$stage"/docs/man/*
+find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 mkdir -p "$out"
 deb_args=()

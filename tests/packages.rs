@@ -381,7 +381,7 @@ fn the_deb_and_the_rpm_ship_the_same_files() {
         .find(|l| l.ends_with("./etc/berth/credentials.toml"))
         .expect("credentials in the .deb");
     assert!(
-        credentials.starts_with("-rw------- root/root"),
+        credentials.starts_with("-rw------- 0/0 "),
         "{credentials}"
     );
 }
