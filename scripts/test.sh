@@ -9,8 +9,11 @@ scripts/setup-host.sh
 
 log=$(mktemp)
 cleanup() {
-  # The busybox images the tests made and cached for themselves.
+  # The images the tests made and cached for themselves: busybox, and the
+  # Debian root with systemd the package test boots.
   docker images --format '{{.Repository}}:{{.Tag}}' 'berth-test/busybox' 2>/dev/null \
+    | xargs -r docker rmi >/dev/null 2>&1 || true
+  docker images --format '{{.Repository}}:{{.Tag}}' 'berth-test/debian-systemd' 2>/dev/null \
     | xargs -r docker rmi >/dev/null 2>&1 || true
   rm -f "$log"
 }

@@ -380,10 +380,7 @@ fn the_deb_and_the_rpm_ship_the_same_files() {
         .lines()
         .find(|l| l.ends_with("./etc/berth/credentials.toml"))
         .expect("credentials in the .deb");
-    assert!(
-        credentials.starts_with("-rw------- 0/0 "),
-        "{credentials}"
-    );
+    assert!(credentials.starts_with("-rw------- 0/0 "), "{credentials}");
 }
 
 /// The same tree packs the same bytes: a second run of the script makes
