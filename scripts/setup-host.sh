@@ -14,9 +14,10 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need+=(apache2)
 # A real registry for the push tests.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
-# The package tests: a Debian root with systemd for the .deb, rpm and
-# rpmlint for the .rpm.
+# The package tests: a Debian root with systemd and lintian for the .deb,
+# rpm and rpmlint for the .rpm.
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v rpmlint >/dev/null 2>&1 || need+=(rpmlint)
 if [ ${#need[@]} -gt 0 ]; then

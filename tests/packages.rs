@@ -1,6 +1,7 @@
 //! The packages scripts/package.sh builds, checked as files: the .rpm with
 //! rpm itself (metadata, file flags, scriptlets, rpmlint, an install, an
-//! upgrade and an erase in an empty `--root`), the .deb with dpkg-deb, both
+//! upgrade and an erase in an empty `--root`), the .deb with dpkg-deb and
+//! lintian, both
 //! against each other, and the build's reproducibility. (The .deb installed
 //! under a real systemd is tests/package_systemd.rs.)
 //!
@@ -233,6 +234,21 @@ fn rpmlint_finds_only_the_known_errors() {
     assert!(
         stdout.contains("1 packages"),
         "rpmlint did not check it:\n{stdout}\n{stderr}"
+    );
+}
+
+/// lintian finds no error in the .deb. (Its warnings are known: the 0600
+/// credentials file, the dpkg database path in berth's list of paths never
+/// mounted, the upstream changelog's name, a generated copyright file.)
+#[test]
+fn lintian_finds_no_error() {
+    let (_, stdout, stderr) = run("lintian", &["--tag-display-limit", "0", path(&built().deb)]);
+    let errors: Vec<&str> = stdout.lines().filter(|l| l.starts_with("E: ")).collect();
+    assert!(errors.is_empty(), "lintian errors:\n{stdout}\n{stderr}");
+    // It ran and looked: the known warning is there.
+    assert!(
+        stdout.contains("non-standard-file-perm 0600"),
+        "lintian did not check it:\n{stdout}\n{stderr}"
     );
 }
 
