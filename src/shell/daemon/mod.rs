@@ -548,7 +548,16 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             self.timers.prune = now + PRUNE_EVERY;
             spawn_prune(&self.config);
         }
-        if outcome.is_ok() && !self.ready_sent {
+        // Ready once the first pass has ended, whatever it met: the API
+        // serves, and a pass the engine's absence cut short is retried. A
+        // READY held for the engine would fail the unit at its start timeout
+        // (and the package's install with it) when dockerd is late or down;
+        // `systemctl status` says how the last pass went instead.
+        systemd::notify_status(&match &outcome {
+            Ok(_) => "last pass: done".to_string(),
+            Err(e) => format!("last pass failed: {e}"),
+        });
+        if !self.ready_sent {
             systemd::notify_ready();
             self.ready_sent = true;
         }

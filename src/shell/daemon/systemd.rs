@@ -17,6 +17,17 @@ pub fn notify_watchdog() {
     let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
 }
 
+/// The one line `systemctl status berthd` shows: one line (a newline
+/// would end the assignment), at most 200 characters.
+pub fn notify_status(text: &str) {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let _ = sd_notify::notify(false, &[NotifyState::Status(&line)]);
+}
+
 pub fn notify_stopping() {
     let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
 }
@@ -40,7 +51,9 @@ pub fn init_logging() {
     let journal = std::env::var_os("JOURNAL_STREAM").is_some()
         && std::path::Path::new("/run/systemd/journal/socket").exists();
     if journal {
-        if let Ok(layer) = tracing_journald::layer() {
+        // Fields as they are named (RECORD=web, ACTION=create), not
+        // prefixed F_, so `journalctl RECORD=web` finds a record's lines.
+        if let Ok(layer) = tracing_journald::layer().map(|l| l.with_field_prefix(None)) {
             tracing_subscriber::registry()
                 .with(filter)
                 .with(layer)
