@@ -281,12 +281,34 @@ fn deb_under_systemd_install_run_upgrade_remove_purge() {
     let (container_id, _) = container_state(&record).unwrap();
     let labels = docker_inspect_opt(&record).unwrap()["Config"]["Labels"].clone();
     assert_eq!(labels["org.berth.instance"], prefix.as_str());
-    // Logged with fields: RECORD and ACTION, as the journal shows them.
-    wait_until(&sc, 30, "a journal entry RECORD=<record> ACTION=create", || {
-        sc.journal_entries(UNIT).iter().any(|e| {
+    // Logged with fields RECORD and ACTION (what `journalctl RECORD=…`
+    // finds). On failure, the entries naming the record in any field show
+    // what berthd did write.
+    let has_create = |entries: &[serde_json::Value]| {
+        entries.iter().any(|e| {
             e["RECORD"].as_str() == Some(record.as_str()) && e["ACTION"].as_str() == Some("create")
         })
-    });
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let entries = sc.journal_entries(UNIT);
+        if has_create(&entries) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let naming: Vec<String> = entries
+                .iter()
+                .filter(|e| e.to_string().contains(&record))
+                .map(|e| e.to_string())
+                .collect();
+            panic!(
+                "no journal entry RECORD={record} ACTION=create; entries naming it:\n{}\n{}",
+                naming.join("\n"),
+                sc.journal(UNIT)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // --- reload --------------------------------------------------------
     let pid = sc.show(UNIT, "MainPID");
