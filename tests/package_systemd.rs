@@ -95,12 +95,7 @@ fn container_state(name: &str) -> Option<(String, bool)> {
 
 /// Polls `check` every 250 ms until it holds; panics with `what` and the
 /// unit's journal after `secs` (a generous bound, not a timing check).
-fn wait_until(
-    sc: &SystemdContainer,
-    secs: u64,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) {
+fn wait_until(sc: &SystemdContainer, secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if check() {
@@ -108,7 +103,10 @@ fn wait_until(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    panic!("timed out ({secs} s) waiting for {what}\n{}", sc.journal(UNIT));
+    panic!(
+        "timed out ({secs} s) waiting for {what}\n{}",
+        sc.journal(UNIT)
+    );
 }
 
 /// Runs a command inside that must succeed; panics with its output and
@@ -224,7 +222,10 @@ fn deb_under_systemd_install_run_upgrade_remove_purge() {
     // --- watchdog ------------------------------------------------------
     // A short watchdog: berthd must ping at least every 2 s, or systemd
     // kills and restarts it (NRestarts would count it).
-    exec_ok(&sc, &["mkdir", "-p", "/etc/systemd/system/berthd.service.d"]);
+    exec_ok(
+        &sc,
+        &["mkdir", "-p", "/etc/systemd/system/berthd.service.d"],
+    );
     sc.write_file(
         "/etc/systemd/system/berthd.service.d/wd.conf",
         "[Service]\nWatchdogSec=2\n",
@@ -311,7 +312,13 @@ fn deb_under_systemd_install_run_upgrade_remove_purge() {
     }
 
     // --- reload --------------------------------------------------------
+    // What an admin does: edit the config, then reload. berthd logs the
+    // reload only when the config changed, so change a value.
     let pid = sc.show(UNIT, "MainPID");
+    sc.write_file(
+        "/etc/berth/berth.toml",
+        &config.replace("resync_seconds = 5", "resync_seconds = 7"),
+    );
     let reloads = count_messages(&sc, "configuration reloaded");
     exec_ok(&sc, &["systemctl", "reload", UNIT]);
     wait_until(&sc, 30, "\"configuration reloaded\" in the journal", || {
@@ -374,7 +381,10 @@ fn deb_under_systemd_install_run_upgrade_remove_purge() {
         "berthd {state} after remove\n{}",
         sc.journal(UNIT)
     );
-    assert!(!sc.exists("/usr/sbin/berthd"), "remove left /usr/sbin/berthd");
+    assert!(
+        !sc.exists("/usr/sbin/berthd"),
+        "remove left /usr/sbin/berthd"
+    );
     assert!(sc.exists("/etc/berth/berth.toml"), "remove took berth.toml");
     let kept = exec_ok(&sc, &["cat", "/etc/berth/berth.toml"]);
     assert!(kept.contains(&marker), "remove changed berth.toml:\n{kept}");

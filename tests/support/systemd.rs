@@ -149,7 +149,14 @@ impl SystemdContainer {
     pub fn write_file(&self, path: &str, text: &str) {
         use std::io::Write;
         let mut child = Command::new("docker")
-            .args(["exec", "-i", &self.name, "sh", "-c", &format!("cat > '{path}'")])
+            .args([
+                "exec",
+                "-i",
+                &self.name,
+                "sh",
+                "-c",
+                &format!("cat > '{path}'"),
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -183,7 +190,10 @@ impl SystemdContainer {
 
     /// `systemctl is-active UNIT`'s word (active, inactive, failed, …).
     pub fn is_active(&self, unit: &str) -> String {
-        self.exec(&["systemctl", "is-active", unit]).1.trim().to_string()
+        self.exec(&["systemctl", "is-active", unit])
+            .1
+            .trim()
+            .to_string()
     }
 
     /// The unit's last journal lines and status, for failure messages.
