@@ -9,6 +9,7 @@
 
 pub mod registry;
 pub mod sandbox;
+pub mod systemd;
 pub mod tls;
 
 use std::net::{TcpListener, UdpSocket};
