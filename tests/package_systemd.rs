@@ -311,6 +311,22 @@ fn deb_under_systemd_install_run_upgrade_remove_purge() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
+    // --- SME Server's event action (shipped off in the .deb) ------------
+    // What `signal-event docker-update` runs on SME: one apply, through
+    // the running berthd; converged, it succeeds and changes nothing.
+    let (code, out, err) = sc.exec(&["/usr/share/berth/sme/berth-apply", "docker-update"]);
+    assert_eq!(
+        code,
+        0,
+        "the SME action failed:\n{out}\n{err}\n{}",
+        sc.journal(UNIT)
+    );
+    assert!(out.contains("no changes"), "the SME action: {out}\n{err}");
+    assert_eq!(
+        container_state(&record).map(|(id, _)| id),
+        Some(container_id.clone())
+    );
+
     // --- reload --------------------------------------------------------
     // What an admin does: edit the config, then reload. berthd logs the
     // reload only when the config changed, so change a value.
