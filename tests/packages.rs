@@ -339,6 +339,7 @@ fn the_deb_and_the_rpm_ship_the_same_files() {
         only(&deb, &rpm),
         vec![
             "/usr/share/berth/sme/berth-apply",
+            "/usr/share/doc/berth/changelog.Debian.gz",
             "/usr/share/doc/berth/copyright",
             "/usr/share/zsh/vendor-completions/_berth",
             "/usr/share/zsh/vendor-completions/_berthd",
