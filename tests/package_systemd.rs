@@ -10,11 +10,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use support::packages::package;
 use support::systemd::{SystemdContainer, ENGINE_SOCKET_INSIDE};
 use support::{docker_inspect_opt, docker_ok, Prefix};
 
@@ -33,55 +33,10 @@ fn packages() -> &'static Packages {
         let version = env!("CARGO_PKG_VERSION");
         let upgrade_version = format!("{version}+t2");
         Packages {
-            deb: build_deb(None, "target/package-test", version),
-            upgrade: build_deb(
-                Some(&upgrade_version),
-                "target/package-test-upgrade",
-                &upgrade_version,
-            ),
+            deb: package("package-test", None).deb,
+            upgrade: package("package-test-upgrade", Some(&upgrade_version)).deb,
         }
     })
-}
-
-/// Runs scripts/package.sh into `out` and returns the .deb of `version`;
-/// fails the test with the script's output if it fails.
-fn build_deb(version: Option<&str>, out: &str, expect_version: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut command = Command::new("nice");
-    command
-        .args(["-n", "19"])
-        .arg(root.join("scripts/package.sh"))
-        .current_dir(root);
-    if let Some(v) = version {
-        command.args(["--version", v]);
-    }
-    command.args(["--out", out]);
-    let result = command.output().expect("run scripts/package.sh");
-    assert!(
-        result.status.success(),
-        "scripts/package.sh {version:?} --out {out} failed:\n{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    // The file name is cargo-deb's: berth_<version>-1_<arch>.deb. A folder
-    // may hold older builds; only this version's file is ours.
-    let start = format!("berth_{expect_version}-1_");
-    let dir = root.join(out);
-    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.starts_with(&start) && name.ends_with(".deb")
-        })
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one {start}*.deb in {}, found {found:?}",
-        dir.display()
-    );
-    found.into_iter().next().unwrap()
 }
 
 /// The container's ID and whether it runs, or None if there is none.

@@ -8,10 +8,14 @@
 //! No RPM-based system can be made here: rpm runs on Debian, so scriptlets
 //! are read, not run (`--noscripts`), and no systemd runs them.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use support::packages::{package, Built};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,45 +41,6 @@ fn run_ok(program: &str, args: &[&str]) -> String {
         args.join(" ")
     );
     stdout
-}
-
-struct Built {
-    deb: PathBuf,
-    rpm: PathBuf,
-}
-
-/// scripts/package.sh into target/`out` (with `--version` when given).
-fn package(out: &str, version: Option<&str>) -> Built {
-    // One at a time: runs share the target folder and the generated docs.
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = repo().join("target").join(out);
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut command = Command::new(repo().join("scripts/package.sh"));
-    command.arg("--out").arg(&dir);
-    if let Some(v) = version {
-        command.args(["--version", v]);
-    }
-    let output = command.output().expect("run scripts/package.sh");
-    assert!(
-        output.status.success(),
-        "scripts/package.sh failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let find = |suffix: &str| -> PathBuf {
-        let found: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .expect("package dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect();
-        assert_eq!(found.len(), 1, "{suffix} in {}: {found:?}", dir.display());
-        found[0].clone()
-    };
-    Built {
-        deb: find(".deb"),
-        rpm: find(".rpm"),
-    }
 }
 
 fn version() -> &'static str {
@@ -366,8 +331,8 @@ fn the_deb_and_the_rpm_ship_the_same_files() {
         "{info}"
     );
     assert!(info.contains("Depends: libc6"), "{info}");
-    let conffiles = run_ok("dpkg-deb", &["-f", path(&b.deb), "Package"]);
-    assert_eq!(conffiles.trim(), "berth");
+    let name = run_ok("dpkg-deb", &["-f", path(&b.deb), "Package"]);
+    assert_eq!(name.trim(), "berth");
     let control = tempfile::tempdir().expect("tempdir");
     run_ok("dpkg-deb", &["-e", path(&b.deb), path(control.path())]);
     let conffiles = std::fs::read_to_string(control.path().join("conffiles")).expect("conffiles");

@@ -7,6 +7,7 @@
 //! they fail loudly instead of passing by skipping.
 #![allow(dead_code)]
 
+pub mod packages;
 pub mod registry;
 pub mod sandbox;
 pub mod systemd;
