@@ -68,9 +68,9 @@ async fn observe_costs_three_calls_whatever_the_number_of_containers() {
     let p = Prefix::new();
     let engine = connect_engine().await;
     assert_eq!(
-        engine.server_api_version().await.expect("version"),
+        engine.identify().await.expect("version").api_version,
         "1.41",
-        "the engine here is 20.10"
+        "the engines here are Docker 20.10 and Podman 4.3"
     );
     let image = p.busybox();
     let net = p.name("net");
@@ -676,7 +676,11 @@ async fn https_with_client_certificates() {
         .await
         .unwrap_or_else(|e| panic!("connect {}: {e}", proxy.host));
     assert_eq!(
-        engine.server_api_version().await.expect("version over TLS"),
+        engine
+            .identify()
+            .await
+            .expect("version over TLS")
+            .api_version,
         "1.41"
     );
     let seen = engine.observe().await.expect("observe over TLS");

@@ -8,6 +8,29 @@ use serde::Deserialize;
 /// Where the config is read from when neither `--config` nor `BERTH_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/berth.toml";
 
+/// Docker's socket, the default engine.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// Rootful Podman's socket (`podman.socket`), the engine when Docker's
+/// socket is absent.
+pub const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+
+/// The engine when `docker_host` is unset: Docker's socket if it exists,
+/// else Podman's if that exists, else Docker's (whose absence the first
+/// connection reports). Looked at when the config is read: at start and
+/// at each reload.
+pub fn default_docker_host() -> String {
+    choose_engine_socket(|path| Path::new(path).exists())
+}
+
+fn choose_engine_socket(exists: impl Fn(&str) -> bool) -> String {
+    let socket = if !exists(DOCKER_SOCKET) && exists(PODMAN_SOCKET) {
+        PODMAN_SOCKET
+    } else {
+        DOCKER_SOCKET
+    };
+    format!("unix://{socket}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {error}")]
@@ -105,6 +128,7 @@ pub struct Config {
     pub templates_custom_dir: PathBuf,
     pub output_root: PathBuf,
     pub events_dir: PathBuf,
+    /// The engine's address; unset in the file, see [`default_docker_host`].
     pub docker_host: String,
     pub api_socket: PathBuf,
     /// `host:port` for the API over TCP; off unless set, and then every
@@ -185,7 +209,7 @@ impl Default for Config {
             templates_custom_dir: "/etc/berth/templates-custom".into(),
             output_root: "/".into(),
             events_dir: "/etc/berth/events".into(),
-            docker_host: "unix:///var/run/docker.sock".into(),
+            docker_host: format!("unix://{DOCKER_SOCKET}"),
             api_socket: "/run/berth/api.sock".into(),
             api_listen: None,
             resync_seconds: 60,
@@ -238,7 +262,10 @@ impl Config {
         if default.exists() {
             Self::load(default)
         } else {
-            Ok(Config::default())
+            Ok(Config {
+                docker_host: default_docker_host(),
+                ..Config::default()
+            })
         }
     }
 
@@ -330,7 +357,7 @@ impl Config {
             templates_custom_dir: at(raw.templates_custom_dir, d.templates_custom_dir),
             output_root: at(raw.output_root, d.output_root),
             events_dir: at(raw.events_dir, d.events_dir),
-            docker_host: raw.docker_host.unwrap_or(d.docker_host),
+            docker_host: raw.docker_host.unwrap_or_else(default_docker_host),
             api_socket: at(raw.api_socket, d.api_socket),
             api_listen: raw.api_listen,
             resync_seconds: raw.resync_seconds.unwrap_or(d.resync_seconds),
@@ -395,6 +422,21 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("/x/berth.toml: "), "{text}");
         assert!(text.contains("db_dri"), "{text}");
+    }
+
+    #[test]
+    fn an_unset_engine_is_dockers_socket_else_podmans_if_only_that_exists() {
+        let only = |present: &'static [&'static str]| {
+            choose_engine_socket(move |path| present.contains(&path))
+        };
+        assert_eq!(
+            only(&[DOCKER_SOCKET, PODMAN_SOCKET]),
+            "unix:///var/run/docker.sock"
+        );
+        assert_eq!(only(&[PODMAN_SOCKET]), "unix:///run/podman/podman.sock");
+        assert_eq!(only(&[]), "unix:///var/run/docker.sock");
+        let set = Config::parse(Path::new("b.toml"), "docker_host = \"tcp://h:2375\"\n");
+        assert_eq!(set.expect("valid").docker_host, "tcp://h:2375");
     }
 
     #[test]

@@ -81,6 +81,41 @@ pub fn docker_available() -> bool {
     *AVAILABLE.get_or_init(|| docker(&["info", "--format", "{{.ServerVersion}}"]).0 == 0)
 }
 
+/// Whether the engine under test is Podman's Docker-compatible service
+/// (its `/version` names a Podman component), asked once per process.
+pub fn engine_is_podman() -> bool {
+    static PODMAN: OnceLock<bool> = OnceLock::new();
+    *PODMAN.get_or_init(|| {
+        let (_, out, _) = docker(&[
+            "version",
+            "--format",
+            "{{range .Server.Components}}{{.Name}} {{end}}",
+        ]);
+        out.contains("Podman")
+    })
+}
+
+/// On Podman, says that `test` is skipped and why (on stderr and in the
+/// file `$BERTH_TEST_SKIPS`, which the test script prints in its
+/// summary) and returns true: the test then returns. On Docker, false.
+pub fn skip_on_podman(test: &str, reason: &str) -> bool {
+    if !engine_is_podman() {
+        return false;
+    }
+    eprintln!("SKIPPED on Podman: {test}: {reason}");
+    if let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{test}: {reason}");
+        }
+    }
+    true
+}
+
 /// Panics with what to do if the engine does not answer.
 pub fn ensure_docker() {
     if !docker_available() {

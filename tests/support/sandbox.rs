@@ -35,9 +35,10 @@ impl Sandbox {
             self.prefix.as_str(),
             self.prefix.name("net"),
         );
-        if let Some(host) = docker_host {
-            toml.push_str(&format!("docker_host = \"{host}\"\n"));
-        }
+        // The engine under test ($DOCKER_HOST: Docker, or Podman's service
+        // in the test script's second group) unless the test names another.
+        let host = docker_host.map_or_else(super::docker_host, str::to_string);
+        toml.push_str(&format!("docker_host = \"{host}\"\n"));
         std::fs::write(self.dir.path().join("berth.toml"), toml).expect("config");
     }
 

@@ -1,5 +1,5 @@
-//! How the daemon gets an engine: one connection attempt, the engine's
-//! version for the log, and its stream of managed-container events. Behind
+//! How the daemon gets an engine: one connection attempt, which engine
+//! it is for the log, and its stream of managed-container events. Behind
 //! a trait so the loop runs on Docker in berthd and on a fake in its tests
 //! (which make connecting fail at will).
 
@@ -19,8 +19,9 @@ pub type EngineEvents = Pin<Box<dyn Stream<Item = Result<String, EngineError>> +
 pub trait Connect<E>: Send + Sync + 'static {
     /// One attempt to reach the engine at `host` (config `docker_host`).
     fn connect(&self, host: &str) -> impl Future<Output = Result<Arc<E>, EngineError>> + Send;
-    /// The engine's own API version, said once per connection.
-    fn version(&self, engine: &E) -> impl Future<Output = Result<String, EngineError>> + Send;
+    /// Which engine this is, with its version and API version (`Podman
+    /// 4.3.1 (API 1.41)`), said once per connection.
+    fn identify(&self, engine: &E) -> impl Future<Output = Result<String, EngineError>> + Send;
     /// A subscription to managed-container events.
     fn events(&self, engine: &Arc<E>) -> EngineEvents;
 }
@@ -34,8 +35,8 @@ impl Connect<DockerEngine> for DockerConnect {
         Ok(Arc::new(DockerEngine::connect(host).await?))
     }
 
-    async fn version(&self, engine: &DockerEngine) -> Result<String, EngineError> {
-        engine.server_api_version().await
+    async fn identify(&self, engine: &DockerEngine) -> Result<String, EngineError> {
+        Ok(engine.identify().await?.to_string())
     }
 
     fn events(&self, engine: &Arc<DockerEngine>) -> EngineEvents {

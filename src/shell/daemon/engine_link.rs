@@ -54,11 +54,11 @@ impl<E: Engine + 'static, C: Connect<E>> EngineLink<E, C> {
         }
         match self.connector.connect(&config.docker_host).await {
             Ok(engine) => {
-                let api = match self.connector.version(&engine).await {
-                    Ok(v) => v,
+                let identity = match self.connector.identify(&engine).await {
+                    Ok(identity) => identity,
                     Err(e) => format!("unknown ({e})"),
                 };
-                tracing::info!(host = %config.docker_host, api = %api, "connected to the engine");
+                tracing::info!(host = %config.docker_host, engine = %identity, "connected to the engine");
                 self.shared.set_engine(Some(engine.clone()));
                 self.host = Some(config.docker_host.clone());
                 if let Some(old) = self.events.take() {

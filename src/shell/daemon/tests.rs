@@ -42,7 +42,7 @@ impl Connect<FakeEngine> for TestConnect {
         Ok(self.engine.clone())
     }
 
-    async fn version(&self, _: &FakeEngine) -> Result<String, EngineError> {
+    async fn identify(&self, _: &FakeEngine) -> Result<String, EngineError> {
         Ok("fake".into())
     }
 

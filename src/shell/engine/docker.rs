@@ -1,6 +1,8 @@
 //! [`DockerEngine`]: the [`Engine`] trait over the Docker API, through bollard.
 
 mod create;
+mod list;
+pub mod podman;
 
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) use create::non_root_user;
@@ -14,9 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bollard::errors::Error as BollardError;
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{ClientVersion, Docker};
 
@@ -35,6 +36,8 @@ pub struct DockerEngine {
     docker: Docker,
     host: String,
     calls: AtomicU64,
+    /// Which engine answers, once asked (see [`DockerEngine::identify`]).
+    identity: tokio::sync::OnceCell<podman::EngineIdentity>,
 }
 
 impl std::fmt::Debug for DockerEngine {
@@ -66,11 +69,14 @@ impl DockerEngine {
             host: docker_host.to_string(),
             message,
         };
-        let docker = client_for(docker_host, cert_dir).map_err(|e| unreachable(e.to_string()))?;
+        let docker = client_for(docker_host, cert_dir)
+            .map_err(|e| unreachable(e.to_string()))?
+            .with_request_modifier(list::rewrite);
         let engine = DockerEngine {
             docker: docker.clone(),
             host: docker_host.to_string(),
             calls: AtomicU64::new(0),
+            identity: tokio::sync::OnceCell::new(),
         };
         // `/_ping` proves the engine answers and costs it nothing, where
         // bollard's `negotiate_version` asks `/version`, for which dockerd
@@ -101,9 +107,14 @@ impl DockerEngine {
                 // `health_status` matches `health_status: healthy` and the
                 // like (the engine matches this one by prefix): a
                 // dependency turning healthy lets its dependents start.
+                // Podman filters by its own names (`died`, `remove`) and
+                // reports them as Docker's (`die`, `remove`); each engine
+                // ignores the names it does not have.
                 vec![
                     "die",
+                    "died",
                     "destroy",
+                    "remove",
                     "stop",
                     "kill",
                     "oom",
@@ -142,11 +153,18 @@ impl DockerEngine {
         &self.host
     }
 
-    /// The engine's own API version, e.g. `1.41` (one `/version` call).
-    pub async fn server_api_version(&self) -> Result<String, EngineError> {
-        self.count();
-        let v = self.docker.version().await.map_err(|e| self.error(e))?;
-        Ok(v.api_version.unwrap_or_else(|| "unknown".to_string()))
+    /// Which engine this is, its version and API version (one `/version`
+    /// call per connection, asked only when needed: on Docker, `/version`
+    /// runs `runc --version`, which a no-op pass should not pay for).
+    pub async fn identify(&self) -> Result<podman::EngineIdentity, EngineError> {
+        self.identity
+            .get_or_try_init(|| async {
+                self.count();
+                let v = self.docker.version().await.map_err(|e| self.error(e))?;
+                Ok(podman::EngineIdentity::from_version(&v))
+            })
+            .await
+            .cloned()
     }
 
     fn count(&self) {
@@ -356,14 +374,7 @@ fn container_name(names: &[String]) -> String {
 
 impl Engine for DockerEngine {
     async fn observe(&self) -> Result<ObservedState, EngineError> {
-        // No label filter: an unmanaged container may hold a record's name.
-        self.count();
-        let options = ListContainersOptionsBuilder::new().all(true).build();
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.error(e))?;
+        let containers = self.list_containers_raw().await?;
         self.count();
         let images = self
             .docker
@@ -379,19 +390,31 @@ impl Engine for DockerEngine {
 
         let containers = containers
             .into_iter()
-            .map(|c| ObservedContainer {
-                id: c.id.unwrap_or_default(),
-                name: container_name(c.names.as_deref().unwrap_or_default()),
-                labels: c.labels.unwrap_or_default().into_iter().collect(),
-                image: c.image.unwrap_or_default(),
-                image_id: c.image_id.unwrap_or_default(),
-                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                exit_code: c.status.as_deref().and_then(exit_code),
-                health: c.status.as_deref().and_then(health),
-                up_seconds: c.status.as_deref().and_then(up_seconds),
+            .map(|c| {
+                let name = container_name(c.names.as_deref().unwrap_or_default());
+                let engine_state = c.state.unwrap_or_default();
+                let state = list::docker_state(&engine_state);
+                if !list::known_state(&state) {
+                    tracing::warn!(
+                        record = %name,
+                        state = %engine_state,
+                        "the engine reports a container state berth does not know; taken as not running"
+                    );
+                }
+                ObservedContainer {
+                    id: c.id.unwrap_or_default(),
+                    name,
+                    labels: c.labels.unwrap_or_default().into_iter().collect(),
+                    image: c.image.unwrap_or_default(),
+                    image_id: c.image_id.unwrap_or_default(),
+                    state,
+                    exit_code: c.status.as_deref().and_then(exit_code),
+                    health: c.status.as_deref().and_then(health),
+                    up_seconds: c.status.as_deref().and_then(up_seconds),
+                }
             })
             .collect();
-        let images = images
+        let listed: Vec<(String, String)> = images
             .into_iter()
             .flat_map(|image| {
                 let id = image.id;
@@ -404,6 +427,16 @@ impl Engine for DockerEngine {
                     .map(move |tag| (tag, id.clone()))
             })
             .collect();
+        // Only names Podman would list make it worth asking which engine
+        // this is; an engine that cannot say is taken for Docker.
+        let kind = if podman::names_look_qualified(listed.iter().map(|(n, _)| n)) {
+            self.identify()
+                .await
+                .map_or(podman::EngineKind::Docker, |i| i.kind)
+        } else {
+            podman::EngineKind::Docker
+        };
+        let images = podman::image_names(listed, kind);
         let networks = networks.into_iter().filter_map(|n| n.name).collect();
         Ok(ObservedState {
             containers,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts Podman's Docker-compatible API for the tests' Podman group (rootful,
+# Debian's podman), on its own socket so it never stands in for Docker's:
+#
+#   scripts/podman-service.sh        prints the DOCKER_HOST to use
+#
+# Its containers.conf sets what rootful Podman needs on a host like this
+# one, where the default rlimits are refused by runc ("error setting
+# rlimits"), and the pids limit Docker has (none), so a container berth
+# leaves unlimited is unlimited on both engines.
+set -euo pipefail
+
+dir=/run/berth-test-podman
+socket=$dir/podman.sock
+command -v podman >/dev/null 2>&1 || {
+  echo "podman-service: podman is not installed (apt-get install -y podman)" >&2
+  exit 1
+}
+mkdir -p "$dir"
+cat >"$dir/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+pids_limit = 0
+CONF
+if ! curl -sf --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
+  rm -f "$socket"
+  CONTAINERS_CONF=$dir/containers.conf nohup podman system service --time=0 \
+    "unix://$socket" >/var/log/berth-test-podman.log 2>&1 &
+  for _ in $(seq 1 60); do
+    curl -sf --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -sf --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1 || {
+    echo "podman-service: the service did not come up; see /var/log/berth-test-podman.log" >&2
+    exit 1
+  }
+fi
+echo "unix://$socket"
