@@ -22,9 +22,17 @@ cat >"$dir/containers.conf" <<'CONF'
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 pids_limit = 0
 CONF
+# Docker treats registries on 127.0.0.0/8 as insecure (plain HTTP, or a
+# certificate it does not check); Podman only those registries.conf names.
+# The tests' registries listen on 127.0.0.1 (any port).
+cat >"$dir/registries.conf" <<'CONF'
+[[registry]]
+location = "127.0.0.1"
+insecure = true
+CONF
 if ! curl -sf --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
   rm -f "$socket"
-  CONTAINERS_CONF=$dir/containers.conf nohup podman system service --time=0 \
+  CONTAINERS_CONF=$dir/containers.conf CONTAINERS_REGISTRIES_CONF=$dir/registries.conf nohup podman system service --time=0 \
     "unix://$socket" >/var/log/berth-test-podman.log 2>&1 &
   for _ in $(seq 1 60); do
     curl -sf --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1 && break

@@ -186,12 +186,17 @@ impl EngineProxy {
         listener.set_nonblocking(true).expect("nonblocking");
         self.up.store(true, Ordering::SeqCst);
         let (up, conns) = (self.up.clone(), self.conns.clone());
+        let host = support::docker_host();
+        let socket = host
+            .strip_prefix("unix://")
+            .unwrap_or("/var/run/docker.sock")
+            .to_string();
         self.accept = Some(std::thread::spawn(move || {
             while up.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let _ = client.set_nonblocking(false);
-                        let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                        let Ok(engine) = UnixStream::connect(&socket) else {
                             continue;
                         };
                         if let (Ok(c2), Ok(e2)) = (client.try_clone(), engine.try_clone()) {

@@ -79,9 +79,17 @@ async fn observe_costs_three_calls_whatever_the_number_of_containers() {
         .await
         .expect("network");
 
+    // Containers, images, networks; on Podman, whose list has no health
+    // verdicts, one list per verdict more while any container runs.
+    let calls_allowed: &[u64] = if support::engine_is_podman() {
+        &[3, 6]
+    } else {
+        &[3]
+    };
     let before = engine.api_calls();
     let first = engine.observe().await.expect("observe");
-    assert_eq!(engine.api_calls() - before, 3);
+    let calls = engine.api_calls() - before;
+    assert!(calls_allowed.contains(&calls), "{calls} calls");
 
     for i in 0..3 {
         let config = sleeper(
@@ -106,7 +114,8 @@ async fn observe_costs_three_calls_whatever_the_number_of_containers() {
 
     let before = engine.api_calls();
     let seen = engine.observe().await.expect("observe");
-    assert_eq!(engine.api_calls() - before, 3);
+    let calls = engine.api_calls() - before;
+    assert!(calls_allowed.contains(&calls), "{calls} calls");
     // Other tests run at the same time: count only this one's.
     let ours = |c: &&berth::engine::ObservedContainer| c.name.starts_with(p.as_str());
     assert_eq!(first.containers.iter().filter(ours).count(), 0);
@@ -120,7 +129,7 @@ async fn observe_costs_three_calls_whatever_the_number_of_containers() {
     assert!(c0.is_managed());
     assert_eq!(c0.record(), Some(p.name("c0").as_str()));
     assert_eq!(c0.state, "created");
-    assert_eq!(c0.image, image);
+    assert_eq!(support::short_image_name(&c0.image), image);
     assert_eq!(c0.image_id, TestImages::busybox().id);
     let stranger = seen
         .containers
@@ -209,7 +218,10 @@ async fn create_sets_every_field() {
     let c = docker_inspect(&name);
     assert_eq!(c["Id"], id.as_str());
     assert_eq!(c["State"]["Status"], "running");
-    assert_eq!(c["Config"]["Image"], image.as_str());
+    assert_eq!(
+        support::short_image_name(c["Config"]["Image"].as_str().unwrap_or_default()),
+        image.as_str()
+    );
     assert_eq!(c["Config"]["Cmd"], serde_json::json!(["sleep", "3600"]));
     let env: Vec<&str> = c["Config"]["Env"]
         .as_array()
@@ -229,7 +241,15 @@ async fn create_sets_every_field() {
     assert_eq!(host["Memory"], 64 * 1024 * 1024);
     assert_eq!(host["NanoCpus"], 500_000_000);
     assert_eq!(host["RestartPolicy"]["Name"], "unless-stopped");
-    assert_eq!(host["NetworkMode"], net.as_str());
+    assert!(
+        c["NetworkSettings"]["Networks"].get(net.as_str()).is_some(),
+        "{}",
+        c["NetworkSettings"]
+    );
+    // Podman says `bridge` for every bridge network.
+    if !support::engine_is_podman() {
+        assert_eq!(host["NetworkMode"], net.as_str());
+    }
     assert_eq!(
         host["PortBindings"]["80/tcp"],
         serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": tcp_port.to_string()}])
@@ -451,10 +471,20 @@ async fn a_missing_network_fails_the_start_not_the_create() {
         &p.busybox(),
         NetworkAttachment::Bridge(net.clone()),
     );
-    let id = engine
+    let created = engine
         .create_container(&config.name, &config, &labels("lost"))
-        .await
-        .expect("the engine does not check the network at create");
+        .await;
+    if support::engine_is_podman() {
+        // Podman checks the network at create, and makes nothing.
+        let error = created
+            .expect_err("a create on a missing network")
+            .to_string();
+        assert!(error.contains(&net), "{error}");
+        let seen = engine.observe().await.expect("observe");
+        assert!(!seen.containers.iter().any(|c| c.name == config.name));
+        return;
+    }
+    let id = created.expect("the engine does not check the network at create");
     let result = engine.start_container(&id).await;
     match result {
         Err(EngineError::NotFound(what)) => assert_eq!(what, format!("network {net}")),
@@ -566,7 +596,12 @@ async fn ensure_network_repairs_a_duplicate_name() {
             labels: Some(ours.clone()),
             ..Default::default()
         };
-        ids.push(docker.create_network(request).await.expect("create").id);
+        match docker.create_network(request).await {
+            Ok(created) => ids.push(created.id),
+            // Newer engines (Docker from API 1.44, Podman) refuse it.
+            Err(e) if !ids.is_empty() && e.to_string().contains("already") => break,
+            Err(e) => panic!("create: {e}"),
+        }
     }
     if networks_named(&net) < 2 {
         // A newer engine refused the duplicate: nothing to repair.
@@ -633,7 +668,7 @@ async fn observe_tells_a_moved_tag_from_the_running_image() {
     );
     // Once the tag moved, the engine lists the short image ID, not the tag.
     assert!(
-        c.image == image || TestImages::busybox().id.contains(&c.image),
+        support::short_image_name(&c.image) == image || TestImages::busybox().id.contains(&c.image),
         "{}",
         c.image
     );

@@ -22,8 +22,10 @@ fn started_at(s: &Sandbox, name: &str) -> DateTime<Utc> {
 
 /// The container's health verdict as the engine inspects it.
 fn health(s: &Sandbox, name: &str) -> String {
+    // No check: Docker has no `Health`, Podman an empty status.
     s.inspect(name)["State"]["Health"]["Status"]
         .as_str()
+        .filter(|status| !status.is_empty())
         .unwrap_or("none")
         .to_string()
 }
@@ -48,6 +50,7 @@ fn first_healthy_at(s: &Sandbox, name: &str) -> DateTime<Utc> {
 #[test]
 fn a_one_shot_apply_starts_the_dependent_only_once_its_health_cmd_passes() {
     let s = Sandbox::new(None);
+    let _checks = support::HealthTimer::start(&s.prefix);
     let db = s.name("db");
     s.declare(
         "db",
@@ -101,6 +104,7 @@ fn a_one_shot_apply_starts_the_dependent_only_once_its_health_cmd_passes() {
 #[test]
 fn an_unhealthy_dependency_leaves_its_dependents_not_started_and_named() {
     let s = Sandbox::new(None);
+    let _checks = support::HealthTimer::start(&s.prefix);
     let db = s.name("db");
     s.declare(
         "db",
@@ -143,6 +147,7 @@ fn an_unhealthy_dependency_leaves_its_dependents_not_started_and_named() {
 #[test]
 fn berthd_starts_the_dependent_when_the_health_status_event_comes() {
     let s = Sandbox::new(None);
+    let _checks = support::HealthTimer::start(&s.prefix);
     let db = s.name("db");
     s.declare(
         "db",
@@ -182,6 +187,7 @@ fn berthd_starts_the_dependent_when_the_health_status_event_comes() {
 #[test]
 fn the_images_own_healthcheck_is_used_when_the_record_sets_none() {
     let s = Sandbox::new(None);
+    let _checks = support::HealthTimer::start(&s.prefix);
     let dir = tempfile::tempdir().expect("tempdir");
     let reference = format!("berth-test/{}:1", s.name("hc"));
     std::fs::write(

@@ -134,8 +134,12 @@ fn git_builds_rebuild_on_a_new_commit_and_a_failed_build_keeps_the_old_image() {
             .args(["-c", "tar cf - -T /dev/null | docker import -"])
             .output()
             .expect("import");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
+        // Docker prints `sha256:<id>`; Podman `<id>: sha256:<id>`.
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        printed
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
             .trim_start_matches("sha256:")
             .to_string()
     };

@@ -65,6 +65,7 @@ fn page(version: &str) -> String {
 #[test]
 fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     let s = Sandbox::new(None);
+    let _checks = support::HealthTimer::start(&s.prefix);
     // A short probation keeps the test short; the rule is the same.
     let mut config = std::fs::read_to_string(s.config()).expect("config");
     config.push_str("rollout_probation_seconds = 3\n");

@@ -62,7 +62,9 @@ async fn a_no_op_pass_over_fifty_containers_makes_three_api_calls() {
     let calls = engine.api_calls() - before;
     assert!(second.is_empty(), "{:?}", second.actions);
     assert!(report.outcomes.is_empty());
-    assert!(calls <= 3, "a no-op pass made {calls} API calls");
+    // Podman's list has no health verdicts: one list per verdict more.
+    let most = if support::engine_is_podman() { 6 } else { 3 };
+    assert!(calls <= most, "a no-op pass made {calls} API calls");
     let running = observed
         .containers
         .iter()

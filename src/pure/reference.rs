@@ -154,6 +154,16 @@ impl ImageRef {
     }
 }
 
+/// Whether two references name the same image by Docker's rule:
+/// `berth/app:1` and `docker.io/berth/app:1` (as Podman writes it) are
+/// one name.
+pub fn same_name(a: &str, b: &str) -> bool {
+    match (ImageRef::parse(a), ImageRef::parse(b)) {
+        (Ok(a), Ok(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
 /// The canonical form: registry, full repository, tag (or `latest`), digest.
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,6 +232,15 @@ fn is_path_component(c: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_name_qualified_or_not() {
+        assert!(same_name("berth/app:1", "docker.io/berth/app:1"));
+        assert!(same_name("busybox", "docker.io/library/busybox:latest"));
+        assert!(!same_name("berth/app:1", "berth/app:2"));
+        assert!(!same_name("app:1", "localhost/app:1"));
+        assert!(!same_name("", "app"));
+    }
 
     fn parse(s: &str) -> ImageRef {
         ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

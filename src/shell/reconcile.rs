@@ -859,4 +859,39 @@ mod tests {
             "the replaced container's record is pruned once it is gone"
         );
     }
+
+    /// Podman before 5 has no update: the change is a recreate in the
+    /// same pass, the old container is kept (with its own restart
+    /// policy), and the next pass has nothing to do.
+    #[tokio::test]
+    async fn an_engine_without_updates_recreates_and_converges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let config = sandbox(root, "app=service|Image|img:1|MaxMemory|64M\n");
+        let state = State::open(&config.state_dir).expect("state");
+        let engine = FakeEngine::new();
+        engine.add_image("img:1", "sha256:1");
+        engine.without_updates();
+        pass(&config, &engine, &state).await;
+        let id = engine.id_of("app").expect("created");
+        write(
+            &root.join("db/docker_containers"),
+            "app=service|Image|img:1|MaxMemory|128M\n",
+        );
+        let report = pass(&config, &engine, &state).await;
+        assert_eq!(kinds(&report), ["update"]);
+        let reason = &report.outcomes[0].reason;
+        assert!(
+            reason.contains("cannot change a container in place")
+                && reason.ends_with("; recreated"),
+            "{reason}"
+        );
+        assert_ne!(engine.id_of("app"), Some(id.clone()));
+        assert_eq!(engine.id_of("app_berth-old"), Some(id));
+        assert_eq!(
+            engine.config_of("app").and_then(|c| c.memory),
+            Some(128 << 20)
+        );
+        assert!(pass(&config, &engine, &state).await.outcomes.is_empty());
+    }
 }

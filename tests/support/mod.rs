@@ -116,6 +116,55 @@ pub fn skip_on_podman(test: &str, reason: &str) -> bool {
     true
 }
 
+/// An image name as Docker lists it: Podman qualifies the names made
+/// through its Docker API (`docker.io/berth-test/busybox:x`).
+pub fn short_image_name(name: &str) -> &str {
+    name.strip_prefix("docker.io/")
+        .map(|n| n.strip_prefix("library/").unwrap_or(n))
+        .unwrap_or(name)
+}
+
+/// What systemd's timers do for Podman on a real host: Podman runs no
+/// health check by itself (`podman healthcheck run`, from a transient
+/// timer per container), and this machine has no systemd. While it lives,
+/// on Podman, every running container of the prefix has its check run
+/// each second; on Docker (whose daemon runs checks) it does nothing.
+pub struct HealthTimer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HealthTimer {
+    pub fn start(prefix: &Prefix) -> HealthTimer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = engine_is_podman().then(|| {
+            let (stop, prefix) = (stop.clone(), prefix.as_str().to_string());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, names, _) = docker(&["ps", "--format", "{{.Names}}"]);
+                    for name in names.lines().filter(|n| n.starts_with(&prefix)) {
+                        // One without a check says so and is left alone.
+                        let _ = Command::new("podman")
+                            .args(["healthcheck", "run", name])
+                            .output();
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            })
+        });
+        HealthTimer { stop, thread }
+    }
+}
+
+impl Drop for HealthTimer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Panics with what to do if the engine does not answer.
 pub fn ensure_docker() {
     if !docker_available() {

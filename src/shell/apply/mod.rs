@@ -360,6 +360,7 @@ async fn run<E: Engine>(
             if let Operation::Update { update, .. } = &action.operation {
                 match engine.update_container(container_id, update).await {
                     Err(EngineError::UpdateRefused(why)) => done.refused = Some(why),
+                    Err(e @ EngineError::NoUpdate(_)) => done.refused = Some(e.to_string()),
                     result => return result,
                 }
             }
@@ -391,7 +392,10 @@ async fn run<E: Engine>(
             // a crash after the rename would leave it under `no` with
             // nothing in its name to say so; before it, the next pass puts
             // it back (and restores) again.
-            engine.update_container(old_id, restore).await?;
+            keep_policy_if_engine_cannot_update(
+                engine.update_container(old_id, restore).await,
+                name,
+            )?;
             engine.rename_container(old_id, name).await?;
             if *start {
                 *started = Some(old_id.clone());
@@ -463,9 +467,12 @@ async fn recreate<E: Engine>(
         // name has always been through it. (Before the rename, a crash
         // would leave the old container under its own name with its policy
         // lost, which no name and no list shows.)
-        engine
-            .update_container(old_id, &crate::plan::rollout::no_restart())
-            .await?;
+        keep_policy_if_engine_cannot_update(
+            engine
+                .update_container(old_id, &crate::plan::rollout::no_restart())
+                .await,
+            &kept_name,
+        )?;
     } else {
         engine.remove_container(old_id).await?;
     }
@@ -478,6 +485,27 @@ async fn recreate<E: Engine>(
         engine.start_container(&new_id).await?;
     }
     Ok(())
+}
+
+/// An engine with no in-place update (Podman before 5) leaves a kept
+/// container its own restart policy. Podman restarts no container when
+/// its service restarts, only `always` ones at boot (podman-restart.service),
+/// so the kept one stays stopped but for a reboot during a probation,
+/// after which the next pass sees it running beside the new one.
+fn keep_policy_if_engine_cannot_update(
+    result: Result<(), EngineError>,
+    container: &str,
+) -> Result<(), EngineError> {
+    match result {
+        Err(EngineError::NoUpdate(why)) => {
+            tracing::warn!(
+                container,
+                "restart policy left as it is: this engine cannot change a container in place ({why})"
+            );
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Named volumes are created labelled as ours (Docker would make them

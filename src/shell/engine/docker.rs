@@ -9,7 +9,7 @@ pub(crate) use create::non_root_user;
 pub mod images;
 mod network;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -183,6 +183,11 @@ impl DockerEngine {
                 status_code: 409,
                 message,
             } => EngineError::Conflict(message),
+            // Podman says a name is taken with a 500.
+            BollardError::DockerResponseServerError {
+                status_code: 500,
+                message,
+            } if message.contains("already in use") => EngineError::Conflict(message),
             BollardError::DockerResponseServerError {
                 status_code,
                 message,
@@ -430,14 +435,33 @@ impl Engine for DockerEngine {
         // Only names Podman would list make it worth asking which engine
         // this is; an engine that cannot say is taken for Docker.
         let kind = if podman::names_look_qualified(listed.iter().map(|(n, _)| n)) {
-            self.identify()
-                .await
-                .map_or(podman::EngineKind::Docker, |i| i.kind)
+            match self.identify().await {
+                Ok(identity) => identity.kind,
+                Err(e) => {
+                    tracing::warn!("cannot tell which engine this is, taken for Docker: {e}");
+                    podman::EngineKind::Docker
+                }
+            }
         } else {
             podman::EngineKind::Docker
         };
         let images = podman::image_names(listed, kind);
         let networks = networks.into_iter().filter_map(|n| n.name).collect();
+        let mut containers: Vec<ObservedContainer> = containers;
+        // Podman's status line has no health verdict: a list per verdict
+        // gives them all (3 calls, whatever the number of containers).
+        if kind == podman::EngineKind::Podman && containers.iter().any(|c| c.is_running()) {
+            for (verdict, health) in list::VERDICTS.into_iter().zip([
+                Health::Starting,
+                Health::Healthy,
+                Health::Unhealthy,
+            ]) {
+                let ids: HashSet<String> = self.list_health(verdict).await?.into_iter().collect();
+                for c in containers.iter_mut().filter(|c| ids.contains(&c.id)) {
+                    c.health = Some(health);
+                }
+            }
+        }
         Ok(ObservedState {
             containers,
             images,
@@ -481,7 +505,10 @@ impl Engine for DockerEngine {
                 status_code: 404,
                 message,
             }) => Err(EngineError::NotFound(
-                if message.contains("No such image") || message.contains("pull access denied") {
+                // Podman: "no such image: docker.io/x:1: image not known".
+                if message.to_ascii_lowercase().contains("no such image")
+                    || message.contains("pull access denied")
+                {
                     format!("image {}", config.image)
                 } else {
                     message
@@ -545,6 +572,14 @@ impl Engine for DockerEngine {
         self.count();
         match self.docker.update_container(id, body).await {
             Ok(()) => Ok(()),
+            // Podman before 5 has no update endpoint: its bare 404 is the
+            // route, not the container, and the change is a recreate.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if !message.to_ascii_lowercase().contains("no such container") => {
+                Err(EngineError::NoUpdate(message.trim().to_string()))
+            }
             Err(e) if is_status(&e, 404) => Err(EngineError::NotFound(format!("container {id}"))),
             // 400 (a limit it does not take), 409, and 500 (runc could not
             // set a memory limit below what the container uses now): the

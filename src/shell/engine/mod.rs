@@ -38,6 +38,11 @@ pub enum EngineError {
     /// change needs a recreate instead.
     #[error("update refused by the engine: {0}")]
     UpdateRefused(String),
+    /// The engine cannot change a container in place at all (Podman's
+    /// Docker API before Podman 5 has no update): a change is a
+    /// recreate, and a kept old container keeps its restart policy.
+    #[error("this engine cannot change a container in place ({0})")]
+    NoUpdate(String),
 }
 
 /// What a build asks of the engine.

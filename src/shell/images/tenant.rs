@@ -303,7 +303,12 @@ pub fn read_from(file: &File, path: &Path, tag: &str) -> Result<Checked, Refusal
             let mut named = all.into_iter().filter(|e| {
                 e.get("RepoTags")
                     .and_then(Value::as_array)
-                    .is_some_and(|tags| tags.iter().any(|t| t.as_str() == Some(tag)))
+                    // Podman saves names qualified (`docker.io/…`).
+                    .is_some_and(|tags| {
+                        tags.iter()
+                            .filter_map(Value::as_str)
+                            .any(|t| crate::reference::same_name(t, tag))
+                    })
             });
             match (named.next(), named.next()) {
                 (Some(entry), None) => entry,

@@ -176,11 +176,12 @@ impl DockerEngine {
         log: &mut dyn FnMut(&str),
     ) -> Result<String, EngineError> {
         self.count();
+        // The tag inside `repo` (the API allows it): Podman's import
+        // ignores a separate `tag` and would tag `latest`.
         let (repo, tag) = split_named(reference)?;
         let options = CreateImageOptionsBuilder::new()
             .from_src("-")
-            .repo(&repo)
-            .tag(&tag)
+            .repo(&format!("{repo}:{tag}"))
             .build();
         let mut stream = self
             .docker

@@ -7,6 +7,9 @@
 //! matter: mapped to the Docker state it stands for, or kept as the
 //! engine words it (never running) and logged.
 //!
+//! Podman's list says no health verdict in its status line, so on Podman
+//! the verdicts come from lists filtered by health (see `observe`).
+//!
 //! bollard has no call for an arbitrary path, so the request is one it
 //! streams raw (`export_container` of a name no container can have) with
 //! its path rewritten by a request modifier; the connection, TLS and
@@ -22,25 +25,42 @@ use serde::Deserialize;
 use super::DockerEngine;
 use crate::engine::EngineError;
 
-/// The name the raw list is asked under. `:` is not allowed in a
-/// container name, so no real export can be rewritten.
-pub(super) const LIST_SENTINEL: &str = "berth:list";
+/// The names the raw lists are asked under: every container, and the
+/// containers of one health verdict. `:` is not allowed in a container
+/// name, so no real export can be rewritten.
+const LIST_SENTINEL: &str = "berth:list";
+const HEALTH_SENTINEL: &str = "berth:health-";
+
+/// The health verdicts the engine filters lists by (Docker's `health`
+/// filter, which Podman's Docker API has too).
+pub(super) const VERDICTS: [&str; 3] = ["starting", "healthy", "unhealthy"];
 
 /// At most this much JSON is read (a listed container is about 1–2 KiB).
 const MAX_LIST_BYTES: usize = 64 << 20;
 
-/// bollard's request modifier: the sentinel export becomes
-/// `GET /containers/json?all=1`, anything else is left as it is.
+/// bollard's request modifier: a sentinel export becomes `GET
+/// /containers/json?all=1` (with a health filter for a health sentinel),
+/// anything else is left as it is.
 pub(super) fn rewrite(mut request: BollardRequest) -> BollardRequest {
-    let sentinel = format!("/containers/{}/export", LIST_SENTINEL.replace(':', "%3A"));
-    let path = request.uri().path();
-    let Some(prefix) = path
-        .strip_suffix(&sentinel)
-        .or_else(|| path.strip_suffix(&format!("/containers/{LIST_SENTINEL}/export")))
+    let path = request.uri().path().replace("%3A", ":").replace("%3a", ":");
+    let Some((prefix, name)) = path
+        .strip_suffix("/export")
+        .and_then(|p| p.rsplit_once("/containers/"))
     else {
         return request;
     };
-    let target = format!("{prefix}/containers/json?all=1");
+    let query = if name == LIST_SENTINEL {
+        "all=1".to_string()
+    } else if let Some(verdict) = name
+        .strip_prefix(HEALTH_SENTINEL)
+        .filter(|v| VERDICTS.contains(v))
+    {
+        // {"health":["<verdict>"]}, percent-encoded.
+        format!("all=1&filters=%7B%22health%22%3A%5B%22{verdict}%22%5D%7D")
+    } else {
+        return request;
+    };
+    let target = format!("{prefix}/containers/json?{query}");
     let mut parts = request.uri().clone().into_parts();
     if let Ok(path_and_query) = hyper::http::uri::PathAndQuery::from_str(&target) {
         parts.path_and_query = Some(path_and_query);
@@ -99,8 +119,21 @@ impl DockerEngine {
     /// Every container, running or not (no label filter: an unmanaged
     /// container may hold a record's name).
     pub(super) async fn list_containers_raw(&self) -> Result<Vec<Listed>, EngineError> {
+        self.list_under(LIST_SENTINEL).await
+    }
+
+    /// The IDs of the containers whose health check says `verdict` (one of
+    /// [`VERDICTS`]).
+    pub(super) async fn list_health(&self, verdict: &str) -> Result<Vec<String>, EngineError> {
+        let listed = self
+            .list_under(&format!("{HEALTH_SENTINEL}{verdict}"))
+            .await?;
+        Ok(listed.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    async fn list_under(&self, sentinel: &str) -> Result<Vec<Listed>, EngineError> {
         self.count();
-        let mut stream = self.docker.export_container(LIST_SENTINEL);
+        let mut stream = self.docker.export_container(sentinel);
         let mut body = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.error(e))?;
@@ -169,7 +202,17 @@ mod tests {
             versioned.uri().to_string(),
             "http://h/v1.41/containers/json?all=1"
         );
-        let other = rewrite(request("http://h/containers/app/export"));
-        assert_eq!(other.uri().to_string(), "http://h/containers/app/export");
+        let health = rewrite(request("http://h/containers/berth:health-healthy/export"));
+        assert_eq!(
+            health.uri().to_string(),
+            "http://h/containers/json?all=1&filters=%7B%22health%22%3A%5B%22healthy%22%5D%7D"
+        );
+        for untouched in [
+            "http://h/containers/app/export",
+            "http://h/containers/berth:health-sick/export",
+            "http://h/containers/berth:list/logs",
+        ] {
+            assert_eq!(rewrite(request(untouched)).uri().to_string(), untouched);
+        }
     }
 }

@@ -66,25 +66,28 @@ impl EngineIdentity {
 /// resolves a short name to the local image first, so a short name here
 /// is the `localhost/` image if there is one, else the `docker.io/` one;
 /// a name the engine lists as it is always wins. Docker never lists a
-/// `docker.io/` name, and a `localhost/` one only means "the registry
-/// on localhost" to it, so those aliases are made for Podman only.
+/// `docker.io/` name, so those aliases are made whatever the engine; a
+/// `localhost/` one means "the registry on localhost" to Docker, so
+/// those are made for Podman only.
 pub fn image_names(
     listed: impl IntoIterator<Item = (String, String)>,
     kind: EngineKind,
 ) -> BTreeMap<String, String> {
     let listed: Vec<(String, String)> = listed.into_iter().collect();
     let mut names: BTreeMap<String, String> = listed.iter().cloned().collect();
-    if kind == EngineKind::Podman {
-        for (prefix, strip_library) in [("localhost/", false), ("docker.io/", true)] {
-            for (name, id) in &listed {
-                let Some(mut short) = name.strip_prefix(prefix) else {
-                    continue;
-                };
-                if strip_library {
-                    short = short.strip_prefix("library/").unwrap_or(short);
-                }
-                names.entry(short.to_string()).or_insert_with(|| id.clone());
+    let prefixes: &[(&str, bool)] = match kind {
+        EngineKind::Podman => &[("localhost/", false), ("docker.io/", true)],
+        EngineKind::Docker => &[("docker.io/", true)],
+    };
+    for &(prefix, strip_library) in prefixes {
+        for (name, id) in &listed {
+            let Some(mut short) = name.strip_prefix(prefix) else {
+                continue;
+            };
+            if strip_library {
+                short = short.strip_prefix("library/").unwrap_or(short);
             }
+            names.entry(short.to_string()).or_insert_with(|| id.clone());
         }
     }
     names
@@ -129,10 +132,14 @@ mod tests {
     }
 
     #[test]
-    fn docker_names_are_taken_as_listed() {
+    fn on_docker_localhost_is_a_registry() {
         let listed = pairs(&[("localhost/app:1", "a"), ("busybox:1", "b")]);
         let names = image_names(listed.clone(), EngineKind::Docker);
         assert_eq!(names, listed.into_iter().collect());
+        // Docker never lists these; an engine taken for Docker that does
+        // is Podman's, and the name is found.
+        let names = image_names(pairs(&[("docker.io/x/app:1", "a")]), EngineKind::Docker);
+        assert_eq!(names["x/app:1"], "a");
     }
 
     #[test]

@@ -140,6 +140,8 @@ struct State {
     /// Memory each container uses now, by ID: an update to a lower limit
     /// is refused, as runc refuses it on the real engine.
     memory_usage: BTreeMap<String, i64>,
+    /// Like Podman before 5: no update at all.
+    no_updates: bool,
     /// How long each stop takes (on tokio's clock) before it acts.
     stop_delay: std::time::Duration,
     /// How long each pull takes (on tokio's clock) before it acts.
@@ -516,6 +518,11 @@ impl FakeEngine {
     }
 
     /// Makes the container use `bytes` of memory: an update below it is refused.
+    /// Every update fails as on an engine without one (Podman before 5).
+    pub fn without_updates(&self) {
+        self.lock().no_updates = true;
+    }
+
     pub fn set_memory_usage(&self, id_or_name: &str, bytes: i64) {
         let mut s = self.lock();
         if let Some(i) = s.find(id_or_name) {
@@ -813,6 +820,9 @@ impl Engine for FakeEngine {
         self.count(1);
         self.act(format!("update {id}"), |s| {
             s.check(Op::Update, id)?;
+            if s.no_updates {
+                return Err(EngineError::NoUpdate("Not Found".into()));
+            }
             let i = s
                 .find(id)
                 .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
