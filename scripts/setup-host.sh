@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what berth and its tests need on a fresh Debian host:
 # the Docker engine (Debian's docker.io) and busybox-static, from which
-# images are made locally (nothing is ever pulled).
+# images are made locally (nothing is ever pulled); Podman is installed,
+# not started (the tests start their own service).
 set -euo pipefail
 
 need=()
@@ -14,6 +15,11 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need+=(apache2)
 # A real registry for the push tests.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# Podman, whose Docker-compatible API the engine tests run against too
+# (scripts/podman-service.sh starts it; aardvark-dns resolves names on its
+# networks).
+command -v podman >/dev/null 2>&1 || need+=(podman)
+dpkg -s aardvark-dns >/dev/null 2>&1 || need+=(aardvark-dns)
 # The package tests: a Debian root with systemd and lintian for the .deb,
 # rpm and rpmlint for the .rpm.
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
