@@ -291,6 +291,14 @@ async fn pull_with_login<E: Engine>(
         &want.records.join(", "),
         &settings.credentials_file,
     )?;
+    // The pass's list said the image is missing, but an engine's list can
+    // lag behind a tag made since (seen on Podman under load): an image
+    // the engine has is never pulled over, unless a record asks `always`.
+    if !want.always {
+        if let Ok(Some(id)) = engine.image_id(&want.reference).await {
+            return Ok(id);
+        }
+    }
     pull_within(engine, &want.reference, login, settings.timeout).await
 }
 
@@ -441,6 +449,7 @@ mod tests {
                     container: None,
                 })
                 .collect(),
+            always: false,
         }
     }
 
@@ -493,6 +502,30 @@ mod tests {
         assert!(states.pulls.is_empty(), "{:?}", states.pulls);
         assert_eq!(states.done.len(), 2, "serves both records' creates");
         assert!(rx.try_recv().is_err(), "no second pull");
+    }
+
+    /// A list can lag behind a tag: what the engine has is not pulled
+    /// over (no registry asked), unless a record asks `Pull always`.
+    #[tokio::test]
+    async fn an_image_the_engine_has_is_not_pulled_unless_always() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = FakeEngine::new();
+        engine.add_image("local/app:1", "sha256:local");
+        engine.publish("local/app:1", "sha256:registry");
+        let puller = Puller::new(2);
+        let s = settings(dir.path());
+        let finished = puller
+            .run(&engine, &[want("local/app:1", &["a"])], &s, at(0))
+            .await;
+        assert_eq!(finished[0].result.as_deref().ok(), Some("sha256:local"));
+        assert!(engine.pulled().is_empty(), "{:?}", engine.pulled());
+        let always = PullWant {
+            always: true,
+            ..want("local/app:1", &["a"])
+        };
+        let finished = puller.run(&engine, &[always], &s, at(0)).await;
+        assert_eq!(finished[0].result.as_deref().ok(), Some("sha256:registry"));
+        assert_eq!(engine.pulled().len(), 1);
     }
 
     #[tokio::test]

@@ -301,7 +301,19 @@ impl Sandbox {
 
     pub fn apply_ok(&self) -> String {
         let (code, stdout, stderr) = self.apply();
-        assert_eq!(code, 0, "berth apply failed:\n{stdout}\n{stderr}");
+        if code != 0 {
+            // What the engine lists of this test's images, for a failure
+            // that says an image is missing.
+            let (_, images, _) =
+                docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+            let ours: Vec<&str> = images
+                .lines()
+                .filter(|l| l.contains(self.prefix.as_str()))
+                .collect();
+            panic!(
+                "berth apply failed ({code}):\n{stdout}\n{stderr}\nthe engine's images of this test: {ours:?}"
+            );
+        }
         stdout
     }
 

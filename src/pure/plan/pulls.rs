@@ -37,6 +37,11 @@ pub struct PullWant {
     /// The creates and recreates it is for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wanted_for: Vec<PullFor>,
+    /// A record asks `Pull always`: the registry is asked even if the
+    /// engine has the image. Otherwise the engine is asked first, and an
+    /// image it has is not pulled (its list may lag behind a tag).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always: bool,
 }
 
 /// Where a reference's pull is.
@@ -126,6 +131,7 @@ pub fn gate(
         Some(want) => {
             want.records.push(spec.name.clone());
             want.wanted_for.push(wanted_for);
+            want.always |= spec.pull == PullPolicy::Always;
             if want.credentials.is_none() {
                 want.credentials = spec.credentials.clone();
             }
@@ -135,6 +141,7 @@ pub fn gate(
             credentials: spec.credentials.clone(),
             records: vec![spec.name.clone()],
             wanted_for: vec![wanted_for],
+            always: spec.pull == PullPolicy::Always,
         }),
     }
     Gate::Wait(format!("pulling {reference}"))
