@@ -59,7 +59,7 @@ if [ $# -eq 0 ] || [ "${BERTH_TEST_PODMAN:-}" = 1 ]; then
     filter=()
     [ $# -eq 0 ] || filter=("$@")
     DOCKER_HOST=$podman_host BERTH_TEST_SKIPS=$podman_skips \
-      cargo test --locked "${engine_tests[@]}" "${filter[@]}" 2>&1 | tee "$podman_log" || podman_status=$?
+      cargo test --locked --no-fail-fast "${engine_tests[@]}" "${filter[@]}" 2>&1 | tee "$podman_log" || podman_status=$?
   else
     podman_host=
     echo "podman: the service did not start (see above)" | tee "$podman_log"

@@ -167,6 +167,33 @@ impl DockerEngine {
             .cloned()
     }
 
+    /// Every image. Podman's list fails whole (HTTP 500, "image not
+    /// known") when an image goes while it is being listed, which another
+    /// client's `rmi` makes happen under load: such a list is asked again,
+    /// at most twice, a moment later.
+    async fn list_images_settled(
+        &self,
+    ) -> Result<Vec<bollard::models::ImageSummary>, EngineError> {
+        let mut attempt = 0;
+        loop {
+            let listed = self
+                .docker
+                .list_images(Some(ListImagesOptionsBuilder::new().build()))
+                .await;
+            match listed {
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 500,
+                    ref message,
+                }) if attempt < 2 && message.contains("image not known") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    self.count();
+                }
+                other => return other.map_err(|e| self.error(e)),
+            }
+        }
+    }
+
     fn count(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
@@ -381,11 +408,7 @@ impl Engine for DockerEngine {
     async fn observe(&self) -> Result<ObservedState, EngineError> {
         let containers = self.list_containers_raw().await?;
         self.count();
-        let images = self
-            .docker
-            .list_images(Some(ListImagesOptionsBuilder::new().build()))
-            .await
-            .map_err(|e| self.error(e))?;
+        let images = self.list_images_settled().await?;
         self.count();
         let networks = self
             .docker
