@@ -90,8 +90,9 @@ pub fn run(runs: usize) -> anyhow::Result<Pure> {
         out.enforce.push(t.elapsed().as_secs_f64());
         anyhow::ensure!(
             declared.specs.len() == RECORDS,
-            "the policy refused {} records",
-            declared.failed.len()
+            "the policy refused {} records (first: {:?})",
+            declared.failed.len(),
+            declared.failed.iter().next()
         );
 
         // Every container as berth made it, running: a converged server.
