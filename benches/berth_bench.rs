@@ -4,6 +4,7 @@
 //!   berth_bench [--quick] [--n N] [--runs R] [--rest S] [--edits E]
 //!               [--json FILE] [--workdir DIR] [--pure]
 //!               [--scale N,N] [--scale-runs R] [--scale-only]
+//!               [--engine unix:///PATH]
 //!
 //! Each figure is the median of R runs with its min–max spread; ratios are
 //! taken pair by pair (run i of berth over run i of the peer), and the
@@ -62,9 +63,13 @@ fn run(a: &Args, world: &World, rt: &tokio::runtime::Runtime) -> anyhow::Result<
     let config = Config::load(&dir.join("berth.toml"))?;
     let engine = rt.block_on(DockerEngine::connect(&config.docker_host))?;
     let docker = rt.block_on(async {
-        bollard::Docker::connect_with_unix(host::DEFAULT_SOCKET, 120, bollard::API_DEFAULT_VERSION)?
-            .negotiate_version()
-            .await
+        bollard::Docker::connect_with_unix(
+            &host::socket().to_string_lossy(),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )?
+        .negotiate_version()
+        .await
     })?;
     let ctx = Ctx {
         dir,
@@ -188,6 +193,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(socket) = &a.engine {
+        host::set_engine(socket.clone());
+    }
     host::on_signal_clean_up(&rt);
     let result = match World::new(a.workdir.clone()) {
         // The world is dropped (everything removed) before the report.

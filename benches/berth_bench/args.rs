@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context};
 
-const USAGE: &str = "usage: berth_bench [--quick] [--n N] [--runs R] [--rest S] [--edits E] [--json FILE] [--workdir DIR] [--pure] [--scale N,N] [--scale-runs R] [--scale-only]";
+const USAGE: &str = "usage: berth_bench [--quick] [--n N] [--runs R] [--rest S] [--edits E] [--json FILE] [--workdir DIR] [--pure] [--scale N,N] [--scale-runs R] [--scale-only] [--engine unix:///PATH]";
 
 pub struct Args {
     /// Containers per tool.
@@ -27,6 +27,9 @@ pub struct Args {
     /// Only the scale rounds: no main rounds, API-call count, daemon
     /// round or pure code.
     pub scale_only: bool,
+    /// Another engine's socket (e.g. Podman's Docker-compatible service)
+    /// instead of /var/run/docker.sock.
+    pub engine: Option<PathBuf>,
 }
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
@@ -38,6 +41,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
     let mut scale = Vec::new();
     let mut scale_runs = 3;
     let mut scale_only = false;
+    let mut engine = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
@@ -55,6 +59,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
             }
             "--scale-runs" => scale_runs = value("--scale-runs")?.parse::<usize>()?,
             "--scale-only" => scale_only = true,
+            "--engine" => {
+                let v = value("--engine")?;
+                // Only a unix socket: the counting proxy listens on one and
+                // forwards to the engine's.
+                let path = v.strip_prefix("unix://").unwrap_or(&v);
+                ensure!(
+                    path.starts_with('/'),
+                    "--engine takes unix:///PATH, not {v}"
+                );
+                engine = Some(PathBuf::from(path));
+            }
             "--quick" => quick = true,
             "--pure" => pure = true,
             "--bench" => {} // added by `cargo bench`
@@ -73,6 +88,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
         scale,
         scale_runs,
         scale_only,
+        engine,
     };
     ensure!(
         a.scale.iter().all(|n| (1..=5000).contains(n)) && a.scale_runs >= 1,

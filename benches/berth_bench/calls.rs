@@ -2,7 +2,6 @@
 //! three jobs, counted through the proxy in one untimed round.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use crate::ctx::Ctx;
 use crate::host::{self, berth, compose, ok, timed};
@@ -17,7 +16,7 @@ pub type Calls = BTreeMap<(Tool, Job), Vec<String>>;
 
 pub fn count(ctx: &Ctx, changed_at: usize) -> anyhow::Result<Calls> {
     let socket = host::count_socket(ctx.dir);
-    let proxy = proxy::start(ctx.rt, &socket, PathBuf::from(host::DEFAULT_SOCKET))?;
+    let proxy = proxy::start(ctx.rt, &socket, host::socket())?;
     let mut calls = Calls::new();
 
     host::remove_all();

@@ -7,8 +7,36 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The engine's socket, for the counting proxy and the direct client.
+/// The engine's socket, for the counting proxy and the direct client,
+/// unless `--engine` names another.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// The socket given with `--engine` (e.g. Podman's service); set once,
+/// before anything talks to an engine.
+static ENGINE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Points every part of the bench (berth's config, compose, the docker
+/// CLI, the direct client, the counting proxy) at `socket`.
+pub fn set_engine(socket: PathBuf) {
+    let _ = ENGINE.set(socket);
+}
+
+/// The socket the bench measures against.
+pub fn socket() -> PathBuf {
+    ENGINE
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Gives a child process the engine chosen with `--engine`; without it
+/// the child's own default stays, exactly as before the option existed.
+fn with_engine(c: &mut Command) -> &mut Command {
+    match ENGINE.get() {
+        Some(s) => c.env("DOCKER_HOST", format!("unix://{}", s.display())),
+        None => c.env_remove("DOCKER_HOST"),
+    }
+}
 /// berth's `instance` (label `org.berth.instance`) in the sandbox.
 pub const INSTANCE: &str = "bench";
 /// berth's bridge network in the sandbox.
@@ -71,11 +99,23 @@ pub fn write_sandbox(dir: &Path, n: usize, changed: Option<usize>) -> std::io::R
          instance = \"{INSTANCE}\"\nbridge_network = \"{NETWORK}\"\n\
          stop_grace_seconds = 1\napply_concurrency = 8\n"
     );
+    // Without --engine berth finds the engine itself, as it did before.
+    let config = match ENGINE.get() {
+        Some(s) => format!("{config}docker_host = \"unix://{}\"\n", s.display()),
+        None => config,
+    };
+    let base = config.clone();
     std::fs::write(dir.join("berth.toml"), &config)?;
     std::fs::write(
         dir.join("berth-count.toml"),
+        // A second docker_host would be a duplicate key: the counted
+        // config is the base without it.
         format!(
-            "{config}docker_host = \"unix://{}\"\n",
+            "{}docker_host = \"unix://{}\"\n",
+            base.lines()
+                .filter(|l| !l.starts_with("docker_host"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
             count_socket(dir).display()
         ),
     )?;
@@ -185,14 +225,14 @@ pub fn compose(dir: &Path, args: &[&str], counted: bool) -> Command {
             format!("unix://{}", count_socket(dir).display()),
         );
     } else {
-        c.env_remove("DOCKER_HOST");
+        with_engine(&mut c);
     }
     c
 }
 
 /// A docker CLI call whose output is wanted; failures give "".
 pub fn docker(args: &[&str]) -> String {
-    Command::new("docker")
+    with_engine(&mut Command::new("docker"))
         .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -202,7 +242,7 @@ pub fn docker(args: &[&str]) -> String {
 }
 
 fn quiet(args: &[&str]) {
-    let _ = Command::new("docker")
+    let _ = with_engine(&mut Command::new("docker"))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -288,7 +328,7 @@ pub fn make_image() -> anyhow::Result<String> {
     if !image_id().is_empty() {
         quiet(&["rmi", IMAGE]);
     }
-    let out = Command::new(root().join("scripts/test-image.sh"))
+    let out = with_engine(&mut Command::new(root().join("scripts/test-image.sh")))
         .arg(IMAGE)
         .stdin(Stdio::null())
         .output();

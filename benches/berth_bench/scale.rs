@@ -68,7 +68,7 @@ pub fn run(
         let engine = rt.block_on(DockerEngine::connect(&config.docker_host))?;
         let docker = rt.block_on(async {
             bollard::Docker::connect_with_unix(
-                host::DEFAULT_SOCKET,
+                &host::socket().to_string_lossy(),
                 300,
                 bollard::API_DEFAULT_VERSION,
             )?
