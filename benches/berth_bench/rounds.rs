@@ -167,13 +167,25 @@ fn berth_round(ctx: &Ctx, changed_at: usize, r: &mut Runs) -> anyhow::Result<()>
     ctx.sandbox(Some(changed_at))?;
     let (t, out) = timed(&mut berth(ctx.dir, "berth.toml", &["apply"]));
     ok("berth apply (one change)", out)?;
-    let after = ctx.berths()?;
+    // Podman's Docker API (before Podman 5) has no update: the change is a
+    // recreate, and the old container is kept, stopped, for a rollback.
+    let podman = ctx
+        .rt
+        .block_on(ctx.engine.identify())
+        .is_ok_and(|i| i.kind == berth::engine::docker::podman::EngineKind::Podman);
+    let mut after = ctx.berths()?;
+    after.retain(|name, (_, running)| !(podman && name.ends_with("_berth-old") && !*running));
     all_running(&after, ctx.n, "after the change")?;
-    // A memory change is an in-place update now: no container is another.
+    // A memory change is an in-place update on Docker: no container is another.
     let recreated = changed(&before, &after);
+    let expected: Vec<String> = if podman {
+        vec![name(changed_at)]
+    } else {
+        Vec::new()
+    };
     ensure!(
-        recreated.is_empty(),
-        "berth recreated {recreated:?} for a memory change it updates in place"
+        recreated == expected,
+        "berth recreated {recreated:?} for a memory change (expected {expected:?})"
     );
     r.push(Tool::Berth, Job::OneChange, t);
     if let Some(acting) = last_pass_seconds(ctx)? {

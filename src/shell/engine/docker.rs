@@ -38,6 +38,8 @@ pub struct DockerEngine {
     calls: AtomicU64,
     /// Which engine answers, once asked (see [`DockerEngine::identify`]).
     identity: tokio::sync::OnceCell<podman::EngineIdentity>,
+    /// Which kind of engine, once asked (see [`DockerEngine::kind`]).
+    kind: tokio::sync::OnceCell<podman::EngineKind>,
 }
 
 impl std::fmt::Debug for DockerEngine {
@@ -77,6 +79,7 @@ impl DockerEngine {
             host: docker_host.to_string(),
             calls: AtomicU64::new(0),
             identity: tokio::sync::OnceCell::new(),
+            kind: tokio::sync::OnceCell::new(),
         };
         // `/_ping` proves the engine answers and costs it nothing, where
         // bollard's `negotiate_version` asks `/version`, for which dockerd
@@ -171,9 +174,7 @@ impl DockerEngine {
     /// known") when an image goes while it is being listed, which another
     /// client's `rmi` makes happen under load: such a list is asked again,
     /// at most twice, a moment later.
-    async fn list_images_settled(
-        &self,
-    ) -> Result<Vec<bollard::models::ImageSummary>, EngineError> {
+    async fn list_images_settled(&self) -> Result<Vec<bollard::models::ImageSummary>, EngineError> {
         let mut attempt = 0;
         loop {
             let listed = self
@@ -192,6 +193,23 @@ impl DockerEngine {
                 other => return other.map_err(|e| self.error(e)),
             }
         }
+    }
+
+    /// Docker or Podman, by Podman's own ping (one call per connection).
+    pub async fn kind(&self) -> Result<podman::EngineKind, EngineError> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.kind);
+        }
+        self.kind
+            .get_or_try_init(|| async {
+                Ok(if self.answers_libpod_ping().await? {
+                    podman::EngineKind::Podman
+                } else {
+                    podman::EngineKind::Docker
+                })
+            })
+            .await
+            .copied()
     }
 
     fn count(&self) {
@@ -458,8 +476,8 @@ impl Engine for DockerEngine {
         // Only names Podman would list make it worth asking which engine
         // this is; an engine that cannot say is taken for Docker.
         let kind = if podman::names_look_qualified(listed.iter().map(|(n, _)| n)) {
-            match self.identify().await {
-                Ok(identity) => identity.kind,
+            match self.kind().await {
+                Ok(kind) => kind,
                 Err(e) => {
                     tracing::warn!("cannot tell which engine this is, taken for Docker: {e}");
                     podman::EngineKind::Docker

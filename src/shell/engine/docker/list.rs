@@ -30,6 +30,10 @@ use crate::engine::EngineError;
 /// name, so no real export can be rewritten.
 const LIST_SENTINEL: &str = "berth:list";
 const HEALTH_SENTINEL: &str = "berth:health-";
+/// Podman's own ping (`/libpod/_ping`), which Docker does not have: which
+/// engine this is for the price of a ping, where `/version` costs Podman
+/// half a second (it asks runc, conmon and the package manager).
+const LIBPOD_PING_SENTINEL: &str = "berth:libpod-ping";
 
 /// The health verdicts the engine filters lists by (Docker's `health`
 /// filter, which Podman's Docker API has too).
@@ -41,7 +45,7 @@ const MAX_LIST_BYTES: usize = 64 << 20;
 /// bollard's request modifier: a sentinel export becomes `GET
 /// /containers/json?all=1` (with a health filter for a health sentinel),
 /// anything else is left as it is.
-pub(super) fn rewrite(mut request: BollardRequest) -> BollardRequest {
+pub(super) fn rewrite(request: BollardRequest) -> BollardRequest {
     let path = request.uri().path().replace("%3A", ":").replace("%3a", ":");
     let Some((prefix, name)) = path
         .strip_suffix("/export")
@@ -49,6 +53,9 @@ pub(super) fn rewrite(mut request: BollardRequest) -> BollardRequest {
     else {
         return request;
     };
+    if name == LIBPOD_PING_SENTINEL {
+        return with_path(request, &format!("{prefix}/libpod/_ping"));
+    }
     let query = if name == LIST_SENTINEL {
         "all=1".to_string()
     } else if let Some(verdict) = name
@@ -60,9 +67,12 @@ pub(super) fn rewrite(mut request: BollardRequest) -> BollardRequest {
     } else {
         return request;
     };
-    let target = format!("{prefix}/containers/json?{query}");
+    with_path(request, &format!("{prefix}/containers/json?{query}"))
+}
+
+fn with_path(mut request: BollardRequest, target: &str) -> BollardRequest {
     let mut parts = request.uri().clone().into_parts();
-    if let Ok(path_and_query) = hyper::http::uri::PathAndQuery::from_str(&target) {
+    if let Ok(path_and_query) = hyper::http::uri::PathAndQuery::from_str(target) {
         parts.path_and_query = Some(path_and_query);
         if let Ok(uri) = hyper::Uri::from_parts(parts) {
             *request.uri_mut() = uri;
@@ -129,6 +139,23 @@ impl DockerEngine {
             .list_under(&format!("{HEALTH_SENTINEL}{verdict}"))
             .await?;
         Ok(listed.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Whether the engine answers Podman's own ping: `Ok(false)` is
+    /// Docker's 404.
+    pub(super) async fn answers_libpod_ping(&self) -> Result<bool, EngineError> {
+        self.count();
+        let mut stream = self.docker.export_container(LIBPOD_PING_SENTINEL);
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(_) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(false),
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        Ok(true)
     }
 
     async fn list_under(&self, sentinel: &str) -> Result<Vec<Listed>, EngineError> {
@@ -202,6 +229,8 @@ mod tests {
             versioned.uri().to_string(),
             "http://h/v1.41/containers/json?all=1"
         );
+        let ping = rewrite(request("http://h/containers/berth:libpod-ping/export"));
+        assert_eq!(ping.uri().to_string(), "http://h/libpod/_ping");
         let health = rewrite(request("http://h/containers/berth:health-healthy/export"));
         assert_eq!(
             health.uri().to_string(),
