@@ -44,10 +44,11 @@ cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
 # The engine tests again, on Podman's Docker-compatible API (Debian's
 # podman, rootful, on a socket of its own: scripts/podman-service.sh),
 # with the docker CLI the tests use pointed at it too. Not when arguments
-# pick tests, unless BERTH_TEST_PODMAN=1.
+# pick tests, unless TEST_ON_PODMAN=1. (No BERTH_ names here: tests check
+# what berth passes on of its own BERTH_ variables.)
 podman_status=0
 podman_version=
-if [ $# -eq 0 ] || [ "${BERTH_TEST_PODMAN:-}" = 1 ]; then
+if [ $# -eq 0 ] || [ "${TEST_ON_PODMAN:-}" = 1 ]; then
   engine_tests=()
   for file in tests/*_docker.rs tests/daemon_process.rs tests/templates_proxy.rs; do
     engine_tests+=(--test "$(basename "$file" .rs)")
@@ -58,7 +59,7 @@ if [ $# -eq 0 ] || [ "${BERTH_TEST_PODMAN:-}" = 1 ]; then
     echo "=== the engine tests again, on Podman $podman_version ($podman_host) ==="
     filter=()
     [ $# -eq 0 ] || filter=("$@")
-    DOCKER_HOST=$podman_host BERTH_TEST_SKIPS=$podman_skips \
+    DOCKER_HOST=$podman_host TEST_SKIPS_FILE=$podman_skips \
       cargo test --locked --no-fail-fast "${engine_tests[@]}" "${filter[@]}" 2>&1 | tee "$podman_log" || podman_status=$?
   else
     podman_host=

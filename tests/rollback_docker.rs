@@ -161,7 +161,8 @@ fn a_bad_update_is_rolled_back_and_not_retried_and_a_good_one_rolls_out() {
     let told = history();
     assert!(
         told.contains("rolled back: the new container exited with code 3")
-            || told.contains("rolled back: the new container restarts in a loop"),
+            || told.contains("rolled back: the new container restarts in a loop")
+            || told.contains("rolled back: the new container restarted during its probation"),
         "{told}"
     );
 

@@ -292,11 +292,20 @@ async fn pull_with_login<E: Engine>(
         &settings.credentials_file,
     )?;
     // The pass's list said the image is missing, but an engine's list can
-    // lag behind a tag made since (seen on Podman under load): an image
-    // the engine has is never pulled over, unless a record asks `always`.
-    if !want.always {
-        if let Ok(Some(id)) = engine.image_id(&want.reference).await {
-            return Ok(id);
+    // lag behind a tag made since, and Podman 4.3 misses an image for a
+    // moment while another client tags it: an image the engine has is
+    // never pulled over, unless a record asks `always`. Asked three times,
+    // 100 ms apart, before the registry is. Not for a digest: Podman's
+    // inspect finds any local image with that digest under any name,
+    // which the next pass's list would still not show by this reference.
+    if !want.always && !want.reference.contains('@') {
+        for attempt in 0..3 {
+            if let Ok(Some(id)) = engine.image_id(&want.reference).await {
+                return Ok(id);
+            }
+            if attempt < 2 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     pull_within(engine, &want.reference, login, settings.timeout).await

@@ -96,14 +96,14 @@ pub fn engine_is_podman() -> bool {
 }
 
 /// On Podman, says that `test` is skipped and why (on stderr and in the
-/// file `$BERTH_TEST_SKIPS`, which the test script prints in its
+/// file `$TEST_SKIPS_FILE`, which the test script prints in its
 /// summary) and returns true: the test then returns. On Docker, false.
 pub fn skip_on_podman(test: &str, reason: &str) -> bool {
     if !engine_is_podman() {
         return false;
     }
     eprintln!("SKIPPED on Podman: {test}: {reason}");
-    if let Some(path) = std::env::var_os("BERTH_TEST_SKIPS") {
+    if let Some(path) = std::env::var_os("TEST_SKIPS_FILE") {
         use std::io::Write;
         if let Ok(mut file) = std::fs::OpenOptions::new()
             .create(true)

@@ -54,11 +54,6 @@ impl<E: Engine + 'static, C: Connect<E>> EngineLink<E, C> {
         }
         match self.connector.connect(&config.docker_host).await {
             Ok(engine) => {
-                let identity = match self.connector.identify(&engine).await {
-                    Ok(identity) => identity,
-                    Err(e) => format!("unknown ({e})"),
-                };
-                tracing::info!(host = %config.docker_host, engine = %identity, "connected to the engine");
                 self.shared.set_engine(Some(engine.clone()));
                 self.host = Some(config.docker_host.clone());
                 if let Some(old) = self.events.take() {
@@ -69,6 +64,13 @@ impl<E: Engine + 'static, C: Connect<E>> EngineLink<E, C> {
                     engine.clone(),
                     self.shared.events.clone(),
                 )));
+                // After the engine is in use: `/version` takes Podman half
+                // a second, which the API should not wait for.
+                let identity = match self.connector.identify(&engine).await {
+                    Ok(identity) => identity,
+                    Err(e) => format!("unknown ({e})"),
+                };
+                tracing::info!(host = %config.docker_host, engine = %identity, "connected to the engine");
                 Ok(engine)
             }
             Err(e) => {
