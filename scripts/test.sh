@@ -44,7 +44,10 @@ cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
 # The engine tests again, on Podman's Docker-compatible API (Debian's
 # podman, rootful, on a socket of its own: scripts/podman-service.sh),
 # with the docker CLI the tests use pointed at it too. Not when arguments
-# pick tests, unless TEST_ON_PODMAN=1. (No BERTH_ names here: tests check
+# pick tests, unless TEST_ON_PODMAN=1. One test at a time: Podman 4.3's
+# image store fails a list, an inspect or a build's FROM lookup ("image not
+# known") while another client removes an image, which the tests' parallel
+# cleanups do; berth retries what it can, but not another client's build. (No BERTH_ names here: tests check
 # what berth passes on of its own BERTH_ variables.)
 podman_status=0
 podman_version=
@@ -60,7 +63,7 @@ if [ $# -eq 0 ] || [ "${TEST_ON_PODMAN:-}" = 1 ]; then
     filter=()
     [ $# -eq 0 ] || filter=("$@")
     DOCKER_HOST=$podman_host TEST_SKIPS_FILE=$podman_skips \
-      cargo test --locked --no-fail-fast "${engine_tests[@]}" "${filter[@]}" 2>&1 | tee "$podman_log" || podman_status=$?
+      cargo test --locked --no-fail-fast "${engine_tests[@]}" "${filter[@]}" -- --test-threads=1 2>&1 | tee "$podman_log" || podman_status=$?
   else
     podman_host=
     echo "podman: the service did not start (see above)" | tee "$podman_log"
