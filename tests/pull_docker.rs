@@ -308,6 +308,12 @@ fn an_image_with_pull_always_builds_on_the_base_the_registry_holds_now() {
 
 #[test]
 fn an_image_pinned_by_digest_is_pulled_with_or_without_its_tag() {
+    if support::skip_on_podman(
+        "an_image_pinned_by_digest_is_pulled_with_or_without_its_tag",
+        "it removes the pulled image by digest to pull it again, and Podman removes an image named by digest under all its names: here the busybox base every other test uses",
+    ) {
+        return;
+    }
     let s = Sandbox::new(None);
     let registry = Registry::start_tls(None);
     let reference = published(&s, &registry, &TestImages::busybox().id, "1");
