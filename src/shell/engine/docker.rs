@@ -434,7 +434,7 @@ impl Engine for DockerEngine {
             .await
             .map_err(|e| self.error(e))?;
 
-        let containers = containers
+        let mut containers: Vec<ObservedContainer> = containers
             .into_iter()
             .map(|c| {
                 let name = container_name(c.names.as_deref().unwrap_or_default());
@@ -488,7 +488,6 @@ impl Engine for DockerEngine {
         };
         let images = podman::image_names(listed, kind);
         let networks = networks.into_iter().filter_map(|n| n.name).collect();
-        let mut containers: Vec<ObservedContainer> = containers;
         // Podman's status line has no health verdict: a list per verdict
         // gives them all (3 calls, whatever the number of containers).
         if kind == podman::EngineKind::Podman && containers.iter().any(|c| c.is_running()) {
