@@ -62,15 +62,7 @@ fn run(a: &Args, world: &World, rt: &tokio::runtime::Runtime) -> anyhow::Result<
     write_sandbox(dir, a.n, None)?;
     let config = Config::load(&dir.join("berth.toml"))?;
     let engine = rt.block_on(DockerEngine::connect(&config.docker_host))?;
-    let docker = rt.block_on(async {
-        bollard::Docker::connect_with_unix(
-            &host::socket().to_string_lossy(),
-            120,
-            bollard::API_DEFAULT_VERSION,
-        )?
-        .negotiate_version()
-        .await
-    })?;
+    let docker = host::engine_client(rt, 120)?;
     let ctx = Ctx {
         dir,
         n: a.n,

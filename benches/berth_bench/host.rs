@@ -29,6 +29,23 @@ pub fn socket() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
+/// A bollard client straight to the engine's socket (the floor's and the
+/// bench's own calls), `timeout_seconds` per call, the API version agreed.
+pub fn engine_client(
+    rt: &tokio::runtime::Runtime,
+    timeout_seconds: u64,
+) -> Result<bollard::Docker, bollard::errors::Error> {
+    rt.block_on(async {
+        bollard::Docker::connect_with_unix(
+            &socket().to_string_lossy(),
+            timeout_seconds,
+            bollard::API_DEFAULT_VERSION,
+        )?
+        .negotiate_version()
+        .await
+    })
+}
+
 /// Gives a child process the engine chosen with `--engine`; without it
 /// the child's own default stays, exactly as before the option existed.
 fn with_engine(c: &mut Command) -> &mut Command {

@@ -66,15 +66,7 @@ pub fn run(
         write_sandbox(dir, n, None)?;
         let config = Config::load(&dir.join("berth.toml"))?;
         let engine = rt.block_on(DockerEngine::connect(&config.docker_host))?;
-        let docker = rt.block_on(async {
-            bollard::Docker::connect_with_unix(
-                &host::socket().to_string_lossy(),
-                300,
-                bollard::API_DEFAULT_VERSION,
-            )?
-            .negotiate_version()
-            .await
-        })?;
+        let docker = host::engine_client(rt, 300)?;
         let ctx = Ctx {
             dir,
             n,
