@@ -8,6 +8,7 @@ pub mod podman;
 pub(crate) use create::non_root_user;
 pub mod images;
 mod network;
+mod recipe;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,8 +23,8 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 
 use super::{
-    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, Health,
-    MountKind, ObservedContainer, ObservedState, RegistryLogin, LABEL_MANAGED,
+    BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, Exec, Health,
+    ImageRun, LabelledImage, MountKind, StepContainer, ObservedContainer, ObservedState, RegistryLogin, LABEL_MANAGED,
 };
 
 /// Seconds a single API call may take. A stop call waits for the grace
@@ -762,6 +763,67 @@ impl Engine for DockerEngine {
 
     async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
         self.remove_reference(reference).await
+    }
+
+    async fn create_step_container(
+        &self,
+        container: &StepContainer<'_>,
+    ) -> Result<String, EngineError> {
+        self.create_step(container).await
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        exec: &Exec<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<i64, EngineError> {
+        self.exec_in(id, exec, log).await
+    }
+
+    async fn upload(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+        self.upload_tar(id, tar).await
+    }
+
+    async fn commit(&self, id: &str, changes: &[String]) -> Result<String, EngineError> {
+        self.commit_step(id, changes).await
+    }
+
+    async fn images_labelled(
+        &self,
+        label: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<LabelledImage>, EngineError> {
+        self.labelled_images(label, value).await
+    }
+
+    async fn image_run(&self, reference: &str) -> Result<Option<ImageRun>, EngineError> {
+        self.inspect_image_run(reference).await
+    }
+
+    async fn container_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, EngineError> {
+        self.inspect_container_labels(name).await
+    }
+
+    async fn fill_volume(
+        &self,
+        volume: &str,
+        labels: &BTreeMap<String, String>,
+        image: &str,
+        path: &str,
+    ) -> Result<(), EngineError> {
+        self.fill_tool_volume(volume, labels, image, path).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.remove_build_volume(name).await
+    }
+
+    async fn remove_image_id(&self, id: &str) -> Result<(), EngineError> {
+        self.remove_reference(id).await
     }
 }
 

@@ -65,6 +65,59 @@ pub struct BuildRequest<'a> {
     pub pull_base: bool,
 }
 
+/// A container a recipe build runs its steps in: never a managed one,
+/// kept alive by a shell reading a stdin that never closes (only `/bin/sh`
+/// is asked of the image), on no network unless `network`.
+pub struct StepContainer<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub network: bool,
+    /// Bytes; 0 = no limit.
+    pub memory: i64,
+    /// CPU quota in microseconds per 100 ms period; 0 = no limit.
+    pub cpu_quota: i64,
+    /// Mounted read-only: their content is never in what is committed.
+    pub tools: &'a [ToolMount],
+}
+
+/// A tool a recipe build mounts read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolMount {
+    /// A host folder (already resolved with no link), bound at `at`.
+    Folder { host: std::path::PathBuf, at: String },
+    /// A volume (filled from a tool image), mounted at `at`.
+    Volume { name: String, at: String },
+}
+
+/// One command run in a step container.
+pub struct Exec<'a> {
+    pub cmd: &'a [String],
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    /// `K=V`
+    pub env: &'a [String],
+    /// Killed (its container stopped) after this long.
+    pub timeout: std::time::Duration,
+}
+
+/// What an image says it runs (`Config.Entrypoint`, `Config.Cmd`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageRun {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+}
+
+/// An image found by label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// Registry login for push. No `Debug`: it holds a password.
 pub struct RegistryLogin {
     pub username: String,
@@ -196,4 +249,67 @@ pub trait Engine: Send + Sync {
     /// Removes a tag (and the image if nothing else uses it); missing is Ok.
     fn remove_image(&self, reference: &str)
         -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    // Recipe builds (`images::recipe`): a step container, commands run in
+    // it, its file system committed as an image.
+
+    /// Creates (not starts) a step container; returns its ID.
+    fn create_step_container(
+        &self,
+        container: &StepContainer<'_>,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    /// Runs one command in a running container, every output line to
+    /// `log`; its exit code. Past `timeout` the container is stopped and
+    /// the command fails.
+    fn exec(
+        &self,
+        id: &str,
+        exec: &Exec<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> impl Future<Output = Result<i64, EngineError>>;
+    /// Copies a tar archive into a container, unpacked at `/`.
+    fn upload(
+        &self,
+        id: &str,
+        tar: Vec<u8>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Commits a container's file system as a new image with Dockerfile
+    /// `changes` (`CMD [...]`, `LABEL k=v`, …) on its config; the image ID.
+    fn commit(
+        &self,
+        id: &str,
+        changes: &[String],
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    /// The images carrying `label` (with `value` if given), intermediate
+    /// ones included.
+    fn images_labelled(
+        &self,
+        label: &str,
+        value: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<LabelledImage>, EngineError>> + Send;
+    /// What an image runs; None when it is missing.
+    fn image_run(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Option<ImageRun>, EngineError>> + Send;
+    /// A container's labels by name or ID; None when there is none.
+    fn container_labels(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EngineError>> + Send;
+    /// Fills the new volume `volume` (labelled `labels`) with what `image`
+    /// holds at `path` (the engine copies it in when a container of the
+    /// image first mounts the empty volume there; the container is removed).
+    fn fill_volume(
+        &self,
+        volume: &str,
+        labels: &BTreeMap<String, String>,
+        image: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Removes a volume a build made; missing is Ok.
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Removes an image by ID, never by force: one a container or a child
+    /// image uses is a `Conflict`, missing is Ok.
+    fn remove_image_id(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 }

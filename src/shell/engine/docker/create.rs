@@ -15,7 +15,7 @@ use crate::policy::NOBODY;
 /// Sent on every create, whatever the profile: a setuid binary in an image
 /// never gains privileges its caller did not have. Not in the spec (so not
 /// hashed): adding it recreated nothing.
-const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+pub(super) const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
 
 /// The user a container with `non_root` runs as, given the user its image
 /// names (`Config.User`): that one when it is a numeric UID other than 0

@@ -83,6 +83,10 @@ pub enum Op {
     Push,
     Pull,
     RemoveImage,
+    /// A command run in a step container: the target is the command's
+    /// last word (what `sh -c` runs), and a failure is exit code 1.
+    Exec,
+    Commit,
 }
 
 /// One network, as the engine keeps it.
@@ -102,9 +106,26 @@ pub struct Pushed {
     pub login: Option<(String, String)>,
 }
 
+/// A recipe build's step container: the image it started from and the
+/// files copied or written into it since (path → bytes).
+#[derive(Debug, Clone, Default)]
+struct StepBox {
+    name: String,
+    image: String,
+    labels: BTreeMap<String, String>,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     containers: Vec<ObservedContainer>,
+    /// Step containers by ID: outside observe, as the real engine's list
+    /// shows them only unlabelled-managed, which berth ignores.
+    steps: BTreeMap<String, StepBox>,
+    /// Each image's labels and files (a commit's), by ID.
+    image_labels: BTreeMap<String, BTreeMap<String, String>>,
+    image_files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    image_runs: BTreeMap<String, super::ImageRun>,
     /// The config each container was created with, by ID.
     configs: BTreeMap<String, ContainerConfig>,
     /// The network ID each running container is attached to, by container ID.
@@ -171,6 +192,14 @@ impl State {
             )));
         }
         Ok(())
+    }
+
+    /// The ID of the step container `id_or_name` names.
+    fn step_id(&self, id_or_name: &str) -> Option<String> {
+        self.steps
+            .iter()
+            .find(|(id, b)| *id == id_or_name || b.name == id_or_name)
+            .map(|(id, _)| id.clone())
     }
 
     fn next(&mut self) -> u64 {
@@ -742,6 +771,9 @@ impl Engine for FakeEngine {
         self.count(1);
         self.act(format!("start {id}"), |s| {
             s.check(Op::Start, id)?;
+            if s.step_id(id).is_some() {
+                return Ok(());
+            }
             let i = s
                 .find(id)
                 .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
@@ -802,6 +834,9 @@ impl Engine for FakeEngine {
         self.count(1);
         self.act(format!("remove {id}"), |s| {
             s.check(Op::Remove, id)?;
+            if let Some(step) = s.step_id(id) {
+                s.steps.remove(&step);
+            }
             if let Some(i) = s.find(id) {
                 let removed = s.containers.remove(i);
                 s.configs.remove(&removed.id);
@@ -848,6 +883,12 @@ impl Engine for FakeEngine {
         self.count(1);
         self.act(format!("rename {id} {new_name}"), |s| {
             s.check(Op::Rename, id)?;
+            if let Some(step) = s.step_id(id) {
+                if let Some(b) = s.steps.get_mut(&step) {
+                    b.name = new_name.to_string();
+                }
+                return Ok(());
+            }
             let i = s
                 .find(id)
                 .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
@@ -1113,6 +1154,197 @@ impl Engine for FakeEngine {
             s.images.insert(full, id.clone());
             s.image_ids.insert(id.clone());
             Ok(id)
+        })
+    }
+
+    async fn create_step_container(
+        &self,
+        container: &super::StepContainer<'_>,
+    ) -> Result<String, EngineError> {
+        self.count(1);
+        self.act(format!("create_step {}", container.name), |s| {
+            s.check(Op::Create, container.name)?;
+            let image = s
+                .resolve(container.image)
+                .ok_or_else(|| EngineError::NotFound(format!("image {}", container.image)))?;
+            if s.steps.values().any(|b| b.name == container.name) || s.find(container.name).is_some()
+            {
+                return Err(EngineError::Conflict(format!(
+                    "the name {} is in use",
+                    container.name
+                )));
+            }
+            let id = format!("{:064x}", s.next());
+            let files = s.image_files.get(&image).cloned().unwrap_or_default();
+            s.steps.insert(
+                id.clone(),
+                StepBox {
+                    name: container.name.to_string(),
+                    image,
+                    labels: container.labels.clone(),
+                    files,
+                },
+            );
+            Ok(id)
+        })
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        exec: &super::Exec<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<i64, EngineError> {
+        self.count(3);
+        let command = exec.cmd.last().cloned().unwrap_or_default();
+        let failed = self.act(format!("exec {command}"), |s| {
+            if !s.steps.contains_key(id) {
+                return Err(EngineError::NotFound(format!("container {id}")));
+            }
+            Ok(s.failures.contains(&(Op::Exec, command.clone())))
+        })?;
+        log(&format!("ran {command}"));
+        Ok(i64::from(failed))
+    }
+
+    async fn upload(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+        self.count(1);
+        let mut entries = BTreeMap::new();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let bad = |e: std::io::Error| EngineError::Api(format!("upload: {e}"));
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let path = entry.path().map_err(bad)?.display().to_string();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(bad)?;
+            entries.insert(format!("/{}", path.trim_start_matches('/')), bytes);
+        }
+        self.act(format!("upload {} files", entries.len()), |s| {
+            let b = s
+                .steps
+                .get_mut(id)
+                .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
+            b.files.extend(entries);
+            Ok(())
+        })
+    }
+
+    async fn commit(&self, id: &str, changes: &[String]) -> Result<String, EngineError> {
+        self.count(1);
+        self.act("commit".to_string(), |s| {
+            let b = s
+                .steps
+                .get(id)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound(format!("container {id}")))?;
+            s.check(Op::Commit, &b.name)?;
+            let image = s.new_image_id();
+            let mut labels = s.image_labels.get(&b.image).cloned().unwrap_or_default();
+            labels.extend(b.labels.clone());
+            let mut run = s.image_runs.get(&b.image).cloned().unwrap_or_default();
+            for change in changes {
+                if let Some(label) = change.strip_prefix("LABEL ") {
+                    if let Some((k, v)) = label.split_once('=') {
+                        labels.insert(k.to_string(), serde_json::from_str(v).unwrap_or_default());
+                    }
+                } else if let Some(json) = change.strip_prefix("ENTRYPOINT ") {
+                    run.entrypoint = serde_json::from_str(json).ok();
+                } else if let Some(json) = change.strip_prefix("CMD ") {
+                    run.cmd = serde_json::from_str(json).ok();
+                }
+            }
+            s.image_ids.insert(image.clone());
+            s.image_labels.insert(image.clone(), labels);
+            s.image_files.insert(image.clone(), b.files);
+            s.image_runs.insert(image.clone(), run);
+            Ok(image)
+        })
+    }
+
+    async fn images_labelled(
+        &self,
+        label: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<super::LabelledImage>, EngineError> {
+        self.count(1);
+        let s = self.lock();
+        Ok(s.image_labels
+            .iter()
+            .filter(|(id, labels)| {
+                s.image_ids.contains(*id)
+                    && labels
+                        .get(label)
+                        .is_some_and(|v| value.is_none_or(|want| want == v))
+            })
+            .map(|(id, labels)| super::LabelledImage {
+                id: id.clone(),
+                tags: s
+                    .images
+                    .iter()
+                    .filter(|(_, i)| *i == id)
+                    .map(|(t, _)| t.clone())
+                    .collect(),
+                created: 0,
+                labels: labels.clone(),
+            })
+            .collect())
+    }
+
+    async fn image_run(&self, reference: &str) -> Result<Option<super::ImageRun>, EngineError> {
+        self.count(1);
+        let s = self.lock();
+        Ok(s.resolve(reference)
+            .map(|id| s.image_runs.get(&id).cloned().unwrap_or_default()))
+    }
+
+    async fn container_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, EngineError> {
+        self.count(1);
+        let s = self.lock();
+        if let Some(b) = s.steps.iter().find(|(id, b)| b.name == name || *id == name) {
+            return Ok(Some(b.1.labels.clone()));
+        }
+        Ok(s.find(name).map(|i| s.containers[i].labels.clone()))
+    }
+
+    async fn fill_volume(
+        &self,
+        volume: &str,
+        labels: &BTreeMap<String, String>,
+        image: &str,
+        _path: &str,
+    ) -> Result<(), EngineError> {
+        self.count(3);
+        self.act(format!("fill_volume {volume} from {image}"), |s| {
+            s.resolve(image)
+                .ok_or_else(|| EngineError::NotFound(format!("image {image}")))?;
+            s.volumes.insert(volume.to_string(), labels.clone());
+            Ok(())
+        })
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.count(1);
+        self.act(format!("remove_volume {name}"), |s| {
+            s.volumes.remove(name);
+            Ok(())
+        })
+    }
+
+    async fn remove_image_id(&self, id: &str) -> Result<(), EngineError> {
+        self.count(1);
+        self.act(format!("remove_image_id {id}"), |s| {
+            if s.images.values().any(|i| i == id)
+                || s.containers.iter().any(|c| c.image_id == id)
+                || s.steps.values().any(|b| b.image == id)
+            {
+                return Err(EngineError::Conflict(format!("image {id} is in use")));
+            }
+            s.image_ids.remove(id);
+            s.image_labels.remove(id);
+            Ok(())
         })
     }
 
