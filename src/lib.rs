@@ -14,6 +14,7 @@ pub mod pure {
     pub mod plan;
     pub mod policy;
     pub mod poll;
+    pub mod recipe;
     pub mod reference;
     pub mod render;
     pub mod schedule;
@@ -42,7 +43,7 @@ pub mod shell {
     pub mod watch;
 }
 
-pub use pure::{db, declared, model, plan, policy, poll, reference, render, schedule};
+pub use pure::{db, declared, model, plan, policy, poll, recipe, reference, render, schedule};
 pub use shell::{
     api, apply, cli, command, config, daemon, engine, events, images, policy_file, pulls,
     reconcile, registry, safe_fs, state, status, templates, watch,
