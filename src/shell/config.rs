@@ -105,6 +105,7 @@ struct RawConfig {
     policy_file: Option<PathBuf>,
     image_notify_command: Option<String>,
     git_timeout_seconds: Option<u64>,
+    build_step_timeout_seconds: Option<u64>,
     action_timeout_seconds: Option<u64>,
     mass_removal_share: Option<f64>,
     journal_keep_days: Option<u64>,
@@ -165,6 +166,8 @@ pub struct Config {
     pub image_notify_command: Option<String>,
     /// Each git command of a build is killed after this long.
     pub git_timeout_seconds: u64,
+    /// Each step and check of a recipe build is stopped after this long.
+    pub build_step_timeout_seconds: u64,
     /// Each event action and each run of `image_notify_command` is killed
     /// (with what it started) after this long.
     pub action_timeout_seconds: u64,
@@ -225,6 +228,7 @@ impl Default for Config {
             policy_file_named: false,
             image_notify_command: None,
             git_timeout_seconds: 600,
+            build_step_timeout_seconds: 3600,
             action_timeout_seconds: 3600,
             mass_removal_share: 0.5,
             journal_keep_days: 90,
@@ -320,6 +324,7 @@ impl Config {
         }
         for (key, value) in [
             ("git_timeout_seconds", raw.git_timeout_seconds),
+            ("build_step_timeout_seconds", raw.build_step_timeout_seconds),
             ("action_timeout_seconds", raw.action_timeout_seconds),
             ("journal_keep_days", raw.journal_keep_days),
             ("rollout_probation_seconds", raw.rollout_probation_seconds),
@@ -373,6 +378,9 @@ impl Config {
             policy_file: at(raw.policy_file, base.join("policy.toml")),
             image_notify_command: raw.image_notify_command,
             git_timeout_seconds: raw.git_timeout_seconds.unwrap_or(d.git_timeout_seconds),
+            build_step_timeout_seconds: raw
+                .build_step_timeout_seconds
+                .unwrap_or(d.build_step_timeout_seconds),
             action_timeout_seconds: raw
                 .action_timeout_seconds
                 .unwrap_or(d.action_timeout_seconds),

@@ -33,7 +33,9 @@ pub fn admit<'p>(
         None => Ok(()),
     };
     match &spec.source {
-        Source::Rootfs { path } | Source::Tar { path } => host_path("Path", path)?,
+        Source::Rootfs { path } | Source::Tar { path } | Source::Recipe { path, .. } => {
+            host_path("Path", path)?
+        }
         Source::Git { repository, .. } => {
             for path in local_repository(repository) {
                 host_path("Repository", &path)?;

@@ -3,6 +3,7 @@
 //! push when asked. The workspace is wiped whatever happens.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -25,13 +26,15 @@ impl Drop for Workspace {
 
 /// Runs build `build_id` of `spec`; every line goes to `log`. Returns the
 /// new image ID, or why it failed (the old tag is untouched: the engine
-/// only moves a tag when a build succeeds).
+/// only moves a tag when a build succeeds). `no_cache`: a recipe build
+/// runs every step (`--no-cache`; the record's `NoCache` does too).
 pub async fn run<E: Engine>(
     config: &Config,
     engine: &E,
     state: &State,
     spec: &ImageSpec,
     build_id: i64,
+    no_cache: bool,
     log: &mut dyn FnMut(&str),
 ) -> Result<String, ImageError> {
     let mut log = |line: &str| log(line);
@@ -128,6 +131,27 @@ pub async fn run<E: Engine>(
                 pull_base: spec.pull == crate::declared::PullPolicy::Always,
             };
             engine.build_image(request, &mut log).await?
+        }
+        (Source::Recipe { path, .. }, _) => {
+            // Judged where it really is, then read from there with no
+            // link followed inside it.
+            let opened = super::admit::open_judged(config, &policy, path)?;
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
+                .map_err(|error| ImageError::Io {
+                    path: path.clone(),
+                    error,
+                })?;
+            super::recipe::build(
+                config,
+                engine,
+                state,
+                spec,
+                &real,
+                build_id,
+                no_cache || spec.no_cache,
+                &mut log,
+            )
+            .await?
         }
         (Source::Rootfs { path }, _) => {
             let opened = super::admit::open_judged(config, &policy, path)?;
@@ -417,7 +441,7 @@ mod tests {
         let engine = FakeEngine::new();
         engine.add_image("base:1", "sha256:base");
         for (name, id) in [("pulled", 1), ("plain", 2)] {
-            run(&config, &engine, &state, &specs[name], id, &mut |_| {})
+            run(&config, &engine, &state, &specs[name], id, false, &mut |_| {})
                 .await
                 .expect("built");
         }

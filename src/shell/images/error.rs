@@ -52,6 +52,22 @@ pub enum ImageError {
     Db(#[from] DbError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// A recipe's manifest or a file it names.
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
+    /// A recipe step exited non-zero, or could not run.
+    #[error("{what}{kept}")]
+    StepFailed {
+        what: String,
+        /// Where the container was kept, if it was.
+        kept: String,
+    },
+    /// A recipe check failed: the image is not tagged.
+    #[error("{what}; nothing was tagged")]
+    CheckFailed { what: String },
+    /// The image a recipe starts from is not here.
+    #[error("the base image {reference} is not here{hint}")]
+    BaseMissing { reference: String, hint: String },
     #[error("no runtime for builds: {0}")]
     Runtime(std::io::Error),
 }

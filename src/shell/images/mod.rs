@@ -8,6 +8,7 @@ pub mod admit;
 pub mod build;
 pub mod credentials;
 mod error;
+pub mod recipe;
 pub mod record;
 pub mod stream;
 pub mod tenant;

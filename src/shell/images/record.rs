@@ -25,6 +25,14 @@ pub enum Source {
     Rootfs { path: PathBuf },
     /// A `docker save` tar, `docker load`ed.
     Tar { path: PathBuf },
+    /// A folder holding `recipe.toml`: steps run in a container from its
+    /// base, committed stage by stage (`images::recipe`). The manifest is
+    /// rendered with the record's `properties` and `vars`.
+    Recipe {
+        path: PathBuf,
+        properties: BTreeMap<String, String>,
+        vars: BTreeMap<String, String>,
+    },
 }
 
 impl Source {
@@ -35,6 +43,7 @@ impl Source {
             Source::Git { .. } => "git",
             Source::Rootfs { .. } => "rootfs",
             Source::Tar { .. } => "tar",
+            Source::Recipe { .. } => "recipe",
         }
     }
 }
@@ -67,6 +76,9 @@ pub struct ImageSpec {
     /// against the policy at build time: the policy is not known here.
     #[serde(default)]
     pub profile: Option<String>,
+    /// `NoCache yes`: a recipe build runs every step, whatever its cache holds.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 fn pull_never() -> PullPolicy {
@@ -94,6 +106,8 @@ const KNOWN: &[&str] = &[
     "Pull",
     "Update",
     "Profile",
+    "NoCache",
+    "Vars",
 ];
 
 /// Reads every record of `docker_images`; relative `Path`s are taken from
@@ -190,6 +204,27 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             format!("not a profile name: {why}"),
         );
     }
+    let no_cache = match get("NoCache").map(property::yes_no) {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            fail(Some("NoCache"), get("NoCache"), why.to_string());
+            false
+        }
+        None => false,
+    };
+    let mut vars = BTreeMap::new();
+    for item in get("Vars").map(property::list).into_iter().flatten() {
+        match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                vars.insert(k.trim().to_string(), v.to_string());
+            }
+            _ => fail(
+                Some("Vars"),
+                None,
+                format!("{item:?} is not K=V; expected e.g. port=8800,role=worker"),
+            ),
+        }
+    }
     let mut build_args = BTreeMap::new();
     if let Some(raw) = get("BuildArgs") {
         for item in property::list(raw) {
@@ -208,7 +243,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     }
     let folder = file.parent().unwrap_or(Path::new("/"));
     let path = get("Path").map(|p| folder.join(p));
-    let kind = get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar"]));
+    let kind = get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar", "recipe"]));
     let source = match (kind, path) {
         (Some(Ok("git")), _) => match get("Repository") {
             Some(repo) => {
@@ -246,6 +281,11 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             }
         },
         (Some(Ok("rootfs")), Some(path)) => Some(Source::Rootfs { path }),
+        (Some(Ok("recipe")), Some(path)) => Some(Source::Recipe {
+            path,
+            properties: r.props.iter().cloned().collect(),
+            vars,
+        }),
         (Some(Ok(_)), Some(path)) => Some(Source::Tar { path }),
         (Some(Ok(kind)), None) => {
             fail(Some("Path"), None, format!("Source {kind} needs a Path"));
@@ -259,7 +299,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             fail(
                 Some("Source"),
                 None,
-                "expected Source git, rootfs or tar".into(),
+                "expected Source git, rootfs, tar or recipe".into(),
             );
             None
         }
@@ -283,6 +323,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
             pull,
             update,
             profile,
+            no_cache,
         }),
         _ => Err(errors),
     }

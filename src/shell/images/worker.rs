@@ -161,6 +161,7 @@ where
                 &state,
                 spec,
                 build.id,
+                build.no_cache,
                 &mut |line| log.line(line),
             )
             .await

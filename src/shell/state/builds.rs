@@ -22,6 +22,9 @@ pub struct Build {
     pub base_id: Option<String>,
     pub result_id: Option<String>,
     pub error: Option<String>,
+    /// Asked with `--no-cache`: a recipe build runs every step.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// What berth knows an image was built from.
@@ -33,10 +36,13 @@ pub struct Lineage {
     pub base_id: Option<String>,
     pub built_at: String,
     pub outdated: bool,
+    /// A recipe build's inputs hash (`images::recipe::Loaded::inputs`).
+    #[serde(default)]
+    pub inputs: Option<String>,
 }
 
 const COLUMNS: &str =
-    "id, image, state, trigger, requested_at, started_at, finished_at, retry_of, base_ref, base_id, result_id, error";
+    "id, image, state, trigger, requested_at, started_at, finished_at, retry_of, base_ref, base_id, result_id, error, no_cache";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Build> {
     Ok(Build {
@@ -52,6 +58,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Build> {
         base_id: r.get(9)?,
         result_id: r.get(10)?,
         error: r.get(11)?,
+        no_cache: r.get(12)?,
     })
 }
 
@@ -68,6 +75,17 @@ impl State {
     /// Queues a build of `image` unless one is queued already (then that
     /// one's id is returned: requests merge). Returns (id, merged).
     pub fn request_build(&mut self, image: &str, trigger: &str) -> Result<(i64, bool), StateError> {
+        self.request_build_with(image, trigger, false)
+    }
+
+    /// [`State::request_build`]; with `no_cache`, the build (a queued one
+    /// it joins too) runs every recipe step.
+    pub fn request_build_with(
+        &mut self,
+        image: &str,
+        trigger: &str,
+        no_cache: bool,
+    ) -> Result<(i64, bool), StateError> {
         let sql = self.err();
         let mut conn = self.conn();
         let tx = conn
@@ -82,11 +100,17 @@ impl State {
             .optional()
             .map_err(&sql)?;
         let result = match queued {
-            Some(id) => (id, true),
+            Some(id) => {
+                if no_cache {
+                    tx.execute("UPDATE builds SET no_cache = 1 WHERE id = ?1", params![id])
+                        .map_err(&sql)?;
+                }
+                (id, true)
+            }
             None => {
                 tx.execute(
-                    "INSERT INTO builds (image, state, trigger, requested_at) VALUES (?1, 'queued', ?2, ?3)",
-                    params![image, trigger, now()],
+                    "INSERT INTO builds (image, state, trigger, requested_at, no_cache) VALUES (?1, 'queued', ?2, ?3, ?4)",
+                    params![image, trigger, now(), no_cache],
                 )
                 .map_err(&sql)?;
                 (tx.last_insert_rowid(), false)
@@ -203,6 +227,17 @@ impl State {
         Ok(())
     }
 
+    /// The inputs hash of a recipe build (what its lineage keeps).
+    pub fn set_build_inputs(&self, id: i64, inputs: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "UPDATE builds SET inputs = ?1 WHERE id = ?2",
+                params![inputs, id],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Ends a build; a success also records the image's lineage.
     pub fn finish_build(&self, build: &Build, end: BuildEnd<'_>) -> Result<(), StateError> {
         let (state, result_id, error) = match end {
@@ -220,12 +255,20 @@ impl State {
             let (base_ref, base_id) = current
                 .map(|b| (b.base_ref, b.base_id))
                 .unwrap_or((None, None));
+            let inputs: Option<String> = self
+                .conn()
+                .query_row(
+                    "SELECT inputs FROM builds WHERE id = ?1",
+                    params![build.id],
+                    |r| r.get(0),
+                )
+                .map_err(self.err())?;
             self.conn()
                 .execute(
-                    "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0)
-                     ON CONFLICT(image) DO UPDATE SET image_id = ?2, base_ref = ?3, base_id = ?4, built_at = ?5, outdated = 0",
-                    params![build.image, image_id, base_ref, base_id, now()],
+                    "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated, inputs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+                     ON CONFLICT(image) DO UPDATE SET image_id = ?2, base_ref = ?3, base_id = ?4, built_at = ?5, outdated = 0, inputs = ?6",
+                    params![build.image, image_id, base_ref, base_id, now(), inputs],
                 )
                 .map_err(self.err())?;
         }
@@ -332,7 +375,7 @@ impl State {
     pub fn lineage(&self) -> Result<Vec<Lineage>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT image, image_id, base_ref, base_id, built_at, outdated FROM lineage ORDER BY image")
+            .prepare("SELECT image, image_id, base_ref, base_id, built_at, outdated, inputs FROM lineage ORDER BY image")
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
@@ -343,6 +386,7 @@ impl State {
                     base_id: r.get(3)?,
                     built_at: r.get(4)?,
                     outdated: r.get(5)?,
+                    inputs: r.get(6)?,
                 })
             })
             .map_err(self.err())?;

@@ -137,6 +137,12 @@ const MIGRATIONS: &[&str] = &[
         notified_digest TEXT,
         records TEXT NOT NULL DEFAULT ''
     );",
+    // 8: recipe builds: a build asked with --no-cache, and the hash of the
+    // inputs a recipe build was made from (its rendered manifest, files
+    // and tool folders), kept with the lineage so a pass sees a change.
+    "ALTER TABLE builds ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE builds ADD COLUMN inputs TEXT;
+    ALTER TABLE lineage ADD COLUMN inputs TEXT;",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {

@@ -1,0 +1,734 @@
+//! One recipe build (`Source recipe`): the manifest read from the record's
+//! folder (no link followed inside it) and rendered, the base resolved, then
+//! stage by stage: files copied, steps run by exec in a container of the
+//! base, each committed as an image labelled with its cache key; a stage
+//! whose key an image already carries is not run. The last stage commits
+//! what the result runs; its checks run in a throwaway container, and only
+//! then is the record's `Tag` moved.
+//!
+//! A failed step keeps its container as `<record>-failed` until the next
+//! build of the record; the tag stays where it was.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::record::{ImageSpec, Source};
+use super::ImageError;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, Exec, ImageRun, StepContainer, ToolMount};
+use crate::recipe::{self, FileEntry, Recipe, RecipeError, LABEL_KEY, LABEL_RECIPE, MANIFEST};
+use crate::safe_fs::{self, Dir, Links};
+use crate::state::State;
+
+/// The manifest and each templated file are at most this large.
+const TEXT_LIMIT: u64 = 1 << 20;
+/// All the files a recipe copies in, together.
+const FILES_LIMIT: u64 = 256 << 20;
+/// Entries of a copied folder, all folders together.
+const FILES_COUNT: usize = 10_000;
+
+/// The recipe of `spec`, rendered and checked, with what it reads from the
+/// host (used by the build, and by the pass that asks whether the inputs
+/// changed).
+pub struct Loaded {
+    pub recipe: Recipe,
+    /// The copy stages' tars: before and after the steps.
+    pub before: Vec<u8>,
+    pub after: Vec<u8>,
+    /// The tool folders, resolved with no link.
+    pub tool_folders: Vec<Option<PathBuf>>,
+    /// A hash of everything above: what the last build was made from.
+    pub inputs: String,
+}
+
+/// Reads and renders the recipe in `folder` (an open, judged folder).
+pub fn load(
+    config: &Config,
+    spec: &ImageSpec,
+    folder: &Path,
+) -> Result<Loaded, ImageError> {
+    let Source::Recipe {
+        properties, vars, ..
+    } = &spec.source
+    else {
+        return Err(ImageError::NoRecord(spec.name.clone()));
+    };
+    let dir = safe_fs::open_dir(folder, Links::Never).map_err(|e| bad(folder, e.to_string()))?;
+    let manifest_path = folder.join(MANIFEST);
+    let text = dir
+        .read_file(OsStr::new(MANIFEST), TEXT_LIMIT)
+        .map_err(|e| bad(&manifest_path, e.to_string()))?
+        .ok_or_else(|| bad(&manifest_path, "no such file (a link is not followed)".into()))?;
+    let text = String::from_utf8(text).map_err(|_| bad(&manifest_path, "not UTF-8".into()))?;
+    let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration")).ok();
+    let ctx = recipe::context(&spec.name, properties, vars, configuration.as_ref());
+    let rendered = recipe::render(&manifest_path, &text, &ctx)?;
+    let rendered =
+        String::from_utf8(rendered).map_err(|_| bad(&manifest_path, "renders to non-UTF-8".into()))?;
+    let recipe = recipe::parse(&manifest_path, &rendered)?;
+    let mut budget = Budget {
+        bytes: FILES_LIMIT,
+        count: FILES_COUNT,
+    };
+    let mut tar_of = |after: bool| -> Result<Vec<u8>, ImageError> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for f in recipe.files.iter().filter(|f| f.after_steps == after) {
+            add_entry(&mut tar, folder, f, &ctx, &mut budget)?;
+        }
+        tar.into_inner().map_err(|error| ImageError::Io {
+            path: folder.to_path_buf(),
+            error,
+        })
+    };
+    let before = tar_of(false)?;
+    let after = tar_of(true)?;
+    let mut tool_folders = Vec::new();
+    for t in &recipe.tools {
+        tool_folders.push(match &t.folder {
+            Some(f) => {
+                let path = folder.join(f);
+                let d = safe_fs::open_dir(&path, Links::Never)
+                    .map_err(|e| bad(&path, e.to_string()))?;
+                Some(d.real_path().map_err(|error| ImageError::Io { path, error })?)
+            }
+            None => None,
+        });
+    }
+    let inputs = recipe::key(
+        &rendered,
+        &(
+            recipe::content_hash(&before),
+            recipe::content_hash(&after),
+            &tool_folders,
+        ),
+    );
+    Ok(Loaded {
+        recipe,
+        before,
+        after,
+        tool_folders,
+        inputs,
+    })
+}
+
+fn bad(path: &Path, what: String) -> ImageError {
+    RecipeError {
+        file: path.to_path_buf(),
+        line: None,
+        what,
+    }
+    .into()
+}
+
+struct Budget {
+    bytes: u64,
+    count: usize,
+}
+
+impl Budget {
+    fn take(&mut self, path: &Path, bytes: u64) -> Result<(), ImageError> {
+        if self.count == 0 || bytes > self.bytes {
+            return Err(bad(
+                path,
+                format!(
+                    "the files a recipe copies are limited to {FILES_COUNT} entries and {} MiB",
+                    FILES_LIMIT >> 20
+                ),
+            ));
+        }
+        self.count -= 1;
+        self.bytes -= bytes;
+        Ok(())
+    }
+}
+
+/// One `files` entry into the tar: a file (rendered if asked) or a folder
+/// walked whole; never through a link; times zeroed so the same content
+/// makes the same bytes (and the same cache key).
+fn add_entry(
+    tar: &mut tar::Builder<Vec<u8>>,
+    folder: &Path,
+    f: &FileEntry,
+    ctx: &serde_json::Value,
+    budget: &mut Budget,
+) -> Result<(), ImageError> {
+    let src = folder.join(&f.src);
+    let (parent, name) = safe_fs::parent_and_name(&src).map_err(|e| bad(&src, e.to_string()))?;
+    let dir = safe_fs::open_dir(&parent, Links::Never).map_err(|e| bad(&src, e.to_string()))?;
+    let owner = f
+        .owner
+        .as_deref()
+        .map(recipe::owner)
+        .transpose()
+        .map_err(|e| bad(&src, e))?
+        .unwrap_or((0, 0));
+    let mode = f
+        .mode
+        .as_deref()
+        .map(recipe::mode)
+        .transpose()
+        .map_err(|e| bad(&src, e))?;
+    let dest = f.dest.trim_start_matches('/').to_string();
+    if dir.is_dir(&name) {
+        if f.template {
+            return Err(bad(&src, "template = true is for a file, not a folder".into()));
+        }
+        let sub = safe_fs::open_dir(&src, Links::Never).map_err(|e| bad(&src, e.to_string()))?;
+        return add_folder(tar, &sub, &src, &dest, owner, mode, budget, 0);
+    }
+    let file = dir
+        .open_file(&name)
+        .map_err(|e| bad(&src, e.to_string()))?
+        .ok_or_else(|| bad(&src, "no such regular file (a link is not followed)".into()))?;
+    let limit = if f.template { TEXT_LIMIT } else { budget.bytes };
+    let (bytes, own_mode) = read_bounded(file, &src, limit)?;
+    let bytes = if f.template {
+        let text =
+            String::from_utf8(bytes).map_err(|_| bad(&src, "a template must be UTF-8".into()))?;
+        recipe::render(&src, &text, ctx)?
+    } else {
+        bytes
+    };
+    budget.take(&src, bytes.len() as u64)?;
+    append(tar, &dest, &bytes, mode.unwrap_or(own_mode), owner)
+}
+
+/// A file's bytes (at most `limit`) and its permission bits.
+fn read_bounded(
+    file: std::fs::File,
+    path: &Path,
+    limit: u64,
+) -> Result<(Vec<u8>, u32), ImageError> {
+    use std::io::Read as _;
+    let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0o644);
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|error| ImageError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(bad(path, format!("larger than {limit} bytes")));
+    }
+    Ok((bytes, mode & 0o7777))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_folder(
+    tar: &mut tar::Builder<Vec<u8>>,
+    dir: &Dir,
+    path: &Path,
+    dest: &str,
+    owner: (u64, u64),
+    mode: Option<u32>,
+    budget: &mut Budget,
+    depth: usize,
+) -> Result<(), ImageError> {
+    if depth > 32 {
+        return Err(bad(path, "folders nested more than 32 deep".into()));
+    }
+    let own_mode = dir.metadata().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755);
+    append_dir(tar, dest, mode.map_or(own_mode, |_| 0o755), owner)?;
+    let mut names = dir
+        .names(budget.count.saturating_add(1))
+        .map_err(|error| ImageError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    // Same content, same bytes: the order is the names'.
+    names.sort();
+    for name in names {
+        let child = path.join(&name);
+        let child_dest = format!("{dest}/{}", name.to_string_lossy());
+        if dir.is_dir(&name) {
+            let sub = safe_fs::open_dir(&child, Links::Never).map_err(|e| bad(&child, e.to_string()))?;
+            add_folder(tar, &sub, &child, &child_dest, owner, mode, budget, depth + 1)?;
+            continue;
+        }
+        // Links, devices and FIFOs are not copied: open_file gives None.
+        let Some(file) = dir.open_file(&name).map_err(|e| bad(&child, e.to_string()))? else {
+            continue;
+        };
+        let (bytes, own_mode) = read_bounded(file, &child, budget.bytes)?;
+        budget.take(&child, bytes.len() as u64)?;
+        append(tar, &child_dest, &bytes, mode.unwrap_or(own_mode), owner)?;
+    }
+    Ok(())
+}
+
+fn header(kind: tar::EntryType, size: u64, mode: u32, owner: (u64, u64)) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(owner.0);
+    h.set_gid(owner.1);
+    h.set_mtime(0);
+    h
+}
+
+fn append(
+    tar: &mut tar::Builder<Vec<u8>>,
+    dest: &str,
+    bytes: &[u8],
+    mode: u32,
+    owner: (u64, u64),
+) -> Result<(), ImageError> {
+    let mut h = header(tar::EntryType::Regular, bytes.len() as u64, mode, owner);
+    tar.append_data(&mut h, dest, bytes)
+        .map_err(|error| ImageError::Io {
+            path: PathBuf::from(format!("/{dest}")),
+            error,
+        })
+}
+
+fn append_dir(
+    tar: &mut tar::Builder<Vec<u8>>,
+    dest: &str,
+    mode: u32,
+    owner: (u64, u64),
+) -> Result<(), ImageError> {
+    let mut h = header(tar::EntryType::Directory, 0, mode, owner);
+    tar.append_data(&mut h, format!("{dest}/"), std::io::empty())
+        .map_err(|error| ImageError::Io {
+            path: PathBuf::from(format!("/{dest}")),
+            error,
+        })
+}
+
+/// The names a build of `record` gives its containers and volumes.
+fn building(record: &str) -> String {
+    format!("{record}-building")
+}
+fn failed(record: &str) -> String {
+    format!("{record}-failed")
+}
+fn checking(record: &str) -> String {
+    format!("{record}-check")
+}
+fn tool_volume(record: &str, i: usize) -> String {
+    format!("{record}-tools-{i}")
+}
+
+/// Removes a build's container of that name, only when it is one: labelled
+/// with the record's recipe and not a managed container.
+async fn remove_leftover<E: Engine>(engine: &E, record: &str, name: &str) -> Result<(), EngineError> {
+    let Some(labels) = engine.container_labels(name).await? else {
+        return Ok(());
+    };
+    let ours = labels.get(LABEL_RECIPE).map(String::as_str) == Some(record)
+        && !labels.contains_key(crate::model::LABEL_MANAGED);
+    if ours {
+        engine.remove_container(name).await?;
+    }
+    Ok(())
+}
+
+/// The state a build carries between stages.
+struct Run<'a, E: Engine> {
+    engine: &'a E,
+    config: &'a Config,
+    spec: &'a ImageSpec,
+    labels: BTreeMap<String, String>,
+    tools: Vec<ToolMount>,
+    network: bool,
+    /// The step container, and the image its file system equals.
+    container: Option<(String, String)>,
+}
+
+impl<E: Engine> Run<'_, E> {
+    /// A running step container whose file system is `image`.
+    async fn container_at(&mut self, image: &str) -> Result<String, EngineError> {
+        if let Some((id, at)) = &self.container {
+            if at == image {
+                return Ok(id.clone());
+            }
+            self.engine.remove_container(id).await?;
+            self.container = None;
+        }
+        let name = building(&self.spec.name);
+        remove_leftover(self.engine, &self.spec.name, &name).await?;
+        let id = self
+            .engine
+            .create_step_container(&StepContainer {
+                name: &name,
+                image,
+                labels: &self.labels,
+                network: self.network,
+                memory: self.config.build_memory,
+                cpu_quota: (self.config.build_cpus * 100_000.0) as i64,
+                tools: &self.tools,
+            })
+            .await?;
+        self.container = Some((id.clone(), image.to_string()));
+        self.engine.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// The newest image already carrying `key`, unless the cache is bypassed.
+    async fn cached(&self, key: &str, no_cache: bool) -> Result<Option<String>, EngineError> {
+        if no_cache {
+            return Ok(None);
+        }
+        let mut found = self.engine.images_labelled(LABEL_KEY, Some(key)).await?;
+        found.sort_by_key(|i| i.created);
+        Ok(found.pop().map(|i| i.id))
+    }
+
+    /// Commits the step container (now at `key`'s stage) as the next image.
+    async fn commit(&mut self, changes: &[String]) -> Result<String, EngineError> {
+        let Some((id, _)) = self.container.clone() else {
+            return Err(EngineError::Api("no step container to commit".into()));
+        };
+        let image = self.engine.commit(&id, changes).await?;
+        self.container = Some((id, image.clone()));
+        Ok(image)
+    }
+}
+
+/// Runs build `build_id` of the recipe record `spec` from its opened
+/// `folder`; the new image ID, tagged `spec.tag`.
+#[allow(clippy::too_many_arguments)]
+pub async fn build<E: Engine>(
+    config: &Config,
+    engine: &E,
+    state: &State,
+    spec: &ImageSpec,
+    folder: &Path,
+    build_id: i64,
+    no_cache: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<String, ImageError> {
+    let loaded = load(config, spec, folder)?;
+    let r = &loaded.recipe;
+    if let Err(e) = state.set_build_inputs(build_id, &loaded.inputs) {
+        tracing::warn!(image = %spec.name, "build {build_id}: {e}");
+    }
+    let base_ref = match &r.from {
+        recipe::From::Image(reference) => crate::declared::parse_image_reference(reference)
+            .map_err(|e| bad(&folder.join(MANIFEST), format!("from: {e}")))?,
+        recipe::From::Record { record } => {
+            let images = super::load(config)?;
+            match images.specs.get(record) {
+                Some(s) => s.tag.clone(),
+                None => {
+                    return Err(bad(
+                        &folder.join(MANIFEST),
+                        format!("from.record: no valid docker_images record {record}"),
+                    ))
+                }
+            }
+        }
+    };
+    let hint = match &r.from {
+        recipe::From::Record { record } => format!(" (build it first: berth image build {record})"),
+        recipe::From::Image(_) => " (pull, load or build it first)".to_string(),
+    };
+    let base_id = engine
+        .image_id(&base_ref)
+        .await?
+        .ok_or_else(|| ImageError::BaseMissing {
+            reference: base_ref.clone(),
+            hint,
+        })?;
+    if let Err(e) = state.set_build_base(build_id, Some(&base_ref), Some(&base_id)) {
+        tracing::warn!(image = %spec.name, "build {build_id}: {e}");
+    }
+    log(&format!(
+        "berth: recipe {}: {} steps from {base_ref} ({}){}",
+        folder.display(),
+        r.steps.len(),
+        crate::plan::short(&base_id),
+        if no_cache { ", cache not used" } else { "" }
+    ));
+    let base_run: ImageRun = engine.image_run(&base_id).await?.unwrap_or_default();
+    let record = spec.name.as_str();
+    // What the last build left: its failed container is kept only until now.
+    for name in [building(record), failed(record), checking(record)] {
+        remove_leftover(engine, record, &name).await?;
+    }
+    for i in 0..r.tools.len() {
+        engine.remove_volume(&tool_volume(record, i)).await?;
+    }
+    let labels: BTreeMap<String, String> = [(LABEL_RECIPE.to_string(), record.to_string())].into();
+    let mut tools = Vec::new();
+    let mut tool_ids = Vec::new();
+    for (i, (t, folder)) in r.tools.iter().zip(&loaded.tool_folders).enumerate() {
+        match (folder, &t.image) {
+            (Some(host), _) => {
+                tools.push(ToolMount::Folder {
+                    host: host.clone(),
+                    at: t.at.clone(),
+                });
+                tool_ids.push(host.display().to_string());
+            }
+            (None, Some(image)) => {
+                let id = engine.image_id(image).await?.ok_or_else(|| ImageError::BaseMissing {
+                    reference: image.clone(),
+                    hint: " (a tool image)".into(),
+                })?;
+                let volume = tool_volume(record, i);
+                engine
+                    .fill_volume(&volume, &labels, &id, t.path.as_deref().unwrap_or(&t.at))
+                    .await?;
+                tools.push(ToolMount::Volume {
+                    name: volume,
+                    at: t.at.clone(),
+                });
+                tool_ids.push(id);
+            }
+            (None, None) => {}
+        }
+    }
+    let mut run = Run {
+        engine,
+        config,
+        spec,
+        labels,
+        tools,
+        network: r.network,
+        container: None,
+    };
+    let result = stages(&mut run, r, &loaded, &base_id, &base_run, &tool_ids, no_cache, log).await;
+    // The step container goes (kept as -failed when a step failed), and
+    // with it what the tool volumes are for.
+    let kept = match (&result, run.container.take()) {
+        (Err(ImageError::StepFailed { .. }), Some((id, _))) => {
+            let _ = engine.stop_container(&id, 1).await;
+            match engine.rename_container(&id, &failed(record)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    log(&format!("berth: could not keep the failed container: {e}"));
+                    let _ = engine.remove_container(&id).await;
+                    false
+                }
+            }
+        }
+        (_, Some((id, _))) => {
+            let _ = engine.remove_container(&id).await;
+            false
+        }
+        (_, None) => false,
+    };
+    if !kept {
+        for i in 0..r.tools.len() {
+            let _ = engine.remove_volume(&tool_volume(record, i)).await;
+        }
+    }
+    let image = match result {
+        Err(ImageError::StepFailed { what, .. }) if kept => {
+            return Err(ImageError::StepFailed {
+                what,
+                kept: format!(
+                    "; its container is kept as {} until the next build (docker start it, docker exec -it {} sh)",
+                    failed(record),
+                    failed(record)
+                ),
+            })
+        }
+        other => other?,
+    };
+    engine.tag_image(&image, &spec.tag).await?;
+    Ok(image)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stages<E: Engine>(
+    run: &mut Run<'_, E>,
+    r: &Recipe,
+    loaded: &Loaded,
+    base_id: &str,
+    base_run: &ImageRun,
+    tool_ids: &[String],
+    no_cache: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<String, ImageError> {
+    let record = run.spec.name.clone();
+    let timeout = Duration::from_secs(run.config.build_step_timeout_seconds.max(1));
+    let mut current = base_id.to_string();
+    let mut n = 0usize;
+    // Each stage: its name for the log, its key, and what running it does.
+    enum Work<'s> {
+        Copy(&'s [u8]),
+        Step(&'s recipe::Step),
+    }
+    let copy_key = |parent: &str, tar: &[u8]| {
+        recipe::key(
+            parent,
+            &recipe::FilesStage {
+                copy: &[("files".to_string(), recipe::content_hash(tar))],
+            },
+        )
+    };
+    let mut work: Vec<(String, Work)> = Vec::new();
+    if !r.files.iter().all(|f| f.after_steps) {
+        work.push(("copy files".into(), Work::Copy(&loaded.before)));
+    }
+    for s in &r.steps {
+        work.push((s.run.lines().next().unwrap_or("").to_string(), Work::Step(s)));
+    }
+    if r.files.iter().any(|f| f.after_steps) {
+        work.push(("copy files after the steps".into(), Work::Copy(&loaded.after)));
+    }
+    for (what, w) in &work {
+        n += 1;
+        let key = match w {
+            Work::Copy(tar) => copy_key(&current, tar),
+            Work::Step(step) => recipe::key(
+                &current,
+                &recipe::StepStage {
+                    step,
+                    network: r.network,
+                    tools: tool_ids,
+                },
+            ),
+        };
+        let step_no = format!("step {n}/{}", work.len());
+        if let Some(hit) = run.cached(&key, no_cache).await? {
+            log(&format!("berth: {step_no}: {what}: cache hit ({})", crate::plan::short(&hit)));
+            current = hit;
+            continue;
+        }
+        log(&format!("berth: {step_no}: {what}: cache miss, running"));
+        let id = run.container_at(&current).await?;
+        match w {
+            Work::Copy(tar) => run.engine.upload(&id, tar.to_vec()).await?,
+            Work::Step(step) => {
+                let cmd = ["/bin/sh".to_string(), "-c".to_string(), step.run.clone()];
+                let env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let code = run
+                    .engine
+                    .exec(
+                        &id,
+                        &Exec {
+                            cmd: &cmd,
+                            user: step.user.as_deref(),
+                            workdir: step.workdir.as_deref(),
+                            env: &env,
+                            timeout,
+                        },
+                        log,
+                    )
+                    .await
+                    .map_err(|e| ImageError::StepFailed {
+                        what: format!("{step_no} ({what}) failed: {e}"),
+                        kept: String::new(),
+                    })?;
+                if code != 0 {
+                    return Err(ImageError::StepFailed {
+                        what: format!("{step_no} ({what}) exited with {code}"),
+                        kept: String::new(),
+                    });
+                }
+            }
+        }
+        current = run
+            .commit(&recipe::stage_changes(
+                &record,
+                &key,
+                &base_run.entrypoint,
+                &base_run.cmd,
+            ))
+            .await?;
+    }
+    // The last stage: what the result runs, and the checks it passed.
+    let key = recipe::key(
+        &current,
+        &recipe::FinalStage {
+            image: &r.image,
+            checks: &r.checks,
+            base_entrypoint: &base_run.entrypoint,
+            base_cmd: &base_run.cmd,
+        },
+    );
+    if let Some(hit) = run.cached(&key, no_cache).await? {
+        log(&format!(
+            "berth: final image: cache hit ({}), its checks passed when it was made",
+            crate::plan::short(&hit)
+        ));
+        return Ok(hit);
+    }
+    log("berth: final image: cache miss, committing");
+    run.container_at(&current).await?;
+    let image = run
+        .commit(&recipe::final_changes(
+            &record,
+            &key,
+            &r.image,
+            &base_run.entrypoint,
+            &base_run.cmd,
+        ))
+        .await?;
+    if let Some((id, _)) = run.container.take() {
+        run.engine.remove_container(&id).await?;
+    }
+    if let Err(e) = checks(run, r, &image, timeout, log).await {
+        // An image that failed its checks is never found by its key.
+        if let Err(rm) = run.engine.remove_image_id(&image).await {
+            log(&format!("berth: could not remove the failed image: {rm}"));
+        }
+        return Err(e);
+    }
+    Ok(image)
+}
+
+async fn checks<E: Engine>(
+    run: &mut Run<'_, E>,
+    r: &Recipe,
+    image: &str,
+    timeout: Duration,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), ImageError> {
+    if r.checks.is_empty() {
+        return Ok(());
+    }
+    let record = run.spec.name.clone();
+    let name = checking(&record);
+    remove_leftover(run.engine, &record, &name).await?;
+    let id = run
+        .engine
+        .create_step_container(&StepContainer {
+            name: &name,
+            image,
+            labels: &run.labels,
+            network: r.network,
+            memory: run.config.build_memory,
+            cpu_quota: (run.config.build_cpus * 100_000.0) as i64,
+            tools: &[],
+        })
+        .await?;
+    let result = async {
+        run.engine.start_container(&id).await?;
+        for (i, check) in r.checks.iter().enumerate() {
+            log(&format!("berth: check {}/{}: {check}", i + 1, r.checks.len()));
+            let cmd = ["/bin/sh".to_string(), "-c".to_string(), check.clone()];
+            let code = run
+                .engine
+                .exec(
+                    &id,
+                    &Exec {
+                        cmd: &cmd,
+                        user: None,
+                        workdir: None,
+                        env: &[],
+                        timeout,
+                    },
+                    log,
+                )
+                .await?;
+            if code != 0 {
+                return Err(ImageError::CheckFailed {
+                    what: format!("check {} ({check}) exited with {code}", i + 1),
+                });
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = run.engine.remove_container(&id).await;
+    result
+}
