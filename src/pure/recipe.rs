@@ -518,15 +518,25 @@ expose = ["{{ vars.port }}"]
         let file = Path::new("/r/recipe.toml");
         let e = render(file, "from = \"{{ vars.nope }}\"\n", &ctx()).expect_err("strict");
         assert!(e.to_string().starts_with("/r/recipe.toml"), "{e}");
-        let e = parse(file, "from = \"a:1\"\n\n[[steps]]\nrun = \"x\"\nrn = \"y\"\n")
-            .expect_err("unknown key");
+        let e = parse(
+            file,
+            "from = \"a:1\"\n\n[[steps]]\nrun = \"x\"\nrn = \"y\"\n",
+        )
+        .expect_err("unknown key");
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.to_string().contains("rn"), "{e}");
-        let e = parse(file, "from = { record = \"base\" }\n[[files]]\nsrc = \"../etc/shadow\"\ndest = \"/x\"\n")
-            .expect_err("outside");
+        let e = parse(
+            file,
+            "from = { record = \"base\" }\n[[files]]\nsrc = \"../etc/shadow\"\ndest = \"/x\"\n",
+        )
+        .expect_err("outside");
         assert!(e.what.contains("files[0].src"), "{e}");
-        let e = parse(file, "from = \"a:1\"\n[image]\nenv = { K = \"a\\nb\" }\n").expect_err("newline");
-        assert!(e.what.contains("image.env.K") && !e.what.contains("a\\nb"), "{e}");
+        let e =
+            parse(file, "from = \"a:1\"\n[image]\nenv = { K = \"a\\nb\" }\n").expect_err("newline");
+        assert!(
+            e.what.contains("image.env.K") && !e.what.contains("a\\nb"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -568,7 +578,10 @@ expose = ["{{ vars.port }}"]
         };
         let c = final_changes("r", "k", &own, &base_ep, &base_cmd);
         assert!(c.contains(&"ENTRYPOINT [\"/app\"]".to_string()));
-        assert!(c.contains(&"CMD []".to_string()), "a new entrypoint drops the base's cmd: {c:?}");
+        assert!(
+            c.contains(&"CMD []".to_string()),
+            "a new entrypoint drops the base's cmd: {c:?}"
+        );
         assert!(c.contains(&"ENV K=\"a \\\"b\\\"\"".to_string()), "{c:?}");
     }
 }

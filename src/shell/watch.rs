@@ -567,6 +567,7 @@ mod tests {
             base_id: Some("sha256:b".into()),
             built_at: String::new(),
             outdated: false,
+            inputs: None,
         };
         let found = watched(
             &declared,

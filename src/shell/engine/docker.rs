@@ -24,7 +24,8 @@ use bollard::{ClientVersion, Docker};
 
 use super::{
     BuildRequest, ByteStream, ContainerConfig, ContainerUpdate, Engine, EngineError, Exec, Health,
-    ImageRun, LabelledImage, MountKind, StepContainer, ObservedContainer, ObservedState, RegistryLogin, LABEL_MANAGED,
+    ImageRun, LabelledImage, MountKind, ObservedContainer, ObservedState, RegistryLogin,
+    StepContainer, LABEL_MANAGED,
 };
 
 /// Seconds a single API call may take. A stop call waits for the grace

@@ -85,7 +85,10 @@ pub struct StepContainer<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolMount {
     /// A host folder (already resolved with no link), bound at `at`.
-    Folder { host: std::path::PathBuf, at: String },
+    Folder {
+        host: std::path::PathBuf,
+        at: String,
+    },
     /// A volume (filled from a tool image), mounted at `at`.
     Volume { name: String, at: String },
 }

@@ -441,9 +441,17 @@ mod tests {
         let engine = FakeEngine::new();
         engine.add_image("base:1", "sha256:base");
         for (name, id) in [("pulled", 1), ("plain", 2)] {
-            run(&config, &engine, &state, &specs[name], id, false, &mut |_| {})
-                .await
-                .expect("built");
+            run(
+                &config,
+                &engine,
+                &state,
+                &specs[name],
+                id,
+                false,
+                &mut |_| {},
+            )
+            .await
+            .expect("built");
         }
         let builds: Vec<String> = engine
             .actions()

@@ -45,11 +45,7 @@ pub struct Loaded {
 }
 
 /// Reads and renders the recipe in `folder` (an open, judged folder).
-pub fn load(
-    config: &Config,
-    spec: &ImageSpec,
-    folder: &Path,
-) -> Result<Loaded, ImageError> {
+pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, ImageError> {
     let Source::Recipe {
         properties, vars, ..
     } = &spec.source
@@ -61,13 +57,18 @@ pub fn load(
     let text = dir
         .read_file(OsStr::new(MANIFEST), TEXT_LIMIT)
         .map_err(|e| bad(&manifest_path, e.to_string()))?
-        .ok_or_else(|| bad(&manifest_path, "no such file (a link is not followed)".into()))?;
+        .ok_or_else(|| {
+            bad(
+                &manifest_path,
+                "no such file (a link is not followed)".into(),
+            )
+        })?;
     let text = String::from_utf8(text).map_err(|_| bad(&manifest_path, "not UTF-8".into()))?;
     let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration")).ok();
     let ctx = recipe::context(&spec.name, properties, vars, configuration.as_ref());
     let rendered = recipe::render(&manifest_path, &text, &ctx)?;
-    let rendered =
-        String::from_utf8(rendered).map_err(|_| bad(&manifest_path, "renders to non-UTF-8".into()))?;
+    let rendered = String::from_utf8(rendered)
+        .map_err(|_| bad(&manifest_path, "renders to non-UTF-8".into()))?;
     let recipe = recipe::parse(&manifest_path, &rendered)?;
     let mut budget = Budget {
         bytes: FILES_LIMIT,
@@ -92,7 +93,10 @@ pub fn load(
                 let path = folder.join(f);
                 let d = safe_fs::open_dir(&path, Links::Never)
                     .map_err(|e| bad(&path, e.to_string()))?;
-                Some(d.real_path().map_err(|error| ImageError::Io { path, error })?)
+                Some(
+                    d.real_path()
+                        .map_err(|error| ImageError::Io { path, error })?,
+                )
             }
             None => None,
         });
@@ -174,7 +178,10 @@ fn add_entry(
     let dest = f.dest.trim_start_matches('/').to_string();
     if dir.is_dir(&name) {
         if f.template {
-            return Err(bad(&src, "template = true is for a file, not a folder".into()));
+            return Err(bad(
+                &src,
+                "template = true is for a file, not a folder".into(),
+            ));
         }
         let sub = safe_fs::open_dir(&src, Links::Never).map_err(|e| bad(&src, e.to_string()))?;
         return add_folder(tar, &sub, &src, &dest, owner, mode, budget, 0);
@@ -203,7 +210,10 @@ fn read_bounded(
     limit: u64,
 ) -> Result<(Vec<u8>, u32), ImageError> {
     use std::io::Read as _;
-    let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0o644);
+    let mode = file
+        .metadata()
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o644);
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -231,7 +241,10 @@ fn add_folder(
     if depth > 32 {
         return Err(bad(path, "folders nested more than 32 deep".into()));
     }
-    let own_mode = dir.metadata().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o755);
+    let own_mode = dir
+        .metadata()
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o755);
     append_dir(tar, dest, mode.map_or(own_mode, |_| 0o755), owner)?;
     let mut names = dir
         .names(budget.count.saturating_add(1))
@@ -245,12 +258,25 @@ fn add_folder(
         let child = path.join(&name);
         let child_dest = format!("{dest}/{}", name.to_string_lossy());
         if dir.is_dir(&name) {
-            let sub = safe_fs::open_dir(&child, Links::Never).map_err(|e| bad(&child, e.to_string()))?;
-            add_folder(tar, &sub, &child, &child_dest, owner, mode, budget, depth + 1)?;
+            let sub =
+                safe_fs::open_dir(&child, Links::Never).map_err(|e| bad(&child, e.to_string()))?;
+            add_folder(
+                tar,
+                &sub,
+                &child,
+                &child_dest,
+                owner,
+                mode,
+                budget,
+                depth + 1,
+            )?;
             continue;
         }
         // Links, devices and FIFOs are not copied: open_file gives None.
-        let Some(file) = dir.open_file(&name).map_err(|e| bad(&child, e.to_string()))? else {
+        let Some(file) = dir
+            .open_file(&name)
+            .map_err(|e| bad(&child, e.to_string()))?
+        else {
             continue;
         };
         let (bytes, own_mode) = read_bounded(file, &child, budget.bytes)?;
@@ -316,7 +342,11 @@ fn tool_volume(record: &str, i: usize) -> String {
 
 /// Removes a build's container of that name, only when it is one: labelled
 /// with the record's recipe and not a managed container.
-async fn remove_leftover<E: Engine>(engine: &E, record: &str, name: &str) -> Result<(), EngineError> {
+async fn remove_leftover<E: Engine>(
+    engine: &E,
+    record: &str,
+    name: &str,
+) -> Result<(), EngineError> {
     let Some(labels) = engine.container_labels(name).await? else {
         return Ok(());
     };
@@ -467,10 +497,13 @@ pub async fn build<E: Engine>(
                 tool_ids.push(host.display().to_string());
             }
             (None, Some(image)) => {
-                let id = engine.image_id(image).await?.ok_or_else(|| ImageError::BaseMissing {
-                    reference: image.clone(),
-                    hint: " (a tool image)".into(),
-                })?;
+                let id = engine
+                    .image_id(image)
+                    .await?
+                    .ok_or_else(|| ImageError::BaseMissing {
+                        reference: image.clone(),
+                        hint: " (a tool image)".into(),
+                    })?;
                 let volume = tool_volume(record, i);
                 engine
                     .fill_volume(&volume, &labels, &id, t.path.as_deref().unwrap_or(&t.at))
@@ -493,7 +526,10 @@ pub async fn build<E: Engine>(
         network: r.network,
         container: None,
     };
-    let result = stages(&mut run, r, &loaded, &base_id, &base_run, &tool_ids, no_cache, log).await;
+    let result = stages(
+        &mut run, r, &loaded, &base_id, &base_run, &tool_ids, no_cache, log,
+    )
+    .await;
     // The step container goes (kept as -failed when a step failed), and
     // with it what the tool volumes are for.
     let kept = match (&result, run.container.take()) {
@@ -569,10 +605,16 @@ async fn stages<E: Engine>(
         work.push(("copy files".into(), Work::Copy(&loaded.before)));
     }
     for s in &r.steps {
-        work.push((s.run.lines().next().unwrap_or("").to_string(), Work::Step(s)));
+        work.push((
+            s.run.lines().next().unwrap_or("").to_string(),
+            Work::Step(s),
+        ));
     }
     if r.files.iter().any(|f| f.after_steps) {
-        work.push(("copy files after the steps".into(), Work::Copy(&loaded.after)));
+        work.push((
+            "copy files after the steps".into(),
+            Work::Copy(&loaded.after),
+        ));
     }
     for (what, w) in &work {
         n += 1;
@@ -589,7 +631,10 @@ async fn stages<E: Engine>(
         };
         let step_no = format!("step {n}/{}", work.len());
         if let Some(hit) = run.cached(&key, no_cache).await? {
-            log(&format!("berth: {step_no}: {what}: cache hit ({})", crate::plan::short(&hit)));
+            log(&format!(
+                "berth: {step_no}: {what}: cache hit ({})",
+                crate::plan::short(&hit)
+            ));
             current = hit;
             continue;
         }
@@ -704,7 +749,11 @@ async fn checks<E: Engine>(
     let result = async {
         run.engine.start_container(&id).await?;
         for (i, check) in r.checks.iter().enumerate() {
-            log(&format!("berth: check {}/{}: {check}", i + 1, r.checks.len()));
+            log(&format!(
+                "berth: check {}/{}: {check}",
+                i + 1,
+                r.checks.len()
+            ));
             let cmd = ["/bin/sh".to_string(), "-c".to_string(), check.clone()];
             let code = run
                 .engine

@@ -55,7 +55,12 @@ impl DockerEngine {
             entrypoint: Some(KEEP_ALIVE.iter().map(ToString::to_string).collect()),
             cmd: Some(Vec::new()),
             open_stdin: Some(true),
-            labels: Some(c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            labels: Some(
+                c.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
             host_config: Some(HostConfig {
                 network_mode: Some(if c.network { "bridge" } else { "none" }.to_string()),
                 memory: (c.memory > 0).then_some(c.memory),
@@ -322,7 +327,10 @@ impl DockerEngine {
         self.count();
         let created = self
             .docker
-            .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
             .await
             .map_err(|e| self.error(e))?;
         self.count();

@@ -1167,7 +1167,8 @@ impl Engine for FakeEngine {
             let image = s
                 .resolve(container.image)
                 .ok_or_else(|| EngineError::NotFound(format!("image {}", container.image)))?;
-            if s.steps.values().any(|b| b.name == container.name) || s.find(container.name).is_some()
+            if s.steps.values().any(|b| b.name == container.name)
+                || s.find(container.name).is_some()
             {
                 return Err(EngineError::Conflict(format!(
                     "the name {} is in use",

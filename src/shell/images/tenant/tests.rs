@@ -279,7 +279,16 @@ impl Build {
             path.display()
         ));
         let state = State::open(&self.config.state_dir).expect("state");
-        crate::images::build::run(&self.config, &self.engine, &state, &spec, 1, &mut |_| {}).await
+        crate::images::build::run(
+            &self.config,
+            &self.engine,
+            &state,
+            &spec,
+            1,
+            false,
+            &mut |_| {},
+        )
+        .await
     }
 }
 
