@@ -303,8 +303,13 @@ impl Backend for DaemonClient {
         &self,
         name: String,
         _token: Option<String>,
+        no_cache: bool,
     ) -> Result<BuildQueued, BackendError> {
-        let uri = format!("/v1/images/{name}/build");
+        let uri = if no_cache {
+            format!("/v1/images/{name}/build?no_cache=true")
+        } else {
+            format!("/v1/images/{name}/build")
+        };
         self.ask("POST", &uri, None, PASS).await
     }
 

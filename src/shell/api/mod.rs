@@ -59,11 +59,13 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<EventRun>, BackendError>> + Send;
     /// Queues a build of a `docker_images` record (merged with a queued one).
-    /// With `token`, it is a webhook call and the token must match.
+    /// With `token`, it is a webhook call and the token must match. With
+    /// `no_cache`, a recipe build runs every step.
     fn build(
         &self,
         name: String,
         token: Option<String>,
+        no_cache: bool,
     ) -> impl Future<Output = Result<BuildQueued, BackendError>> + Send;
     /// Asks the registries of watched image references (`Update notify` or
     /// `auto`) for their tags now: all of them, or those `names` names
@@ -73,6 +75,12 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         names: Vec<String>,
     ) -> impl Future<Output = Result<crate::watch::Report, BackendError>> + Send;
+}
+
+/// `POST /v1/images/{name}/build?no_cache=true`
+#[derive(Debug, Deserialize)]
+struct BuildQuery {
+    no_cache: Option<bool>,
 }
 
 /// A build request's answer: the build's id, and whether it joined one
@@ -90,6 +98,7 @@ pub fn queue_build(
     config: &crate::config::Config,
     name: String,
     trigger: &str,
+    no_cache: bool,
 ) -> Result<BuildQueued, BackendError> {
     let images = crate::images::load(config).map_err(BackendError::ImagesDb)?;
     if let Some(errors) = images.failed.get(&name) {
@@ -102,7 +111,7 @@ pub fn queue_build(
         return Err(BackendError::NoImage(name));
     }
     let mut state = crate::state::State::open(&config.state_dir)?;
-    let (build, merged) = state.request_build(&name, trigger)?;
+    let (build, merged) = state.request_build_with(&name, trigger, no_cache)?;
     Ok(BuildQueued { build, merged })
 }
 
@@ -330,7 +339,9 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         )
         .route(
             "/v1/images/{name}/build",
-            post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>| async move { reply(b.build(name, None).await) }),
+            post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>, Query(q): Query<BuildQuery>| async move {
+                reply(b.build(name, None, q.no_cache.unwrap_or(false)).await)
+            }),
         )
         .route(
             "/v1/images/check",
@@ -342,7 +353,7 @@ pub fn router<B: Backend>(backend: Arc<B>) -> Router {
         .route(
             "/v1/hooks/images/{name}",
             post(|AxumState(b): AxumState<Arc<B>>, Path(name): Path<String>, Query(q): Query<TokenQuery>| async move {
-                reply(b.build(name, Some(q.token)).await)
+                reply(b.build(name, Some(q.token), false).await)
             }),
         )
         .with_state(backend)

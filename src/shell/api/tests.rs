@@ -63,6 +63,7 @@ impl Backend for Refuses {
         &self,
         name: String,
         token: Option<String>,
+        _no_cache: bool,
     ) -> Result<BuildQueued, BackendError> {
         match token {
             Some(_) => Err(BackendError::Forbidden),

@@ -149,8 +149,9 @@ impl Backend for LocalBackend {
         &self,
         name: String,
         _token: Option<String>,
+        no_cache: bool,
     ) -> Result<BuildQueued, BackendError> {
-        crate::api::queue_build(&self.config, name, "berth image build")
+        crate::api::queue_build(&self.config, name, "berth image build", no_cache)
     }
 
     /// Checks here; with `auto`, what was pulled is rolled out by the next
@@ -300,10 +301,11 @@ impl Backend for CliBackend {
         &self,
         name: String,
         token: Option<String>,
+        no_cache: bool,
     ) -> Result<BuildQueued, BackendError> {
         match self {
-            CliBackend::Daemon(b) => b.build(name, token).await,
-            CliBackend::Local(b) => b.build(name, token).await,
+            CliBackend::Daemon(b) => b.build(name, token, no_cache).await,
+            CliBackend::Local(b) => b.build(name, token, no_cache).await,
         }
     }
 

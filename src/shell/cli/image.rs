@@ -20,6 +20,9 @@ pub enum ImageCommand {
         /// Follow the build's log until it ends; exit 1 if it failed.
         #[arg(long)]
         wait: bool,
+        /// A recipe build runs every step, whatever its cache holds.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Builds with their state and duration, newest first.
     Builds {
@@ -55,7 +58,11 @@ pub enum ImageCommand {
 
 pub async fn run(config: &Config, command: ImageCommand) -> anyhow::Result<i32> {
     match command {
-        ImageCommand::Build { name, wait } => build(config, &name, wait).await,
+        ImageCommand::Build {
+            name,
+            wait,
+            no_cache,
+        } => build(config, &name, wait, no_cache).await,
         ImageCommand::Builds { limit } => builds(config, limit),
         ImageCommand::Log { build, follow } => log(config, build, follow).await,
         ImageCommand::List => list(config).await,
@@ -127,9 +134,9 @@ async fn check(config: &Config, names: Vec<String>, json: bool) -> anyhow::Resul
     Ok(i32::from(failed))
 }
 
-async fn build(config: &Config, name: &str, wait: bool) -> anyhow::Result<i32> {
+async fn build(config: &Config, name: &str, wait: bool, no_cache: bool) -> anyhow::Result<i32> {
     let backend = super::backend::backend(config).await;
-    let queued = match backend.build(name.to_string(), None).await {
+    let queued = match backend.build(name.to_string(), None, no_cache).await {
         Ok(queued) => queued,
         Err(e) => {
             eprintln!("berth image build: {e}");

@@ -112,6 +112,7 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
         &self,
         name: String,
         token: Option<String>,
+        no_cache: bool,
     ) -> Result<BuildQueued, BackendError> {
         let config = self.shared.config();
         if let Some(token) = &token {
@@ -128,7 +129,7 @@ impl<E: Engine + 'static> Backend for DaemonBackend<E> {
             }
         }
         let trigger = if token.is_some() { "webhook" } else { "api" };
-        let queued = crate::api::queue_build(&config, name, trigger)?;
+        let queued = crate::api::queue_build(&config, name, trigger, no_cache)?;
         if let Some(pool) = self.shared.builds.get() {
             pool.wake();
         }
