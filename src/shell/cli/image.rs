@@ -38,6 +38,12 @@ pub enum ImageCommand {
     },
     /// The docker_images records: tag, current image, lineage.
     List,
+    /// Remove recipe cache images no tag and no container uses.
+    Prune {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// `docker import` a rootfs folder or tarball as REFERENCE.
     Import { path: PathBuf, reference: String },
     /// `docker load` a saved-image tar.
@@ -66,6 +72,7 @@ pub async fn run(config: &Config, command: ImageCommand) -> anyhow::Result<i32> 
         ImageCommand::Builds { limit } => builds(config, limit),
         ImageCommand::Log { build, follow } => log(config, build, follow).await,
         ImageCommand::List => list(config).await,
+        ImageCommand::Prune { dry_run } => prune(config, dry_run).await,
         ImageCommand::Import { path, reference } => import(config, &path, &reference).await,
         ImageCommand::Load { file } => load(config, &file).await,
         ImageCommand::Save { name, file } => save(config, &name, &file).await,
@@ -248,6 +255,21 @@ async fn log(config: &Config, id: i64, follow: bool) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
+    let engine = DockerEngine::connect(&config.docker_host).await?;
+    let pruned = images::recipe::prune(&engine, dry_run).await?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for id in &pruned.removed {
+        println!("{verb} {}", crate::plan::short(id));
+    }
+    println!(
+        "{verb} {} recipe cache image(s); kept {} (tagged, used by a container, or under a kept image)",
+        pruned.removed.len(),
+        pruned.kept
+    );
+    Ok(0)
 }
 
 async fn list(config: &Config) -> anyhow::Result<i32> {

@@ -119,6 +119,8 @@ pub struct LabelledImage {
     /// Seconds since the epoch.
     pub created: i64,
     pub labels: BTreeMap<String, String>,
+    /// The image it was committed on, when the engine says.
+    pub parent: String,
 }
 
 /// Registry login for push. No `Debug`: it holds a password.

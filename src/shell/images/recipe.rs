@@ -409,13 +409,18 @@ impl<E: Engine> Run<'_, E> {
         Ok(found.pop().map(|i| i.id))
     }
 
-    /// Commits the step container (now at `key`'s stage) as the next image.
+    /// Commits the step container as the next image, then removes it: the
+    /// next stage starts a container of that image, so each image is one
+    /// stage's layer on its parent (a container committed again would
+    /// carry every earlier stage's changes in each new layer).
     async fn commit(&mut self, changes: &[String]) -> Result<String, EngineError> {
-        let Some((id, _)) = self.container.clone() else {
+        let Some((id, _)) = self.container.take() else {
             return Err(EngineError::Api("no step container to commit".into()));
         };
-        let image = self.engine.commit(&id, changes).await?;
-        self.container = Some((id, image.clone()));
+        let image = self.engine.commit(&id, changes).await;
+        let removed = self.engine.remove_container(&id).await;
+        let image = image?;
+        removed?;
         Ok(image)
     }
 }
@@ -708,9 +713,6 @@ async fn stages<E: Engine>(
             &base_run.cmd,
         ))
         .await?;
-    if let Some((id, _)) = run.container.take() {
-        run.engine.remove_container(&id).await?;
-    }
     if let Err(e) = checks(run, r, &image, timeout, log).await {
         // An image that failed its checks is never found by its key.
         if let Err(rm) = run.engine.remove_image_id(&image).await {
@@ -780,4 +782,81 @@ async fn checks<E: Engine>(
     .await;
     let _ = run.engine.remove_container(&id).await;
     result
+}
+
+/// What `berth image prune` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    /// Kept: tagged, used by a container, or a parent of a kept image.
+    pub kept: usize,
+}
+
+/// Removes recipe cache images no tag and no container uses: images
+/// labelled by a recipe build, untagged, run by no container (stopped ones
+/// too), removed without force, so an image another image is built on is
+/// kept by the engine itself. Newest first (children before parents),
+/// again while a round removes something; at most as many rounds as images.
+pub async fn prune<E: Engine>(engine: &E, dry_run: bool) -> Result<Pruned, EngineError> {
+    let mut images = engine.images_labelled(LABEL_RECIPE, None).await?;
+    let used: std::collections::HashSet<String> = engine
+        .observe()
+        .await?
+        .containers
+        .into_iter()
+        .map(|c| c.image_id)
+        .collect();
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
+    // What a kept image was committed on is its cache: kept too (the
+    // engine would let an untagged parent go).
+    let parent: BTreeMap<&str, &str> = images
+        .iter()
+        .map(|i| (i.id.as_str(), i.parent.as_str()))
+        .collect();
+    let mut keep: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for i in images
+        .iter()
+        .filter(|i| !i.tags.is_empty() || used.contains(&i.id))
+    {
+        let mut at = i.id.as_str();
+        // Bounded by the number of images: a chain never loops, and if
+        // an engine said it did, this stops.
+        for _ in 0..=images.len() {
+            if !keep.insert(at.to_string()) {
+                break;
+            }
+            match parent.get(at) {
+                Some(p) if !p.is_empty() => at = p,
+                _ => break,
+            }
+        }
+    }
+    let (mut candidates, tagged): (Vec<_>, Vec<_>) =
+        images.into_iter().partition(|i| !keep.contains(&i.id));
+    let mut out = Pruned {
+        kept: tagged.len(),
+        ..Pruned::default()
+    };
+    if dry_run {
+        out.removed = candidates.into_iter().map(|i| i.id).collect();
+        return Ok(out);
+    }
+    for _ in 0..candidates.len().max(1) {
+        let mut left = Vec::new();
+        let before = out.removed.len();
+        for image in candidates {
+            match engine.remove_image_id(&image.id).await {
+                Ok(()) => out.removed.push(image.id),
+                Err(EngineError::Conflict(_)) => left.push(image),
+                Err(e) => return Err(e),
+            }
+        }
+        let progress = out.removed.len() - before;
+        candidates = left;
+        if candidates.is_empty() || progress == 0 {
+            break;
+        }
+    }
+    out.kept += candidates.len();
+    Ok(out)
 }

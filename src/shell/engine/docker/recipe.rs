@@ -246,6 +246,7 @@ impl DockerEngine {
                     .collect(),
                 created: i.created,
                 labels: i.labels.into_iter().collect(),
+                parent: i.parent_id,
             })
             .collect())
     }

@@ -1287,6 +1287,7 @@ impl Engine for FakeEngine {
                     .collect(),
                 created: 0,
                 labels: labels.clone(),
+                parent: String::new(),
             })
             .collect())
     }
