@@ -695,13 +695,17 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
                 return false;
             }
         };
-        match crate::images::check_lineage(&mut self.state, &images, &report.image_tags) {
+        let config = self.config.clone();
+        let inputs = move |spec: &crate::images::ImageSpec| {
+            crate::images::recipe::inputs_now(&config, spec)
+        };
+        match crate::images::check_lineage(&mut self.state, &images, &report.image_tags, &inputs) {
             Ok(found) => {
                 for (image, why) in &found.queued {
                     tracing::info!(image = %image, "rebuild queued: {why}");
                 }
                 for image in &found.outdated {
-                    tracing::warn!(image = %image, "outdated: its base moved and AutoRebuild is off");
+                    tracing::warn!(image = %image, "outdated: its base or its recipe changed and AutoRebuild is off");
                     // Not awaited: the command may take its time, and
                     // berthd's stop ends it.
                     let (config, image) = (self.config.clone(), image.clone());

@@ -71,26 +71,36 @@ pub struct LineageReport {
 /// Dynamic inheritance: every image whose recorded base ID differs from
 /// what its base tag names now is queued (AutoRebuild yes) or marked
 /// outdated. `tags` is the engine's tag → ID map from the pass's observe.
+/// A recipe image whose inputs (`recipe_inputs`: its rendered manifest,
+/// files and tool folders, as of now) differ from its last build's is
+/// treated the same way.
 pub fn check_lineage(
     state: &mut State,
     images: &DeclaredImages,
     tags: &BTreeMap<String, String>,
+    recipe_inputs: &dyn Fn(&ImageSpec) -> Option<String>,
 ) -> Result<LineageReport, StateError> {
     let mut report = LineageReport::default();
     for l in state.lineage()? {
-        let (Some(base_ref), Some(base_id)) = (&l.base_ref, &l.base_id) else {
-            continue;
-        };
         let Some(spec) = images.specs.get(&l.image) else {
             continue;
         };
-        let Some(now_id) = tags.get(base_ref) else {
+        let moved = match (&l.base_ref, &l.base_id) {
+            (Some(base_ref), Some(base_id)) => tags
+                .get(base_ref)
+                .filter(|now| *now != base_id)
+                .map(|now| format!("base {base_ref} moved to {}", crate::plan::short(now))),
+            _ => None,
+        };
+        let changed = || match (&spec.source, &l.inputs) {
+            (Source::Recipe { .. }, Some(built)) => recipe_inputs(spec)
+                .filter(|now| now != built)
+                .map(|_| "its recipe's inputs changed (manifest, files or the db values it renders)".to_string()),
+            _ => None,
+        };
+        let Some(why) = moved.or_else(changed) else {
             continue;
         };
-        if now_id == base_id {
-            continue;
-        }
-        let why = format!("base {base_ref} moved to {}", crate::plan::short(now_id));
         if spec.auto_rebuild {
             // A queued or running build already answers the move, or its
             // end records the old base and the pass after it (every build's
@@ -177,13 +187,13 @@ mod tests {
         let same: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:old".to_string())].into();
         assert_eq!(
-            check_lineage(&mut state, &images, &same).expect("check"),
+            check_lineage(&mut state, &images, &same, &|_| None).expect("check"),
             LineageReport::default()
         );
 
         let moved: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:new".to_string())].into();
-        let found = check_lineage(&mut state, &images, &moved).expect("check");
+        let found = check_lineage(&mut state, &images, &moved, &|_| None).expect("check");
         assert_eq!(
             found
                 .queued
@@ -196,7 +206,7 @@ mod tests {
         assert_eq!(found.outdated, vec!["manual".to_string()]);
         // Said once: a second check queues nothing new (merged) and marks nothing again.
         assert_eq!(
-            check_lineage(&mut state, &images, &moved).expect("check"),
+            check_lineage(&mut state, &images, &moved, &|_| None).expect("check"),
             LineageReport::default()
         );
         // While that rebuild runs, a pass sees the old lineage still: no
@@ -206,7 +216,7 @@ mod tests {
             .expect("claim")
             .expect("the rebuild");
         assert_eq!(
-            check_lineage(&mut state, &images, &moved).expect("check"),
+            check_lineage(&mut state, &images, &moved, &|_| None).expect("check"),
             LineageReport::default()
         );
         assert_eq!(

@@ -118,6 +118,16 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
     })
 }
 
+/// The inputs hash of a recipe record as its files are now (what a pass
+/// compares with the last build's); None when it cannot be read (the next
+/// build says why).
+pub fn inputs_now(config: &Config, spec: &ImageSpec) -> Option<String> {
+    let Source::Recipe { path, .. } = &spec.source else {
+        return None;
+    };
+    load(config, spec, path).ok().map(|l| l.inputs)
+}
+
 fn bad(path: &Path, what: String) -> ImageError {
     RecipeError {
         file: path.to_path_buf(),
