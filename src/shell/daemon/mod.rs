@@ -696,9 +696,8 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             }
         };
         let config = self.config.clone();
-        let inputs = move |spec: &crate::images::ImageSpec| {
-            crate::images::recipe::inputs_now(&config, spec)
-        };
+        let inputs =
+            move |spec: &crate::images::ImageSpec| crate::images::recipe::inputs_now(&config, spec);
         match crate::images::check_lineage(&mut self.state, &images, &report.image_tags, &inputs) {
             Ok(found) => {
                 for (image, why) in &found.queued {

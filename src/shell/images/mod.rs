@@ -93,9 +93,12 @@ pub fn check_lineage(
             _ => None,
         };
         let changed = || match (&spec.source, &l.inputs) {
-            (Source::Recipe { .. }, Some(built)) => recipe_inputs(spec)
-                .filter(|now| now != built)
-                .map(|_| "its recipe's inputs changed (manifest, files or the db values it renders)".to_string()),
+            (Source::Recipe { .. }, Some(built)) => {
+                recipe_inputs(spec).filter(|now| now != built).map(|_| {
+                    "its recipe's inputs changed (manifest, files or the db values it renders)"
+                        .to_string()
+                })
+            }
             _ => None,
         };
         let Some(why) = moved.or_else(changed) else {

@@ -162,7 +162,18 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
         });
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction().map_err(sql)?;
+        // Two processes opening a new state.db at once (berthd starting,
+        // a `berth` command): the write lock first, then the version
+        // read again, so a migration another one made is not made twice.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let now: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        if now > i as i64 {
+            continue;
+        }
         tx.execute_batch(migration).map_err(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql)?;
