@@ -21,6 +21,9 @@ pub const MANIFEST: &str = "recipe.toml";
 pub const LABEL_RECIPE: &str = "org.berth.recipe";
 /// The label holding a committed stage's cache key.
 pub const LABEL_KEY: &str = "org.berth.recipe-key";
+/// The image a stage was committed on: what prune keeps under a kept image
+/// (Podman's image list does not say a committed image's parent).
+pub const LABEL_PARENT: &str = "org.berth.recipe-parent";
 
 /// At most this many steps, files, tools and checks each: a manifest is
 /// written by hand, and a template loop must not make a build of millions.
@@ -32,6 +35,17 @@ pub struct RecipeError {
     pub file: PathBuf,
     pub line: Option<usize>,
     pub what: String,
+}
+
+/// What is wrong with one value of a manifest, worded for the admin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Problem(pub String);
+
+impl std::convert::From<String> for Problem {
+    fn from(s: String) -> Problem {
+        Problem(s)
+    }
 }
 
 /// Where a recipe starts.
@@ -201,16 +215,16 @@ pub fn parse(file: &Path, rendered: &str) -> Result<Recipe, RecipeError> {
             e.message().trim()
         ),
     })?;
-    let fail = |what: String| RecipeError {
+    let fail = |what: Problem| RecipeError {
         file: file.to_path_buf(),
         line: None,
-        what,
+        what: what.0,
     };
     check(&recipe).map_err(fail)?;
     Ok(recipe)
 }
 
-fn check(r: &Recipe) -> Result<(), String> {
+fn check(r: &Recipe) -> Result<(), Problem> {
     match &r.from {
         From::Image(s) => {
             crate::declared::parse_image_reference(s).map_err(|e| format!("from: {e}"))?;
@@ -226,13 +240,13 @@ fn check(r: &Recipe) -> Result<(), String> {
         ("checks", r.checks.len()),
     ] {
         if n > MAX_ITEMS {
-            return Err(format!("{what}: {n} entries, at most {MAX_ITEMS}"));
+            return Err(format!("{what}: {n} entries, at most {MAX_ITEMS}").into());
         }
     }
     for (i, s) in r.steps.iter().enumerate() {
         let at = format!("steps[{i}]");
         if s.run.trim().is_empty() {
-            return Err(format!("{at}.run is empty"));
+            return Err(format!("{at}.run is empty").into());
         }
         one_line(&format!("{at}.user"), s.user.as_deref())?;
         absolute(&format!("{at}.workdir"), s.workdir.as_deref())?;
@@ -258,13 +272,13 @@ fn check(r: &Recipe) -> Result<(), String> {
                     .map_err(|e| format!("{at}.image: {e}"))?;
                 absolute(&format!("{at}.path"), t.path.as_deref())?;
             }
-            _ => return Err(format!("{at}: give either folder or image")),
+            _ => return Err(format!("{at}: give either folder or image").into()),
         }
         absolute(&format!("{at}.at"), Some(&t.at))?;
     }
     for (i, c) in r.checks.iter().enumerate() {
         if c.trim().is_empty() {
-            return Err(format!("checks[{i}] is empty"));
+            return Err(format!("checks[{i}] is empty").into());
         }
     }
     let f = &r.image;
@@ -279,10 +293,11 @@ fn check(r: &Recipe) -> Result<(), String> {
         {
             return Err(format!(
                 "image.labels: {k:?} is not a label name (letters, digits, . - _ /)"
-            ));
+            )
+            .into());
         }
         if k.starts_with("org.berth.") {
-            return Err(format!("image.labels: {k} is berth's own"));
+            return Err(format!("image.labels: {k} is berth's own").into());
         }
         one_line(&format!("image.labels.{k}"), Some(v))?;
     }
@@ -290,36 +305,36 @@ fn check(r: &Recipe) -> Result<(), String> {
         let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
         if port.parse::<u16>().map_or(true, |n| n == 0) || !["tcp", "udp", "sctp"].contains(&proto)
         {
-            return Err(format!(
-                "image.expose: {p:?} is not a port (e.g. 8080 or 53/udp)"
-            ));
+            return Err(format!("image.expose: {p:?} is not a port (e.g. 8080 or 53/udp)").into());
         }
     }
     Ok(())
 }
 
-fn one_line(what: &str, v: Option<&str>) -> Result<(), String> {
+fn one_line(what: &str, v: Option<&str>) -> Result<(), Problem> {
     match v {
         Some(v) if v.chars().any(char::is_control) => {
-            Err(format!("{what} holds a line break or control character"))
+            Err(format!("{what} holds a line break or control character").into())
         }
         _ => Ok(()),
     }
 }
 
-fn absolute(what: &str, v: Option<&str>) -> Result<(), String> {
+fn absolute(what: &str, v: Option<&str>) -> Result<(), Problem> {
     one_line(what, v)?;
     match v {
-        Some(p) if !p.starts_with('/') => Err(format!("{what} must be an absolute path: {p:?}")),
+        Some(p) if !p.starts_with('/') => {
+            Err(format!("{what} must be an absolute path: {p:?}").into())
+        }
         Some(p) if Path::new(p).components().any(|c| c == Component::ParentDir) => {
-            Err(format!("{what} must not hold ..: {p:?}"))
+            Err(format!("{what} must not hold ..: {p:?}").into())
         }
         _ => Ok(()),
     }
 }
 
 /// A path inside the recipe folder: relative, with no `..`.
-fn inside(what: &str, p: &str) -> Result<(), String> {
+fn inside(what: &str, p: &str) -> Result<(), Problem> {
     one_line(what, Some(p))?;
     let path = Path::new(p);
     if p.is_empty()
@@ -330,45 +345,47 @@ fn inside(what: &str, p: &str) -> Result<(), String> {
     {
         return Err(format!(
             "{what} must be a path inside the recipe folder (no leading / and no ..): {p:?}"
-        ));
+        )
+        .into());
     }
     Ok(())
 }
 
-fn env(what: &str, env: &BTreeMap<String, String>) -> Result<(), String> {
+fn env(what: &str, env: &BTreeMap<String, String>) -> Result<(), Problem> {
     for (k, v) in env {
         if k.is_empty()
             || k.contains('=')
             || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            return Err(format!("{what}: {k:?} is not a variable name"));
+            return Err(format!("{what}: {k:?} is not a variable name").into());
         }
         // The value is never quoted back: it may be a secret.
         if v.chars().any(char::is_control) {
-            return Err(format!(
-                "{what}.{k}: the value holds a line break or control character"
-            ));
+            return Err(
+                format!("{what}.{k}: the value holds a line break or control character").into(),
+            );
         }
     }
     Ok(())
 }
 
 /// Octal permission bits.
-pub fn mode(text: &str) -> Result<u32, String> {
+pub fn mode(text: &str) -> Result<u32, Problem> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("{text:?} is not an octal mode like 0644"))
+        .ok_or_else(|| Problem(format!("{text:?} is not an octal mode like 0644")))
 }
 
 /// `uid:gid`, numbers.
-pub fn owner(text: &str) -> Result<(u64, u64), String> {
+pub fn owner(text: &str) -> Result<(u64, u64), Problem> {
     let (u, g) = text.split_once(':').unwrap_or((text, text));
     match (u.parse(), g.parse()) {
         (Ok(u), Ok(g)) => Ok((u, g)),
         _ => Err(format!(
             "{text:?} is not uid:gid in numbers (names would need the image's passwd)"
-        )),
+        )
+        .into()),
     }
 }
 
@@ -417,12 +434,14 @@ pub struct FinalStage<'a> {
 pub fn stage_changes(
     record: &str,
     key: &str,
+    parent: &str,
     entrypoint: &Option<Vec<String>>,
     cmd: &Option<Vec<String>>,
 ) -> Vec<String> {
     vec![
         format!("LABEL {LABEL_RECIPE}={}", quoted(record)),
         format!("LABEL {LABEL_KEY}={}", quoted(key)),
+        format!("LABEL {LABEL_PARENT}={}", quoted(parent)),
         // An ENTRYPOINT of `[""]` is "none" to both engines (`[]` would
         // keep the container's); so the CMD can be `[]`, and no empty
         // argument is passed to an entrypoint.
@@ -435,6 +454,7 @@ pub fn stage_changes(
 pub fn final_changes(
     record: &str,
     key: &str,
+    parent: &str,
     f: &Final,
     base_entrypoint: &Option<Vec<String>>,
     base_cmd: &Option<Vec<String>>,
@@ -446,7 +466,7 @@ pub fn final_changes(
         (None, None) => base_cmd.clone(),
     };
     let entrypoint = f.entrypoint.clone().or_else(|| base_entrypoint.clone());
-    let mut out = stage_changes(record, key, &entrypoint, &cmd);
+    let mut out = stage_changes(record, key, parent, &entrypoint, &cmd);
     if let Some(u) = &f.user {
         out.push(format!("USER {u}"));
     }
@@ -566,9 +586,9 @@ expose = ["{{ vars.port }}"]
     fn the_last_commit_sets_what_runs_and_falls_back_to_the_base() {
         let base_ep = Some(vec!["/init".to_string()]);
         let base_cmd = Some(vec!["serve".to_string()]);
-        let none = final_changes("r", "k", &Final::default(), &None, &None);
+        let none = final_changes("r", "k", "p", &Final::default(), &None, &None);
         assert!(none.contains(&"ENTRYPOINT [\"\"]".to_string()), "{none:?}");
-        let inherit = final_changes("r", "k", &Final::default(), &base_ep, &base_cmd);
+        let inherit = final_changes("r", "k", "p", &Final::default(), &base_ep, &base_cmd);
         assert!(inherit.contains(&"ENTRYPOINT [\"/init\"]".to_string()));
         assert!(inherit.contains(&"CMD [\"serve\"]".to_string()));
         let own = Final {
@@ -576,7 +596,7 @@ expose = ["{{ vars.port }}"]
             env: [("K".to_string(), "a \"b\"".to_string())].into(),
             ..Final::default()
         };
-        let c = final_changes("r", "k", &own, &base_ep, &base_cmd);
+        let c = final_changes("r", "k", "p", &own, &base_ep, &base_cmd);
         assert!(c.contains(&"ENTRYPOINT [\"/app\"]".to_string()));
         assert!(
             c.contains(&"CMD []".to_string()),

@@ -177,14 +177,14 @@ fn add_entry(
         .as_deref()
         .map(recipe::owner)
         .transpose()
-        .map_err(|e| bad(&src, e))?
+        .map_err(|e| bad(&src, e.0))?
         .unwrap_or((0, 0));
     let mode = f
         .mode
         .as_deref()
         .map(recipe::mode)
         .transpose()
-        .map_err(|e| bad(&src, e))?;
+        .map_err(|e| bad(&src, e.0))?;
     let dest = f.dest.trim_start_matches('/').to_string();
     if dir.is_dir(&name) {
         if f.template {
@@ -690,6 +690,7 @@ async fn stages<E: Engine>(
             .commit(&recipe::stage_changes(
                 &record,
                 &key,
+                &current,
                 &base_run.entrypoint,
                 &base_run.cmd,
             ))
@@ -718,6 +719,7 @@ async fn stages<E: Engine>(
         .commit(&recipe::final_changes(
             &record,
             &key,
+            &current,
             &r.image,
             &base_run.entrypoint,
             &base_run.cmd,
@@ -821,7 +823,13 @@ pub async fn prune<E: Engine>(engine: &E, dry_run: bool) -> Result<Pruned, Engin
     // engine would let an untagged parent go).
     let parent: BTreeMap<&str, &str> = images
         .iter()
-        .map(|i| (i.id.as_str(), i.parent.as_str()))
+        .map(|i| {
+            let p = i
+                .labels
+                .get(recipe::LABEL_PARENT)
+                .map_or(i.parent.as_str(), String::as_str);
+            (i.id.as_str(), p)
+        })
         .collect();
     let mut keep: std::collections::HashSet<String> = std::collections::HashSet::new();
     for i in images

@@ -10,7 +10,6 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, Mount as DockerMount, MountType,
-    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListImagesOptionsBuilder,
@@ -298,15 +297,8 @@ impl DockerEngine {
         image: &str,
         path: &str,
     ) -> Result<(), EngineError> {
-        self.count();
-        self.docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(volume.to_string()),
-                labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| self.error(e))?;
+        // The volume is made by the create that mounts it: Podman copies an
+        // image's folder only into a volume it makes for the container.
         // Never started: mounting the empty volume at create is what
         // copies the image's folder into it.
         let body = ContainerCreateBody {
