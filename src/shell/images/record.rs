@@ -242,7 +242,7 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
         }
     }
     let folder = file.parent().unwrap_or(Path::new("/"));
-    let path = get("Path").map(|p| folder.join(p));
+    let path = get("Path").map(|p| lexically_clean(&folder.join(p)));
     let kind = get("Source").map(|s| property::one_of(s, &["git", "rootfs", "tar", "recipe"]));
     let source = match (kind, path) {
         (Some(Ok("git")), _) => match get("Repository") {
@@ -329,6 +329,23 @@ fn build(file: &Path, r: &Record) -> Result<ImageSpec, Vec<SpecError>> {
     }
 }
 
+/// `a/db/../b` as `a/b`: a relative `Path` is written from the db's
+/// folder, and is judged (and shown) where it leads. Where links really
+/// lead is judged again when the path is opened.
+fn lexically_clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The base images a Dockerfile builds `FROM`, last stage last; stage
 /// aliases and `scratch` are not images.
 pub fn dockerfile_bases(text: &str) -> Vec<String> {
@@ -408,6 +425,10 @@ mod tests {
             }
         );
         assert_eq!(d.specs["base"].tag, "berth/base:latest");
+        let up = declared("r=image|Source|recipe|Path|../recipes/./r|Tag|r:1\n");
+        assert!(
+            matches!(&up.specs["r"].source, Source::Recipe { path, .. } if path == Path::new("/srv/recipes/r"))
+        );
         assert_eq!(
             d.specs["saved"].source,
             Source::Tar {
