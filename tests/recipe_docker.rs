@@ -550,3 +550,38 @@ cmd = ["sh", "-c", "cat /etc/flow/component.conf; exec sleep 3600"]
     );
     drop(daemon);
 }
+
+#[test]
+fn steps_get_the_build_limits_and_a_network_only_when_the_recipe_asks() {
+    let manifest = r#"from = "BASE"
+network = NETWORK
+[[steps]]
+run = "echo limits: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null); echo nets: $(ls /sys/class/net)"
+"#;
+    let s = Sandbox::new(None);
+    let mut config = std::fs::read_to_string(s.config()).expect("config");
+    config.push_str("build_memory = \"64M\"\nbuild_cpus = 0.5\n");
+    std::fs::write(s.config(), config).expect("config");
+    let r = Recipe::new(s, "limited", &manifest.replace("NETWORK", "false"), &[]);
+    let _images = RecipeImages(vec![r.name.clone()]);
+    let line = |log: &str, start: &str| {
+        log.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start} line in:\n{log}"))
+            .to_string()
+    };
+    let log = r.built(&[]);
+    let limits = line(&log, "limits:");
+    assert!(
+        limits.contains(&(64 * 1024 * 1024).to_string()) && limits.contains("50000"),
+        "build_memory 64M and build_cpus 0.5 reach the steps: {limits}"
+    );
+    assert_eq!(line(&log, "nets:"), "nets: lo", "no network by default");
+    r.manifest(&manifest.replace("NETWORK", "true"));
+    let log = r.built(&[]);
+    let nets = line(&log, "nets:");
+    assert!(
+        nets.contains("eth0"),
+        "network = true: the engine's bridge: {nets}"
+    );
+}
