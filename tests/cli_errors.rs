@@ -75,7 +75,7 @@ fn each_error_is_said_once_with_its_exit_code() {
     assert_eq!(
         err,
         format!(
-            "berth: {}: TOML parse error at line 2, column 1   | 2 | bogus = 1   | ^^^^^ unknown field `bogus`, expected one of `db_dir`, `state_dir`, `templates_dir`, `templates_custom_dir`, `output_root`, `events_dir`, `docker_host`, `api_socket`, `api_listen`, `resync_seconds`, `bridge_network`, `instance`, `apply_concurrency`, `stop_grace_seconds`, `build_workers`, `build_memory`, `build_cpus`, `credentials_file`, `policy_file`, `image_notify_command`, `git_timeout_seconds`, `action_timeout_seconds`, `mass_removal_share`, `journal_keep_days`, `rollout_probation_seconds`, `rollout_health_timeout_seconds`, `pull_concurrency`, `pull_timeout_seconds`, `registry_poll_seconds`, `registry_certs_dir`, `insecure_registries`\n",
+            "berth: {}: TOML parse error at line 2, column 1   | 2 | bogus = 1   | ^^^^^ unknown field `bogus`, expected one of `db_dir`, `state_dir`, `templates_dir`, `templates_custom_dir`, `output_root`, `events_dir`, `docker_host`, `api_socket`, `api_listen`, `resync_seconds`, `bridge_network`, `instance`, `apply_concurrency`, `stop_grace_seconds`, `build_workers`, `build_memory`, `build_cpus`, `credentials_file`, `policy_file`, `image_notify_command`, `git_timeout_seconds`, `build_step_timeout_seconds`, `action_timeout_seconds`, `mass_removal_share`, `journal_keep_days`, `rollout_probation_seconds`, `rollout_health_timeout_seconds`, `pull_concurrency`, `pull_timeout_seconds`, `registry_poll_seconds`, `registry_certs_dir`, `insecure_registries`\n",
             config.display()
         )
     );

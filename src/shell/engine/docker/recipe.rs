@@ -299,8 +299,8 @@ impl DockerEngine {
     ) -> Result<(), EngineError> {
         // The volume is made by the create that mounts it: Podman copies an
         // image's folder only into a volume it makes for the container.
-        // Never started: mounting the empty volume at create is what
-        // copies the image's folder into it.
+        // Mounting the new, empty volume is what copies the image's
+        // folder into it.
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(vec!["/".to_string()]),
@@ -326,6 +326,11 @@ impl DockerEngine {
             )
             .await
             .map_err(|e| self.error(e))?;
+        // Podman copies the folder in only when the container starts: its
+        // process (`/`, no program) fails at once, after the mount.
+        // Docker has copied at the create; its start fails the same way.
+        self.count();
+        let _ = self.docker.start_container(&created.id, None).await;
         self.count();
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
