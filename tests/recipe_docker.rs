@@ -474,6 +474,10 @@ cmd = ["sh", "-c", "cat /etc/flow/component.conf; exec sleep 3600"]
         ]);
     }
     let daemon = s.start_daemon();
+    // Builds go through berthd once it answers (a command that finds no
+    // berthd builds by itself, and berthd's start would queue that build
+    // again as interrupted).
+    wait_for("berthd's first pass", Some(&daemon), || s.passes() > 0);
     for name in &names {
         let (code, out, err) = s.run(&["image", "build", name, "--wait"]);
         assert_eq!(code, 0, "{name}: {out}{err}");
