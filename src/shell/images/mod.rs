@@ -85,25 +85,38 @@ pub fn check_lineage(
         let Some(spec) = images.specs.get(&l.image) else {
             continue;
         };
-        let moved = match (&l.base_ref, &l.base_id) {
-            (Some(base_ref), Some(base_id)) => tags
-                .get(base_ref)
-                .filter(|now| *now != base_id)
-                .map(|now| format!("base {base_ref} moved to {}", crate::plan::short(now))),
+        let base_now = l.base_ref.as_ref().and_then(|r| tags.get(r));
+        let moved = match (&l.base_ref, &l.base_id, base_now) {
+            (Some(base_ref), Some(base_id), Some(now)) if now != base_id => Some(format!(
+                "base {base_ref} moved to {}",
+                crate::plan::short(now)
+            )),
             _ => None,
         };
-        let changed = || match (&spec.source, &l.inputs) {
-            (Source::Recipe { .. }, Some(built)) => {
-                recipe_inputs(spec).filter(|now| now != built).map(|_| {
-                    "its recipe's inputs changed (manifest, files or the db values it renders)"
-                        .to_string()
-                })
-            }
+        let inputs_now = match (&spec.source, &l.inputs) {
+            (Source::Recipe { .. }, Some(_)) => recipe_inputs(spec),
             _ => None,
         };
-        let Some(why) = moved.or_else(changed) else {
+        let changed = match (&inputs_now, &l.inputs) {
+            (Some(now), Some(built)) if now != built => Some(
+                "its recipe's inputs changed (manifest, files or the db values it renders)"
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        let Some(why) = moved.or(changed) else {
             continue;
         };
+        // The last build tried this very base and these inputs, and
+        // failed: another would fail the same way, after every pass. A new
+        // base, a new input, or `berth image build` tries again.
+        if let Some(last) = state.last_finished_build(&l.image)? {
+            let same_base = base_now.is_none() || last.base_id.as_ref() == base_now;
+            let same_inputs = inputs_now.is_none() || last.inputs == inputs_now;
+            if last.state == "failed" && same_base && same_inputs {
+                continue;
+            }
+        }
         if spec.auto_rebuild {
             // A queued or running build already answers the move, or its
             // end records the old base and the pass after it (every build's
@@ -237,6 +250,74 @@ mod tests {
             .expect("lineage")
             .iter()
             .any(|l| l.image == "manual" && l.outdated));
+    }
+
+    /// A recipe whose inputs changed is rebuilt like a moved base; a
+    /// build that failed on the same inputs (or base) is not queued again
+    /// by every pass.
+    #[test]
+    fn changed_recipe_inputs_queue_a_rebuild_once_and_a_failure_is_not_retried_each_pass() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::open(dir.path()).expect("state");
+        let images = record::declare(&Db::parse(
+            Path::new("/db/docker_images"),
+            "r=image|Source|recipe|Path|/r|Tag|t/r:1|AutoRebuild|yes\n",
+        ));
+        let build = |state: &mut State, inputs: &str, ok: bool| {
+            state.request_build("r", "test").expect("request");
+            let b = state
+                .claim_build(&|_| Vec::new())
+                .expect("claim")
+                .expect("build");
+            state
+                .set_build_base(b.id, Some("t/base:1"), Some("sha256:b"))
+                .expect("base");
+            state.set_build_inputs(b.id, inputs).expect("inputs");
+            let end = if ok {
+                crate::state::BuildEnd::Built("sha256:r")
+            } else {
+                crate::state::BuildEnd::Failed("step 1 exited with 1")
+            };
+            state.finish_build(&b, end).expect("finish");
+        };
+        build(&mut state, "in-1", true);
+        let tags: BTreeMap<String, String> =
+            [("t/base:1".to_string(), "sha256:b".to_string())].into();
+        let same = |_: &ImageSpec| Some("in-1".to_string());
+        let changed = |_: &ImageSpec| Some("in-2".to_string());
+        assert_eq!(
+            check_lineage(&mut state, &images, &tags, &same).expect("check"),
+            LineageReport::default()
+        );
+        let found = check_lineage(&mut state, &images, &tags, &changed).expect("check");
+        assert_eq!(found.queued.len(), 1, "{found:?}");
+        assert!(found.queued[0].1.contains("inputs changed"));
+        // That build fails on the new inputs: the next passes leave it.
+        let b = state
+            .claim_build(&|_| Vec::new())
+            .expect("claim")
+            .expect("build");
+        state
+            .set_build_base(b.id, Some("t/base:1"), Some("sha256:b"))
+            .expect("base");
+        state.set_build_inputs(b.id, "in-2").expect("inputs");
+        state
+            .finish_build(&b, crate::state::BuildEnd::Failed("exited with 1"))
+            .expect("finish");
+        assert_eq!(
+            check_lineage(&mut state, &images, &tags, &changed).expect("check"),
+            LineageReport::default(),
+            "not retried by every pass"
+        );
+        // Inputs changed again: tried again.
+        let again = |_: &ImageSpec| Some("in-3".to_string());
+        assert_eq!(
+            check_lineage(&mut state, &images, &tags, &again)
+                .expect("check")
+                .queued
+                .len(),
+            1
+        );
     }
 
     #[test]

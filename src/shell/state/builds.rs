@@ -25,6 +25,9 @@ pub struct Build {
     /// Asked with `--no-cache`: a recipe build runs every step.
     #[serde(default)]
     pub no_cache: bool,
+    /// A recipe build's inputs hash, once it read them.
+    #[serde(default)]
+    pub inputs: Option<String>,
 }
 
 /// What berth knows an image was built from.
@@ -42,7 +45,7 @@ pub struct Lineage {
 }
 
 const COLUMNS: &str =
-    "id, image, state, trigger, requested_at, started_at, finished_at, retry_of, base_ref, base_id, result_id, error, no_cache";
+    "id, image, state, trigger, requested_at, started_at, finished_at, retry_of, base_ref, base_id, result_id, error, no_cache, inputs";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Build> {
     Ok(Build {
@@ -59,6 +62,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Build> {
         result_id: r.get(10)?,
         error: r.get(11)?,
         no_cache: r.get(12)?,
+        inputs: r.get(13)?,
     })
 }
 
@@ -252,17 +256,9 @@ impl State {
             .map_err(self.err())?;
         if let BuildEnd::Built(image_id) = end {
             let current = self.build(build.id)?;
-            let (base_ref, base_id) = current
-                .map(|b| (b.base_ref, b.base_id))
-                .unwrap_or((None, None));
-            let inputs: Option<String> = self
-                .conn()
-                .query_row(
-                    "SELECT inputs FROM builds WHERE id = ?1",
-                    params![build.id],
-                    |r| r.get(0),
-                )
-                .map_err(self.err())?;
+            let (base_ref, base_id, inputs) = current
+                .map(|b| (b.base_ref, b.base_id, b.inputs))
+                .unwrap_or((None, None, None));
             self.conn()
                 .execute(
                     "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated, inputs)
@@ -312,6 +308,20 @@ impl State {
             .query_row(
                 &format!("SELECT {COLUMNS} FROM builds WHERE id = ?1"),
                 params![id],
+                row,
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// The newest build of `image` that ended (succeeded or failed).
+    pub fn last_finished_build(&self, image: &str) -> Result<Option<Build>, StateError> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM builds WHERE image = ?1 AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
+                ),
+                params![image],
                 row,
             )
             .optional()
