@@ -341,6 +341,34 @@ cmd = ["cat", "/out"]
     // The volume that carried the tool image is gone with the build.
     let (_, volumes, _) = docker(&["volume", "ls", "-q"]);
     assert!(!volumes.contains(&format!("{}-tools", r.name)), "{volumes}");
+
+    // A volume of that name someone else made is neither filled, mounted
+    // nor removed: the build fails and says so.
+    let theirs = format!("{}-tools-1", r.name);
+    docker_ok(&["volume", "create", &theirs]);
+    docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{theirs}:/data"),
+        &r.s.image,
+        "sh",
+        "-c",
+        "echo mine > /data/keep",
+    ]);
+    let (code, log) = r.build(&["--no-cache"]);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("this build did not make"), "{log}");
+    let kept = docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{theirs}:/data"),
+        &r.s.image,
+        "cat",
+        "/data/keep",
+    ]);
+    assert_eq!(kept.trim(), "mine");
 }
 
 #[test]

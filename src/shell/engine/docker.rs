@@ -819,8 +819,12 @@ impl Engine for DockerEngine {
         self.fill_tool_volume(volume, labels, image, path).await
     }
 
-    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
-        self.remove_build_volume(name).await
+    async fn remove_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.remove_build_volume(name, labels).await
     }
 
     async fn remove_image_id(&self, id: &str) -> Result<(), EngineError> {

@@ -304,7 +304,9 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EngineError>> + Send;
     /// Fills the new volume `volume` (labelled `labels`) with what `image`
     /// holds at `path` (the engine copies it in when a container of the
-    /// image first mounts the empty volume there; the container is removed).
+    /// image first mounts the empty volume there; the container is
+    /// removed). A volume of that name without `labels` is a `Conflict`,
+    /// and is left as it is.
     fn fill_volume(
         &self,
         volume: &str,
@@ -312,8 +314,13 @@ pub trait Engine: Send + Sync {
         image: &str,
         path: &str,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Removes a volume a build made; missing is Ok.
-    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Removes a volume a build made: only one carrying `labels` (another
+    /// is left as it is); missing is Ok.
+    fn remove_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Removes an image by ID, never by force: one a container or a child
     /// image uses is a `Conflict`, missing is Ok.
     fn remove_image_id(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;

@@ -496,10 +496,12 @@ pub async fn build<E: Engine>(
     for name in [building(record), failed(record), checking(record)] {
         remove_leftover(engine, record, &name).await?;
     }
-    for i in 0..r.tools.len() {
-        engine.remove_volume(&tool_volume(record, i)).await?;
-    }
     let labels: BTreeMap<String, String> = [(LABEL_RECIPE.to_string(), record.to_string())].into();
+    for i in 0..r.tools.len() {
+        engine
+            .remove_volume(&tool_volume(record, i), &labels)
+            .await?;
+    }
     let mut tools = Vec::new();
     let mut tool_ids = Vec::new();
     for (i, (t, folder)) in r.tools.iter().zip(&loaded.tool_folders).enumerate() {
@@ -567,7 +569,9 @@ pub async fn build<E: Engine>(
     };
     if !kept {
         for i in 0..r.tools.len() {
-            let _ = engine.remove_volume(&tool_volume(record, i)).await;
+            let _ = engine
+                .remove_volume(&tool_volume(record, i), &run.labels)
+                .await;
         }
     }
     let image = match result {

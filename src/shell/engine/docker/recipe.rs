@@ -10,6 +10,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, Mount as DockerMount, MountType,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListImagesOptionsBuilder,
@@ -297,8 +298,23 @@ impl DockerEngine {
         image: &str,
         path: &str,
     ) -> Result<(), EngineError> {
-        // The volume is made by the create that mounts it: Podman copies an
-        // image's folder only into a volume it makes for the container.
+        self.count();
+        let volume_made = self
+            .docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.to_string()),
+                labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.error(e))?;
+        // The engine answers an existing volume of the name as if it made
+        // it: one without the build's labels is someone else's.
+        if !has_labels(&volume_made.labels, labels) {
+            return Err(EngineError::Conflict(format!(
+                "a volume {volume} exists that this build did not make; berth leaves it alone"
+            )));
+        }
         // Mounting the new, empty volume is what copies the image's
         // folder into it.
         let body = ContainerCreateBody {
@@ -342,7 +358,23 @@ impl DockerEngine {
             .map_err(|e| self.error(e))
     }
 
-    pub(super) async fn remove_build_volume(&self, name: &str) -> Result<(), EngineError> {
+    pub(super) async fn remove_build_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.count();
+        match self.docker.inspect_volume(name).await {
+            Ok(v) if has_labels(&v.labels, labels) => {}
+            // Not the build's: never removed.
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                return match self.error(e) {
+                    EngineError::NotFound(_) => Ok(()),
+                    other => Err(other),
+                }
+            }
+        }
         self.count();
         let options = RemoveVolumeOptionsBuilder::new().force(false).build();
         match self.docker.remove_volume(name, Some(options)).await {
@@ -353,4 +385,9 @@ impl DockerEngine {
             },
         }
     }
+}
+
+/// Whether a volume's labels hold every one of `wanted`.
+fn has_labels(labels: &HashMap<String, String>, wanted: &BTreeMap<String, String>) -> bool {
+    wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
 }

@@ -1322,15 +1322,32 @@ impl Engine for FakeEngine {
         self.act(format!("fill_volume {volume} from {image}"), |s| {
             s.resolve(image)
                 .ok_or_else(|| EngineError::NotFound(format!("image {image}")))?;
+            if let Some(have) = s.volumes.get(volume) {
+                if !labels.iter().all(|(k, v)| have.get(k) == Some(v)) {
+                    return Err(EngineError::Conflict(format!(
+                        "a volume {volume} exists that this build did not make"
+                    )));
+                }
+            }
             s.volumes.insert(volume.to_string(), labels.clone());
             Ok(())
         })
     }
 
-    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
-        self.count(1);
+    async fn remove_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.count(2);
         self.act(format!("remove_volume {name}"), |s| {
-            s.volumes.remove(name);
+            let ours = s
+                .volumes
+                .get(name)
+                .is_some_and(|have| labels.iter().all(|(k, v)| have.get(k) == Some(v)));
+            if ours {
+                s.volumes.remove(name);
+            }
             Ok(())
         })
     }
