@@ -662,26 +662,22 @@ async fn stages<E: Engine>(
         match w {
             Work::Copy(tar) => run.engine.upload(&id, tar.to_vec()).await?,
             Work::Step(step) => {
-                let cmd = ["/bin/sh".to_string(), "-c".to_string(), step.run.clone()];
                 let env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let code = run
-                    .engine
-                    .exec(
-                        &id,
-                        &Exec {
-                            cmd: &cmd,
-                            user: step.user.as_deref(),
-                            workdir: step.workdir.as_deref(),
-                            env: &env,
-                            timeout,
-                        },
-                        log,
-                    )
-                    .await
-                    .map_err(|e| ImageError::StepFailed {
-                        what: format!("{step_no} ({what}) failed: {e}"),
-                        kept: String::new(),
-                    })?;
+                let code = shell(
+                    run.engine,
+                    &id,
+                    &step.run,
+                    step.user.as_deref(),
+                    step.workdir.as_deref(),
+                    &env,
+                    timeout,
+                    log,
+                )
+                .await
+                .map_err(|e| ImageError::StepFailed {
+                    what: format!("{step_no} ({what}) failed: {e}"),
+                    kept: String::new(),
+                })?;
                 if code != 0 {
                     return Err(ImageError::StepFailed {
                         what: format!("{step_no} ({what}) exited with {code}"),
@@ -739,6 +735,29 @@ async fn stages<E: Engine>(
     Ok(image)
 }
 
+/// `sh -c command` in a running step container: its exit code.
+#[allow(clippy::too_many_arguments)]
+async fn shell<E: Engine>(
+    engine: &E,
+    id: &str,
+    command: &str,
+    user: Option<&str>,
+    workdir: Option<&str>,
+    env: &[String],
+    timeout: Duration,
+    log: &mut dyn FnMut(&str),
+) -> Result<i64, EngineError> {
+    let cmd = ["/bin/sh".to_string(), "-c".to_string(), command.to_string()];
+    let exec = Exec {
+        cmd: &cmd,
+        user,
+        workdir,
+        env,
+        timeout,
+    };
+    engine.exec(id, &exec, log).await
+}
+
 async fn checks<E: Engine>(
     run: &mut Run<'_, E>,
     r: &Recipe,
@@ -772,21 +791,7 @@ async fn checks<E: Engine>(
                 i + 1,
                 r.checks.len()
             ));
-            let cmd = ["/bin/sh".to_string(), "-c".to_string(), check.clone()];
-            let code = run
-                .engine
-                .exec(
-                    &id,
-                    &Exec {
-                        cmd: &cmd,
-                        user: None,
-                        workdir: None,
-                        env: &[],
-                        timeout,
-                    },
-                    log,
-                )
-                .await?;
+            let code = shell(run.engine, &id, check, None, None, &[], timeout, log).await?;
             if code != 0 {
                 return Err(ImageError::CheckFailed {
                     what: format!("check {} ({check}) exited with {code}", i + 1),

@@ -14,7 +14,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListImagesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -347,15 +347,7 @@ impl DockerEngine {
         // Docker has copied at the create; its start fails the same way.
         self.count();
         let _ = self.docker.start_container(&created.id, None).await;
-        self.count();
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(false)
-            .build();
-        self.docker
-            .remove_container(&created.id, Some(options))
-            .await
-            .map_err(|e| self.error(e))
+        crate::engine::Engine::remove_container(self, &created.id).await
     }
 
     pub(super) async fn remove_build_volume(
