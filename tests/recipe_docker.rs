@@ -457,6 +457,8 @@ cmd = ["sh", "-c", "cat /etc/flow/component.conf; exec sleep 3600"]
         &base_path,
         "Tag",
         &format!("berth-test/{}:1", names[0]),
+        "AutoRebuild",
+        "yes",
     ]);
     for (i, (role, port)) in [
         ("manager", "8801"),
@@ -574,6 +576,34 @@ cmd = ["sh", "-c", "cat /etc/flow/component.conf; exec sleep 3600"]
         1,
         "{builds}"
     );
+
+    // The base recipe changes: it is rebuilt, and the chain follows it:
+    // each component is rebuilt on the new base and its container recreated.
+    std::fs::write(
+        root.join("base/recipe.toml"),
+        format!(
+            "from = \"{}\"\n[[steps]]\nrun = \"mkdir -p /etc/flow /var/flow && echo 2 > /etc/flow/base\"\n",
+            s.image
+        ),
+    )
+    .expect("base v2");
+    // berthd does not watch recipe folders: its next pass (at most
+    // resync_seconds away) sees the change; `berth apply` asks for it now.
+    let (code, out, err) = s.run(&["apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(
+        "every component runs on the new base",
+        Some(&daemon),
+        || {
+            let now = ids();
+            short.iter().all(|n| s.state(n) == "running")
+                && now.iter().zip(&after).all(|(a, b)| a != b)
+        },
+    );
+    for n in &names[1..] {
+        let (code, out, _) = docker(&["exec", n, "cat", "/etc/flow/base"]);
+        assert_eq!((code, out.trim()), (0, "2"), "{n} runs on the new base");
+    }
     drop(daemon);
 }
 
