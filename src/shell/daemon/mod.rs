@@ -695,6 +695,18 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
                 return false;
             }
         };
+        if let Some(s) = self.surroundings.as_mut() {
+            s.watcher.watch_recipes(
+                images
+                    .specs
+                    .values()
+                    .filter_map(|spec| match &spec.source {
+                        crate::images::Source::Recipe { path, .. } => Some(path.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
         let config = self.config.clone();
         let inputs =
             move |spec: &crate::images::ImageSpec| crate::images::recipe::inputs_now(&config, spec);

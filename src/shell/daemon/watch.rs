@@ -31,6 +31,9 @@ pub enum WatchError {
 pub struct FolderWatch {
     watcher: RecommendedWatcher,
     watched: Vec<PathBuf>,
+    /// The recipe folders of `docker_images` (`Source recipe`), as the
+    /// last pass declared them.
+    recipes: Vec<PathBuf>,
 }
 
 /// Files that change because berth itself wrote a db, and editor noise.
@@ -87,6 +90,7 @@ impl FolderWatch {
         let mut watch = FolderWatch {
             watcher,
             watched: Vec::new(),
+            recipes: Vec::new(),
         };
         watch.rewatch(config)?;
         Ok(watch)
@@ -117,6 +121,31 @@ impl FolderWatch {
             self.watched.push(folder.clone());
         }
         Ok(())
+    }
+}
+
+impl FolderWatch {
+    /// Watches the recipe folders `folders` (each pass's), not their
+    /// subfolders: an edit of a manifest or of a file beside it brings the
+    /// next pass, whose lineage check sees the change; one deeper is seen
+    /// at the next pass, at most `resync_seconds` away. Not recursive: a
+    /// recursive watch follows links, and a link planted in a recipe folder
+    /// would have berthd watch whatever it leads to.
+    pub fn watch_recipes(&mut self, mut folders: Vec<PathBuf>) {
+        folders.sort();
+        folders.dedup();
+        if folders == self.recipes {
+            return;
+        }
+        for old in self.recipes.drain(..) {
+            let _ = self.watcher.unwatch(&old);
+        }
+        for folder in folders {
+            match self.watcher.watch(&folder, RecursiveMode::NonRecursive) {
+                Ok(()) => self.recipes.push(folder),
+                Err(e) => tracing::debug!("not watching {}: {e}", folder.display()),
+            }
+        }
     }
 }
 
