@@ -383,6 +383,14 @@ struct Run<'a, E: Engine> {
 impl<E: Engine> Run<'_, E> {
     /// A running step container whose file system is `image`.
     async fn container_at(&mut self, image: &str) -> Result<String, EngineError> {
+        let id = self.created_at(image).await?;
+        self.engine.start_container(&id).await?;
+        Ok(id)
+    }
+
+    /// A step container whose file system is `image`, created but not
+    /// started: enough to commit (the last stage runs nothing).
+    async fn created_at(&mut self, image: &str) -> Result<String, EngineError> {
         if let Some((id, at)) = &self.container {
             if at == image {
                 return Ok(id.clone());
@@ -390,8 +398,9 @@ impl<E: Engine> Run<'_, E> {
             self.engine.remove_container(id).await?;
             self.container = None;
         }
+        // The build's start removed what an earlier one left of this name,
+        // and each stage removes its own container once committed.
         let name = building(&self.spec.name);
-        remove_leftover(self.engine, &self.spec.name, &name).await?;
         let id = self
             .engine
             .create_step_container(&StepContainer {
@@ -405,7 +414,6 @@ impl<E: Engine> Run<'_, E> {
             })
             .await?;
         self.container = Some((id.clone(), image.to_string()));
-        self.engine.start_container(&id).await?;
         Ok(id)
     }
 
@@ -714,7 +722,7 @@ async fn stages<E: Engine>(
         return Ok(hit);
     }
     log("berth: final image: cache miss, committing");
-    run.container_at(&current).await?;
+    run.created_at(&current).await?;
     let image = run
         .commit(&recipe::final_changes(
             &record,

@@ -199,7 +199,8 @@ impl DockerEngine {
         // newlines and parses them as a Dockerfile, and so does Podman.
         let options = CommitContainerOptionsBuilder::new()
             .container(id)
-            .pause(true)
+            // The step's command has ended: nothing writes while it commits.
+            .pause(false)
             .changes(&changes.join("\n"))
             .build();
         let done = self
