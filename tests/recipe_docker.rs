@@ -202,6 +202,31 @@ fn a_recipe_builds_with_its_files_and_config_and_a_rebuild_with_nothing_changed_
     );
     assert_eq!(r.image_id(), first);
 
+    // An image built FROM the result carries its labels (its cache key
+    // among them) and is newer: it is never taken for the cache's.
+    let derived_dir = r.s.dir.path().join("derived");
+    std::fs::create_dir_all(&derived_dir).expect("derived");
+    std::fs::write(
+        derived_dir.join("Dockerfile"),
+        format!("FROM {}\nRUN touch /evil\n", r.tag),
+    )
+    .expect("Dockerfile");
+    let derived = format!("berth-test/{}-derived:1", r.name);
+    docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &derived,
+        &derived_dir.display().to_string(),
+    ]);
+    let again = r.built(&[]);
+    assert_eq!(count(&again, "cache miss"), 0, "{again}");
+    assert_eq!(
+        r.image_id(),
+        first,
+        "the image berth made, not the derived one"
+    );
+
     // --no-cache runs everything again.
     let fresh = r.built(&["--no-cache"]);
     assert_eq!(ran(&fresh), 3, "{fresh}");

@@ -259,7 +259,8 @@ async fn log(config: &Config, id: i64, follow: bool) -> anyhow::Result<i32> {
 
 async fn prune(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
     let engine = DockerEngine::connect(&config.docker_host).await?;
-    let pruned = images::recipe::prune(&engine, dry_run).await?;
+    let state = State::open(&config.state_dir)?;
+    let pruned = images::recipe::prune(&engine, &state, dry_run).await?;
     let verb = if dry_run { "would remove" } else { "removed" };
     for id in &pruned.removed {
         println!("{verb} {}", crate::plan::short(id));

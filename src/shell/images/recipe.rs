@@ -372,7 +372,11 @@ async fn remove_leftover<E: Engine>(
 struct Run<'a, E: Engine> {
     engine: &'a E,
     config: &'a Config,
+    state: &'a State,
     spec: &'a ImageSpec,
+    /// The record's images the engine holds now, with their key label:
+    /// listed once per build, then kept up to date by its commits.
+    present: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     tools: Vec<ToolMount>,
     network: bool,
@@ -417,14 +421,25 @@ impl<E: Engine> Run<'_, E> {
         Ok(id)
     }
 
-    /// The newest image already carrying `key`, unless the cache is bypassed.
-    async fn cached(&self, key: &str, no_cache: bool) -> Result<Option<String>, EngineError> {
+    /// The image berth committed for `key` before, if the engine still
+    /// holds it under that key (unless the cache is bypassed). Only what
+    /// state.db says berth made is taken: a label is anyone's to copy (an
+    /// image built `FROM` a recipe's result inherits its key).
+    fn cached(&self, key: &str, no_cache: bool) -> Result<Option<String>, ImageError> {
         if no_cache {
             return Ok(None);
         }
-        let mut found = self.engine.images_labelled(LABEL_KEY, Some(key)).await?;
-        found.sort_by_key(|i| i.created);
-        Ok(found.pop().map(|i| i.id))
+        Ok(self
+            .state
+            .cached_stage(key)?
+            .filter(|id| self.present.get(id).map(String::as_str) == Some(key)))
+    }
+
+    /// Remembers what this build committed for `key`.
+    fn remember(&mut self, key: &str, image: &str) -> Result<(), ImageError> {
+        self.present.insert(image.to_string(), key.to_string());
+        self.state.remember_stage(key, image, &self.spec.name)?;
+        Ok(())
     }
 
     /// Commits the step container as the next image, then removes it: the
@@ -542,9 +557,20 @@ pub async fn build<E: Engine>(
             (None, None) => {}
         }
     }
+    let present = engine
+        .images_labelled(LABEL_RECIPE, Some(record))
+        .await?
+        .into_iter()
+        .filter_map(|i| {
+            let key = i.labels.get(LABEL_KEY)?.clone();
+            Some((i.id, key))
+        })
+        .collect();
     let mut run = Run {
         engine,
         config,
+        state,
+        present,
         spec,
         labels,
         tools,
@@ -657,7 +683,7 @@ async fn stages<E: Engine>(
             ),
         };
         let step_no = format!("step {n}/{}", work.len());
-        if let Some(hit) = run.cached(&key, no_cache).await? {
+        if let Some(hit) = run.cached(&key, no_cache)? {
             log(&format!(
                 "berth: {step_no}: {what}: cache hit ({})",
                 crate::plan::short(&hit)
@@ -703,6 +729,7 @@ async fn stages<E: Engine>(
                 &base_run.cmd,
             ))
             .await?;
+        run.remember(&key, &current)?;
     }
     // The last stage: what the result runs, and the checks it passed.
     let key = recipe::key(
@@ -714,7 +741,7 @@ async fn stages<E: Engine>(
             base_cmd: &base_run.cmd,
         },
     );
-    if let Some(hit) = run.cached(&key, no_cache).await? {
+    if let Some(hit) = run.cached(&key, no_cache)? {
         log(&format!(
             "berth: final image: cache hit ({}), its checks passed when it was made",
             crate::plan::short(&hit)
@@ -740,6 +767,8 @@ async fn stages<E: Engine>(
         }
         return Err(e);
     }
+    // Only now is the result a cache entry: its checks passed.
+    run.remember(&key, &image)?;
     Ok(image)
 }
 
@@ -821,13 +850,26 @@ pub struct Pruned {
     pub kept: usize,
 }
 
-/// Removes recipe cache images no tag and no container uses: images
-/// labelled by a recipe build, untagged, run by no container (stopped ones
-/// too), removed without force, so an image another image is built on is
-/// kept by the engine itself. Newest first (children before parents),
-/// again while a round removes something; at most as many rounds as images.
-pub async fn prune<E: Engine>(engine: &E, dry_run: bool) -> Result<Pruned, EngineError> {
+/// Removes recipe cache images no tag and no container uses: images this
+/// berth's builds committed (state.db's cache, never an image that only
+/// carries the label), untagged, run by no container (stopped ones too),
+/// and no kept image is built on; removed without force. Newest first
+/// (children before parents), again while a round removes something; at
+/// most as many rounds as images.
+pub async fn prune<E: Engine>(
+    engine: &E,
+    state: &State,
+    dry_run: bool,
+) -> Result<Pruned, ImageError> {
     let mut images = engine.images_labelled(LABEL_RECIPE, None).await?;
+    let ours: std::collections::HashSet<String> = state.cached_images()?.into_iter().collect();
+    // What state.db remembers of images that are gone is forgotten.
+    let listed: std::collections::HashSet<&str> = images.iter().map(|i| i.id.as_str()).collect();
+    if !dry_run {
+        for gone in ours.iter().filter(|id| !listed.contains(id.as_str())) {
+            state.forget_cached_image(gone)?;
+        }
+    }
     let used: std::collections::HashSet<String> = engine
         .observe()
         .await?
@@ -866,8 +908,10 @@ pub async fn prune<E: Engine>(engine: &E, dry_run: bool) -> Result<Pruned, Engin
             }
         }
     }
-    let (mut candidates, tagged): (Vec<_>, Vec<_>) =
-        images.into_iter().partition(|i| !keep.contains(&i.id));
+    let (mut candidates, tagged): (Vec<_>, Vec<_>) = images
+        .into_iter()
+        .filter(|i| ours.contains(&i.id))
+        .partition(|i| !keep.contains(&i.id));
     let mut out = Pruned {
         kept: tagged.len(),
         ..Pruned::default()
@@ -881,9 +925,12 @@ pub async fn prune<E: Engine>(engine: &E, dry_run: bool) -> Result<Pruned, Engin
         let before = out.removed.len();
         for image in candidates {
             match engine.remove_image_id(&image.id).await {
-                Ok(()) => out.removed.push(image.id),
+                Ok(()) => {
+                    state.forget_cached_image(&image.id)?;
+                    out.removed.push(image.id);
+                }
                 Err(EngineError::Conflict(_)) => left.push(image),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         let progress = out.removed.len() - before;

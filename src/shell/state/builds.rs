@@ -294,8 +294,8 @@ impl State {
             if b.retry_of.is_none() {
                 self.conn()
                     .execute(
-                        "INSERT INTO builds (image, state, trigger, requested_at, retry_of) VALUES (?1, 'queued', ?2, ?3, ?4)",
-                        params![b.image, format!("retry of interrupted build {}", b.id), now(), b.id],
+                        "INSERT INTO builds (image, state, trigger, requested_at, retry_of, no_cache) VALUES (?1, 'queued', ?2, ?3, ?4, ?5)",
+                        params![b.image, format!("retry of interrupted build {}", b.id), now(), b.id, b.no_cache],
                     )
                     .map_err(self.err())?;
             }
@@ -326,6 +326,57 @@ impl State {
             )
             .optional()
             .map_err(self.err())
+    }
+
+    /// The image berth committed for a recipe stage's cache `key`, if any.
+    pub fn cached_stage(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT image_id FROM recipe_cache WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Remembers that berth committed `image_id` for `key` (for the last
+    /// stage: once its checks passed).
+    pub fn remember_stage(
+        &self,
+        key: &str,
+        image_id: &str,
+        record: &str,
+    ) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "INSERT INTO recipe_cache (key, image_id, record, made_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(key) DO UPDATE SET image_id = ?2, record = ?3, made_at = ?4",
+                params![key, image_id, record, now()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Every image the step cache holds (what prune may remove).
+    pub fn cached_images(&self) -> Result<Vec<String>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT image_id FROM recipe_cache")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Forgets the cache entries of an image that is gone.
+    pub fn forget_cached_image(&self, image_id: &str) -> Result<(), StateError> {
+        self.conn()
+            .execute(
+                "DELETE FROM recipe_cache WHERE image_id = ?1",
+                params![image_id],
+            )
+            .map_err(self.err())?;
+        Ok(())
     }
 
     /// The whole log of build `id` (a log from before chunks, then the chunks).

@@ -139,10 +139,19 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 8: recipe builds: a build asked with --no-cache, and the hash of the
     // inputs a recipe build was made from (its rendered manifest, files
-    // and tool folders), kept with the lineage so a pass sees a change.
+    // and tool folders), kept with the lineage so a pass sees a change;
+    // the step cache: the image berth itself committed for a stage's key
+    // (a label alone is anyone's to copy).
     "ALTER TABLE builds ADD COLUMN no_cache INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE builds ADD COLUMN inputs TEXT;
-    ALTER TABLE lineage ADD COLUMN inputs TEXT;",
+    ALTER TABLE lineage ADD COLUMN inputs TEXT;
+    CREATE TABLE recipe_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        made_at TEXT NOT NULL
+    );
+    CREATE INDEX recipe_cache_by_image ON recipe_cache(image_id);",
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
