@@ -367,6 +367,23 @@ cmd = ["cat", "/out"]
     let (_, volumes, _) = docker(&["volume", "ls", "-q"]);
     assert!(!volumes.contains(&format!("{}-tools", r.name)), "{volumes}");
 
+    // The tool folder's content is part of the step's key: an edit reruns it.
+    r.file("tools/hello.sh", "echo changed\n");
+    let log = r.built(&[]);
+    assert!(log.contains("step 1/1: sh /tools/hello.sh"), "{log}");
+    assert!(log.contains("cache miss"), "{log}");
+    assert_eq!(r.run(&[]).1, "changed\nfrom-the-image");
+    // A link put where the tool folder was is never followed: the folder
+    // is read by berth (no link), copied into a volume, never bound by path.
+    let tools = r.dir.join("tools");
+    std::fs::rename(&tools, r.dir.join("tools.old")).expect("move");
+    std::os::unix::fs::symlink("/etc", &tools).expect("link");
+    let (code, log) = r.build(&[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("symbolic link"), "{log}");
+    std::fs::remove_file(&tools).expect("unlink");
+    std::fs::rename(r.dir.join("tools.old"), &tools).expect("move back");
+
     // A volume of that name someone else made is neither filled, mounted
     // nor removed: the build fails and says so.
     let theirs = format!("{}-tools-1", r.name);

@@ -813,10 +813,9 @@ impl Engine for DockerEngine {
         &self,
         volume: &str,
         labels: &BTreeMap<String, String>,
-        image: &str,
-        path: &str,
+        fill: super::VolumeFill<'_>,
     ) -> Result<(), EngineError> {
-        self.fill_tool_volume(volume, labels, image, path).await
+        self.fill_tool_volume(volume, labels, fill).await
     }
 
     async fn remove_volume(

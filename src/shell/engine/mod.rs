@@ -81,16 +81,23 @@ pub struct StepContainer<'a> {
     pub tools: &'a [ToolMount],
 }
 
-/// A tool a recipe build mounts read-only.
+/// A tool a recipe build mounts read-only: a volume the build filled
+/// (never a host folder bound by its path, which a link swapped in after
+/// the check would redirect), mounted at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolMount {
-    /// A host folder (already resolved with no link), bound at `at`.
-    Folder {
-        host: std::path::PathBuf,
-        at: String,
-    },
-    /// A volume (filled from a tool image), mounted at `at`.
-    Volume { name: String, at: String },
+pub struct ToolMount {
+    pub volume: String,
+    pub at: String,
+}
+
+/// What fills a build's tool volume.
+pub enum VolumeFill<'a> {
+    /// What `image` holds at `path`: the engine copies it in when a
+    /// container of the image first mounts the empty volume there.
+    Image { image: &'a str, path: &'a str },
+    /// A tar (names relative to the volume's root), unpacked into it
+    /// through a container of `image` that is never started.
+    Tar { image: &'a str, tar: Vec<u8> },
 }
 
 /// One command run in a step container.
@@ -302,17 +309,14 @@ pub trait Engine: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, EngineError>> + Send;
-    /// Fills the new volume `volume` (labelled `labels`) with what `image`
-    /// holds at `path` (the engine copies it in when a container of the
-    /// image first mounts the empty volume there; the container is
-    /// removed). A volume of that name without `labels` is a `Conflict`,
-    /// and is left as it is.
+    /// Makes the volume `volume` (labelled `labels`) and fills it; the
+    /// container that fills it is removed. A volume of that name without
+    /// `labels` is a `Conflict`, and is left as it is.
     fn fill_volume(
         &self,
         volume: &str,
         labels: &BTreeMap<String, String>,
-        image: &str,
-        path: &str,
+        fill: VolumeFill<'_>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Removes a volume a build made: only one carrying `labels` (another
     /// is left as it is); missing is Ok.

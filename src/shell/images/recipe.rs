@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::record::{ImageSpec, Source};
 use super::ImageError;
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, Exec, ImageRun, StepContainer, ToolMount};
+use crate::engine::{Engine, EngineError, Exec, ImageRun, StepContainer, ToolMount, VolumeFill};
 use crate::recipe::{self, FileEntry, Recipe, RecipeError, LABEL_KEY, LABEL_RECIPE, MANIFEST};
 use crate::safe_fs::{self, Dir, Links};
 use crate::state::State;
@@ -38,8 +38,9 @@ pub struct Loaded {
     /// The copy stages' tars: before and after the steps.
     pub before: Vec<u8>,
     pub after: Vec<u8>,
-    /// The tool folders, resolved with no link.
-    pub tool_folders: Vec<Option<PathBuf>>,
+    /// Each tool folder's content as a tar (None for a tool image): read
+    /// here with no link followed, copied into a volume for the build.
+    pub tool_tars: Vec<Option<Vec<u8>>>,
     /// A hash of everything above: what the last build was made from.
     pub inputs: String,
 }
@@ -86,34 +87,40 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
     };
     let before = tar_of(false)?;
     let after = tar_of(true)?;
-    let mut tool_folders = Vec::new();
+    let mut tool_tars = Vec::new();
     for t in &recipe.tools {
-        tool_folders.push(match &t.folder {
+        tool_tars.push(match &t.folder {
             Some(f) => {
                 let path = folder.join(f);
-                let d = safe_fs::open_dir(&path, Links::Never)
+                let dir = safe_fs::open_dir(&path, Links::Never)
                     .map_err(|e| bad(&path, e.to_string()))?;
+                let mut tar = tar::Builder::new(Vec::new());
+                add_folder(&mut tar, &dir, &path, ".", (0, 0), None, &mut budget, 0)?;
                 Some(
-                    d.real_path()
+                    tar.into_inner()
                         .map_err(|error| ImageError::Io { path, error })?,
                 )
             }
             None => None,
         });
     }
+    let tool_hashes: Vec<Option<String>> = tool_tars
+        .iter()
+        .map(|t| t.as_deref().map(recipe::content_hash))
+        .collect();
     let inputs = recipe::key(
         &rendered,
         &(
             recipe::content_hash(&before),
             recipe::content_hash(&after),
-            &tool_folders,
+            &tool_hashes,
         ),
     );
     Ok(Loaded {
         recipe,
         before,
         after,
-        tool_folders,
+        tool_tars,
         inputs,
     })
 }
@@ -527,15 +534,17 @@ pub async fn build<E: Engine>(
     }
     let mut tools = Vec::new();
     let mut tool_ids = Vec::new();
-    for (i, (t, folder)) in r.tools.iter().zip(&loaded.tool_folders).enumerate() {
-        match (folder, &t.image) {
-            (Some(host), _) => {
-                tools.push(ToolMount::Folder {
-                    host: host.clone(),
-                    at: t.at.clone(),
-                });
-                tool_ids.push(host.display().to_string());
-            }
+    for (i, (t, tar)) in r.tools.iter().zip(&loaded.tool_tars).enumerate() {
+        let volume = tool_volume(record, i);
+        // A folder's identity is its content; an image's, its ID.
+        let (fill, id) = match (tar, &t.image) {
+            (Some(tar), _) => (
+                VolumeFill::Tar {
+                    image: &base_id,
+                    tar: tar.clone(),
+                },
+                recipe::content_hash(tar),
+            ),
             (None, Some(image)) => {
                 let id = engine
                     .image_id(image)
@@ -544,18 +553,23 @@ pub async fn build<E: Engine>(
                         reference: image.clone(),
                         hint: " (a tool image)".into(),
                     })?;
-                let volume = tool_volume(record, i);
-                engine
-                    .fill_volume(&volume, &labels, &id, t.path.as_deref().unwrap_or(&t.at))
-                    .await?;
-                tools.push(ToolMount::Volume {
-                    name: volume,
-                    at: t.at.clone(),
-                });
-                tool_ids.push(id);
+                let path = t.path.as_deref().unwrap_or(&t.at);
+                (
+                    VolumeFill::Image {
+                        image: image.as_str(),
+                        path,
+                    },
+                    id,
+                )
             }
-            (None, None) => {}
-        }
+            (None, None) => continue,
+        };
+        engine.fill_volume(&volume, &labels, fill).await?;
+        tools.push(ToolMount {
+            volume,
+            at: t.at.clone(),
+        });
+        tool_ids.push(id);
     }
     let present = engine
         .images_labelled(LABEL_RECIPE, Some(record))

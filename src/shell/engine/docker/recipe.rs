@@ -19,11 +19,16 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use super::DockerEngine;
-use crate::engine::{EngineError, Exec, ImageRun, LabelledImage, StepContainer, ToolMount};
+use crate::engine::{
+    EngineError, Exec, ImageRun, LabelledImage, StepContainer, ToolMount, VolumeFill,
+};
 
 /// The step container's own process: a shell builtin waiting on a stdin
 /// that stays open as long as the container runs.
 const KEEP_ALIVE: [&str; 3] = ["/bin/sh", "-c", "read _"];
+
+/// Where a tool volume is mounted while a tar is unpacked into it.
+const FILL_AT: &str = "/berth-tool-fill";
 
 /// The longest line of a step's output kept whole.
 const LINE_CAP: usize = 8 << 10;
@@ -33,21 +38,12 @@ impl DockerEngine {
         let mounts = c
             .tools
             .iter()
-            .map(|t| match t {
-                ToolMount::Folder { host, at } => DockerMount {
-                    typ: Some(MountType::BIND),
-                    source: Some(host.display().to_string()),
-                    target: Some(at.clone()),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
-                ToolMount::Volume { name, at } => DockerMount {
-                    typ: Some(MountType::VOLUME),
-                    source: Some(name.clone()),
-                    target: Some(at.clone()),
-                    read_only: Some(true),
-                    ..Default::default()
-                },
+            .map(|ToolMount { volume, at }| DockerMount {
+                typ: Some(MountType::VOLUME),
+                source: Some(volume.clone()),
+                target: Some(at.clone()),
+                read_only: Some(true),
+                ..Default::default()
             })
             .collect();
         let body = ContainerCreateBody {
@@ -177,8 +173,12 @@ impl DockerEngine {
     }
 
     pub(super) async fn upload_tar(&self, id: &str, tar: Vec<u8>) -> Result<(), EngineError> {
+        self.upload_tar_at(id, "/", tar).await
+    }
+
+    async fn upload_tar_at(&self, id: &str, at: &str, tar: Vec<u8>) -> Result<(), EngineError> {
         self.count();
-        let options = UploadToContainerOptionsBuilder::new().path("/").build();
+        let options = UploadToContainerOptionsBuilder::new().path(at).build();
         self.docker
             .upload_to_container(
                 id,
@@ -296,8 +296,7 @@ impl DockerEngine {
         &self,
         volume: &str,
         labels: &BTreeMap<String, String>,
-        image: &str,
-        path: &str,
+        fill: VolumeFill<'_>,
     ) -> Result<(), EngineError> {
         self.count();
         let volume_made = self
@@ -316,10 +315,13 @@ impl DockerEngine {
                 "a volume {volume} exists that this build did not make; berth leaves it alone"
             )));
         }
-        // Mounting the new, empty volume is what copies the image's
-        // folder into it.
+        let (image, path) = match &fill {
+            VolumeFill::Image { image, path } => (*image, *path),
+            VolumeFill::Tar { image, .. } => (*image, FILL_AT),
+        };
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
+            // No program: the container is never meant to run anything.
             entrypoint: Some(vec!["/".to_string()]),
             labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             host_config: Some(HostConfig {
@@ -343,12 +345,21 @@ impl DockerEngine {
             )
             .await
             .map_err(|e| self.error(e))?;
-        // Podman copies the folder in only when the container starts: its
-        // process (`/`, no program) fails at once, after the mount.
-        // Docker has copied at the create; its start fails the same way.
-        self.count();
-        let _ = self.docker.start_container(&created.id, None).await;
-        crate::engine::Engine::remove_container(self, &created.id).await
+        let filled = match fill {
+            // Mounting the new, empty volume copies the image's folder in:
+            // Docker at the create, Podman only at a start, which fails at
+            // once (no program) after the mount.
+            VolumeFill::Image { .. } => {
+                self.count();
+                let _ = self.docker.start_container(&created.id, None).await;
+                Ok(())
+            }
+            // The engine unpacks into the volume mounted there.
+            VolumeFill::Tar { tar, .. } => self.upload_tar_at(&created.id, FILL_AT, tar).await,
+        };
+        let removed = crate::engine::Engine::remove_container(self, &created.id).await;
+        filled?;
+        removed
     }
 
     pub(super) async fn remove_build_volume(

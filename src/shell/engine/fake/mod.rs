@@ -1315,9 +1315,11 @@ impl Engine for FakeEngine {
         &self,
         volume: &str,
         labels: &BTreeMap<String, String>,
-        image: &str,
-        _path: &str,
+        fill: super::VolumeFill<'_>,
     ) -> Result<(), EngineError> {
+        let image = match fill {
+            super::VolumeFill::Image { image, .. } | super::VolumeFill::Tar { image, .. } => image,
+        };
         self.count(3);
         self.act(format!("fill_volume {volume} from {image}"), |s| {
             s.resolve(image)
