@@ -146,7 +146,7 @@ run = "cat /etc/motd /etc/app/a.conf > /srv/three && echo ran-step-three"
 [image]
 entrypoint = ["/bin/sh", "-c"]
 cmd = ["cat /srv/three"]
-env = { GREETING = "{{ vars.greeting }}" }
+env = { GREETING = "{{ vars.greeting }}", PRICE = "5$USD \\ \"q\"" }
 workdir = "/srv"
 labels = { "org.example.role" = "app" }
 expose = ["8080"]
@@ -184,6 +184,8 @@ fn a_recipe_builds_with_its_files_and_config_and_a_rebuild_with_nothing_changed_
         .filter_map(|v| v.as_str())
         .collect();
     assert!(env.contains(&"GREETING=hello"), "{env:?}");
+    // Written as it is: no `$` expanded, no escape lost.
+    assert!(env.contains(&"PRICE=5$USD \\ \"q\""), "{env:?}");
     let (code, out) = r.run(&[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out, format!("hello from {}\na=1", r.name));

@@ -284,6 +284,15 @@ fn check(r: &Recipe) -> Result<(), Problem> {
     let f = &r.image;
     one_line("image.user", f.user.as_deref())?;
     absolute("image.workdir", f.workdir.as_deref())?;
+    // Written unquoted in a Dockerfile change, where the engine expands
+    // `$` and reads `\` as an escape.
+    for (what, v) in [("image.user", &f.user), ("image.workdir", &f.workdir)] {
+        if v.as_deref()
+            .is_some_and(|v| v.contains(['$', '\\']) || (what == "image.user" && v.contains(' ')))
+        {
+            return Err(format!("{what} may not hold $, \\ or (a user) a space").into());
+        }
+    }
     env("image.env", &f.env)?;
     for (k, v) in &f.labels {
         if k.is_empty()
@@ -429,36 +438,52 @@ pub struct FinalStage<'a> {
     pub base_cmd: &'a Option<Vec<String>>,
 }
 
-/// The changes every commit carries: berth's labels, and the base's
-/// ENTRYPOINT and CMD back in place of the step container's own process.
-pub fn stage_changes(
+/// What a commit sets on the image's config. The engine writes it as
+/// Dockerfile `changes` ([`changes`]): the only form both engines read
+/// (Podman's compat API ignores a config body).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    pub labels: BTreeMap<String, String>,
+    /// None: no entrypoint (the step container's own is never kept).
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub expose: Vec<String>,
+}
+
+/// What every commit carries: berth's labels, and the base's ENTRYPOINT
+/// and CMD back in place of the step container's own process.
+pub fn stage_commit(
     record: &str,
     key: &str,
     parent: &str,
     entrypoint: &Option<Vec<String>>,
     cmd: &Option<Vec<String>>,
-) -> Vec<String> {
-    vec![
-        format!("LABEL {LABEL_RECIPE}={}", quoted(record)),
-        format!("LABEL {LABEL_KEY}={}", quoted(key)),
-        format!("LABEL {LABEL_PARENT}={}", quoted(parent)),
-        // An ENTRYPOINT of `[""]` is "none" to both engines (`[]` would
-        // keep the container's); so the CMD can be `[]`, and no empty
-        // argument is passed to an entrypoint.
-        format!("ENTRYPOINT {}", json_words(entrypoint, "[\"\"]")),
-        format!("CMD {}", json_words(cmd, "[]")),
-    ]
+) -> Commit {
+    Commit {
+        labels: [
+            (LABEL_RECIPE.to_string(), record.to_string()),
+            (LABEL_KEY.to_string(), key.to_string()),
+            (LABEL_PARENT.to_string(), parent.to_string()),
+        ]
+        .into(),
+        entrypoint: entrypoint.clone(),
+        cmd: cmd.clone(),
+        ..Commit::default()
+    }
 }
 
-/// The last commit's changes: the stage's, then what the manifest sets.
-pub fn final_changes(
+/// The last commit: the stage's, then what the manifest sets.
+pub fn final_commit(
     record: &str,
     key: &str,
     parent: &str,
     f: &Final,
     base_entrypoint: &Option<Vec<String>>,
     base_cmd: &Option<Vec<String>>,
-) -> Vec<String> {
+) -> Commit {
     // A new ENTRYPOINT drops the base's CMD, as in a Dockerfile.
     let cmd = match (&f.cmd, &f.entrypoint) {
         (Some(c), _) => Some(c.clone()),
@@ -466,27 +491,63 @@ pub fn final_changes(
         (None, None) => base_cmd.clone(),
     };
     let entrypoint = f.entrypoint.clone().or_else(|| base_entrypoint.clone());
-    let mut out = stage_changes(record, key, parent, &entrypoint, &cmd);
-    if let Some(u) = &f.user {
-        out.push(format!("USER {u}"));
-    }
-    if let Some(w) = &f.workdir {
-        out.push(format!("WORKDIR {w}"));
-    }
-    for (k, v) in &f.env {
-        out.push(format!("ENV {k}={}", quoted(v)));
-    }
-    for (k, v) in &f.labels {
-        out.push(format!("LABEL {k}={}", quoted(v)));
-    }
-    for p in &f.expose {
-        out.push(format!("EXPOSE {p}"));
-    }
+    let mut out = stage_commit(record, key, parent, &entrypoint, &cmd);
+    out.user = f.user.clone();
+    out.workdir = f.workdir.clone();
+    out.env = f.env.clone();
+    out.expose = f.expose.clone();
+    // The manifest may not name berth's labels (checked), so these add.
+    out.labels.extend(f.labels.clone());
     out
 }
 
-fn quoted(v: &str) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+/// How an engine reads a value in a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    /// Docker parses changes as a Dockerfile: `"…"` with `\` escapes,
+    /// and `$` expanded as a variable unless escaped.
+    Dockerfile,
+    /// Podman takes what follows `=` as it is, only the outer `"…"`
+    /// removed: no escape, no variable.
+    Literal,
+}
+
+/// `commit` as Dockerfile changes for an engine that reads them `quoting`.
+pub fn changes(commit: &Commit, quoting: Quoting) -> Vec<String> {
+    let quoted = |v: &str| match quoting {
+        // JSON's escapes of `"` and `\` are the Dockerfile's; `$` too.
+        Quoting::Dockerfile => serde_json::to_string(v)
+            .unwrap_or_default()
+            .replace('$', "\\$"),
+        Quoting::Literal => format!("\"{v}\""),
+    };
+    let mut out: Vec<String> = commit
+        .labels
+        .iter()
+        .map(|(k, v)| format!("LABEL {k}={}", quoted(v)))
+        .collect();
+    // An ENTRYPOINT of `[""]` is "none" to both engines (`[]` would keep
+    // the container's); so the CMD can be `[]`, and no empty argument is
+    // passed to an entrypoint.
+    out.push(format!(
+        "ENTRYPOINT {}",
+        json_words(&commit.entrypoint, "[\"\"]")
+    ));
+    out.push(format!("CMD {}", json_words(&commit.cmd, "[]")));
+    // USER and WORKDIR hold no `$`, `\\` or line break (checked).
+    if let Some(u) = &commit.user {
+        out.push(format!("USER {u}"));
+    }
+    if let Some(w) = &commit.workdir {
+        out.push(format!("WORKDIR {w}"));
+    }
+    for (k, v) in &commit.env {
+        out.push(format!("ENV {k}={}", quoted(v)));
+    }
+    for p in &commit.expose {
+        out.push(format!("EXPOSE {p}"));
+    }
+    out
 }
 
 fn json_words(words: &Option<Vec<String>>, none: &str) -> String {
@@ -586,22 +647,43 @@ expose = ["{{ vars.port }}"]
     fn the_last_commit_sets_what_runs_and_falls_back_to_the_base() {
         let base_ep = Some(vec!["/init".to_string()]);
         let base_cmd = Some(vec!["serve".to_string()]);
-        let none = final_changes("r", "k", "p", &Final::default(), &None, &None);
+        let docker = |f: &Final, ep: &Option<Vec<String>>, cmd: &Option<Vec<String>>| {
+            changes(
+                &final_commit("r", "k", "p", f, ep, cmd),
+                Quoting::Dockerfile,
+            )
+        };
+        let none = docker(&Final::default(), &None, &None);
         assert!(none.contains(&"ENTRYPOINT [\"\"]".to_string()), "{none:?}");
-        let inherit = final_changes("r", "k", "p", &Final::default(), &base_ep, &base_cmd);
+        assert!(
+            none.contains(&"LABEL org.berth.recipe-parent=\"p\"".to_string()),
+            "{none:?}"
+        );
+        let inherit = docker(&Final::default(), &base_ep, &base_cmd);
         assert!(inherit.contains(&"ENTRYPOINT [\"/init\"]".to_string()));
         assert!(inherit.contains(&"CMD [\"serve\"]".to_string()));
         let own = Final {
             entrypoint: Some(vec!["/app".into()]),
-            env: [("K".to_string(), "a \"b\"".to_string())].into(),
+            env: [("K".to_string(), "a \"b\" $HOME \\".to_string())].into(),
             ..Final::default()
         };
-        let c = final_changes("r", "k", "p", &own, &base_ep, &base_cmd);
+        let c = docker(&own, &base_ep, &base_cmd);
         assert!(c.contains(&"ENTRYPOINT [\"/app\"]".to_string()));
         assert!(
             c.contains(&"CMD []".to_string()),
             "a new entrypoint drops the base's cmd: {c:?}"
         );
-        assert!(c.contains(&"ENV K=\"a \\\"b\\\"\"".to_string()), "{c:?}");
+        assert!(
+            c.contains(&r#"ENV K="a \"b\" \$HOME \\""#.to_string()),
+            "{c:?}"
+        );
+        let podman = changes(
+            &final_commit("r", "k", "p", &own, &None, &None),
+            Quoting::Literal,
+        );
+        assert!(
+            podman.contains(&r#"ENV K="a "b" $HOME \""#.to_string()),
+            "{podman:?}"
+        );
     }
 }

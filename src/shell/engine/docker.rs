@@ -786,8 +786,12 @@ impl Engine for DockerEngine {
         self.upload_tar(id, tar).await
     }
 
-    async fn commit(&self, id: &str, changes: &[String]) -> Result<String, EngineError> {
-        self.commit_step(id, changes).await
+    async fn commit(
+        &self,
+        id: &str,
+        commit: &crate::recipe::Commit,
+    ) -> Result<String, EngineError> {
+        self.commit_step(id, commit).await
     }
 
     async fn images_labelled(

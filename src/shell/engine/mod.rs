@@ -285,12 +285,12 @@ pub trait Engine: Send + Sync {
         id: &str,
         tar: Vec<u8>,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
-    /// Commits a container's file system as a new image with Dockerfile
-    /// `changes` (`CMD [...]`, `LABEL k=v`, …) on its config; the image ID.
+    /// Commits a container's file system as a new image with `commit`
+    /// set on its config; the image ID.
     fn commit(
         &self,
         id: &str,
-        changes: &[String],
+        commit: &crate::recipe::Commit,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
     /// The images carrying `label` (with `value` if given), intermediate
     /// ones included.

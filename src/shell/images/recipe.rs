@@ -453,11 +453,11 @@ impl<E: Engine> Run<'_, E> {
     /// next stage starts a container of that image, so each image is one
     /// stage's layer on its parent (a container committed again would
     /// carry every earlier stage's changes in each new layer).
-    async fn commit(&mut self, changes: &[String]) -> Result<String, EngineError> {
+    async fn commit(&mut self, commit: &recipe::Commit) -> Result<String, EngineError> {
         let Some((id, _)) = self.container.take() else {
             return Err(EngineError::Api("no step container to commit".into()));
         };
-        let image = self.engine.commit(&id, changes).await;
+        let image = self.engine.commit(&id, commit).await;
         let removed = self.engine.remove_container(&id).await;
         let image = image?;
         removed?;
@@ -735,7 +735,7 @@ async fn stages<E: Engine>(
             }
         }
         current = run
-            .commit(&recipe::stage_changes(
+            .commit(&recipe::stage_commit(
                 &record,
                 &key,
                 &current,
@@ -765,7 +765,7 @@ async fn stages<E: Engine>(
     log("berth: final image: cache miss, committing");
     run.created_at(&current).await?;
     let image = run
-        .commit(&recipe::final_changes(
+        .commit(&recipe::final_commit(
             &record,
             &key,
             &current,

@@ -192,8 +192,13 @@ impl DockerEngine {
     pub(super) async fn commit_step(
         &self,
         id: &str,
-        changes: &[String],
+        commit: &crate::recipe::Commit,
     ) -> Result<String, EngineError> {
+        let quoting = match self.kind().await? {
+            super::podman::EngineKind::Docker => crate::recipe::Quoting::Dockerfile,
+            super::podman::EngineKind::Podman => crate::recipe::Quoting::Literal,
+        };
+        let changes = crate::recipe::changes(commit, quoting);
         self.count();
         // One value, a line per change: Docker joins its values with
         // newlines and parses them as a Dockerfile, and so does Podman.

@@ -1230,7 +1230,11 @@ impl Engine for FakeEngine {
         })
     }
 
-    async fn commit(&self, id: &str, changes: &[String]) -> Result<String, EngineError> {
+    async fn commit(
+        &self,
+        id: &str,
+        commit: &crate::recipe::Commit,
+    ) -> Result<String, EngineError> {
         self.count(1);
         self.act("commit".to_string(), |s| {
             let b = s
@@ -1242,18 +1246,11 @@ impl Engine for FakeEngine {
             let image = s.new_image_id();
             let mut labels = s.image_labels.get(&b.image).cloned().unwrap_or_default();
             labels.extend(b.labels.clone());
-            let mut run = s.image_runs.get(&b.image).cloned().unwrap_or_default();
-            for change in changes {
-                if let Some(label) = change.strip_prefix("LABEL ") {
-                    if let Some((k, v)) = label.split_once('=') {
-                        labels.insert(k.to_string(), serde_json::from_str(v).unwrap_or_default());
-                    }
-                } else if let Some(json) = change.strip_prefix("ENTRYPOINT ") {
-                    run.entrypoint = serde_json::from_str(json).ok();
-                } else if let Some(json) = change.strip_prefix("CMD ") {
-                    run.cmd = serde_json::from_str(json).ok();
-                }
-            }
+            labels.extend(commit.labels.clone());
+            let run = super::ImageRun {
+                entrypoint: commit.entrypoint.clone(),
+                cmd: commit.cmd.clone(),
+            };
             s.image_ids.insert(image.clone());
             s.image_labels.insert(image.clone(), labels);
             s.image_files.insert(image.clone(), b.files);
