@@ -108,13 +108,26 @@ pub fn check_lineage(
             continue;
         };
         // The last build tried this very base and these inputs, and
-        // failed: another would fail the same way, after every pass. A new
-        // base, a new input, or `berth image build` tries again.
+        // failed: another at once would likely fail the same way, after
+        // every pass. It is tried again after a wait that doubles with
+        // each failure in a row (a registry or mirror may come back); a
+        // new base, a new input, or `berth image build` tries at once.
         if let Some(last) = state.last_finished_build(&l.image)? {
             let same_base = base_now.is_none() || last.base_id.as_ref() == base_now;
             let same_inputs = inputs_now.is_none() || last.inputs == inputs_now;
             if last.state == "failed" && same_base && same_inputs {
-                continue;
+                let failures = state.failures_in_a_row(&l.image, 16)?;
+                let since = std::time::SystemTime::now()
+                    .checked_sub(retry_wait(failures))
+                    .map(crate::state::timestamp)
+                    .unwrap_or_default();
+                if last
+                    .finished_at
+                    .as_deref()
+                    .is_some_and(|end| end > since.as_str())
+                {
+                    continue;
+                }
             }
         }
         if spec.auto_rebuild {
@@ -134,6 +147,14 @@ pub fn check_lineage(
         }
     }
     Ok(report)
+}
+
+/// How long a rebuild that failed `failures` times in a row on the same
+/// base and inputs waits before a pass queues it again: 10 minutes,
+/// doubling, at most a day.
+pub fn retry_wait(failures: usize) -> std::time::Duration {
+    let minutes = 10u64.saturating_mul(1 << failures.saturating_sub(1).min(8));
+    std::time::Duration::from_secs(minutes.min(24 * 60) * 60)
 }
 
 /// Runs the configured notification command for an image event, if any;
@@ -293,14 +314,23 @@ mod tests {
         let found = check_lineage(&mut state, &images, &tags, &changed).expect("check");
         assert_eq!(found.queued.len(), 1, "{found:?}");
         assert!(found.queued[0].1.contains("inputs changed"));
-        // That build fails on the new inputs: the next passes leave it.
+        // That build fails on the new inputs: the next passes leave it
+        // (for a while: retry_wait).
         run_queued(&mut state, "in-2", false);
+        assert_eq!(retry_wait(1), std::time::Duration::from_secs(600));
+        assert_eq!(retry_wait(2), std::time::Duration::from_secs(1200));
+        assert_eq!(retry_wait(40), std::time::Duration::from_secs(86_400));
         assert_eq!(
             check_lineage(&mut state, &images, &tags, &changed).expect("check"),
             LineageReport::default(),
             "not retried by every pass"
         );
-        // Inputs changed again: tried again.
+        // Once its wait is over, the same inputs are tried again.
+        state.backdate_builds("r", "2000-01-01T00:00:00.000Z");
+        let retried = check_lineage(&mut state, &images, &tags, &changed).expect("check");
+        assert_eq!(retried.queued.len(), 1, "{retried:?}");
+        run_queued(&mut state, "in-2", false);
+        // Inputs changed again: tried again at once.
         let again = |_: &ImageSpec| Some("in-3".to_string());
         assert_eq!(
             check_lineage(&mut state, &images, &tags, &again)

@@ -328,6 +328,32 @@ impl State {
             .map_err(self.err())
     }
 
+    /// How many of `image`'s last finished builds failed, in a row (at
+    /// most `limit` looked at).
+    pub fn failures_in_a_row(&self, image: &str, limit: usize) -> Result<usize, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT state FROM builds WHERE image = ?1 AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let states = stmt
+            .query_map(params![image, limit as i64], |r| r.get::<_, String>(0))
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        Ok(states.iter().take_while(|s| *s == "failed").count())
+    }
+
+    /// Tests: the finished builds of `image` as if they ended at `at`.
+    #[cfg(test)]
+    pub(crate) fn backdate_builds(&self, image: &str, at: &str) {
+        let _ = self.conn().execute(
+            "UPDATE builds SET finished_at = ?1 WHERE image = ?2 AND finished_at IS NOT NULL",
+            params![at, image],
+        );
+    }
+
     /// The image berth committed for a recipe stage's cache `key`, if any.
     pub fn cached_stage(&self, key: &str) -> Result<Option<String>, StateError> {
         self.conn()
