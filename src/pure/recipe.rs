@@ -21,6 +21,10 @@ pub const MANIFEST: &str = "recipe.toml";
 pub const LABEL_RECIPE: &str = "org.berth.recipe";
 /// The label holding a committed stage's cache key.
 pub const LABEL_KEY: &str = "org.berth.recipe-key";
+/// The label of a build's own containers and volumes: the record. Every
+/// commit sets it empty, so a container someone runs from a recipe's
+/// image (which inherits its labels) is never taken for a build's.
+pub const LABEL_BUILD: &str = "org.berth.recipe-build";
 /// The image a stage was committed on: what prune keeps under a kept image
 /// (Podman's image list does not say a committed image's parent).
 pub const LABEL_PARENT: &str = "org.berth.recipe-parent";
@@ -467,6 +471,7 @@ pub fn stage_commit(
             (LABEL_RECIPE.to_string(), record.to_string()),
             (LABEL_KEY.to_string(), key.to_string()),
             (LABEL_PARENT.to_string(), parent.to_string()),
+            (LABEL_BUILD.to_string(), String::new()),
         ]
         .into(),
         entrypoint: entrypoint.clone(),

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,8 +66,10 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
             )
         })?;
     let text = String::from_utf8(text).map_err(|_| bad(&manifest_path, "not UTF-8".into()))?;
-    let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration")).ok();
-    let ctx = recipe::context(&spec.name, properties, vars, configuration.as_ref());
+    // A configuration db that cannot be read is an error, not an empty
+    // one: `hostname` would render as "" into an image.
+    let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration"))?;
+    let ctx = recipe::context(&spec.name, properties, vars, Some(&configuration));
     let rendered = recipe::render(&manifest_path, &text, &ctx)?;
     let rendered = String::from_utf8(rendered)
         .map_err(|_| bad(&manifest_path, "renders to non-UTF-8".into()))?;
@@ -132,7 +135,18 @@ pub fn inputs_now(config: &Config, spec: &ImageSpec) -> Option<String> {
     let Source::Recipe { path, .. } = &spec.source else {
         return None;
     };
-    load(config, spec, path).ok().map(|l| l.inputs)
+    // Where the path really leads, as the build opens it (a link on the
+    // way, `/srv` → `/data/srv`, is the admin's); then nothing inside is
+    // followed.
+    let opened = std::fs::File::open(path).ok()?;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd())).ok()?;
+    match load(config, spec, &real) {
+        Ok(l) => Some(l.inputs),
+        Err(e) => {
+            tracing::debug!(image = %spec.name, "recipe inputs: {e}");
+            None
+        }
+    }
 }
 
 fn bad(path: &Path, what: String) -> ImageError {
@@ -241,7 +255,9 @@ fn read_bounded(
     if bytes.len() as u64 > limit {
         return Err(bad(path, format!("larger than {limit} bytes")));
     }
-    Ok((bytes, mode & 0o7777))
+    // setuid, setgid and sticky bits are not copied from the host: a
+    // recipe's `mode` sets them when it means to.
+    Ok((bytes, mode & 0o777))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -260,7 +276,7 @@ fn add_folder(
     }
     let own_mode = dir
         .metadata()
-        .map(|m| m.permissions().mode() & 0o7777)
+        .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0o755);
     append_dir(tar, dest, mode.map_or(own_mode, |_| 0o755), owner)?;
     let mut names = dir
@@ -367,7 +383,7 @@ async fn remove_leftover<E: Engine>(
     let Some(labels) = engine.container_labels(name).await? else {
         return Ok(());
     };
-    let ours = labels.get(LABEL_RECIPE).map(String::as_str) == Some(record)
+    let ours = labels.get(recipe::LABEL_BUILD).map(String::as_str) == Some(record)
         && !labels.contains_key(crate::model::LABEL_MANAGED);
     if ours {
         engine.remove_container(name).await?;
@@ -526,7 +542,11 @@ pub async fn build<E: Engine>(
     for name in [building(record), failed(record), checking(record)] {
         remove_leftover(engine, record, &name).await?;
     }
-    let labels: BTreeMap<String, String> = [(LABEL_RECIPE.to_string(), record.to_string())].into();
+    let labels: BTreeMap<String, String> = [
+        (LABEL_RECIPE.to_string(), record.to_string()),
+        (recipe::LABEL_BUILD.to_string(), record.to_string()),
+    ]
+    .into();
     for i in 0..r.tools.len() {
         engine
             .remove_volume(&tool_volume(record, i), &labels)
