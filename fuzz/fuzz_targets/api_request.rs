@@ -59,7 +59,12 @@ impl Backend for Canned {
     async fn events(&self, _limit: usize) -> Result<Vec<EventRun>, BackendError> {
         Ok(Vec::new())
     }
-    async fn build(&self, _name: String, token: Option<String>) -> Result<BuildQueued, BackendError> {
+    async fn build(
+        &self,
+        _name: String,
+        token: Option<String>,
+        _no_cache: bool,
+    ) -> Result<BuildQueued, BackendError> {
         match token {
             Some(t) if t != "s3cret" => Err(BackendError::Forbidden),
             _ => Ok(BuildQueued {
