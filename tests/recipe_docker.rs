@@ -683,3 +683,25 @@ run = "echo limits: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cg
         "network = true: the engine's bridge: {nets}"
     );
 }
+
+#[test]
+fn a_recipe_result_is_pushed_to_its_push_to() {
+    let registry = support::registry::Registry::start();
+    let s = Sandbox::new(None);
+    let target = format!("127.0.0.1:{}/{}/recipe:1", registry.port, s.prefix.as_str());
+    s.prefix.tag(&support::TestImages::busybox().id, &target); // cleanup removes the tag
+    let r = Recipe::new(
+        s,
+        "pushed",
+        "from = \"BASE\"\n[[steps]]\nrun = \"echo pushed > /version\"\n",
+        &["PushTo", &target],
+    );
+    let _images = RecipeImages(vec![r.name.clone()]);
+    let log = r.built(&[]);
+    assert!(log.contains(&format!("berth: pushing {target}")), "{log}");
+    let catalog = registry.catalog();
+    assert!(
+        catalog.contains(&format!("{}/recipe", r.s.prefix.as_str())),
+        "{catalog}"
+    );
+}
