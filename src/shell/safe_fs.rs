@@ -144,6 +144,12 @@ pub struct Dir {
     path: PathBuf,
 }
 
+/// Where an open file or folder really is (links resolved), as the
+/// kernel sees it: whatever its path has become since.
+pub fn real_path_of(fd: &impl std::os::fd::AsRawFd) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
 /// Opens the folder `path` (absolute); follows links as `links` allows.
 pub fn open_dir(path: &Path, links: Links) -> Result<Dir, SafeFsError> {
     walk(path, links, None)
@@ -282,8 +288,7 @@ impl Dir {
 
     /// Where the folder really is (links resolved), as the kernel sees it.
     pub fn real_path(&self) -> io::Result<PathBuf> {
-        use std::os::fd::AsRawFd;
-        std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+        real_path_of(&self.fd)
     }
 
     fn entry(&self, name: &OsStr) -> io::Result<()> {

@@ -3,7 +3,6 @@
 //! push when asked. The workspace is wiped whatever happens.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -136,11 +135,10 @@ pub async fn run<E: Engine>(
             // Judged where it really is, then read from there with no
             // link followed inside it.
             let opened = super::admit::open_judged(config, &policy, path)?;
-            let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
-                .map_err(|error| ImageError::Io {
-                    path: path.clone(),
-                    error,
-                })?;
+            let real = crate::safe_fs::real_path_of(&opened).map_err(|error| ImageError::Io {
+                path: path.clone(),
+                error,
+            })?;
             super::recipe::build(
                 config,
                 engine,

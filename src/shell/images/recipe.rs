@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -137,9 +137,14 @@ pub fn inputs_now(config: &Config, spec: &ImageSpec) -> Option<String> {
     };
     // Where the path really leads, as the build opens it (a link on the
     // way, `/srv` → `/data/srv`, is the admin's); then nothing inside is
-    // followed.
-    let opened = std::fs::File::open(path).ok()?;
-    let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd())).ok()?;
+    // followed. Opened as a handle to a folder only (`O_PATH`,
+    // `O_DIRECTORY`): a FIFO put there must not block berthd's loop.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+        .open(path)
+        .ok()?;
+    let real = safe_fs::real_path_of(&opened).ok()?;
     match load(config, spec, &real) {
         Ok(l) => Some(l.inputs),
         Err(e) => {
@@ -403,8 +408,9 @@ struct Run<'a, E: Engine> {
     labels: BTreeMap<String, String>,
     tools: Vec<ToolMount>,
     network: bool,
-    /// The step container, and the image its file system equals.
-    container: Option<(String, String)>,
+    /// The step container of the stage that runs now: each commit removes
+    /// it, so none outlives its stage.
+    container: Option<String>,
 }
 
 impl<E: Engine> Run<'_, E> {
@@ -418,13 +424,6 @@ impl<E: Engine> Run<'_, E> {
     /// A step container whose file system is `image`, created but not
     /// started: enough to commit (the last stage runs nothing).
     async fn created_at(&mut self, image: &str) -> Result<String, EngineError> {
-        if let Some((id, at)) = &self.container {
-            if at == image {
-                return Ok(id.clone());
-            }
-            self.engine.remove_container(id).await?;
-            self.container = None;
-        }
         // The build's start removed what an earlier one left of this name,
         // and each stage removes its own container once committed.
         let name = building(&self.spec.name);
@@ -440,7 +439,7 @@ impl<E: Engine> Run<'_, E> {
                 tools: &self.tools,
             })
             .await?;
-        self.container = Some((id.clone(), image.to_string()));
+        self.container = Some(id.clone());
         Ok(id)
     }
 
@@ -470,7 +469,7 @@ impl<E: Engine> Run<'_, E> {
     /// stage's layer on its parent (a container committed again would
     /// carry every earlier stage's changes in each new layer).
     async fn commit(&mut self, commit: &recipe::Commit) -> Result<String, EngineError> {
-        let Some((id, _)) = self.container.take() else {
+        let Some(id) = self.container.take() else {
             return Err(EngineError::Api("no step container to commit".into()));
         };
         let image = self.engine.commit(&id, commit).await;
@@ -618,7 +617,7 @@ pub async fn build<E: Engine>(
     // The step container goes (kept as -failed when a step failed), and
     // with it what the tool volumes are for.
     let kept = match (&result, run.container.take()) {
-        (Err(ImageError::StepFailed { .. }), Some((id, _))) => {
+        (Err(ImageError::StepFailed { .. }), Some(id)) => {
             let _ = engine.stop_container(&id, 1).await;
             match engine.rename_container(&id, &failed(record)).await {
                 Ok(()) => true,
@@ -629,7 +628,7 @@ pub async fn build<E: Engine>(
                 }
             }
         }
-        (_, Some((id, _))) => {
+        (_, Some(id)) => {
             let _ = engine.remove_container(&id).await;
             false
         }
@@ -1117,6 +1116,18 @@ cmd = ["app"]
             "{:?}",
             engine.actions()
         );
+    }
+
+    /// A pass asks each recipe's inputs on berthd's loop: a FIFO where the
+    /// folder should be is no folder, and is never opened for reading
+    /// (which would wait for a writer for ever).
+    #[test]
+    fn inputs_of_a_fifo_where_the_folder_should_be_are_none_at_once() {
+        let s = setup(MANIFEST_TEXT);
+        let fifo = s.folder.parent().expect("parent").join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        assert_eq!(inputs_now(&s.config, &spec(&fifo, "a=1")), None);
+        assert!(inputs_now(&s.config, &spec(&s.folder, "a=1")).is_some());
     }
 
     /// The shipped example renders and parses for each of its records.
