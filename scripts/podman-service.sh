@@ -32,6 +32,10 @@ insecure = true
 CONF
 if ! curl -sf --max-time 2 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
   rm -f "$socket"
+  # From /: the service outlives this run, and conmon fails every create
+  # ("Failed to get working directory") once the folder it started in
+  # (a CI clone) is removed.
+  cd /
   CONTAINERS_CONF=$dir/containers.conf CONTAINERS_REGISTRIES_CONF=$dir/registries.conf nohup podman system service --time=0 \
     "unix://$socket" >/var/log/berth-test-podman.log 2>&1 &
   for _ in $(seq 1 60); do
