@@ -513,6 +513,7 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
     /// served, the image lineage check, the templates, the timers. The dbs
     /// are read once, into the snapshot all of them use.
     async fn pass(&mut self, trigger: Trigger) {
+        let seen_at = crate::state::timestamp(std::time::SystemTime::now());
         let snapshot = Arc::new(Snapshot::read(&self.config.db_dir));
         let outcome = self
             .reconcile(&snapshot, &trigger.to_string())
@@ -526,7 +527,7 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         // next start's first pass does both.
         let stopping = self.stop.load(Ordering::SeqCst);
         let queued = match &outcome {
-            Ok(report) if !stopping => self.check_lineage(&snapshot, report),
+            Ok(report) if !stopping => self.check_lineage(&snapshot, report, &seen_at),
             _ => false,
         };
         // The workers sleep with no timer of their own: woken for what
@@ -686,8 +687,9 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
 
     /// Dynamic inheritance after each pass: images whose base moved are
     /// queued (AutoRebuild) or marked outdated, with the notification
-    /// command run off the loop. True when a build was queued.
-    fn check_lineage(&mut self, snapshot: &Snapshot, report: &PassReport) -> bool {
+    /// command run off the loop. True when a build was queued. `seen_at`:
+    /// when the pass began reading the dbs and the engine.
+    fn check_lineage(&mut self, snapshot: &Snapshot, report: &PassReport, seen_at: &str) -> bool {
         let images = match crate::images::declared(snapshot) {
             Ok(i) => i,
             Err(e) => {
@@ -710,7 +712,13 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         let config = self.config.clone();
         let inputs =
             move |spec: &crate::images::ImageSpec| crate::images::recipe::inputs_now(&config, spec);
-        match crate::images::check_lineage(&mut self.state, &images, &report.image_tags, &inputs) {
+        match crate::images::check_lineage(
+            &mut self.state,
+            &images,
+            &report.image_tags,
+            &inputs,
+            seen_at,
+        ) {
             Ok(found) => {
                 for (image, why) in &found.queued {
                     tracing::info!(image = %image, "rebuild queued: {why}");

@@ -73,12 +73,15 @@ pub struct LineageReport {
 /// outdated. `tags` is the engine's tag → ID map from the pass's observe.
 /// A recipe image whose inputs (`recipe_inputs`: its rendered manifest,
 /// files and tool folders, as of now) differ from its last build's is
-/// treated the same way.
+/// treated the same way. `seen_at` is when the pass began reading the dbs
+/// and the engine (a state.db timestamp): what `images` and `tags` say is
+/// as of then.
 pub fn check_lineage(
     state: &mut State,
     images: &DeclaredImages,
     tags: &BTreeMap<String, String>,
     recipe_inputs: &dyn Fn(&ImageSpec) -> Option<String>,
+    seen_at: &str,
 ) -> Result<LineageReport, StateError> {
     let mut report = LineageReport::default();
     for l in state.lineage()? {
@@ -107,12 +110,24 @@ pub fn check_lineage(
         let Some(why) = moved.or(changed) else {
             continue;
         };
+        let last = state.last_finished_build(&l.image)?;
+        // A build that ended after this pass read the db and the engine
+        // recorded a newer world than the pass saw: a db edit its build
+        // already took would look like a change (and the old value would
+        // be built again). The pass its end triggers judges it instead.
+        if last
+            .as_ref()
+            .and_then(|b| b.finished_at.as_deref())
+            .is_some_and(|end| end > seen_at)
+        {
+            continue;
+        }
         // The last build tried this very base and these inputs, and
         // failed: another at once would likely fail the same way, after
         // every pass. It is tried again after a wait that doubles with
         // each failure in a row (a registry or mirror may come back); a
         // new base, a new input, or `berth image build` tries at once.
-        if let Some(last) = state.last_finished_build(&l.image)? {
+        if let Some(last) = last {
             let same_base = base_now.is_none() || last.base_id.as_ref() == base_now;
             let same_inputs = inputs_now.is_none() || last.inputs == inputs_now;
             if last.state == "failed" && same_base && same_inputs {
@@ -198,6 +213,9 @@ mod tests {
     use super::*;
     use crate::db::Db;
 
+    /// A pass that read the world after every build here ended.
+    const LATER: &str = "9999-12-31T00:00:00.000Z";
+
     #[test]
     fn a_moved_base_queues_auto_rebuild_images_and_marks_the_others_outdated() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -224,13 +242,13 @@ mod tests {
         let same: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:old".to_string())].into();
         assert_eq!(
-            check_lineage(&mut state, &images, &same, &|_| None).expect("check"),
+            check_lineage(&mut state, &images, &same, &|_| None, LATER).expect("check"),
             LineageReport::default()
         );
 
         let moved: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:new".to_string())].into();
-        let found = check_lineage(&mut state, &images, &moved, &|_| None).expect("check");
+        let found = check_lineage(&mut state, &images, &moved, &|_| None, LATER).expect("check");
         assert_eq!(
             found
                 .queued
@@ -243,7 +261,7 @@ mod tests {
         assert_eq!(found.outdated, vec!["manual".to_string()]);
         // Said once: a second check queues nothing new (merged) and marks nothing again.
         assert_eq!(
-            check_lineage(&mut state, &images, &moved, &|_| None).expect("check"),
+            check_lineage(&mut state, &images, &moved, &|_| None, LATER).expect("check"),
             LineageReport::default()
         );
         // While that rebuild runs, a pass sees the old lineage still: no
@@ -253,7 +271,7 @@ mod tests {
             .expect("claim")
             .expect("the rebuild");
         assert_eq!(
-            check_lineage(&mut state, &images, &moved, &|_| None).expect("check"),
+            check_lineage(&mut state, &images, &moved, &|_| None, LATER).expect("check"),
             LineageReport::default()
         );
         assert_eq!(
@@ -308,10 +326,24 @@ mod tests {
         let same = |_: &ImageSpec| Some("in-1".to_string());
         let changed = |_: &ImageSpec| Some("in-2".to_string());
         assert_eq!(
-            check_lineage(&mut state, &images, &tags, &same).expect("check"),
+            check_lineage(&mut state, &images, &tags, &same, LATER).expect("check"),
             LineageReport::default()
         );
-        let found = check_lineage(&mut state, &images, &tags, &changed).expect("check");
+        // A pass that read the world before that build ended leaves the
+        // change to the pass after it: it may have read the db before an
+        // edit the build already took.
+        assert_eq!(
+            check_lineage(
+                &mut state,
+                &images,
+                &tags,
+                &changed,
+                "2000-01-01T00:00:00.000Z"
+            )
+            .expect("check"),
+            LineageReport::default()
+        );
+        let found = check_lineage(&mut state, &images, &tags, &changed, LATER).expect("check");
         assert_eq!(found.queued.len(), 1, "{found:?}");
         assert!(found.queued[0].1.contains("inputs changed"));
         // That build fails on the new inputs: the next passes leave it
@@ -321,19 +353,19 @@ mod tests {
         assert_eq!(retry_wait(2), std::time::Duration::from_secs(1200));
         assert_eq!(retry_wait(40), std::time::Duration::from_secs(86_400));
         assert_eq!(
-            check_lineage(&mut state, &images, &tags, &changed).expect("check"),
+            check_lineage(&mut state, &images, &tags, &changed, LATER).expect("check"),
             LineageReport::default(),
             "not retried by every pass"
         );
         // Once its wait is over, the same inputs are tried again.
         state.backdate_builds("r", "2000-01-01T00:00:00.000Z");
-        let retried = check_lineage(&mut state, &images, &tags, &changed).expect("check");
+        let retried = check_lineage(&mut state, &images, &tags, &changed, LATER).expect("check");
         assert_eq!(retried.queued.len(), 1, "{retried:?}");
         run_queued(&mut state, "in-2", false);
         // Inputs changed again: tried again at once.
         let again = |_: &ImageSpec| Some("in-3".to_string());
         assert_eq!(
-            check_lineage(&mut state, &images, &tags, &again)
+            check_lineage(&mut state, &images, &tags, &again, LATER)
                 .expect("check")
                 .queued
                 .len(),
