@@ -407,6 +407,18 @@ impl Dir {
         }
     }
 
+    /// What `name` of this folder is: for a link, the link's own metadata
+    /// (it is not followed); None when there is no such entry.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<std::fs::Metadata>> {
+        self.entry(name)?;
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(File::from(fd).metadata()?)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether `name` is a folder (links not followed).
     pub fn is_dir(&self, name: &OsStr) -> bool {
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;

@@ -316,6 +316,8 @@ pub struct Daemon<E: Engine + 'static, C: Connect<E>> {
     quiet_from: Instant,
     timers: Timers,
     ready_sent: bool,
+    /// Each recipe's inputs as last read, against its folder's fingerprint.
+    recipe_inputs: crate::images::inputs::InputsMemo,
 }
 
 impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
@@ -349,6 +351,7 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
             due: Some(Trigger::Start),
             quiet_from: now,
             ready_sent: false,
+            recipe_inputs: Default::default(),
         }
     }
 
@@ -709,14 +712,15 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
                     .collect(),
             );
         }
-        let config = self.config.clone();
-        let inputs =
-            move |spec: &crate::images::ImageSpec| crate::images::recipe::inputs_now(&config, spec);
+        self.recipe_inputs
+            .retain(|name| images.specs.contains_key(name));
+        let (config, memo) = (&self.config, &mut self.recipe_inputs);
+        let mut inputs = |spec: &crate::images::ImageSpec| memo.get(config, spec);
         match crate::images::check_lineage(
             &mut self.state,
             &images,
             &report.image_tags,
-            &inputs,
+            &mut inputs,
             seen_at,
         ) {
             Ok(found) => {

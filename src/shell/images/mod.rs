@@ -8,6 +8,7 @@ pub mod admit;
 pub mod build;
 pub mod credentials;
 mod error;
+pub mod inputs;
 pub mod recipe;
 pub mod record;
 pub mod stream;
@@ -80,7 +81,7 @@ pub fn check_lineage(
     state: &mut State,
     images: &DeclaredImages,
     tags: &BTreeMap<String, String>,
-    recipe_inputs: &dyn Fn(&ImageSpec) -> Option<String>,
+    recipe_inputs: &mut dyn FnMut(&ImageSpec) -> Option<String>,
     seen_at: &str,
 ) -> Result<LineageReport, StateError> {
     let mut report = LineageReport::default();
@@ -242,13 +243,14 @@ mod tests {
         let same: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:old".to_string())].into();
         assert_eq!(
-            check_lineage(&mut state, &images, &same, &|_| None, LATER).expect("check"),
+            check_lineage(&mut state, &images, &same, &mut |_| None, LATER).expect("check"),
             LineageReport::default()
         );
 
         let moved: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:new".to_string())].into();
-        let found = check_lineage(&mut state, &images, &moved, &|_| None, LATER).expect("check");
+        let found =
+            check_lineage(&mut state, &images, &moved, &mut |_| None, LATER).expect("check");
         assert_eq!(
             found
                 .queued
@@ -261,7 +263,7 @@ mod tests {
         assert_eq!(found.outdated, vec!["manual".to_string()]);
         // Said once: a second check queues nothing new (merged) and marks nothing again.
         assert_eq!(
-            check_lineage(&mut state, &images, &moved, &|_| None, LATER).expect("check"),
+            check_lineage(&mut state, &images, &moved, &mut |_| None, LATER).expect("check"),
             LineageReport::default()
         );
         // While that rebuild runs, a pass sees the old lineage still: no
@@ -271,7 +273,7 @@ mod tests {
             .expect("claim")
             .expect("the rebuild");
         assert_eq!(
-            check_lineage(&mut state, &images, &moved, &|_| None, LATER).expect("check"),
+            check_lineage(&mut state, &images, &moved, &mut |_| None, LATER).expect("check"),
             LineageReport::default()
         );
         assert_eq!(
@@ -323,10 +325,10 @@ mod tests {
         run_queued(&mut state, "in-1", true);
         let tags: BTreeMap<String, String> =
             [("t/base:1".to_string(), "sha256:b".to_string())].into();
-        let same = |_: &ImageSpec| Some("in-1".to_string());
-        let changed = |_: &ImageSpec| Some("in-2".to_string());
+        let mut same = |_: &ImageSpec| Some("in-1".to_string());
+        let mut changed = |_: &ImageSpec| Some("in-2".to_string());
         assert_eq!(
-            check_lineage(&mut state, &images, &tags, &same, LATER).expect("check"),
+            check_lineage(&mut state, &images, &tags, &mut same, LATER).expect("check"),
             LineageReport::default()
         );
         // A pass that read the world before that build ended leaves the
@@ -337,13 +339,13 @@ mod tests {
                 &mut state,
                 &images,
                 &tags,
-                &changed,
+                &mut changed,
                 "2000-01-01T00:00:00.000Z"
             )
             .expect("check"),
             LineageReport::default()
         );
-        let found = check_lineage(&mut state, &images, &tags, &changed, LATER).expect("check");
+        let found = check_lineage(&mut state, &images, &tags, &mut changed, LATER).expect("check");
         assert_eq!(found.queued.len(), 1, "{found:?}");
         assert!(found.queued[0].1.contains("inputs changed"));
         // That build fails on the new inputs: the next passes leave it
@@ -353,19 +355,20 @@ mod tests {
         assert_eq!(retry_wait(2), std::time::Duration::from_secs(1200));
         assert_eq!(retry_wait(40), std::time::Duration::from_secs(86_400));
         assert_eq!(
-            check_lineage(&mut state, &images, &tags, &changed, LATER).expect("check"),
+            check_lineage(&mut state, &images, &tags, &mut changed, LATER).expect("check"),
             LineageReport::default(),
             "not retried by every pass"
         );
         // Once its wait is over, the same inputs are tried again.
         state.backdate_builds("r", "2000-01-01T00:00:00.000Z");
-        let retried = check_lineage(&mut state, &images, &tags, &changed, LATER).expect("check");
+        let retried =
+            check_lineage(&mut state, &images, &tags, &mut changed, LATER).expect("check");
         assert_eq!(retried.queued.len(), 1, "{retried:?}");
         run_queued(&mut state, "in-2", false);
         // Inputs changed again: tried again at once.
-        let again = |_: &ImageSpec| Some("in-3".to_string());
+        let mut again = |_: &ImageSpec| Some("in-3".to_string());
         assert_eq!(
-            check_lineage(&mut state, &images, &tags, &again, LATER)
+            check_lineage(&mut state, &images, &tags, &mut again, LATER)
                 .expect("check")
                 .queued
                 .len(),

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,10 +65,7 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
             )
         })?;
     let text = String::from_utf8(text).map_err(|_| bad(&manifest_path, "not UTF-8".into()))?;
-    // A configuration db that cannot be read is an error, not an empty
-    // one: `hostname` would render as "" into an image.
-    let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration"))?;
-    let ctx = recipe::context(&spec.name, properties, vars, Some(&configuration));
+    let ctx = context(config, &spec.name, properties, vars)?;
     let rendered = recipe::render(&manifest_path, &text, &ctx)?;
     let rendered = String::from_utf8(rendered)
         .map_err(|_| bad(&manifest_path, "renders to non-UTF-8".into()))?;
@@ -128,30 +124,22 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
     })
 }
 
-/// The inputs hash of a recipe record as its files are now (what a pass
-/// compares with the last build's); None when it cannot be read (the next
-/// build says why).
-pub fn inputs_now(config: &Config, spec: &ImageSpec) -> Option<String> {
-    let Source::Recipe { path, .. } = &spec.source else {
-        return None;
-    };
-    // Where the path really leads, as the build opens it (a link on the
-    // way, `/srv` → `/data/srv`, is the admin's); then nothing inside is
-    // followed. Opened as a handle to a folder only (`O_PATH`,
-    // `O_DIRECTORY`): a FIFO put there must not block berthd's loop.
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
-        .open(path)
-        .ok()?;
-    let real = safe_fs::real_path_of(&opened).ok()?;
-    match load(config, spec, &real) {
-        Ok(l) => Some(l.inputs),
-        Err(e) => {
-            tracing::debug!(image = %spec.name, "recipe inputs: {e}");
-            None
-        }
-    }
+/// What a recipe's manifest and templated files are rendered with.
+pub(super) fn context(
+    config: &Config,
+    name: &str,
+    properties: &BTreeMap<String, String>,
+    vars: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, ImageError> {
+    // A configuration db that cannot be read is an error, not an empty
+    // one: `hostname` would render as "" into an image.
+    let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration"))?;
+    Ok(recipe::context(
+        name,
+        properties,
+        vars,
+        Some(&configuration),
+    ))
 }
 
 fn bad(path: &Path, what: String) -> ImageError {
@@ -1116,18 +1104,6 @@ cmd = ["app"]
             "{:?}",
             engine.actions()
         );
-    }
-
-    /// A pass asks each recipe's inputs on berthd's loop: a FIFO where the
-    /// folder should be is no folder, and is never opened for reading
-    /// (which would wait for a writer for ever).
-    #[test]
-    fn inputs_of_a_fifo_where_the_folder_should_be_are_none_at_once() {
-        let s = setup(MANIFEST_TEXT);
-        let fifo = s.folder.parent().expect("parent").join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-        assert_eq!(inputs_now(&s.config, &spec(&fifo, "a=1")), None);
-        assert!(inputs_now(&s.config, &spec(&s.folder, "a=1")).is_some());
     }
 
     /// The shipped example renders and parses for each of its records.
