@@ -613,7 +613,8 @@ cmd = ["sh", "-c", "cat /etc/flow/component.conf; exec sleep 3600"]
     assert_eq!(
         builds.lines().filter(|l| l.contains(&names[2])).count(),
         2,
-        "{builds}"
+        "{builds}\n{}",
+        daemon.log()
     );
     assert_eq!(
         builds.lines().filter(|l| l.contains(&names[1])).count(),

@@ -142,7 +142,11 @@ impl Sandbox {
         let child = cmd
             .arg("--config")
             .arg(self.config())
-            .env("BERTH_LOG", "info")
+            // TEST_BERTH_LOG=debug (or a filter) to see more of berthd.
+            .env(
+                "BERTH_LOG",
+                std::env::var("TEST_BERTH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))

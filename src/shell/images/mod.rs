@@ -85,10 +85,18 @@ pub fn check_lineage(
     seen_at: &str,
 ) -> Result<LineageReport, StateError> {
     let mut report = LineageReport::default();
-    for l in state.lineage()? {
-        let Some(spec) = images.specs.get(&l.image) else {
+    for image in state.lineage()?.into_iter().map(|l| l.image) {
+        let Some(spec) = images.specs.get(&image) else {
             continue;
         };
+        // This image's lineage, last build and queue as of one moment: a
+        // build ending between two separate reads looked like a change
+        // with nothing queued to answer it (and the old value was built
+        // again).
+        let Some(view) = state.lineage_view(&image)? else {
+            continue;
+        };
+        let l = &view.lineage;
         let base_now = l.base_ref.as_ref().and_then(|r| tags.get(r));
         let moved = match (&l.base_ref, &l.base_id, base_now) {
             (Some(base_ref), Some(base_id), Some(now)) if now != base_id => Some(format!(
@@ -111,15 +119,16 @@ pub fn check_lineage(
         let Some(why) = moved.or(changed) else {
             continue;
         };
-        let last = state.last_finished_build(&l.image)?;
+        let last = view.last;
         // A build that ended after this pass read the db and the engine
-        // recorded a newer world than the pass saw: a db edit its build
-        // already took would look like a change (and the old value would
-        // be built again). The pass its end triggers judges it instead.
+        // (or in the same millisecond) recorded a newer world than the
+        // pass saw: a db edit its build already took would look like a
+        // change (and the old value would be built again). The pass its
+        // end triggers judges it instead.
         if last
             .as_ref()
             .and_then(|b| b.finished_at.as_deref())
-            .is_some_and(|end| end > seen_at)
+            .is_some_and(|end| end >= seen_at)
         {
             continue;
         }
@@ -151,7 +160,7 @@ pub fn check_lineage(
             // end records the old base and the pass after it (every build's
             // end triggers one) queues again: level-triggered, so the same
             // move never rebuilds twice.
-            if state.build_in_progress(&l.image)? {
+            if view.in_progress {
                 continue;
             }
             let (_, merged) = state.request_build(&l.image, &why)?;
@@ -296,6 +305,54 @@ mod tests {
     /// A recipe whose inputs changed is rebuilt like a moved base; a
     /// build that failed on the same inputs (or base) is not queued again
     /// by every pass.
+    /// The worker ends its build on its own connection while a pass
+    /// judges the image: the pass sees the build running (and leaves it to
+    /// the pass its end triggers), never ended with the lineage before it.
+    #[test]
+    fn a_build_ending_while_the_pass_judges_it_is_not_queued_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = State::open(dir.path()).expect("state");
+        let images = record::declare(&Db::parse(
+            Path::new("/db/docker_images"),
+            "r=image|Source|recipe|Path|/r|Tag|t/r:1|AutoRebuild|yes\n",
+        ));
+        let worker = State::open(dir.path()).expect("the worker's state");
+        let build = |inputs: &str, finish: bool| {
+            let mut w = State::open(dir.path()).expect("state");
+            w.request_build("r", "test").expect("request");
+            let b = w
+                .claim_build(&|_| Vec::new())
+                .expect("claim")
+                .expect("build");
+            w.set_build_inputs(b.id, inputs).expect("inputs");
+            if finish {
+                w.finish_build(&b, crate::state::BuildEnd::Built("sha256:r"))
+                    .expect("finish");
+            }
+            b
+        };
+        build("in-1", true);
+        // The db now says in-2; its build runs.
+        let running = build("in-2", false);
+        let tags = BTreeMap::new();
+        let mut ends_now = |_: &ImageSpec| {
+            worker
+                .finish_build(&running, crate::state::BuildEnd::Built("sha256:r2"))
+                .expect("finish");
+            Some("in-2".to_string())
+        };
+        assert_eq!(
+            check_lineage(&mut state, &images, &tags, &mut ends_now, LATER).expect("check"),
+            LineageReport::default()
+        );
+        // The pass its end triggers finds the lineage up to date.
+        let mut same = |_: &ImageSpec| Some("in-2".to_string());
+        assert_eq!(
+            check_lineage(&mut state, &images, &tags, &mut same, LATER).expect("check"),
+            LineageReport::default()
+        );
+    }
+
     #[test]
     fn changed_recipe_inputs_queue_a_rebuild_once_and_a_failure_is_not_retried_each_pass() {
         let dir = tempfile::tempdir().expect("tempdir");

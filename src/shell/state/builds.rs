@@ -44,6 +44,29 @@ pub struct Lineage {
     pub inputs: Option<String>,
 }
 
+/// What a lineage check reads of one image at once
+/// ([`State::lineage_view`]).
+#[derive(Debug, Clone)]
+pub struct LineageView {
+    pub lineage: Lineage,
+    /// The last build that succeeded or failed.
+    pub last: Option<Build>,
+    /// A build of the image is queued or running.
+    pub in_progress: bool,
+}
+
+fn lineage_row(r: &rusqlite::Row) -> rusqlite::Result<Lineage> {
+    Ok(Lineage {
+        image: r.get(0)?,
+        image_id: r.get(1)?,
+        base_ref: r.get(2)?,
+        base_id: r.get(3)?,
+        built_at: r.get(4)?,
+        outdated: r.get(5)?,
+        inputs: r.get(6)?,
+    })
+}
+
 const COLUMNS: &str =
     "id, image, state, trigger, requested_at, started_at, finished_at, retry_of, base_ref, base_id, result_id, error, no_cache, inputs";
 
@@ -248,27 +271,39 @@ impl State {
             BuildEnd::Built(id) => ("succeeded", Some(id), None),
             BuildEnd::Failed(e) => ("failed", None, Some(e)),
         };
-        self.conn()
-            .execute(
-                "UPDATE builds SET state = ?1, finished_at = ?2, result_id = ?3, error = ?4 WHERE id = ?5",
-                params![state, now(), result_id, error, build.id],
-            )
-            .map_err(self.err())?;
+        // One transaction: a reader sees the build running with the old
+        // lineage, or ended with the new one; never ended with the old
+        // (a lineage check would take the old inputs for a change).
+        let sql = self.err();
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        let at = now();
+        tx.execute(
+            "UPDATE builds SET state = ?1, finished_at = ?2, result_id = ?3, error = ?4 WHERE id = ?5",
+            params![state, at, result_id, error, build.id],
+        )
+        .map_err(&sql)?;
         if let BuildEnd::Built(image_id) = end {
-            let current = self.build(build.id)?;
-            let (base_ref, base_id, inputs) = current
-                .map(|b| (b.base_ref, b.base_id, b.inputs))
-                .unwrap_or((None, None, None));
-            self.conn()
-                .execute(
-                    "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated, inputs)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
-                     ON CONFLICT(image) DO UPDATE SET image_id = ?2, base_ref = ?3, base_id = ?4, built_at = ?5, outdated = 0, inputs = ?6",
-                    params![build.image, image_id, base_ref, base_id, now(), inputs],
+            let (base_ref, base_id, inputs): (Option<String>, Option<String>, Option<String>) = tx
+                .query_row(
+                    "SELECT base_ref, base_id, inputs FROM builds WHERE id = ?1",
+                    params![build.id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
-                .map_err(self.err())?;
+                .optional()
+                .map_err(&sql)?
+                .unwrap_or((None, None, None));
+            tx.execute(
+                "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated, inputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+                 ON CONFLICT(image) DO UPDATE SET image_id = ?2, base_ref = ?3, base_id = ?4, built_at = ?5, outdated = 0, inputs = ?6",
+                params![build.image, image_id, base_ref, base_id, at, inputs],
+            )
+            .map_err(&sql)?;
         }
-        Ok(())
+        tx.commit().map_err(&sql)
     }
 
     /// At daemon start: running builds were cut off. Each becomes
@@ -308,20 +343,6 @@ impl State {
             .query_row(
                 &format!("SELECT {COLUMNS} FROM builds WHERE id = ?1"),
                 params![id],
-                row,
-            )
-            .optional()
-            .map_err(self.err())
-    }
-
-    /// The newest build of `image` that ended (succeeded or failed).
-    pub fn last_finished_build(&self, image: &str) -> Result<Option<Build>, StateError> {
-        self.conn()
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM builds WHERE image = ?1 AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
-                ),
-                params![image],
                 row,
             )
             .optional()
@@ -447,16 +468,48 @@ impl State {
             .map_err(self.err())
     }
 
-    /// Whether a build of `image` is queued or running.
-    pub fn build_in_progress(&self, image: &str) -> Result<bool, StateError> {
-        self.conn()
+    /// One image's lineage, its last finished build and whether a build
+    /// of it is queued or running, read in one transaction: a build's end
+    /// (one transaction too) is in all three or in none.
+    pub fn lineage_view(&self, image: &str) -> Result<Option<LineageView>, StateError> {
+        let sql = self.err();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&sql)?;
+        let lineage = tx
+            .query_row(
+                "SELECT image, image_id, base_ref, base_id, built_at, outdated, inputs FROM lineage WHERE image = ?1",
+                params![image],
+                lineage_row,
+            )
+            .optional()
+            .map_err(&sql)?;
+        let Some(lineage) = lineage else {
+            return Ok(None);
+        };
+        let last = tx
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM builds WHERE image = ?1 AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
+                ),
+                params![image],
+                row,
+            )
+            .optional()
+            .map_err(&sql)?;
+        let in_progress = tx
             .query_row(
                 "SELECT count(*) FROM builds WHERE image = ?1 AND state IN ('queued', 'running')",
                 params![image],
                 |r| r.get::<_, i64>(0),
             )
-            .map(|n| n > 0)
-            .map_err(self.err())
+            .map_err(&sql)?
+            > 0;
+        tx.commit().map_err(&sql)?;
+        Ok(Some(LineageView {
+            lineage,
+            last,
+            in_progress,
+        }))
     }
 
     pub fn lineage(&self) -> Result<Vec<Lineage>, StateError> {
@@ -464,19 +517,7 @@ impl State {
         let mut stmt = conn
             .prepare("SELECT image, image_id, base_ref, base_id, built_at, outdated, inputs FROM lineage ORDER BY image")
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Lineage {
-                    image: r.get(0)?,
-                    image_id: r.get(1)?,
-                    base_ref: r.get(2)?,
-                    base_id: r.get(3)?,
-                    built_at: r.get(4)?,
-                    outdated: r.get(5)?,
-                    inputs: r.get(6)?,
-                })
-            })
-            .map_err(self.err())?;
+        let rows = stmt.query_map([], lineage_row).map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 

@@ -10,7 +10,7 @@ mod registry;
 mod rollout;
 mod schema;
 
-pub use builds::{Build, BuildEnd, BuildLog, Lineage};
+pub use builds::{Build, BuildEnd, BuildLog, Lineage, LineageView};
 pub use registry::RegistryCheck;
 
 use std::path::{Path, PathBuf};
