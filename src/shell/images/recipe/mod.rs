@@ -17,7 +17,7 @@ mod load;
 mod prune;
 mod stages;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 pub(in crate::shell::images) use load::context;
 pub use load::{load, Loaded};

@@ -38,7 +38,8 @@ fn setup(manifest: &str) -> Setup {
     }
 }
 
-fn spec(folder: &Path, vars: &str) -> ImageSpec {
+/// A recipe record `app` of `folder` with `Vars` `vars`.
+pub(in crate::shell::images) fn spec(folder: &Path, vars: &str) -> ImageSpec {
     let db = crate::db::Db::parse(
         Path::new("/db/docker_images"),
         &format!(
