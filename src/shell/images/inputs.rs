@@ -237,7 +237,7 @@ fn note(hash: &mut Sha256, name: &[u8], m: &std::fs::Metadata, newest: &mut Syst
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::record::declare;
+    use crate::images::recipe::tests::spec;
 
     struct Setup {
         _dir: tempfile::TempDir,
@@ -264,17 +264,6 @@ mod tests {
             config,
             folder,
         }
-    }
-
-    fn spec(folder: &Path, vars: &str) -> ImageSpec {
-        let db = crate::db::Db::parse(
-            Path::new("/db/docker_images"),
-            &format!(
-                "app=image|Source|recipe|Path|{}|Tag|t/app:1|Vars|{vars}\n",
-                folder.display()
-            ),
-        );
-        declare(&db).specs.remove("app").expect("spec")
     }
 
     /// Past the filesystem's timestamp tick, so the next change shows in
