@@ -61,10 +61,12 @@ fn main() {
     let full = time(n, || {
         inputs_now(&config, &spec).expect("inputs");
     });
+    let configuration =
+        berth::db::Db::load_or_empty(&config.db_path("configuration")).expect("configuration");
     let mut memo = InputsMemo::default();
-    memo.get(&config, &spec).expect("inputs");
+    memo.get(&spec, &configuration).expect("inputs");
     let hit = time(n, || {
-        memo.get(&config, &spec).expect("inputs");
+        memo.get(&spec, &configuration).expect("inputs");
     });
     assert_eq!(memo.reads(), 1, "every run after the first is a memo hit");
     row("berth, read in full (before)", &full);

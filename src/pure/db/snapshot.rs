@@ -17,6 +17,9 @@ use super::{Db, DbError};
 pub const CONTAINERS: &str = "docker_containers";
 /// The db of image records; a missing one declares no images.
 pub const IMAGES: &str = "docker_images";
+/// The server's settings (`DomainName`, `SystemName`, …); a missing one is
+/// empty.
+pub const CONFIGURATION: &str = "configuration";
 
 /// A db file of the snapshot that could not be read. Cloneable, so each
 /// reader of one snapshot gets the same error to report.
@@ -30,7 +33,7 @@ impl ReadError {
     }
 }
 
-/// Where one of the two named dbs came from.
+/// Where one of the named dbs came from.
 #[derive(Debug, Clone)]
 enum Slot {
     /// `dbs[i]`.
@@ -53,6 +56,7 @@ pub struct Snapshot {
     listing: Option<Arc<std::io::Error>>,
     containers: Slot,
     images: Slot,
+    configuration: Slot,
     /// How many files were read to make it.
     reads: usize,
 }
@@ -74,6 +78,7 @@ impl Snapshot {
             listing: None,
             containers: Slot::Failed(ReadError(Arc::new(DbError::Missing(dir.join(CONTAINERS))))),
             images: Slot::Alone(Db::empty(&dir.join(IMAGES))),
+            configuration: Slot::Alone(Db::empty(&dir.join(CONFIGURATION))),
             reads: 0,
         };
         match std::fs::read_dir(dir) {
@@ -98,6 +103,7 @@ impl Snapshot {
         snapshot.dbs.sort_by(|a, b| a.path().cmp(b.path()));
         snapshot.containers = snapshot.find(CONTAINERS, true);
         snapshot.images = snapshot.find(IMAGES, false);
+        snapshot.configuration = snapshot.find(CONFIGURATION, false);
         snapshot
     }
 
@@ -148,6 +154,13 @@ impl Snapshot {
         self.slot(&self.images)
     }
 
+    /// `configuration`: a missing file is an empty db; one that cannot be
+    /// read is an error (never taken for an empty one: a recipe would
+    /// render `hostname` as "").
+    pub fn configuration(&self) -> Result<&Db, ReadError> {
+        self.slot(&self.configuration)
+    }
+
     /// Every db file of the folder that could be read, sorted by path.
     pub fn dbs(&self) -> &[Db] {
         &self.dbs
@@ -193,7 +206,21 @@ mod tests {
         assert_eq!(s.dbs().len(), 2);
         assert!(s.containers().expect("containers").get("app").is_some());
         assert_eq!(s.images().expect("empty").records().count(), 0);
+        assert!(s.configuration().expect("configuration").get("x").is_some());
         assert!(s.unreadable().is_empty() && s.listing_error().is_none());
+    }
+
+    /// A configuration db berth cannot read is an error, not an empty db;
+    /// a missing one is empty.
+    #[test]
+    fn an_unreadable_configuration_is_an_error_and_a_missing_one_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Snapshot::read(dir.path());
+        assert_eq!(s.configuration().expect("empty").records().count(), 0);
+        std::fs::create_dir(dir.path().join(CONFIGURATION)).expect("a folder");
+        let s = Snapshot::read(dir.path());
+        assert!(s.configuration().is_err());
+        assert!(s.images().is_ok());
     }
 
     #[test]

@@ -714,8 +714,24 @@ impl<E: Engine + 'static, C: Connect<E>> Daemon<E, C> {
         }
         self.recipe_inputs
             .retain(|name| images.specs.contains_key(name));
-        let (config, memo) = (&self.config, &mut self.recipe_inputs);
-        let mut inputs = |spec: &crate::images::ImageSpec| memo.get(config, spec);
+        // The configuration db a recipe renders with, as this pass read it:
+        // unreadable, no recipe's inputs are judged (an empty one would
+        // render `hostname` as "" and look like a change).
+        let configuration = snapshot.configuration();
+        if let Err(e) = &configuration {
+            if images
+                .specs
+                .values()
+                .any(|s| matches!(s.source, crate::images::Source::Recipe { .. }))
+            {
+                tracing::warn!("recipe inputs not checked: {e}");
+            }
+        }
+        let memo = &mut self.recipe_inputs;
+        let mut inputs = |spec: &crate::images::ImageSpec| match &configuration {
+            Ok(c) => memo.get(spec, c),
+            Err(_) => None,
+        };
         match crate::images::check_lineage(
             &mut self.state,
             &images,

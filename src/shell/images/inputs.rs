@@ -23,7 +23,9 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::record::{ImageSpec, Source};
+use super::{recipe, ImageError};
 use crate::config::Config;
+use crate::db::Db;
 use crate::safe_fs::{self, Dir, Links};
 
 /// Entries a fingerprint walks at most, all folders together; a larger
@@ -67,33 +69,29 @@ impl InputsMemo {
     }
 
     /// The inputs hash of the recipe record `spec` as its folder is now
-    /// (what the build records); None when it cannot be read (the build
-    /// says why).
-    pub fn get(&mut self, config: &Config, spec: &ImageSpec) -> Option<String> {
-        let Source::Recipe {
-            path,
-            properties,
-            vars,
-        } = &spec.source
-        else {
+    /// and rendered with `configuration` (the pass's snapshot of it): what
+    /// the build records. None when it cannot be read (the build says why).
+    pub fn get(&mut self, spec: &ImageSpec, configuration: &Db) -> Option<String> {
+        let Source::Recipe { path, .. } = &spec.source else {
             return None;
         };
         let Some(real) = open_folder(path) else {
             self.known.remove(&spec.name);
             return None;
         };
+        // One context for the fingerprint and the read, so an answer is
+        // never remembered against values it was not rendered with.
+        let ctx = recipe::context(spec, configuration).ok()?;
         // Taken before the read: a change during the read then shows as a
         // new fingerprint next time, never as a stale answer.
-        let print = super::recipe::context(config, &spec.name, properties, vars)
-            .ok()
-            .and_then(|ctx| fingerprint(&real, &ctx));
+        let print = fingerprint(&real, &ctx);
         if let (Some((print, _)), Some(k)) = (&print, self.known.get(&spec.name)) {
             if *print == k.fingerprint && k.at.elapsed() < TRUSTED_FOR {
                 return Some(k.inputs.clone());
             }
         }
         self.reads += 1;
-        let inputs = read(config, spec, &real);
+        let inputs = answer(&spec.name, recipe::load_with(&real, &ctx));
         match (print, &inputs) {
             (Some((fingerprint, newest)), Some(inputs))
                 if newest
@@ -127,13 +125,13 @@ impl InputsMemo {
     }
 }
 
-/// The inputs hash of a recipe record as its files are now, read in full
-/// (what [`InputsMemo::get`] remembers).
+/// The inputs hash of a recipe record as its files and the configuration
+/// db are now, read in full (what [`InputsMemo::get`] remembers).
 pub fn inputs_now(config: &Config, spec: &ImageSpec) -> Option<String> {
     let Source::Recipe { path, .. } = &spec.source else {
         return None;
     };
-    read(config, spec, &open_folder(path)?)
+    answer(&spec.name, recipe::load(config, spec, &open_folder(path)?))
 }
 
 /// Where the recipe path really leads, as the build opens it (a link on
@@ -149,11 +147,11 @@ fn open_folder(path: &Path) -> Option<PathBuf> {
     safe_fs::real_path_of(&opened).ok()
 }
 
-fn read(config: &Config, spec: &ImageSpec, real: &Path) -> Option<String> {
-    match super::recipe::load(config, spec, real) {
+fn answer(name: &str, loaded: Result<recipe::Loaded, ImageError>) -> Option<String> {
+    match loaded {
         Ok(l) => Some(l.inputs),
         Err(e) => {
-            tracing::debug!(image = %spec.name, "recipe inputs: {e}");
+            tracing::debug!(image = %name, "recipe inputs: {e}");
             None
         }
     }
@@ -242,6 +240,8 @@ mod tests {
     struct Setup {
         _dir: tempfile::TempDir,
         config: Config,
+        /// The configuration db as written in `config`'s db folder.
+        configuration: Db,
         folder: PathBuf,
     }
 
@@ -251,7 +251,7 @@ mod tests {
         std::fs::create_dir_all(folder.join("conf")).expect("folder");
         std::fs::write(
             folder.join("recipe.toml"),
-            "from = \"base:1\"\n[[files]]\nsrc = \"conf\"\ndest = \"/etc/app\"\n[[steps]]\nrun = \"make A={{ vars.a }}\"\n",
+            "from = \"base:1\"\n[[files]]\nsrc = \"conf\"\ndest = \"/etc/app\"\n[[steps]]\nrun = \"make A={{ vars.a }} H={{ hostname }}\"\n",
         )
         .expect("manifest");
         std::fs::write(folder.join("conf/a.conf"), "a=1\n").expect("file");
@@ -259,9 +259,14 @@ mod tests {
             db_dir: dir.path().join("db"),
             ..Config::default()
         };
+        std::fs::create_dir_all(&config.db_dir).expect("db folder");
+        let path = config.db_path("configuration");
+        std::fs::write(&path, "DomainName=example.com\nSystemName=app\n").expect("db");
+        let configuration = Db::load(&path).expect("configuration");
         Setup {
             _dir: dir,
             config,
+            configuration,
             folder,
         }
     }
@@ -278,9 +283,9 @@ mod tests {
         let app = spec(&s.folder, "a=1");
         let mut memo = InputsMemo::new(Duration::ZERO);
         next_tick();
-        let first = memo.get(&s.config, &app).expect("inputs");
+        let first = memo.get(&app, &s.configuration).expect("inputs");
         assert_eq!(Some(&first), inputs_now(&s.config, &app).as_ref());
-        assert_eq!(memo.get(&s.config, &app), Some(first.clone()));
+        assert_eq!(memo.get(&app, &s.configuration), Some(first.clone()));
         assert_eq!(memo.reads(), 1, "nothing changed: not read again");
 
         // The same size, its mtime put back: the ctime still moves.
@@ -297,18 +302,25 @@ mod tests {
             .and_then(|f| f.set_modified(mtime))
             .expect("set mtime");
         next_tick();
-        let second = memo.get(&s.config, &app).expect("inputs");
+        let second = memo.get(&app, &s.configuration).expect("inputs");
         assert_ne!(second, first);
         assert_eq!(Some(&second), inputs_now(&s.config, &app).as_ref());
 
         // A new file in a copied folder, and a db value.
         std::fs::write(s.folder.join("conf/b.conf"), "b\n").expect("write");
         next_tick();
-        let third = memo.get(&s.config, &app).expect("inputs");
+        let third = memo.get(&app, &s.configuration).expect("inputs");
         assert_ne!(third, second);
         let other = spec(&s.folder, "a=2");
-        assert_ne!(memo.get(&s.config, &other), Some(third.clone()));
+        assert_ne!(memo.get(&other, &s.configuration), Some(third.clone()));
         assert_eq!(memo.reads(), 4);
+        // The configuration db the pass read: the recipe renders hostname.
+        let elsewhere = Db::parse(
+            &s.config.db_path("configuration"),
+            "DomainName=example.org\nSystemName=app\n",
+        );
+        assert_ne!(memo.get(&app, &elsewhere), Some(third.clone()));
+        assert_eq!(memo.reads(), 5);
     }
 
     #[test]
@@ -316,9 +328,9 @@ mod tests {
         let s = setup();
         let app = spec(&s.folder, "a=1");
         let mut memo = InputsMemo::new(Duration::from_secs(3600));
-        let first = memo.get(&s.config, &app);
+        let first = memo.get(&app, &s.configuration);
         assert!(first.is_some());
-        assert_eq!(memo.get(&s.config, &app), first);
+        assert_eq!(memo.get(&app, &s.configuration), first);
         assert_eq!(memo.reads(), 2, "not remembered: changed within the hour");
     }
 
@@ -332,7 +344,7 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
         assert_eq!(inputs_now(&s.config, &spec(&fifo, "a=1")), None);
         assert_eq!(
-            InputsMemo::default().get(&s.config, &spec(&fifo, "a=1")),
+            InputsMemo::default().get(&spec(&fifo, "a=1"), &s.configuration),
             None
         );
         assert!(inputs_now(&s.config, &spec(&s.folder, "a=1")).is_some());
@@ -349,10 +361,10 @@ mod tests {
         let app = spec(&s.folder, "a=1");
         let mut memo = InputsMemo::new(Duration::ZERO);
         next_tick();
-        let first = memo.get(&s.config, &app).expect("inputs");
+        let first = memo.get(&app, &s.configuration).expect("inputs");
         std::fs::write(&outside, "changed").expect("write");
         next_tick();
-        assert_eq!(memo.get(&s.config, &app), Some(first));
+        assert_eq!(memo.get(&app, &s.configuration), Some(first));
         assert_eq!(memo.reads(), 1);
     }
 }

@@ -85,18 +85,14 @@ pub fn check_lineage(
     seen_at: &str,
 ) -> Result<LineageReport, StateError> {
     let mut report = LineageReport::default();
-    for image in state.lineage()?.into_iter().map(|l| l.image) {
-        let Some(spec) = images.specs.get(&image) else {
-            continue;
-        };
-        // This image's lineage, last build and queue as of one moment: a
-        // build ending between two separate reads looked like a change
-        // with nothing queued to answer it (and the old value was built
-        // again).
-        let Some(view) = state.lineage_view(&image)? else {
-            continue;
-        };
+    // Lineage, last builds and queue as of one moment: a build ending
+    // between two separate reads looked like a change with nothing queued
+    // to answer it (and the old value was built again).
+    for view in state.lineage_views()? {
         let l = &view.lineage;
+        let Some(spec) = images.specs.get(&l.image) else {
+            continue;
+        };
         let base_now = l.base_ref.as_ref().and_then(|r| tags.get(r));
         let moved = match (&l.base_ref, &l.base_id, base_now) {
             (Some(base_ref), Some(base_id), Some(now)) if now != base_id => Some(format!(
@@ -302,9 +298,6 @@ mod tests {
             .any(|l| l.image == "manual" && l.outdated));
     }
 
-    /// A recipe whose inputs changed is rebuilt like a moved base; a
-    /// build that failed on the same inputs (or base) is not queued again
-    /// by every pass.
     /// The worker ends its build on its own connection while a pass
     /// judges the image: the pass sees the build running (and leaves it to
     /// the pass its end triggers), never ended with the lineage before it.
@@ -353,6 +346,9 @@ mod tests {
         );
     }
 
+    /// A recipe whose inputs changed is rebuilt like a moved base; a
+    /// build that failed on the same inputs (or base) is not queued again
+    /// by every pass.
     #[test]
     fn changed_recipe_inputs_queue_a_rebuild_once_and_a_failure_is_not_retried_each_pass() {
         let dir = tempfile::tempdir().expect("tempdir");

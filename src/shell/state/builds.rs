@@ -44,8 +44,7 @@ pub struct Lineage {
     pub inputs: Option<String>,
 }
 
-/// What a lineage check reads of one image at once
-/// ([`State::lineage_view`]).
+/// What a lineage check reads of one image ([`State::lineage_views`]).
 #[derive(Debug, Clone)]
 pub struct LineageView {
     pub lineage: Lineage,
@@ -54,6 +53,8 @@ pub struct LineageView {
     /// A build of the image is queued or running.
     pub in_progress: bool,
 }
+
+const LINEAGE_COLUMNS: &str = "image, image_id, base_ref, base_id, built_at, outdated, inputs";
 
 fn lineage_row(r: &rusqlite::Row) -> rusqlite::Result<Lineage> {
     Ok(Lineage {
@@ -286,20 +287,14 @@ impl State {
         )
         .map_err(&sql)?;
         if let BuildEnd::Built(image_id) = end {
-            let (base_ref, base_id, inputs): (Option<String>, Option<String>, Option<String>) = tx
-                .query_row(
-                    "SELECT base_ref, base_id, inputs FROM builds WHERE id = ?1",
-                    params![build.id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(&sql)?
-                .unwrap_or((None, None, None));
+            // What the build recorded of its base and inputs becomes the
+            // image's lineage (`WHERE true`: SQLite's upsert after a SELECT).
             tx.execute(
                 "INSERT INTO lineage (image, image_id, base_ref, base_id, built_at, outdated, inputs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
-                 ON CONFLICT(image) DO UPDATE SET image_id = ?2, base_ref = ?3, base_id = ?4, built_at = ?5, outdated = 0, inputs = ?6",
-                params![build.image, image_id, base_ref, base_id, at, inputs],
+                 SELECT image, ?2, base_ref, base_id, ?3, 0, inputs FROM builds WHERE id = ?1 AND true
+                 ON CONFLICT(image) DO UPDATE SET image_id = excluded.image_id, base_ref = excluded.base_ref,
+                   base_id = excluded.base_id, built_at = excluded.built_at, outdated = 0, inputs = excluded.inputs",
+                params![build.id, image_id, at],
             )
             .map_err(&sql)?;
         }
@@ -468,54 +463,56 @@ impl State {
             .map_err(self.err())
     }
 
-    /// One image's lineage, its last finished build and whether a build
-    /// of it is queued or running, read in one transaction: a build's end
-    /// (one transaction too) is in all three or in none.
-    pub fn lineage_view(&self, image: &str) -> Result<Option<LineageView>, StateError> {
+    /// Each image's lineage with its last finished build and whether a
+    /// build of it is queued or running, all read in one transaction: a
+    /// build's end (one transaction too) is in all three or in none.
+    pub fn lineage_views(&self) -> Result<Vec<LineageView>, StateError> {
         let sql = self.err();
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(&sql)?;
-        let lineage = tx
-            .query_row(
-                "SELECT image, image_id, base_ref, base_id, built_at, outdated, inputs FROM lineage WHERE image = ?1",
-                params![image],
-                lineage_row,
-            )
-            .optional()
+        let lineage: Vec<Lineage> = tx
+            .prepare(&format!(
+                "SELECT {LINEAGE_COLUMNS} FROM lineage ORDER BY image"
+            ))
+            .and_then(|mut stmt| stmt.query_map([], lineage_row)?.collect())
             .map_err(&sql)?;
-        let Some(lineage) = lineage else {
-            return Ok(None);
-        };
-        let last = tx
-            .query_row(
-                &format!(
-                    "SELECT {COLUMNS} FROM builds WHERE image = ?1 AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
-                ),
-                params![image],
-                row,
-            )
-            .optional()
+        let mut last_of = tx
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM builds WHERE image = ?1 AND state IN ('succeeded', 'failed') ORDER BY id DESC LIMIT 1"
+            ))
             .map_err(&sql)?;
-        let in_progress = tx
-            .query_row(
+        let mut busy = tx
+            .prepare(
                 "SELECT count(*) FROM builds WHERE image = ?1 AND state IN ('queued', 'running')",
-                params![image],
-                |r| r.get::<_, i64>(0),
             )
-            .map_err(&sql)?
-            > 0;
+            .map_err(&sql)?;
+        let mut views = Vec::with_capacity(lineage.len());
+        for lineage in lineage {
+            let last = last_of
+                .query_row(params![lineage.image], row)
+                .optional()
+                .map_err(&sql)?;
+            let in_progress = busy
+                .query_row(params![lineage.image], |r| r.get::<_, i64>(0))
+                .map_err(&sql)?
+                > 0;
+            views.push(LineageView {
+                lineage,
+                last,
+                in_progress,
+            });
+        }
+        drop((last_of, busy));
         tx.commit().map_err(&sql)?;
-        Ok(Some(LineageView {
-            lineage,
-            last,
-            in_progress,
-        }))
+        Ok(views)
     }
 
     pub fn lineage(&self) -> Result<Vec<Lineage>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT image, image_id, base_ref, base_id, built_at, outdated, inputs FROM lineage ORDER BY image")
+            .prepare(&format!(
+                "SELECT {LINEAGE_COLUMNS} FROM lineage ORDER BY image"
+            ))
             .map_err(self.err())?;
         let rows = stmt.query_map([], lineage_row).map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())

@@ -3,12 +3,13 @@
 //! and bounded in count and size; and the hash of all of it, what a build
 //! was made from.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::db::snapshot::CONFIGURATION;
+use crate::db::Db;
 use crate::images::record::{ImageSpec, Source};
 use crate::images::ImageError;
 use crate::recipe::{self, FileEntry, Recipe, RecipeError, MANIFEST};
@@ -36,14 +37,34 @@ pub struct Loaded {
     pub inputs: String,
 }
 
-/// Reads and renders the recipe in `folder` (an open, judged folder).
+/// Reads and renders the recipe in `folder` (an open, judged folder), with
+/// the configuration db as it is now.
 pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, ImageError> {
+    // A configuration db that cannot be read is an error, not an empty
+    // one: `hostname` would render as "" into an image.
+    let configuration = Db::load_or_empty(&config.db_path(CONFIGURATION))?;
+    load_with(folder, &context(spec, &configuration)?)
+}
+
+/// What the recipe of `spec` is rendered with: its record and `Vars`, and
+/// the `configuration` db.
+pub fn context(spec: &ImageSpec, configuration: &Db) -> Result<serde_json::Value, ImageError> {
     let Source::Recipe {
         properties, vars, ..
     } = &spec.source
     else {
         return Err(ImageError::NoRecord(spec.name.clone()));
     };
+    Ok(recipe::context(
+        &spec.name,
+        properties,
+        vars,
+        Some(configuration),
+    ))
+}
+
+/// Reads the recipe in `folder` rendered with `ctx` ([`context`]).
+pub fn load_with(folder: &Path, ctx: &serde_json::Value) -> Result<Loaded, ImageError> {
     let dir = safe_fs::open_dir(folder, Links::Never).map_err(|e| bad(folder, e.to_string()))?;
     let manifest_path = folder.join(MANIFEST);
     let text = dir
@@ -56,8 +77,7 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
             )
         })?;
     let text = String::from_utf8(text).map_err(|_| bad(&manifest_path, "not UTF-8".into()))?;
-    let ctx = context(config, &spec.name, properties, vars)?;
-    let rendered = recipe::render(&manifest_path, &text, &ctx)?;
+    let rendered = recipe::render(&manifest_path, &text, ctx)?;
     let rendered = String::from_utf8(rendered)
         .map_err(|_| bad(&manifest_path, "renders to non-UTF-8".into()))?;
     let recipe = recipe::parse(&manifest_path, &rendered)?;
@@ -68,7 +88,7 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
     let mut tar_of = |after: bool| -> Result<Vec<u8>, ImageError> {
         let mut tar = tar::Builder::new(Vec::new());
         for f in recipe.files.iter().filter(|f| f.after_steps == after) {
-            add_entry(&mut tar, folder, f, &ctx, &mut budget)?;
+            add_entry(&mut tar, folder, f, ctx, &mut budget)?;
         }
         tar.into_inner().map_err(|error| ImageError::Io {
             path: folder.to_path_buf(),
@@ -113,24 +133,6 @@ pub fn load(config: &Config, spec: &ImageSpec, folder: &Path) -> Result<Loaded, 
         tool_tars,
         inputs,
     })
-}
-
-/// What a recipe's manifest and templated files are rendered with.
-pub(in crate::shell::images) fn context(
-    config: &Config,
-    name: &str,
-    properties: &BTreeMap<String, String>,
-    vars: &BTreeMap<String, String>,
-) -> Result<serde_json::Value, ImageError> {
-    // A configuration db that cannot be read is an error, not an empty
-    // one: `hostname` would render as "" into an image.
-    let configuration = crate::db::Db::load_or_empty(&config.db_path("configuration"))?;
-    Ok(recipe::context(
-        name,
-        properties,
-        vars,
-        Some(&configuration),
-    ))
 }
 
 pub(super) fn bad(path: &Path, what: String) -> ImageError {

@@ -19,7 +19,6 @@ mod stages;
 #[cfg(test)]
 pub(super) mod tests;
 
-pub(in crate::shell::images) use load::context;
-pub use load::{load, Loaded};
+pub use load::{context, load, load_with, Loaded};
 pub use prune::{prune, Pruned};
 pub use stages::build;
